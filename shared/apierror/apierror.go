@@ -1,0 +1,140 @@
+// Package apierror builds the error bodies every Tollgate component returns,
+// so that OpenAI SDKs raise their typed errors and Apigee users see familiar
+// faults. It is pure Go and used by both the Wasm filters and the service.
+package apierror
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Style selects the shape of an error body, because clients migrating from
+// Apigee parse its fault format while OpenAI SDKs need theirs.
+type Style int
+
+const (
+	// StyleOpenAI is {"error":{"message","type","param","code"}}: OpenAI SDKs map it to typed errors.
+	StyleOpenAI Style = iota
+	// StyleApigee is {"fault":{"faultstring","detail":{"errorcode"}}}, as Apigee proxies answer.
+	StyleApigee
+)
+
+// ParseStyle reads a configuration value ("openai", "apigee" or empty) so filters share one spelling.
+func ParseStyle(s string) (Style, bool) {
+	switch s {
+	case "", "openai":
+		return StyleOpenAI, true
+	case "apigee":
+		return StyleApigee, true
+	}
+	return StyleOpenAI, false
+}
+
+// Error is one client-facing failure: the HTTP status plus the machine-readable
+// fields both styles need.
+type Error struct {
+	Status  int    // HTTP status code sent to the client.
+	Message string // Human-readable explanation; never contains secrets.
+	Type    string // OpenAI error type, e.g. "invalid_request_error".
+	Code    string // OpenAI error code, e.g. "invalid_api_key".
+	Param   string // Offending request parameter, if any.
+	Apigee  string // Apigee errorcode, e.g. "oauth.v2.InvalidApiKey"; derived when empty.
+}
+
+// Error makes Error usable as a Go error inside pure policy code.
+func (e *Error) Error() string { return strconv.Itoa(e.Status) + " " + e.Code + ": " + e.Message }
+
+// New returns an Error with the OpenAI type that matches the status, so callers only state what went wrong.
+func New(status int, code, message string) *Error {
+	return &Error{Status: status, Code: code, Message: message, Type: TypeFor(status)}
+}
+
+// TypeFor maps a status to the OpenAI error type that SDKs and dashboards expect for it.
+func TypeFor(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
+	case status == http.StatusNotFound:
+		return "not_found_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status == http.StatusRequestEntityTooLarge:
+		return "invalid_request_error"
+	case status >= 500:
+		return "server_error"
+	default:
+		return "invalid_request_error"
+	}
+}
+
+type openAIBody struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	} `json:"error"`
+}
+
+type apigeeBody struct {
+	Fault struct {
+		FaultString string `json:"faultstring"`
+		Detail      struct {
+			ErrorCode string `json:"errorcode"`
+		} `json:"detail"`
+	} `json:"fault"`
+}
+
+// Body renders the error in the requested style as JSON.
+func (e *Error) Body(style Style) []byte {
+	var v any
+	switch style {
+	case StyleApigee:
+		var b apigeeBody
+		b.Fault.FaultString = e.Message
+		b.Fault.Detail.ErrorCode = e.apigeeCode()
+		v = b
+	default:
+		var b openAIBody
+		b.Error.Message = e.Message
+		b.Error.Type = e.Type
+		if b.Error.Type == "" {
+			b.Error.Type = TypeFor(e.Status)
+		}
+		b.Error.Code = e.Code
+		if e.Param != "" {
+			p := e.Param
+			b.Error.Param = &p
+		}
+		v = b
+	}
+	out, err := json.Marshal(v)
+	if err != nil { // cannot happen with these plain types
+		return []byte(`{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}`)
+	}
+	return out
+}
+
+func (e *Error) apigeeCode() string {
+	if e.Apigee != "" {
+		return e.Apigee
+	}
+	switch e.Status {
+	case http.StatusUnauthorized:
+		return "oauth.v2.InvalidApiKey"
+	case http.StatusForbidden:
+		return "oauth.v2.InvalidApiKeyForGivenResource"
+	case http.StatusTooManyRequests:
+		return "policies.ratelimit.QuotaViolation"
+	default:
+		return "tollgate." + e.Code
+	}
+}
+
+// Headers are the response headers every error carries; callers append their own (Retry-After, WWW-Authenticate).
+func Headers() [][2]string {
+	return [][2]string{{"content-type", "application/json"}}
+}
