@@ -1,0 +1,116 @@
+//go:build !wasip1
+
+package proxywasm
+
+// Native stand-ins for the host imports, so that filter packages compile, vet and
+// unit-test natively; every call answers StatusUnimplemented.
+
+import "unsafe"
+
+func proxy_log(level uint32, msg unsafe.Pointer, msgLen uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_get_log_level(level *uint32) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_set_tick_period_milliseconds(ms uint32) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_get_current_time_nanoseconds(ns *uint64) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_get_buffer_status(bufferType uint32, size *uint32, flags *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_get_buffer_bytes(bufferType, start, maxSize uint32, retData *uint32, retSize *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_set_buffer_bytes(bufferType, start, size uint32, data unsafe.Pointer, dataLen uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_get_header_map_pairs(mapType uint32, retData *uint32, retSize *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_set_header_map_pairs(mapType uint32, data unsafe.Pointer, dataLen uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_get_header_map_value(mapType uint32, key unsafe.Pointer, keyLen uint32, retData *uint32, retSize *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_add_header_map_value(mapType uint32, key unsafe.Pointer, keyLen uint32, value unsafe.Pointer, valueLen uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_replace_header_map_value(mapType uint32, key unsafe.Pointer, keyLen uint32, value unsafe.Pointer, valueLen uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_remove_header_map_value(mapType uint32, key unsafe.Pointer, keyLen uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_continue_stream(streamType uint32) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_close_stream(streamType uint32) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_send_local_response(status uint32, details unsafe.Pointer, detailsLen uint32, body unsafe.Pointer, bodyLen uint32, headers unsafe.Pointer, headersLen uint32, grpcStatus int32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_http_call(cluster unsafe.Pointer, clusterLen uint32, headers unsafe.Pointer, headersLen uint32, body unsafe.Pointer, bodyLen uint32, trailers unsafe.Pointer, trailersLen uint32, timeoutMs uint32, token *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_get_shared_data(key unsafe.Pointer, keyLen uint32, retData *uint32, retSize *uint32, cas *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_set_shared_data(key unsafe.Pointer, keyLen uint32, value unsafe.Pointer, valueLen uint32, cas uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_register_shared_queue(name unsafe.Pointer, nameLen uint32, queueID *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_resolve_shared_queue(vmID unsafe.Pointer, vmIDLen uint32, name unsafe.Pointer, nameLen uint32, queueID *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_enqueue_shared_queue(queueID uint32, data unsafe.Pointer, dataLen uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_dequeue_shared_queue(queueID uint32, retData *uint32, retSize *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_define_metric(metricType uint32, name unsafe.Pointer, nameLen uint32, metricID *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_increment_metric(metricID uint32, delta int64) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_record_metric(metricID uint32, value uint64) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_get_metric(metricID uint32, value *uint64) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_get_property(path unsafe.Pointer, pathLen uint32, retData *uint32, retSize *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_set_property(path unsafe.Pointer, pathLen uint32, value unsafe.Pointer, valueLen uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_call_foreign_function(name unsafe.Pointer, nameLen uint32, args unsafe.Pointer, argsLen uint32, retData *uint32, retSize *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxy_set_effective_context(contextID uint32) uint32 { return uint32(StatusUnimplemented) }
+
+func proxy_done() uint32 { return uint32(StatusUnimplemented) }
