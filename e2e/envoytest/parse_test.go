@@ -1,0 +1,250 @@
+package envoytest
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+)
+
+func readFixture(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestParsePrometheus(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []Sample
+		wantErr string
+	}{
+		{name: "empty", in: "", want: nil},
+		{name: "comments only", in: "# TYPE x counter\n# HELP x y\n\n", want: nil},
+		{name: "no labels", in: "up 1\n", want: []Sample{{Name: "up", Labels: map[string]string{}, Value: 1}}},
+		{name: "labels and timestamp", in: `rq_total{cluster="a",code="200"} 7 1700000000` + "\n",
+			want: []Sample{{Name: "rq_total", Labels: map[string]string{"cluster": "a", "code": "200"}, Value: 7}}},
+		{name: "escaped label value", in: `m{v="a\"b\\c\nd"} 2.5`,
+			want: []Sample{{Name: "m", Labels: map[string]string{"v": "a\"b\\c\nd"}, Value: 2.5}}},
+		{name: "braces and commas in value", in: `m{v="x,}y",w="z"} 3`,
+			want: []Sample{{Name: "m", Labels: map[string]string{"v": "x,}y", "w": "z"}, Value: 3}}},
+		{name: "trailing comma", in: `m{a="1",} 4`, want: []Sample{{Name: "m", Labels: map[string]string{"a": "1"}, Value: 4}}},
+		{name: "infinity bucket", in: `h_bucket{le="+Inf"} +Inf`,
+			want: []Sample{{Name: "h_bucket", Labels: map[string]string{"le": "+Inf"}, Value: math.Inf(1)}}},
+		{name: "no value", in: "m{a=\"1\"}", wantErr: "want a value"},
+		{name: "bad value", in: "m abc", wantErr: "value \"abc\""},
+		{name: "unterminated label", in: `m{a="1} 2`, wantErr: "unterminated"},
+		{name: "label without quotes", in: `m{a=1} 2`, wantErr: `want ="`},
+		{name: "no name", in: `{a="1"} 2`, wantErr: "no metric name"},
+		{name: "junk after label", in: `m{a="1" b="2"} 2`, wantErr: "want , or }"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParsePrometheus(tc.in)
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParsePrometheusEnvoyFixture(t *testing.T) {
+	samples, err := ParsePrometheus(readFixture(t, "prometheus.txt"))
+	require.NoError(t, err)
+	rq := FindSamples(samples, "envoy_cluster_upstream_rq_total", map[string]string{"envoy_cluster_name": "backend"})
+	require.Len(t, rq, 1)
+	assert.Equal(t, 5.0, rq[0].Value)
+	buckets := FindSamples(samples, "envoy_http_downstream_rq_time_bucket", map[string]string{"envoy_http_conn_manager_prefix": "ingress"})
+	assert.Len(t, buckets, 3)
+	custom := FindSamples(samples, "tollgate_requests_total", nil)
+	require.Len(t, custom, 2, "both label sets")
+	assert.Empty(t, FindSamples(samples, "tollgate_requests_total", map[string]string{"model": "nope"}))
+}
+
+func TestParseStats(t *testing.T) {
+	got, err := ParseStats(readFixture(t, "stats.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(5), got["cluster.backend.upstream_rq_total"])
+	assert.Equal(t, uint64(1), got["listener.tollgate.worker_1.downstream_cx_active"])
+	_, isHistogram := got["http.ingress.downstream_rq_time"]
+	assert.False(t, isHistogram)
+
+	_, err = ParseStats("no separator here\n")
+	assert.Error(t, err)
+}
+
+func TestDecodeStatsJSON(t *testing.T) {
+	got, err := decodeStatsJSON([]byte(readFixture(t, "stats.json")))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{
+		"cluster.backend.upstream_rq_total": 5,
+		"server.live":                       1,
+	}, got)
+	_, err = decodeStatsJSON([]byte(`{"stats":[{"name":"x","value":-1}]}`))
+	assert.Error(t, err)
+	_, err = decodeStatsJSON([]byte(`not json`))
+	assert.Error(t, err)
+}
+
+func TestMatchLinesFindsCrashes(t *testing.T) {
+	tests := []struct {
+		line  string
+		crash bool
+	}{
+		{line: "[2026-01-01][1][info][wasm] wasm log r v: configured", crash: false},
+		{line: "[2026-01-01][1][error][wasm] wasm log r v: recovered panic in on_request_headers: boom", crash: false},
+		{line: "[2026-01-01][1][error][wasm] Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable", crash: true},
+		{line: "[2026-01-01][1][error][wasm] Function: _initialize failed", crash: true},
+		{line: "[2026-01-01][1][critical][wasm] Plugin w failed to load", crash: true},
+		{line: "[2026-01-01][1][error][wasm] wasm log r v: panic: runtime error: index out of range", crash: true},
+		{line: "[2026-01-01][1][error][wasm] wasm log: goroutine 1 [running]:", crash: true},
+		{line: "[2026-01-01][1][error][wasm] wasm log: fatal error: out of memory", crash: true},
+		{line: "[2026-01-01][1][error][wasm] Wasm VM failed: poll_oneoff failed", crash: true},
+		{line: "[2026-01-01][1][warning][main] There is no configured limit", crash: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.line, func(t *testing.T) {
+			got := MatchLines(tc.line+"\n", crashPatterns)
+			if tc.crash {
+				assert.Equal(t, []string{tc.line}, got)
+			} else {
+				assert.Empty(t, got)
+			}
+		})
+	}
+	assert.Len(t, MatchLines("a\nb x\nc x\n", []*regexp.Regexp{regexp.MustCompile(`x$`)}), 2)
+}
+
+func TestBootstrapRendering(t *testing.T) {
+	cfg := Config{
+		Filters: []WasmFilter{{
+			Name: "apikey", RootID: "root", VMID: "tollgate", WasmPath: "/b/apikey.wasm",
+			Configuration: `{"header":"x-api-key","quote":"\""}`, AllowOnHeadersStopIteration: true,
+			FailurePolicy: "FAIL_OPEN",
+		}},
+		Routes: []Route{
+			{Prefix: "/v1/", Headers: []HeaderMatch{{Name: "x-model", Exact: "m"}}, Cluster: "b", RequestBodyBufferLimit: 4096, Timeout: 1500 * time.Millisecond},
+			{Path: "/health", Direct: &DirectResponse{Status: 200, Body: "ok"}},
+		},
+		Clusters:            []Cluster{{Name: "b", Addr: "127.0.0.1:9000", HTTP2: true}},
+		StatsTags:           []StatsTag{{Name: "model", Regex: `^tollgate\.(model\.([^.]+)\.)`}},
+		ListenerBufferLimit: 65536,
+	}
+	out, err := cfg.render(TemplateData{AccessLog: "/tmp/a.log"}, 0)
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, yaml.Unmarshal(out, &doc))
+
+	listener := dig(t, doc, "static_resources", "listeners", 0).(map[string]any)
+	assert.Equal(t, map[string]any{"exact_balance": map[string]any{}}, listener["connection_balance_config"])
+	assert.Equal(t, 65536, listener["per_connection_buffer_limit_bytes"])
+	assert.Equal(t, "127.0.0.1", dig(t, listener, "address", "socket_address", "address"))
+	hcm := dig(t, listener, "filter_chains", 0, "filters", 0, "typed_config")
+	plugin := dig(t, hcm, "http_filters", 0, "typed_config", "config")
+	assert.Equal(t, cfg.Filters[0].Configuration, dig(t, plugin, "configuration", "value"), "plugin configuration survives YAML quoting")
+	assert.Equal(t, true, dig(t, plugin, "allow_on_headers_stop_iteration"))
+	assert.Equal(t, "FAIL_OPEN", dig(t, plugin, "failure_policy"))
+	assert.Equal(t, "tollgate", dig(t, plugin, "vm_config", "vm_id"))
+	assert.Equal(t, "/b/apikey.wasm", dig(t, plugin, "vm_config", "code", "local", "filename"))
+	assert.Equal(t, "envoy.filters.http.router", dig(t, hcm, "http_filters", 1, "name"), "router is last")
+	route := dig(t, hcm, "route_config", "virtual_hosts", 0, "routes", 0)
+	assert.Equal(t, 4096, dig(t, route, "request_body_buffer_limit"))
+	assert.Equal(t, "1.5s", dig(t, route, "route", "timeout"))
+	assert.Equal(t, "m", dig(t, route, "match", "headers", 0, "string_match", "exact"))
+	assert.Equal(t, "/health", dig(t, hcm, "route_config", "virtual_hosts", 0, "routes", 1, "match", "path"))
+	cluster := dig(t, doc, "static_resources", "clusters", 0)
+	assert.NotNil(t, dig(t, cluster, "typed_extension_protocol_options",
+		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions", "explicit_http_config", "http2_protocol_options"))
+	assert.Equal(t, "model", dig(t, doc, "stats_config", "stats_tags", 0, "tag_name"))
+	assert.Equal(t, "127.0.0.1", dig(t, doc, "admin", "address", "socket_address", "address"))
+}
+
+func TestBootstrapRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{name: "filter without path", cfg: Config{Filters: []WasmFilter{{Name: "x"}}}, wantErr: "WasmPath"},
+		{name: "route without target", cfg: Config{Routes: []Route{{Prefix: "/"}}}, wantErr: "Cluster or a Direct"},
+		{name: "route with both targets", cfg: Config{Routes: []Route{{Cluster: "a", Direct: &DirectResponse{Status: 200}}}}, wantErr: "not both"},
+		{name: "path and prefix", cfg: Config{Routes: []Route{{Path: "/a", Prefix: "/", Cluster: "a"}}}, wantErr: "not both"},
+		{name: "cluster without address", cfg: Config{Clusters: []Cluster{{Name: "a"}}}, wantErr: "Addr"},
+		{name: "cluster bad address", cfg: Config{Clusters: []Cluster{{Name: "a", Addr: "nope"}}}, wantErr: "address"},
+		{name: "header match without name", cfg: Config{Routes: []Route{{Cluster: "a", Headers: []HeaderMatch{{Exact: "x"}}}}}, wantErr: "Name"},
+		{name: "stats tag without regex", cfg: Config{StatsTags: []StatsTag{{Name: "a"}}}, wantErr: "Regex"},
+		{name: "bad custom template", cfg: Config{YAML: "{{.Nope}}"}, wantErr: "custom YAML"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.cfg.render(TemplateData{}, 0)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.wantErr)
+		})
+	}
+}
+
+// dig walks nested maps and slices by key or index.
+func dig(t *testing.T, v any, path ...any) any {
+	t.Helper()
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			require.True(t, ok, "at %q: %T is not a map", k, v)
+			v, ok = m[k]
+			require.True(t, ok, "missing key %q", k)
+		case int:
+			s, ok := v.([]any)
+			require.True(t, ok, "at [%d]: %T is not a list", k, v)
+			require.Less(t, k, len(s))
+			v = s[k]
+		}
+	}
+	return v
+}
+
+func FuzzParsePrometheus(f *testing.F) {
+	f.Add(readFixture(f, "prometheus.txt"))
+	f.Add(`m{a="x\"y",b="\\"} 1e3`)
+	f.Add("m{a=\"1\"")
+	f.Fuzz(func(t *testing.T, in string) {
+		samples, err := ParsePrometheus(in)
+		if err != nil {
+			return
+		}
+		for _, s := range samples {
+			require.NotEmpty(t, s.Name)
+			require.NotContains(t, s.Name, " ")
+			require.NotNil(t, s.Labels)
+		}
+	})
+}
+
+func FuzzParseStats(f *testing.F) {
+	f.Add(readFixture(f, "stats.txt"))
+	f.Add("a: 1\nb: P0(nan,0)\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := ParseStats(in)
+		if err != nil {
+			return
+		}
+		for name := range got {
+			require.NotEmpty(t, name)
+			require.False(t, strings.Contains(name, "\n"))
+		}
+	})
+}

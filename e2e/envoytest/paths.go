@@ -1,0 +1,97 @@
+package envoytest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// EnvEnvoy names the environment variable that overrides the Envoy binary path.
+const EnvEnvoy = "TOLLGATE_ENVOY"
+
+// EnvBuildDir names the environment variable that overrides the directory holding build/*.wasm.
+const EnvBuildDir = "TOLLGATE_BUILD_DIR"
+
+// RepoRoot returns the repository root: the nearest directory at or above the
+// working directory that holds go.mod. Tests run in their package directory, so
+// this finds the checkout wherever it lives.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("envoytest: working directory: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("envoytest: no go.mod found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FindEnvoy returns the Envoy binary to run: $TOLLGATE_ENVOY when set, else
+// <repo root>/.venv/bin/envoy. The error tells the reader how to get one.
+func FindEnvoy() (string, error) {
+	if p := os.Getenv(EnvEnvoy); p != "" {
+		if err := executable(p); err != nil {
+			return "", fmt.Errorf("envoytest: %s=%q: %w", EnvEnvoy, p, err)
+		}
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, ".venv", "bin", "envoy")
+	if err := executable(p); err != nil {
+		return "", fmt.Errorf("envoytest: Envoy not found at %s (%w): run `make envoy` in %s, or set %s", p, err, root, EnvEnvoy)
+	}
+	return p, nil
+}
+
+// BuildDir returns the directory holding the built filters: $TOLLGATE_BUILD_DIR
+// when set, else <repo root>/build.
+func BuildDir() (string, error) {
+	if d := os.Getenv(EnvBuildDir); d != "" {
+		return d, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "build"), nil
+}
+
+// WasmPath returns the absolute path of build/<name>.wasm and fails the test,
+// saying to run `make build`, when the module has not been built.
+func WasmPath(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := BuildDir()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	p, err := filepath.Abs(filepath.Join(dir, name+".wasm"))
+	if err != nil {
+		t.Fatalf("envoytest: %v", err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("envoytest: %s is missing (%v): run `make build` first", p, err)
+	}
+	return p
+}
+
+func executable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", p)
+	}
+	return nil
+}

@@ -1,0 +1,10 @@
+//go:build !linux
+
+package envoytest
+
+import "syscall"
+
+// sysProcAttr has nothing to add outside Linux.
+func sysProcAttr() *syscall.SysProcAttr {
+	return nil
+}
