@@ -1,0 +1,208 @@
+-- Tollgate counter engine: the atomic half of counter.Backend on Redis.
+--
+-- Per counter three keys share one hash slot:
+--   KEYS[3i-2] hash  "b<idx>" -> usage of bucket idx; "fs"/"fe" flexi window
+--   KEYS[3i-1] hash  reservation token -> "<bucket>:<amount>"
+--   KEYS[3i]   zset  reservation token scored by expiry (Unix ms)
+-- All time arithmetic happens in Go; this script only counts. Numbers sent
+-- back to Redis go through fmt() because Lua would print large values in
+-- exponent notation.
+--
+-- ARGV[1] = "apply":  now, atomic, count, then 11 fields per op:
+--   n, limit, force, kind (c|r|f), current, oldest, deadline, fstart, fend,
+--   token ("" for none), token expiry
+-- ARGV[1] = "adjust": now, kind, oldest, token, actual (<0 releases)
+-- Each op answers {allowed, used, window start, window end, {idx, used, ...}};
+-- adjust answers the same shape, or {-1} when the reservation is unknown.
+
+local function fmt(x)
+  return string.format('%d', x)
+end
+
+-- load prunes a counter at now and returns used, oldest, live.
+local function load(h, hr, z, now, kind, oldest)
+  local live = false
+  if kind == 'f' then
+    local fe = tonumber(redis.call('HGET', h, 'fe') or '0')
+    if fe > 0 and now < fe then
+      oldest = tonumber(redis.call('HGET', h, 'fs'))
+      live = true
+    else
+      redis.call('DEL', h)
+      oldest = math.huge
+    end
+  end
+  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', fmt(now))
+  if #expired > 0 then
+    for _, tok in ipairs(expired) do
+      local rec = redis.call('HGET', hr, tok)
+      if rec then
+        local sep = string.find(rec, ':', 1, true)
+        local idx = tonumber(string.sub(rec, 1, sep - 1))
+        local amt = tonumber(string.sub(rec, sep + 1))
+        if idx >= oldest and amt > 0 then
+          local f = 'b' .. fmt(idx)
+          local v = tonumber(redis.call('HGET', h, f) or '0') - amt
+          if v > 0 then redis.call('HSET', h, f, fmt(v)) else redis.call('HDEL', h, f) end
+        end
+        redis.call('HDEL', hr, tok)
+      end
+    end
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', fmt(now))
+  end
+  local used = 0
+  local flat = redis.call('HGETALL', h)
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    if string.byte(f, 1) == 98 then -- 'b'
+      local idx = tonumber(string.sub(f, 2))
+      if idx < oldest then
+        redis.call('HDEL', h, f)
+      else
+        used = used + tonumber(flat[i + 1])
+      end
+    end
+  end
+  return used, oldest, live
+end
+
+-- outcome reads the reply for one counter after the operation.
+local function outcome(h, kind, allowed, used, oldest)
+  local ws, we = 0, 0
+  local buckets = {}
+  if kind == 'f' then
+    ws = tonumber(redis.call('HGET', h, 'fs') or '0')
+    we = tonumber(redis.call('HGET', h, 'fe') or '0')
+  elseif kind == 'r' then
+    local flat = redis.call('HGETALL', h)
+    local list = {}
+    for i = 1, #flat, 2 do
+      local f = flat[i]
+      if string.byte(f, 1) == 98 then
+        local idx = tonumber(string.sub(f, 2))
+        if idx >= oldest then
+          table.insert(list, {idx, tonumber(flat[i + 1])})
+        end
+      end
+    end
+    table.sort(list, function(a, b) return a[1] < b[1] end)
+    for _, p in ipairs(list) do
+      table.insert(buckets, p[1])
+      table.insert(buckets, p[2])
+    end
+  end
+  return {allowed and 1 or 0, used, ws, we, buckets}
+end
+
+-- extend makes a key live at least until the absolute instant upto.
+local function extend(key, now, upto)
+  local want = upto - now + 1000
+  if want <= 0 then return end
+  local have = redis.call('PTTL', key)
+  if have < want then redis.call('PEXPIRE', key, fmt(want)) end
+end
+
+local function charge(h, hr, z, now, op, live)
+  local cur = op.current
+  local kind = op.kind
+  if kind == 'f' then
+    if not live and (op.n > 0 or op.token ~= '') then
+      redis.call('HSET', h, 'fs', fmt(op.fstart), 'fe', fmt(op.fend))
+    end
+    cur = tonumber(redis.call('HGET', h, 'fs') or '0')
+  end
+  if op.n > 0 then
+    redis.call('HINCRBY', h, 'b' .. fmt(cur), fmt(op.n))
+  end
+  local upto = op.deadline
+  if kind == 'f' then upto = tonumber(redis.call('HGET', h, 'fe') or '0') end
+  if op.token ~= '' then
+    redis.call('HSET', hr, op.token, fmt(cur) .. ':' .. fmt(op.n))
+    redis.call('ZADD', z, fmt(op.texp), op.token)
+    if op.texp > upto then upto = op.texp end
+    extend(hr, now, upto)
+    extend(z, now, upto)
+  end
+  extend(h, now, upto)
+  return cur
+end
+
+local mode = ARGV[1]
+local now = tonumber(ARGV[2])
+
+if mode == 'apply' then
+  local atomic = ARGV[3] == '1'
+  local count = tonumber(ARGV[4])
+  local ops = {}
+  for i = 1, count do
+    local a = 4 + (i - 1) * 11
+    ops[i] = {
+      n = tonumber(ARGV[a + 1]), limit = tonumber(ARGV[a + 2]), force = ARGV[a + 3] == '1',
+      kind = ARGV[a + 4], current = tonumber(ARGV[a + 5]), oldest = tonumber(ARGV[a + 6]),
+      deadline = tonumber(ARGV[a + 7]), fstart = tonumber(ARGV[a + 8]), fend = tonumber(ARGV[a + 9]),
+      token = ARGV[a + 10], texp = tonumber(ARGV[a + 11]),
+    }
+  end
+  local replies = {}
+  if not atomic then
+    for i, op in ipairs(ops) do
+      local h, hr, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+      local used, oldest, live = load(h, hr, z, now, op.kind, op.oldest)
+      local ok = used + op.n <= op.limit
+      if ok or op.force then
+        local cur = charge(h, hr, z, now, op, live)
+        used = used + op.n
+        if op.kind == 'f' then oldest = cur end
+      end
+      replies[i] = outcome(h, op.kind, ok, used, oldest)
+    end
+    return replies
+  end
+  local pending = {}
+  local all = true
+  for i, op in ipairs(ops) do
+    local h, hr, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+    local used = load(h, hr, z, now, op.kind, op.oldest)
+    local p = pending[h] or 0
+    if used + p + op.n > op.limit and not op.force then all = false end
+    pending[h] = p + op.n
+  end
+  for i, op in ipairs(ops) do
+    local h, hr, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+    local used, oldest, live = load(h, hr, z, now, op.kind, op.oldest)
+    if all then
+      local cur = charge(h, hr, z, now, op, live)
+      used = used + op.n
+      if op.kind == 'f' then oldest = cur end
+    end
+    replies[i] = outcome(h, op.kind, all, used, oldest)
+  end
+  return replies
+end
+
+if mode == 'adjust' then
+  local h, hr, z = KEYS[1], KEYS[2], KEYS[3]
+  local kind = ARGV[3]
+  local used, oldest = load(h, hr, z, now, kind, tonumber(ARGV[4]))
+  local tok = ARGV[5]
+  local actual = tonumber(ARGV[6])
+  local rec = redis.call('HGET', hr, tok)
+  if not rec then return {-1} end
+  redis.call('HDEL', hr, tok)
+  redis.call('ZREM', z, tok)
+  local sep = string.find(rec, ':', 1, true)
+  local idx = tonumber(string.sub(rec, 1, sep - 1))
+  local amt = tonumber(string.sub(rec, sep + 1))
+  if idx >= oldest then
+    local delta = -amt
+    if actual >= 0 then delta = actual - amt end
+    local f = 'b' .. fmt(idx)
+    local before = tonumber(redis.call('HGET', h, f) or '0')
+    local v = before + delta
+    if v > 0 then redis.call('HSET', h, f, fmt(v)) else redis.call('HDEL', h, f); v = 0 end
+    used = used + v - before
+  end
+  return outcome(h, kind, true, used, oldest)
+end
+
+return redis.error_reply('tollgate counter: unknown mode ' .. tostring(mode))
