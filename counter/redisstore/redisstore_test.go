@@ -50,9 +50,9 @@ func TestKeysExpire(t *testing.T) {
 		spec   string
 		maxTTL time.Duration
 	}{
-		{"100/1minute/calendar", 46 * time.Second},          // window ends 45 s later, +1 s grace
-		{"100/1minute/rolling", 62 * time.Second},           // bucket [15 s,16 s) counts until 76 s
-		{"100/1hour/flexi", time.Hour + time.Second},        // window starts now
+		{"100/1minute/calendar", 46 * time.Second},           // window ends 45 s later, +1 s grace
+		{"100/1minute/rolling", 62 * time.Second},            // bucket [15 s,16 s) counts until 76 s
+		{"100/1hour/flexi", time.Hour + time.Second},         // window starts now
 		{"100/1month/calendar", 22*24*time.Hour + time.Hour}, // 2024-04-01
 	}
 	for _, tc := range cases {
