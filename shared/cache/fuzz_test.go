@@ -1,0 +1,67 @@
+package cache
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzDecodeSet feeds arbitrary stored bytes to the set decoder: it must
+// never panic, and whatever it accepts must re-encode to the same bytes.
+func FuzzDecodeSet(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(encodeSet([]entry{{kind: kindValue, key: "k", expires: 5, value: []byte("v")}}))
+	f.Add(encodeSet([]entry{{kind: kindPending, key: "p", expires: 9, owner: 7}, {kind: kindValue, key: "q", expires: 1}}))
+	f.Add([]byte{1, 'V', 255, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		es, err := decodeSet(b)
+		if err != nil {
+			return
+		}
+		if len(es) == 0 {
+			require.LessOrEqual(t, len(b), 1, "only an empty set or a bare version byte decodes to no entries")
+			return
+		}
+		require.Equal(t, b, encodeSet(es))
+	})
+}
+
+// FuzzCacheOps runs a random sequence of operations on a tiny cache and
+// checks its invariants: no errors, a value read back is the last one put,
+// and the store never holds more keys than sets.
+func FuzzCacheOps(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+	f.Add([]byte{3, 3, 3, 0, 0, 0, 1, 1, 1})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		st := newMapStore()
+		c, err := New(st, Options{Namespace: "f", MaxEntries: 6, Ways: 2})
+		require.NoError(t, err)
+		require.NoError(t, c.Init())
+		last := map[string]byte{}
+		now := t0
+		for i, op := range ops {
+			key := string(rune('a' + op%5))
+			now = now.Add(time.Duration(op>>5) * time.Second)
+			switch (op >> 3) % 4 {
+			case 0:
+				require.NoError(t, c.Put(key, []byte{byte(i)}, now.Add(time.Hour), now))
+				last[key] = byte(i)
+			case 1:
+				l, err := c.GetOrClaim(key, uint64(op%3)+1, now, time.Second)
+				require.NoError(t, err)
+				if l.State == Hit {
+					require.Equal(t, []byte{last[key]}, l.Value)
+				}
+			case 2:
+				require.NoError(t, c.Release(key, uint64(op%3)+1, now))
+			case 3:
+				if v, _, ok, err := c.Get(key, now); ok {
+					require.NoError(t, err)
+					require.Equal(t, []byte{last[key]}, v)
+				}
+			}
+		}
+		require.LessOrEqual(t, st.keys(), c.Sets())
+	})
+}
