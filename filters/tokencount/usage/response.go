@@ -1,0 +1,74 @@
+package usage
+
+import (
+	"github.com/tidwall/gjson"
+)
+
+// Usage is the token count of one request, normalised across vendors.
+//
+// PromptTokens always includes cached prompt tokens: for Anthropic, whose
+// input_tokens excludes them, it is input_tokens + cache_creation_input_tokens
+// + cache_read_input_tokens. TotalTokens is the upstream's total when given,
+// else prompt + completion.
+type Usage struct {
+	PromptTokens     int64
+	CompletionTokens int64
+	TotalTokens      int64
+	// CachedTokens are prompt tokens served from the prompt cache
+	// (prompt_tokens_details.cached_tokens, Anthropic cache_read_input_tokens).
+	CachedTokens int64
+	// CacheWriteTokens are Anthropic prompt tokens written to the cache.
+	CacheWriteTokens int64
+	// ReasoningTokens are completion tokens spent on reasoning
+	// (completion_tokens_details.reasoning_tokens).
+	ReasoningTokens int64
+	// Estimated is true when the response carried no usage and the counts
+	// come from the estimator.
+	Estimated bool
+}
+
+// Add sums two usages (for several responses of one logical request).
+func (u Usage) Add(o Usage) Usage {
+	return Usage{
+		PromptTokens:     u.PromptTokens + o.PromptTokens,
+		CompletionTokens: u.CompletionTokens + o.CompletionTokens,
+		TotalTokens:      u.TotalTokens + o.TotalTokens,
+		CachedTokens:     u.CachedTokens + o.CachedTokens,
+		CacheWriteTokens: u.CacheWriteTokens + o.CacheWriteTokens,
+		ReasoningTokens:  u.ReasoningTokens + o.ReasoningTokens,
+		Estimated:        u.Estimated || o.Estimated,
+	}
+}
+
+// FromJSON reads the usage object of a complete JSON response body. ok is
+// false when the body has no usage object (an error body, for instance).
+func FromJSON(api API, body []byte) (u Usage, ok bool) {
+	u, ok = fromUsage(api, gjson.GetBytes(body, "usage"))
+	return clamp(u), ok
+}
+
+// fromUsage reads one usage object in the given dialect.
+func fromUsage(api API, v gjson.Result) (Usage, bool) {
+	if !v.IsObject() {
+		return Usage{}, false
+	}
+	var u Usage
+	if api == APIAnthropicMessages {
+		in := v.Get("input_tokens").Int()
+		u.CacheWriteTokens = v.Get("cache_creation_input_tokens").Int()
+		u.CachedTokens = v.Get("cache_read_input_tokens").Int()
+		u.PromptTokens = in + u.CacheWriteTokens + u.CachedTokens
+		u.CompletionTokens = v.Get("output_tokens").Int()
+		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+		return u, true
+	}
+	u.PromptTokens = v.Get("prompt_tokens").Int()
+	u.CompletionTokens = v.Get("completion_tokens").Int()
+	u.TotalTokens = v.Get("total_tokens").Int()
+	if u.TotalTokens == 0 {
+		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	}
+	u.CachedTokens = v.Get("prompt_tokens_details.cached_tokens").Int()
+	u.ReasoningTokens = v.Get("completion_tokens_details.reasoning_tokens").Int()
+	return u, true
+}

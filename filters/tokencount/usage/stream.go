@@ -1,0 +1,244 @@
+package usage
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/tollgate/tollgate/shared/sse"
+)
+
+// StreamCounter extracts usage from a streamed response event by event,
+// so it never needs the whole stream. It understands:
+//
+//   - OpenAI's final usage chunk (stream_options.include_usage: an extra
+//     chunk with "choices": [] and a usage object before [DONE]);
+//   - vLLM-style usage on the last content chunk and per-chunk cumulative
+//     usage (continuous_usage_stats): the last usage seen wins;
+//   - Anthropic message_start (input and cache tokens) and message_delta
+//     (cumulative output tokens) usage.
+//
+// It also counts the streamed text (content, reasoning, tool-call
+// arguments) of every choice with the TextTokens heuristic, which Result
+// uses when the stream carried no usage at all.
+type StreamCounter struct {
+	api     API
+	r       *sse.Reader
+	usage   Usage
+	found   bool
+	done    bool
+	failed  bool
+	choices []TextCounter
+	// Anthropic usage fields, merged across message_start and message_delta
+	aIn, aOut, aCacheW, aCacheR int64
+}
+
+// maxChoices bounds the per-choice counters (n is capped at maxN).
+const maxChoices = maxN
+
+// NewStreamCounter returns a counter for a stream of the given API.
+func NewStreamCounter(api API, opts sse.Options) *StreamCounter {
+	return &StreamCounter{api: api, r: sse.NewReader(opts)}
+}
+
+// Reset prepares the counter for another stream of the same API.
+func (s *StreamCounter) Reset() {
+	s.r.Reset()
+	for i := range s.choices {
+		s.choices[i].Reset()
+	}
+	*s = StreamCounter{api: s.api, r: s.r, choices: s.choices[:0]}
+}
+
+// Feed parses the next body chunk and observes the events it completes.
+// Its error (an oversized event was skipped) is informational: counting
+// goes on, and the result may then be incomplete.
+func (s *StreamCounter) Feed(chunk []byte) error {
+	evs, err := s.r.Feed(chunk)
+	for i := range evs {
+		s.Observe(&evs[i])
+	}
+	return err
+}
+
+// Finish observes an event the stream left unterminated at its end.
+func (s *StreamCounter) Finish() error {
+	evs, err := s.r.Finish()
+	for i := range evs {
+		s.Observe(&evs[i])
+	}
+	return err
+}
+
+// Observe takes one event, for callers that parse the stream themselves
+// (for instance with sse.Passthrough).
+func (s *StreamCounter) Observe(ev *sse.Event) {
+	if ev.IsDone() {
+		s.done = true
+		return
+	}
+	if s.api == APIAnthropicMessages {
+		s.anthropic(ev)
+		return
+	}
+	if bytes.Contains(ev.Data, []byte(`"error"`)) && gjson.GetBytes(ev.Data, "error").IsObject() {
+		s.failed = true
+	}
+	if v := gjson.GetBytes(ev.Data, "usage"); v.IsObject() {
+		if u, ok := fromUsage(s.api, v); ok {
+			s.usage, s.found = clamp(u), true
+		}
+	}
+	gjson.GetBytes(ev.Data, "choices").ForEach(func(_, c gjson.Result) bool {
+		tc := s.choice(c.Get("index").Int())
+		if s.api == APICompletions {
+			tc.WriteString(c.Get("text").Str)
+			return true
+		}
+		d := c.Get("delta")
+		if !d.IsObject() {
+			d = c.Get("message") // some servers stream whole messages
+		}
+		for _, k := range [...]string{"content", "reasoning_content", "reasoning", "refusal"} {
+			if t := d.Get(k); t.Type == gjson.String {
+				tc.WriteString(t.Str)
+			}
+		}
+		d.Get("tool_calls").ForEach(func(_, call gjson.Result) bool {
+			tc.WriteString(call.Get("function.name").Str)
+			tc.WriteString(call.Get("function.arguments").Str)
+			return true
+		})
+		return true
+	})
+}
+
+func (s *StreamCounter) anthropic(ev *sse.Event) {
+	typ := gjson.GetBytes(ev.Data, "type").Str
+	switch typ {
+	case "message_start":
+		s.anthropicUsage(gjson.GetBytes(ev.Data, "message.usage"))
+	case "message_delta":
+		s.anthropicUsage(gjson.GetBytes(ev.Data, "usage"))
+	case "content_block_start":
+		b := gjson.GetBytes(ev.Data, "content_block")
+		tc := s.choice(0)
+		tc.WriteString(b.Get("text").Str)
+		tc.WriteString(b.Get("name").Str)
+	case "content_block_delta":
+		d := gjson.GetBytes(ev.Data, "delta")
+		tc := s.choice(0)
+		for _, k := range [...]string{"text", "partial_json", "thinking"} {
+			if t := d.Get(k); t.Type == gjson.String {
+				tc.WriteString(t.Str)
+			}
+		}
+	case "message_stop":
+		s.done = true
+	case "error":
+		s.failed = true
+	}
+}
+
+// anthropicUsage merges a usage object: present fields replace earlier
+// ones (message_delta carries cumulative counts).
+func (s *StreamCounter) anthropicUsage(v gjson.Result) {
+	if !v.IsObject() {
+		return
+	}
+	s.found = true
+	set := func(dst *int64, key string) {
+		if f := v.Get(key); f.Type == gjson.Number {
+			*dst = max(f.Int(), 0)
+		}
+	}
+	set(&s.aIn, "input_tokens")
+	set(&s.aOut, "output_tokens")
+	set(&s.aCacheW, "cache_creation_input_tokens")
+	set(&s.aCacheR, "cache_read_input_tokens")
+	s.usage = Usage{
+		PromptTokens:     s.aIn + s.aCacheW + s.aCacheR,
+		CompletionTokens: s.aOut,
+		TotalTokens:      s.aIn + s.aCacheW + s.aCacheR + s.aOut,
+		CachedTokens:     s.aCacheR,
+		CacheWriteTokens: s.aCacheW,
+	}
+}
+
+// choice returns the text counter of a choice index.
+func (s *StreamCounter) choice(i int64) *TextCounter {
+	if i < 0 || i >= maxChoices {
+		i = 0
+	}
+	for int64(len(s.choices)) <= i {
+		s.choices = append(s.choices, TextCounter{})
+	}
+	return &s.choices[i]
+}
+
+// Found reports whether the stream carried usage.
+func (s *StreamCounter) Found() bool { return s.found }
+
+// Done reports whether the stream reached its end marker ([DONE] or
+// Anthropic message_stop); false means it was cut short.
+func (s *StreamCounter) Done() bool { return s.done }
+
+// Failed reports whether the stream carried an error event.
+func (s *StreamCounter) Failed() bool { return s.failed }
+
+// StreamedTokens estimates the completion tokens streamed so far.
+func (s *StreamCounter) StreamedTokens() int64 {
+	var t int64
+	for i := range s.choices {
+		t += s.choices[i].Tokens()
+	}
+	return t
+}
+
+// Result is the usage of the stream: the upstream's own when it sent any,
+// else an estimate (Estimated set) made of promptEstimate and the tokens
+// of the streamed text.
+func (s *StreamCounter) Result(promptEstimate int64) Usage {
+	if s.found {
+		return s.usage
+	}
+	c := s.StreamedTokens()
+	return Usage{
+		PromptTokens:     promptEstimate,
+		CompletionTokens: c,
+		TotalTokens:      promptEstimate + c,
+		Estimated:        true,
+	}
+}
+
+// IsUsageOnlyChunk reports an OpenAI-style chunk that exists only to carry
+// usage ("choices": [] and a usage object): the chunk the filter removes
+// again when it injected include_usage for a client that did not ask.
+func IsUsageOnlyChunk(ev *sse.Event) bool {
+	if !bytes.Contains(ev.Data, []byte(`"usage"`)) {
+		return false
+	}
+	r := gjson.ParseBytes(ev.Data)
+	if !r.Get("usage").IsObject() {
+		return false
+	}
+	ch := r.Get("choices")
+	return !ch.Exists() || ch.Type == gjson.Null || (ch.IsArray() && len(ch.Raw) > 0 && isEmptyArray(ch.Raw))
+}
+
+// isEmptyArray reports "[]" with any whitespace inside.
+func isEmptyArray(raw string) bool {
+	return strings.TrimSpace(raw[1:len(raw)-1]) == ""
+}
+
+// clamp keeps counts from a misbehaving upstream non-negative.
+func clamp(u Usage) Usage {
+	u.PromptTokens = max(u.PromptTokens, 0)
+	u.CompletionTokens = max(u.CompletionTokens, 0)
+	u.TotalTokens = max(u.TotalTokens, 0)
+	u.CachedTokens = max(u.CachedTokens, 0)
+	u.CacheWriteTokens = max(u.CacheWriteTokens, 0)
+	u.ReasoningTokens = max(u.ReasoningTokens, 0)
+	return u
+}
