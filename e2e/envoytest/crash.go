@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// crashPatterns match Envoy log lines that mean a Wasm VM trapped, failed to
+// crashPatterns match Envoy log entries that mean a Wasm VM trapped, failed to
 // start, or that Go's runtime died inside it. A panic our ABI layer recovers
-// is not a crash and does not match: the runtime prints "panic: " and a
-// "goroutine N [running]" trace only when nothing recovered it.
+// is not a crash and must not match: Go's runtime writes "panic: " (or "fatal
+// error: ") at the start of a stderr write only when nothing recovered it.
 var crashPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`Wasm VM failed`),
 	regexp.MustCompile(`Function: proxy_on_\w+ failed`),
@@ -23,17 +23,18 @@ var crashPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`Uncaught RuntimeError`),
 	regexp.MustCompile(`(?i)failed to load`),
 	regexp.MustCompile(`\]\s*(wasm log[^:]*: )?panic: `),
-	regexp.MustCompile(`fatal error: `),
+	regexp.MustCompile(`\]\s*(wasm log[^:]*: )?fatal error: `),
 	regexp.MustCompile(`goroutine \d+ \[running\]`),
 	regexp.MustCompile(`poll_oneoff failed`),
 	regexp.MustCompile(`(?i)out of memory`),
 	regexp.MustCompile(`\]\[critical\]\[`),
 }
 
-// CrashLines returns the Envoy log lines that show a Wasm VM crash (a trap, a
-// failed callback or _initialize, an unrecovered Go panic or fatal error, a
-// plugin that failed to load, a critical log entry). Extra regular expressions
-// widen the search.
+// CrashLines returns the Envoy log entries that show a Wasm VM crash (a trap,
+// a failed callback or _initialize, an unrecovered Go panic or fatal error, a
+// plugin that failed to load, a critical log entry), each reassembled as
+// LogEntries does. Extra regular expressions widen the search. Call SyncLog
+// first to be sure the latest lines are on disk.
 func (e *Envoy) CrashLines(extra ...string) []string {
 	pats := crashPatterns
 	for _, x := range extra {
@@ -42,20 +43,100 @@ func (e *Envoy) CrashLines(extra ...string) []string {
 	return MatchLines(e.Log(), pats)
 }
 
-// MatchLines returns the lines of text that match any of pats.
+// MatchLines returns the log entries of text (see LogEntries) of which the
+// whole text or any one physical line matches one of pats.
 func MatchLines(text string, pats []*regexp.Regexp) []string {
 	var out []string
+	for _, entry := range LogEntries(text) {
+		if matchEntry(entry, pats) {
+			out = append(out, entry.Text)
+		}
+	}
+	return out
+}
+
+func matchEntry(entry LogEntry, pats []*regexp.Regexp) bool {
+	for _, p := range pats {
+		if p.MatchString(entry.Text) {
+			return true
+		}
+		for _, l := range entry.Lines {
+			if p.MatchString(l) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// LogEntry is one logical entry of an Envoy log.
+type LogEntry struct {
+	// Text is the entry: its first line's header and the whole message.
+	Text string
+	// Lines are the physical log lines it was assembled from.
+	Lines []string
+}
+
+// envoyLogLine splits "[time][thread][level][component] [source] message".
+var envoyLogLine = regexp.MustCompile(`^\[[^\]]*\]\[(\d+)\]\[(\w+)\]\[[^\]]*\] \[([^\]]*)\] (wasm log [^:]*: )?(.*)$`)
+
+// LogEntries groups an Envoy log into logical entries. Lines that do not start
+// a new entry (a multi-line message such as a Wasm backtrace) join the entry
+// before them. Envoy logs every write a Wasm module makes to stdout or stderr
+// as its own line, and Go's runtime prints a crash in many small writes
+// ("goroutine ", "1", " [", "running", ...), so consecutive "wasm log" lines
+// from one thread, level and source are joined back into one entry; an empty
+// fragment (a bare newline Envoy trimmed) becomes a newline.
+func LogEntries(text string) []LogEntry {
+	var (
+		out    []LogEntry
+		curKey string
+		cur    *LogEntry
+		msg    strings.Builder
+	)
+	flush := func() {
+		if cur != nil {
+			cur.Text += msg.String()
+			out = append(out, *cur)
+		}
+		cur, curKey = nil, ""
+		msg.Reset()
+	}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
-		for _, p := range pats {
-			if p.MatchString(line) {
-				out = append(out, line)
-				break
+		m := envoyLogLine.FindStringSubmatch(line)
+		if m == nil {
+			if cur == nil {
+				cur = &LogEntry{}
+			} else {
+				msg.WriteByte('\n')
 			}
+			msg.WriteString(line)
+			cur.Lines = append(cur.Lines, line)
+			continue
 		}
+		thread, level, source, wasmPrefix, body := m[1], m[2], m[3], m[4], m[5]
+		if wasmPrefix != "" {
+			key := thread + "|" + level + "|" + source + "|" + wasmPrefix
+			if key == curKey && cur != nil {
+				if body == "" {
+					body = "\n"
+				}
+				msg.WriteString(body)
+				cur.Lines = append(cur.Lines, line)
+				continue
+			}
+			flush()
+			curKey = key
+		} else {
+			flush()
+		}
+		cur = &LogEntry{Text: strings.TrimSuffix(line, body), Lines: []string{line}}
+		msg.WriteString(body)
 	}
+	flush()
 	return out
 }
 

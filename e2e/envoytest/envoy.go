@@ -514,3 +514,29 @@ func firstN(s []string, n int) []string {
 	}
 	return s
 }
+
+// RSS returns the Envoy process's resident memory in bytes (VmRSS from
+// /proc), for before/after memory reports of load tests: Envoy has no per-VM
+// memory stat, and V8 keeps Wasm linear memory outside its heap statistics.
+func (e *Envoy) RSS() (uint64, error) {
+	e.mu.Lock()
+	p := e.proc
+	e.mu.Unlock()
+	if p == nil {
+		return 0, errors.New("envoytest: envoy not started")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("envoytest: read process status: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("envoytest: VmRSS %q: %w", rest, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, errors.New("envoytest: no VmRSS in process status")
+}

@@ -1,6 +1,8 @@
 package envoytest
 
 import (
+	"bufio"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -99,33 +101,71 @@ func TestDecodeStatsJSON(t *testing.T) {
 	assert.Error(t, err)
 }
 
+func TestLogEntriesReassemblesAGoCrash(t *testing.T) {
+	entries := LogEntries(readFixture(t, "crash.log"))
+	require.Len(t, entries, 5, "two config lines, the stderr crash, Envoy's failure with its backtrace, the admin line")
+	crash := entries[2]
+	assert.Len(t, crash.Lines, 24)
+	assert.True(t, strings.HasSuffix(crash.Text,
+		"wasm log mini mini mini: panic: miniplugin: deliberate trap\n\ngoroutine 1 [running]:main.onRequestHeaders(0x2, 0x7, 0x1)\t"+
+			"github.com/tollgate/tollgate/e2e/envoytest/testdata/miniplugin/main.go:92 +0xd\n"), crash.Text)
+	failure := entries[3]
+	assert.Contains(t, failure.Text, "Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable\nProxy-Wasm plugin in-VM backtrace:")
+	assert.Contains(t, failure.Text, "4:  0x11b42e - proxy_on_request_headers")
+
+	got := MatchLines(readFixture(t, "crash.log"), crashPatterns)
+	assert.Equal(t, []string{crash.Text, failure.Text}, got)
+}
+
 func TestMatchLinesFindsCrashes(t *testing.T) {
+	const wasmLog = "[2026-01-01 00:00:00.000][7][error][wasm] [source/extensions/common/wasm/context.cc:1157] wasm log r v: "
+	const envoyLog = "[2026-01-01 00:00:00.000][7][%s][%s] [source/x.cc:1] "
 	tests := []struct {
-		line  string
+		name  string
+		log   string
 		crash bool
 	}{
-		{line: "[2026-01-01][1][info][wasm] wasm log r v: configured", crash: false},
-		{line: "[2026-01-01][1][error][wasm] wasm log r v: recovered panic in on_request_headers: boom", crash: false},
-		{line: "[2026-01-01][1][error][wasm] Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable", crash: true},
-		{line: "[2026-01-01][1][error][wasm] Function: _initialize failed", crash: true},
-		{line: "[2026-01-01][1][critical][wasm] Plugin w failed to load", crash: true},
-		{line: "[2026-01-01][1][error][wasm] wasm log r v: panic: runtime error: index out of range", crash: true},
-		{line: "[2026-01-01][1][error][wasm] wasm log: goroutine 1 [running]:", crash: true},
-		{line: "[2026-01-01][1][error][wasm] wasm log: fatal error: out of memory", crash: true},
-		{line: "[2026-01-01][1][error][wasm] Wasm VM failed: poll_oneoff failed", crash: true},
-		{line: "[2026-01-01][1][warning][main] There is no configured limit", crash: false},
+		{name: "plugin info", log: strings.Replace(wasmLog, "error", "info", 1) + "configured", crash: false},
+		{name: "recovered panic", log: wasmLog + "recovered panic in on_request_headers: boom", crash: false},
+		{name: "warning", log: fmt.Sprintf(envoyLog, "warning", "main") + "There is no configured limit", crash: false},
+		{name: "failed callback", log: fmt.Sprintf(envoyLog, "error", "wasm") + "Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable", crash: true},
+		{name: "failed initialize", log: fmt.Sprintf(envoyLog, "error", "wasm") + "Function: _initialize failed", crash: true},
+		{name: "load failure", log: fmt.Sprintf(envoyLog, "critical", "wasm") + "Plugin w failed to load", crash: true},
+		{name: "go panic", log: wasmLog + "panic: \n" + wasmLog + "runtime error: index out of range", crash: true},
+		{name: "go fatal error", log: wasmLog + "fatal error: \n" + wasmLog + "out of memory", crash: true},
+		{name: "poll_oneoff", log: wasmLog + "poll_oneoff failed", crash: true},
 	}
 	for _, tc := range tests {
-		t.Run(tc.line, func(t *testing.T) {
-			got := MatchLines(tc.line+"\n", crashPatterns)
+		t.Run(tc.name, func(t *testing.T) {
+			got := MatchLines(tc.log+"\n", crashPatterns)
 			if tc.crash {
-				assert.Equal(t, []string{tc.line}, got)
+				assert.Len(t, got, 1)
 			} else {
 				assert.Empty(t, got)
 			}
 		})
 	}
-	assert.Len(t, MatchLines("a\nb x\nc x\n", []*regexp.Regexp{regexp.MustCompile(`x$`)}), 2)
+	assert.Len(t, MatchLines("a\nb x\nc x\n", []*regexp.Regexp{regexp.MustCompile(`x$`)}), 1,
+		"continuation lines belong to one entry")
+}
+
+func FuzzLogEntries(f *testing.F) {
+	f.Add(readFixture(f, "crash.log"))
+	f.Add("[a][1][error][wasm] [s] wasm log x: \n[a][1][error][wasm] [s] wasm log x: y\ncontinued\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		lines := 0
+		for _, e := range LogEntries(in) {
+			require.NotEmpty(t, e.Lines)
+			lines += len(e.Lines)
+		}
+		sc := bufio.NewScanner(strings.NewReader(in))
+		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+		want := 0
+		for sc.Scan() {
+			want++
+		}
+		require.Equal(t, want, lines, "every physical line lands in exactly one entry")
+	})
 }
 
 func TestBootstrapRendering(t *testing.T) {
