@@ -49,3 +49,29 @@ func LabelValue(s string) string {
 		return '_'
 	}, s)
 }
+
+// StatsTag is one entry of Envoy's bootstrap stats_config.stats_tags: the
+// regex's first group is cut from the stat name, the second is the label value.
+type StatsTag struct {
+	// Name is the Prometheus label name.
+	Name string
+	// Regex is the RE2 expression Envoy matches against the full stat name.
+	Regex string
+}
+
+// StatsTags returns the stats_tags that turn the filter's metric names into
+// Prometheus labels. Envoy prefixes Wasm metrics with "wasmcustom." internally
+// and drops that prefix in /stats/prometheus, so the output reads
+//
+//	tollgate_modelroute_requests_total{model="…",target="…"}
+//	tollgate_modelroute_rewrites_total{model="…",direction="request|response"}
+//	tollgate_modelroute_rejections_total{reason="…"}
+func StatsTags() []StatsTag {
+	const stem = `^wasmcustom\.tollgate_modelroute_`
+	return []StatsTag{
+		{Name: "model", Regex: stem + `(?:requests|rewrites)_total(\.model\.([^.]+))`},
+		{Name: "target", Regex: stem + `requests_total\.model\.[^.]+(\.target\.([^.]+))$`},
+		{Name: "direction", Regex: stem + `rewrites_total\.model\.[^.]+(\.direction\.([^.]+))$`},
+		{Name: "reason", Regex: stem + `rejections_total(\.reason\.([^.]+))$`},
+	}
+}

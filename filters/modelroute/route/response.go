@@ -65,14 +65,15 @@ func MapModel(doc []byte, from, to string) ([]byte, bool) {
 }
 
 // StreamMapper maps the model of every "data:" line of a Server-Sent Events
-// stream fed to it in arbitrary chunks. It holds back at most one incomplete
-// line (up to max bytes; a longer line is forwarded untouched), so events
-// flow through as soon as their line is complete.
+// stream. It keeps no bytes itself: when the proxy's buffer ends inside a
+// line, Map says to hold (the filter pauses and the proxy keeps buffering),
+// and the next call sees the held bytes plus the new ones. The proxy then
+// still owns every byte at the end of the stream or in a trailers callback.
+// A line longer than max is forwarded untouched as it arrives.
 type StreamMapper struct {
 	from, to string
 	max      int
-	pending  []byte // start of a line not yet complete
-	passing  bool   // the current line outgrew max: forward it until its end
+	midLine  bool // the last bytes forwarded ended inside an oversize line
 	out      []byte
 	mapped   int
 }
@@ -85,61 +86,50 @@ func NewStreamMapper(from, to string, max int) *StreamMapper {
 // Mapped is the number of events whose model was mapped.
 func (s *StreamMapper) Mapped() int { return s.mapped }
 
-// Feed consumes the next chunk and returns the bytes to forward now; with
-// eos it also flushes the held line. unchanged reports that out is exactly
-// chunk, so the caller can leave the proxy's buffer alone. out is valid
-// until the next call.
-func (s *StreamMapper) Feed(chunk []byte, eos bool) (out []byte, unchanged bool) {
+// Map judges the bytes buffered since the last forward. hold asks the caller
+// to keep buffering (buf ends inside a line that may still be mapped);
+// otherwise out is what to forward in place of buf, and unchanged reports
+// that out is buf itself. final is true at the end of the stream (or in the
+// trailers callback). out is valid until the next call.
+func (s *StreamMapper) Map(buf []byte, final bool) (out []byte, unchanged, hold bool) {
+	if len(buf) == 0 {
+		return buf, true, false
+	}
+	lastNL := bytes.LastIndexByte(buf, '\n')
+	if !final && lastNL != len(buf)-1 && len(buf)-(lastNL+1) <= s.max && !(s.midLine && lastNL < 0) {
+		return nil, false, true
+	}
 	s.out = s.out[:0]
-	changed := len(s.pending) > 0
-	rest := chunk
+	changed := false
+	rest := buf
+	if s.midLine {
+		nl := bytes.IndexByte(rest, '\n')
+		if nl < 0 {
+			return buf, true, false // still inside the oversize line
+		}
+		s.out = append(s.out, rest[:nl+1]...)
+		rest = rest[nl+1:]
+		s.midLine = false
+	}
 	for len(rest) > 0 {
 		nl := bytes.IndexByte(rest, '\n')
 		if nl < 0 {
-			break
+			if !final { // an oversize incomplete line: forward it untouched
+				s.out = append(s.out, rest...)
+				s.midLine = true
+				break
+			}
+			nl = len(rest) - 1
 		}
-		line := rest[:nl+1]
+		if s.emit(rest[:nl+1]) {
+			changed = true
+		}
 		rest = rest[nl+1:]
-		if s.passing {
-			s.out = append(s.out, line...)
-			s.passing = false
-			continue
-		}
-		if len(s.pending) > 0 {
-			s.pending = append(s.pending, line...)
-			line = s.pending
-		}
-		if s.emit(line) {
-			changed = true
-		}
-		s.pending = s.pending[:0]
-	}
-	// rest is an incomplete line.
-	switch {
-	case s.passing:
-		s.out = append(s.out, rest...)
-		if eos {
-			s.passing = false
-		}
-	case eos:
-		if len(s.pending)+len(rest) > 0 && s.emit(append(s.pending, rest...)) {
-			changed = true
-		}
-		s.pending = s.pending[:0]
-	case len(rest) == 0:
-	case len(s.pending)+len(rest) > s.max:
-		s.out = append(s.out, s.pending...)
-		s.out = append(s.out, rest...)
-		s.pending = s.pending[:0]
-		s.passing = true
-	default:
-		s.pending = append(s.pending, rest...)
-		changed = true
 	}
 	if !changed {
-		return chunk, true
+		return buf, true, false
 	}
-	return s.out, false
+	return s.out, false, false
 }
 
 // emit appends one line (with its terminator, if any) to out, mapped when it

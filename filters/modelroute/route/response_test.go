@@ -56,18 +56,28 @@ func TestMapModel(t *testing.T) {
 	}
 }
 
-// feedAll runs a StreamMapper over chunks and returns everything it forwarded.
+// feedAll runs a StreamMapper over chunks the way the filter does in a
+// proxy: held bytes stay in the proxy's buffer and come back with the next
+// chunk. It returns everything forwarded.
 func feedAll(t testing.TB, max int, chunks [][]byte) (string, int) {
 	t.Helper()
 	m := NewStreamMapper(backend, "gemma-3-1b-it", max)
 	var out bytes.Buffer
+	var buffered []byte
 	for i, c := range chunks {
-		o, unchanged := m.Feed(c, i == len(chunks)-1)
+		buffered = append(buffered, c...)
+		o, unchanged, hold := m.Map(buffered, i == len(chunks)-1)
+		if hold {
+			require.NotEqual(t, len(chunks)-1, i, "never holds at the end")
+			continue
+		}
 		if unchanged {
-			require.Equal(t, c, o)
+			require.Equal(t, buffered, o)
 		}
 		out.Write(o)
+		buffered = nil
 	}
+	require.Empty(t, buffered)
 	return out.String(), m.Mapped()
 }
 
@@ -102,6 +112,9 @@ func TestStreamMapperTable(t *testing.T) {
 		{"no events", []string{"", ""}, 64, ""},
 		{"unterminated last line flushed at eos", []string{`data: {"model":"` + backend + `"}`}, 256, `data: {"model":"gemma-3-1b-it"}`},
 		{"held across empty eos chunk", []string{`data: {"model":"` + backend + `"}`, ``}, 256, `data: {"model":"gemma-3-1b-it"}`},
+		{"line split in three", []string{`data: {"mo`, `del":"` + backend, `"}` + "\n\n", ``}, 256, "data: {\"model\":\"gemma-3-1b-it\"}\n\n"},
+		{"oversize split line then a short one", []string{`data: {"model":"` + backend + `","pad":"`, strings.Repeat("y", 50), "\"}\ndata: {\"mo", "del\":\"" + backend + "\"}\n", ""}, 40,
+			`data: {"model":"` + backend + `","pad":"` + strings.Repeat("y", 50) + "\"}\ndata: {\"model\":\"gemma-3-1b-it\"}\n"},
 		{"crlf kept", []string{"data: {\"model\":\"" + backend + "\"}\r\n\r\n"}, 256, "data: {\"model\":\"gemma-3-1b-it\"}\r\n\r\n"},
 		{"no space after colon", []string{"data:{\"model\":\"" + backend + "\"}\n"}, 256, "data:{\"model\":\"gemma-3-1b-it\"}\n"},
 		{"oversize line passes untouched", []string{`data: {"model":"` + backend + `","pad":"`, strings.Repeat("x", 50), "\"}\n", "data: {\"model\":\"" + backend + "\"}\n"}, 40,
@@ -122,14 +135,21 @@ func TestStreamMapperTable(t *testing.T) {
 
 func TestStreamMapperForwardsCompleteLinesAtOnce(t *testing.T) {
 	m := NewStreamMapper(backend, "gemma-3-1b-it", 4096)
-	out, unchanged := m.Feed([]byte("data: {\"model\":\"other\"}\n\n"), false)
+	out, unchanged, hold := m.Map([]byte("data: {\"model\":\"other\"}\n\n"), false)
+	assert.False(t, hold)
 	assert.True(t, unchanged)
 	assert.Equal(t, "data: {\"model\":\"other\"}\n\n", string(out))
-	out, unchanged = m.Feed([]byte("data: {\"mod"), false)
+	_, _, hold = m.Map([]byte("data: {\"mod"), false)
+	assert.True(t, hold, "an incomplete line is held in the proxy")
+	out, unchanged, hold = m.Map([]byte("data: {\"model\":\""+backend+"\"}\n\n"), false)
+	assert.False(t, hold)
 	assert.False(t, unchanged)
-	assert.Empty(t, out, "an incomplete line is held")
-	out, _ = m.Feed([]byte("el\":\""+backend+"\"}\n\n"), false)
 	assert.Equal(t, "data: {\"model\":\"gemma-3-1b-it\"}\n\n", string(out))
+	out, unchanged, hold = m.Map([]byte("data: {\"model\":\""+backend+"\"}"), true)
+	assert.False(t, hold, "the end of the stream is never held")
+	assert.False(t, unchanged)
+	assert.Equal(t, "data: {\"model\":\"gemma-3-1b-it\"}", string(out))
+	assert.Equal(t, 2, m.Mapped())
 }
 
 func FuzzStreamMapper(f *testing.F) {
@@ -149,9 +169,12 @@ func FuzzStreamMapper(f *testing.F) {
 		chunks = append(chunks, rest)
 		split, _ := feedAll(t, 1<<20, chunks)
 		require.Equal(t, whole, split)
-		// Lines without the backend model are forwarded byte for byte.
+		// Lines without the backend model are forwarded byte for byte, even
+		// when lines outgrow a tiny hold limit.
 		if !bytes.Contains(stream, []byte("gcs")) {
 			require.Equal(t, string(stream), whole)
+			tiny, _ := feedAll(t, 4, chunks)
+			require.Equal(t, string(stream), tiny)
 		}
 	})
 }

@@ -1,0 +1,322 @@
+// Command modelroute is the model-aware routing filter: it reads the model
+// from an OpenAI-style request body, sets the routing header Envoy's routes
+// match on (re-selecting the route), rewrites aliases to backend names,
+// splits traffic by weight, enforces the caller's allowed models and maps the
+// response's model back. The policy lives in filters/modelroute/route; this
+// file only wires it to the proxy-wasm callbacks.
+//
+// The PluginConfig must set allow_on_headers_stop_iteration: true, or Envoy
+// never delivers the body callbacks this filter pauses for.
+package main
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/tollgate/tollgate/filters/modelroute/route"
+	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/proxywasm"
+)
+
+func main() {}
+
+func init() {
+	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
+}
+
+// plugin is one configured instance of the filter in one VM.
+type plugin struct {
+	proxywasm.DefaultPluginContext
+	policy   *route.Policy
+	counters map[string]proxywasm.Counter
+}
+
+// OnPluginStart parses the configuration and defines the bounded set of
+// metrics, so every model, target and rejection reason shows up at zero.
+func (p *plugin) OnPluginStart(config []byte) error {
+	pol, err := route.Parse(config)
+	if err != nil {
+		return err
+	}
+	p.policy = pol
+	p.counters = map[string]proxywasm.Counter{}
+	names := []string{}
+	for _, m := range pol.Models() {
+		for _, t := range m.Targets {
+			names = append(names, route.RequestsMetric(m.Name, t.Route))
+		}
+		names = append(names, route.RewritesMetric(m.Name, "request"))
+		if m.MapResponse {
+			names = append(names, route.RewritesMetric(m.Name, "response"))
+		}
+	}
+	if pol.Passthrough {
+		names = append(names, route.RequestsMetric(route.OtherModel, route.OtherModel))
+	}
+	for _, code := range rejectionCodes {
+		names = append(names, route.RejectionsMetric(code))
+	}
+	for _, n := range names {
+		if _, err := p.counter(n); err != nil {
+			return err
+		}
+	}
+	proxywasm.Logf(proxywasm.LogLevelInfo, "modelroute: %d model(s), routing header %s", len(pol.Models()), pol.RoutingHeader)
+	return nil
+}
+
+// rejectionCodes are every error code the filter answers with.
+var rejectionCodes = []string{
+	route.CodeInvalidJSON, route.CodeMissingModel, route.CodeInvalidModel, route.CodeInvalidContentType,
+	route.CodeTooLarge, route.CodeModelNotFound, route.CodeModelNotAllowed, route.CodeNoIdentity, codeInternal,
+}
+
+const codeInternal = "internal_error"
+
+// counter finds or defines a counter by full name.
+func (p *plugin) counter(name string) (proxywasm.Counter, error) {
+	if c, ok := p.counters[name]; ok {
+		return c, nil
+	}
+	c, err := proxywasm.DefineCounter(name)
+	if err != nil {
+		return 0, err
+	}
+	p.counters[name] = c
+	return c, nil
+}
+
+// inc adds one to a counter; metrics never fail a request.
+func (p *plugin) inc(name string) {
+	c, err := p.counter(name)
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: metric %s: %v", name, err)
+		return
+	}
+	_ = c.Increment(1)
+}
+
+// NewHttpContext starts the state of one stream.
+func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
+
+// stream follows one request through buffering, routing and response mapping.
+type stream struct {
+	proxywasm.DefaultHttpContext
+	p         *plugin
+	buffering bool // waiting for the whole request body
+	decision  route.Decision
+	mapping   route.ResponseKind
+	mapper    *route.StreamMapper
+	respSeen  bool // the response's model was mapped at least once
+}
+
+// requestHeaders adapts the host's request headers to route.Headers.
+type requestHeaders struct{}
+
+func (requestHeaders) Get(name string) (string, bool) {
+	v, err := proxywasm.RequestHeaders.Get(name)
+	return v, err == nil
+}
+
+// randSource is the runtime's random generator (seeded through WASI random_get).
+type randSource struct{}
+
+func (randSource) Uint64N(n uint64) uint64 { return rand.Uint64N(n) }
+
+func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
+	pol := s.p.policy
+	for _, h := range pol.ClientHeaders() {
+		_ = proxywasm.RequestHeaders.Remove(h)
+	}
+	path, _ := proxywasm.RequestHeaders.Get(":path")
+	st := pol.Begin(path, requestHeaders{}, endOfStream)
+	switch st.Step {
+	case route.Reject:
+		return s.reject(st.Err)
+	case route.Buffer:
+		s.buffering = true
+		return proxywasm.ActionPause
+	}
+	return proxywasm.ActionContinue
+}
+
+func (s *stream) OnRequestBody(bodySize int, endOfStream bool) proxywasm.Action {
+	if !s.buffering {
+		return proxywasm.ActionContinue
+	}
+	if int64(bodySize) > s.p.policy.MaxBodyBytes {
+		s.buffering = false
+		return s.reject(s.p.policy.TooLarge())
+	}
+	if !endOfStream {
+		return proxywasm.ActionPause
+	}
+	return s.route()
+}
+
+// OnRequestTrailers finishes a request whose body ended with trailers (HTTP/2
+// gRPC-style requests never see end_of_stream in a body callback).
+func (s *stream) OnRequestTrailers(int) proxywasm.Action {
+	if !s.buffering {
+		return proxywasm.ActionContinue
+	}
+	return s.route()
+}
+
+// route decides on the complete body and applies the decision.
+func (s *stream) route() proxywasm.Action {
+	s.buffering = false
+	pol := s.p.policy
+	body, err := proxywasm.RequestBody.GetAll()
+	if err != nil {
+		return s.internal("read request body", err)
+	}
+	d, aerr := pol.Decide(body, requestHeaders{}, randSource{})
+	if aerr != nil {
+		return s.reject(aerr)
+	}
+	model := d.Model
+	if model == "" {
+		model = route.OtherModel
+	}
+	if d.Body != nil {
+		if err := proxywasm.RequestBody.Replace(d.Body); err != nil {
+			return s.internal("rewrite request body", err)
+		}
+		if _, err := proxywasm.RequestHeaders.Get("content-length"); err == nil {
+			if err := proxywasm.RequestHeaders.Replace("content-length", strconv.Itoa(len(d.Body))); err != nil {
+				return s.internal("fix content-length", err)
+			}
+		}
+		s.p.inc(route.RewritesMetric(model, "request"))
+	}
+	for _, h := range d.Headers(pol) {
+		if err := proxywasm.RequestHeaders.Replace(h[0], h[1]); err != nil {
+			return s.internal("set "+h[0], err)
+		}
+	}
+	// Header changes already clear the route cache for ABI 0.2.x modules;
+	// the foreign function makes it explicit where the host has it.
+	if err := proxywasm.ClearRouteCache(); err != nil && !errors.Is(err, proxywasm.ErrNotFound) && !errors.Is(err, proxywasm.ErrUnimplemented) {
+		proxywasm.Logf(proxywasm.LogLevelDebug, "modelroute: clear_route_cache: %v", err)
+	}
+	target := d.Target
+	if d.Model == "" {
+		target = route.OtherModel
+	}
+	s.p.inc(route.RequestsMetric(model, target))
+	s.decision = d
+	return proxywasm.ActionContinue
+}
+
+func (s *stream) reject(e *apierror.Error) proxywasm.Action {
+	s.p.inc(route.RejectionsMetric(e.Code))
+	if err := proxywasm.SendError(e, s.p.policy.Style); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "modelroute: send %d: %v", e.Status, err)
+	}
+	return proxywasm.ActionPause
+}
+
+func (s *stream) internal(what string, err error) proxywasm.Action {
+	proxywasm.Logf(proxywasm.LogLevelError, "modelroute: %s: %v", what, err)
+	return s.reject(apierror.New(500, codeInternal, "the gateway could not route this request"))
+}
+
+func (s *stream) OnResponseHeaders(_ int, endOfStream bool) proxywasm.Action {
+	if !s.decision.MapResponse || endOfStream {
+		return proxywasm.ActionContinue
+	}
+	ct, _ := proxywasm.ResponseHeaders.Get("content-type")
+	ce, _ := proxywasm.ResponseHeaders.Get("content-encoding")
+	kind := route.ResponseKindFor(ct, ce)
+	if kind == route.ResponseJSON {
+		if cl, err := proxywasm.ResponseHeaders.Get("content-length"); err == nil {
+			if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n > s.p.policy.MaxResponseBytes {
+				kind = route.ResponseUntouched
+			}
+		}
+	}
+	if kind == route.ResponseUntouched {
+		return proxywasm.ActionContinue
+	}
+	// The mapped body has another length; HTTP/1 falls back to chunked.
+	_ = proxywasm.ResponseHeaders.Remove("content-length")
+	s.mapping = kind
+	if kind == route.ResponseSSE {
+		s.mapper = route.NewStreamMapper(s.decision.BackendModel, s.decision.Model, int(min(s.p.policy.MaxResponseBytes, 1<<20)))
+	}
+	return proxywasm.ActionContinue
+}
+
+func (s *stream) OnResponseBody(bodySize int, endOfStream bool) proxywasm.Action {
+	switch s.mapping {
+	case route.ResponseJSON:
+		if int64(bodySize) > s.p.policy.MaxResponseBytes {
+			s.mapping = route.ResponseUntouched // too large to hold: forward unmapped
+			return proxywasm.ActionContinue
+		}
+		if !endOfStream {
+			return proxywasm.ActionPause
+		}
+		s.mapJSON()
+	case route.ResponseSSE:
+		return s.mapStream(endOfStream)
+	}
+	return proxywasm.ActionContinue
+}
+
+// OnResponseTrailers finishes mapping when the body ended with trailers.
+func (s *stream) OnResponseTrailers(int) proxywasm.Action {
+	switch s.mapping {
+	case route.ResponseJSON:
+		s.mapJSON()
+	case route.ResponseSSE:
+		s.mapStream(true)
+	}
+	return proxywasm.ActionContinue
+}
+
+func (s *stream) mapJSON() {
+	s.mapping = route.ResponseUntouched
+	body, err := proxywasm.ResponseBody.GetAll()
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: read response body: %v", err)
+		return
+	}
+	out, ok := route.MapModel(body, s.decision.BackendModel, s.decision.Model)
+	if !ok {
+		return
+	}
+	if err := proxywasm.ResponseBody.Replace(out); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: rewrite response body: %v", err)
+		return
+	}
+	s.p.inc(route.RewritesMetric(s.decision.Model, "response"))
+}
+
+func (s *stream) mapStream(final bool) proxywasm.Action {
+	buf, err := proxywasm.ResponseBody.GetAll()
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: read response body: %v", err)
+		s.mapping = route.ResponseUntouched
+		return proxywasm.ActionContinue
+	}
+	out, unchanged, hold := s.mapper.Map(buf, final)
+	if hold {
+		return proxywasm.ActionPause
+	}
+	if !unchanged {
+		if err := proxywasm.ResponseBody.Replace(out); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: rewrite response body: %v", err)
+		}
+	}
+	if !s.respSeen && s.mapper.Mapped() > 0 {
+		s.respSeen = true
+		s.p.inc(route.RewritesMetric(s.decision.Model, "response"))
+	}
+	if final {
+		s.mapping = route.ResponseUntouched
+	}
+	return proxywasm.ActionContinue
+}
