@@ -1,0 +1,411 @@
+// Package policy is the apikey filter's logic as plain Go: configuration,
+// key extraction, verify-response decoding, the cached grant format,
+// authorisation and the mapping of every outcome to a client response. It
+// makes no proxy-wasm calls, so all of it is unit- and fuzz-tested natively.
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/filters/apikey/identity"
+	"github.com/tollgate/tollgate/keystore/model"
+	"github.com/tollgate/tollgate/shared/apierror"
+)
+
+// Modes of the filter.
+const (
+	// ModeVerify verifies keys and sets identity headers (the default).
+	ModeVerify = "verify"
+	// ModeStrip only deletes identity headers: place a second instance last
+	// in the chain to keep identity away from the upstream.
+	ModeStrip = "strip"
+)
+
+// Failure modes when the keystore cannot answer.
+const (
+	FailClosed = "closed"
+	FailOpen   = "open"
+)
+
+// Key formats accepted before a keystore lookup.
+const (
+	// FormatTollgate accepts only well-formed "tg_" keys with a correct
+	// checksum; anything else is rejected as invalid without a callout.
+	FormatTollgate = "tollgate"
+	// FormatAny accepts any non-empty key up to MaxKeyLen bytes.
+	FormatAny = "any"
+)
+
+// Limits that keep hostile input cheap.
+const (
+	// MaxKeyLen is the longest key looked up; longer ones are invalid.
+	MaxKeyLen = 512
+	// MaxConfigLen bounds the plugin configuration.
+	MaxConfigLen = 4 << 20
+	// MaxCacheEntries bounds cache.max_entries.
+	MaxCacheEntries = 1 << 20
+)
+
+// Duration is a time.Duration written in JSON as a Go duration string ("30s", "500ms").
+type Duration time.Duration
+
+// UnmarshalJSON reads "30s"-style strings; plain numbers are rejected because their unit would be a guess.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"30s\" or \"500ms\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q must not be negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string, the form UnmarshalJSON reads.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// KeySource is one place a key may come from: exactly one field is set.
+type KeySource struct {
+	// Header names a request header holding the key as its whole value.
+	Header string `json:"header,omitempty"`
+	// Bearer reads "Authorization: Bearer <key>".
+	Bearer bool `json:"bearer,omitempty"`
+	// Query names a query parameter holding the key.
+	Query string `json:"query,omitempty"`
+}
+
+func (s KeySource) String() string {
+	switch {
+	case s.Bearer:
+		return "bearer"
+	case s.Query != "":
+		return "query parameter " + s.Query
+	default:
+		return "header " + s.Header
+	}
+}
+
+// KeystoreConfig says how to reach POST /v1/verify.
+type KeystoreConfig struct {
+	// Cluster is the Envoy cluster of the keystore (required in remote mode).
+	Cluster string `json:"cluster"`
+	// Authority is the :authority of callouts (default: the cluster name).
+	Authority string `json:"authority"`
+	// Path is the verify endpoint (default /v1/verify).
+	Path string `json:"path"`
+	// Timeout bounds one callout (default 1s).
+	Timeout Duration `json:"timeout"`
+	// Headers are added to every callout, e.g. a data-plane token.
+	Headers map[string]string `json:"headers"`
+}
+
+// CacheConfig sizes and times the shared-data cache of verify answers.
+type CacheConfig struct {
+	// TTL is how long a good key's answer is reused (default 60s); a shorter
+	// cache_ttl_seconds from the keystore or the key's expiry wins.
+	TTL Duration `json:"ttl"`
+	// NegativeTTL is how long an unknown, revoked or expired key's answer is
+	// reused (default 5s; "0s" disables negative caching).
+	NegativeTTL *Duration `json:"negative_ttl"`
+	// ErrorTTL is how long a failed callout's outcome is shared with other
+	// requests for the same key (default 1s; "0s" disables).
+	ErrorTTL *Duration `json:"error_ttl"`
+	// MaxEntries bounds the shared cache (default 4096), and each worker's
+	// decoded copy of it.
+	MaxEntries int `json:"max_entries"`
+	// CoalesceWait bounds how long a request waits for another worker's
+	// callout for the same key before calling the keystore itself (default:
+	// keystore timeout + 250ms).
+	CoalesceWait Duration `json:"coalesce_wait"`
+	// PollInterval is how often waiting requests look for the answer
+	// (default 5ms; Envoy's timer resolution is 1ms).
+	PollInterval Duration `json:"poll_interval"`
+}
+
+// CacheSettings is CacheConfig with every default applied.
+type CacheSettings struct {
+	TTL          time.Duration
+	NegativeTTL  time.Duration
+	ErrorTTL     time.Duration
+	MaxEntries   int
+	CoalesceWait time.Duration
+	PollInterval time.Duration
+}
+
+// LocalKey is one key of local mode: its hash and what it grants.
+type LocalKey struct {
+	// Hash is the lower-case hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`).
+	Hash      string    `json:"hash"`
+	KeyID     string    `json:"key_id"`
+	App       string    `json:"app"`
+	Developer string    `json:"developer"`
+	Products  []string  `json:"products"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// LocalConfig lists keys and products in the plugin configuration, for hosts
+// without HTTP callouts or shared data (e.g. Google Cloud Service Extensions).
+type LocalConfig struct {
+	Keys          []LocalKey           `json:"keys"`
+	Products      []model.Product      `json:"products"`
+	OperationSets []model.OperationSet `json:"operation_sets"`
+}
+
+// Config is the apikey plugin configuration (JSON). Zero values take the
+// documented defaults; unknown fields are errors.
+type Config struct {
+	Mode        string         `json:"mode"`
+	KeySources  []KeySource    `json:"key_sources"`
+	StripKey    *bool          `json:"strip_key"`
+	KeyFormat   string         `json:"key_format"`
+	Keystore    KeystoreConfig `json:"keystore"`
+	Cache       CacheConfig    `json:"cache"`
+	FailureMode string         `json:"failure_mode"`
+	ErrorStyle  string         `json:"error_style"`
+	// Realm is the realm of WWW-Authenticate challenges (default "tollgate").
+	Realm    string           `json:"realm"`
+	Identity identity.Headers `json:"identity_headers"`
+	Local    *LocalConfig     `json:"local"`
+}
+
+// Policy is a validated configuration, ready for the filter.
+type Policy struct {
+	Mode         string
+	Sources      []KeySource
+	StripKey     bool
+	KeyFormat    string
+	Keystore     KeystoreConfig
+	Cache        CacheSettings
+	FailOpen     bool
+	Style        apierror.Style
+	Realm        string
+	Identity     identity.Headers
+	IdentityList []string // every identity header name, deleted from client requests
+	// Local is the local-mode key table by hash; nil in remote mode.
+	Local map[string]*Grant
+}
+
+// ParseConfig reads and validates the plugin configuration; an empty
+// configuration is remote mode with a "keystore" cluster and every default.
+func ParseConfig(raw []byte) (*Policy, error) {
+	if len(raw) > MaxConfigLen {
+		return nil, fmt.Errorf("configuration is %d bytes; the limit is %d", len(raw), MaxConfigLen)
+	}
+	var c Config
+	if len(bytes.TrimSpace(raw)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return nil, fmt.Errorf("configuration: %w", err)
+		}
+		if dec.More() {
+			return nil, errors.New("configuration: trailing data after the JSON object")
+		}
+	}
+	return c.compile()
+}
+
+func (c Config) compile() (*Policy, error) {
+	p := &Policy{Mode: c.Mode, StripKey: true, Realm: c.Realm, KeyFormat: c.KeyFormat}
+	switch p.Mode {
+	case "":
+		p.Mode = ModeVerify
+	case ModeVerify, ModeStrip:
+	default:
+		return nil, fmt.Errorf("mode %q: want %q or %q", c.Mode, ModeVerify, ModeStrip)
+	}
+	p.Identity = c.Identity.WithDefaults()
+	if err := p.Identity.Validate(); err != nil {
+		return nil, fmt.Errorf("identity_headers: %w", err)
+	}
+	p.IdentityList = p.Identity.All()
+	if p.Mode == ModeStrip {
+		return p, nil
+	}
+
+	if c.StripKey != nil {
+		p.StripKey = *c.StripKey
+	}
+	if p.Realm == "" {
+		p.Realm = "tollgate"
+	}
+	if strings.ContainsAny(p.Realm, "\"\\\r\n") {
+		return nil, fmt.Errorf("realm %q must not contain quotes, backslashes or line breaks", p.Realm)
+	}
+	var ok bool
+	if p.Style, ok = apierror.ParseStyle(c.ErrorStyle); !ok {
+		return nil, fmt.Errorf("error_style %q: want \"openai\" or \"apigee\"", c.ErrorStyle)
+	}
+	switch c.FailureMode {
+	case "", FailClosed:
+	case FailOpen:
+		p.FailOpen = true
+	default:
+		return nil, fmt.Errorf("failure_mode %q: want %q or %q", c.FailureMode, FailClosed, FailOpen)
+	}
+
+	p.Sources = c.KeySources
+	if len(p.Sources) == 0 {
+		p.Sources = []KeySource{{Header: "x-api-key"}}
+	}
+	for i := range p.Sources {
+		s := &p.Sources[i]
+		n := 0
+		if s.Header != "" {
+			n++
+			s.Header = strings.ToLower(s.Header)
+			if !validHeaderName(s.Header) {
+				return nil, fmt.Errorf("key_sources[%d].header %q is not an HTTP header name", i, s.Header)
+			}
+			if s.Header == "authorization" {
+				return nil, fmt.Errorf("key_sources[%d]: use {\"bearer\": true} for the Authorization header", i)
+			}
+			for _, id := range p.IdentityList {
+				if id == s.Header {
+					return nil, fmt.Errorf("key_sources[%d].header %q is an identity header", i, s.Header)
+				}
+			}
+		}
+		if s.Bearer {
+			n++
+		}
+		if s.Query != "" {
+			n++
+			if !validQueryName(s.Query) {
+				return nil, fmt.Errorf("key_sources[%d].query %q: use letters, digits, '-', '_' or '.'", i, s.Query)
+			}
+		}
+		if n != 1 {
+			return nil, fmt.Errorf("key_sources[%d]: set exactly one of header, bearer or query", i)
+		}
+	}
+
+	if c.Local != nil {
+		if c.Keystore.Cluster != "" {
+			return nil, errors.New("set either local or keystore.cluster, not both")
+		}
+		if p.KeyFormat == "" {
+			p.KeyFormat = FormatAny
+		}
+		local, err := compileLocal(c.Local)
+		if err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		p.Local = local
+	} else {
+		if err := p.compileRemote(c); err != nil {
+			return nil, err
+		}
+	}
+	switch p.KeyFormat {
+	case "":
+		p.KeyFormat = FormatTollgate
+	case FormatTollgate, FormatAny:
+	default:
+		return nil, fmt.Errorf("key_format %q: want %q or %q", p.KeyFormat, FormatTollgate, FormatAny)
+	}
+	return p, nil
+}
+
+func (p *Policy) compileRemote(c Config) error {
+	k := c.Keystore
+	if k.Cluster == "" {
+		k.Cluster = "keystore"
+	}
+	if k.Authority == "" {
+		k.Authority = k.Cluster
+	}
+	if k.Path == "" {
+		k.Path = "/v1/verify"
+	}
+	if !strings.HasPrefix(k.Path, "/") {
+		return fmt.Errorf("keystore.path %q must start with '/'", k.Path)
+	}
+	if k.Timeout == 0 {
+		k.Timeout = Duration(time.Second)
+	}
+	if k.Timeout.D() < time.Millisecond || k.Timeout.D() > time.Minute {
+		return fmt.Errorf("keystore.timeout %s: want 1ms to 1m", k.Timeout.D())
+	}
+	for name := range k.Headers {
+		if !validHeaderName(strings.ToLower(name)) {
+			return fmt.Errorf("keystore.headers: %q is not an HTTP header name", name)
+		}
+	}
+	p.Keystore = k
+
+	cc := c.Cache
+	cs := CacheSettings{
+		TTL:          cc.TTL.D(),
+		NegativeTTL:  5 * time.Second,
+		ErrorTTL:     time.Second,
+		MaxEntries:   cc.MaxEntries,
+		CoalesceWait: cc.CoalesceWait.D(),
+		PollInterval: cc.PollInterval.D(),
+	}
+	if cs.TTL == 0 {
+		cs.TTL = 60 * time.Second
+	}
+	if cc.NegativeTTL != nil {
+		cs.NegativeTTL = cc.NegativeTTL.D()
+	}
+	if cc.ErrorTTL != nil {
+		cs.ErrorTTL = cc.ErrorTTL.D()
+	}
+	if cs.MaxEntries == 0 {
+		cs.MaxEntries = 4096
+	}
+	if cs.MaxEntries < 1 || cs.MaxEntries > MaxCacheEntries {
+		return fmt.Errorf("cache.max_entries %d: want 1 to %d", cs.MaxEntries, MaxCacheEntries)
+	}
+	if cs.CoalesceWait == 0 {
+		cs.CoalesceWait = k.Timeout.D() + 250*time.Millisecond
+	}
+	if cs.PollInterval == 0 {
+		cs.PollInterval = 5 * time.Millisecond
+	}
+	if cs.PollInterval < time.Millisecond {
+		return fmt.Errorf("cache.poll_interval %s: want at least 1ms", cs.PollInterval)
+	}
+	p.Cache = cs
+	return nil
+}
+
+func validHeaderName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func validQueryName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

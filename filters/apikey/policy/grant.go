@@ -1,0 +1,217 @@
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/filters/apikey/identity"
+	"github.com/tollgate/tollgate/keystore/model"
+)
+
+// Grant is what a good key may do: its identity and resolved products. It is
+// what the cache holds for a key, so authorising another path needs no callout.
+type Grant struct {
+	KeyID        string              `json:"k,omitempty"`
+	App          string              `json:"a"`
+	Developer    string              `json:"d,omitempty"`
+	Products     []string            `json:"p,omitempty"`
+	Entitlements []model.Entitlement `json:"e,omitempty"`
+	ExpiresAt    time.Time           `json:"x,omitzero"`
+}
+
+// Kind classifies a keystore answer.
+type Kind byte
+
+// Answer kinds; the byte values are the first byte of an encoded answer.
+const (
+	// Granted: the key is good; Grant says for what.
+	Granted Kind = 'G'
+	// Denied: the key is unknown, revoked or expired; Reason says which.
+	Denied Kind = 'D'
+	// Failed: the keystore could not answer (unreachable, timeout, garbage).
+	Failed Kind = 'E'
+)
+
+// Answer is the outcome of looking a key up: from the keystore, the cache or
+// the local table.
+type Answer struct {
+	Kind   Kind
+	Grant  *Grant
+	Reason string // Denied: a model.Reason*; Failed: what went wrong (no secrets)
+	// TTL is how long the keystore allows the answer to be reused (0: no hint).
+	TTL time.Duration
+}
+
+// ErrBadEntry marks a cache entry that cannot be decoded.
+var ErrBadEntry = errors.New("malformed cached answer")
+
+// Encode serialises the answer for the shared cache: one kind byte, then the
+// JSON grant or the reason text.
+func (a Answer) Encode() ([]byte, error) {
+	switch a.Kind {
+	case Granted:
+		if a.Grant == nil {
+			return nil, fmt.Errorf("%w: granted answer without a grant", ErrBadEntry)
+		}
+		b, err := json.Marshal(a.Grant)
+		if err != nil {
+			return nil, fmt.Errorf("encode grant: %w", err)
+		}
+		return append([]byte{byte(Granted)}, b...), nil
+	case Denied, Failed:
+		return append([]byte{byte(a.Kind)}, a.Reason...), nil
+	}
+	return nil, fmt.Errorf("%w: kind %q", ErrBadEntry, a.Kind)
+}
+
+// DecodeAnswer reads what Encode wrote.
+func DecodeAnswer(b []byte) (Answer, error) {
+	if len(b) == 0 {
+		return Answer{}, fmt.Errorf("%w: empty", ErrBadEntry)
+	}
+	switch Kind(b[0]) {
+	case Granted:
+		var g Grant
+		if err := json.Unmarshal(b[1:], &g); err != nil {
+			return Answer{}, fmt.Errorf("%w: %w", ErrBadEntry, err)
+		}
+		if g.App == "" {
+			return Answer{}, fmt.Errorf("%w: grant without app", ErrBadEntry)
+		}
+		return Answer{Kind: Granted, Grant: &g}, nil
+	case Denied, Failed:
+		return Answer{Kind: Kind(b[0]), Reason: string(b[1:])}, nil
+	}
+	return Answer{}, fmt.Errorf("%w: kind byte %#x", ErrBadEntry, b[0])
+}
+
+// Expiry is when a cached copy of the answer must be dropped: now plus the
+// configured TTL for its kind, shortened by the keystore's hint and by the
+// key's own expiry. A zero result means "do not cache".
+func (p *Policy) Expiry(a Answer, now time.Time) time.Time {
+	var ttl time.Duration
+	switch a.Kind {
+	case Granted:
+		ttl = p.Cache.TTL
+	case Denied:
+		ttl = p.Cache.NegativeTTL
+	case Failed:
+		ttl = p.Cache.ErrorTTL
+	}
+	if a.TTL > 0 && a.TTL < ttl && a.Kind != Failed {
+		ttl = a.TTL
+	}
+	if ttl <= 0 {
+		return time.Time{}
+	}
+	exp := now.Add(ttl)
+	if a.Kind == Granted && a.Grant != nil && !a.Grant.ExpiresAt.IsZero() && a.Grant.ExpiresAt.Before(exp) {
+		exp = a.Grant.ExpiresAt
+		if !exp.After(now) {
+			return time.Time{}
+		}
+	}
+	return exp
+}
+
+// compileLocal validates local mode's products and keys and resolves each
+// key's entitlements once, at configuration time.
+func compileLocal(l *LocalConfig) (map[string]*Grant, error) {
+	if len(l.Keys) == 0 {
+		return nil, errors.New("keys: local mode needs at least one key")
+	}
+	sets := map[string]model.OperationSet{}
+	for i := range l.OperationSets {
+		s := l.OperationSets[i]
+		s.Normalize()
+		if errs := s.Validate(); len(errs) > 0 {
+			return nil, fmt.Errorf("operation_sets[%d]: %w", i, errs)
+		}
+		if _, dup := sets[s.Name]; dup {
+			return nil, fmt.Errorf("operation_sets[%d]: %q defined twice", i, s.Name)
+		}
+		sets[s.Name] = s
+	}
+	products := map[string]model.Entitlement{}
+	for i := range l.Products {
+		pr := l.Products[i]
+		pr.Normalize()
+		if errs := pr.Validate(); len(errs) > 0 {
+			return nil, fmt.Errorf("products[%d]: %w", i, errs)
+		}
+		if _, dup := products[pr.Name]; dup {
+			return nil, fmt.Errorf("products[%d]: %q defined twice", i, pr.Name)
+		}
+		for _, ref := range pr.OperationSets {
+			if _, ok := sets[ref]; !ok {
+				return nil, fmt.Errorf("products[%d]: operation set %q is not defined", i, ref)
+			}
+		}
+		products[pr.Name] = model.Resolve(pr, sets)
+	}
+	out := make(map[string]*Grant, len(l.Keys))
+	for i, k := range l.Keys {
+		h := strings.ToLower(k.Hash)
+		switch {
+		case !model.ValidKeyHash(h):
+			return nil, fmt.Errorf("keys[%d].hash: want 64 hex digits (the SHA-256 of the key), never the key itself", i)
+		case !model.ValidName(k.App):
+			return nil, fmt.Errorf("keys[%d].app %q is not a valid name", i, k.App)
+		case len(k.Products) == 0:
+			return nil, fmt.Errorf("keys[%d].products: a key needs at least one product", i)
+		}
+		if _, dup := out[h]; dup {
+			return nil, fmt.Errorf("keys[%d]: hash listed twice", i)
+		}
+		if k.Developer != "" && !model.ValidEmail(k.Developer) {
+			return nil, fmt.Errorf("keys[%d].developer %q is not an e-mail address", i, k.Developer)
+		}
+		if k.KeyID != "" && !printable(k.KeyID) {
+			return nil, fmt.Errorf("keys[%d].key_id must be printable", i)
+		}
+		g := &Grant{KeyID: k.KeyID, App: k.App, Developer: k.Developer, Products: k.Products, ExpiresAt: k.ExpiresAt}
+		for j, name := range k.Products {
+			e, ok := products[name]
+			if !ok {
+				return nil, fmt.Errorf("keys[%d].products[%d]: product %q is not defined", i, j, name)
+			}
+			g.Entitlements = append(g.Entitlements, e)
+		}
+		out[h] = g
+	}
+	return out, nil
+}
+
+// quotaOf converts the keystore's effective quota to the identity encoding.
+func quotaOf(q *model.QuotaSpec) *identity.Quota {
+	if q == nil {
+		return nil
+	}
+	out := &identity.Quota{
+		Limit:    q.Limit,
+		Interval: q.Interval,
+		TimeUnit: q.TimeUnit,
+		Window:   q.Window,
+		Counted:  q.Counted,
+		Scope:    q.Scope,
+	}
+	if out.Interval < 1 {
+		out.Interval = 1
+	}
+	if out.Window == "" {
+		out.Window = model.WindowCalendar
+	}
+	return out
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
