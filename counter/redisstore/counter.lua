@@ -19,7 +19,8 @@ local function fmt(x)
   return string.format('%d', x)
 end
 
--- load prunes a counter at now and returns used, oldest, live.
+-- load prunes a counter at now and returns used, oldest, live and the
+-- counted buckets (index -> usage).
 local function load(h, hr, z, now, kind, oldest)
   local live = false
   if kind == 'f' then
@@ -51,6 +52,7 @@ local function load(h, hr, z, now, kind, oldest)
     redis.call('ZREMRANGEBYSCORE', z, '-inf', fmt(now))
   end
   local used = 0
+  local kept = {}
   local flat = redis.call('HGETALL', h)
   for i = 1, #flat, 2 do
     local f = flat[i]
@@ -59,36 +61,31 @@ local function load(h, hr, z, now, kind, oldest)
       if idx < oldest then
         redis.call('HDEL', h, f)
       else
-        used = used + tonumber(flat[i + 1])
+        local v = tonumber(flat[i + 1])
+        used = used + v
+        kept[idx] = v
       end
     end
   end
-  return used, oldest, live
+  return used, oldest, live, kept
 end
 
--- outcome reads the reply for one counter after the operation.
-local function outcome(h, kind, allowed, used, oldest)
+-- outcome builds the reply for one counter from the counted buckets.
+local function outcome(h, kind, allowed, used, kept)
   local ws, we = 0, 0
   local buckets = {}
   if kind == 'f' then
     ws = tonumber(redis.call('HGET', h, 'fs') or '0')
     we = tonumber(redis.call('HGET', h, 'fe') or '0')
   elseif kind == 'r' then
-    local flat = redis.call('HGETALL', h)
-    local list = {}
-    for i = 1, #flat, 2 do
-      local f = flat[i]
-      if string.byte(f, 1) == 98 then
-        local idx = tonumber(string.sub(f, 2))
-        if idx >= oldest then
-          table.insert(list, {idx, tonumber(flat[i + 1])})
-        end
-      end
+    local idxs = {}
+    for idx, v in pairs(kept) do
+      if v > 0 then table.insert(idxs, idx) end
     end
-    table.sort(list, function(a, b) return a[1] < b[1] end)
-    for _, p in ipairs(list) do
-      table.insert(buckets, p[1])
-      table.insert(buckets, p[2])
+    table.sort(idxs)
+    for _, idx in ipairs(idxs) do
+      table.insert(buckets, idx)
+      table.insert(buckets, kept[idx])
     end
   end
   return {allowed and 1 or 0, used, ws, we, buckets}
@@ -147,14 +144,14 @@ if mode == 'apply' then
   if not atomic then
     for i, op in ipairs(ops) do
       local h, hr, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-      local used, oldest, live = load(h, hr, z, now, op.kind, op.oldest)
+      local used, _, live, kept = load(h, hr, z, now, op.kind, op.oldest)
       local ok = used + op.n <= op.limit
       if ok or op.force then
         local cur = charge(h, hr, z, now, op, live)
         used = used + op.n
-        if op.kind == 'f' then oldest = cur end
+        kept[cur] = (kept[cur] or 0) + op.n
       end
-      replies[i] = outcome(h, op.kind, ok, used, oldest)
+      replies[i] = outcome(h, op.kind, ok, used, kept)
     end
     return replies
   end
@@ -169,13 +166,13 @@ if mode == 'apply' then
   end
   for i, op in ipairs(ops) do
     local h, hr, z = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-    local used, oldest, live = load(h, hr, z, now, op.kind, op.oldest)
+    local used, _, live, kept = load(h, hr, z, now, op.kind, op.oldest)
     if all then
       local cur = charge(h, hr, z, now, op, live)
       used = used + op.n
-      if op.kind == 'f' then oldest = cur end
+      kept[cur] = (kept[cur] or 0) + op.n
     end
-    replies[i] = outcome(h, op.kind, all, used, oldest)
+    replies[i] = outcome(h, op.kind, all, used, kept)
   end
   return replies
 end
@@ -183,7 +180,7 @@ end
 if mode == 'adjust' then
   local h, hr, z = KEYS[1], KEYS[2], KEYS[3]
   local kind = ARGV[3]
-  local used, oldest = load(h, hr, z, now, kind, tonumber(ARGV[4]))
+  local used, oldest, _, kept = load(h, hr, z, now, kind, tonumber(ARGV[4]))
   local tok = ARGV[5]
   local actual = tonumber(ARGV[6])
   local rec = redis.call('HGET', hr, tok)
@@ -201,8 +198,9 @@ if mode == 'adjust' then
     local v = before + delta
     if v > 0 then redis.call('HSET', h, f, fmt(v)) else redis.call('HDEL', h, f); v = 0 end
     used = used + v - before
+    kept[idx] = v
   end
-  return outcome(h, kind, true, used, oldest)
+  return outcome(h, kind, true, used, kept)
 end
 
 return redis.error_reply('tollgate counter: unknown mode ' .. tostring(mode))

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -73,9 +74,8 @@ func start(t testing.TB, bin string) (*Server, error) {
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning")
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
+		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning",
+		"--logfile", filepath.Join(dir, "redis.log"))
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("exec: %w", err)
 	}
@@ -83,7 +83,8 @@ func start(t testing.TB, bin string) (*Server, error) {
 	go func() { s.done <- cmd.Wait() }()
 	if err := s.waitReady(); err != nil {
 		s.stop()
-		return nil, err
+		log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+		return nil, fmt.Errorf("%w; redis log: %s", err, log)
 	}
 	t.Cleanup(s.stop)
 	return s, nil

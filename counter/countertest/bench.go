@@ -1,0 +1,112 @@
+package countertest
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/counter"
+	"github.com/tollgate/tollgate/window"
+)
+
+// benchKeys is how many distinct apps the benchmarks spread load over.
+const benchKeys = 1024
+
+func benchSpec(b *testing.B, kind string) window.Spec {
+	b.Helper()
+	s, err := window.NewSpec(window.MaxLimit, 1, "hour", kind)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func benchKey(i uint64) counter.Key {
+	return counter.Key{App: "app" + strconv.FormatUint(i%benchKeys, 10), Product: "gold", Kind: counter.Requests}
+}
+
+func reportRate(b *testing.B, start time.Time, decisions int64) {
+	b.Helper()
+	if el := time.Since(start).Seconds(); el > 0 {
+		b.ReportMetric(float64(decisions)/el, "decisions/s")
+	}
+}
+
+// BenchConsume measures Consume decisions per second with parallelism
+// goroutines per GOMAXPROCS, over benchKeys keys.
+func BenchConsume(b *testing.B, eng *counter.Engine, kind string, parallelism int) {
+	s := benchSpec(b, kind)
+	var seq, n atomic.Uint64
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			d, err := eng.Consume(ctx, benchKey(seq.Add(1)), s, 1)
+			if err != nil || !d.Allowed {
+				b.Errorf("consume: %v %+v", err, d)
+				return
+			}
+			n.Add(1)
+		}
+	})
+	reportRate(b, start, int64(n.Load()))
+}
+
+// BenchConsumeBatch measures decisions per second when each call carries
+// size requests.
+func BenchConsumeBatch(b *testing.B, eng *counter.Engine, size, parallelism int) {
+	s := benchSpec(b, "calendar")
+	var seq, n atomic.Uint64
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		reqs := make([]counter.Request, size)
+		for pb.Next() {
+			for i := range reqs {
+				reqs[i] = counter.Request{Key: benchKey(seq.Add(1)), Spec: s, N: 1}
+			}
+			if _, err := eng.ConsumeBatch(ctx, reqs, false); err != nil {
+				b.Errorf("consume batch: %v", err)
+				return
+			}
+			n.Add(uint64(size))
+		}
+	})
+	reportRate(b, start, int64(n.Load()))
+}
+
+// BenchReserveSettle measures reserve+settle pairs per second.
+func BenchReserveSettle(b *testing.B, eng *counter.Engine, parallelism int) {
+	s := benchSpec(b, "rolling")
+	var seq, n atomic.Uint64
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			k := benchKey(seq.Add(1))
+			k.Kind = counter.Tokens
+			r, err := eng.Reserve(ctx, k, s, 4096, time.Minute)
+			if err != nil || !r.Allowed {
+				b.Errorf("reserve: %v %+v", err, r)
+				return
+			}
+			if _, err := eng.Settle(ctx, r.ID, 1234); err != nil {
+				b.Errorf("settle: %v", err)
+				return
+			}
+			n.Add(1)
+		}
+	})
+	reportRate(b, start, int64(n.Load()))
+}
