@@ -41,8 +41,9 @@ type Options struct {
 
 // Handler serves the four data-plane endpoints.
 type Handler struct {
-	lim  counter.Limiter
-	opts Options
+	lim     counter.Limiter
+	opts    Options
+	metrics metrics
 }
 
 // New returns a handler over the limiter (normally a *counter.Engine).
@@ -72,15 +73,16 @@ func (h *Handler) Register(mux *http.ServeMux) {
 // ServeHTTP routes a request to its endpoint.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var serve func(context.Context, []byte) (any, *Error)
+	var ep endpoint
 	switch r.URL.Path {
 	case PathConsume:
-		serve = h.consume
+		serve, ep = h.consume, epConsume
 	case PathReserve:
-		serve = h.reserve
+		serve, ep = h.reserve, epReserve
 	case PathSettle:
-		serve = h.settle
+		serve, ep = h.settle, epSettle
 	case PathRelease:
-		serve = h.release
+		serve, ep = h.release, epRelease
 	default:
 		writeError(w, &Error{Status: http.StatusNotFound, ErrorBody: ErrorBody{Type: "invalid_request_error", Code: "not_found",
 			Message: fmt.Sprintf("no endpoint %s", r.URL.Path)}})
@@ -117,7 +119,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp, apiErr := serve(ctx, body)
 	if apiErr != nil {
 		if apiErr.Status >= 500 {
+			h.metrics.add(ep, outBackendError, 1)
 			h.opts.Logger.Error("quota backend failed", "path", r.URL.Path, "err", apiErr.cause)
+		} else {
+			h.metrics.add(ep, outBadRequest, 1)
 		}
 		writeError(w, apiErr)
 		return
@@ -177,6 +182,7 @@ func (h *Handler) consume(ctx context.Context, body []byte) (any, *Error) {
 	for i, d := range ds {
 		resp.Results[i] = h.result(d)
 		resp.Allowed = resp.Allowed && d.Allowed
+		h.metrics.add(epConsume, decisionOutcome(d.Allowed), 1)
 	}
 	return resp, nil
 }
@@ -214,6 +220,7 @@ func (h *Handler) reserve(ctx context.Context, body []byte) (any, *Error) {
 			resp.Results[i].Expires = window.Ms(r.Expires)
 		}
 		resp.Allowed = resp.Allowed && r.Allowed
+		h.metrics.add(epReserve, decisionOutcome(r.Allowed), 1)
 	}
 	return resp, nil
 }
@@ -237,7 +244,7 @@ func (h *Handler) settle(ctx context.Context, body []byte) (any, *Error) {
 	if apiErr != nil {
 		return nil, apiErr
 	}
-	return h.adjust(ctx, len(req.Items), func(i int) (counter.Decision, error) {
+	return h.adjust(epSettle, len(req.Items), func(i int) (counter.Decision, error) {
 		return h.lim.Settle(ctx, req.Items[i].ID, *req.Items[i].Actual)
 	})
 }
@@ -247,12 +254,12 @@ func (h *Handler) release(ctx context.Context, body []byte) (any, *Error) {
 	if apiErr != nil {
 		return nil, apiErr
 	}
-	return h.adjust(ctx, len(req.Items), func(i int) (counter.Decision, error) {
+	return h.adjust(epRelease, len(req.Items), func(i int) (counter.Decision, error) {
 		return h.lim.Release(ctx, req.Items[i].ID)
 	})
 }
 
-func (h *Handler) adjust(ctx context.Context, n int, one func(int) (counter.Decision, error)) (any, *Error) {
+func (h *Handler) adjust(ep endpoint, n int, one func(int) (counter.Decision, error)) (any, *Error) {
 	resp := AdjustResponse{Results: make([]AdjustResult, n)}
 	for i := 0; i < n; i++ {
 		d, err := one(i)
@@ -260,7 +267,9 @@ func (h *Handler) adjust(ctx context.Context, n int, one func(int) (counter.Deci
 		case err == nil:
 			r := h.result(d)
 			resp.Results[i].Result = &r
+			h.metrics.add(ep, outOK, 1)
 		case errors.Is(err, counter.ErrReservationNotFound):
+			h.metrics.add(ep, outNotFound, 1)
 			resp.Results[i].Error = &ErrorBody{Type: "invalid_request_error", Code: "reservation_not_found",
 				Message: "reservation is unknown, already settled or released, or expired", Param: fmt.Sprintf("items[%d].id", i)}
 		default:
@@ -268,12 +277,20 @@ func (h *Handler) adjust(ctx context.Context, n int, one func(int) (counter.Deci
 			if apiErr.Status >= 500 {
 				return nil, apiErr
 			}
+			h.metrics.add(ep, outBadRequest, 1)
 			body := apiErr.ErrorBody
 			body.Code, body.Param = "invalid_reservation_id", fmt.Sprintf("items[%d].id", i)
 			resp.Results[i].Error = &body
 		}
 	}
 	return resp, nil
+}
+
+func decisionOutcome(allowed bool) outcome {
+	if allowed {
+		return outAllowed
+	}
+	return outDenied
 }
 
 // engineError maps engine errors to API errors: validation to 400, the rest

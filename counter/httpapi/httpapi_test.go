@@ -276,3 +276,26 @@ func TestOverLoopback(t *testing.T) {
 	assert.JSONEq(t, fmt.Sprintf(`{"allowed":true,"results":[{"allowed":true,"limit":3,"used":1,"remaining":2,"reset":%d,"reset_after_ms":45000,"retry_after_ms":0}]}`,
 		countertest.T0.Add(time.Minute).UnixMilli()), string(b))
 }
+
+func TestMetrics(t *testing.T) {
+	f := newFixture(t)
+	body := readFixture(t, "consume.json")
+	for i := 0; i < 4; i++ {
+		f.do(t, http.MethodPost, PathConsume, body)
+	}
+	f.do(t, http.MethodPost, PathConsume, `{}`)
+	f.do(t, http.MethodPost, PathRelease, `{"items":[{"id":"bm9wZQ"}]}`)
+	var b strings.Builder
+	require.NoError(t, f.h.WriteMetrics(&b))
+	out := b.String()
+	assert.Contains(t, out, "# TYPE tollgate_quota_items_total counter\n")
+	for _, line := range []string{
+		`tollgate_quota_items_total{endpoint="consume",outcome="allowed"} 3`,
+		`tollgate_quota_items_total{endpoint="consume",outcome="denied"} 1`,
+		`tollgate_quota_items_total{endpoint="consume",outcome="bad_request"} 1`,
+		`tollgate_quota_items_total{endpoint="release",outcome="bad_request"} 1`,
+		`tollgate_quota_items_total{endpoint="settle",outcome="ok"} 0`,
+	} {
+		assert.Contains(t, out, line+"\n")
+	}
+}
