@@ -12,9 +12,9 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func newCache(t *testing.T, max, ways int) (*Cache, *mapStore) {
+func newCache(t *testing.T, max, ways int) (*Cache, *MemStore) {
 	t.Helper()
-	st := newMapStore()
+	st := NewMemStore()
 	c, err := New(st, Options{Namespace: "test", MaxEntries: max, Ways: ways})
 	require.NoError(t, err)
 	require.NoError(t, c.Init())
@@ -38,7 +38,7 @@ func TestNewOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(newMapStore(), tt.opts)
+			c, err := New(NewMemStore(), tt.opts)
 			if tt.wantErr {
 				require.Error(t, err)
 				return
@@ -54,10 +54,10 @@ func TestNewOptions(t *testing.T) {
 
 func TestInitCreatesEverySetOnce(t *testing.T) {
 	c, st := newCache(t, 40, 4)
-	assert.Equal(t, 10, st.keys())
-	w := st.writes()
+	assert.Equal(t, 10, st.Keys())
+	w := st.Writes()
 	require.NoError(t, c.Init())
-	assert.Equal(t, w, st.writes(), "a second Init must not overwrite existing sets")
+	assert.Equal(t, w, st.Writes(), "a second Init must not overwrite existing sets")
 }
 
 func TestGetOrClaimPutCycle(t *testing.T) {
@@ -200,7 +200,7 @@ func TestCorruptSetReadsEmptyAndIsRepaired(t *testing.T) {
 
 // conflictStore fails the first n CAS writes as if another worker won the race.
 type conflictStore struct {
-	*mapStore
+	*MemStore
 	fail int
 }
 
@@ -209,11 +209,11 @@ func (s *conflictStore) Set(key string, value []byte, cas uint32) (bool, error) 
 		s.fail--
 		return false, nil
 	}
-	return s.mapStore.Set(key, value, cas)
+	return s.MemStore.Set(key, value, cas)
 }
 
 func TestContention(t *testing.T) {
-	st := &conflictStore{mapStore: newMapStore()}
+	st := &conflictStore{MemStore: NewMemStore()}
 	c, err := New(st, Options{Namespace: "n", MaxEntries: 4})
 	require.NoError(t, err)
 	require.NoError(t, c.Init())
@@ -288,7 +288,7 @@ func TestBoundedStoreKeys(t *testing.T) {
 	for i := range 1000 {
 		require.NoError(t, c.Put(fmt.Sprint("key-", i), []byte("v"), t0.Add(time.Minute), t0))
 	}
-	assert.Equal(t, 8, st.keys(), "store keys never grow past the set count")
+	assert.Equal(t, 8, st.Keys(), "store keys never grow past the set count")
 	live := 0
 	for i := range 1000 {
 		if _, _, ok, _ := c.Get(fmt.Sprint("key-", i), t0); ok {

@@ -34,7 +34,7 @@ func FuzzCacheOps(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 	f.Add([]byte{3, 3, 3, 0, 0, 0, 1, 1, 1})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		st := newMapStore()
+		st := NewMemStore()
 		c, err := New(st, Options{Namespace: "f", MaxEntries: 6, Ways: 2})
 		require.NoError(t, err)
 		require.NoError(t, c.Init())
@@ -62,6 +62,6 @@ func FuzzCacheOps(f *testing.F) {
 				}
 			}
 		}
-		require.LessOrEqual(t, st.keys(), c.Sets())
+		require.LessOrEqual(t, st.Keys(), c.Sets())
 	})
 }
