@@ -95,13 +95,15 @@ type Store interface {
 
 	// Lookup finds the key with this SHA-256 hex hash and everything needed
 	// to verify it. An unknown hash, or a key whose app is gone, is ErrNotFound.
+	// The Grant may share memory with a decode cache: treat it as read-only.
 	Lookup(ctx context.Context, hash string) (Grant, error)
 }
 
 // records implements Store over any engine.
 type records struct {
-	eng engine
-	now func() time.Time
+	eng   engine
+	now   func() time.Time
+	cache *decodeCache
 }
 
 // Option configures a Store.
@@ -111,7 +113,7 @@ type Option func(*records)
 func WithClock(now func() time.Time) Option { return func(r *records) { r.now = now } }
 
 func newRecords(eng engine, opts []Option) *records {
-	r := &records{eng: eng, now: time.Now}
+	r := &records{eng: eng, now: time.Now, cache: newDecodeCache()}
 	for _, o := range opts {
 		o(r)
 	}
@@ -607,27 +609,27 @@ func (r *records) Lookup(ctx context.Context, hash string) (Grant, error) {
 		if !ok {
 			return fmt.Errorf("key hash: %w", ErrNotFound)
 		}
-		k, ok, err := get[model.Key](tx, bucketKeys, string(id))
+		k, ok, err := getCached[model.Key](r.cache, tx, bucketKeys, string(id))
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return fmt.Errorf("key %q indexed but missing: %w", id, ErrNotFound)
 		}
-		app, ok, err := get[model.App](tx, bucketApps, k.App)
+		app, ok, err := getCached[model.App](r.cache, tx, bucketApps, k.App)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return fmt.Errorf("app %q of key %q: %w", k.App, k.ID, ErrNotFound)
 		}
-		dev, _, err := get[model.Developer](tx, bucketDevelopers, app.Developer)
+		dev, _, err := getCached[model.Developer](r.cache, tx, bucketDevelopers, app.Developer)
 		if err != nil {
 			return err
 		}
 		g = Grant{Key: k, App: app, Developer: dev}
 		for _, name := range model.EffectiveProducts(k, app) {
-			p, ok, err := get[model.Product](tx, bucketProducts, name)
+			p, ok, err := getCached[model.Product](r.cache, tx, bucketProducts, name)
 			if err != nil {
 				return err
 			}
@@ -639,7 +641,7 @@ func (r *records) Lookup(ctx context.Context, hash string) (Grant, error) {
 				if _, seen := g.Sets[s]; seen {
 					continue
 				}
-				set, ok, err := get[model.OperationSet](tx, bucketOpSets, s)
+				set, ok, err := getCached[model.OperationSet](r.cache, tx, bucketOpSets, s)
 				if err != nil {
 					return err
 				}
