@@ -43,8 +43,7 @@ func (u Usage) Add(o Usage) Usage {
 // FromJSON reads the usage object of a complete JSON response body. ok is
 // false when the body has no usage object (an error body, for instance).
 func FromJSON(api API, body []byte) (u Usage, ok bool) {
-	u, ok = fromUsage(api, gjson.GetBytes(body, "usage"))
-	return clamp(u), ok
+	return fromUsage(api, gjson.GetBytes(body, "usage"))
 }
 
 // fromUsage reads one usage object in the given dialect.
@@ -52,23 +51,24 @@ func fromUsage(api API, v gjson.Result) (Usage, bool) {
 	if !v.IsObject() {
 		return Usage{}, false
 	}
+	// count reads a field; a misbehaving upstream cannot make it negative.
+	count := func(key string) int64 { return max(v.Get(key).Int(), 0) }
 	var u Usage
 	if api == APIAnthropicMessages {
-		in := v.Get("input_tokens").Int()
-		u.CacheWriteTokens = v.Get("cache_creation_input_tokens").Int()
-		u.CachedTokens = v.Get("cache_read_input_tokens").Int()
-		u.PromptTokens = in + u.CacheWriteTokens + u.CachedTokens
-		u.CompletionTokens = v.Get("output_tokens").Int()
+		u.CacheWriteTokens = count("cache_creation_input_tokens")
+		u.CachedTokens = count("cache_read_input_tokens")
+		u.PromptTokens = count("input_tokens") + u.CacheWriteTokens + u.CachedTokens
+		u.CompletionTokens = count("output_tokens")
 		u.TotalTokens = u.PromptTokens + u.CompletionTokens
 		return u, true
 	}
-	u.PromptTokens = v.Get("prompt_tokens").Int()
-	u.CompletionTokens = v.Get("completion_tokens").Int()
-	u.TotalTokens = v.Get("total_tokens").Int()
+	u.PromptTokens = count("prompt_tokens")
+	u.CompletionTokens = count("completion_tokens")
+	u.TotalTokens = count("total_tokens")
 	if u.TotalTokens == 0 {
 		u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	}
-	u.CachedTokens = v.Get("prompt_tokens_details.cached_tokens").Int()
-	u.ReasoningTokens = v.Get("completion_tokens_details.reasoning_tokens").Int()
+	u.CachedTokens = count("prompt_tokens_details.cached_tokens")
+	u.ReasoningTokens = count("completion_tokens_details.reasoning_tokens")
 	return u, true
 }

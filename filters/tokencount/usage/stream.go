@@ -87,7 +87,7 @@ func (s *StreamCounter) Observe(ev *sse.Event) {
 	}
 	if v := gjson.GetBytes(ev.Data, "usage"); v.IsObject() {
 		if u, ok := fromUsage(s.api, v); ok {
-			s.usage, s.found = clamp(u), true
+			s.usage, s.found = u, true
 		}
 	}
 	gjson.GetBytes(ev.Data, "choices").ForEach(func(_, c gjson.Result) bool {
@@ -230,15 +230,4 @@ func IsUsageOnlyChunk(ev *sse.Event) bool {
 // isEmptyArray reports "[]" with any whitespace inside.
 func isEmptyArray(raw string) bool {
 	return strings.TrimSpace(raw[1:len(raw)-1]) == ""
-}
-
-// clamp keeps counts from a misbehaving upstream non-negative.
-func clamp(u Usage) Usage {
-	u.PromptTokens = max(u.PromptTokens, 0)
-	u.CompletionTokens = max(u.CompletionTokens, 0)
-	u.TotalTokens = max(u.TotalTokens, 0)
-	u.CachedTokens = max(u.CachedTokens, 0)
-	u.CacheWriteTokens = max(u.CacheWriteTokens, 0)
-	u.ReasoningTokens = max(u.ReasoningTokens, 0)
-	return u
 }

@@ -89,7 +89,11 @@ func (c *TextCounter) Write(b []byte) {
 			return
 		}
 		r, size := utf8.DecodeRune(c.pend[:c.npend])
-		c.rune(r)
+		if c.pend[0] < utf8.RuneSelf {
+			c.ascii(c.pend[0]) // left over after an invalid sequence
+		} else {
+			c.rune(r)
+		}
 		copy(c.pend[:], c.pend[size:c.npend])
 		c.npend -= size
 	}
