@@ -25,16 +25,6 @@ func init() {
 
 func main() {}
 
-// Metric names; the ".outcome.<x>" / ".result.<x>" suffixes become labels
-// with the stats_tags in docs/apikey.md.
-const (
-	metricRequests    = "tollgate_apikey_requests_total.outcome."
-	metricCache       = "tollgate_apikey_cache_lookups_total.result."
-	metricCallouts    = "tollgate_apikey_callouts_total.result."
-	metricCoalesced   = "tollgate_apikey_coalesced_total"
-	metricCacheErrors = "tollgate_apikey_cache_errors_total"
-)
-
 type plugin struct {
 	proxywasm.DefaultPluginContext
 	rootID   uint32
@@ -76,7 +66,7 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 func (p *plugin) defineMetrics() error {
 	p.outcomes = map[policy.Outcome]proxywasm.Counter{}
 	for _, o := range policy.Outcomes {
-		c, err := proxywasm.DefineCounter(metricRequests + o.String())
+		c, err := proxywasm.DefineCounter(policy.RequestsMetric(o))
 		if err != nil {
 			return err
 		}
@@ -84,12 +74,12 @@ func (p *plugin) defineMetrics() error {
 	}
 	p.events = map[gate.Event]proxywasm.Counter{}
 	names := map[gate.Event]string{
-		gate.CacheHit:     metricCache + gate.CacheHit.String(),
-		gate.CacheMiss:    metricCache + gate.CacheMiss.String(),
-		gate.CalloutOK:    metricCallouts + gate.CalloutOK.String(),
-		gate.CalloutError: metricCallouts + gate.CalloutError.String(),
-		gate.Coalesced:    metricCoalesced,
-		gate.CacheError:   metricCacheErrors,
+		gate.CacheHit:     policy.CacheMetric("hit"),
+		gate.CacheMiss:    policy.CacheMetric("miss"),
+		gate.CalloutOK:    policy.CalloutsMetric("ok"),
+		gate.CalloutError: policy.CalloutsMetric("error"),
+		gate.Coalesced:    policy.MetricCoalesced,
+		gate.CacheError:   policy.MetricCacheErrors,
 	}
 	for e, name := range names {
 		c, err := proxywasm.DefineCounter(name)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"regexp"
 	"testing"
 	"time"
 
@@ -254,4 +255,22 @@ func TestLocalDecide(t *testing.T) {
 
 	d = p.Decide(Answer{Kind: Granted, Grant: p.Local[HashKey("bar")]}, 0, "POST", "/v1/embeddings", now)
 	assert.Equal(t, Invalid, d.Outcome, "an expired local key")
+}
+
+func TestMetricNames(t *testing.T) {
+	assert.Equal(t, "tollgate_apikey_requests_total.outcome.keystore_error", RequestsMetric(KeystoreError))
+	assert.Equal(t, "tollgate_apikey_cache_lookups_total.result.hit", CacheMetric("hit"))
+	assert.Equal(t, "tollgate_apikey_callouts_total.result.error", CalloutsMetric("error"))
+	tags := StatsTags()
+	require.Len(t, tags, 2)
+	for _, st := range tags {
+		_, err := regexp.Compile(st.Regex)
+		require.NoError(t, err)
+	}
+	m := regexp.MustCompile(tags[0].Regex).FindStringSubmatch("wasmcustom." + RequestsMetric(Allowed))
+	require.Len(t, m, 3)
+	assert.Equal(t, "allowed", m[2])
+	m = regexp.MustCompile(tags[1].Regex).FindStringSubmatch("wasmcustom." + CalloutsMetric("ok"))
+	require.Len(t, m, 3)
+	assert.Equal(t, "ok", m[2])
 }
