@@ -346,11 +346,26 @@ func (e *Envoy) diagnostics() string {
 	if out, err := os.ReadFile(filepath.Join(e.Dir, "envoy.stdout")); err == nil && len(out) > 0 {
 		fmt.Fprintf(&b, "--- envoy stdout/stderr ---\n%s\n", tail(string(out), 20))
 	}
-	fmt.Fprintf(&b, "--- tail of %s ---\n%s", e.LogPath, tail(e.Log(), logTailLines))
+	fmt.Fprintf(&b, "--- tail of %s (start-up listings omitted) ---\n%s", e.LogPath, tail(withoutListings(e.Log()), logTailLines))
 	if crashes := e.CrashLines(); len(crashes) > 0 {
 		fmt.Fprintf(&b, "\n--- crash lines (%d) ---\n%s", len(crashes), strings.Join(firstN(crashes, 20), "\n"))
 	}
 	return b.String()
+}
+
+// startupListing matches the long indented lists Envoy logs at start-up
+// (linked extensions, header map layouts), which would crowd out the tail.
+var startupListing = regexp.MustCompile(`\]\[info\]\[main\] \[source/server/server\.cc:\d+\]   `)
+
+func withoutListings(log string) string {
+	lines := strings.Split(log, "\n")
+	kept := lines[:0]
+	for _, l := range lines {
+		if !startupListing.MatchString(l) {
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept, "\n")
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)

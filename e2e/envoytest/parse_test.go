@@ -288,3 +288,14 @@ func FuzzParseStats(f *testing.F) {
 		}
 	})
 }
+
+func TestDiagnosticsDropStartupListings(t *testing.T) {
+	log := strings.Join([]string{
+		"[t][1][info][main] [source/server/server.cc:465] statically linked extensions:",
+		"[t][1][info][main] [source/server/server.cc:467]   envoy.filters.http: envoy.buffer",
+		"[t][1][info][main] [source/server/server.cc:547]   request header map: 648 bytes",
+		"[t][1][error][wasm] [source/x.cc:1] kept",
+	}, "\n")
+	assert.Equal(t, "[t][1][info][main] [source/server/server.cc:465] statically linked extensions:\n[t][1][error][wasm] [source/x.cc:1] kept",
+		withoutListings(log))
+}
