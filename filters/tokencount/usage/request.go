@@ -8,7 +8,6 @@ package usage
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -162,40 +161,52 @@ type Request struct {
 const maxN = 1024
 
 // ParseRequest reads a request body of the given API. Every malformed
-// body gives a *RequestError wrapping ErrMalformedRequest.
+// body gives a *RequestError wrapping ErrMalformedRequest. Each object is
+// walked once (a large image payload is not rescanned per field), and a
+// repeated key takes its last value, as the JSON parsers of the upstream
+// servers do; a repeated key that drives metering is refused.
 func ParseRequest(api API, body []byte) (*Request, error) {
 	if !gjson.ValidBytes(body) {
 		return nil, bad("", "the body is not valid JSON")
 	}
-	root := gjson.ParseBytes(body)
+	// The body is only read while parsing; strings kept are cloned.
+	root := gjson.Parse(unsafeString(body))
 	if !root.IsObject() {
 		return nil, bad("", "the body must be a JSON object")
 	}
+	var o object
+	o.index(root)
+	if k, ok := o.duplicate(meteredKeys...); ok {
+		return nil, bad(k, "must not appear more than once")
+	}
 	req := &Request{API: api, N: 1}
 	var err error
-	if req.Model, err = optString(root, "model"); err != nil {
+	if req.Model, err = o.optString("model"); err != nil {
 		return nil, err
 	}
-	if req.Stream, err = optBool(root, "stream"); err != nil {
+	req.Model = strings.Clone(req.Model)
+	if req.Stream, err = o.optBool("stream"); err != nil {
 		return nil, err
 	}
-	if so := root.Get("stream_options"); so.Exists() && so.Type != gjson.Null {
+	if so := o.get("stream_options"); so.Exists() && so.Type != gjson.Null {
 		if !so.IsObject() {
 			return nil, bad("stream_options", "must be an object")
 		}
-		if req.IncludeUsage, err = optBool(so, "include_usage"); err != nil {
+		var sop object
+		sop.index(so)
+		if req.IncludeUsage, err = sop.optBool("include_usage"); err != nil {
 			return nil, err
 		}
 	}
 	switch api {
 	case APIChatCompletions:
-		err = parseChat(root, req)
+		err = parseChat(&o, req)
 	case APICompletions:
-		err = parseCompletions(root, req)
+		err = parseCompletions(&o, req)
 	case APIEmbeddings:
-		err = parseEmbeddings(root, req)
+		err = parseEmbeddings(&o, req)
 	case APIAnthropicMessages:
-		err = parseAnthropic(root, req)
+		err = parseAnthropic(&o, req)
 	default:
 		err = bad("", "unsupported endpoint")
 	}
@@ -205,18 +216,22 @@ func ParseRequest(api API, body []byte) (*Request, error) {
 	return req, nil
 }
 
-func parseChat(root gjson.Result, req *Request) error {
-	if err := parseMaxOutput(root, req, "max_completion_tokens", "max_tokens"); err != nil {
+// meteredKeys are the top-level keys whose repetition is refused: a
+// client must not show the gateway one value and the upstream another.
+var meteredKeys = []string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "best_of", "messages", "prompt", "input", "system"}
+
+func parseChat(o *object, req *Request) error {
+	if err := parseMaxOutput(o, req, "max_completion_tokens", "max_tokens"); err != nil {
 		return err
 	}
-	n, _, err := optCount(root, "n")
+	n, _, err := o.optCount("n")
 	if err != nil {
 		return err
 	}
 	if n > 0 {
 		req.N = n
 	}
-	msgs := root.Get("messages")
+	msgs := o.get("messages")
 	if !msgs.IsArray() {
 		return bad("messages", "must be an array of messages")
 	}
@@ -236,7 +251,7 @@ func parseChat(root gjson.Result, req *Request) error {
 		return bad("messages", "must not be empty")
 	}
 	for _, key := range []string{"tools", "functions"} {
-		if t := root.Get(key); t.Exists() && t.Type != gjson.Null {
+		if t := o.get(key); t.Exists() && t.Type != gjson.Null {
 			if !t.IsArray() {
 				return bad(key, "must be an array")
 			}
@@ -247,36 +262,38 @@ func parseChat(root gjson.Result, req *Request) error {
 }
 
 func chatMessage(m gjson.Result, i int, p *Prompt) error {
-	param := func(s string) string { return fmt.Sprintf("messages[%d]%s", i, s) }
 	if !m.IsObject() {
-		return bad(param(""), "must be an object")
+		return bad(fmt.Sprintf("messages[%d]", i), "must be an object")
 	}
-	role := m.Get("role")
+	var mo object
+	mo.index(m)
+	role := mo.get("role")
 	if role.Type != gjson.String {
-		return bad(param(".role"), "must be a string")
+		return bad(fmt.Sprintf("messages[%d].role", i), "must be a string")
 	}
 	p.Messages++
 	p.TextTokens += TextTokens(role.Str)
-	if name := m.Get("name"); name.Exists() && name.Type != gjson.Null {
+	if name := mo.get("name"); name.Exists() && name.Type != gjson.Null {
 		if name.Type != gjson.String {
-			return bad(param(".name"), "must be a string")
+			return bad(fmt.Sprintf("messages[%d].name", i), "must be a string")
 		}
 		p.Names++
 		p.TextTokens += TextTokens(name.Str)
 	}
-	if err := chatContent(m.Get("content"), i, p); err != nil {
+	if err := chatContent(mo.get("content"), i, p); err != nil {
 		return err
 	}
-	if r := m.Get("refusal"); r.Type == gjson.String {
+	if r := mo.get("refusal"); r.Type == gjson.String {
 		p.TextTokens += TextTokens(r.Str)
 	}
-	if tc := m.Get("tool_calls"); tc.IsArray() {
+	if tc := mo.get("tool_calls"); tc.IsArray() {
 		tc.ForEach(func(_, c gjson.Result) bool {
-			p.TextTokens += TextTokens(c.Get("function.name").Str) + TextTokens(c.Get("function.arguments").Str)
+			f := c.Get("function")
+			p.TextTokens += TextTokens(f.Get("name").Str) + TextTokens(f.Get("arguments").Str)
 			return true
 		})
 	}
-	if fc := m.Get("function_call"); fc.IsObject() {
+	if fc := mo.get("function_call"); fc.IsObject() {
 		p.TextTokens += TextTokens(fc.Get("name").Str) + TextTokens(fc.Get("arguments").Str)
 	}
 	return nil
@@ -306,49 +323,55 @@ func chatContent(c gjson.Result, i int, p *Prompt) error {
 
 // chatPart reads one content part; error params are relative to the part.
 func chatPart(part gjson.Result, p *Prompt) error {
-	const param = ""
 	if !part.IsObject() {
-		return bad(param, "must be an object")
+		return bad("", "must be an object")
 	}
-	typ := part.Get("type")
+	var po object
+	po.index(part)
+	typ := po.get("type")
 	if typ.Type != gjson.String {
-		return bad(param+".type", "must be a string")
+		return bad(".type", "must be a string")
 	}
 	switch typ.Str {
 	case "text", "input_text", "output_text":
-		t := part.Get("text")
+		t := po.get("text")
 		if t.Type != gjson.String {
-			return bad(param+".text", "must be a string")
+			return bad(".text", "must be a string")
 		}
 		p.TextTokens += TextTokens(t.Str)
 	case "refusal":
-		p.TextTokens += TextTokens(part.Get("refusal").Str)
+		p.TextTokens += TextTokens(po.get("refusal").Str)
 	case "image_url":
-		u := part.Get("image_url.url")
-		if u.Type != gjson.String {
-			u = part.Get("image_url") // some clients send the URL string directly
+		iu := po.get("image_url")
+		var url, detail gjson.Result
+		if iu.Type == gjson.String {
+			url = iu // some clients send the URL string directly
+		} else if iu.IsObject() {
+			var io object
+			io.index(iu)
+			url, detail = io.get("url"), io.get("detail")
 		}
-		if u.Type != gjson.String || u.Str == "" {
-			return bad(param+".image_url.url", "must be a non-empty string")
+		if url.Type != gjson.String || url.Str == "" {
+			return bad(".image_url.url", "must be a non-empty string")
 		}
-		img := ImagePart{Rule: ImageOpenAI, Detail: part.Get("image_url.detail").Str}
-		switch img.Detail {
-		case "", "auto", "low", "high":
-		default:
-			return bad(param+".image_url.detail", `must be "low", "high" or "auto"`)
+		img := ImagePart{Rule: ImageOpenAI, Detail: canonicalDetail(detail.Str)}
+		if (img.Detail == "" && detail.Str != "") || (detail.Exists() && detail.Type != gjson.String && detail.Type != gjson.Null) {
+			return bad(".image_url.detail", `must be "low", "high" or "auto"`)
 		}
-		if _, payload, ok := dataURL(u.Str); ok {
+		if _, payload, ok := dataURL(url.Str); ok {
 			if b, ok := newB64(payload); ok {
 				img.Width, img.Height, _ = imageSize(b)
 			}
 		}
 		p.Images = append(p.Images, img)
 	case "input_audio":
-		data := part.Get("input_audio.data")
+		var ao object
+		ao.index(po.get("input_audio"))
+		data := ao.get("data")
 		if data.Type != gjson.String {
-			return bad(param+".input_audio.data", "must be a base64 string")
+			return bad(".input_audio.data", "must be a base64 string")
 		}
-		a := AudioPart{Format: part.Get("input_audio.format").Str}
+		a := AudioPart{Format: strings.Clone(ao.get("format").Str)}
 		if b, ok := newB64(data.Str); ok {
 			a.Seconds, a.Known = audioSeconds(b, a.Format)
 		}
@@ -360,32 +383,45 @@ func chatPart(part gjson.Result, p *Prompt) error {
 	return nil
 }
 
-func parseCompletions(root gjson.Result, req *Request) error {
-	if err := parseMaxOutput(root, req, "max_tokens"); err != nil {
+// canonicalDetail returns the detail as a constant, not a view of the body.
+func canonicalDetail(d string) string {
+	switch d {
+	case "auto":
+		return "auto"
+	case "low":
+		return "low"
+	case "high":
+		return "high"
+	}
+	return ""
+}
+
+func parseCompletions(o *object, req *Request) error {
+	if err := parseMaxOutput(o, req, "max_tokens"); err != nil {
 		return err
 	}
 	for _, key := range []string{"n", "best_of"} {
-		n, _, err := optCount(root, key)
+		n, _, err := o.optCount(key)
 		if err != nil {
 			return err
 		}
 		req.N = max(req.N, n)
 	}
-	prompt := root.Get("prompt")
+	prompt := o.get("prompt")
 	if !prompt.Exists() || prompt.Type == gjson.Null {
 		return bad("prompt", "is required")
 	}
 	if err := inputs(prompt, "prompt", &req.Prompt); err != nil {
 		return err
 	}
-	if s := root.Get("suffix"); s.Type == gjson.String {
+	if s := o.get("suffix"); s.Type == gjson.String {
 		req.Prompt.TextTokens += TextTokens(s.Str)
 	}
 	return nil
 }
 
-func parseEmbeddings(root gjson.Result, req *Request) error {
-	in := root.Get("input")
+func parseEmbeddings(o *object, req *Request) error {
+	in := o.get("input")
 	if !in.Exists() || in.Type == gjson.Null {
 		return bad("input", "is required")
 	}
@@ -445,19 +481,19 @@ func inputs(v gjson.Result, param string, p *Prompt) error {
 	return nil
 }
 
-func parseAnthropic(root gjson.Result, req *Request) error {
-	if err := parseMaxOutput(root, req, "max_tokens"); err != nil {
+func parseAnthropic(o *object, req *Request) error {
+	if err := parseMaxOutput(o, req, "max_tokens"); err != nil {
 		return err
 	}
 	p := &req.Prompt
 	p.Inputs = 1
-	if sys := root.Get("system"); sys.Exists() && sys.Type != gjson.Null {
+	if sys := o.get("system"); sys.Exists() && sys.Type != gjson.Null {
 		p.Messages++
 		if err := anthropicContent(sys, "system", p); err != nil {
 			return err
 		}
 	}
-	msgs := root.Get("messages")
+	msgs := o.get("messages")
 	if !msgs.IsArray() {
 		return bad("messages", "must be an array of messages")
 	}
@@ -470,14 +506,16 @@ func parseAnthropic(root gjson.Result, req *Request) error {
 			err = bad(param.String(), "must be an object")
 			return false
 		}
-		role := m.Get("role")
+		var mo object
+		mo.index(m)
+		role := mo.get("role")
 		if role.Type != gjson.String {
 			err = bad(param.String()+".role", "must be a string")
 			return false
 		}
 		p.Messages++
 		p.TextTokens += TextTokens(role.Str)
-		if err = anthropicContent(m.Get("content"), ".content", p); err != nil {
+		if err = anthropicContent(mo.get("content"), ".content", p); err != nil {
 			prefixParam(err, param.String())
 		}
 		return err == nil
@@ -488,7 +526,7 @@ func parseAnthropic(root gjson.Result, req *Request) error {
 	if i == 0 {
 		return bad("messages", "must not be empty")
 	}
-	if t := root.Get("tools"); t.Exists() && t.Type != gjson.Null {
+	if t := o.get("tools"); t.Exists() && t.Type != gjson.Null {
 		if !t.IsArray() {
 			return bad("tools", "must be an array")
 		}
@@ -515,20 +553,24 @@ func anthropicContent(c gjson.Result, param string, p *Prompt) error {
 			err = bad(bp.String(), "must be an object")
 			return false
 		}
-		switch b.Get("type").Str {
+		var bo object
+		bo.index(b)
+		switch bo.get("type").Str {
 		case "text":
-			t := b.Get("text")
+			t := bo.get("text")
 			if t.Type != gjson.String {
 				err = bad(bp.String()+".text", "must be a string")
 				return false
 			}
 			p.TextTokens += TextTokens(t.Str)
 		case "thinking":
-			p.TextTokens += TextTokens(b.Get("thinking").Str)
+			p.TextTokens += TextTokens(bo.get("thinking").Str)
 		case "image":
 			img := ImagePart{Rule: ImageAnthropic}
-			if b.Get("source.type").Str == "base64" {
-				if d, ok := newB64(b.Get("source.data").Str); ok {
+			var so object
+			so.index(bo.get("source"))
+			if so.get("type").Str == "base64" {
+				if d, ok := newB64(so.get("data").Str); ok {
 					img.Width, img.Height, _ = imageSize(d)
 				}
 			}
@@ -536,9 +578,9 @@ func anthropicContent(c gjson.Result, param string, p *Prompt) error {
 		case "document":
 			p.Files++
 		case "tool_use":
-			p.TextTokens += TextTokens(b.Get("name").Str) + TextTokens(b.Get("input").Raw)
+			p.TextTokens += TextTokens(bo.get("name").Str) + TextTokens(bo.get("input").Raw)
 		case "tool_result":
-			if rc := b.Get("content"); rc.Exists() && rc.Type != gjson.Null {
+			if rc := bo.get("content"); rc.Exists() && rc.Type != gjson.Null {
 				if err = anthropicContent(rc, ".content", p); err != nil {
 					prefixParam(err, bp.String())
 				}
@@ -552,9 +594,9 @@ func anthropicContent(c gjson.Result, param string, p *Prompt) error {
 }
 
 // parseMaxOutput takes the first present key as the client's output cap.
-func parseMaxOutput(root gjson.Result, req *Request, keys ...string) error {
+func parseMaxOutput(o *object, req *Request, keys ...string) error {
 	for _, k := range keys {
-		v, set, err := optCount(root, k)
+		v, set, err := o.optCount(k)
 		if err != nil {
 			return err
 		}
@@ -564,41 +606,4 @@ func parseMaxOutput(root gjson.Result, req *Request, keys ...string) error {
 		}
 	}
 	return nil
-}
-
-// optCount reads an optional positive integer (null means absent).
-func optCount(root gjson.Result, key string) (int64, bool, error) {
-	v := root.Get(key)
-	if !v.Exists() || v.Type == gjson.Null {
-		return 0, false, nil
-	}
-	if v.Type != gjson.Number || v.Num != math.Trunc(v.Num) || v.Num < 1 || v.Num > math.MaxInt32 {
-		return 0, false, bad(key, "must be a positive integer")
-	}
-	if (key == "n" || key == "best_of") && v.Num > maxN {
-		return 0, false, bad(key, fmt.Sprintf("must be at most %d", maxN))
-	}
-	return int64(v.Num), true, nil
-}
-
-func optString(root gjson.Result, key string) (string, error) {
-	v := root.Get(key)
-	switch v.Type {
-	case gjson.String:
-		return v.Str, nil
-	case gjson.Null:
-		return "", nil
-	}
-	return "", bad(key, "must be a string")
-}
-
-func optBool(root gjson.Result, key string) (bool, error) {
-	v := root.Get(key)
-	switch v.Type {
-	case gjson.True:
-		return true, nil
-	case gjson.False, gjson.Null:
-		return false, nil
-	}
-	return false, bad(key, "must be a boolean")
 }

@@ -131,6 +131,24 @@ func TestParseRequestPrompt(t *testing.T) {
 	}
 }
 
+func TestParseRequestRepeatedKeyInMessageTakesLast(t *testing.T) {
+	req, err := ParseRequest(APIChatCompletions, []byte(`{"messages":[{"role":"user","content":"a","content":"one two three four five six"}]}`))
+	require.NoError(t, err)
+	assert.Equal(t, TextTokens("user")+TextTokens("one two three four five six"), req.Prompt.TextTokens)
+}
+
+func TestParseRequestDoesNotAliasBody(t *testing.T) {
+	body := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}},{"type":"image_url","image_url":{"url":"https://x","detail":"low"}}]}]}`)
+	req, err := ParseRequest(APIChatCompletions, body)
+	require.NoError(t, err)
+	for i := range body {
+		body[i] = 'X'
+	}
+	assert.Equal(t, "gpt-4o", req.Model)
+	assert.Equal(t, "wav", req.Prompt.Audio[0].Format)
+	assert.Equal(t, "low", req.Prompt.Images[0].Detail)
+}
+
 func TestParseRequestErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -172,6 +190,10 @@ func TestParseRequestErrors(t *testing.T) {
 		{"anthropic block text wrong", APIAnthropicMessages, `{"messages":[{"role":"user","content":[{"type":"text","text":1}]}]}`, "messages[0].content[0].text"},
 		{"anthropic nested tool_result", APIAnthropicMessages, `{"messages":[{"role":"user","content":[{"type":"tool_result","content":[{"type":"text","text":false}]}]}]}`, "messages[0].content[0].content[0].text"},
 		{"unsupported api", APIUnknown, `{}`, ""},
+		{"duplicate max_tokens", APIChatCompletions, `{"max_tokens":1,"messages":[{"role":"user","content":"x"}],"max_tokens":100000}`, "max_tokens"},
+		{"duplicate model", APIChatCompletions, `{"model":"cheap","model":"expensive","messages":[{"role":"user","content":"x"}]}`, "model"},
+		{"duplicate stream", APIChatCompletions, `{"stream":false,"stream":true,"messages":[{"role":"user","content":"x"}]}`, "stream"},
+		{"detail not a string", APIChatCompletions, `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x","detail":1}}]}]}`, "messages[0].content[0].image_url.detail"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -127,6 +127,8 @@ func TestIncludeUsage(t *testing.T) {
 		{"bad include_usage", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":"yes"}}`, false, false, "include_usage"},
 		{"bad stream", APIChatCompletions, `{"stream":1}`, false, false, "stream"},
 		{"not json", APIChatCompletions, `{"stream":tru`, false, false, ""},
+		{"duplicate stream_options", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":true},"stream_options":{}}`, false, false, "stream_options"},
+		{"duplicate include_usage", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}`, false, false, "include_usage"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

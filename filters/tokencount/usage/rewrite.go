@@ -19,22 +19,32 @@ func IncludeUsage(api API, body []byte) (out []byte, clientAsked bool, err error
 	if !gjson.ValidBytes(body) {
 		return nil, false, bad("", "the body is not valid JSON")
 	}
-	root := gjson.ParseBytes(body)
+	root := gjson.Parse(unsafeString(body))
 	if !root.IsObject() {
 		return nil, false, bad("", "the body must be a JSON object")
 	}
-	stream, err := optBool(root, "stream")
+	var o object
+	o.index(root)
+	if k, dup := o.duplicate("stream", "stream_options"); dup {
+		return nil, false, bad(k, "must not appear more than once")
+	}
+	stream, err := o.optBool("stream")
 	if err != nil || !stream {
 		return body, false, err
 	}
-	so := root.Get("stream_options")
+	so := o.get("stream_options")
 	switch {
 	case !so.Exists() || so.Type == gjson.Null:
 		out, err = sjson.SetRawBytes(body, "stream_options", []byte(`{"include_usage":true}`))
 	case !so.IsObject():
 		return nil, false, bad("stream_options", "must be an object")
 	default:
-		asked, err := optBool(so, "include_usage")
+		var sop object
+		sop.index(so)
+		if k, dup := sop.duplicate("include_usage"); dup {
+			return nil, false, bad(k, "must not appear more than once")
+		}
+		asked, err := sop.optBool("include_usage")
 		if err != nil {
 			return nil, false, err
 		}

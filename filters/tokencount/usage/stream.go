@@ -82,15 +82,18 @@ func (s *StreamCounter) Observe(ev *sse.Event) {
 		s.anthropic(ev)
 		return
 	}
-	if bytes.Contains(ev.Data, []byte(`"error"`)) && gjson.GetBytes(ev.Data, "error").IsObject() {
+	// The event's bytes outlive this call only in copies: no string kept.
+	var o object
+	o.index(gjson.Parse(unsafeString(ev.Data)))
+	if o.get("error").IsObject() {
 		s.failed = true
 	}
-	if v := gjson.GetBytes(ev.Data, "usage"); v.IsObject() {
+	if v := o.get("usage"); v.IsObject() {
 		if u, ok := fromUsage(s.api, v); ok {
 			s.usage, s.found = u, true
 		}
 	}
-	gjson.GetBytes(ev.Data, "choices").ForEach(func(_, c gjson.Result) bool {
+	o.get("choices").ForEach(func(_, c gjson.Result) bool {
 		tc := s.choice(c.Get("index").Int())
 		if s.api == APICompletions {
 			tc.WriteString(c.Get("text").Str)
@@ -115,19 +118,20 @@ func (s *StreamCounter) Observe(ev *sse.Event) {
 }
 
 func (s *StreamCounter) anthropic(ev *sse.Event) {
-	typ := gjson.GetBytes(ev.Data, "type").Str
-	switch typ {
+	var o object
+	o.index(gjson.Parse(unsafeString(ev.Data)))
+	switch o.get("type").Str {
 	case "message_start":
-		s.anthropicUsage(gjson.GetBytes(ev.Data, "message.usage"))
+		s.anthropicUsage(o.get("message").Get("usage"))
 	case "message_delta":
-		s.anthropicUsage(gjson.GetBytes(ev.Data, "usage"))
+		s.anthropicUsage(o.get("usage"))
 	case "content_block_start":
-		b := gjson.GetBytes(ev.Data, "content_block")
+		b := o.get("content_block")
 		tc := s.choice(0)
 		tc.WriteString(b.Get("text").Str)
 		tc.WriteString(b.Get("name").Str)
 	case "content_block_delta":
-		d := gjson.GetBytes(ev.Data, "delta")
+		d := o.get("delta")
 		tc := s.choice(0)
 		for _, k := range [...]string{"text", "partial_json", "thinking"} {
 			if t := d.Get(k); t.Type == gjson.String {
@@ -219,11 +223,12 @@ func IsUsageOnlyChunk(ev *sse.Event) bool {
 	if !bytes.Contains(ev.Data, []byte(`"usage"`)) {
 		return false
 	}
-	r := gjson.ParseBytes(ev.Data)
-	if !r.Get("usage").IsObject() {
+	var o object
+	o.index(gjson.Parse(unsafeString(ev.Data)))
+	if !o.get("usage").IsObject() {
 		return false
 	}
-	ch := r.Get("choices")
+	ch := o.get("choices")
 	return !ch.Exists() || ch.Type == gjson.Null || (ch.IsArray() && len(ch.Raw) > 0 && isEmptyArray(ch.Raw))
 }
 
