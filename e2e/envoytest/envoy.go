@@ -51,6 +51,7 @@ type Envoy struct {
 
 	mu           sync.Mutex
 	proc         *process
+	ready        bool // the current process got through waitReady
 	adminAddr    string
 	listenerAddr string
 	admin        *http.Client
@@ -177,7 +178,7 @@ func (e *Envoy) start(listenerPort int) error {
 		close(p.done)
 	}()
 	e.mu.Lock()
-	e.proc = p
+	e.proc, e.ready = p, false
 	e.adminAddr, e.listenerAddr = "", ""
 	e.mu.Unlock()
 
@@ -235,7 +236,7 @@ func (e *Envoy) waitReady(ctx context.Context, p *process, addrFile string) erro
 			continue
 		}
 		e.mu.Lock()
-		e.listenerAddr = addr
+		e.listenerAddr, e.ready = addr, true
 		e.mu.Unlock()
 		return nil
 	}
@@ -280,9 +281,9 @@ func (e *Envoy) readListenerAddr(ctx context.Context) (string, error) {
 // tail and keeps a copy of the directory under <repo>/e2e/.logs/.
 func (e *Envoy) cleanup() {
 	e.mu.Lock()
-	p := e.proc
+	p, ready := e.proc, e.ready
 	e.mu.Unlock()
-	if p != nil {
+	if p != nil && ready {
 		select {
 		case <-p.done:
 			e.t.Errorf("envoytest: envoy exited before the test ended: %v", p.err)

@@ -1,11 +1,14 @@
 package envoytest
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,4 +99,65 @@ func BenchmarkFilterVsBareEnvoy(b *testing.B) {
 	b.Run("miniplugin", func(b *testing.B) {
 		BenchRequests(b, filtered.Client(), GetRequest(filtered.URL("/bench")))
 	})
+}
+
+// fatalRecorder is a testing.TB whose Fatalf and Errorf record their message
+// (Fatalf then ends the goroutine), so a test can check how the harness
+// reports failures.
+type fatalRecorder struct {
+	*testing.T
+	mu     sync.Mutex
+	fatal  string
+	errors []string
+}
+
+func (r *fatalRecorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// run calls f in a goroutine, as a test body that may call Fatalf.
+func (r *fatalRecorder) run(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	r.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// Failed is false so the cleanup does not copy logs for this expected failure.
+func (r *fatalRecorder) Failed() bool { return false }
+
+func TestStartFailsLoudlyWhenEnvoyRejectsTheModule(t *testing.T) {
+	bogus := filepath.Join(t.TempDir(), "bogus.wasm")
+	require.NoError(t, os.WriteFile(bogus, []byte("not a wasm module"), 0o644))
+	rec := &fatalRecorder{T: t}
+	rec.run(func() { Start(rec, Config{Filters: []WasmFilter{{Name: "bogus", WasmPath: bogus}}}) })
+	require.NotEmpty(t, rec.fatal, "Start must fail")
+	assert.Contains(t, rec.fatal, "envoy exited while waiting")
+	assert.Contains(t, rec.fatal, "crash lines", "the diagnostics name the failure")
+	assert.Contains(t, rec.fatal, "Unable to create Wasm plugin bogus")
+}
+
+func TestEnvoyDyingMidTestIsReported(t *testing.T) {
+	rec := &fatalRecorder{T: t}
+	env := Start(rec, Config{})
+	require.True(t, env.Running())
+	require.NoError(t, env.proc.cmd.Process.Kill())
+	<-env.proc.done
+	assert.False(t, env.Running())
+
+	rec.run(func() { env.RequireNoCrash(rec) })
+	assert.Contains(t, rec.fatal, "no longer running")
+
+	env.cleanup()
+	require.NotEmpty(t, rec.errors)
+	assert.Contains(t, rec.errors[0], "envoy exited before the test ended")
 }
