@@ -89,3 +89,12 @@ func Listen(ctx context.Context, dataAddr, adminAddr string) (data, admin net.Li
 	}
 	return data, admin, nil
 }
+
+// Extension is a component that shares `tollgate serve` with the keystore —
+// the quota counters: its handlers are mounted on the data-plane listener,
+// its metrics appended to /metrics, and Close runs after shutdown.
+type Extension struct {
+	Mounts     []Mount
+	Collectors []Collector
+	Close      func() error
+}

@@ -1,0 +1,540 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tollgate/tollgate/keystore/client"
+	"github.com/tollgate/tollgate/keystore/manifest"
+	"github.com/tollgate/tollgate/keystore/model"
+)
+
+// outputFlag chooses table or JSON output.
+func outputFlag(fsSet func(p *string, name, value, usage string)) *string {
+	var o string
+	fsSet(&o, "o", "table", "output format: table or json")
+	return &o
+}
+
+func checkOutput(o string) error {
+	if o != "table" && o != "json" {
+		return usagef("-o %q: want table or json", o)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer, header string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func timeCell(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// --- products ---
+
+func readManifest(e env, path string) ([]byte, error) {
+	var r io.Reader
+	if path == "-" {
+		r = e.stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("open manifest: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, manifest.MaxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return raw, nil
+}
+
+func runProductsApply(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "products apply")
+	af := addAdminFlags(fs, e)
+	var files multiFlag
+	fs.Var(&files, "f", "manifest file (repeatable; - for stdin)")
+	dryRun := fs.Bool("dry-run", false, "validate only; change nothing")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q (manifests go after -f)", pos[0])
+	}
+	if len(files) == 0 {
+		return usagef("need at least one -f FILE")
+	}
+
+	// Parse everything first: nothing is applied if any file has a problem.
+	var docs []manifest.Document
+	var problems manifest.Errors
+	for _, f := range files {
+		raw, err := readManifest(e, f)
+		if err != nil {
+			return err
+		}
+		name := f
+		if f == "-" {
+			name = "<stdin>"
+		}
+		d, err := manifest.Parse(name, raw)
+		var errs manifest.Errors
+		if errors.As(err, &errs) {
+			problems = append(problems, errs...)
+		} else if err != nil {
+			return err
+		}
+		docs = append(docs, d...)
+	}
+	seen := map[string]manifest.Position{}
+	for _, d := range docs {
+		if first, dup := seen[d.Ref()]; dup && first.File != d.Pos.File {
+			problems = append(problems, manifest.Error{Pos: d.Pos, Msg: fmt.Sprintf("%s is also defined at %s", d.Ref(), first)})
+		}
+		seen[d.Ref()] = d.Pos
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(e.stderr, p.Error())
+		}
+		return fmt.Errorf("%d problem(s); nothing applied", len(problems))
+	}
+	if *dryRun {
+		for _, d := range docs {
+			fmt.Fprintf(e.stdout, "%s valid (dry run)\n", d.Ref())
+		}
+		return nil
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	// Operation sets first, so products can name sets defined later in the files.
+	failed := 0
+	for _, pass := range []string{manifest.KindOperationSet, manifest.KindProduct} {
+		for _, d := range docs {
+			if d.Kind != pass {
+				continue
+			}
+			var res string
+			var err error
+			if d.OperationSet != nil {
+				_, res, err = c.PutOperationSet(ctx, *d.OperationSet)
+			} else {
+				_, res, err = c.PutProduct(ctx, *d.Product)
+			}
+			if err != nil {
+				var ae *client.APIError
+				if !errors.As(err, &ae) {
+					return err // connection problems stop the run
+				}
+				fmt.Fprintf(e.stderr, "%s: %s: %v\n", d.Pos, d.Ref(), err)
+				failed++
+				continue
+			}
+			fmt.Fprintf(e.stdout, "%s %s\n", d.Ref(), dash(res))
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d document(s) rejected by the keystore", failed, len(docs))
+	}
+	return nil
+}
+
+func runProductsList(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "products list")
+	af := addAdminFlags(fs, e)
+	out := outputFlag(fs.StringVar)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	ps, err := c.ListProducts(ctx)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(e.stdout, ps)
+	}
+	rows := make([][]string, 0, len(ps))
+	for _, p := range ps {
+		ops := len(p.Operations)
+		rows = append(rows, []string{p.Name, dash(p.DisplayName), fmt.Sprintf("%d+%d sets", ops, len(p.OperationSets)),
+			dash(strings.Join(p.AllowedModels, ",")), quotaCell(p.RequestQuota), quotaCell(p.TokenQuota)})
+	}
+	return table(e.stdout, "NAME\tDISPLAY NAME\tOPERATIONS\tMODELS\tREQUEST QUOTA\tTOKEN QUOTA", rows)
+}
+
+func quotaCell(q *model.Quota) string {
+	if q == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%d/%d%s %s", q.Limit, q.Interval, q.TimeUnit, q.Window)
+	if q.Counted != "" {
+		s += " " + q.Counted
+	}
+	return s
+}
+
+func runProductsGet(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "products get")
+	af := addAdminFlags(fs, e)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := exactArgs(pos, 1, "a product NAME"); err != nil {
+		return err
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	p, err := c.GetProduct(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return printJSON(e.stdout, p)
+}
+
+func deleter(what string, del func(*client.Client, context.Context, string) error) func(context.Context, env, []string) error {
+	return func(ctx context.Context, e env, args []string) error {
+		fs := newFlags(e, what+" delete")
+		af := addAdminFlags(fs, e)
+		pos, err := parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := exactArgs(pos, 1, "the "+what+" to delete"); err != nil {
+			return err
+		}
+		c, err := af.client(e)
+		if err != nil {
+			return err
+		}
+		if err := del(c, ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s %s deleted\n", what, pos[0])
+		return nil
+	}
+}
+
+func runProductsDelete(ctx context.Context, e env, args []string) error {
+	return deleter("product", (*client.Client).DeleteProduct)(ctx, e, args)
+}
+
+func runOperationSetsDelete(ctx context.Context, e env, args []string) error {
+	return deleter("operation set", (*client.Client).DeleteOperationSet)(ctx, e, args)
+}
+
+func runOperationSetsList(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "operationsets list")
+	af := addAdminFlags(fs, e)
+	out := outputFlag(fs.StringVar)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	sets, err := c.ListOperationSets(ctx)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(e.stdout, sets)
+	}
+	rows := make([][]string, 0, len(sets))
+	for _, s := range sets {
+		paths := make([]string, len(s.Operations))
+		for i, op := range s.Operations {
+			paths[i] = op.Path
+		}
+		rows = append(rows, []string{s.Name, strings.Join(paths, ","), quotaCell(s.RequestQuota), quotaCell(s.TokenQuota)})
+	}
+	return table(e.stdout, "NAME\tPATHS\tREQUEST QUOTA\tTOKEN QUOTA", rows)
+}
+
+// --- developers ---
+
+func runDevelopersCreate(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "developers create")
+	af := addAdminFlags(fs, e)
+	email := fs.String("email", "", "developer e-mail address (the developer's id)")
+	name := fs.String("name", "", "display name")
+	attrs := attrFlag{}
+	fs.Var(attrs, "attr", "attribute key=value (repeatable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *email == "" && len(pos) == 1 {
+		*email, pos = pos[0], nil
+	}
+	if *email == "" || len(pos) > 0 {
+		return usagef("want --email EMAIL [--name NAME]")
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	d := model.Developer{Email: *email, Name: *name}
+	if len(attrs) > 0 {
+		d.Attributes = attrs
+	}
+	got, err := c.CreateDeveloper(ctx, d)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "developer %s created\n", got.Email)
+	return nil
+}
+
+func runDevelopersList(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "developers list")
+	af := addAdminFlags(fs, e)
+	out := outputFlag(fs.StringVar)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	ds, err := c.ListDevelopers(ctx)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(e.stdout, ds)
+	}
+	rows := make([][]string, 0, len(ds))
+	for _, d := range ds {
+		rows = append(rows, []string{d.Email, dash(d.Name), timeCell(d.CreatedAt)})
+	}
+	return table(e.stdout, "EMAIL\tNAME\tCREATED", rows)
+}
+
+func runDevelopersDelete(ctx context.Context, e env, args []string) error {
+	return deleter("developer", (*client.Client).DeleteDeveloper)(ctx, e, args)
+}
+
+// --- apps ---
+
+func runAppsCreate(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "apps create")
+	af := addAdminFlags(fs, e)
+	name := fs.String("name", "", "app name (or give it as the argument)")
+	dev := fs.String("developer", "", "owning developer's e-mail")
+	products := fs.String("products", "", "comma-separated API products the app subscribes to")
+	attrs := attrFlag{}
+	fs.Var(attrs, "attr", "attribute key=value (repeatable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *name == "" && len(pos) == 1 {
+		*name, pos = pos[0], nil
+	}
+	if *name == "" || *dev == "" || len(pos) > 0 {
+		return usagef("want NAME --developer EMAIL [--products a,b]")
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	a := model.App{Name: *name, Developer: *dev, Products: splitList(*products)}
+	if len(attrs) > 0 {
+		a.Attributes = attrs
+	}
+	got, err := c.CreateApp(ctx, a)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "app %s created for %s (products: %s)\n", got.Name, got.Developer, dash(strings.Join(got.Products, ",")))
+	return nil
+}
+
+func runAppsList(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "apps list")
+	af := addAdminFlags(fs, e)
+	dev := fs.String("developer", "", "only this developer's apps")
+	out := outputFlag(fs.StringVar)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	apps, err := c.ListApps(ctx, *dev)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(e.stdout, apps)
+	}
+	rows := make([][]string, 0, len(apps))
+	for _, a := range apps {
+		rows = append(rows, []string{a.Name, a.Developer, dash(strings.Join(a.Products, ",")), timeCell(a.CreatedAt)})
+	}
+	return table(e.stdout, "NAME\tDEVELOPER\tPRODUCTS\tCREATED", rows)
+}
+
+func runAppsDelete(ctx context.Context, e env, args []string) error {
+	return deleter("app", (*client.Client).DeleteApp)(ctx, e, args)
+}
+
+// --- keys ---
+
+func runKeysCreate(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "keys create")
+	af := addAdminFlags(fs, e)
+	app := fs.String("app", "", "app the key belongs to")
+	expires := fs.String("expires", "", "lifetime, e.g. 720h or 30d (default: until revoked)")
+	expiresAt := fs.String("expires-at", "", "expiry as an RFC 3339 timestamp")
+	products := fs.String("products", "", "restrict the key to these of the app's products (comma-separated)")
+	out := fs.String("o", "key", "output: key (just the secret) or json (the whole record, secret included)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *app == "" || len(pos) > 0 {
+		return usagef("want --app NAME [--expires 720h] [--products a,b]")
+	}
+	if *out != "key" && *out != "json" {
+		return usagef("-o %q: want key or json", *out)
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	k, err := c.CreateKey(ctx, *app, model.KeyRequest{Products: splitList(*products), ExpiresIn: *expires, ExpiresAt: *expiresAt})
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(e.stdout, k)
+	}
+	fmt.Fprintln(e.stdout, k.Secret)
+	exp := "never expires"
+	if !k.ExpiresAt.IsZero() {
+		exp = "expires " + timeCell(k.ExpiresAt)
+	}
+	fmt.Fprintf(e.stderr, "key %s for app %s (%s). This is the only time the key is shown: store it now.\n", k.ID, k.App, exp)
+	return nil
+}
+
+func runKeysList(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "keys list")
+	af := addAdminFlags(fs, e)
+	app := fs.String("app", "", "only this app's keys")
+	out := outputFlag(fs.StringVar)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	keys, err := c.ListKeys(ctx, *app)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(e.stdout, keys)
+	}
+	rows := make([][]string, 0, len(keys))
+	for _, k := range keys {
+		rows = append(rows, []string{k.ID, k.App, k.Prefix + "…", k.Status, dash(strings.Join(k.Products, ",")), timeCell(k.CreatedAt), timeCell(k.ExpiresAt)})
+	}
+	return table(e.stdout, "ID\tAPP\tPREFIX\tSTATUS\tPRODUCTS\tCREATED\tEXPIRES", rows)
+}
+
+func keyStatus(name, status string) func(context.Context, env, []string) error {
+	return func(ctx context.Context, e env, args []string) error {
+		fs := newFlags(e, "keys "+name)
+		af := addAdminFlags(fs, e)
+		pos, err := parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := exactArgs(pos, 1, "a key ID (see 'tollgate keys list')"); err != nil {
+			return err
+		}
+		c, err := af.client(e)
+		if err != nil {
+			return err
+		}
+		k, err := c.SetKeyStatus(ctx, pos[0], status)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "key %s %s\n", k.ID, k.Status)
+		return nil
+	}
+}
+
+func runKeysRevoke(ctx context.Context, e env, args []string) error {
+	return keyStatus("revoke", model.KeyRevoked)(ctx, e, args)
+}
+
+func runKeysApprove(ctx context.Context, e env, args []string) error {
+	return keyStatus("approve", model.KeyApproved)(ctx, e, args)
+}
+
+func runKeysDelete(ctx context.Context, e env, args []string) error {
+	return deleter("key", (*client.Client).DeleteKey)(ctx, e, args)
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/tollgate/tollgate/keystore"
+	"github.com/tollgate/tollgate/keystore/client"
+)
+
+// Environment variables the CLI reads.
+const (
+	envAdminURL = "TOLLGATE_ADMIN_URL"
+	envDataDir  = "TOLLGATE_DATA_DIR"
+	envRedis    = "TOLLGATE_REDIS_URL"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// defaultDataDir holds the embedded database and the generated admin token.
+const defaultDataDir = ".tollgate"
+
+// env is the process environment, injected so tests run commands in-process.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// errUsage marks errors that should print usage and exit 2.
+var errUsage = errors.New("usage")
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+func (e usageError) Is(t error) bool {
+	return t == errUsage
+}
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, e env, args []string) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"serve":                {"run the keystore (data-plane and admin APIs)", runServe},
+		"products apply":       {"apply APIProduct / APIOperationSet YAML (-f file, idempotent)", runProductsApply},
+		"products list":        {"list API products", runProductsList},
+		"products get":         {"show one API product as JSON", runProductsGet},
+		"products delete":      {"delete an API product no app uses", runProductsDelete},
+		"operationsets list":   {"list operation sets", runOperationSetsList},
+		"operationsets delete": {"delete an operation set no product uses", runOperationSetsDelete},
+		"developers create":    {"register a developer (--email, --name)", runDevelopersCreate},
+		"developers list":      {"list developers", runDevelopersList},
+		"developers delete":    {"delete a developer without apps", runDevelopersDelete},
+		"apps create":          {"create an app (NAME --developer EMAIL --products a,b)", runAppsCreate},
+		"apps list":            {"list apps (--developer EMAIL)", runAppsList},
+		"apps delete":          {"delete an app and all its keys", runAppsDelete},
+		"keys create":          {"issue a key (--app NAME [--expires 720h]); prints it once", runKeysCreate},
+		"keys list":            {"list keys, never their secrets (--app NAME)", runKeysList},
+		"keys revoke":          {"revoke a key (ID)", runKeysRevoke},
+		"keys approve":         {"re-approve a revoked key (ID)", runKeysApprove},
+		"keys delete":          {"delete a key record (ID)", runKeysDelete},
+		"help":                 {"show this help", nil},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: tollgate <command> [flags]\n\nCommands:")
+	cmds := commands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-22s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nAdmin commands take --admin-url (env "+envAdminURL+", default http://"+keystore.DefaultAdminListen+")")
+	fmt.Fprintln(w, "and --admin-token (env "+keystore.AdminTokenEnv+", else the token file in --data-dir).")
+	fmt.Fprintln(w, "Run 'tollgate <command> -h' for a command's flags.")
+}
+
+// run executes one CLI invocation and returns the exit code.
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(e.stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmds := commands()
+	name := args[0]
+	rest := args[1:]
+	if _, ok := cmds[name]; !ok && len(args) > 1 {
+		name, rest = args[0]+" "+args[1], args[2:]
+	}
+	cmd, ok := cmds[name]
+	if !ok || cmd.run == nil {
+		fmt.Fprintf(e.stderr, "tollgate: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
+		usage(e.stderr)
+		return exitUsage
+	}
+	err := cmd.run(ctx, e, rest)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(e.stderr, "tollgate %s: %v\n", name, err)
+		return exitUsage
+	default:
+		fmt.Fprintf(e.stderr, "tollgate %s: %v\n", name, err)
+		return exitError
+	}
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(e env, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("tollgate "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parse parses flags that may come before or after positional arguments
+// ("apps create demo --developer x" and "apps create --developer x demo").
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// adminFlags are the connection flags every admin command takes.
+type adminFlags struct {
+	url, token, dataDir string
+}
+
+func addAdminFlags(fs *flag.FlagSet, e env) *adminFlags {
+	a := &adminFlags{}
+	fs.StringVar(&a.url, "admin-url", envOr(e, envAdminURL, "http://"+keystore.DefaultAdminListen), "admin API base URL (env "+envAdminURL+")")
+	fs.StringVar(&a.token, "admin-token", "", "admin token (env "+keystore.AdminTokenEnv+"; default: read from --data-dir)")
+	fs.StringVar(&a.dataDir, "data-dir", envOr(e, envDataDir, defaultDataDir), "data dir holding the generated admin token (env "+envDataDir+")")
+	return a
+}
+
+func envOr(e env, key, def string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *adminFlags) client(e env) (*client.Client, error) {
+	token := a.token
+	if token == "" {
+		token = e.getenv(keystore.AdminTokenEnv)
+	}
+	if token == "" {
+		t, err := keystore.ReadAdminTokenFile(a.dataDir)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("no admin token: pass --admin-token, set %s, or point --data-dir at the directory `tollgate serve` uses", keystore.AdminTokenEnv)
+			}
+			return nil, err
+		}
+		token = t
+	}
+	return client.New(a.url, token)
+}
+
+func exactArgs(pos []string, n int, what string) error {
+	if len(pos) != n {
+		return usagef("want %s, got %d argument(s)", what, len(pos))
+	}
+	return nil
+}
+
+// splitList reads "a,b, c" into its non-empty items.
+func splitList(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// attrFlag collects repeated --attr key=value flags.
+type attrFlag map[string]string
+
+func (a attrFlag) String() string { return "" }
+
+func (a attrFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", v)
+	}
+	a[k] = val
+	return nil
+}
+
+// multiFlag collects a repeated string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string { return strings.Join(*m, ",") }
+
+func (m *multiFlag) Set(v string) error {
+	*m = append(*m, v)
+	return nil
+}

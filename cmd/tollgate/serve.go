@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/keystore"
+	"github.com/tollgate/tollgate/keystore/store"
+)
+
+// serveConfig is everything `tollgate serve` is told by flags and environment.
+type serveConfig struct {
+	listen, adminListen string
+	dataDir             string
+	redisURL            string
+	redisPrefix         string
+	adminToken          string
+	cacheTTL, negTTL    time.Duration
+	maxBody             int64
+	logLevel, logFormat string
+	readyFile           string
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+func runServe(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, "serve")
+	var c serveConfig
+	fs.StringVar(&c.listen, "listen", keystore.DefaultListen, "data-plane address (POST /v1/verify); keep it on loopback unless a proxy fronts it")
+	fs.StringVar(&c.adminListen, "admin-listen", keystore.DefaultAdminListen, "admin API address")
+	fs.StringVar(&c.dataDir, "data-dir", envOr(e, envDataDir, defaultDataDir), "directory for the embedded database and the generated admin token (env "+envDataDir+")")
+	fs.StringVar(&c.redisURL, "redis", e.getenv(envRedis), "share state in Redis instead of the embedded file, e.g. redis://127.0.0.1:6379/0 (env "+envRedis+")")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", store.DefaultRedisPrefix, "prefix of every Redis key")
+	fs.StringVar(&c.adminToken, "admin-token", "", "admin bearer token (env "+keystore.AdminTokenEnv+"; default: generated into --data-dir)")
+	fs.DurationVar(&c.cacheTTL, "cache-ttl", keystore.DefaultCacheTTL, "how long filters may cache a positive verify answer (bounds revocation delay)")
+	fs.DurationVar(&c.negTTL, "negative-cache-ttl", keystore.DefaultNegativeCacheTTL, "how long filters may cache unknown, revoked and expired answers")
+	fs.Int64Var(&c.maxBody, "max-body-bytes", keystore.DefaultMaxBodyBytes, "largest admin request body")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.readyFile, "ready-file", "", "write {\"data\":ADDR,\"admin\":ADDR} here once listening (useful with port 0)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if c.cacheTTL < time.Second || c.negTTL < time.Second {
+		return usagef("--cache-ttl and --negative-cache-ttl must be at least 1s")
+	}
+	log, err := newLogger(e.stderr, c.logLevel, c.logFormat)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, e, c, log)
+}
+
+func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err error) {
+	backend, err := store.OpenBackend(ctx, store.BackendOptions{DataDir: c.dataDir, RedisURL: c.redisURL, RedisPrefix: c.redisPrefix})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := backend.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	log.Info("storage opened", "backend", backend.Kind(), "where", backend.Where)
+
+	st, err := backend.Keystore()
+	if err != nil {
+		return err
+	}
+	tokenDir := c.dataDir
+	token, src, err := keystore.ResolveAdminToken(c.adminToken, e.getenv(keystore.AdminTokenEnv), tokenDir)
+	if err != nil {
+		return err
+	}
+	switch src {
+	case keystore.TokenFromGenerated:
+		log.Info("generated an admin token", "file", filepath.Join(tokenDir, keystore.AdminTokenFile))
+	case keystore.TokenFromFile:
+		log.Info("using the admin token", "file", filepath.Join(tokenDir, keystore.AdminTokenFile))
+	default:
+		log.Info("using the admin token", "source", string(src))
+	}
+
+	var mounts []keystore.Mount
+	var collectors []keystore.Collector
+	for _, build := range dataPlaneExtensions() {
+		ext, err := build(ctx, backend, log)
+		if err != nil {
+			return fmt.Errorf("start data-plane extension: %w", err)
+		}
+		mounts = append(mounts, ext.Mounts...)
+		collectors = append(collectors, ext.Collectors...)
+		if ext.Close != nil {
+			defer func() {
+				if cerr := ext.Close(); cerr != nil {
+					log.Warn("extension close failed", "error", cerr)
+				}
+			}()
+		}
+	}
+
+	svc, err := keystore.New(keystore.Config{
+		Store:            st,
+		Backend:          backend.Kind(),
+		AdminToken:       token,
+		Logger:           log,
+		CacheTTL:         c.cacheTTL,
+		NegativeCacheTTL: c.negTTL,
+		MaxBodyBytes:     c.maxBody,
+		DataMounts:       mounts,
+		Collectors:       collectors,
+	})
+	if err != nil {
+		return err
+	}
+	data, admin, err := keystore.Listen(ctx, c.listen, c.adminListen)
+	if err != nil {
+		return err
+	}
+	warnIfPublic(log, "data plane", data.Addr().String())
+	warnIfPublic(log, "admin API", admin.Addr().String())
+	if c.readyFile != "" {
+		if err := writeReadyFile(c.readyFile, data.Addr().String(), admin.Addr().String()); err != nil {
+			data.Close()
+			admin.Close()
+			return err
+		}
+	}
+	if err := svc.Serve(ctx, data, admin); err != nil {
+		return err
+	}
+	log.Info("keystore stopped")
+	return nil
+}
+
+func warnIfPublic(log *slog.Logger, what, addr string) {
+	if !strings.HasPrefix(addr, "127.") && !strings.HasPrefix(addr, "[::1]") {
+		log.Warn(what+" is not bound to loopback", "addr", addr)
+	}
+}
+
+// writeReadyFile atomically publishes the bound addresses.
+func writeReadyFile(path, data, admin string) error {
+	raw, err := json.Marshal(map[string]string{"data": data, "admin": admin})
+	if err != nil {
+		return fmt.Errorf("encode ready file: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return fmt.Errorf("write ready file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return errors.Join(fmt.Errorf("write ready file: %w", err), os.Remove(tmp))
+	}
+	return nil
+}
