@@ -27,10 +27,10 @@ func benchKey(i uint64) counter.Key {
 	return counter.Key{App: "app" + strconv.FormatUint(i%benchKeys, 10), Product: "gold", Kind: counter.Requests}
 }
 
-func reportRate(b *testing.B, start time.Time, decisions int64) {
+func reportRate(b *testing.B, start time.Time, count int64, unit string) {
 	b.Helper()
 	if el := time.Since(start).Seconds(); el > 0 {
-		b.ReportMetric(float64(decisions)/el, "decisions/s")
+		b.ReportMetric(float64(count)/el, unit)
 	}
 }
 
@@ -54,7 +54,7 @@ func BenchConsume(b *testing.B, eng *counter.Engine, kind string, parallelism in
 			n.Add(1)
 		}
 	})
-	reportRate(b, start, int64(n.Load()))
+	reportRate(b, start, int64(n.Load()), "decisions/s")
 }
 
 // BenchConsumeBatch measures decisions per second when each call carries
@@ -80,7 +80,7 @@ func BenchConsumeBatch(b *testing.B, eng *counter.Engine, size, parallelism int)
 			n.Add(uint64(size))
 		}
 	})
-	reportRate(b, start, int64(n.Load()))
+	reportRate(b, start, int64(n.Load()), "decisions/s")
 }
 
 // BenchReserveSettle measures reserve+settle pairs per second.
@@ -108,5 +108,5 @@ func BenchReserveSettle(b *testing.B, eng *counter.Engine, parallelism int) {
 			n.Add(1)
 		}
 	})
-	reportRate(b, start, int64(n.Load()))
+	reportRate(b, start, int64(n.Load()), "pairs/s")
 }
