@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/tollgate/tollgate/shared/apierror"
 )
 
@@ -32,56 +30,58 @@ type BodyModel struct {
 
 // ExtractModel reads the top-level "model" string of a JSON object body.
 // It rejects what an upstream could read differently from the gateway: a body
-// that is not one valid JSON object, and a "model" key that appears twice
-// (JSON parsers disagree about which duplicate wins).
+// that is not one valid JSON object (UTF-8), and a "model" key that appears
+// twice (JSON parsers disagree about which duplicate wins).
 func ExtractModel(body []byte) (BodyModel, *apierror.Error) {
 	if len(body) == 0 {
 		return BodyModel{}, invalidJSON("the request body is empty; send a JSON object with a \"model\" field")
 	}
-	if !gjson.ValidBytes(body) {
-		return BodyModel{}, invalidJSON("the request body is not valid JSON")
-	}
-	root := gjson.ParseBytes(body)
-	if !root.IsObject() {
-		return BodyModel{}, invalidJSON("the request body must be a JSON object")
-	}
-	var (
-		found   bool
-		dup     bool
-		val     gjson.Result
-		valAt   int
-		badType string
-	)
-	root.ForEach(func(k, v gjson.Result) bool {
-		if k.Str != "model" {
-			return true
-		}
-		if found {
-			dup = true
-			return false
-		}
-		found, val, valAt = true, v, v.Index // Index is the offset in body
-		return true
-	})
+	top, err := scanTop(body)
 	switch {
-	case dup:
-		return BodyModel{}, &apierror.Error{Status: http.StatusBadRequest, Code: CodeInvalidModel, Param: "model",
-			Type: apierror.TypeFor(http.StatusBadRequest), Message: "the request body names \"model\" more than once"}
-	case !found || val.Type == gjson.Null:
-		return BodyModel{}, &apierror.Error{Status: http.StatusBadRequest, Code: CodeMissingModel, Param: "model",
-			Type: apierror.TypeFor(http.StatusBadRequest), Message: "you must provide a model parameter"}
-	case val.Type != gjson.String:
-		badType = val.Type.String()
-		return BodyModel{}, &apierror.Error{Status: http.StatusBadRequest, Code: CodeInvalidModel, Param: "model",
-			Type: apierror.TypeFor(http.StatusBadRequest), Message: "model must be a string, not " + strings.ToLower(badType)}
-	case val.Str == "":
-		return BodyModel{}, &apierror.Error{Status: http.StatusBadRequest, Code: CodeMissingModel, Param: "model",
-			Type: apierror.TypeFor(http.StatusBadRequest), Message: "you must provide a model parameter"}
-	case len(val.Str) > maxModelLen:
-		return BodyModel{}, &apierror.Error{Status: http.StatusBadRequest, Code: CodeInvalidModel, Param: "model",
-			Type: apierror.TypeFor(http.StatusBadRequest), Message: "model is longer than 256 bytes"}
+	case err != nil:
+		return BodyModel{}, invalidJSON("the request body is not valid JSON")
+	case !top.object:
+		return BodyModel{}, invalidJSON("the request body must be a JSON object")
+	case len(top.models) > 1:
+		return BodyModel{}, badModel(CodeInvalidModel, "the request body names \"model\" more than once")
+	case len(top.models) == 0:
+		return BodyModel{}, badModel(CodeMissingModel, "you must provide a model parameter")
 	}
-	return BodyModel{Name: strings.Clone(val.Str), Start: valAt, End: valAt + len(val.Raw)}, nil
+	m := top.models[0]
+	if !m.isString {
+		if body[m.start] == 'n' { // null
+			return BodyModel{}, badModel(CodeMissingModel, "you must provide a model parameter")
+		}
+		return BodyModel{}, badModel(CodeInvalidModel, "model must be a string, not "+jsonKind(body[m.start]))
+	}
+	name := stringValue(body, m)
+	switch {
+	case name == "":
+		return BodyModel{}, badModel(CodeMissingModel, "you must provide a model parameter")
+	case len(name) > maxModelLen:
+		return BodyModel{}, badModel(CodeInvalidModel, "model is longer than 256 bytes")
+	}
+	return BodyModel{Name: name, Start: m.start, End: m.end}, nil
+}
+
+func badModel(code, msg string) *apierror.Error {
+	return &apierror.Error{Status: http.StatusBadRequest, Code: code, Param: "model",
+		Type: apierror.TypeFor(http.StatusBadRequest), Message: msg}
+}
+
+// jsonKind names the type of the JSON value starting with c.
+func jsonKind(c byte) string {
+	switch c {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
 }
 
 // ReplaceModel returns a copy of body with the string token at [m.Start,

@@ -3,8 +3,6 @@ package route
 import (
 	"bytes"
 	"strings"
-
-	"github.com/tidwall/gjson"
 )
 
 // ResponseKind says how a response body is mapped back.
@@ -38,30 +36,15 @@ func ResponseKindFor(contentType, contentEncoding string) ResponseKind {
 // MapModel returns doc with its top-level "model" replaced by to when it
 // equals from; ok is false (and doc returned as is) when nothing changed.
 func MapModel(doc []byte, from, to string) ([]byte, bool) {
-	i := bytes.IndexByte(doc, '{')
-	if i < 0 || !gjson.ValidBytes(doc) {
+	top, err := scanTop(doc)
+	if err != nil || !top.object || len(top.models) == 0 {
 		return doc, false
 	}
-	root := gjson.ParseBytes(doc)
-	if !root.IsObject() {
+	m := top.models[0]
+	if !m.isString || stringValue(doc, m) != from {
 		return doc, false
 	}
-	var bm BodyModel
-	found := false
-	root.ForEach(func(k, v gjson.Result) bool {
-		if k.Str != "model" {
-			return true
-		}
-		if v.Type == gjson.String && v.Str == from {
-			bm = BodyModel{Name: v.Str, Start: v.Index, End: v.Index + len(v.Raw)}
-			found = true
-		}
-		return false
-	})
-	if !found {
-		return doc, false
-	}
-	return ReplaceModel(doc, bm, to), true
+	return ReplaceModel(doc, BodyModel{Name: from, Start: m.start, End: m.end}, to), true
 }
 
 // StreamMapper maps the model of every "data:" line of a Server-Sent Events
