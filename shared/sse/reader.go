@@ -27,11 +27,8 @@ const DefaultMaxEventSize = 1 << 20
 // event size and was skipped; the reader stays usable.
 var ErrEventTooLarge = errors.New("sse: event exceeds maximum size")
 
-// doneData is the OpenAI end-of-stream sentinel payload.
-var doneData = []byte("[DONE]")
-
 // bom is the UTF-8 byte-order mark the spec strips from the stream start.
-var bom = [3]byte{0xEF, 0xBB, 0xBF}
+const bom = "\xEF\xBB\xBF"
 
 // Options tunes a Reader.
 type Options struct {
@@ -66,7 +63,7 @@ func (e *Event) Is(name string) bool {
 }
 
 // IsDone reports whether the event is the OpenAI "[DONE]" terminator.
-func (e *Event) IsDone() bool { return bytes.Equal(e.Data, doneData) }
+func (e *Event) IsDone() bool { return string(e.Data) == "[DONE]" }
 
 // Reader assembles events from arbitrarily split chunks of one stream.
 // It is not safe for concurrent use; use one Reader per stream.
@@ -196,7 +193,7 @@ func (r *Reader) consumeBOM(chunk []byte) int {
 		if chunk[p] != bom[r.bomN] {
 			// Not a BOM: the bytes matched so far start the first line.
 			r.bomDone = true
-			r.appendLine(bom[:r.bomN])
+			r.appendLine([]byte(bom[:r.bomN]))
 			return p
 		}
 		r.bomN++

@@ -202,13 +202,10 @@ func wavSeconds(b b64) (float64, bool) {
 	return 0, false
 }
 
-// mp3 bit rates in kbit/s for MPEG-1 and MPEG-2/2.5 layer III.
-var (
-	mp3RatesV1 = [16]int{0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0}
-	mp3RatesV2 = [16]int{0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 0}
-)
-
 func mp3Seconds(b b64) (float64, bool) {
+	// bit rates in kbit/s for MPEG-1 and MPEG-2/2.5 layer III
+	mp3RatesV1 := [16]int{0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0}
+	mp3RatesV2 := [16]int{0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 0}
 	var buf [16]byte
 	off := 0
 	if h, ok := b.at(0, 10, buf[:]); ok && string(h[:3]) == "ID3" {

@@ -176,7 +176,9 @@ func ParseRequest(api API, body []byte) (*Request, error) {
 	}
 	var o object
 	o.index(root)
-	if k, ok := o.duplicate(meteredKeys...); ok {
+	// A client must not show the gateway one value and the upstream another.
+	if k, ok := o.duplicate("model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+		"n", "best_of", "messages", "prompt", "input", "system"); ok {
 		return nil, bad(k, "must not appear more than once")
 	}
 	req := &Request{API: api, N: 1}
@@ -215,10 +217,6 @@ func ParseRequest(api API, body []byte) (*Request, error) {
 	}
 	return req, nil
 }
-
-// meteredKeys are the top-level keys whose repetition is refused: a
-// client must not show the gateway one value and the upstream another.
-var meteredKeys = []string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "best_of", "messages", "prompt", "input", "system"}
 
 func parseChat(o *object, req *Request) error {
 	if err := parseMaxOutput(o, req, "max_completion_tokens", "max_tokens"); err != nil {
