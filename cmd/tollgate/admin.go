@@ -100,6 +100,7 @@ func runProductsApply(ctx context.Context, e env, args []string) error {
 	// Parse everything first: nothing is applied if any file has a problem.
 	var docs []manifest.Document
 	var problems manifest.Errors
+	seen := map[string]manifest.Position{}
 	for _, f := range files {
 		raw, err := readManifest(e, f)
 		if err != nil {
@@ -116,14 +117,15 @@ func runProductsApply(ctx context.Context, e env, args []string) error {
 		} else if err != nil {
 			return err
 		}
-		docs = append(docs, d...)
-	}
-	seen := map[string]manifest.Position{}
-	for _, d := range docs {
-		if first, dup := seen[d.Ref()]; dup && first.File != d.Pos.File {
-			problems = append(problems, manifest.Error{Pos: d.Pos, Msg: fmt.Sprintf("%s is also defined at %s", d.Ref(), first)})
+		fileSeen := map[string]bool{}
+		for _, doc := range d { // duplicates inside one file are reported by Parse
+			if first, dup := seen[doc.Ref()]; dup && !fileSeen[doc.Ref()] {
+				problems = append(problems, manifest.Error{Pos: doc.Pos, Msg: fmt.Sprintf("%s is defined twice (also at %s)", doc.Ref(), first)})
+			}
+			fileSeen[doc.Ref()] = true
+			seen[doc.Ref()] = doc.Pos
 		}
-		seen[d.Ref()] = d.Pos
+		docs = append(docs, d...)
 	}
 	if len(problems) > 0 {
 		for _, p := range problems {

@@ -84,6 +84,19 @@ func (d Document) Ref() string { return strings.ToLower(d.Kind) + "/" + d.Name }
 type parser struct {
 	file string
 	errs Errors
+	// bad holds nodes that failed type checks: they are pruned before
+	// decoding, so the rest of the document is still validated.
+	bad map[*yaml.Node]bool
+	// badPaths are their field paths, whose follow-on validation errors are dropped.
+	badPaths []string
+}
+
+func (p *parser) markBad(n *yaml.Node, path string) {
+	if p.bad == nil {
+		p.bad = map[*yaml.Node]bool{}
+	}
+	p.bad[n] = true
+	p.badPaths = append(p.badPaths, strings.TrimPrefix(strings.TrimPrefix(path, "spec"), "."))
 }
 
 func (p *parser) at(n *yaml.Node, format string, args ...any) {
@@ -127,7 +140,13 @@ func Parse(file string, data []byte) ([]Document, error) {
 		seen[d.Ref()] = d.Pos
 	}
 	if len(p.errs) > 0 {
-		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Pos.Line < p.errs[j].Pos.Line })
+		sort.SliceStable(p.errs, func(i, j int) bool {
+			a, b := p.errs[i].Pos, p.errs[j].Pos
+			if a.Line != b.Line {
+				return a.Line < b.Line
+			}
+			return a.Column < b.Column
+		})
 		return docs, p.errs
 	}
 	return docs, nil
@@ -310,24 +329,64 @@ func (p *parser) document(root *yaml.Node) (Document, bool) {
 }
 
 // decode type-checks spec against v's type (recording each field's node in
-// index by its path) and then decodes it.
+// index by its path) and then decodes what passed, so semantic checks still
+// run on the rest of the document.
 func (p *parser) decode(spec *yaml.Node, v any, index map[string]*yaml.Node) bool {
-	before := len(p.errs)
+	p.bad, p.badPaths = nil, nil
 	p.typecheck(spec, reflect.TypeOf(v).Elem(), "spec", index)
-	if len(p.errs) > before {
+	if p.bad[spec] {
 		return false
 	}
-	if err := spec.Decode(v); err != nil {
+	if err := prune(spec, p.bad).Decode(v); err != nil {
 		p.at(spec, "spec: %v", err)
 		return false
 	}
 	return true
 }
 
+// prune copies n without the nodes in bad (and the keys of bad values).
+func prune(n *yaml.Node, bad map[*yaml.Node]bool) *yaml.Node {
+	if len(bad) == 0 {
+		return n
+	}
+	c := *n
+	c.Content = nil
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if bad[n.Content[i]] || bad[n.Content[i+1]] {
+				continue
+			}
+			c.Content = append(c.Content, n.Content[i], prune(n.Content[i+1], bad))
+		}
+	default:
+		for _, child := range n.Content {
+			if !bad[child] {
+				c.Content = append(c.Content, prune(child, bad))
+			}
+		}
+	}
+	return &c
+}
+
+// pruned reports whether a validation error concerns a field already
+// reported as having the wrong type.
+func (p *parser) pruned(field string) bool {
+	for _, b := range p.badPaths {
+		if field == b || strings.HasPrefix(field, b+".") || strings.HasPrefix(field, b+"[") {
+			return true
+		}
+	}
+	return false
+}
+
 // fieldErrors positions model validation errors at the nodes they name,
 // falling back to the closest enclosing node that exists.
 func (p *parser) fieldErrors(errs model.FieldErrors, index map[string]*yaml.Node) {
 	for _, fe := range errs {
+		if p.pruned(fe.Field) {
+			continue
+		}
 		n := index[fe.Field]
 		for path := fe.Field; n == nil && path != ""; {
 			path = parentPath(path)
@@ -397,6 +456,7 @@ func (p *parser) typecheck(n *yaml.Node, t reflect.Type, path string, index map[
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			p.at(n, "%s must be a mapping, got %s", path, kindWord(n))
+			p.markBad(n, path)
 			return
 		}
 		byName := map[string]reflect.StructField{}
@@ -412,6 +472,7 @@ func (p *parser) typecheck(n *yaml.Node, t reflect.Type, path string, index map[
 			f, ok := byName[k.Value]
 			if !ok || k.Kind != yaml.ScalarNode {
 				p.at(k, "%s: unknown field %q (allowed: %s)", path, k.Value, strings.Join(names, ", "))
+				p.markBad(k, path+"."+k.Value)
 				continue
 			}
 			p.typecheck(v, f.Type, path+"."+k.Value, index)
@@ -422,6 +483,7 @@ func (p *parser) typecheck(n *yaml.Node, t reflect.Type, path string, index map[
 		}
 		if n.Kind != yaml.SequenceNode {
 			p.at(n, "%s must be a list, got %s", path, kindWord(n))
+			p.markBad(n, path)
 			return
 		}
 		for i, c := range n.Content {
@@ -433,12 +495,14 @@ func (p *parser) typecheck(n *yaml.Node, t reflect.Type, path string, index map[
 		}
 		if n.Kind != yaml.MappingNode {
 			p.at(n, "%s must be a mapping, got %s", path, kindWord(n))
+			p.markBad(n, path)
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
 				p.at(k, "%s: keys must be strings", path)
+				p.markBad(k, path)
 				continue
 			}
 			p.typecheck(v, t.Elem(), path+"."+k.Value, index)
@@ -446,20 +510,25 @@ func (p *parser) typecheck(n *yaml.Node, t reflect.Type, path string, index map[
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			p.at(n, "%s must be a string, got %s", path, kindWord(n))
+			p.markBad(n, path)
 		}
 	case reflect.Int, reflect.Int64:
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!float" && !strings.ContainsAny(n.Value, ".eE") {
 			p.at(n, "%s: %q is out of range", path, n.Value)
+			p.markBad(n, path)
 			return
 		}
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 			p.at(n, "%s must be an integer, got %s", path, kindWord(n))
+			p.markBad(n, path)
 			return
 		}
 		if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64); err != nil {
 			p.at(n, "%s: %q is out of range", path, n.Value)
+			p.markBad(n, path)
 		}
 	default:
 		p.at(n, "%s: unsupported field type %s", path, t)
+		p.markBad(n, path)
 	}
 }

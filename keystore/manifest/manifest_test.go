@@ -178,3 +178,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseReportsTypeAndValueErrorsTogether(t *testing.T) {
+	src := "apiVersion: tollgate.dev/v1\nkind: APIProduct\nmetadata: {name: x}\nspec:\n" +
+		"  operations: [{path: nope, verb: GET}]\n" +
+		"  requestQuota: {limit: lots, timeUnit: week}\n" +
+		"  allowedModels: {a: b}\n"
+	_, err := Parse("f.yaml", []byte(src))
+	var errs Errors
+	require.True(t, errors.As(err, &errs))
+	got := make([]string, len(errs))
+	for i, e := range errs {
+		got[i] = e.Error()
+	}
+	assert.Equal(t, []string{
+		`f.yaml:5:23: spec.operations[0].path: "nope" must start with '/'`,
+		`f.yaml:5:29: spec.operations[0]: unknown field "verb" (allowed: path, methods, requestQuota, tokenQuota)`,
+		`f.yaml:6:25: spec.requestQuota.limit must be an integer, got a string`,
+		`f.yaml:6:41: spec.requestQuota.timeUnit: must be one of minute, hour, day, month, got "week"`,
+		`f.yaml:7:18: spec.allowedModels must be a list, got a mapping`,
+	}, got, "type errors do not hide value errors, and pruned fields add no noise")
+}
