@@ -72,8 +72,9 @@ type Op struct {
 	// Force applies N even when it does not fit (usage that already happened).
 	Force bool
 	// Reservation, when set, records the charge under this token so that it
-	// can be settled or released, and released at ReservationExpires (Unix ms).
-	Reservation        string
+	// can be settled or released later.
+	Reservation string
+	// ReservationExpires is when an unsettled reservation is released (Unix ms).
 	ReservationExpires int64
 }
 
