@@ -30,6 +30,7 @@ func discardUpstream(b *testing.B) *httptest.Server {
 // in the same run: each iteration sends one request through a bare Envoy and
 // one through an Envoy with the filter (same upstream, same routes), and the
 // medians are reported as bare-p50-us, filter-p50-us and added-p50-us.
+// GET-no-body is the fixed cost of a Go Wasm filter that does not pause;
 // "route" bodies only pick the cluster; "rewrite" bodies name an alias, so
 // the filter also rewrites the body (and buffers the JSON response to map
 // its model back).
@@ -52,6 +53,7 @@ func BenchmarkAddedLatency(b *testing.B) {
 		model string
 		size  int
 	}{
+		{"GET-no-body", "", 0},
 		{"1KB/route", "qwen-2.5-7b", 1 << 10},
 		{"1KB/rewrite", "gemma", 1 << 10},
 		{"1MB/route", "qwen-2.5-7b", 1 << 20},
@@ -59,13 +61,22 @@ func BenchmarkAddedLatency(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			body := paddedBody(b, c.model, c.size)
+			var body []byte
+			if c.size > 0 {
+				body = paddedBody(b, c.model, c.size)
+			}
 			send := func(e *envoytest.Envoy) time.Duration {
-				req, err := http.NewRequestWithContext(b.Context(), http.MethodPost, e.URL("/v1/chat/completions"), bytes.NewReader(body))
+				method, path := http.MethodPost, "/v1/chat/completions"
+				if body == nil {
+					method, path = http.MethodGet, "/v1/models"
+				}
+				req, err := http.NewRequestWithContext(b.Context(), method, e.URL(path), bytes.NewReader(body))
 				if err != nil {
 					b.Fatal(err)
 				}
-				req.Header.Set("content-type", "application/json")
+				if body != nil {
+					req.Header.Set("content-type", "application/json")
+				}
 				start := time.Now()
 				resp, err := e.Client().Do(req)
 				if err != nil {
