@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -389,4 +390,53 @@ func TestWriteReadyFile(t *testing.T) {
 	err = writeReadyFile(filepath.Join(t.TempDir(), "missing", "ready.json"), "a", "b")
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, os.ErrNotExist))
+}
+
+// consume charges one request through the counter endpoints mounted on the data plane.
+func consume(t *testing.T, dataAddr string, limit int) (int, string) {
+	t.Helper()
+	body := `{"items":[{"key":{"app":"demo","product":"chat","kind":"requests"},"spec":{"limit":` +
+		strconv.Itoa(limit) + `,"interval":1,"timeUnit":"day","window":"calendar"},"n":1}]}`
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Post("http://"+dataAddr+"/v1/quota/consume", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(raw)
+}
+
+func TestServeMountsQuotaCounters(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		dir := t.TempDir()
+		srv := startServe(t, nil, "--data-dir", dir)
+		for i := 1; i <= 2; i++ {
+			status, body := consume(t, srv.data, 2)
+			require.Equal(t, 200, status, body)
+			assert.True(t, gjson.Get(body, "allowed").Bool(), body)
+		}
+		status, body := consume(t, srv.data, 2)
+		require.Equal(t, 200, status, body)
+		assert.False(t, gjson.Get(body, "allowed").Bool(), "the third request over a limit of 2 is denied")
+		resp, err := http.Get("http://" + srv.data + "/metrics")
+		require.NoError(t, err)
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Contains(t, string(m), "tollgate_quota_items_total")
+		assert.Contains(t, string(m), "tollgate_keystore_info")
+		require.Equal(t, 0, srv.stop())
+
+		srv2 := startServe(t, nil, "--data-dir", dir)
+		_, body = consume(t, srv2.data, 2)
+		assert.False(t, gjson.Get(body, "allowed").Bool(), "counts survive a clean restart: %s", body)
+	})
+	t.Run("redis replicas share counts", func(t *testing.T) {
+		rs := redistest.Start(t)
+		a := startServe(t, nil, "--redis", rs.URL, "--admin-token", "shared-admin-token-0123456789", "--data-dir", t.TempDir())
+		b := startServe(t, nil, "--redis", rs.URL, "--admin-token", "shared-admin-token-0123456789", "--data-dir", t.TempDir())
+		_, body := consume(t, a.data, 1)
+		require.True(t, gjson.Get(body, "allowed").Bool(), body)
+		_, body = consume(t, b.data, 1)
+		assert.False(t, gjson.Get(body, "allowed").Bool(), "replica b sees a's count: %s", body)
+	})
 }

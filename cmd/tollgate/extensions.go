@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
+	"github.com/tollgate/tollgate/counter"
+	"github.com/tollgate/tollgate/counter/httpapi"
+	"github.com/tollgate/tollgate/counter/memstore"
+	"github.com/tollgate/tollgate/counter/redisstore"
 	"github.com/tollgate/tollgate/keystore"
 	"github.com/tollgate/tollgate/keystore/store"
 )
@@ -14,9 +19,30 @@ import (
 type extensionFactory func(ctx context.Context, b *store.Backend, log *slog.Logger) (keystore.Extension, error)
 
 // dataPlaneExtensions lists the components mounted on the data-plane listener
-// next to /v1/verify. The quota counters register here: return their routes
-// as keystore.Mount values (e.g. "POST /v1/quota/consume") built on b.Bolt
-// (own buckets) or b.Redis (own keys under b.Prefix).
+// next to /v1/verify.
 func dataPlaneExtensions() []extensionFactory {
-	return nil
+	return []extensionFactory{quotaCounters}
+}
+
+// quotaCounters serves the counter engine's /v1/quota/* endpoints (see
+// docs/counter.md): in Redis under "<prefix>q:" when serve runs with --redis,
+// otherwise in memory with a snapshot file in the data dir.
+func quotaCounters(_ context.Context, b *store.Backend, log *slog.Logger) (keystore.Extension, error) {
+	var backend counter.Backend
+	if b.Redis != nil {
+		backend = redisstore.New(b.Redis, redisstore.Options{Prefix: b.Prefix + "q:"})
+	} else {
+		ms, err := memstore.Open(memstore.Options{Dir: b.DataDir, Logger: log})
+		if err != nil {
+			return keystore.Extension{}, fmt.Errorf("quota counters: %w", err)
+		}
+		backend = ms
+	}
+	eng := counter.New(backend)
+	h := httpapi.New(eng, httpapi.Options{Logger: log})
+	return keystore.Extension{
+		Mounts:     []keystore.Mount{{Pattern: "/v1/quota/", Handler: h}},
+		Collectors: []keystore.Collector{h},
+		Close:      eng.Close,
+	}, nil
 }

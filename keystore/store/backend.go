@@ -24,6 +24,9 @@ type Backend struct {
 	Prefix string
 	// Where describes the storage for logs (file path or redacted URL).
 	Where string
+	// DataDir is the directory of the embedded file (empty with Redis), for
+	// components that keep their own files next to it.
+	DataDir string
 }
 
 // BackendOptions chooses the storage: Redis when RedisURL is set, else a bbolt file in DataDir.
@@ -60,7 +63,7 @@ func OpenBackend(ctx context.Context, o BackendOptions) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Backend{Bolt: db, Where: path}, nil
+	return &Backend{Bolt: db, Where: path, DataDir: o.DataDir}, nil
 }
 
 // Kind names the backend ("bolt" or "redis") for logs and metrics.
