@@ -206,7 +206,6 @@ func wasiFunctions() []hostFunc {
 	}
 }
 
-
 // writev implements fd_write's stdout (info) / stderr (error) logging with
 // one trailing newline removed, as proxy-wasm-cpp-host's writevImpl does.
 func (vm *VM) writev(fd, iovs, n uint32) (uint32, uint32) {

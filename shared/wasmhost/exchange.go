@@ -858,12 +858,12 @@ func localReplyHeaders(lr *LocalReply) *HeaderMap {
 	for _, p := range lr.Headers {
 		h.Add(p.Key, p.Value)
 	}
+	h.Set("content-length", strconv.Itoa(len(lr.Body)))
 	if len(lr.Body) > 0 {
 		if _, ok := h.Get("content-type"); !ok {
 			h.Add("content-type", "text/plain")
 		}
 	}
-	h.Set("content-length", strconv.Itoa(len(lr.Body)))
 	return h
 }
 
@@ -884,6 +884,12 @@ func (x *exchange) stopUpstream() {
 func (x *exchange) reset() {
 	x.stopUpstream()
 	x.finished = true
+	if x.clientHdrs != nil && x.clientCL >= 0 && int64(len(x.resp.Body)) >= x.clientCL {
+		// The client already read the whole announced body: the reset that
+		// follows is invisible to it.
+		x.completeResponse()
+		return
+	}
 	details := x.s.resetDetails
 	if details == "" {
 		details = "reset"

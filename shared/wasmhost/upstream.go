@@ -91,8 +91,9 @@ func (w *upstreamWriter) responseHeaders(final bool) *HeaderMap {
 	m := NewHeaderMap(Pair{":status", strconv.Itoa(w.status)})
 	h := w.header.Clone()
 	noBody := w.status == http.StatusNoContent || w.status == http.StatusNotModified
+	sniffed := ""
 	if _, set := h["Content-Type"]; !set && len(w.buf) > 0 && !noBody {
-		h.Set("Content-Type", http.DetectContentType(w.buf))
+		sniffed = http.DetectContentType(w.buf)
 	}
 	cl := h.Get("Content-Length")
 	h.Del("Content-Length")
@@ -111,6 +112,11 @@ func (w *upstreamWriter) responseHeaders(final bool) *HeaderMap {
 		for _, v := range h[k] {
 			m.Add(k, v)
 		}
+	}
+	// net/http writes its own headers after the handler's: (Date,)
+	// Content-Type, Content-Length / Transfer-Encoding.
+	if sniffed != "" {
+		m.Add("content-type", sniffed)
 	}
 	switch {
 	case noBody:

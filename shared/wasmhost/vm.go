@@ -236,13 +236,13 @@ var initAllowed = func() map[string]bool {
 
 // Host calls allowed inside the guest allocator (WasmBase::allocMemory).
 var allocAllowed = map[string]bool{
-	"env.proxy_log":                       true,
-	"wasi_unstable.fd_write":              true,
-	"wasi_snapshot_preview1.fd_write":     true,
-	"wasi_unstable.clock_time_get":        true,
+	"env.proxy_log":                         true,
+	"wasi_unstable.fd_write":                true,
+	"wasi_snapshot_preview1.fd_write":       true,
+	"wasi_unstable.clock_time_get":          true,
 	"wasi_snapshot_preview1.clock_time_get": true,
-	"wasi_unstable.poll_oneoff":           true,
-	"wasi_snapshot_preview1.poll_oneoff":  true,
+	"wasi_unstable.poll_oneoff":             true,
+	"wasi_snapshot_preview1.poll_oneoff":    true,
 }
 
 func (vm *VM) newContext(parent uint32, root bool) *vmContext {

@@ -427,7 +427,11 @@ func (s *stream) localReply(v string) uint32 {
 	code, _ := strconv.Atoi(v)
 	body := "local:" + v
 	details := "test details"
-	hdrs := encodePairs([]pair{{"x-local", "1"}, {"Content-Type", "text/plain"}})
+	hps := []pair{{"x-local", "1"}, {"Content-Type", "text/plain"}}
+	if s.has("x-t-local-noct") {
+		hps = hps[:1]
+	}
+	hdrs := encodePairs(hps)
 	st := proxySendLocalResponse(uint32(code), sp(details), uint32(len(details)), sp(body), uint32(len(body)), bp(hdrs), uint32(len(hdrs)), -1)
 	logf("local_reply st=%d", st)
 	if s.cmd["x-t-local-ret"] == "continue" {
@@ -512,6 +516,9 @@ func (s *stream) body(buf, size, eos uint32, action, rewrite string) uint32 {
 		logf("body read-req st=%d val=%q", st, val)
 	}
 	if v, ok := s.cmd["x-t-local"]; ok && s.cmd["x-t-local-at"] == "body" && buf == bufRequestBody && eos == 1 {
+		return s.localReply(v)
+	}
+	if v, ok := s.cmd["x-t-local"]; ok && s.cmd["x-t-local-at"] == "resp-body" && buf == bufResponseBody && eos == 1 {
 		return s.localReply(v)
 	}
 	switch action {
