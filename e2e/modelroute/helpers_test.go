@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -74,8 +75,9 @@ func poolRoutes() []envoytest.Route {
 func fakeLLM() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
-			Model  string `json:"model"`
-			Stream bool   `json:"stream"`
+			Model       string `json:"model"`
+			Stream      bool   `json:"stream"`
+			ResponsePad int    `json:"response_pad"` // test knob: pad the answer to about this size
 		}
 		body, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(body, &req)
@@ -92,8 +94,8 @@ func fakeLLM() http.Handler {
 			return
 		}
 		w.Header().Set("content-type", "application/json")
-		fmt.Fprintf(w, `{"id":"c1","object":"chat.completion","model":%s,"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"received_bytes":%d}`,
-			model, len(body))
+		fmt.Fprintf(w, `{"id":"c1","object":"chat.completion","model":%s,"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"received_bytes":%d,"pad":"%s"}`,
+			model, len(body), strings.Repeat("p", min(req.ResponsePad, 8<<20)))
 	})
 }
 

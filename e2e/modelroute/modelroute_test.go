@@ -76,6 +76,18 @@ func TestModelRoute(t *testing.T) {
 		assert.True(t, strings.HasSuffix(string(r.body), "data: [DONE]\n\n"))
 	})
 
+	t.Run("response above max_response_bytes passes unmapped and whole", func(t *testing.T) {
+		r := post(t, c, url, []byte(`{"model":"gemma","response_pad":2000000}`), nil)
+		require.Equal(t, 200, r.status)
+		var resp struct {
+			Model string `json:"model"`
+			Pad   string `json:"pad"`
+		}
+		require.NoError(t, json.Unmarshal(r.body, &resp), "a complete JSON body")
+		assert.Equal(t, "/gcs/google/gemma-3-1b-it", resp.Model, "too large to hold: forwarded as is")
+		assert.Len(t, resp.Pad, 2000000)
+	})
+
 	t.Run("90/10 split over 1000 requests", func(t *testing.T) {
 		const n, workers = 1000, 4
 		var mu sync.Mutex

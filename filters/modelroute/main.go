@@ -244,7 +244,7 @@ func (s *stream) OnResponseHeaders(_ int, endOfStream bool) proxywasm.Action {
 	_ = proxywasm.ResponseHeaders.Remove("content-length")
 	s.mapping = kind
 	if kind == route.ResponseSSE {
-		s.mapper = route.NewStreamMapper(s.decision.BackendModel, s.decision.Model, int(min(s.p.policy.MaxResponseBytes, 1<<20)))
+		s.mapper = route.NewStreamMapper(s.decision.BackendModel, s.decision.Model, int(s.p.policy.MaxResponseBytes))
 	}
 	return proxywasm.ActionContinue
 }

@@ -39,8 +39,10 @@ const (
 	DefaultMaxBodyBytes = 8 << 20
 	// MaxMaxBodyBytes bounds max_body_bytes: a body is held whole in the Wasm VM's memory.
 	MaxMaxBodyBytes = 256 << 20
-	// DefaultMaxResponseBytes is the largest JSON response buffered to map its model back (1 MiB).
-	DefaultMaxResponseBytes = 1 << 20
+	// DefaultMaxResponseBytes is the largest response held to map its model
+	// back (512 KiB): it stays under Envoy's default 1 MiB buffer limit,
+	// above which Envoy resets a response whose headers have gone out.
+	DefaultMaxResponseBytes = 512 << 10
 )
 
 // Config is the filter's JSON plugin configuration, as an operator writes it.
@@ -59,7 +61,7 @@ type Config struct {
 	StickyHeader string `json:"sticky_header"`
 	// MaxBodyBytes is the largest request body accepted; larger bodies get 413.
 	MaxBodyBytes int64 `json:"max_body_bytes"`
-	// MaxResponseBytes is the largest JSON response buffered to map its model back.
+	// MaxResponseBytes is the largest JSON response (or SSE line) held to map its model back.
 	MaxResponseBytes int64 `json:"max_response_bytes"`
 	// Paths limits the filter to these path prefixes; empty means every request with a body.
 	Paths []string `json:"paths"`
