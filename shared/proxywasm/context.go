@@ -1,8 +1,10 @@
 package proxywasm
 
 import (
-	"runtime/debug"
+	"path"
+	"runtime"
 	"strconv"
+	"strings"
 )
 
 // PluginContext is the root context of one plugin in one VM: it receives the
@@ -367,9 +369,28 @@ func (v *vmState) recoverRoot(name string) {
 }
 
 func logPanic(where string, r any) {
-	stack := debug.Stack()
-	if len(stack) > 4096 {
-		stack = stack[:4096]
+	Logf(LogLevelError, "proxywasm: recovered from a panic in %s: %v; at %s", where, r, panicSite())
+}
+
+// panicSite names the frames that led to a recovered panic in one line, so a
+// recovered panic never looks like Go's crash output in the host log.
+func panicSite() string {
+	pcs := make([]uintptr, 32)
+	n := runtime.Callers(4, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	var b strings.Builder
+	for i := 0; i < 8; {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "runtime.") {
+			if i > 0 {
+				b.WriteString(" <- ")
+			}
+			b.WriteString(f.Function + " " + path.Base(f.File) + ":" + strconv.Itoa(f.Line))
+			i++
+		}
+		if !more {
+			break
+		}
 	}
-	Logf(LogLevelError, "proxywasm: panic in %s: %v\n%s", where, r, stack)
+	return b.String()
 }
