@@ -206,6 +206,7 @@ func (s *stream) route() proxywasm.Action {
 		target = route.OtherModel
 	}
 	s.p.inc(route.RequestsMetric(model, target))
+	d.Body = nil // the proxy holds the body now; do not keep megabytes for the stream's lifetime
 	s.decision = d
 	return proxywasm.ActionContinue
 }
