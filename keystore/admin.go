@@ -339,9 +339,12 @@ func (s *Service) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) keyStatus(status string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > 0 {
-			// The action takes no body; refuse one rather than silently ignoring it.
-			e := apierror.New(http.StatusBadRequest, CodeInvalidRequest, "this endpoint takes no request body")
+		// The action takes no body; refuse one rather than silently ignoring it.
+		body, e := readBody(w, r, 1024)
+		if e == nil && len(bytes.TrimSpace(body)) > 0 {
+			e = apierror.New(http.StatusBadRequest, CodeInvalidRequest, "this endpoint takes no request body")
+		}
+		if e != nil {
 			writeError(w, e)
 			return
 		}

@@ -87,7 +87,7 @@ func (s *Service) instrument(server string, mux *http.ServeMux) http.Handler {
 		if route == "" || route == "/" {
 			route = "unmatched"
 		} else if !strings.Contains(route, " ") {
-			route = r.Method + " " + route
+			route = methodLabel(r.Method) + " " + route
 		}
 		if rec.code == 0 {
 			rec.code = http.StatusOK
@@ -96,6 +96,15 @@ func (s *Service) instrument(server string, mux *http.ServeMux) http.Handler {
 		s.log.LogAttrs(r.Context(), slogDebug, "http request", attrStr("server", server), attrStr("route", route),
 			attrInt("status", rec.code), attrDur("duration", time.Since(start)))
 	})
+}
+
+// methodLabel keeps metric labels bounded: clients can send any method token.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
 }
 
 func (s *Service) dataHandler() (h http.Handler, err error) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -380,6 +381,12 @@ func TestHealthAndMetrics(t *testing.T) {
 	} {
 		assert.Contains(t, m, want)
 	}
+	for i := range 3 {
+		do(t, h.svc.DataHandler(), "BREW"+strconv.Itoa(i), "/v1/verify", nil, "")
+	}
+	m = do(t, h.svc.DataHandler(), "GET", "/metrics", nil, "").Body.String()
+	assert.Contains(t, m, `route="OTHER /v1/verify",code="405"} 3`, "arbitrary methods share one label")
+	assert.NotContains(t, m, "BREW")
 }
 
 func TestKeysNeverLogged(t *testing.T) {
@@ -586,6 +593,13 @@ func TestAdminKeys(t *testing.T) {
 			assertError(t, h.admin(t, tt.method, tt.path, body), tt.status, tt.code, tt.msg)
 		})
 	}
+
+	chunked := httptest.NewRequest("POST", "/admin/v1/keys/"+id+"/revoke", strings.NewReader(`{"status":"revoked"}`))
+	chunked.ContentLength = -1 // unknown length, as with Transfer-Encoding: chunked
+	chunked.Header.Set("Authorization", "Bearer "+testToken)
+	rec = httptest.NewRecorder()
+	h.svc.AdminHandler().ServeHTTP(rec, chunked)
+	assertError(t, rec, 400, CodeInvalidRequest, "no request body")
 
 	require.Equal(t, 204, h.admin(t, "DELETE", "/admin/v1/keys/"+id, nil).Code)
 	assertError(t, h.admin(t, "DELETE", "/admin/v1/keys/"+id, nil), 404, CodeNotFound, id)
