@@ -494,11 +494,13 @@ func (x *exchange) forwardReqHeaders(eos bool) {
 		req.Body = http.NoBody
 		x.upBody.end(nil)
 		x.rq.done = true
-		x.armRouteTimeout()
 	}
 	x.upReq = req
 	x.upStarted = true
 	x.upStart = time.Now()
+	if eos {
+		x.armRouteTimeout()
+	}
 	handler := x.vm.host.cfg.Upstream
 	events := x.upEvents
 	go func() {
