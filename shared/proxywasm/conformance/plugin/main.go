@@ -186,6 +186,19 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 			return reply(409, map[string]string{"vm": s.p.vmID, "err": "cas mismatch"})
 		}
 		return reply(200, map[string]string{"vm": s.p.vmID, "err": errString(err)})
+	case "/bench/cas":
+		// One compare-and-swap increment, the unit of every shared counter.
+		for i := 0; i < 3; i++ {
+			v, cas, err := proxywasm.GetSharedData("bench:cas")
+			if err != nil && !errors.Is(err, proxywasm.ErrNotFound) {
+				break
+			}
+			n, _ := strconv.Atoi(string(v))
+			if proxywasm.SetSharedData("bench:cas", []byte(strconv.Itoa(n+1)), cas) == nil {
+				break
+			}
+		}
+		return proxywasm.ActionContinue
 	case "/ticks":
 		v, _, err := proxywasm.GetSharedData("ticks:" + s.p.vmID)
 		n, _ := strconv.Atoi(string(v))
