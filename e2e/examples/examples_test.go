@@ -1,0 +1,35 @@
+// Package examples checks that every Envoy configuration shipped in
+// examples/envoy is accepted by the pinned Envoy, so docs never drift into
+// configurations that do not load.
+package examples
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+)
+
+func TestExampleConfigsValidate(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	envoy, err := envoytest.FindEnvoy()
+	require.NoError(t, err, "run `make envoy`")
+	files, err := filepath.Glob(filepath.Join(root, "examples", "envoy", "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no example configurations found")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			// Wasm paths in the examples are relative to the repository root, after `make build`.
+			envoytest.WasmPath(t, "modelroute")
+			cmd := exec.Command(envoy, "--mode", "validate", "--disable-hot-restart", "-c", f)
+			cmd.Dir = root
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "envoy rejected %s:\n%s", f, out)
+			require.Contains(t, string(out), "OK")
+		})
+	}
+}
