@@ -8,9 +8,9 @@ import (
 
 func benchHeaders(path string) *wasmhost.HeaderMap {
 	return wasmhost.NewHeaderMap(
-		wasmhost.Pair{":method", "GET"}, wasmhost.Pair{":path", path}, wasmhost.Pair{":authority", "gateway.local"},
-		wasmhost.Pair{":scheme", "http"}, wasmhost.Pair{"user-agent", "bench"}, wasmhost.Pair{"x-api-key", "tg_0123456789abcdef"},
-		wasmhost.Pair{"content-type", "application/json"}, wasmhost.Pair{"accept", "*/*"},
+		wasmhost.Pair{Key: ":method", Value: "GET"}, wasmhost.Pair{Key: ":path", Value: path}, wasmhost.Pair{Key: ":authority", Value: "gateway.local"},
+		wasmhost.Pair{Key: ":scheme", Value: "http"}, wasmhost.Pair{Key: "user-agent", Value: "bench"}, wasmhost.Pair{Key: "x-api-key", Value: "tg_0123456789abcdef"},
+		wasmhost.Pair{Key: "content-type", Value: "application/json"}, wasmhost.Pair{Key: "accept", Value: "*/*"},
 	)
 }
 
