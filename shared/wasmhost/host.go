@@ -69,6 +69,9 @@ type Config struct {
 	LogLevel LogLevel
 	// Logger receives every VM log line when set (typically a *testing.T).
 	Logger TB
+	// DiscardLogs stops the VM from keeping log lines (benchmarks); they
+	// are still forwarded to Logger.
+	DiscardLogs bool
 	// ManualTicks disables the tick goroutine: ticks then only happen
 	// through VM.Tick, for deterministic tests.
 	ManualTicks bool

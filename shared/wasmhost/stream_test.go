@@ -404,3 +404,21 @@ func TestLowLevelStream(t *testing.T) {
 	s.Finish(h, nil, nil)
 	assert.Equal(t, []string{"on_log ctx=2", "on_done ctx=2", "on_delete ctx=2"}, callbacks(vm)[len(callbacks(vm))-3:])
 }
+
+func TestAccessLogPhase(t *testing.T) {
+	tests := []struct {
+		name string
+		hdrs []string
+		want string
+	}{
+		{"upstream response", nil, `log read-req st=0 val="/logpath" resp st=0 val="200"`},
+		{"local reply", []string{"x-t-local: 403"}, `log read-req st=0 val="/logpath" resp st=0 val="403"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vm := newVM(t, newHost(t, Config{Upstream: &echoUpstream{}}))
+			do(t, vm, "GET", "/logpath", "", append([]string{"x-t-log-read: 1"}, tt.hdrs...)...)
+			assert.Equal(t, []string{tt.want}, logsWith(vm, "log read-req"))
+		})
+	}
+}

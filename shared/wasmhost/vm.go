@@ -471,7 +471,9 @@ func (vm *VM) logf(level LogLevel, ctxID uint32, format string, args ...any) {
 func (vm *VM) addLog(e LogEntry) {
 	vm.logMu.Lock()
 	defer vm.logMu.Unlock()
-	vm.logs = append(vm.logs, e)
+	if !vm.host.cfg.DiscardLogs {
+		vm.logs = append(vm.logs, e)
+	}
 	if vm.logOff || vm.host.cfg.Logger == nil {
 		return
 	}

@@ -45,6 +45,7 @@ var (
 	totalAllocs int
 	allocTrap   bool
 	allocCall   bool
+	spins       uint64
 )
 
 //go:wasmexport proxy_abi_version_0_2_1
@@ -292,6 +293,11 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 		logf("headers %s size_st=%d size=%d", sb.String(), sst, size)
 	}
 	s.trap("headers")
+	if s.has("x-t-spin") {
+		for {
+			spins++
+		}
+	}
 	if s.has("x-t-alloc-trap") {
 		allocTrap = true
 	}
