@@ -4,14 +4,19 @@
 //
 // # API
 //
+// A test builds a Host from the module and a VM per simulated worker, then
+// sends requests:
+//
 //	h, err := wasmhost.NewHost(ctx, wasmhost.Config{
 //		ModulePath: "filter.wasm", PluginName: "p", RootID: "r", VMID: "vm",
 //		PluginConfig: []byte(`{...}`), Upstream: upstreamHandler,
 //		Clusters: map[string]http.Handler{"keystore": ks},
 //		Logger: t, CompilationCache: cache,
 //	})
-//	vm, err := h.NewVM(ctx)              // one Envoy worker
-//	resp, err := vm.Do(ctx, req)         // one request through filter + router
+//	vm, err := h.NewVM(ctx)      // one Envoy worker
+//	resp, err := vm.Do(ctx, req) // one request through filter + router
+//
+// The pieces:
 //
 //   - Host is one Envoy process: the module compiled once, plus what Envoy
 //     shares between workers (shared data with CAS, shared queues, metrics).
