@@ -45,7 +45,9 @@ type fixture struct {
 	c    *http.Client
 }
 
-func setup(t *testing.T) *fixture {
+// provision starts a keystore with examples/products.yaml applied and app
+// "demo" (product chat) created, all through the CLI.
+func provision(t testing.TB) *keystore {
 	t.Helper()
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
@@ -53,7 +55,12 @@ func setup(t *testing.T) *fixture {
 	ks.cli(t, "products", "apply", "-f", filepath.Join(root, "examples", "products.yaml"))
 	ks.cli(t, "developers", "create", "--email", "ada@example.com", "--name", "Ada Lovelace")
 	ks.cli(t, "apps", "create", "demo", "--developer", "ada@example.com", "--products", "chat")
+	return ks
+}
 
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ks := provision(t)
 	f := &fixture{ks: ks, fake: newFakeKeystore(t), up: envoytest.NewUpstream(t)}
 	f.gw = startGateway(t, f.up, []envoytest.Cluster{
 		{Name: "keystore", Addr: ks.dataAddr},

@@ -32,6 +32,7 @@ type plugin struct {
 	gate     *gate.Gate
 	outcomes map[policy.Outcome]proxywasm.Counter
 	events   map[gate.Event]proxywasm.Counter
+	waiting  map[uint32]*stream // streams paused until the gate finishes them
 }
 
 func (p *plugin) OnPluginStart(raw []byte) error {
@@ -40,6 +41,7 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 		return err
 	}
 	p.pol = pol
+	p.waiting = map[uint32]*stream{}
 	if pol.Mode == policy.ModeStrip {
 		return nil
 	}
@@ -49,7 +51,7 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 	var shared *cache.Cache
 	if pol.Local == nil {
 		shared, err = cache.New(sharedData{}, cache.Options{
-			Namespace:  "tollgate.apikey.v1." + pol.Keystore.Cluster + pol.Keystore.Path,
+			Namespace:  pol.CacheNamespace(),
 			MaxEntries: pol.Cache.MaxEntries,
 		})
 		if err != nil {
@@ -111,26 +113,6 @@ func (p *plugin) OnTick() {
 
 func (p *plugin) NewHttpContext(id uint32) proxywasm.HttpContext { return &stream{p: p, id: id} }
 
-// apply carries out a decision on the current stream; it reports whether a
-// local reply was sent.
-func (p *plugin) apply(d policy.Decision) (replied bool) {
-	if c, ok := p.outcomes[d.Outcome]; ok {
-		_ = c.Increment(1)
-	}
-	if d.Pass {
-		for _, kv := range d.Identity.Pairs(p.pol.Identity) {
-			if err := proxywasm.RequestHeaders.Replace(kv[0], kv[1]); err != nil {
-				proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: set %s: %v", kv[0], err)
-			}
-		}
-		return false
-	}
-	if err := proxywasm.SendError(d.Error, p.pol.Style, d.Headers...); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "apikey: send %d: %v", d.Error.Status, err)
-	}
-	return true
-}
-
 // host adapts proxy-wasm to gate.Host.
 type host struct{ p *plugin }
 
@@ -152,6 +134,11 @@ func (h host) Dispatch(headers [][2]string, body []byte, timeout time.Duration, 
 
 // Finish resumes a paused stream from whatever callback the answer arrived in.
 func (h host) Finish(id uint32, d policy.Decision) {
+	s, ok := h.p.waiting[id]
+	if !ok {
+		return
+	}
+	delete(h.p.waiting, id)
 	if err := hostctx.Set(id); err != nil {
 		proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: stream %d gone: %v", id, err)
 		return
@@ -163,7 +150,7 @@ func (h host) Finish(id uint32, d policy.Decision) {
 				[]byte(`{"error":{"message":"internal error in the apikey filter","type":"server_error","param":null,"code":"filter_panic"}}`), "tollgate_apikey_panic")
 		}
 	}()
-	if !h.p.apply(d) {
+	if !s.finish(d) {
 		if err := proxywasm.ContinueRequest(); err != nil {
 			proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: resume stream %d: %v", id, err)
 		}
@@ -206,55 +193,90 @@ func (sharedData) Set(key string, value []byte, cas uint32) (bool, error) {
 
 type stream struct {
 	proxywasm.DefaultHttpContext
-	p      *plugin
-	id     uint32
-	paused bool
+	p       *plugin
+	id      uint32
+	headers [][2]string       // the request headers as they arrived
+	x       policy.Extraction // where the key was
 }
 
 func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 	pol := s.p.pol
-	for _, name := range pol.IdentityList {
-		_ = proxywasm.RequestHeaders.Remove(name)
+	// One snapshot in, at most one header-map write out: host calls that
+	// return data are the filter's most expensive operations.
+	all, err := proxywasm.RequestHeaders.GetAll()
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "apikey: read request headers: %v", err)
 	}
+	s.headers = all
 	if pol.Mode == policy.ModeStrip {
+		s.write(policy.Decision{Pass: true})
 		return proxywasm.ActionContinue
 	}
-	path, _ := proxywasm.RequestHeaders.Get(":path")
-	method, _ := proxywasm.RequestHeaders.Get(":method")
-	x := pol.Extract(func(name string) (string, bool) {
-		v, err := proxywasm.RequestHeaders.Get(name)
-		return v, err == nil
-	}, path)
-	for _, name := range x.RemoveHeaders {
-		_ = proxywasm.RequestHeaders.Remove(name)
-	}
-	if x.PathChanged {
-		if err := proxywasm.RequestHeaders.Replace(":path", x.Path); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: strip query key: %v", err)
+	get := func(name string) (string, bool) {
+		for _, kv := range all {
+			if kv[0] == name {
+				return kv[1], true
+			}
 		}
+		return "", false
 	}
+	path, _ := get(":path")
+	method, _ := get(":method")
+	s.x = pol.Extract(get, path)
 	var d policy.Decision
 	switch {
-	case x.Key == "":
+	case s.x.Key == "":
 		d = pol.Missing()
-	case !pol.Screen(x.Key):
-		d = pol.Invalid(x.Source, "")
+	case !pol.Screen(s.x.Key):
+		d = pol.Invalid(s.x.Source, "")
 	default:
 		var done bool
-		d, done = s.p.gate.Check(gate.Request{Stream: s.id, Source: x.Source, Method: method, Path: x.Path}, policy.HashKey(x.Key))
+		d, done = s.p.gate.Check(gate.Request{Stream: s.id, Source: s.x.Source, Method: method, Path: s.x.Path}, policy.HashKey(s.x.Key))
 		if !done {
-			s.paused = true
+			s.p.waiting[s.id] = s
 			return proxywasm.ActionPause
 		}
 	}
-	if s.p.apply(d) {
+	s.x.Key = "" // not needed any more
+	if s.finish(d) {
 		return proxywasm.ActionPause
 	}
 	return proxywasm.ActionContinue
 }
 
+// finish carries out a decision on the current stream and reports whether a
+// local reply was sent.
+func (s *stream) finish(d policy.Decision) (replied bool) {
+	s.x.Key = ""
+	if c, ok := s.p.outcomes[d.Outcome]; ok {
+		_ = c.Increment(1)
+	}
+	s.write(d)
+	if d.Pass {
+		return false
+	}
+	if err := proxywasm.SendError(d.Error, s.p.pol.Style, d.Headers...); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "apikey: send %d: %v", d.Error.Status, err)
+	}
+	return true
+}
+
+// write replaces the request headers when the decision changes them: spoofed
+// identity and key carriers out (denied requests too, so no key reaches an
+// access log), identity in.
+func (s *stream) write(d policy.Decision) {
+	out, changed := s.p.pol.UpstreamHeaders(s.headers, s.x, d)
+	if !changed {
+		return
+	}
+	if err := proxywasm.RequestHeaders.SetAll(out); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "apikey: write request headers: %v", err)
+	}
+}
+
 func (s *stream) OnDone() {
-	if s.paused && s.p.gate != nil {
+	if _, ok := s.p.waiting[s.id]; ok {
+		delete(s.p.waiting, s.id)
 		s.p.gate.StreamDone(s.id)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,9 +116,10 @@ type KeystoreConfig struct {
 
 // CacheConfig sizes and times the shared-data cache of verify answers.
 type CacheConfig struct {
-	// TTL is how long a good key's answer is reused (default 60s); a shorter
-	// cache_ttl_seconds from the keystore or the key's expiry wins.
-	TTL Duration `json:"ttl"`
+	// TTL is how long a good key's answer is reused (default 60s; "0s"
+	// disables positive caching); a shorter cache_ttl_seconds from the
+	// keystore or the key's expiry wins.
+	TTL *Duration `json:"ttl"`
 	// NegativeTTL is how long an unknown, revoked or expired key's answer is
 	// reused (default 5s; "0s" disables negative caching).
 	NegativeTTL *Duration `json:"negative_ttl"`
@@ -349,15 +352,15 @@ func (p *Policy) compileRemote(c Config) error {
 
 	cc := c.Cache
 	cs := CacheSettings{
-		TTL:          cc.TTL.D(),
+		TTL:          60 * time.Second,
 		NegativeTTL:  5 * time.Second,
 		ErrorTTL:     time.Second,
 		MaxEntries:   cc.MaxEntries,
 		CoalesceWait: cc.CoalesceWait.D(),
 		PollInterval: cc.PollInterval.D(),
 	}
-	if cs.TTL == 0 {
-		cs.TTL = 60 * time.Second
+	if cc.TTL != nil {
+		cs.TTL = cc.TTL.D()
 	}
 	if cc.NegativeTTL != nil {
 		cs.NegativeTTL = cc.NegativeTTL.D()
@@ -382,6 +385,17 @@ func (p *Policy) compileRemote(c Config) error {
 	}
 	p.Cache = cs
 	return nil
+}
+
+// CacheNamespace names this configuration's shared cache. Plugins of one
+// vm_id share answers only when they ask the same keystore endpoint and cache
+// them the same way, so a plugin never serves an answer longer, or from a
+// differently sized cache, than its own settings allow.
+func (p *Policy) CacheNamespace() string {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s|%s|%s|%d|%d|%d|%d", p.Keystore.Cluster, p.Keystore.Authority, p.Keystore.Path,
+		p.Cache.TTL, p.Cache.NegativeTTL, p.Cache.ErrorTTL, p.Cache.MaxEntries)
+	return "tollgate.apikey.v1." + strconv.FormatUint(uint64(h.Sum32()), 16)
 }
 
 func validHeaderName(n string) bool {

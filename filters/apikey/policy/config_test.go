@@ -151,3 +151,17 @@ func TestDurationJSON(t *testing.T) {
 	require.NoError(t, back.UnmarshalJSON(b))
 	assert.Equal(t, d, back)
 }
+
+func TestCacheNamespace(t *testing.T) {
+	a := mustParse(t, `{}`)
+	assert.Equal(t, a.CacheNamespace(), mustParse(t, `{"keystore":{"cluster":"keystore","path":"/v1/verify"}}`).CacheNamespace())
+	for _, other := range []string{
+		`{"keystore":{"cluster":"other"}}`,
+		`{"cache":{"ttl":"0s"}}`,
+		`{"cache":{"negative_ttl":"1s"}}`,
+		`{"cache":{"max_entries":10}}`,
+	} {
+		assert.NotEqual(t, a.CacheNamespace(), mustParse(t, other).CacheNamespace(), other)
+	}
+	assert.Contains(t, a.CacheNamespace(), "tollgate.apikey.v1.")
+}

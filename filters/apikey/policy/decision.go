@@ -49,6 +49,9 @@ type Decision struct {
 	Pass bool
 	// Identity is set on Allowed.
 	Identity identity.Identity
+	// Pairs is Identity rendered as request headers (shared: do not modify);
+	// nil means render Identity.
+	Pairs [][2]string
 	// Error and Headers are the local reply when Pass is false.
 	Error   *apierror.Error
 	Headers [][2]string
@@ -97,8 +100,8 @@ func (p *Policy) Decide(a Answer, source int, method, path string, now time.Time
 	if !g.ExpiresAt.IsZero() && !now.Before(g.ExpiresAt) {
 		return p.Invalid(source, model.ReasonExpired)
 	}
-	d := model.Authorize(g.Entitlements, method, path, "")
-	if d.Reason != "" || d.Entitlement == nil || d.Operation == nil {
+	r := g.match(method, path)
+	if r.e < 0 {
 		e := apierror.New(http.StatusForbidden, "operation_not_allowed",
 			"This API key may not call "+limit(method, 16)+" "+limit(model.RequestPath(path), 256)+".")
 		e.Apigee = "oauth.v2.InvalidApiKeyForGivenResource"
@@ -108,19 +111,8 @@ func (p *Policy) Decide(a Answer, source int, method, path string, now time.Time
 		}
 		return Decision{Outcome: Forbidden, Error: e, Headers: hdrs}
 	}
-	return Decision{
-		Outcome: Allowed,
-		Pass:    true,
-		Identity: identity.Identity{
-			App:           g.App,
-			Developer:     g.Developer,
-			Product:       d.Entitlement.Product,
-			KeyID:         g.KeyID,
-			AllowedModels: d.Entitlement.AllowedModels,
-			RequestQuota:  quotaOf(d.Operation.RequestQuota),
-			TokenQuota:    quotaOf(d.Operation.TokenQuota),
-		},
-	}
+	v := g.identity(r, p.Identity)
+	return Decision{Outcome: Allowed, Pass: true, Identity: v.id, Pairs: v.pairs}
 }
 
 // KeystoreFailure is the decision when the keystore cannot answer: 503, or

@@ -20,6 +20,84 @@ type Grant struct {
 	Products     []string            `json:"p,omitempty"`
 	Entitlements []model.Entitlement `json:"e,omitempty"`
 	ExpiresAt    time.Time           `json:"x,omitzero"`
+
+	// view caches work derived from the grant inside one VM; a Grant is
+	// used by one goroutine at a time (a Wasm VM has one thread).
+	view *grantView
+}
+
+// grantView remembers, for one grant, which operation each method and path
+// matched and the identity rendered for each operation, so that a warm
+// request neither re-runs the matcher nor re-formats headers.
+type grantView struct {
+	routes map[routeKey]opRef
+	idents map[opRef]*rendered
+}
+
+type routeKey struct{ method, path string }
+
+// opRef locates an operation: entitlement and operation index; e < 0 means
+// no operation matched.
+type opRef struct{ e, o int }
+
+type rendered struct {
+	id    identity.Identity
+	pairs [][2]string
+}
+
+// maxRoutes bounds the remembered method/path pairs per grant.
+const maxRoutes = 128
+
+// match authorises method and path (query ignored) against the grant.
+func (g *Grant) match(method, path string) opRef {
+	if g.view == nil {
+		g.view = &grantView{routes: map[routeKey]opRef{}, idents: map[opRef]*rendered{}}
+	}
+	k := routeKey{method, model.RequestPath(path)}
+	if r, ok := g.view.routes[k]; ok {
+		return r
+	}
+	r := opRef{e: -1}
+	if d := model.Authorize(g.Entitlements, method, k.path, ""); d.Reason == "" && d.Entitlement != nil && d.Operation != nil {
+	find:
+		for i := range g.Entitlements {
+			if &g.Entitlements[i] != d.Entitlement {
+				continue
+			}
+			for j := range g.Entitlements[i].Operations {
+				if &g.Entitlements[i].Operations[j] == d.Operation {
+					r = opRef{i, j}
+					break find
+				}
+			}
+		}
+	}
+	if len(g.view.routes) >= maxRoutes {
+		clear(g.view.routes)
+	}
+	g.view.routes[k] = r
+	return r
+}
+
+// identity renders (once) the identity of an allowed request on operation r.
+func (g *Grant) identity(r opRef, h identity.Headers) *rendered {
+	if v, ok := g.view.idents[r]; ok {
+		return v
+	}
+	e := &g.Entitlements[r.e]
+	op := &e.Operations[r.o]
+	v := &rendered{id: identity.Identity{
+		App:           g.App,
+		Developer:     g.Developer,
+		Product:       e.Product,
+		KeyID:         g.KeyID,
+		AllowedModels: e.AllowedModels,
+		RequestQuota:  quotaOf(op.RequestQuota),
+		TokenQuota:    quotaOf(op.TokenQuota),
+	}}
+	v.pairs = v.id.Pairs(h)
+	g.view.idents[r] = v
+	return v
 }
 
 // Kind classifies a keystore answer.

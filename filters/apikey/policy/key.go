@@ -136,3 +136,44 @@ func (p *Policy) Screen(key string) bool {
 
 // HashKey is the cache and keystore identity of a key: lower-case hex SHA-256.
 func HashKey(key string) string { return model.HashKey(key) }
+
+// UpstreamHeaders computes the request headers to send on after a passing
+// decision, from one snapshot of them: every identity header the client sent
+// and (with strip_key) every key carrier removed, :path replaced when a query
+// key was cut out, and the decision's identity headers added. changed is
+// false when the result equals the snapshot, so the host need not be told.
+// Order and repeated values of the other headers are kept.
+func (p *Policy) UpstreamHeaders(headers [][2]string, x Extraction, d Decision) (out [][2]string, changed bool) {
+	ids := d.Pairs
+	if ids == nil && d.Pass {
+		ids = d.Identity.Pairs(p.Identity)
+	}
+	out = make([][2]string, 0, len(headers)+len(ids))
+	for _, kv := range headers {
+		switch {
+		case p.isIdentity(kv[0]) || contains(x.RemoveHeaders, kv[0]):
+			changed = true
+			continue
+		case x.PathChanged && kv[0] == ":path":
+			kv[1] = x.Path
+			changed = true
+		}
+		out = append(out, kv)
+	}
+	if len(ids) > 0 {
+		changed = true
+		out = append(out, ids...)
+	}
+	return out, changed
+}
+
+func (p *Policy) isIdentity(name string) bool { return contains(p.IdentityList, name) }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

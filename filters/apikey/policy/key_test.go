@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/keystore/model"
 )
 
@@ -136,4 +137,40 @@ func TestScreen(t *testing.T) {
 		assert.Equal(t, tt.loose, loose.Screen(tt.key), tt.name)
 	}
 	assert.Equal(t, "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", HashKey("foo"))
+}
+
+func TestUpstreamHeaders(t *testing.T) {
+	p := mustParse(t, `{"key_sources":[{"header":"x-api-key"},{"query":"key"}]}`)
+	in := [][2]string{
+		{":method", "GET"}, {":path", "/v1/models?key=tg_x&a=1"}, {":authority", "gw"},
+		{"x-api-key", "tg_x"}, {"x-tollgate-app", "spoof"}, {"cookie", "a=1"}, {"cookie", "b=2"},
+	}
+	get := func(name string) (string, bool) {
+		for _, kv := range in {
+			if kv[0] == name {
+				return kv[1], true
+			}
+		}
+		return "", false
+	}
+	x := p.Extract(get, "/v1/models?key=tg_x&a=1")
+	allowed := Decision{Outcome: Allowed, Pass: true, Identity: identity.Identity{App: "demo", Product: "chat"}}
+	out, changed := p.UpstreamHeaders(in, x, allowed)
+	assert.True(t, changed)
+	assert.Equal(t, [][2]string{
+		{":method", "GET"}, {":path", "/v1/models?a=1"}, {":authority", "gw"},
+		{"cookie", "a=1"}, {"cookie", "b=2"},
+		{"x-tollgate-app", "demo"}, {"x-tollgate-product", "chat"},
+	}, out)
+	assert.Equal(t, "/v1/models?key=tg_x&a=1", in[1][1], "the snapshot is not modified")
+
+	clean := [][2]string{{":method", "GET"}, {":path", "/"}}
+	out, changed = p.UpstreamHeaders(clean, Extraction{Source: -1, Path: "/"}, Decision{Pass: true})
+	assert.False(t, changed, "fail-open without spoofed headers changes nothing")
+	assert.Equal(t, clean, out)
+
+	strip := mustParse(t, `{"mode":"strip"}`)
+	out, changed = strip.UpstreamHeaders(in, Extraction{Source: -1}, Decision{Pass: true})
+	assert.True(t, changed)
+	assert.Len(t, out, len(in)-1, "only the identity header goes; keys are not a strip instance's business")
 }

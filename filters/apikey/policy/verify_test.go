@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -141,6 +142,8 @@ func TestExpiry(t *testing.T) {
 	}
 	noNeg := mustParse(t, `{"cache":{"negative_ttl":"0s"}}`)
 	assert.True(t, noNeg.Expiry(Answer{Kind: Denied}, now).IsZero())
+	noPos := mustParse(t, `{"cache":{"ttl":"0s"}}`)
+	assert.True(t, noPos.Expiry(Answer{Kind: Granted, Grant: g}, now).IsZero())
 }
 
 func TestDecide(t *testing.T) {
@@ -273,4 +276,23 @@ func TestMetricNames(t *testing.T) {
 	m = regexp.MustCompile(tags[1].Regex).FindStringSubmatch("wasmcustom." + CalloutsMetric("ok"))
 	require.Len(t, m, 3)
 	assert.Equal(t, "ok", m[2])
+}
+
+func TestDecideRememberedRoutes(t *testing.T) {
+	p := mustParse(t, ``)
+	a := DecodeVerify(200, fixture(t, "verify_ok.json"))
+	first := p.Decide(a, 0, "POST", "/v1/chat/completions?stream=1", now)
+	require.True(t, first.Pass)
+	again := p.Decide(a, 0, "POST", "/v1/chat/completions", now)
+	assert.Equal(t, first.Identity, again.Identity, "query ignored, same operation")
+	assert.Equal(t, first.Pairs, again.Pairs)
+	assert.Equal(t, first.Identity.Pairs(p.Identity), again.Pairs, "pre-rendered pairs equal a fresh rendering")
+	assert.Equal(t, Forbidden, p.Decide(a, 0, "GET", "/v1/chat/completions", now).Outcome)
+	assert.Equal(t, Forbidden, p.Decide(a, 0, "GET", "/v1/chat/completions", now).Outcome, "remembered denial")
+	for i := range 3 * maxRoutes {
+		d := p.Decide(a, 0, "GET", "/v1/models/m"+strconv.Itoa(i), now)
+		require.True(t, d.Pass)
+	}
+	assert.LessOrEqual(t, len(a.Grant.view.routes), maxRoutes)
+	assert.Equal(t, "embed", p.Decide(a, 0, "PUT", "/v1/embeddings", now).Identity.Product)
 }
