@@ -64,8 +64,8 @@ type Config struct {
 	// clear_route_cache is built in.
 	ForeignFunctions map[string]func(args []byte) ([]byte, Status)
 
-	// LogLevel is what proxy_get_log_level answers (default LogInfo, Envoy's
-	// default level).
+	// LogLevel is what proxy_get_log_level answers. The zero value (which
+	// would be trace) means LogInfo, Envoy's default level.
 	LogLevel LogLevel
 	// Logger receives every VM log line when set (typically a *testing.T).
 	Logger TB

@@ -422,3 +422,27 @@ func TestAccessLogPhase(t *testing.T) {
 		})
 	}
 }
+
+func TestRequestTrailers(t *testing.T) {
+	var gotTrailer http.Header
+	var mu sync.Mutex
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		gotTrailer = r.Trailer.Clone()
+		mu.Unlock()
+		fmt.Fprintf(w, "echo:%s", b)
+	})
+	vm := newVM(t, newHost(t, Config{Upstream: up}))
+	req := httptest.NewRequest("POST", "/t", Chunks("ab", "cd"))
+	req.Trailer = http.Header{"X-Checksum": {"42"}}
+	resp, err := vm.Do(testCtx(t), req)
+	require.NoError(t, err)
+	assert.Equal(t, "echo:abcd", string(resp.Body))
+	// With trailers, no body callback carries end_of_stream.
+	assert.Equal(t, []string{"on_request_body ctx=2 size=2 eos=0", "on_request_body ctx=2 size=2 eos=0"}, logsWith(vm, "on_request_body"))
+	assert.Equal(t, []string{"on_request_trailers ctx=2 n=1"}, logsWith(vm, "on_request_trailers"))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, "42", gotTrailer.Get("X-Checksum"))
+}
