@@ -1,0 +1,140 @@
+package ledger
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/counter"
+	"github.com/tollgate/tollgate/counter/countertest"
+	"github.com/tollgate/tollgate/filters/quota/slots"
+	"github.com/tollgate/tollgate/shared/cache"
+	"github.com/tollgate/tollgate/window"
+)
+
+func table(t testing.TB, store slots.Store, maxEntries int) *slots.Table {
+	t.Helper()
+	tb, err := slots.New(store, slots.Options{Namespace: "q", MaxEntries: maxEntries})
+	require.NoError(t, err)
+	require.NoError(t, tb.Init())
+	return tb
+}
+
+// TestContract runs the counter engine's backend contract suite against the
+// shared-data ledger: every instance opened is another worker's handle on
+// the same store, as Envoy's workers share one vm_id's shared data.
+func TestContract(t *testing.T) {
+	countertest.Run(t, countertest.Harness{
+		Shared: true,
+		Storage: func(t *testing.T, _ func() time.Time) func() counter.Backend {
+			store := cache.NewMemStore()
+			return func() counter.Backend { return NewCounters(table(t, store, 4096)) }
+		},
+	})
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	tests := []state{
+		{},
+		{fs: 1, fe: 2, expireAt: 3, buckets: []bucket{{1, 2}, {3, 4}}},
+		{expireAt: 9, res: []reservation{{token: "abc", bucket: 1, amount: 2, expires: 3}, {token: "", bucket: -1}}},
+	}
+	for _, st := range tests {
+		got, err := decodeState(st.encode())
+		require.NoError(t, err)
+		assert.Equal(t, st.fs, got.fs)
+		assert.Equal(t, st.fe, got.fe)
+		assert.Equal(t, st.expireAt, got.expireAt)
+		assert.Equal(t, len(st.buckets), len(got.buckets))
+		assert.Equal(t, len(st.res), len(got.res))
+	}
+	for _, bad := range [][]byte{{2}, {stateVersion, 1}, append((&state{buckets: []bucket{{1, 1}}}).encode(), 0)} {
+		_, err := decodeState(bad)
+		assert.ErrorIs(t, err, errBadState)
+	}
+}
+
+// TestCorruptRecordReadsEmpty: a record that does not decode is a fresh
+// counter, never a wedged one.
+func TestCorruptRecordReadsEmpty(t *testing.T) {
+	store := cache.NewMemStore()
+	tb := table(t, store, 16)
+	_, err := tb.Update(counterID("app/p//requests|calendar/1minute"), 0, func([]byte) ([]byte, int64, bool) {
+		return []byte{stateVersion, 7}, 1 << 60, true
+	})
+	require.NoError(t, err)
+	eng := counter.New(NewCounters(tb), counter.WithClock(func() time.Time { return countertest.T0 }))
+	spec := window.Spec{Limit: 2, Interval: 1, Unit: window.Minute, Kind: window.Calendar}
+	d, err := eng.Consume(context.Background(), counter.Key{App: "app", Product: "p", Kind: counter.Requests}, spec, 1)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
+	assert.EqualValues(t, 1, d.Used)
+}
+
+// TestEvictionReported: a table too small for the live counters forgets the
+// one expiring first and says so.
+func TestEvictionReported(t *testing.T) {
+	tb := table(t, cache.NewMemStore(), 1)
+	c := NewCounters(tb)
+	evictions := 0
+	c.OnEvict = func() { evictions++ }
+	eng := counter.New(c, counter.WithClock(func() time.Time { return countertest.T0 }))
+	spec := window.Spec{Limit: 5, Interval: 1, Unit: window.Minute, Kind: window.Calendar}
+	for _, app := range []string{"a", "b", "a"} {
+		_, err := eng.Consume(context.Background(), counter.Key{App: app, Kind: counter.Requests}, spec, 1)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 2, evictions)
+}
+
+// flakyStore lets one other "worker" write between this worker's read and
+// its write of the first CAS attempt on a chosen key, once.
+type flakyStore struct {
+	*cache.MemStore
+	key    string
+	before func()
+	done   bool
+}
+
+func (s *flakyStore) Set(key string, value []byte, cas uint32) (bool, error) {
+	if key == s.key && !s.done {
+		s.done = true
+		s.before()
+	}
+	return s.MemStore.Set(key, value, cas)
+}
+
+// TestAtomicRaceRefunds: when another worker fills a counter between the
+// atomic batch's check and its charge, the ops already charged are refunded
+// and the batch is denied.
+func TestAtomicRaceRefunds(t *testing.T) {
+	mem := cache.NewMemStore()
+	store := &flakyStore{MemStore: mem}
+	tb := table(t, store, 4096)
+	other := counter.New(NewCounters(table(t, mem, 4096)), counter.WithClock(func() time.Time { return countertest.T0 }))
+	eng := counter.New(NewCounters(tb), counter.WithClock(func() time.Time { return countertest.T0 }))
+	ctx := context.Background()
+	spec := window.Spec{Limit: 1, Interval: 1, Unit: window.Minute, Kind: window.Calendar}
+	k1 := counter.Key{App: "app", Product: "p1", Kind: counter.Requests}
+	k2 := counter.Key{App: "app", Product: "p2", Kind: counter.Requests}
+	store.key = tb.SetOf(counterID(counter.CounterID(k2, spec)))
+	store.before = func() {
+		d, err := other.Consume(ctx, k2, spec, 1)
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+	}
+	if tb.SetOf(counterID(counter.CounterID(k1, spec))) == store.key {
+		t.Skip("both counters hash to one set; the race needs two sets")
+	}
+	ds, err := eng.ConsumeBatch(ctx, []counter.Request{{Key: k1, Spec: spec, N: 1}, {Key: k2, Spec: spec, N: 1}}, true)
+	require.NoError(t, err)
+	assert.False(t, ds[0].Allowed)
+	assert.False(t, ds[1].Allowed)
+	// k1's charge was refunded: it still has its whole limit.
+	d, err := eng.Consume(ctx, k1, spec, 0)
+	require.NoError(t, err)
+	assert.EqualValues(t, 0, d.Used)
+}
