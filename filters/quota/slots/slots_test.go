@@ -161,7 +161,9 @@ func (racyStore) Set(string, []byte, uint32) (bool, error) { return false, nil }
 // brokenStore fails every call.
 type brokenStore struct{}
 
-func (brokenStore) Get(string) ([]byte, uint32, bool, error) { return nil, 0, false, errors.New("boom") }
+func (brokenStore) Get(string) ([]byte, uint32, bool, error) {
+	return nil, 0, false, errors.New("boom")
+}
 func (brokenStore) Set(string, []byte, uint32) (bool, error) { return false, errors.New("boom") }
 
 func TestContentionAndErrors(t *testing.T) {
