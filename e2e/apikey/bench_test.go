@@ -17,10 +17,11 @@ import (
 // added-p50-us.
 //
 //   - warm: the key's answer is cached (memo hit: no callout, no shared-data read);
+//
 //   - miss: positive caching is off ("ttl": "0s"), so every request makes a
 //     keystore callout (POST /v1/verify on loopback) before going upstream.
 //
-//	go test -run '^$' -bench AddedLatency ./e2e/apikey/
+//     go test -run '^$' -bench AddedLatency ./e2e/apikey/
 func BenchmarkAddedLatency(b *testing.B) {
 	ks := provision(b)
 	key := ks.createKey(b, "demo")
