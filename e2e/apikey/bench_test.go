@@ -14,14 +14,17 @@ import (
 // same Envoy without it, in one run against one upstream and one keystore:
 // every iteration sends one request through a bare Envoy and one through the
 // filter, and the medians are reported as bare-p50-us, filter-p50-us and
-// added-p50-us.
+// added-p50-us. Cases:
 //
 //   - warm: the key's answer is cached (memo hit: no callout, no shared-data read);
-//
 //   - miss: positive caching is off ("ttl": "0s"), so every request makes a
-//     keystore callout (POST /v1/verify on loopback) before going upstream.
+//     keystore callout (POST /v1/verify on loopback) before going upstream;
+//   - wasm-floor: the same module in strip mode, i.e. the cost of running a
+//     Go proxy-wasm filter at all (callbacks plus one header snapshot).
 //
-//     go test -run '^$' -bench AddedLatency ./e2e/apikey/
+// Run it with:
+//
+//	go test -run '^$' -bench AddedLatency ./e2e/apikey/
 func BenchmarkAddedLatency(b *testing.B) {
 	ks := provision(b)
 	key := ks.createKey(b, "demo")
