@@ -33,6 +33,7 @@ type plugin struct {
 	outcomes map[policy.Outcome]proxywasm.Counter
 	events   map[gate.Event]proxywasm.Counter
 	waiting  map[uint32]*stream // streams paused until the gate finishes them
+	hasher   *policy.Hasher     // nil when no random secret could be drawn
 }
 
 func (p *plugin) OnPluginStart(raw []byte) error {
@@ -62,6 +63,12 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 		}
 	}
 	p.gate = gate.New(pol, shared, host{p}, ownerID(p.rootID))
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err == nil {
+		p.hasher = policy.NewHasher(seed, max(pol.Cache.MaxEntries, 1024))
+	} else {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: no random secret (%v): hashing every key", err)
+	}
 	return nil
 }
 
@@ -191,6 +198,14 @@ func (sharedData) Set(key string, value []byte, cas uint32) (bool, error) {
 	return err == nil, err
 }
 
+// hash is the key's SHA-256 hex, remembered per VM under a keyed fingerprint.
+func (p *plugin) hash(key string) string {
+	if p.hasher == nil {
+		return policy.HashKey(key)
+	}
+	return p.hasher.Hash(key, time.Now())
+}
+
 type stream struct {
 	proxywasm.DefaultHttpContext
 	p       *plugin
@@ -231,7 +246,7 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 		d = pol.Invalid(s.x.Source, "")
 	default:
 		var done bool
-		d, done = s.p.gate.Check(gate.Request{Stream: s.id, Source: s.x.Source, Method: method, Path: s.x.Path}, policy.HashKey(s.x.Key))
+		d, done = s.p.gate.Check(gate.Request{Stream: s.id, Source: s.x.Source, Method: method, Path: s.x.Path}, s.p.hash(s.x.Key))
 		if !done {
 			s.p.waiting[s.id] = s
 			return proxywasm.ActionPause
