@@ -1,0 +1,448 @@
+// Package meter is the pure policy of the tokencount filter: its
+// configuration, which token quota applies to a request, the reservation a
+// request needs and whether it may go on, the keystore callouts (reserve,
+// settle, release, consume) and their answers, the usage a response
+// settles, the rate-limit headers and the metric names. It makes no
+// proxy-wasm calls; filters/tokencount/main.go wires it to the callbacks.
+package meter
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/filters/apikey/identity"
+	"github.com/tollgate/tollgate/filters/tokencount/usage"
+	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/window"
+)
+
+// Defaults of the configuration.
+const (
+	// DefaultCluster is the Envoy cluster of the keystore data plane.
+	DefaultCluster = "keystore"
+	// DefaultAuthority is the :authority of keystore callouts.
+	DefaultAuthority = "keystore"
+	// DefaultTimeout bounds one keystore callout.
+	DefaultTimeout = time.Second
+	// DefaultReservationTTL is how long an unsettled reservation lives in the
+	// counter; it must exceed the slowest response (the counter releases it
+	// on its own afterwards).
+	DefaultReservationTTL = 10 * time.Minute
+	// MaxReservationTTL is the counter's own upper bound.
+	MaxReservationTTL = 24 * time.Hour
+	// DefaultMaxRequestBytes is the largest request body metered (8 MiB);
+	// larger bodies get 413.
+	DefaultMaxRequestBytes = 8 << 20
+	// MaxMaxRequestBytes bounds max_request_bytes: the body is held whole in
+	// the VM's memory.
+	MaxMaxRequestBytes = 256 << 20
+	// DefaultHoldResponseBytes is the largest JSON response whose headers
+	// wait for the settlement (256 KiB), so that its rate-limit headers show
+	// the settled usage; it stays well under Envoy's 1 MiB buffer limit.
+	DefaultHoldResponseBytes = 256 << 10
+	// DefaultMaxResponseBytes is the largest JSON response read for usage
+	// (4 MiB); a larger one is settled at its reservation.
+	DefaultMaxResponseBytes = 4 << 20
+	// DefaultMaxMetricModels bounds the distinct model labels per VM.
+	DefaultMaxMetricModels = 50
+	// DefaultMaxMetricApps bounds the distinct app labels per VM.
+	DefaultMaxMetricApps = 200
+	// DefaultStaticProduct is the counter product of static quotas.
+	DefaultStaticProduct = "tokencount"
+	// AnonymousApp is the counter app of requests without the static quota's header.
+	AnonymousApp = "_anonymous"
+	// GlobalApp is the counter app of a static quota without a header: one
+	// budget shared by every request.
+	GlobalApp = "_global"
+)
+
+// Default rate-limit header names (OpenAI's).
+const (
+	DefaultLimitHeader     = "x-ratelimit-limit-tokens"
+	DefaultRemainingHeader = "x-ratelimit-remaining-tokens"
+	DefaultResetHeader     = "x-ratelimit-reset-tokens"
+)
+
+// Config is the filter's JSON plugin configuration, as an operator writes it.
+type Config struct {
+	// Keystore says where the counter engine's /v1/quota/* endpoints are.
+	Keystore KeystoreConfig `json:"keystore"`
+	// Counted is what quotas count unless the quota itself says: total
+	// (default), prompt, completion or cost.
+	Counted string `json:"counted"`
+	// Pricing holds per-model prices for cost quotas (per million tokens).
+	Pricing usage.Pricing `json:"pricing"`
+	// DefaultMaxOutputTokens is reserved per choice when the client sets no
+	// max_tokens / max_completion_tokens (default 4096).
+	DefaultMaxOutputTokens int64 `json:"default_max_output_tokens"`
+	// MaxOutputTokensCap caps the output reserved per choice even when the
+	// client asks for more (0: no cap).
+	MaxOutputTokensCap int64 `json:"max_output_tokens_cap"`
+	// InjectIncludeUsage sets stream_options.include_usage on streamed
+	// chat and completions requests (default true) and removes the extra
+	// usage chunk again when the client had not asked for it.
+	InjectIncludeUsage *bool `json:"inject_include_usage"`
+	// StripAcceptEncoding removes accept-encoding from metered requests
+	// (default true) so that responses arrive readable.
+	StripAcceptEncoding *bool `json:"strip_accept_encoding"`
+	// IdentityHeaders renames the apikey filter's identity headers.
+	IdentityHeaders identity.Headers `json:"identity_headers"`
+	// StaticQuota applies when the request carries no token quota from the
+	// apikey filter, so the filter also works on its own.
+	StaticQuota *StaticQuotaConfig `json:"static_quota"`
+	// RateLimitHeaders names (or disables) the headers sent to clients.
+	RateLimitHeaders HeaderConfig `json:"rate_limit_headers"`
+	// FailureMode is what happens when the keystore cannot be reached:
+	// "closed" (default: 503) or "open" (the request goes on unreserved and
+	// its usage is recorded afterwards).
+	FailureMode string `json:"failure_mode"`
+	// OnAbort is what a stream cut short (client abort, upstream reset)
+	// costs: "charge_streamed" (default: the tokens streamed so far, the
+	// rest of the reservation is released) or "release" (nothing).
+	OnAbort string `json:"on_abort"`
+	// MaxRequestBytes is the largest request body accepted (413 above).
+	MaxRequestBytes int64 `json:"max_request_bytes"`
+	// HoldResponseBytes is the largest JSON response held until it is
+	// settled (0: default; -1: never hold).
+	HoldResponseBytes int64 `json:"hold_response_bytes"`
+	// MaxResponseBytes is the largest JSON response read for usage.
+	MaxResponseBytes int64 `json:"max_response_bytes"`
+	// MetricModels, when set, are the only model names used as metric
+	// labels (others count as "_other"); otherwise the first
+	// MaxMetricModels distinct names are.
+	MetricModels []string `json:"metric_models"`
+	// MaxMetricModels bounds distinct model labels per VM (default 50).
+	MaxMetricModels int `json:"max_metric_models"`
+	// MaxMetricApps bounds distinct app labels per VM (default 200).
+	MaxMetricApps int `json:"max_metric_apps"`
+	// ErrorStyle is "openai" (default) or "apigee".
+	ErrorStyle string `json:"error_style"`
+}
+
+// KeystoreConfig locates the counter engine.
+type KeystoreConfig struct {
+	// Cluster is the Envoy cluster name (default "keystore").
+	Cluster string `json:"cluster"`
+	// Authority is the :authority header of callouts (default "keystore").
+	Authority string `json:"authority"`
+	// TimeoutMs bounds one callout (default 1000).
+	TimeoutMs int64 `json:"timeout_ms"`
+	// ReservationTTLMs is the reservation lifetime (default 600000).
+	ReservationTTLMs int64 `json:"reservation_ttl_ms"`
+}
+
+// QuotaConfig is one token quota in the keystore's product schema.
+type QuotaConfig struct {
+	// Limit is the budget per window (0 blocks everything).
+	Limit *int64 `json:"limit"`
+	// Interval is how many time units a window lasts (default 1).
+	Interval int `json:"interval"`
+	// TimeUnit is second, minute, hour, day, week or month.
+	TimeUnit string `json:"time_unit"`
+	// Window is calendar (default), rolling or flexi.
+	Window string `json:"window"`
+	// Counted overrides the filter-wide counted setting.
+	Counted string `json:"counted"`
+}
+
+// StaticQuotaConfig is a token quota from the filter's own configuration,
+// keyed by a request header.
+type StaticQuotaConfig struct {
+	QuotaConfig
+	// Header names the request header whose value identifies the caller
+	// (the counter's app). Empty: one budget shared by every request.
+	// Requests without the header share the "_anonymous" budget. Only use a
+	// header that a trusted filter sets or that clients cannot forge.
+	Header string `json:"header"`
+	// Product is the counter product (default "tokencount").
+	Product string `json:"product"`
+	// Overrides give some header values their own limits.
+	Overrides map[string]QuotaConfig `json:"overrides"`
+}
+
+// HeaderConfig names the rate-limit response headers.
+type HeaderConfig struct {
+	// Disabled sends no rate-limit headers.
+	Disabled bool `json:"disabled"`
+	// Limit, Remaining and Reset rename the three headers.
+	Limit     string `json:"limit"`
+	Remaining string `json:"remaining"`
+	Reset     string `json:"reset"`
+}
+
+// Policy is a validated configuration; it is read-only after Parse.
+type Policy struct {
+	// Cluster, Authority and Timeout address the keystore.
+	Cluster   string
+	Authority string
+	Timeout   time.Duration
+	// ReservationTTL is the lifetime of a reservation.
+	ReservationTTL time.Duration
+	// Metric is the default counted metric.
+	Metric usage.Metric
+	// Pricing prices cost quotas.
+	Pricing usage.Pricing
+	// Estimator sizes prompts and reservations.
+	Estimator usage.Estimator
+	// InjectIncludeUsage asks streamed requests for a usage chunk.
+	InjectIncludeUsage bool
+	// StripAcceptEncoding removes accept-encoding from metered requests.
+	StripAcceptEncoding bool
+	// Identity names the apikey filter's headers.
+	Identity identity.Headers
+	// Static is the static quota (nil: none).
+	Static *StaticQuota
+	// Headers names the rate-limit headers ("" names: none sent).
+	Headers HeaderNames
+	// FailOpen lets requests through unreserved when the keystore fails.
+	FailOpen bool
+	// ReleaseOnAbort releases the whole reservation of an aborted stream.
+	ReleaseOnAbort bool
+	// MaxRequestBytes, HoldResponseBytes and MaxResponseBytes are the body limits.
+	MaxRequestBytes   int64
+	HoldResponseBytes int64
+	MaxResponseBytes  int64
+	// MetricModels is the fixed model label set (nil: first come).
+	MetricModels map[string]bool
+	// MaxMetricModels and MaxMetricApps bound the label sets.
+	MaxMetricModels int
+	MaxMetricApps   int
+	// Style is the error body shape.
+	Style apierror.Style
+}
+
+// HeaderNames are the lower-case rate-limit header names.
+type HeaderNames struct {
+	Limit, Remaining, Reset string
+}
+
+// StaticQuota is a compiled static quota.
+type StaticQuota struct {
+	// Header is the lower-case identifying header ("" for one global budget).
+	Header string
+	// Product is the counter product.
+	Product string
+	// Default is the quota of every caller without an override.
+	Default QuotaSpec
+	// Overrides are per header value.
+	Overrides map[string]QuotaSpec
+}
+
+// QuotaSpec is a validated window and what it counts.
+type QuotaSpec struct {
+	Spec   window.Spec
+	Metric usage.Metric
+}
+
+// Parse reads and validates a JSON configuration. Unknown fields are
+// errors, and every error names the field, so a typo cannot silently
+// disable metering.
+func Parse(data []byte) (*Policy, error) {
+	var c Config
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return nil, fmt.Errorf("tokencount config: %w", err)
+		}
+		if dec.More() {
+			return nil, errors.New("tokencount config: trailing data after the JSON object")
+		}
+	}
+	p, err := c.compile()
+	if err != nil {
+		return nil, fmt.Errorf("tokencount config: %w", err)
+	}
+	return p, nil
+}
+
+func (c *Config) compile() (*Policy, error) {
+	p := &Policy{
+		Cluster:             orDefault(c.Keystore.Cluster, DefaultCluster),
+		Authority:           orDefault(c.Keystore.Authority, DefaultAuthority),
+		Timeout:             DefaultTimeout,
+		ReservationTTL:      DefaultReservationTTL,
+		Pricing:             c.Pricing,
+		InjectIncludeUsage:  c.InjectIncludeUsage == nil || *c.InjectIncludeUsage,
+		StripAcceptEncoding: c.StripAcceptEncoding == nil || *c.StripAcceptEncoding,
+		Identity:            c.IdentityHeaders.WithDefaults(),
+		MaxRequestBytes:     DefaultMaxRequestBytes,
+		HoldResponseBytes:   DefaultHoldResponseBytes,
+		MaxResponseBytes:    DefaultMaxResponseBytes,
+		MaxMetricModels:     DefaultMaxMetricModels,
+		MaxMetricApps:       DefaultMaxMetricApps,
+	}
+	var err error
+	if c.Keystore.TimeoutMs < 0 || c.Keystore.TimeoutMs > 60_000 {
+		return nil, fmt.Errorf("keystore.timeout_ms %d out of range [0, 60000]", c.Keystore.TimeoutMs)
+	}
+	if c.Keystore.TimeoutMs > 0 {
+		p.Timeout = time.Duration(c.Keystore.TimeoutMs) * time.Millisecond
+	}
+	if c.Keystore.ReservationTTLMs < 0 || time.Duration(c.Keystore.ReservationTTLMs)*time.Millisecond > MaxReservationTTL {
+		return nil, fmt.Errorf("keystore.reservation_ttl_ms %d out of range [0, %d]", c.Keystore.ReservationTTLMs, MaxReservationTTL.Milliseconds())
+	}
+	if c.Keystore.ReservationTTLMs > 0 {
+		p.ReservationTTL = time.Duration(c.Keystore.ReservationTTLMs) * time.Millisecond
+	}
+	if p.Metric, err = usage.ParseMetric(c.Counted); err != nil {
+		return nil, fmt.Errorf("counted: %w", err)
+	}
+	if err := c.Pricing.Validate(); err != nil {
+		return nil, fmt.Errorf("pricing: %w", err)
+	}
+	if c.DefaultMaxOutputTokens < 0 || c.MaxOutputTokensCap < 0 {
+		return nil, errors.New("default_max_output_tokens and max_output_tokens_cap must not be negative")
+	}
+	p.Estimator = usage.Estimator{DefaultMaxOutput: c.DefaultMaxOutputTokens, MaxOutputCap: c.MaxOutputTokensCap}
+	if err := p.Identity.Validate(); err != nil {
+		return nil, fmt.Errorf("identity_headers: %w", err)
+	}
+	if c.StaticQuota != nil {
+		if p.Static, err = c.StaticQuota.compile(p.Metric); err != nil {
+			return nil, fmt.Errorf("static_quota: %w", err)
+		}
+	}
+	if !c.RateLimitHeaders.Disabled {
+		h := c.RateLimitHeaders
+		p.Headers = HeaderNames{
+			Limit:     strings.ToLower(orDefault(h.Limit, DefaultLimitHeader)),
+			Remaining: strings.ToLower(orDefault(h.Remaining, DefaultRemainingHeader)),
+			Reset:     strings.ToLower(orDefault(h.Reset, DefaultResetHeader)),
+		}
+		for _, n := range []string{p.Headers.Limit, p.Headers.Remaining, p.Headers.Reset} {
+			if !validHeaderName(n) {
+				return nil, fmt.Errorf("rate_limit_headers: %q is not an HTTP header name", n)
+			}
+		}
+	}
+	switch c.FailureMode {
+	case "", "closed":
+	case "open":
+		p.FailOpen = true
+	default:
+		return nil, fmt.Errorf("failure_mode %q: want closed or open", c.FailureMode)
+	}
+	switch c.OnAbort {
+	case "", "charge_streamed":
+	case "release":
+		p.ReleaseOnAbort = true
+	default:
+		return nil, fmt.Errorf("on_abort %q: want charge_streamed or release", c.OnAbort)
+	}
+	if c.MaxRequestBytes < 0 || c.MaxRequestBytes > MaxMaxRequestBytes {
+		return nil, fmt.Errorf("max_request_bytes %d out of range [0, %d]", c.MaxRequestBytes, MaxMaxRequestBytes)
+	}
+	if c.MaxRequestBytes > 0 {
+		p.MaxRequestBytes = c.MaxRequestBytes
+	}
+	switch {
+	case c.HoldResponseBytes == -1:
+		p.HoldResponseBytes = 0
+	case c.HoldResponseBytes < -1 || c.HoldResponseBytes > 1<<20:
+		return nil, fmt.Errorf("hold_response_bytes %d out of range [-1, %d] (Envoy's default buffer limit)", c.HoldResponseBytes, 1<<20)
+	case c.HoldResponseBytes > 0:
+		p.HoldResponseBytes = c.HoldResponseBytes
+	}
+	if c.MaxResponseBytes < 0 || c.MaxResponseBytes > MaxMaxRequestBytes {
+		return nil, fmt.Errorf("max_response_bytes %d out of range [0, %d]", c.MaxResponseBytes, MaxMaxRequestBytes)
+	}
+	if c.MaxResponseBytes > 0 {
+		p.MaxResponseBytes = c.MaxResponseBytes
+	}
+	if c.MaxMetricModels < 0 || c.MaxMetricApps < 0 {
+		return nil, errors.New("max_metric_models and max_metric_apps must not be negative")
+	}
+	if c.MaxMetricModels > 0 {
+		p.MaxMetricModels = c.MaxMetricModels
+	}
+	if c.MaxMetricApps > 0 {
+		p.MaxMetricApps = c.MaxMetricApps
+	}
+	if len(c.MetricModels) > 0 {
+		p.MetricModels = make(map[string]bool, len(c.MetricModels))
+		for _, m := range c.MetricModels {
+			p.MetricModels[m] = true
+		}
+	}
+	var ok bool
+	if p.Style, ok = apierror.ParseStyle(c.ErrorStyle); !ok {
+		return nil, fmt.Errorf("error_style %q: want openai or apigee", c.ErrorStyle)
+	}
+	return p, nil
+}
+
+func (s *StaticQuotaConfig) compile(def usage.Metric) (*StaticQuota, error) {
+	q := &StaticQuota{
+		Header:  strings.ToLower(s.Header),
+		Product: orDefault(s.Product, DefaultStaticProduct),
+	}
+	if q.Header != "" && !validHeaderName(q.Header) {
+		return nil, fmt.Errorf("header %q is not a lower-case HTTP header name", s.Header)
+	}
+	if len(q.Product) > 256 {
+		return nil, errors.New("product is longer than 256 bytes")
+	}
+	var err error
+	if q.Default, err = s.QuotaConfig.compile(def); err != nil {
+		return nil, err
+	}
+	if len(s.Overrides) > 0 && q.Header == "" {
+		return nil, errors.New("overrides need a header")
+	}
+	q.Overrides = make(map[string]QuotaSpec, len(s.Overrides))
+	for v, oc := range s.Overrides {
+		if v == "" || len(v) > 256 {
+			return nil, fmt.Errorf("overrides: key %q must be 1 to 256 bytes", v)
+		}
+		if q.Overrides[v], err = oc.compile(q.Default.Metric); err != nil {
+			return nil, fmt.Errorf("overrides[%q]: %w", v, err)
+		}
+	}
+	return q, nil
+}
+
+func (c QuotaConfig) compile(def usage.Metric) (QuotaSpec, error) {
+	if c.Limit == nil {
+		return QuotaSpec{}, errors.New("limit is required")
+	}
+	interval := c.Interval
+	if interval == 0 {
+		interval = 1
+	}
+	spec, err := window.NewSpec(*c.Limit, interval, c.TimeUnit, orDefault(c.Window, "calendar"))
+	if err != nil {
+		return QuotaSpec{}, err
+	}
+	m := def
+	if c.Counted != "" {
+		if m, err = usage.ParseMetric(c.Counted); err != nil {
+			return QuotaSpec{}, err
+		}
+	}
+	return QuotaSpec{Spec: spec, Metric: m}, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func validHeaderName(n string) bool {
+	if n == "" || len(n) > 128 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

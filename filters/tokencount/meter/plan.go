@@ -1,0 +1,151 @@
+package meter
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/tollgate/tollgate/filters/tokencount/usage"
+	"github.com/tollgate/tollgate/shared/apierror"
+)
+
+// Error codes the filter answers with.
+const (
+	CodeBodyRequired       = "body_required"
+	CodeTooLarge           = "request_too_large"
+	CodeQuotaExceeded      = "token_quota_exceeded"
+	CodeRequestOverLimit   = "token_request_over_limit"
+	CodeKeystoreError      = "token_quota_unavailable"
+	CodeInvalidIdentity    = "invalid_identity"
+	CodeInternal           = "internal_error"
+	codeInvalidRequestBody = "invalid_request_body"
+)
+
+var errTooLong = errors.New("a counter key part is longer than 256 bytes")
+
+// Plan is the request-side decision for one metered request.
+type Plan struct {
+	// API is the endpoint dialect.
+	API usage.API
+	// Model is the requested model ("" when the body names none).
+	Model string
+	// Stream is true for a streamed (SSE) response.
+	Stream bool
+	// PromptEstimate is the estimated prompt tokens.
+	PromptEstimate int64
+	// OutputReserve is the completion tokens reserved (all choices).
+	OutputReserve int64
+	// Amount is the reservation in the quota's unit (tokens or cost).
+	Amount int64
+	// Body is the rewritten request body (include_usage injected), nil
+	// when the body goes upstream unchanged.
+	Body []byte
+	// StripUsage is true when the upstream's usage-only chunk must be
+	// removed because the client had not asked for it.
+	StripUsage bool
+	// Quota is the quota the request is metered against (nil: none).
+	Quota *Quota
+	// Price is the model's price (cost quotas).
+	Price usage.Price
+}
+
+// Reserved is the reservation as usage (prompt estimate + output reserve).
+func (pl *Plan) Reserved() usage.Usage {
+	return usage.Usage{
+		PromptTokens:     pl.PromptEstimate,
+		CompletionTokens: pl.OutputReserve,
+		TotalTokens:      pl.PromptEstimate + pl.OutputReserve,
+		Estimated:        true,
+	}
+}
+
+// Charge is what a usage costs against the plan's quota (0 without one).
+func (pl *Plan) Charge(u usage.Usage) int64 {
+	if pl.Quota == nil {
+		return 0
+	}
+	return usage.Charge(pl.Quota.Metric, u, pl.Price)
+}
+
+// PlanRequest parses a complete request body and decides the reservation.
+// A malformed body is a 400 naming the parameter (and no plan); a
+// reservation that can never fit the quota's limit is a 429 before the
+// upstream is touched (returned with its plan, for metric labels).
+func (p *Policy) PlanRequest(api usage.API, body []byte, q *Quota) (*Plan, *apierror.Error) {
+	if int64(len(body)) > p.MaxRequestBytes {
+		return nil, p.TooLarge()
+	}
+	req, err := usage.ParseRequest(api, body)
+	if err != nil {
+		return nil, badRequest(err)
+	}
+	prompt, output := p.Estimator.Reservation(req)
+	pl := &Plan{
+		API:            api,
+		Model:          req.Model,
+		Stream:         req.Stream,
+		PromptEstimate: prompt,
+		OutputReserve:  output,
+		Quota:          q,
+		Price:          p.Pricing.For(req.Model),
+	}
+	if p.InjectIncludeUsage && req.Stream && !req.IncludeUsage &&
+		(api == usage.APIChatCompletions || api == usage.APICompletions) {
+		out, asked, err := usage.IncludeUsage(api, body)
+		if err != nil {
+			return nil, badRequest(err)
+		}
+		if !asked {
+			pl.Body, pl.StripUsage = out, true
+		}
+	}
+	if q != nil {
+		pl.Amount = pl.Charge(usage.Usage{PromptTokens: prompt, CompletionTokens: output, TotalTokens: prompt + output})
+		if pl.Amount > q.Spec.Limit {
+			e := apierror.New(429, CodeRequestOverLimit, fmt.Sprintf(
+				"this request may use up to %d %s (prompt estimate %d tokens, up to %d output tokens), more than the quota of %d per %s; lower max_tokens or shorten the prompt",
+				pl.Amount, unitName(q.Metric), prompt, output, q.Spec.Limit, windowName(q)))
+			e.Apigee = "policies.ratelimit.QuotaViolation"
+			return pl, e
+		}
+	}
+	return pl, nil
+}
+
+// TooLarge is the 413 for a request body above MaxRequestBytes.
+func (p *Policy) TooLarge() *apierror.Error {
+	return apierror.New(413, CodeTooLarge, "the request body is larger than "+strconv.FormatInt(p.MaxRequestBytes, 10)+" bytes")
+}
+
+// BodyRequired is the 400 for a metered endpoint called without a body.
+func BodyRequired() *apierror.Error {
+	return apierror.New(400, CodeBodyRequired, "this endpoint needs a JSON request body")
+}
+
+func badRequest(err error) *apierror.Error {
+	e := apierror.New(400, codeInvalidRequestBody, err.Error())
+	var re *usage.RequestError
+	if errors.As(err, &re) {
+		e.Param = re.Param
+	}
+	return e
+}
+
+func unitName(m usage.Metric) string {
+	switch m {
+	case usage.MetricPrompt:
+		return "prompt tokens"
+	case usage.MetricCompletion:
+		return "completion tokens"
+	case usage.MetricCost:
+		return "cost units"
+	}
+	return "tokens"
+}
+
+func windowName(q *Quota) string {
+	if q.Spec.Interval == 1 {
+		return q.Spec.Unit.String()
+	}
+	return strconv.Itoa(q.Spec.Interval) + " " + q.Spec.Unit.String() + "s"
+}
