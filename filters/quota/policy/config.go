@@ -1,0 +1,511 @@
+// Package policy is the quota filter's pure logic: its configuration, which
+// rule and key a request falls under, which counters it consumes, the
+// keystore wire format, and the responses (429 with OpenAI-style body and
+// x-ratelimit-* headers, or 503). It makes no proxy-wasm calls.
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/filters/apikey/identity"
+	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/window"
+)
+
+// Mode is how a rule counts requests.
+type Mode int
+
+// The modes.
+const (
+	// Strict consumes at the keystore synchronously: one callout per request,
+	// exact across every Envoy sharing the keystore.
+	Strict Mode = iota
+	// Local counts in this Envoy's shared data only: one view per Envoy, no
+	// callouts (single-instance setups, hosts without callouts).
+	Local
+	// Async counts locally and syncs with the keystore on a tick: no request
+	// waits, and the overshoot across Envoys is bounded (docs/quota.md).
+	Async
+)
+
+var modeNames = [...]string{"strict", "local", "async"}
+
+// String returns the configuration spelling.
+func (m Mode) String() string {
+	if m < 0 || int(m) >= len(modeNames) {
+		return "invalid"
+	}
+	return modeNames[m]
+}
+
+func parseMode(s string) (Mode, error) {
+	for i, n := range modeNames {
+		if s == n {
+			return Mode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("mode %q: want strict, local or async", s)
+}
+
+// SourceKind is where a request's counted key comes from.
+type SourceKind int
+
+// The key sources.
+const (
+	// FromIdentity is the app the apikey filter verified (x-tollgate-app),
+	// with its product and effective request quota.
+	FromIdentity SourceKind = iota + 1
+	// FromHeader is the value of a request header.
+	FromHeader
+	// FromClientIP is the downstream peer address (source.address).
+	FromClientIP
+)
+
+// KeySource is one configured key source.
+type KeySource struct {
+	Kind   SourceKind
+	Header string // FromHeader: lower-case header name
+}
+
+// Spike is a spike-arrest setting.
+type Spike struct {
+	Rate  window.Rate
+	Burst int64
+	// PerRule shares one arrest by every caller of the rule instead of one
+	// per key.
+	PerRule bool
+}
+
+// Keystore is where strict and async modes send /v1/quota/consume.
+type Keystore struct {
+	Cluster   string
+	Authority string
+	Path      string
+	Timeout   time.Duration
+	Headers   [][2]string
+}
+
+// Rule is one compiled rule: what it matches and how it limits.
+type Rule struct {
+	Name       string
+	PathPrefix string
+	Path       string
+	Methods    []string
+	RouteName  string
+
+	Mode            Mode
+	FailOpen        bool
+	Keys            []KeySource
+	Quotas          []window.Spec
+	IdentityQuota   bool
+	Spike           *Spike
+	ResponseHeaders bool
+}
+
+// Policy is a compiled configuration.
+type Policy struct {
+	// Rules are tried in order; the last one is the default rule built from
+	// the top-level quotas and matches every request.
+	Rules      []*Rule
+	Keystore   Keystore
+	SyncPeriod time.Duration
+	MaxEntries int
+	Style      apierror.Style
+	Identity   identity.Headers
+	// Namespace prefixes the shared-data keys, so filter instances with
+	// incompatible settings in one vm_id never share records.
+	Namespace string
+	// UsesMode reports whether any rule uses each mode.
+	UsesMode [3]bool
+	// NeedsRouteName is set when some rule matches on Envoy's route name.
+	NeedsRouteName bool
+}
+
+// Limits and defaults of the configuration.
+const (
+	MaxConfigLen      = 256 << 10
+	DefaultTimeout    = 500 * time.Millisecond
+	DefaultSyncPeriod = time.Second
+	DefaultMaxEntries = 8192
+	DefaultPath       = "/v1/quota/consume"
+	DefaultCluster    = "keystore"
+	maxRules          = 256
+	maxQuotas         = 16
+)
+
+// Config is the JSON configuration (docs/quota.md).
+type Config struct {
+	Mode            string           `json:"mode"`
+	FailureMode     string           `json:"failure_mode"`
+	KeySources      []KeySourceJSON  `json:"key_sources"`
+	Quotas          []QuotaJSON      `json:"quotas"`
+	IdentityQuota   *bool            `json:"identity_quota"`
+	SpikeArrest     *SpikeJSON       `json:"spike_arrest"`
+	ResponseHeaders *bool            `json:"response_headers"`
+	Rules           []RuleJSON       `json:"rules"`
+	Keystore        KeystoreJSON     `json:"keystore"`
+	Async           AsyncJSON        `json:"async"`
+	Local           LocalJSON        `json:"local"`
+	ErrorStyle      string           `json:"error_style"`
+	IdentityHeaders identity.Headers `json:"identity_headers"`
+}
+
+// RuleJSON is one entry of "rules". Unset settings inherit the top level;
+// quotas and spike_arrest never do (a rule without them limits nothing).
+type RuleJSON struct {
+	Name            string          `json:"name"`
+	PathPrefix      string          `json:"path_prefix"`
+	Path            string          `json:"path"`
+	Methods         []string        `json:"methods"`
+	RouteName       string          `json:"route_name"`
+	Mode            string          `json:"mode"`
+	FailureMode     string          `json:"failure_mode"`
+	KeySources      []KeySourceJSON `json:"key_sources"`
+	Quotas          []QuotaJSON     `json:"quotas"`
+	IdentityQuota   *bool           `json:"identity_quota"`
+	SpikeArrest     *SpikeJSON      `json:"spike_arrest"`
+	ResponseHeaders *bool           `json:"response_headers"`
+}
+
+// KeySourceJSON is {"identity": true}, {"header": NAME} or {"client_ip": true}.
+type KeySourceJSON struct {
+	Identity bool   `json:"identity"`
+	Header   string `json:"header"`
+	ClientIP bool   `json:"client_ip"`
+}
+
+// QuotaJSON is a quota spec as the keystore writes it.
+type QuotaJSON struct {
+	Limit    *int64 `json:"limit"`
+	Interval int    `json:"interval"`
+	TimeUnit string `json:"timeUnit"`
+	Window   string `json:"window"`
+}
+
+// SpikeJSON is a spike-arrest setting.
+type SpikeJSON struct {
+	Rate       string `json:"rate"`
+	Burst      int64  `json:"burst"`
+	Identifier string `json:"identifier"`
+}
+
+// KeystoreJSON locates the keystore's data plane.
+type KeystoreJSON struct {
+	Cluster   string            `json:"cluster"`
+	Authority string            `json:"authority"`
+	Path      string            `json:"path"`
+	Timeout   string            `json:"timeout"`
+	Headers   map[string]string `json:"headers"`
+}
+
+// AsyncJSON tunes async mode.
+type AsyncJSON struct {
+	SyncPeriod string `json:"sync_period"`
+}
+
+// LocalJSON sizes the shared-data table of local and async modes and spike arrest.
+type LocalJSON struct {
+	MaxEntries int `json:"max_entries"`
+}
+
+// ParseConfig reads and validates the plugin configuration. Every problem
+// is reported with the field it concerns; nothing is applied half-way.
+func ParseConfig(raw []byte) (*Policy, error) {
+	if len(raw) > MaxConfigLen {
+		return nil, fmt.Errorf("configuration is %d bytes; the limit is %d", len(raw), MaxConfigLen)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("configuration: trailing data after the JSON object")
+	}
+	return c.compile()
+}
+
+func (c Config) compile() (*Policy, error) {
+	p := &Policy{}
+	var ok bool
+	if p.Style, ok = apierror.ParseStyle(c.ErrorStyle); !ok {
+		return nil, fmt.Errorf("error_style %q: want \"openai\" or \"apigee\"", c.ErrorStyle)
+	}
+	p.Identity = c.IdentityHeaders.WithDefaults()
+	if err := p.Identity.Validate(); err != nil {
+		return nil, fmt.Errorf("identity_headers: %w", err)
+	}
+	ks, err := c.Keystore.compile()
+	if err != nil {
+		return nil, err
+	}
+	p.Keystore = ks
+	p.SyncPeriod = DefaultSyncPeriod
+	if c.Async.SyncPeriod != "" {
+		if p.SyncPeriod, err = parseDuration("async.sync_period", c.Async.SyncPeriod, 10*time.Millisecond, time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	p.MaxEntries = DefaultMaxEntries
+	if c.Local.MaxEntries != 0 {
+		if c.Local.MaxEntries < 1 || c.Local.MaxEntries > 1<<20 {
+			return nil, fmt.Errorf("local.max_entries %d: want 1 to %d", c.Local.MaxEntries, 1<<20)
+		}
+		p.MaxEntries = c.Local.MaxEntries
+	}
+
+	base := RuleJSON{Name: "default", Mode: c.Mode, FailureMode: c.FailureMode, KeySources: c.KeySources,
+		Quotas: c.Quotas, IdentityQuota: c.IdentityQuota, SpikeArrest: c.SpikeArrest, ResponseHeaders: c.ResponseHeaders}
+	if len(c.Rules) > maxRules {
+		return nil, fmt.Errorf("rules: %d rules; the limit is %d", len(c.Rules), maxRules)
+	}
+	names := map[string]bool{"default": true}
+	for i, rj := range c.Rules {
+		where := fmt.Sprintf("rules[%d]", i)
+		if rj.Name == "" {
+			rj.Name = fmt.Sprintf("rule%d", i)
+		}
+		if names[rj.Name] {
+			return nil, fmt.Errorf("%s.name %q is used twice (\"default\" is reserved)", where, rj.Name)
+		}
+		names[rj.Name] = true
+		r, err := rj.compile(where, base)
+		if err != nil {
+			return nil, err
+		}
+		p.Rules = append(p.Rules, r)
+	}
+	def, err := base.compile("top level", RuleJSON{})
+	if err != nil {
+		return nil, err
+	}
+	p.Rules = append(p.Rules, def)
+	for _, r := range p.Rules {
+		p.UsesMode[r.Mode] = true
+		if r.RouteName != "" {
+			p.NeedsRouteName = true
+		}
+	}
+	if (p.UsesMode[Strict] || p.UsesMode[Async]) && p.Keystore.Cluster == "" {
+		return nil, errors.New("keystore.cluster is empty, but strict and async modes call the keystore")
+	}
+	p.Namespace = fmt.Sprintf("tollgate.quota.v1.%d", p.MaxEntries)
+	return p, nil
+}
+
+func (k KeystoreJSON) compile() (Keystore, error) {
+	ks := Keystore{Cluster: k.Cluster, Authority: k.Authority, Path: k.Path, Timeout: DefaultTimeout}
+	if ks.Cluster == "" {
+		ks.Cluster = DefaultCluster
+	}
+	if ks.Authority == "" {
+		ks.Authority = ks.Cluster
+	}
+	if ks.Path == "" {
+		ks.Path = DefaultPath
+	}
+	if !strings.HasPrefix(ks.Path, "/") || strings.ContainsAny(ks.Path, " \r\n") {
+		return ks, fmt.Errorf("keystore.path %q must start with / and hold no spaces", ks.Path)
+	}
+	if k.Timeout != "" {
+		var err error
+		if ks.Timeout, err = parseDuration("keystore.timeout", k.Timeout, time.Millisecond, time.Minute); err != nil {
+			return ks, err
+		}
+	}
+	for name, v := range k.Headers {
+		n := strings.ToLower(name)
+		if !headerName(n) || n[0] == ':' || n == "content-type" || n == "content-length" {
+			return ks, fmt.Errorf("keystore.headers: %q is not a header the filter may set", name)
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return ks, fmt.Errorf("keystore.headers[%q]: value holds a line break", name)
+		}
+		ks.Headers = append(ks.Headers, [2]string{n, v})
+	}
+	return ks, nil
+}
+
+func parseDuration(field, s string, lo, hi time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want a duration such as \"500ms\" or \"2s\"", field, s)
+	}
+	if d < lo || d > hi {
+		return 0, fmt.Errorf("%s %v: want %v to %v", field, d, lo, hi)
+	}
+	return d, nil
+}
+
+func headerName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || (c == ':' && i == 0)) {
+			return false
+		}
+	}
+	return true
+}
+
+func ruleName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// compile builds a rule; base supplies inherited settings.
+func (rj RuleJSON) compile(where string, base RuleJSON) (*Rule, error) {
+	if !ruleName(rj.Name) {
+		return nil, fmt.Errorf("%s.name %q: want 1 to 64 of A-Z a-z 0-9 - _ .", where, rj.Name)
+	}
+	r := &Rule{Name: rj.Name, PathPrefix: rj.PathPrefix, Path: rj.Path, RouteName: rj.RouteName}
+	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+		return nil, fmt.Errorf("%s.path_prefix %q must start with /", where, r.PathPrefix)
+	}
+	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
+		return nil, fmt.Errorf("%s.path %q must start with /", where, r.Path)
+	}
+	for _, m := range rj.Methods {
+		if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/") {
+			return nil, fmt.Errorf("%s.methods: %q is not an upper-case method", where, m)
+		}
+		r.Methods = append(r.Methods, m)
+	}
+	pick := func(v, inherited string) string {
+		if v == "" {
+			return inherited
+		}
+		return v
+	}
+	var err error
+	if r.Mode, err = parseMode(pick(pick(rj.Mode, base.Mode), "strict")); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	switch fm := pick(pick(rj.FailureMode, base.FailureMode), "open"); fm {
+	case "open":
+		r.FailOpen = true
+	case "closed":
+	default:
+		return nil, fmt.Errorf("%s.failure_mode %q: want \"open\" or \"closed\"", where, fm)
+	}
+	sources := rj.KeySources
+	if sources == nil {
+		sources = base.KeySources
+	}
+	if len(sources) == 0 {
+		return nil, fmt.Errorf("%s.key_sources is required: [{\"identity\": true}] behind the apikey filter, or [{\"header\": NAME}] or [{\"client_ip\": true}]", where)
+	}
+	for i, s := range sources {
+		ks, err := s.compile()
+		if err != nil {
+			return nil, fmt.Errorf("%s.key_sources[%d]: %w", where, i, err)
+		}
+		r.Keys = append(r.Keys, ks)
+	}
+	r.IdentityQuota = boolOr(rj.IdentityQuota, boolOr(base.IdentityQuota, true))
+	r.ResponseHeaders = boolOr(rj.ResponseHeaders, boolOr(base.ResponseHeaders, true))
+	if len(rj.Quotas) > maxQuotas {
+		return nil, fmt.Errorf("%s.quotas: %d quotas; the limit is %d", where, len(rj.Quotas), maxQuotas)
+	}
+	shapes := map[string]bool{}
+	for i, q := range rj.Quotas {
+		s, err := q.compile()
+		if err != nil {
+			return nil, fmt.Errorf("%s.quotas[%d]: %w", where, i, err)
+		}
+		if shapes[s.Shape()] {
+			return nil, fmt.Errorf("%s.quotas[%d]: a second quota with window %s would share its counter", where, i, s.Shape())
+		}
+		shapes[s.Shape()] = true
+		r.Quotas = append(r.Quotas, s)
+	}
+	if rj.SpikeArrest != nil {
+		sp, err := rj.SpikeArrest.compile()
+		if err != nil {
+			return nil, fmt.Errorf("%s.spike_arrest: %w", where, err)
+		}
+		r.Spike = sp
+	}
+	return r, nil
+}
+
+func boolOr(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+func (s KeySourceJSON) compile() (KeySource, error) {
+	n := 0
+	var ks KeySource
+	if s.Identity {
+		n, ks = n+1, KeySource{Kind: FromIdentity}
+	}
+	if s.Header != "" {
+		h := strings.ToLower(s.Header)
+		if !headerName(h) || h[0] == ':' {
+			return ks, fmt.Errorf("header %q is not a header name", s.Header)
+		}
+		n, ks = n+1, KeySource{Kind: FromHeader, Header: h}
+	}
+	if s.ClientIP {
+		n, ks = n+1, KeySource{Kind: FromClientIP}
+	}
+	if n != 1 {
+		return ks, errors.New("want exactly one of {\"identity\": true}, {\"header\": NAME}, {\"client_ip\": true}")
+	}
+	return ks, nil
+}
+
+func (q QuotaJSON) compile() (window.Spec, error) {
+	if q.Limit == nil {
+		return window.Spec{}, errors.New("limit is required")
+	}
+	interval := q.Interval
+	if interval == 0 {
+		interval = 1
+	}
+	if q.TimeUnit == "" {
+		return window.Spec{}, errors.New("timeUnit is required")
+	}
+	return window.NewSpec(*q.Limit, interval, q.TimeUnit, q.Window)
+}
+
+func (s SpikeJSON) compile() (*Spike, error) {
+	r, err := window.ParseRate(s.Rate)
+	if err != nil {
+		return nil, err
+	}
+	sp := &Spike{Rate: r, Burst: s.Burst}
+	if sp.Burst == 0 {
+		sp.Burst = 1
+	}
+	if sp.Burst < 1 || sp.Burst > window.MaxRateCount {
+		return nil, fmt.Errorf("burst %d: want 1 to %d", s.Burst, window.MaxRateCount)
+	}
+	switch s.Identifier {
+	case "", "key":
+	case "rule":
+		sp.PerRule = true
+	default:
+		return nil, fmt.Errorf("identifier %q: want \"key\" or \"rule\"", s.Identifier)
+	}
+	return sp, nil
+}

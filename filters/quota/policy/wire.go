@@ -1,0 +1,161 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/tollgate/tollgate/counter"
+	"github.com/tollgate/tollgate/window"
+)
+
+// Item is one entry of a /v1/quota/consume batch.
+type Item struct {
+	Key   counter.Key
+	Spec  window.Spec
+	N     int64
+	Force bool
+}
+
+// EncodeConsume writes a /v1/quota/consume body (docs/counter.md). Key
+// parts come from Plan, which keeps them free of characters JSON would
+// need to escape beyond quotes and backslashes; those are escaped anyway.
+func EncodeConsume(items []Item, atomic bool) []byte {
+	b := make([]byte, 0, 32+len(items)*160)
+	b = append(b, `{"atomic":`...)
+	b = strconv.AppendBool(b, atomic)
+	b = append(b, `,"items":[`...)
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"key":{"app":`...)
+		b = appendString(b, it.Key.App)
+		if it.Key.Product != "" {
+			b = append(b, `,"product":`...)
+			b = appendString(b, it.Key.Product)
+		}
+		if it.Key.Operation != "" {
+			b = append(b, `,"operation":`...)
+			b = appendString(b, it.Key.Operation)
+		}
+		b = append(b, `,"kind":`...)
+		b = appendString(b, string(it.Key.Kind))
+		b = append(b, `},"spec":{"limit":`...)
+		b = strconv.AppendInt(b, it.Spec.Limit, 10)
+		b = append(b, `,"interval":`...)
+		b = strconv.AppendInt(b, int64(it.Spec.Interval), 10)
+		b = append(b, `,"timeUnit":"`...)
+		b = append(b, it.Spec.Unit.String()...)
+		b = append(b, `","window":"`...)
+		b = append(b, it.Spec.Kind.String()...)
+		b = append(b, `"},"n":`...)
+		b = strconv.AppendInt(b, it.N, 10)
+		if it.Force {
+			b = append(b, `,"force":true`...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == 0x7f:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// Result is one item of a consume answer.
+type Result struct {
+	Allowed    bool
+	Limit      int64
+	Used       int64
+	Remaining  int64
+	ResetAfter time.Duration
+	RetryAfter time.Duration
+}
+
+// State turns a result received at now into a counter state.
+func (r Result) State(now time.Time) State {
+	return State{Allowed: r.Allowed, Limit: r.Limit, Remaining: r.Remaining, Reset: now.Add(r.ResetAfter), RetryAfter: r.RetryAfter}
+}
+
+// ErrKeystore marks every answer that is not a usable consume result; the
+// filter applies its failure mode.
+var ErrKeystore = errors.New("keystore answer unusable")
+
+// DecodeConsume reads the keystore's answer to a consume of want items.
+func DecodeConsume(status int, body []byte, want int) ([]Result, error) {
+	if status != 200 {
+		msg := gjson.GetBytes(body, "error.code").String()
+		if msg == "" {
+			msg = "no error code"
+		}
+		return nil, fmt.Errorf("%w: status %d (%s)", ErrKeystore, status, clip(msg))
+	}
+	if !gjson.ValidBytes(body) {
+		return nil, fmt.Errorf("%w: body is not JSON", ErrKeystore)
+	}
+	res := gjson.GetBytes(body, "results")
+	if !res.IsArray() {
+		return nil, fmt.Errorf("%w: no results array", ErrKeystore)
+	}
+	arr := res.Array()
+	if len(arr) != want {
+		return nil, fmt.Errorf("%w: %d results for %d items", ErrKeystore, len(arr), want)
+	}
+	out := make([]Result, len(arr))
+	for i, r := range arr {
+		var err error
+		num := func(field string) int64 {
+			v := r.Get(field)
+			if v.Type != gjson.Number || v.Num < 0 || v.Num > float64(window.MaxLimit) {
+				if err == nil {
+					err = fmt.Errorf("%w: results[%d].%s is not a count", ErrKeystore, i, field)
+				}
+				return 0
+			}
+			return v.Int()
+		}
+		allowed := r.Get("allowed")
+		if !allowed.IsBool() {
+			return nil, fmt.Errorf("%w: results[%d].allowed is not a boolean", ErrKeystore, i)
+		}
+		out[i] = Result{Allowed: allowed.Bool(), Limit: num("limit"), Used: num("used"), Remaining: num("remaining"),
+			ResetAfter: time.Duration(num("reset_after_ms")) * time.Millisecond,
+			RetryAfter: time.Duration(num("retry_after_ms")) * time.Millisecond}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64]
+	}
+	return s
+}
+
+// CalloutHeaders are the headers of a consume callout.
+func (k Keystore) CalloutHeaders() [][2]string {
+	h := [][2]string{{":method", "POST"}, {":path", k.Path}, {":authority", k.Authority}, {"content-type", "application/json"}}
+	return append(h, k.Headers...)
+}
