@@ -164,8 +164,8 @@ func TestBoundedKeys(t *testing.T) {
 func TestStatsTagsExtractLabels(t *testing.T) {
 	names := map[string]map[string]string{
 		"wasmcustom." + RequestsMetric(Async, SpikeDenied): {"mode": "async", "outcome": "spike_denied"},
-		"wasmcustom." + KeystoreErrorsMetric("consume"):     {"op": "consume"},
-		"wasmcustom." + SyncsMetric("error"):                {"result": "error"},
+		"wasmcustom." + KeystoreErrorsMetric("consume"):    {"op": "consume"},
+		"wasmcustom." + SyncsMetric("error"):               {"result": "error"},
 	}
 	for name, want := range names {
 		got := map[string]string{}
