@@ -78,7 +78,8 @@ type recorder struct {
 func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	b, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
-	r.reqs = append(r.reqs, req)
+	// Keep a copy: the host may reuse the request's header map once the handler returns.
+	r.reqs = append(r.reqs, req.Clone(context.Background()))
 	r.body = append(r.body, b)
 	r.mu.Unlock()
 	var in struct {
