@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/filters/apikey/gate"
-	"github.com/tollgate/tollgate/filters/apikey/internal/hostctx"
 	"github.com/tollgate/tollgate/filters/apikey/policy"
 	"github.com/tollgate/tollgate/shared/cache"
 	"github.com/tollgate/tollgate/shared/proxywasm"
@@ -146,7 +145,7 @@ func (h host) Finish(id uint32, d policy.Decision) {
 		return
 	}
 	delete(h.p.waiting, id)
-	if err := hostctx.Set(id); err != nil {
+	if err := proxywasm.SetEffectiveContext(id); err != nil {
 		proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: stream %d gone: %v", id, err)
 		return
 	}

@@ -429,6 +429,16 @@ func ClearRouteCache() error {
 // Done tells the host that a plugin whose OnPluginDone returned false has finished.
 func Done() error { return StatusToError(Status(proxy_done())) }
 
+// SetEffectiveContext makes another context current for the rest of this callback,
+// so a tick or another stream's callout response can resume or answer a paused stream.
+func SetEffectiveContext(contextID uint32) error {
+	if err := setEffectiveContext(contextID); err != nil {
+		return err
+	}
+	vm.current = contextID
+	return nil
+}
+
 func setEffectiveContext(ctxID uint32) error {
 	return StatusToError(Status(proxy_set_effective_context(ctxID)))
 }
