@@ -3,6 +3,7 @@ package ledger
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/quota/slots"
@@ -198,4 +199,50 @@ func (a *Async) State(id string, now time.Time) (AsyncState, error) {
 		return AsyncState{}, fmt.Errorf("ledger: async: %w", err)
 	}
 	return decodeAsync(v), nil
+}
+
+// Health records the outcome of this Envoy's keystore syncs, so that async
+// rules in fail-closed mode can refuse requests once syncing has failed for
+// too long.
+type Health struct{ t *slots.Table }
+
+// NewHealth returns the sync health record stored in t.
+func NewHealth(t *slots.Table) *Health { return &Health{t: t} }
+
+const healthID = "h|keystore"
+
+// Record notes a sync outcome at now.
+func (h *Health) Record(ok bool, now time.Time) error {
+	nowMs := now.UnixMilli()
+	_, err := h.t.Update(healthID, nowMs, func(old []byte) ([]byte, int64, bool) {
+		var lastOK, lastFail int64
+		if len(old) == 16 {
+			lastOK, lastFail = int64(binary.LittleEndian.Uint64(old)), int64(binary.LittleEndian.Uint64(old[8:]))
+		}
+		if ok {
+			lastOK = nowMs
+		} else {
+			lastFail = nowMs
+		}
+		b := binary.LittleEndian.AppendUint64(nil, uint64(lastOK))
+		return binary.LittleEndian.AppendUint64(b, uint64(lastFail)), math.MaxInt64, true
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: health: %w", err)
+	}
+	return nil
+}
+
+// Failing reports whether the last sync failed and no sync has succeeded
+// for longer than after.
+func (h *Health) Failing(now time.Time, after time.Duration) (bool, error) {
+	v, _, err := h.t.Get(healthID, now.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("ledger: health: %w", err)
+	}
+	if len(v) != 16 {
+		return false, nil
+	}
+	lastOK, lastFail := int64(binary.LittleEndian.Uint64(v)), int64(binary.LittleEndian.Uint64(v[8:]))
+	return lastFail > lastOK && now.UnixMilli()-lastOK > after.Milliseconds(), nil
 }

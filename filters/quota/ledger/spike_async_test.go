@@ -237,3 +237,22 @@ func TestAsyncOvershootBound(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, admitted, d.Used)
 }
+
+func TestHealth(t *testing.T) {
+	h := NewHealth(table(t, cache.NewMemStore(), 16))
+	failing, err := h.Failing(t0, time.Second)
+	require.NoError(t, err)
+	assert.False(t, failing, "no sync yet is not a failure")
+	require.NoError(t, h.Record(false, t0))
+	failing, err = h.Failing(t0, time.Second)
+	require.NoError(t, err)
+	assert.True(t, failing, "never synced and the last attempt failed")
+	require.NoError(t, h.Record(true, t0.Add(time.Second)))
+	require.NoError(t, h.Record(false, t0.Add(1500*time.Millisecond)))
+	failing, err = h.Failing(t0.Add(1500*time.Millisecond), time.Second)
+	require.NoError(t, err)
+	assert.False(t, failing, "failing for less than the grace period")
+	failing, err = h.Failing(t0.Add(2500*time.Millisecond), time.Second)
+	require.NoError(t, err)
+	assert.True(t, failing)
+}

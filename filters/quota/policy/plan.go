@@ -42,6 +42,9 @@ type Plan struct {
 	Checks []Check
 	// SpikeID names the request's spike-arrest state ("" without spike arrest).
 	SpikeID string
+	// NoKey reports that the rule limits something but no key source
+	// yielded a key, so nothing was counted.
+	NoKey bool
 	// Err is set when the request cannot be planned (a malformed identity quota).
 	Err *apierror.Error
 }
@@ -122,6 +125,7 @@ func (p *Policy) Plan(r Request) Plan {
 		}
 	}
 	if pl.Key == "" {
+		pl.NoKey = true
 		return pl
 	}
 	if rule.IdentityQuota && id.RequestQuota != nil {

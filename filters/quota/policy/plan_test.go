@@ -118,6 +118,7 @@ func TestPlanNoKey(t *testing.T) {
 	pl := p.Plan(request("GET", "/", nil, "10.0.0.1:1"))
 	assert.Empty(t, pl.Key)
 	assert.Empty(t, pl.Checks)
+	assert.True(t, pl.NoKey)
 }
 
 // TestPlanMakesNoHostCallsForUnlimitedRules: a rule that limits nothing
@@ -130,6 +131,7 @@ func TestPlanMakesNoHostCallsForUnlimitedRules(t *testing.T) {
 	pl := p.Plan(r)
 	assert.Equal(t, "free", pl.Rule.Name)
 	assert.Empty(t, pl.Checks)
+	assert.False(t, pl.NoKey, "nothing to limit is not a missing key")
 }
 
 func TestBoundedKeys(t *testing.T) {

@@ -1,0 +1,410 @@
+// Package limiter decides requests for the quota filter: it carries out a
+// policy.Plan in the rule's mode (strict callout, local counters, async
+// counters with a periodic sync), applies spike arrest and the failure mode,
+// and counts outcomes. It is plain Go: the proxy-wasm host is behind the
+// Host interface and shared data behind slots.Store, so the whole decision
+// flow, multi-worker sync included, is tested natively.
+package limiter
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tollgate/tollgate/counter"
+	"github.com/tollgate/tollgate/filters/quota/ledger"
+	"github.com/tollgate/tollgate/filters/quota/policy"
+	"github.com/tollgate/tollgate/filters/quota/slots"
+	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/window"
+)
+
+// Host is what the limiter needs from the proxy.
+type Host interface {
+	// Now is the wall clock.
+	Now() time.Time
+	// Call posts body to the keystore's consume endpoint. done runs later
+	// (never inside Call) with the answer, or with failed set when no
+	// answer came (timeout, reset, connection refused).
+	Call(body []byte, done func(status int, body []byte, failed bool)) error
+	// Count adds n to the counter metric of that name.
+	Count(metric string, n uint64)
+	// Warn writes a warning to the proxy log.
+	Warn(msg string)
+}
+
+// Verdict is the decision for one request.
+type Verdict struct {
+	Mode    policy.Mode
+	Outcome policy.Outcome
+	// Pass lets the request through.
+	Pass bool
+	// Err and Headers make the local reply when Pass is false.
+	Err     *apierror.Error
+	Headers [][2]string
+	// Rate, when set on a passed request, is reported in x-ratelimit-*
+	// response headers.
+	Rate *policy.State
+}
+
+// Limits of the limiter.
+const (
+	// MaxTracked bounds the async counters one worker syncs.
+	MaxTracked = 4096
+	// maxIdle stops syncing a counter unused for this long (or half its
+	// window, when shorter; its local record lives a whole window).
+	maxIdle = time.Minute
+	// warnEvery rate-limits failure warnings per worker.
+	warnEvery = time.Second
+)
+
+// tracked is an async counter this worker syncs.
+type tracked struct {
+	key      counter.Key
+	spec     window.Spec
+	lastUsed time.Time
+}
+
+// Limiter decides requests for one plugin configuration in one worker.
+type Limiter struct {
+	pol     *policy.Policy
+	host    Host
+	table   *slots.Table
+	engine  *counter.Engine
+	spikes  *ledger.Spikes
+	async   *ledger.Async
+	health  *ledger.Health
+	tracked map[string]*tracked
+	// lastWarn is when the last failure warning was logged.
+	lastWarn time.Time
+	// suppressed counts warnings not logged since.
+	suppressed int
+}
+
+// New returns a limiter keeping its shared state in store.
+func New(pol *policy.Policy, store slots.Store, host Host) (*Limiter, error) {
+	t, err := slots.New(store, slots.Options{Namespace: pol.Namespace, MaxEntries: pol.MaxEntries})
+	if err != nil {
+		return nil, fmt.Errorf("quota table: %w", err)
+	}
+	l := &Limiter{pol: pol, host: host, table: t, tracked: map[string]*tracked{}}
+	evicted := func() { host.Count(policy.MetricEvictions, 1) }
+	counters := ledger.NewCounters(t)
+	counters.OnEvict = evicted
+	l.engine = counter.New(counters, counter.WithClock(host.Now))
+	l.spikes = ledger.NewSpikes(t)
+	l.spikes.OnEvict = evicted
+	l.async = ledger.NewAsync(t)
+	l.async.OnEvict = evicted
+	l.health = ledger.NewHealth(t)
+	return l, nil
+}
+
+// Init creates the shared table's sets; call it once per worker before serving.
+func (l *Limiter) Init() error { return l.table.Init() }
+
+// Tracked is the number of async counters this worker syncs.
+func (l *Limiter) Tracked() int { return len(l.tracked) }
+
+// Check decides a request. When done is false the decision needs the
+// keystore: resume runs later, once, with the verdict (the stream stays
+// paused until then).
+func (l *Limiter) Check(r policy.Request, resume func(Verdict)) (v Verdict, done bool) {
+	pl := l.pol.Plan(r)
+	rule := pl.Rule
+	v = Verdict{Mode: rule.Mode}
+	switch {
+	case pl.Err != nil:
+		v.Outcome, v.Err = policy.Invalid, pl.Err
+		return l.count(v), true
+	case pl.NoKey:
+		v.Outcome, v.Pass = policy.NoKey, true
+		return l.count(v), true
+	case len(pl.Checks) == 0 && pl.SpikeID == "":
+		v.Outcome, v.Pass = policy.Unlimited, true
+		return l.count(v), true
+	}
+	now := l.host.Now()
+	if pl.SpikeID != "" {
+		ok, retry, err := l.spikes.Admit(pl.SpikeID, rule.Spike.Rate, rule.Spike.Burst, now)
+		if err != nil {
+			l.host.Count(policy.MetricLedgerErrors, 1)
+			return l.count(l.failure(rule, "spike arrest", err)), true
+		}
+		if !ok {
+			v.Outcome = policy.SpikeDenied
+			v.Err, v.Headers = policy.SpikeArrested(rule.Spike, retry)
+			return l.count(v), true
+		}
+	}
+	if len(pl.Checks) == 0 {
+		v.Outcome, v.Pass = policy.Allowed, true
+		return l.count(v), true
+	}
+	switch rule.Mode {
+	case policy.Local:
+		return l.count(l.local(rule, pl.Checks, now)), true
+	case policy.Async:
+		return l.count(l.asyncCheck(rule, pl.Checks, now)), true
+	}
+	return l.strict(rule, pl.Checks, resume)
+}
+
+func (l *Limiter) count(v Verdict) Verdict {
+	l.host.Count(policy.RequestsMetric(v.Mode, v.Outcome), 1)
+	return v
+}
+
+// decided turns counter states into a verdict.
+func (l *Limiter) decided(rule *policy.Rule, states []policy.State, now time.Time) Verdict {
+	v := Verdict{Mode: rule.Mode}
+	b := policy.Binding(states)
+	for _, s := range states {
+		if !s.Allowed {
+			v.Outcome = policy.Denied
+			v.Err, v.Headers = policy.OverQuota(b, now)
+			return v
+		}
+	}
+	v.Outcome, v.Pass = policy.Allowed, true
+	if rule.ResponseHeaders {
+		v.Rate = &b
+	}
+	return v
+}
+
+// failure applies the rule's failure mode after the keystore or shared data
+// failed, with a metric (by the caller) and a rate-limited warning.
+func (l *Limiter) failure(rule *policy.Rule, what string, err error) Verdict {
+	v := Verdict{Mode: rule.Mode}
+	action := "failing closed (503)"
+	if rule.FailOpen {
+		action = "failing open"
+	}
+	l.warn(fmt.Sprintf("quota: %s failed for rule %q: %v; %s", what, rule.Name, err, action))
+	if rule.FailOpen {
+		v.Outcome, v.Pass = policy.FailedOpen, true
+		return v
+	}
+	v.Outcome = policy.FailedClosed
+	v.Err, v.Headers = policy.Unavailable()
+	return v
+}
+
+// warn logs at most one warning per second per worker, saying how many it
+// held back.
+func (l *Limiter) warn(msg string) {
+	now := l.host.Now()
+	if now.Sub(l.lastWarn) < warnEvery {
+		l.suppressed++
+		return
+	}
+	if l.suppressed > 0 {
+		msg += fmt.Sprintf(" (%d similar warnings suppressed in the last %v)", l.suppressed, now.Sub(l.lastWarn).Round(time.Millisecond))
+	}
+	l.lastWarn, l.suppressed = now, 0
+	l.host.Warn(msg)
+}
+
+// local decides in this Envoy's shared data with the keystore's window rules.
+func (l *Limiter) local(rule *policy.Rule, checks []policy.Check, now time.Time) Verdict {
+	reqs := make([]counter.Request, len(checks))
+	for i, c := range checks {
+		reqs[i] = counter.Request{Key: c.Key, Spec: c.Spec, N: 1}
+	}
+	ds, err := l.engine.ConsumeBatch(context.Background(), reqs, true)
+	if err != nil {
+		l.host.Count(policy.MetricLedgerErrors, 1)
+		return l.failure(rule, "local counting", err)
+	}
+	states := make([]policy.State, len(ds))
+	for i, d := range ds {
+		states[i] = policy.State{Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining, Reset: d.Reset, RetryAfter: d.RetryAfter}
+	}
+	return l.decided(rule, states, now)
+}
+
+// strict consumes at the keystore: one callout for all of the request's
+// counters, atomically.
+func (l *Limiter) strict(rule *policy.Rule, checks []policy.Check, resume func(Verdict)) (Verdict, bool) {
+	items := make([]policy.Item, len(checks))
+	for i, c := range checks {
+		items[i] = policy.Item{Key: c.Key, Spec: c.Spec, N: 1}
+	}
+	err := l.host.Call(policy.EncodeConsume(items, true), func(status int, body []byte, failed bool) {
+		resume(l.count(l.strictAnswer(rule, len(items), status, body, failed)))
+	})
+	if err != nil {
+		l.host.Count(policy.KeystoreErrorsMetric("consume"), 1)
+		return l.count(l.failure(rule, "keystore consume", err)), true
+	}
+	return Verdict{}, false
+}
+
+func (l *Limiter) strictAnswer(rule *policy.Rule, n, status int, body []byte, failed bool) Verdict {
+	var err error
+	var rs []policy.Result
+	if failed {
+		err = fmt.Errorf("no answer from cluster %q within %v", l.pol.Keystore.Cluster, l.pol.Keystore.Timeout)
+	} else {
+		rs, err = policy.DecodeConsume(status, body, n)
+	}
+	if err != nil {
+		l.host.Count(policy.KeystoreErrorsMetric("consume"), 1)
+		return l.failure(rule, "keystore consume", err)
+	}
+	now := l.host.Now()
+	states := make([]policy.State, len(rs))
+	for i, r := range rs {
+		states[i] = r.State(now)
+	}
+	return l.decided(rule, states, now)
+}
+
+// asyncID is the ledger id of an async counter.
+func asyncID(c policy.Check) string { return counter.CounterID(c.Key, c.Spec) }
+
+// asyncCheck decides against the local view of async counters. Several
+// counters are first checked without counting, so a request denied by one
+// is not counted by the others (two workers racing between the check and
+// the count can over-count by one request each, which async mode's bound
+// already covers).
+func (l *Limiter) asyncCheck(rule *policy.Rule, checks []policy.Check, now time.Time) Verdict {
+	if !rule.FailOpen {
+		failing, err := l.health.Failing(now, l.staleAfter())
+		if err == nil && failing {
+			return l.failure(rule, "keystore sync", fmt.Errorf("no successful sync for over %v", l.staleAfter()))
+		}
+	}
+	states := make([]policy.State, len(checks))
+	if len(checks) > 1 {
+		for i, c := range checks {
+			d, err := l.async.Consume(asyncID(c), c.Spec, 0, now)
+			if err != nil {
+				l.host.Count(policy.MetricLedgerErrors, 1)
+				return l.failure(rule, "async counting", err)
+			}
+			if d.Remaining < 1 {
+				states[i] = asyncState(d)
+				states[i].Allowed = false
+				states[i].RetryAfter = max(d.RetryAfter, d.Reset.Sub(now))
+				return l.decided(rule, states[i:i+1], now)
+			}
+		}
+	}
+	for i, c := range checks {
+		id := asyncID(c)
+		d, err := l.async.Consume(id, c.Spec, 1, now)
+		if err != nil {
+			l.host.Count(policy.MetricLedgerErrors, 1)
+			return l.failure(rule, "async counting", err)
+		}
+		states[i] = asyncState(d)
+		l.track(id, c, now)
+	}
+	return l.decided(rule, states, now)
+}
+
+func asyncState(d ledger.AsyncDecision) policy.State {
+	return policy.State{Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining, Reset: d.Reset, RetryAfter: d.RetryAfter}
+}
+
+// staleAfter is how long async syncs may fail before fail-closed rules
+// refuse requests: three sync periods plus a callout timeout.
+func (l *Limiter) staleAfter() time.Duration {
+	return 3*l.pol.SyncPeriod + l.pol.Keystore.Timeout
+}
+
+// track remembers an async counter for this worker's syncs.
+func (l *Limiter) track(id string, c policy.Check, now time.Time) {
+	if tr, ok := l.tracked[id]; ok {
+		tr.lastUsed = now
+		return
+	}
+	if len(l.tracked) >= MaxTracked {
+		var oldest string
+		for k, tr := range l.tracked {
+			if oldest == "" || tr.lastUsed.Before(l.tracked[oldest].lastUsed) {
+				oldest = k
+			}
+		}
+		delete(l.tracked, oldest)
+	}
+	l.tracked[id] = &tracked{key: c.Key, spec: c.Spec, lastUsed: now}
+}
+
+// Tick runs an async sync round: every counter this worker tracks whose
+// pending usage it can claim (or that is due for a pull) is pushed with
+// force and its global usage read back, in batches of counter.MaxBatch.
+func (l *Limiter) Tick() {
+	if len(l.tracked) == 0 {
+		return
+	}
+	now := l.host.Now()
+	lease := l.pol.Keystore.Timeout + l.pol.SyncPeriod
+	fresh := l.pol.SyncPeriod / 2
+	var items []policy.Item
+	var ids []string
+	for id, tr := range l.tracked {
+		idle := now.Sub(tr.lastUsed) > min(maxIdle, tr.spec.Length()/2)
+		delta, claimed, err := l.async.Claim(id, tr.spec, now, lease, fresh)
+		if err != nil {
+			l.host.Count(policy.MetricLedgerErrors, 1)
+			continue
+		}
+		if idle && (!claimed || delta == 0) {
+			if claimed {
+				_ = l.async.Abort(id, tr.spec, now)
+			}
+			delete(l.tracked, id)
+			continue
+		}
+		if claimed {
+			items = append(items, policy.Item{Key: tr.key, Spec: tr.spec, N: delta, Force: true})
+			ids = append(ids, id)
+		}
+	}
+	for start := 0; start < len(items); start += counter.MaxBatch {
+		end := min(start+counter.MaxBatch, len(items))
+		l.push(items[start:end], ids[start:end])
+	}
+}
+
+// push sends one sync batch and completes or aborts its counters.
+func (l *Limiter) push(items []policy.Item, ids []string) {
+	fail := func(err error) {
+		now := l.host.Now()
+		for i, id := range ids {
+			if aerr := l.async.Abort(id, items[i].Spec, now); aerr != nil {
+				l.host.Count(policy.MetricLedgerErrors, 1)
+			}
+		}
+		_ = l.health.Record(false, now)
+		l.host.Count(policy.SyncsMetric("error"), 1)
+		l.host.Count(policy.KeystoreErrorsMetric("sync"), 1)
+		l.warn(fmt.Sprintf("quota: async sync of %d counters failed: %v; their usage stays pending and is pushed by the next sync", len(ids), err))
+	}
+	err := l.host.Call(policy.EncodeConsume(items, false), func(status int, body []byte, failed bool) {
+		if failed {
+			fail(fmt.Errorf("no answer from cluster %q within %v", l.pol.Keystore.Cluster, l.pol.Keystore.Timeout))
+			return
+		}
+		rs, err := policy.DecodeConsume(status, body, len(items))
+		if err != nil {
+			fail(err)
+			return
+		}
+		now := l.host.Now()
+		for i, id := range ids {
+			if err := l.async.Complete(id, items[i].Spec, now, rs[i].Used, rs[i].ResetAfter); err != nil {
+				l.host.Count(policy.MetricLedgerErrors, 1)
+			}
+		}
+		_ = l.health.Record(true, now)
+		l.host.Count(policy.SyncsMetric("ok"), 1)
+		l.host.Count(policy.MetricSyncItems, uint64(len(ids)))
+	})
+	if err != nil {
+		fail(err)
+	}
+}
