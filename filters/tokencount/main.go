@@ -1,0 +1,549 @@
+// Command tokencount is the token metering filter: it estimates what an
+// OpenAI-compatible (or Anthropic) request may cost, reserves that against
+// the caller's token quota in the counter engine before the upstream sees
+// the request (429 when it does not fit, so concurrent requests cannot
+// overshoot), reads the real usage from the JSON or streamed response
+// without holding the stream, settles the reservation with it, and
+// releases it when the request fails or is abandoned. The policy lives in
+// filters/tokencount/meter and filters/tokencount/usage; this file only
+// wires it to the proxy-wasm callbacks.
+//
+// The PluginConfig must set allow_on_headers_stop_iteration: true, or Envoy
+// never delivers the request body this filter pauses for.
+package main
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/tollgate/tollgate/filters/tokencount/meter"
+	"github.com/tollgate/tollgate/filters/tokencount/usage"
+	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/proxywasm"
+)
+
+func main() {}
+
+func init() {
+	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
+}
+
+// plugin is one configured instance of the filter in one VM.
+type plugin struct {
+	proxywasm.DefaultPluginContext
+	pol        *meter.Policy
+	models     *meter.LabelSet
+	apps       *meter.LabelSet
+	counters   map[string]proxywasm.Counter
+	histograms map[string]proxywasm.Histogram
+}
+
+// OnPluginStart parses the configuration and defines the fixed metrics.
+func (p *plugin) OnPluginStart(config []byte) error {
+	pol, err := meter.Parse(config)
+	if err != nil {
+		return err
+	}
+	p.pol = pol
+	p.models = meter.NewLabelSet(pol.MetricModels, pol.MaxMetricModels)
+	p.apps = meter.NewLabelSet(nil, pol.MaxMetricApps)
+	p.counters = map[string]proxywasm.Counter{}
+	p.histograms = map[string]proxywasm.Histogram{}
+	for _, op := range meter.Ops() {
+		if _, err := p.counter(meter.KeystoreErrorsMetric(op)); err != nil {
+			return err
+		}
+	}
+	proxywasm.Logf(proxywasm.LogLevelInfo, "tokencount: keystore cluster %s, counted %s, include_usage %v, fail_open %v",
+		pol.Cluster, pol.Metric, pol.InjectIncludeUsage, pol.FailOpen)
+	return nil
+}
+
+func (p *plugin) counter(name string) (proxywasm.Counter, error) {
+	if c, ok := p.counters[name]; ok {
+		return c, nil
+	}
+	c, err := proxywasm.DefineCounter(name)
+	if err != nil {
+		return 0, err
+	}
+	p.counters[name] = c
+	return c, nil
+}
+
+// add increases a counter; metrics never fail a request.
+func (p *plugin) add(name string, n int64) {
+	if n <= 0 {
+		return
+	}
+	c, err := p.counter(name)
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: metric %s: %v", name, err)
+		return
+	}
+	_ = c.Increment(uint64(n))
+}
+
+func (p *plugin) record(name string, v uint64) {
+	h, ok := p.histograms[name]
+	if !ok {
+		var err error
+		if h, err = proxywasm.DefineHistogram(name); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: metric %s: %v", name, err)
+			return
+		}
+		p.histograms[name] = h
+	}
+	_ = h.Record(v)
+}
+
+// NewHttpContext starts the state of one stream.
+func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
+
+// stream follows one request: buffering, reservation, response metering,
+// settlement.
+type stream struct {
+	proxywasm.DefaultHttpContext
+	p *plugin
+
+	api       usage.API
+	quota     *meter.Quota
+	app       string
+	buffering bool // waiting for the whole request body
+	reserving bool // the reserve callout is in flight
+	replied   bool // this filter answered locally
+	ended     bool // OnDone ran: the stream is gone
+
+	plan     *meter.Plan
+	reserved *meter.State // the reservation (nil: none held)
+	open     bool         // the reservation still awaits settle or release
+	failOpen bool         // the keystore failed and the request went on unreserved
+
+	resp    *meter.Response
+	holding bool // a JSON response's headers wait for the settlement
+	done    bool // the usage was accounted
+}
+
+func header(name string) string {
+	v, _ := proxywasm.RequestHeaders.Get(name)
+	return v
+}
+
+func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
+	method, _ := proxywasm.RequestHeaders.Get(":method")
+	path, _ := proxywasm.RequestHeaders.Get(":path")
+	if method != "POST" {
+		return proxywasm.ActionContinue
+	}
+	if s.api = usage.APIForPath(path); s.api == usage.APIUnknown {
+		return proxywasm.ActionContinue
+	}
+	pol := s.p.pol
+	q, id, aerr := pol.Resolve(header)
+	s.app = id.App
+	if aerr != nil {
+		return s.reject(aerr, meter.OutcomeRejected)
+	}
+	s.quota = q
+	if pol.StripAcceptEncoding {
+		_ = proxywasm.RequestHeaders.Remove("accept-encoding")
+	}
+	if endOfStream {
+		return s.reject(meter.BodyRequired(), meter.OutcomeRejected)
+	}
+	s.buffering = true
+	return proxywasm.ActionPause
+}
+
+func (s *stream) OnRequestBody(bodySize int, endOfStream bool) proxywasm.Action {
+	if !s.buffering {
+		return proxywasm.ActionContinue
+	}
+	if int64(bodySize) > s.p.pol.MaxRequestBytes {
+		s.buffering = false
+		return s.reject(s.p.pol.TooLarge(), meter.OutcomeRejected)
+	}
+	if !endOfStream {
+		return proxywasm.ActionPause
+	}
+	return s.decide()
+}
+
+// OnRequestTrailers finishes a request whose body ended with trailers.
+func (s *stream) OnRequestTrailers(int) proxywasm.Action {
+	if !s.buffering {
+		return proxywasm.ActionContinue
+	}
+	return s.decide()
+}
+
+// decide plans the reservation on the complete body and asks for it.
+func (s *stream) decide() proxywasm.Action {
+	s.buffering = false
+	pol := s.p.pol
+	body, err := proxywasm.RequestBody.GetAll()
+	if err != nil {
+		return s.internal("read request body", err)
+	}
+	pl, aerr := pol.PlanRequest(s.api, body, s.quota)
+	if aerr != nil {
+		if aerr.Status != 429 {
+			return s.reject(aerr, meter.OutcomeRejected)
+		}
+		s.plan = pl // for the model label; the request never reaches the upstream
+		s.p.add(meter.RefusedMetric(s.labels(pl.Model)), 1)
+		return s.reject(aerr, meter.OutcomeRefused)
+	}
+	s.plan = pl
+	if pl.Body != nil {
+		if err := proxywasm.RequestBody.Replace(pl.Body); err != nil {
+			return s.internal("rewrite request body", err)
+		}
+		if _, err := proxywasm.RequestHeaders.Get("content-length"); err == nil {
+			if err := proxywasm.RequestHeaders.Replace("content-length", strconv.Itoa(len(pl.Body))); err != nil {
+				return s.internal("fix content-length", err)
+			}
+		}
+		pl.Body = nil // the proxy holds the body now
+	}
+	if s.quota == nil {
+		return proxywasm.ActionContinue
+	}
+	c := pol.Reserve(s.quota, pl.Amount)
+	if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, s.onReserve); err != nil {
+		return s.keystoreFailed(err)
+	}
+	s.reserving = true
+	return proxywasm.ActionPause
+}
+
+// onReserve runs with the paused stream current (or the root context when
+// the stream has gone meanwhile).
+func (s *stream) onReserve(r *proxywasm.CallResponse) {
+	s.reserving = false
+	st, err := meter.ParseReserve(r.Failed, r.Status, r.Body)
+	if s.ended {
+		// The client left while we waited: give the reservation back.
+		if err == nil && st.Allowed {
+			s.callout(meter.OpRelease, meter.Release(st.ID))
+		}
+		return
+	}
+	if err != nil {
+		if s.keystoreFailed(err) == proxywasm.ActionContinue {
+			s.resume()
+		}
+		return
+	}
+	if !st.Allowed {
+		s.p.add(meter.RefusedMetric(s.labels(s.plan.Model)), 1)
+		e, h := s.p.pol.Refusal(s.plan, st)
+		s.reject(e, meter.OutcomeRefused, h...)
+		return
+	}
+	s.reserved, s.open = &st, true
+	s.resume()
+}
+
+func (s *stream) resume() {
+	if err := proxywasm.ContinueRequest(); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: resume request: %v", err)
+	}
+}
+
+// keystoreFailed applies the failure mode: Continue (fail open) or a 503.
+func (s *stream) keystoreFailed(err error) proxywasm.Action {
+	s.p.add(meter.KeystoreErrorsMetric(meter.OpReserve), 1)
+	proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: reserve: %v", err)
+	if s.p.pol.FailOpen {
+		s.failOpen = true
+		return proxywasm.ActionContinue
+	}
+	return s.reject(meter.KeystoreUnavailable(), meter.OutcomeFailed)
+}
+
+func (s *stream) reject(e *apierror.Error, o meter.Outcome, extra ...[2]string) proxywasm.Action {
+	model := ""
+	if s.plan != nil {
+		model = s.plan.Model
+	}
+	s.p.add(meter.RequestsMetric(s.labels(model), o), 1)
+	s.replied = true
+	if err := proxywasm.SendError(e, s.p.pol.Style, extra...); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: send %d: %v", e.Status, err)
+	}
+	return proxywasm.ActionPause
+}
+
+func (s *stream) internal(what string, err error) proxywasm.Action {
+	proxywasm.Logf(proxywasm.LogLevelError, "tokencount: %s: %v", what, err)
+	return s.reject(apierror.New(500, meter.CodeInternal, "the gateway could not meter this request"), meter.OutcomeRejected)
+}
+
+func (s *stream) labels(model string) meter.Labels {
+	return meter.Labels{Model: s.p.models.Label(model), App: s.p.apps.Label(s.app)}
+}
+
+// ---- response ----
+
+func (s *stream) OnResponseHeaders(_ int, endOfStream bool) proxywasm.Action {
+	if s.plan == nil || s.replied {
+		return proxywasm.ActionContinue
+	}
+	pol := s.p.pol
+	status, _ := proxywasm.ResponseHeaders.Get(":status")
+	code, _ := strconv.Atoi(status)
+	ct, _ := proxywasm.ResponseHeaders.Get("content-type")
+	ce, _ := proxywasm.ResponseHeaders.Get("content-encoding")
+	s.resp = pol.NewResponse(s.plan, code, ct, ce)
+	switch s.resp.Kind() {
+	case meter.KindError:
+		// Nothing was generated: release now and show the budget without it.
+		if s.reserved != nil {
+			s.setHeaders(meter.Released(*s.reserved, s.plan.Amount))
+		}
+		s.finish()
+		return proxywasm.ActionContinue
+	case meter.KindSSE:
+		if s.resp.Rewrites() {
+			_ = proxywasm.ResponseHeaders.Remove("content-length")
+		}
+	case meter.KindJSON:
+		if endOfStream {
+			s.finish()
+			break
+		}
+		if s.open && pol.HoldResponseBytes > 0 && contentLength() <= pol.HoldResponseBytes {
+			// Hold the headers until the body is read and settled, so the
+			// client's remaining-tokens header shows the settled usage.
+			s.holding = true
+			return proxywasm.ActionPause
+		}
+	}
+	if s.reserved != nil {
+		s.setHeaders(*s.reserved)
+	}
+	return proxywasm.ActionContinue
+}
+
+// contentLength is the response's content-length, or 0 when absent.
+func contentLength() int64 {
+	v, err := proxywasm.ResponseHeaders.Get("content-length")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 1 << 62
+	}
+	return n
+}
+
+func (s *stream) setHeaders(st meter.State) {
+	for _, h := range s.p.pol.RateLimitHeaders(st) {
+		if err := proxywasm.ResponseHeaders.Replace(h[0], h[1]); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelDebug, "tokencount: set %s: %v", h[0], err)
+		}
+	}
+}
+
+func (s *stream) OnResponseBody(bodySize int, endOfStream bool) proxywasm.Action {
+	if s.resp == nil || s.done {
+		return proxywasm.ActionContinue
+	}
+	if s.holding {
+		return s.holdBody(bodySize, endOfStream)
+	}
+	var chunk []byte
+	if bodySize > 0 {
+		var err error
+		if chunk, err = proxywasm.ResponseBody.Get(0, bodySize); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: read response body: %v", err)
+		}
+	}
+	out, changed := s.resp.Feed(chunk, endOfStream)
+	if changed {
+		if err := proxywasm.ResponseBody.Replace(out); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: rewrite response body: %v", err)
+		}
+	}
+	if endOfStream {
+		s.finish()
+	}
+	return proxywasm.ActionContinue
+}
+
+// holdBody buffers a held JSON response; at its end the usage is settled
+// before headers and body go on. A body outgrowing the hold limit is let
+// through, headers showing the reservation.
+func (s *stream) holdBody(bodySize int, endOfStream bool) proxywasm.Action {
+	pol := s.p.pol
+	if int64(bodySize) > pol.HoldResponseBytes {
+		s.holding = false
+		body, _ := proxywasm.ResponseBody.GetAll()
+		s.resp.Feed(body, endOfStream)
+		s.setHeaders(*s.reserved)
+		if endOfStream {
+			s.finish()
+		}
+		return proxywasm.ActionContinue
+	}
+	if !endOfStream {
+		return proxywasm.ActionPause
+	}
+	return s.settleHeld()
+}
+
+// settleHeld reads the held body, settles and resumes the response when
+// the counter answers.
+func (s *stream) settleHeld() proxywasm.Action {
+	s.holding = false
+	body, _ := proxywasm.ResponseBody.GetAll()
+	s.resp.Feed(body, true)
+	held := *s.reserved
+	ok := s.account(func(r *proxywasm.CallResponse, err error, st meter.State) {
+		if s.ended {
+			return
+		}
+		if err == nil {
+			held = st
+		}
+		s.setHeaders(held)
+		if err := proxywasm.ContinueResponse(); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: resume response: %v", err)
+		}
+	})
+	if !ok {
+		s.setHeaders(held)
+		return proxywasm.ActionContinue
+	}
+	return proxywasm.ActionPause
+}
+
+// OnResponseTrailers ends a response whose body ended with trailers.
+func (s *stream) OnResponseTrailers(int) proxywasm.Action {
+	if s.resp == nil || s.done {
+		return proxywasm.ActionContinue
+	}
+	if s.holding {
+		return s.settleHeld()
+	}
+	s.resp.Feed(nil, true)
+	s.finish()
+	return proxywasm.ActionContinue
+}
+
+// finish accounts the ended response without waiting for the counter.
+func (s *stream) finish() { s.account(nil) }
+
+// account records the response's usage (metrics, filter state) and settles
+// or releases the reservation; then runs when the counter answered. It
+// reports whether a callout is on its way (then will run).
+func (s *stream) account(then func(*proxywasm.CallResponse, error, meter.State)) bool {
+	if s.done {
+		return false
+	}
+	s.done = true
+	u, src := s.resp.Usage()
+	return s.charge(u, src, false, then)
+}
+
+// charge is the common end of every metered stream: metrics, filter state,
+// and the settle, release or fail-open record callout.
+func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func(*proxywasm.CallResponse, error, meter.State)) bool {
+	pl := s.plan
+	l := s.labels(pl.Model)
+	vals := meter.TokenValues(u)
+	for i, name := range meter.TokenMetrics(l) {
+		s.p.add(name, vals[i])
+	}
+	if pct, ok := meter.EstimateErrorPercent(pl.PromptEstimate, u, src); ok {
+		s.p.record(meter.EstimateErrorMetric(l.Model), pct)
+	}
+	charged := pl.Charge(u)
+	if !s.ended {
+		for _, kv := range meter.FilterState(pl, u, src, charged) {
+			_ = proxywasm.SetProperty([]string{kv[0]}, []byte(kv[1]))
+		}
+	}
+	var o meter.Outcome
+	var c meter.Callout
+	op := meter.OpSettle
+	switch {
+	case s.quota == nil:
+		s.p.add(meter.RequestsMetric(l, meter.OutcomeUnmetered), 1)
+		return false
+	case s.failOpen:
+		s.p.add(meter.RequestsMetric(l, meter.OutcomeFailOpen), 1)
+		if src == meter.SourceNone {
+			return false
+		}
+		c, op = meter.Record(s.quota, charged), meter.OpConsume
+	case !s.open:
+		return false
+	case src == meter.SourceNone || (aborted && s.p.pol.ReleaseOnAbort):
+		o, c, op = meter.OutcomeReleased, meter.Release(s.reserved.ID), meter.OpRelease
+	case aborted:
+		o, c = meter.OutcomeAborted, meter.Settle(s.reserved.ID, charged)
+	default:
+		o, c = meter.OutcomeSettled, meter.Settle(s.reserved.ID, charged)
+	}
+	if o != "" {
+		s.p.add(meter.RequestsMetric(l, o), 1)
+	}
+	s.open = false
+	pol := s.p.pol
+	handler := func(r *proxywasm.CallResponse) {
+		st, err := meter.ParseAnswer(r.Failed, r.Status, r.Body)
+		if err != nil && !errors.Is(err, meter.ErrNotFound) {
+			s.p.add(meter.KeystoreErrorsMetric(op), 1)
+			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
+		}
+		if then != nil {
+			then(r, err, st)
+		}
+	}
+	if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, handler); err != nil {
+		s.p.add(meter.KeystoreErrorsMetric(op), 1)
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
+		return false
+	}
+	return then != nil
+}
+
+// OnDone settles or releases whatever the stream still holds: a client
+// abort, an upstream reset or a local reply after the reservation.
+func (s *stream) OnDone() {
+	s.ended = true
+	if s.done || s.plan == nil || s.replied {
+		return
+	}
+	s.done = true
+	if s.resp == nil {
+		// No response began: nothing was generated that we can see.
+		if s.open {
+			s.p.add(meter.RequestsMetric(s.labels(s.plan.Model), meter.OutcomeReleased), 1)
+			s.open = false
+			s.callout(meter.OpRelease, meter.Release(s.reserved.ID))
+		}
+		return
+	}
+	u, src := s.resp.Partial()
+	s.charge(u, src, true, nil)
+}
+
+// callout sends a fire-and-forget keystore request, counting failures.
+func (s *stream) callout(op string, c meter.Callout) {
+	pol := s.p.pol
+	p := s.p
+	_, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, func(r *proxywasm.CallResponse) {
+		if _, err := meter.ParseAnswer(r.Failed, r.Status, r.Body); err != nil && !errors.Is(err, meter.ErrNotFound) {
+			p.add(meter.KeystoreErrorsMetric(op), 1)
+			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
+		}
+	})
+	if err != nil {
+		p.add(meter.KeystoreErrorsMetric(op), 1)
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
+	}
+}
