@@ -661,4 +661,3 @@ func TestPassthroughUsageChunkSplitAcrossCRLF(t *testing.T) {
 	assert.True(t, evs[len(evs)-1].IsDone())
 	g.waitUsed(t, teamKey("blue"), hourly(10000), 71)
 }
-
