@@ -1,0 +1,193 @@
+// Command quota is the Tollgate request-quota and spike-arrest filter. It
+// counts each request against the quotas of its app (from the apikey
+// filter's identity headers) or of a configured key (a header, the client
+// IP), in strict (keystore callout per request), local (shared data) or
+// async (local, synced on a tick) mode, and answers 429 with OpenAI-style
+// bodies and x-ratelimit-* headers. This file only wires proxy-wasm
+// callbacks to the pure packages policy (configuration, plans, responses)
+// and limiter (decisions); see docs/quota.md.
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/tollgate/tollgate/filters/quota/limiter"
+	"github.com/tollgate/tollgate/filters/quota/policy"
+	"github.com/tollgate/tollgate/shared/proxywasm"
+)
+
+func init() {
+	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
+}
+
+func main() {}
+
+type plugin struct {
+	proxywasm.DefaultPluginContext
+	pol     *policy.Policy
+	lim     *limiter.Limiter
+	metrics map[string]proxywasm.Counter
+}
+
+func (p *plugin) OnPluginStart(raw []byte) error {
+	pol, err := policy.ParseConfig(raw)
+	if err != nil {
+		return err
+	}
+	p.pol = pol
+	if err := p.defineMetrics(); err != nil {
+		return err
+	}
+	lim, err := limiter.New(pol, sharedData{}, host{p})
+	if err != nil {
+		return err
+	}
+	if err := lim.Init(); err != nil {
+		return err
+	}
+	p.lim = lim
+	if pol.UsesMode[policy.Async] {
+		return proxywasm.SetTickPeriod(pol.SyncPeriod)
+	}
+	return nil
+}
+
+func (p *plugin) defineMetrics() error {
+	names := []string{policy.MetricSyncItems, policy.MetricEvictions, policy.MetricLedgerErrors,
+		policy.KeystoreErrorsMetric("consume"), policy.KeystoreErrorsMetric("sync"),
+		policy.SyncsMetric("ok"), policy.SyncsMetric("error")}
+	for _, m := range []policy.Mode{policy.Strict, policy.Local, policy.Async} {
+		if p.pol.UsesMode[m] {
+			for _, o := range policy.Outcomes {
+				names = append(names, policy.RequestsMetric(m, o))
+			}
+		}
+	}
+	p.metrics = make(map[string]proxywasm.Counter, len(names))
+	for _, n := range names {
+		c, err := proxywasm.DefineCounter(n)
+		if err != nil {
+			return err
+		}
+		p.metrics[n] = c
+	}
+	return nil
+}
+
+func (p *plugin) OnTick() { p.lim.Tick() }
+
+func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
+
+// host adapts proxy-wasm to limiter.Host.
+type host struct{ p *plugin }
+
+func (host) Now() time.Time { return time.Now() }
+
+func (h host) Call(body []byte, done func(int, []byte, bool)) error {
+	ks := h.p.pol.Keystore
+	_, err := proxywasm.DispatchHttpCall(ks.Cluster, ks.CalloutHeaders(), body, nil, ks.Timeout, func(r *proxywasm.CallResponse) {
+		done(r.Status, r.Body, r.Failed)
+	})
+	return err
+}
+
+func (h host) Count(name string, n uint64) {
+	if c, ok := h.p.metrics[name]; ok && n > 0 {
+		_ = c.Increment(n)
+	}
+}
+
+func (host) Warn(msg string) { proxywasm.Log(proxywasm.LogLevelWarn, msg) }
+
+// sharedData adapts proxy-wasm shared data to slots.Store.
+type sharedData struct{}
+
+func (sharedData) Get(key string) ([]byte, uint32, bool, error) {
+	v, cas, err := proxywasm.GetSharedData(key)
+	if errors.Is(err, proxywasm.ErrNotFound) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return v, cas, true, nil
+}
+
+func (sharedData) Set(key string, value []byte, cas uint32) (bool, error) {
+	err := proxywasm.SetSharedData(key, value, cas)
+	if errors.Is(err, proxywasm.ErrCASMismatch) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+type stream struct {
+	proxywasm.DefaultHttpContext
+	p       *plugin
+	rate    *policy.State
+	replied bool
+}
+
+func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
+	all, err := proxywasm.RequestHeaders.GetAll()
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "quota: read request headers: %v", err)
+	}
+	get := func(name string) string {
+		for _, kv := range all {
+			if kv[0] == name {
+				return kv[1]
+			}
+		}
+		return ""
+	}
+	r := policy.Request{
+		Method: get(":method"),
+		Path:   get(":path"),
+		Header: get,
+		ClientIP: func() string {
+			b, _ := proxywasm.GetProperty("source", "address")
+			return string(b)
+		},
+		RouteName: func() string {
+			b, _ := proxywasm.GetProperty("xds", "route_name")
+			return string(b)
+		},
+	}
+	v, done := s.p.lim.Check(r, func(v limiter.Verdict) {
+		// Runs from the callout's answer, with this stream current again.
+		if !s.apply(v) {
+			if err := proxywasm.ContinueRequest(); err != nil {
+				proxywasm.Logf(proxywasm.LogLevelDebug, "quota: resume stream: %v", err)
+			}
+		}
+	})
+	if !done || s.apply(v) {
+		return proxywasm.ActionPause
+	}
+	return proxywasm.ActionContinue
+}
+
+// apply carries out a verdict; it reports whether a local reply was sent.
+func (s *stream) apply(v limiter.Verdict) bool {
+	if v.Pass {
+		s.rate = v.Rate
+		return false
+	}
+	s.replied = true
+	if err := proxywasm.SendError(v.Err, s.p.pol.Style, v.Headers...); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "quota: send %d: %v", v.Err.Status, err)
+	}
+	return true
+}
+
+func (s *stream) OnResponseHeaders(int, bool) proxywasm.Action {
+	if s.rate == nil || s.replied {
+		return proxywasm.ActionContinue
+	}
+	for _, kv := range policy.RateHeaders(*s.rate, time.Now()) {
+		_ = proxywasm.ResponseHeaders.Replace(kv[0], kv[1])
+	}
+	return proxywasm.ActionContinue
+}
