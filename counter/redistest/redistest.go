@@ -1,5 +1,6 @@
 // Package redistest starts a throwaway redis-server on a free loopback port
-// for tests, without persistence, and stops it when the test ends.
+// for tests, without persistence unless asked, and stops it when the test
+// ends. Stop and Restart simulate a Redis crash and recovery.
 package redistest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +22,22 @@ import (
 type Server struct {
 	// Addr is host:port on 127.0.0.1.
 	Addr string
+	bin  string
+	port int
+	dir  string
+	opts Options
+
+	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan error
+}
+
+// Options configure StartWith.
+type Options struct {
+	// AppendOnly turns on the append-only file with an fsync after every
+	// write, so that a Restart, even after Stop's SIGKILL, keeps every
+	// write Redis acknowledged.
+	AppendOnly bool
 }
 
 // URL returns the redis:// URL of the server.
@@ -39,6 +55,12 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 // is skipped, unless the environment variable CI is set, where it fails.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") == "" {
@@ -48,7 +70,7 @@ func Start(t testing.TB) *Server {
 	}
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := start(t, bin)
+		s, err := start(t, bin, opts)
 		if err == nil {
 			return s
 		}
@@ -67,27 +89,63 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+func start(t testing.TB, bin string, opts Options) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning",
-		"--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("exec: %w", err)
-	}
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd, done: make(chan error, 1)}
-	go func() { s.done <- cmd.Wait() }()
-	if err := s.waitReady(); err != nil {
-		s.stop()
-		log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-		return nil, fmt.Errorf("%w; redis log: %s", err, log)
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), bin: bin, port: port, dir: t.TempDir(), opts: opts}
+	if err := s.run(); err != nil {
+		return nil, err
 	}
 	t.Cleanup(s.stop)
 	return s, nil
+}
+
+// run starts the process on s's port and directory and waits until it
+// answers PING.
+func (s *Server) run() error {
+	aof := []string{"--appendonly", "no"}
+	if s.opts.AppendOnly {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--save", ""}, aof...)
+	args = append(args, "--dir", s.dir, "--daemonize", "no", "--loglevel", "warning",
+		"--logfile", filepath.Join(s.dir, "redis.log"))
+	cmd := exec.Command(s.bin, args...)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	if err := s.waitReady(); err != nil {
+		s.stop()
+		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+		return fmt.Errorf("%w; redis log: %s", err, log)
+	}
+	return nil
+}
+
+// Stop kills the server (SIGKILL, like a crash) and waits for it to exit;
+// clients then get connection errors until Restart.
+func (s *Server) Stop() { s.stop() }
+
+// Restart stops the server if it is running and starts redis-server again
+// on the same address and directory. Without Options.AppendOnly the data
+// is gone; with it, every acknowledged write is back.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.stop()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = s.run(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("restart redis-server on %s: %v", s.Addr, err)
 }
 
 func (s *Server) waitReady() error {
@@ -106,9 +164,12 @@ func (s *Server) waitReady() error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("redis-server on %s not ready: %w", s.Addr, err)
 		}
+		s.mu.Lock()
+		done := s.done
+		s.mu.Unlock()
 		select {
-		case werr := <-s.done:
-			s.done <- werr
+		case werr := <-done:
+			done <- werr
 			return fmt.Errorf("redis-server on %s exited: %v", s.Addr, werr)
 		case <-tick.C:
 		}
@@ -117,10 +178,16 @@ func (s *Server) waitReady() error {
 
 // stop kills the server and waits for it to exit.
 func (s *Server) stop() {
-	_ = s.cmd.Process.Kill()
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
 	select {
-	case err := <-s.done:
-		s.done <- err
+	case err := <-done:
+		done <- err
 	case <-time.After(10 * time.Second):
 	}
 }
