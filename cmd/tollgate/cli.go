@@ -76,6 +76,7 @@ func commands() map[string]command {
 		"keys revoke":          {"revoke a key (ID)", runKeysRevoke},
 		"keys approve":         {"re-approve a revoked key (ID)", runKeysApprove},
 		"keys delete":          {"delete a key record (ID)", runKeysDelete},
+		"mock-llm":             {"serve a deterministic OpenAI-compatible demo backend (--listen, --ttft, --itl)", runMockLLM},
 		"help":                 {"show this help", nil},
 	}
 }
