@@ -91,6 +91,8 @@ type AsyncDecision struct {
 	Remaining  int64
 	Reset      time.Time
 	RetryAfter time.Duration
+	// Pending is the usage counted here and not yet pushed, after this request.
+	Pending int64
 }
 
 func (s *AsyncState) expiry(spec window.Spec, now time.Time) int64 {
@@ -121,7 +123,7 @@ func (a *Async) Consume(id string, spec window.Spec, n int64, now time.Time) (As
 			st.Pending += n
 			used += n
 		}
-		d.Used, d.Remaining = used, max(0, spec.Limit-used)
+		d.Used, d.Remaining, d.Pending = used, max(0, spec.Limit-used), st.Pending
 		if st.WindowEnd != 0 {
 			d.Reset = time.UnixMilli(st.WindowEnd).UTC()
 		} else {

@@ -75,9 +75,14 @@ type Limiter struct {
 	async   *ledger.Async
 	health  *ledger.Health
 	tracked map[string]*tracked
-	// lastWarn is when the last failure warning was logged.
-	lastWarn time.Time
-	// suppressed counts warnings not logged since.
+	// warns rate-limits failure warnings per kind (operation and rule).
+	warns map[string]*warnState
+}
+
+// warnState is when a kind of warning was last logged and how many were
+// held back since.
+type warnState struct {
+	last       time.Time
 	suppressed int
 }
 
@@ -87,7 +92,7 @@ func New(pol *policy.Policy, store slots.Store, host Host) (*Limiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quota table: %w", err)
 	}
-	l := &Limiter{pol: pol, host: host, table: t, tracked: map[string]*tracked{}}
+	l := &Limiter{pol: pol, host: host, table: t, tracked: map[string]*tracked{}, warns: map[string]*warnState{}}
 	evicted := func() { host.Count(policy.MetricEvictions, 1) }
 	counters := ledger.NewCounters(t)
 	counters.OnEvict = evicted
@@ -181,7 +186,7 @@ func (l *Limiter) failure(rule *policy.Rule, what string, err error) Verdict {
 	if rule.FailOpen {
 		action = "failing open"
 	}
-	l.warn(fmt.Sprintf("quota: %s failed for rule %q: %v; %s", what, rule.Name, err, action))
+	l.warn(what+"|"+rule.Name, fmt.Sprintf("quota: %s failed for rule %q: %v; %s", what, rule.Name, err, action))
 	if rule.FailOpen {
 		v.Outcome, v.Pass = policy.FailedOpen, true
 		return v
@@ -191,18 +196,22 @@ func (l *Limiter) failure(rule *policy.Rule, what string, err error) Verdict {
 	return v
 }
 
-// warn logs at most one warning per second per worker, saying how many it
-// held back.
-func (l *Limiter) warn(msg string) {
+// warn logs at most one warning of a kind per second per worker, saying
+// how many it held back. Kinds are bounded: an operation and a rule name.
+func (l *Limiter) warn(kind, msg string) {
 	now := l.host.Now()
-	if now.Sub(l.lastWarn) < warnEvery {
-		l.suppressed++
+	w := l.warns[kind]
+	if w == nil {
+		w = &warnState{}
+		l.warns[kind] = w
+	} else if now.Sub(w.last) < warnEvery {
+		w.suppressed++
 		return
 	}
-	if l.suppressed > 0 {
-		msg += fmt.Sprintf(" (%d similar warnings suppressed in the last %v)", l.suppressed, now.Sub(l.lastWarn).Round(time.Millisecond))
+	if w.suppressed > 0 {
+		msg += fmt.Sprintf(" (%d similar warnings suppressed in the last %v)", w.suppressed, now.Sub(w.last).Round(time.Millisecond))
 	}
-	l.lastWarn, l.suppressed = now, 0
+	w.last, w.suppressed = now, 0
 	l.host.Warn(msg)
 }
 
@@ -301,8 +310,25 @@ func (l *Limiter) asyncCheck(rule *policy.Rule, checks []policy.Check, now time.
 		}
 		states[i] = asyncState(d)
 		l.track(id, c, now)
+		if n := l.pol.SyncCount; n > 0 && d.Pending >= n {
+			l.syncNow(id, c, now)
+		}
 	}
 	return l.decided(rule, states, now)
+}
+
+// syncNow pushes one counter at once, when its pending usage reached
+// async.sync_count, unless a push of it is already in flight. The request
+// does not wait for it.
+func (l *Limiter) syncNow(id string, c policy.Check, now time.Time) {
+	delta, claimed, err := l.async.Claim(id, c.Spec, now, l.pol.Keystore.Timeout+l.pol.SyncPeriod, 0)
+	if err != nil {
+		l.host.Count(policy.MetricLedgerErrors, 1)
+		return
+	}
+	if claimed {
+		l.push([]policy.Item{{Key: c.Key, Spec: c.Spec, N: delta, Force: true}}, []string{id})
+	}
 }
 
 func asyncState(d ledger.AsyncDecision) policy.State {
@@ -382,7 +408,7 @@ func (l *Limiter) push(items []policy.Item, ids []string) {
 		_ = l.health.Record(false, now)
 		l.host.Count(policy.SyncsMetric("error"), 1)
 		l.host.Count(policy.KeystoreErrorsMetric("sync"), 1)
-		l.warn(fmt.Sprintf("quota: async sync of %d counters failed: %v; their usage stays pending and is pushed by the next sync", len(ids), err))
+		l.warn("sync", fmt.Sprintf("quota: async sync of %d counters failed: %v; their usage stays pending and is pushed by the next sync", len(ids), err))
 	}
 	err := l.host.Call(policy.EncodeConsume(items, false), func(status int, body []byte, failed bool) {
 		if failed {

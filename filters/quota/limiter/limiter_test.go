@@ -451,3 +451,29 @@ func TestAsyncMultipleQuotasCountAllOrNone(t *testing.T) {
 	hour := window.Spec{Limit: 10, Interval: 1, Unit: window.Hour, Kind: window.Calendar}
 	assert.EqualValues(t, 2, ks.used(t, counter.Key{App: "hdr:x-user:u", Product: "rule:default", Kind: counter.Requests}, hour))
 }
+
+// TestAsyncSyncCount: with async.sync_count, a counter is pushed as soon as
+// that many requests are pending, before any tick; one push at a time.
+func TestAsyncSyncCount(t *testing.T) {
+	clock := countertest.NewClock(t0)
+	ks := newKeystore(t, clock)
+	pol := parse(t, `{"mode": "async", "key_sources": [{"header": "x-user"}], "async": {"sync_count": 3},
+		"quotas": [{"limit": 100, "timeUnit": "minute"}]}`)
+	e := newEnvoy(t, pol, clock, ks)
+	for range 2 {
+		require.True(t, check(t, e.workers[0], e.hosts[0], req("/", "u")).Pass)
+	}
+	assert.Zero(t, ks.calls)
+	require.True(t, check(t, e.workers[1], e.hosts[1], req("/", "u")).Pass)
+	assert.Equal(t, 1, ks.calls, "the third pending request triggers a push")
+	for range 3 { // the push is still in flight: no second one
+		require.True(t, check(t, e.workers[1], e.hosts[1], req("/", "u")).Pass)
+	}
+	assert.Equal(t, 1, ks.calls)
+	e.hosts[1].flush()
+	assert.EqualValues(t, 3, ks.used(t, userKey, minute100))
+	require.True(t, check(t, e.workers[0], e.hosts[0], req("/", "u")).Pass)
+	assert.Equal(t, 2, ks.calls, "4 pending after the push completed")
+	e.hosts[0].flush()
+	assert.EqualValues(t, 7, ks.used(t, userKey, minute100))
+}

@@ -114,6 +114,9 @@ type Policy struct {
 	Rules      []*Rule
 	Keystore   Keystore
 	SyncPeriod time.Duration
+	// SyncCount, when positive, pushes a counter as soon as this many
+	// requests are pending, without waiting for the tick.
+	SyncCount  int64
 	MaxEntries int
 	Style      apierror.Style
 	Identity   identity.Headers
@@ -206,6 +209,7 @@ type KeystoreJSON struct {
 // AsyncJSON tunes async mode.
 type AsyncJSON struct {
 	SyncPeriod string `json:"sync_period"`
+	SyncCount  int64  `json:"sync_count"`
 }
 
 // LocalJSON sizes the shared-data table of local and async modes and spike arrest.
@@ -252,6 +256,10 @@ func (c Config) compile() (*Policy, error) {
 			return nil, err
 		}
 	}
+	if c.Async.SyncCount < 0 || c.Async.SyncCount > window.MaxRateCount {
+		return nil, fmt.Errorf("async.sync_count %d: want 0 (off) to %d", c.Async.SyncCount, window.MaxRateCount)
+	}
+	p.SyncCount = c.Async.SyncCount
 	p.MaxEntries = DefaultMaxEntries
 	if c.Local.MaxEntries != 0 {
 		if c.Local.MaxEntries < 1 || c.Local.MaxEntries > 1<<20 {

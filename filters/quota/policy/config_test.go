@@ -29,6 +29,7 @@ func TestParseFullConfig(t *testing.T) {
 	assert.Equal(t, Keystore{Cluster: "keystore", Authority: "keystore", Path: DefaultPath, Timeout: 250 * time.Millisecond,
 		Headers: [][2]string{{"x-token", "t"}}}, p.Keystore)
 	assert.Equal(t, 200*time.Millisecond, p.SyncPeriod)
+	assert.EqualValues(t, 10, p.SyncCount)
 	assert.Equal(t, 1024, p.MaxEntries)
 	assert.Equal(t, apierror.StyleOpenAI, p.Style)
 	assert.Equal(t, [3]bool{true, true, true}, p.UsesMode)
@@ -102,6 +103,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad path", `{` + keys + `, "keystore": {"path": "v1/quota"}}`, "keystore.path"},
 		{"pseudo header", `{` + keys + `, "keystore": {"headers": {":path": "/x"}}}`, "keystore.headers"},
 		{"header line break", `{` + keys + `, "keystore": {"headers": {"x-a": "a\nb"}}}`, "line break"},
+		{"sync count", `{` + keys + `, "async": {"sync_count": -1}}`, "async.sync_count"},
 		{"max entries", `{` + keys + `, "local": {"max_entries": -5}}`, "local.max_entries"},
 		{"rule name reserved", `{` + keys + `, "rules": [{"name": "default"}]}`, "used twice"},
 		{"rule name twice", `{` + keys + `, "rules": [{"name": "a"}, {"name": "a"}]}`, "used twice"},

@@ -1,0 +1,325 @@
+package quota
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+)
+
+// TestQuota runs every scenario against one shared setup (Redis, keystore,
+// two Envoys); each scenario counts under its own x-user, and the restart
+// scenarios run last.
+func TestQuota(t *testing.T) {
+	s := newSetup(t)
+	clients := s.clients(t, 32) // 64 clients: 32 connections per Envoy, 16 per worker
+
+	t.Run("strict admits exactly the limit", func(t *testing.T) { testStrictExact(t, s, clients) })
+	t.Run("async overshoot within bound", func(t *testing.T) { testAsyncHammer(t, s, clients) })
+	t.Run("async paced overshoot within rate bound", func(t *testing.T) { testAsyncPaced(t, s, clients) })
+	t.Run("local mode is per Envoy", func(t *testing.T) { testLocal(t, s, clients) })
+	t.Run("spike arrest admits at its pace", func(t *testing.T) { testSpike(t, s, clients) })
+	t.Run("redis crash: failure modes, no lost count", func(t *testing.T) { testRedisCrash(t, s, clients) })
+	t.Run("keystore restart: failure modes, exact after", func(t *testing.T) { testKeystoreRestart(t, s, clients) })
+	for _, gw := range s.gws {
+		gw.RequireNoCrash(t)
+	}
+}
+
+// checkAllowed checks the headers of an allowed response and returns the
+// remaining count it reports.
+func checkAllowed(t *testing.T, r result, limit int) int {
+	t.Helper()
+	assert.Equal(t, strconv.Itoa(limit), r.header.Get("x-ratelimit-limit-requests"))
+	rem, err := strconv.Atoi(r.header.Get("x-ratelimit-remaining-requests"))
+	require.NoError(t, err)
+	reset, err := time.ParseDuration(r.header.Get("x-ratelimit-reset-requests"))
+	require.NoError(t, err, "reset is a Go duration")
+	assert.Greater(t, reset, time.Duration(0))
+	assert.LessOrEqual(t, reset, 61*time.Second, "a rolling minute forgets usage at most 1s late")
+	assert.Empty(t, r.header.Get("retry-after"))
+	return rem
+}
+
+// checkDenied checks a 429: OpenAI body, x-ratelimit-* and Retry-After.
+func checkDenied(t *testing.T, r result, limit int) {
+	t.Helper()
+	var body struct {
+		Error struct {
+			Type, Code, Message string
+			Param               *string
+		}
+	}
+	require.NoError(t, json.Unmarshal(r.body, &body), string(r.body))
+	assert.Equal(t, "rate_limit_error", body.Error.Type)
+	assert.Equal(t, "rate_limit_exceeded", body.Error.Code)
+	assert.Nil(t, body.Error.Param)
+	assert.Equal(t, "application/json", r.header.Get("content-type"))
+	assert.Equal(t, strconv.Itoa(limit), r.header.Get("x-ratelimit-limit-requests"))
+	assert.Equal(t, "0", r.header.Get("x-ratelimit-remaining-requests"))
+	reset, err := time.ParseDuration(r.header.Get("x-ratelimit-reset-requests"))
+	require.NoError(t, err)
+	assert.Greater(t, reset, time.Duration(0))
+	retry, err := strconv.Atoi(r.header.Get("retry-after"))
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, retry, 1)
+	assert.LessOrEqual(t, retry, 61)
+}
+
+// testStrictExact: 64 concurrent clients over two Envoys send 320 requests
+// against 100/minute: exactly 100 pass, each allowed response reports a
+// distinct remaining count 99…0, and the keystore counted 100.
+func testStrictExact(t *testing.T, s *setup, clients []client) {
+	upBefore := s.up.Count()
+	rs := hammer(t, clients, 5, time.Time{}, "/strict/chat", "strict-hammer")
+	require.Len(t, rs, 320)
+	seen := map[int]bool{}
+	perGateway := [2]int{}
+	for _, r := range rs {
+		switch r.status {
+		case 200:
+			rem := checkAllowed(t, r, 100)
+			assert.False(t, seen[rem], "remaining %d reported twice", rem)
+			seen[rem] = true
+			perGateway[r.gw]++
+		case 429:
+			checkDenied(t, r, 100)
+		default:
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+	}
+	assert.Equal(t, 100, countStatus(rs, 200))
+	assert.Equal(t, 220, countStatus(rs, 429))
+	assert.Len(t, seen, 100, "remaining values 0..99 each once")
+	assert.Positive(t, perGateway[0])
+	assert.Positive(t, perGateway[1])
+	assert.Equal(t, 100, s.up.Count()-upBefore, "denied requests never reach the upstream")
+	used, ok := s.ks.used(t, "hdr:x-user:strict-hammer", "strict", rolling100)
+	require.True(t, ok)
+	assert.EqualValues(t, 100, used)
+	t.Logf("strict: 100 of 320 admitted (%d via Envoy A, %d via Envoy B)", perGateway[0], perGateway[1])
+	assert.EqualValues(t, 100, s.promSum("tollgate_quota_requests_total", map[string]string{"mode": "strict", "outcome": "allowed"}))
+}
+
+// asyncBound is docs/quota.md's hard bound for E Envoys: each Envoy alone
+// never admits more than the limit, so at most (E−1)·limit over it.
+func asyncBound(envoys, limit int) int { return (envoys - 1) * limit }
+
+// testAsyncHammer: the same hammer in async mode. The overshoot is
+// measured and stays within the hard bound, every admitted request reaches
+// the keystore within a few sync periods, and afterwards both Envoys deny.
+func testAsyncHammer(t *testing.T, s *setup, clients []client) {
+	rs := hammer(t, clients, 5, time.Time{}, "/async/chat", "async-hammer")
+	admitted := countStatus(rs, 200)
+	assert.Equal(t, len(rs), admitted+countStatus(rs, 429))
+	over := admitted - 100
+	t.Logf("async: %d of 320 admitted: overshoot %d (bound %d for 2 Envoys)", admitted, over, asyncBound(2, 100))
+	assert.GreaterOrEqual(t, admitted, 100, "async never admits less than the limit")
+	assert.LessOrEqual(t, over, asyncBound(2, 100))
+	for _, r := range rs {
+		if r.status == 429 {
+			checkDenied(t, r, 100)
+		} else {
+			checkAllowed(t, r, 100)
+		}
+	}
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		used, ok := s.ks.used(t, "hdr:x-user:async-hammer", "async", rolling100)
+		return ok && used == int64(admitted)
+	}, "the keystore never counted the %d admitted requests", admitted)
+	for _, c := range []client{clients[0], clients[len(clients)-1]} {
+		r := send(t, c, "/async/chat", "async-hammer")
+		assert.Equal(t, 429, r.status, "once synced, every Envoy knows the quota is spent")
+	}
+}
+
+// testAsyncPaced: one client per Envoy sends 20 requests a second against
+// 30/minute. The documented rate bound: the overshoot is at most what the
+// other Envoy admits in 2 × (sync period + callout timeout).
+func testAsyncPaced(t *testing.T, s *setup, clients []client) {
+	const rate = 20.0 // per Envoy per second
+	pick := []client{clients[0], clients[len(clients)-1]}
+	require.NotEqual(t, pick[0].gw, pick[1].gw)
+	admitted := 0
+	deadline := time.Now().Add(2 * time.Second)
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		<-tick.C
+		for _, c := range pick {
+			if send(t, c, "/paced/x", "paced").status == 200 {
+				admitted++
+			}
+		}
+	}
+	bound := int(math.Ceil(rate * 2 * (syncPeriod + timeout).Seconds()))
+	t.Logf("async paced: %d admitted for a limit of 30: overshoot %d (rate bound %d, hard bound %d)", admitted, admitted-30, bound, asyncBound(2, 30))
+	assert.GreaterOrEqual(t, admitted, 30)
+	assert.LessOrEqual(t, admitted-30, bound)
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		used, ok := s.ks.used(t, "hdr:x-user:paced", "paced", rolling30)
+		return ok && used == int64(admitted)
+	}, "the keystore never counted the %d admitted requests", admitted)
+}
+
+// testLocal: local mode counts in each Envoy's shared data without
+// callouts: every Envoy admits the limit once across its two workers.
+func testLocal(t *testing.T, s *setup, clients []client) {
+	rs := hammer(t, clients, 4, time.Time{}, "/local/x", "local")
+	per := [2]int{}
+	for _, r := range rs {
+		if r.status == 200 {
+			per[r.gw]++
+		}
+	}
+	assert.Equal(t, [2]int{100, 100}, per, "one exact view per Envoy, shared by its workers")
+	used, ok := s.ks.used(t, "hdr:x-user:local", "local", rolling100)
+	require.True(t, ok)
+	assert.Zero(t, used, "local mode never calls the keystore")
+}
+
+// testSpike: 8 clients per Envoy hammer a 20ps arrest for a second. Per
+// Envoy, GCRA with burst 1 admits at most 1 + span/50ms, where span is
+// the time between the first and last request; scheduling on a shared
+// machine can only delay admissions, so we accept down to 70% of that pace.
+func testSpike(t *testing.T, s *setup, clients []client) {
+	var picked []client
+	for _, c := range clients {
+		if len(picked) < 16 && (c.gw == 0 && countGw(picked, 0) < 8 || c.gw == 1 && countGw(picked, 1) < 8) {
+			picked = append(picked, c)
+		}
+	}
+	rs := hammer(t, picked, 0, time.Now().Add(time.Second), "/spike/x", "anyone")
+	for gw := range 2 {
+		var first, last time.Time
+		admitted, denied := 0, 0
+		for _, r := range rs {
+			if r.gw != gw {
+				continue
+			}
+			if first.IsZero() || r.start.Before(first) {
+				first = r.start
+			}
+			if r.end.After(last) {
+				last = r.end
+			}
+			switch r.status {
+			case 200:
+				admitted++
+			case 429:
+				denied++
+				assert.Contains(t, string(r.body), "spike_arrest_violation")
+				assert.Equal(t, "1", r.header.Get("retry-after"))
+				reset, err := time.ParseDuration(r.header.Get("x-ratelimit-reset-requests"))
+				require.NoError(t, err)
+				// The admitting worker's clock read may be a CAS retry later
+				// than this one's, hence a few milliseconds of slack.
+				assert.LessOrEqual(t, reset, spikeEvery+5*time.Millisecond)
+			default:
+				t.Fatalf("status %d", r.status)
+			}
+		}
+		span := last.Sub(first)
+		max := 1 + int(span/spikeEvery)
+		t.Logf("spike arrest, Envoy %d: %d admitted, %d denied in %v (pace allows %d)", gw, admitted, denied, span.Round(time.Millisecond), max)
+		assert.LessOrEqual(t, admitted, max)
+		assert.GreaterOrEqual(t, float64(admitted), 0.7*float64(max))
+		assert.Positive(t, denied)
+	}
+}
+
+func countGw(cs []client, gw int) int {
+	n := 0
+	for _, c := range cs {
+		if c.gw == gw {
+			n++
+		}
+	}
+	return n
+}
+
+// testRedisCrash: Redis is killed mid-test. Strict fail-open requests pass
+// uncounted, fail-closed ones get 503, async requests keep being counted
+// locally; nothing hangs. Redis comes back from its append-only file: the
+// strict count is exactly what it was, and the async usage counted during
+// the outage reaches it.
+func testRedisCrash(t *testing.T, s *setup, clients []client) {
+	c0, c1 := clients[0], clients[len(clients)-1]
+	for i := range 30 {
+		require.Equal(t, 200, send(t, []client{c0, c1}[i%2], "/strict/x", "crash").status)
+	}
+	for i := range 10 {
+		require.Equal(t, 200, send(t, []client{c0, c1}[i%2], "/async/x", "crash").status)
+	}
+	envoytest.Eventually(t, 5*time.Second, func() bool {
+		used, ok := s.ks.used(t, "hdr:x-user:crash", "async", rolling100)
+		return ok && used == 10
+	}, "async usage not synced before the crash")
+	errsBefore := s.promSum("tollgate_quota_keystore_errors_total", map[string]string{"op": "consume"})
+
+	s.redis.Stop()
+	for _, c := range []client{c0, c1} {
+		r := send(t, c, "/strict/x", "crash")
+		assert.Equal(t, 200, r.status, "fail open")
+		assert.Empty(t, r.header.Get("x-ratelimit-remaining-requests"), "no counts made up")
+		r = send(t, c, "/closed/x", "crash")
+		assert.Equal(t, 503, r.status, "fail closed")
+		assert.Contains(t, string(r.body), `"code":"quota_unavailable"`)
+		assert.Equal(t, "1", r.header.Get("retry-after"))
+	}
+	for i := range 15 {
+		assert.Equal(t, 200, send(t, []client{c0, c1}[i%2], "/async/x", "crash").status, "async keeps deciding locally")
+	}
+	envoytest.Eventually(t, 5*time.Second, func() bool {
+		return s.promSum("tollgate_quota_syncs_total", map[string]string{"result": "error"}) > 0
+	}, "no failed sync reported")
+	assert.GreaterOrEqual(t, s.promSum("tollgate_quota_keystore_errors_total", map[string]string{"op": "consume"})-errsBefore, 4.0)
+	var logs string
+	for _, gw := range s.gws {
+		gw.SyncLog(t)
+		logs += gw.Log()
+	}
+	for _, line := range []string{"quota: keystore consume failed", "failing open", "failing closed (503)", "async sync of"} {
+		assert.Contains(t, logs, line, "failures are logged")
+	}
+
+	s.redis.Restart(t)
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		used, ok := s.ks.used(t, "hdr:x-user:crash", "strict", rolling100)
+		return ok && used == 30
+	}, "the strict count did not survive the Redis restart")
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		used, ok := s.ks.used(t, "hdr:x-user:crash", "async", rolling100)
+		return ok && used == 25
+	}, "async usage counted during the outage never reached the keystore")
+	rs := hammer(t, clients[:16], 6, time.Time{}, "/strict/x", "crash")
+	assert.Equal(t, 70, countStatus(rs, 200), "exactly the 70 left after 30 counted before the crash")
+}
+
+// testKeystoreRestart: the keystore process stops; Envoy's callouts fail
+// at once (connection refused), the failure modes apply, and after the
+// restart strict counting resumes exactly where Redis left it.
+func testKeystoreRestart(t *testing.T, s *setup, clients []client) {
+	c0, c1 := clients[0], clients[len(clients)-1]
+	for i := range 40 {
+		require.Equal(t, 200, send(t, []client{c0, c1}[i%2], "/strict/x", "restart").status)
+	}
+	s.ks.stop()
+	for _, c := range []client{c0, c1} {
+		assert.Equal(t, 200, send(t, c, "/strict/x", "restart").status, "fail open")
+		assert.Equal(t, 503, send(t, c, "/closed/x", "restart").status, "fail closed")
+	}
+	s.ks = s.ks.restart(t)
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		r := send(t, c0, "/closed/x", "restart-probe")
+		return r.status == 200
+	}, "the keystore did not come back")
+	rs := hammer(t, clients[:16], 6, time.Time{}, "/strict/x", "restart")
+	assert.Equal(t, 60, countStatus(rs, 200), "exactly the 60 left after 40 counted before the restart")
+}
