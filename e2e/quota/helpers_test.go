@@ -179,7 +179,8 @@ var filterConfig = `{
     {"name": "bench-strict", "path_prefix": "/bench/strict", "mode": "strict", "quotas": [` + huge + `]},
     {"name": "bench-local", "path_prefix": "/bench/local", "mode": "local", "quotas": [` + huge + `]},
     {"name": "bench-async", "path_prefix": "/bench/async", "mode": "async", "quotas": [` + huge + `]},
-    {"name": "bench-spike", "path_prefix": "/bench/spike", "mode": "local", "spike_arrest": {"rate": "1000000ps"}}
+    {"name": "bench-spike", "path_prefix": "/bench/spike", "mode": "local", "spike_arrest": {"rate": "1000000ps"}},
+    {"name": "bench-unlimited", "path_prefix": "/bench/unlimited", "mode": "strict"}
   ]
 }`
 

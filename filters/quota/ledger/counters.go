@@ -276,7 +276,7 @@ func (c *Counters) Apply(ctx context.Context, now int64, ops []counter.Op, atomi
 		return nil, err
 	}
 	outs := make([]counter.Outcome, len(ops))
-	if !atomic {
+	if !atomic || len(ops) == 1 { // one op is atomic by itself: no pre-check read
 		for i, op := range ops {
 			err := c.update(op.Counter, now, func(st *state) bool {
 				used, oldest, live := st.prune(now, op.Frame)

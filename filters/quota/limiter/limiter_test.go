@@ -33,7 +33,7 @@ type keystore struct {
 	calls   int
 }
 
-func newKeystore(t *testing.T, clock *countertest.Clock) *keystore {
+func newKeystore(t testing.TB, clock *countertest.Clock) *keystore {
 	t.Helper()
 	ms, err := memstore.Open(memstore.Options{Clock: clock.Now})
 	require.NoError(t, err)
