@@ -49,7 +49,17 @@ BENCH_PKGS   ?= ./...
 # Tests find build/*.wasm here (and Envoy in .venv by walking up to go.mod).
 export TOLLGATE_BUILD_DIR ?= $(CURDIR)/$(BUILD_DIR)
 
-.PHONY: help envoy build test e2e lint bench fuzz clean distclean run
+# Wasm OCI images (make oci): one OCI image layout per filter under build/oci,
+# holding both variants; OCI_REGISTRY=host/path also pushes OCI_VARIANT there
+# as <OCI_REGISTRY>/<filter>:<OCI_TAG>. Timestamps come from the last commit,
+# so the same tree gives the same digests.
+OCI_DIR      := $(BUILD_DIR)/oci
+OCI_REGISTRY ?=
+OCI_VARIANT  ?= compat
+OCI_TAG      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+TOLLGATE_BIN := $(BUILD_DIR)/tollgate
+
+.PHONY: help envoy build test e2e lint bench fuzz clean distclean run oci cli
 
 help: ## List the targets
 	@echo "Tollgate make targets:"
@@ -122,6 +132,24 @@ run: ## Run the demo gateway (arrives with issue 7)
 	@echo "make run: the demo gateway (Envoy + the four filters + the keystore service) arrives with issue 7." >&2
 	@echo "Until then: make build && make e2e." >&2
 	@exit 1
+
+cli: ## Build the tollgate CLI into build/tollgate
+	@mkdir -p $(BUILD_DIR)
+	$(GO) build -trimpath -o $(TOLLGATE_BIN) ./cmd/tollgate
+
+oci: build cli ## Wasm OCI images of each filter in build/oci (compat + oci variants); OCI_REGISTRY=host/path pushes them
+	@epoch="$$(git log -1 --format=%ct 2>/dev/null || echo 0)"; \
+	SOURCE_DATE_EPOCH="$$epoch" $(TOLLGATE_BIN) oci build --out $(OCI_DIR) --version "$(OCI_TAG)" \
+		--revision "$$(git rev-parse HEAD 2>/dev/null || true)" \
+		$(foreach f,$(FILTERS),$(BUILD_DIR)/$(f).wasm)
+	@if [ -n "$(OCI_REGISTRY)" ]; then \
+		epoch="$$(git log -1 --format=%ct 2>/dev/null || echo 0)"; \
+		for f in $(FILTERS); do \
+			SOURCE_DATE_EPOCH="$$epoch" $(TOLLGATE_BIN) oci push --variant $(OCI_VARIANT) --version "$(OCI_TAG)" \
+				--revision "$$(git rev-parse HEAD 2>/dev/null || true)" \
+				$(BUILD_DIR)/$$f.wasm $(OCI_REGISTRY)/$$f:$(OCI_TAG); \
+		done; \
+	else echo "oci: images are in $(OCI_DIR)/<filter> (OCI image layouts); set OCI_REGISTRY=host/path to push"; fi
 
 clean: ## Remove build outputs and kept e2e logs
 	rm -rf $(BUILD_DIR) e2e/.logs

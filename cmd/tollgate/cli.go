@@ -77,6 +77,9 @@ func commands() map[string]command {
 		"keys approve":         {"re-approve a revoked key (ID)", runKeysApprove},
 		"keys delete":          {"delete a key record (ID)", runKeysDelete},
 		"mock-llm":             {"serve a deterministic OpenAI-compatible demo backend (--listen, --ttft, --itl)", runMockLLM},
+		"oci build":            {"package .wasm filters as Wasm OCI image layouts, both variants (--out build/oci)", runOCIBuild},
+		"oci push":             {"push a .wasm filter as a Wasm OCI image (--variant compat|oci FILE REF)", runOCIPush},
+		"oci pull":             {"pull a Wasm OCI image as Istio / Envoy Gateway do (-o FILE REF)", runOCIPull},
 		"help":                 {"show this help", nil},
 	}
 }

@@ -1,0 +1,13 @@
+package oci
+
+import "sort"
+
+// sortedKeys returns a map's keys in order, for reproducible output.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
