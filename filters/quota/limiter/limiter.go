@@ -288,7 +288,9 @@ func (l *Limiter) asyncCheck(rule *policy.Rule, checks []policy.Check, now time.
 	states := make([]policy.State, len(checks))
 	if len(checks) > 1 {
 		for i, c := range checks {
-			d, err := l.async.Consume(asyncID(c), c.Spec, 0, now)
+			id := asyncID(c)
+			l.track(id, c, now) // keep a denied counter's view fresh too
+			d, err := l.async.Consume(id, c.Spec, 0, now)
 			if err != nil {
 				l.host.Count(policy.MetricLedgerErrors, 1)
 				return l.failure(rule, "async counting", err)
