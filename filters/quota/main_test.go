@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -325,10 +326,15 @@ func TestWasmFailureModes(t *testing.T) {
 				}
 			}
 			assert.EqualValues(t, 3, g.counter(policy.KeystoreErrorsMetric("consume")))
+			want := "failing open"
+			if tt.status == 503 {
+				want = "failing closed (503)"
+			}
 			var warned bool
 			for _, vm := range g.vms {
 				for _, e := range vm.Logs() {
-					warned = warned || (e.Level == wasmhost.LogWarn && len(e.Message) > 0)
+					warned = warned || e.Level == wasmhost.LogWarn &&
+						strings.Contains(e.Message, "quota: keystore consume failed") && strings.Contains(e.Message, want)
 				}
 			}
 			assert.True(t, warned, "a failure is logged")
