@@ -120,8 +120,9 @@ type stream struct {
 	failOpen bool         // the keystore failed and the request went on unreserved
 
 	resp    *meter.Response
-	holding bool // a JSON response's headers wait for the settlement
-	done    bool // the usage was accounted
+	holding bool            // a JSON response's headers wait for the settlement
+	done    bool            // the usage was accounted
+	pending *pendingCallout // the settlement, sent from OnDone
 }
 
 func header(name string) string {
@@ -225,7 +226,7 @@ func (s *stream) onReserve(r *proxywasm.CallResponse) {
 	if s.ended {
 		// The client left while we waited: give the reservation back.
 		if err == nil && st.Allowed {
-			s.callout(meter.OpRelease, meter.Release(st.ID))
+			s.dispatch(meter.OpRelease, meter.Release(st.ID), nil)
 		}
 		return
 	}
@@ -492,11 +493,29 @@ func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func
 		s.p.add(meter.RequestsMetric(l, o), 1)
 	}
 	s.open = false
-	pol := s.p.pol
+	if then == nil && !s.ended {
+		// Fire and forget, once the stream is over: the last bytes of the
+		// answer need not wait for the callout to be sent.
+		s.pending = &pendingCallout{op: op, c: c}
+		return false
+	}
+	return s.dispatch(op, c, then)
+}
+
+// pendingCallout is a settle, release or record sent from OnDone.
+type pendingCallout struct {
+	op string
+	c  meter.Callout
+}
+
+// dispatch sends a keystore callout; then, if set, runs with its answer.
+// It reports whether the callout is on its way.
+func (s *stream) dispatch(op string, c meter.Callout, then func(*proxywasm.CallResponse, error, meter.State)) bool {
+	p, pol := s.p, s.p.pol
 	handler := func(r *proxywasm.CallResponse) {
 		st, err := meter.ParseAnswer(r.Failed, r.Status, r.Body)
 		if err != nil && !errors.Is(err, meter.ErrNotFound) {
-			s.p.add(meter.KeystoreErrorsMetric(op), 1)
+			p.add(meter.KeystoreErrorsMetric(op), 1)
 			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
 		}
 		if then != nil {
@@ -504,7 +523,7 @@ func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func
 		}
 	}
 	if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, handler); err != nil {
-		s.p.add(meter.KeystoreErrorsMetric(op), 1)
+		p.add(meter.KeystoreErrorsMetric(op), 1)
 		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
 		return false
 	}
@@ -515,6 +534,10 @@ func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func
 // abort, an upstream reset or a local reply after the reservation.
 func (s *stream) OnDone() {
 	s.ended = true
+	if s.pending != nil {
+		s.dispatch(s.pending.op, s.pending.c, nil)
+		s.pending = nil
+	}
 	if s.done || s.plan == nil || s.replied {
 		return
 	}
@@ -524,26 +547,10 @@ func (s *stream) OnDone() {
 		if s.open {
 			s.p.add(meter.RequestsMetric(s.labels(s.plan.Model), meter.OutcomeReleased), 1)
 			s.open = false
-			s.callout(meter.OpRelease, meter.Release(s.reserved.ID))
+			s.dispatch(meter.OpRelease, meter.Release(s.reserved.ID), nil)
 		}
 		return
 	}
 	u, src := s.resp.Partial()
 	s.charge(u, src, true, nil)
-}
-
-// callout sends a fire-and-forget keystore request, counting failures.
-func (s *stream) callout(op string, c meter.Callout) {
-	pol := s.p.pol
-	p := s.p
-	_, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, func(r *proxywasm.CallResponse) {
-		if _, err := meter.ParseAnswer(r.Failed, r.Status, r.Body); err != nil && !errors.Is(err, meter.ErrNotFound) {
-			p.add(meter.KeystoreErrorsMetric(op), 1)
-			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
-		}
-	})
-	if err != nil {
-		p.add(meter.KeystoreErrorsMetric(op), 1)
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
-	}
 }

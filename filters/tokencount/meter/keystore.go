@@ -1,10 +1,11 @@
 package meter
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -41,26 +42,6 @@ type State struct {
 	ID string
 }
 
-type wireKey = Key
-
-type wireSpec struct {
-	Limit    int64  `json:"limit"`
-	Interval int    `json:"interval"`
-	TimeUnit string `json:"timeUnit"`
-	Window   string `json:"window"`
-}
-
-type wireItem struct {
-	Key   wireKey  `json:"key"`
-	Spec  wireSpec `json:"spec"`
-	N     int64    `json:"n"`
-	Force bool     `json:"force,omitempty"`
-}
-
-func specOf(s window.Spec) wireSpec {
-	return wireSpec{Limit: s.Limit, Interval: s.Interval, TimeUnit: s.Unit.String(), Window: s.Kind.String()}
-}
-
 // Callout is one keystore request: its path and JSON body.
 type Callout struct {
 	Path string
@@ -77,49 +58,105 @@ func (p *Policy) CalloutHeaders(c Callout) [][2]string {
 	}
 }
 
+// The bodies are appended by hand: encoding/json's reflection costs several
+// microseconds per call in a Go Wasm module, on the request's critical path.
+
 // Reserve builds the reservation of amount units against q.
 func (p *Policy) Reserve(q *Quota, amount int64) Callout {
-	return Callout{Path: PathReserve, Body: mustJSON(struct {
-		TTLMs int64      `json:"ttl_ms"`
-		Items []wireItem `json:"items"`
-	}{p.ReservationTTL.Milliseconds(), []wireItem{{Key: q.Key, Spec: specOf(q.Spec), N: max(amount, 0)}}})}
+	b := make([]byte, 0, 256)
+	b = append(b, `{"ttl_ms":`...)
+	b = strconv.AppendInt(b, p.ReservationTTL.Milliseconds(), 10)
+	b = append(b, `,"items":[`...)
+	b = appendItem(b, q, min(max(amount, 0), window.MaxLimit), false)
+	return Callout{Path: PathReserve, Body: append(b, "]}"...)}
 }
 
 // Settle replaces a reservation by the actual amount.
 func Settle(id string, actual int64) Callout {
-	type item struct {
-		ID     string `json:"id"`
-		Actual int64  `json:"actual"`
-	}
-	return Callout{Path: PathSettle, Body: mustJSON(struct {
-		Items []item `json:"items"`
-	}{[]item{{id, min(max(actual, 0), window.MaxLimit)}}})}
+	b := make([]byte, 0, 160)
+	b = append(b, `{"items":[{"id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"actual":`...)
+	b = strconv.AppendInt(b, min(max(actual, 0), window.MaxLimit), 10)
+	return Callout{Path: PathSettle, Body: append(b, "}]}"...)}
 }
 
 // Release returns a whole reservation.
 func Release(id string) Callout {
-	type item struct {
-		ID string `json:"id"`
-	}
-	return Callout{Path: PathRelease, Body: mustJSON(struct {
-		Items []item `json:"items"`
-	}{[]item{{id}}})}
+	b := make([]byte, 0, 140)
+	b = append(b, `{"items":[{"id":`...)
+	b = appendString(b, id)
+	return Callout{Path: PathRelease, Body: append(b, "}]}"...)}
 }
 
 // Record counts usage that happened without a reservation (fail-open
 // mode), even above the limit, so later requests see it.
 func Record(q *Quota, n int64) Callout {
-	return Callout{Path: PathConsume, Body: mustJSON(struct {
-		Items []wireItem `json:"items"`
-	}{[]wireItem{{Key: q.Key, Spec: specOf(q.Spec), N: min(max(n, 0), window.MaxLimit), Force: true}}})}
+	b := make([]byte, 0, 256)
+	b = append(b, `{"items":[`...)
+	b = appendItem(b, q, min(max(n, 0), window.MaxLimit), true)
+	return Callout{Path: PathConsume, Body: append(b, "]}"...)}
 }
 
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // plain structs of strings and numbers always marshal
+// appendItem writes one {key, spec, n[, force]} item.
+func appendItem(b []byte, q *Quota, n int64, force bool) []byte {
+	b = append(b, `{"key":{"app":`...)
+	b = appendString(b, q.Key.App)
+	if q.Key.Product != "" {
+		b = append(b, `,"product":`...)
+		b = appendString(b, q.Key.Product)
 	}
-	return b
+	if q.Key.Operation != "" {
+		b = append(b, `,"operation":`...)
+		b = appendString(b, q.Key.Operation)
+	}
+	b = append(b, `,"kind":`...)
+	b = appendString(b, q.Key.Kind)
+	b = append(b, `},"spec":{"limit":`...)
+	b = strconv.AppendInt(b, q.Spec.Limit, 10)
+	b = append(b, `,"interval":`...)
+	b = strconv.AppendInt(b, int64(q.Spec.Interval), 10)
+	b = append(b, `,"timeUnit":`...)
+	b = appendString(b, q.Spec.Unit.String())
+	b = append(b, `,"window":`...)
+	b = appendString(b, q.Spec.Kind.String())
+	b = append(b, `},"n":`...)
+	b = strconv.AppendInt(b, n, 10)
+	if force {
+		b = append(b, `,"force":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendString writes s as a JSON string. Quotes, backslashes and control
+// characters are escaped; invalid UTF-8 becomes U+FFFD, as encoding/json
+// writes it.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\\ufffd"...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 // ParseAnswer reads the keystore's answer to any of the four callouts:
@@ -144,31 +181,45 @@ func ParseAnswer(failed bool, status int, body []byte) (State, error) {
 	if !r.IsObject() {
 		return State{}, fmt.Errorf("%w: the answer has no results", ErrKeystore)
 	}
-	if e := r.Get("error"); e.Exists() {
-		code := e.Get("code").Str
+	// One pass over the result's members.
+	var st State
+	var allowed, limit, errObj gjson.Result
+	ms := func(v gjson.Result) time.Duration {
+		return time.Duration(min(max(v.Int(), 0), int64(100*365*24*time.Hour/time.Millisecond))) * time.Millisecond
+	}
+	r.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "allowed":
+			allowed = v
+		case "limit":
+			limit = v
+		case "used":
+			st.Used = max(v.Int(), 0)
+		case "remaining":
+			st.Remaining = max(v.Int(), 0)
+		case "reset_after_ms":
+			st.ResetAfter = ms(v)
+		case "retry_after_ms":
+			st.RetryAfter = ms(v)
+		case "id":
+			st.ID = v.Str
+		case "error":
+			errObj = v
+		}
+		return true
+	})
+	if errObj.Exists() {
+		code := errObj.Get("code").Str
 		if code == "reservation_not_found" {
 			return State{}, ErrNotFound
 		}
-		return State{}, fmt.Errorf("%w: %s: %.200s", ErrKeystore, code, e.Get("message").Str)
+		return State{}, fmt.Errorf("%w: %s: %.200s", ErrKeystore, code, errObj.Get("message").Str)
 	}
-	allowed := r.Get("allowed")
-	limit := r.Get("limit")
 	if (allowed.Type != gjson.True && allowed.Type != gjson.False) || limit.Type != gjson.Number {
 		return State{}, fmt.Errorf("%w: the answer lacks allowed or limit", ErrKeystore)
 	}
-	ms := func(key string) time.Duration {
-		v := r.Get(key).Int()
-		return time.Duration(min(max(v, 0), int64(100*365*24*time.Hour/time.Millisecond))) * time.Millisecond
-	}
-	st := State{
-		Allowed:    allowed.Bool(),
-		Limit:      max(limit.Int(), 0),
-		Used:       max(r.Get("used").Int(), 0),
-		Remaining:  max(r.Get("remaining").Int(), 0),
-		ResetAfter: ms("reset_after_ms"),
-		RetryAfter: ms("retry_after_ms"),
-		ID:         r.Get("id").Str,
-	}
+	st.Allowed = allowed.Type == gjson.True
+	st.Limit = max(limit.Int(), 0)
 	return st, nil
 }
 

@@ -132,3 +132,62 @@ func FuzzParseAnswer(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCalloutJSON checks the hand-written callout bodies against
+// encoding/json: always valid, and decoding to the same key and id.
+func FuzzCalloutJSON(f *testing.F) {
+	f.Add("demo", "chat", "POST:/v1/x", "YXBw-._~", int64(5))
+	f.Add("a\"b\\c\x01\x7f", "é\u2028", "", "\xff\xfe", int64(-1))
+	f.Add("", "", "op", "", int64(1<<62))
+	p, err := Parse(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, app, product, op, id string, n int64) {
+		q := &Quota{Key: Key{App: app, Product: product, Operation: op, Kind: "tokens"},
+			Spec: window.Spec{Limit: 10, Interval: 3, Unit: window.Day, Kind: window.Flexi}}
+		type item struct {
+			Key  Key `json:"key"`
+			Spec struct {
+				Limit    int64  `json:"limit"`
+				Interval int    `json:"interval"`
+				TimeUnit string `json:"timeUnit"`
+				Window   string `json:"window"`
+			} `json:"spec"`
+			N      int64  `json:"n"`
+			Force  bool   `json:"force"`
+			ID     string `json:"id"`
+			Actual *int64 `json:"actual"`
+		}
+		var v struct {
+			TTLMs int64  `json:"ttl_ms"`
+			Items []item `json:"items"`
+		}
+		// What encoding/json would make of the same strings.
+		norm := func(s string) string {
+			b, err := json.Marshal(s)
+			require.NoError(t, err)
+			var out string
+			require.NoError(t, json.Unmarshal(b, &out))
+			return out
+		}
+		wantKey := Key{App: norm(app), Product: norm(product), Operation: norm(op), Kind: "tokens"}
+		for _, c := range []Callout{p.Reserve(q, n), Record(q, n)} {
+			require.True(t, json.Valid(c.Body), "%s", c.Body)
+			require.NoError(t, json.Unmarshal(c.Body, &v))
+			require.Len(t, v.Items, 1)
+			assert.Equal(t, wantKey, v.Items[0].Key)
+			assert.Equal(t, int64(10), v.Items[0].Spec.Limit)
+			assert.Equal(t, "day", v.Items[0].Spec.TimeUnit)
+			assert.Equal(t, "flexi", v.Items[0].Spec.Window)
+			assert.Equal(t, min(max(n, 0), window.MaxLimit), v.Items[0].N)
+		}
+		for _, c := range []Callout{Settle(id, n), Release(id)} {
+			require.True(t, json.Valid(c.Body), "%s", c.Body)
+			v.Items = nil
+			require.NoError(t, json.Unmarshal(c.Body, &v))
+			require.Len(t, v.Items, 1)
+			assert.Equal(t, norm(id), v.Items[0].ID)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -91,13 +92,11 @@ func (p *Policy) PlanRequest(api usage.API, body []byte, q *Quota) (*Plan, *apie
 	}
 	if p.InjectIncludeUsage && req.Stream && !req.IncludeUsage &&
 		(api == usage.APIChatCompletions || api == usage.APICompletions) {
-		out, asked, err := usage.IncludeUsage(api, body)
+		out, err := injectIncludeUsage(api, body, req.StreamOptions)
 		if err != nil {
 			return nil, badRequest(err)
 		}
-		if !asked {
-			pl.Body, pl.StripUsage = out, true
-		}
+		pl.Body, pl.StripUsage = out, true
 	}
 	if q != nil {
 		pl.Amount = pl.Charge(usage.Usage{PromptTokens: prompt, CompletionTokens: output, TotalTokens: prompt + output})
@@ -110,6 +109,27 @@ func (p *Policy) PlanRequest(api usage.API, body []byte, q *Quota) (*Plan, *apie
 		}
 	}
 	return pl, nil
+}
+
+// includeUsageMember is the member added to a request without stream_options.
+const includeUsageMember = `"stream_options":{"include_usage":true},`
+
+// injectIncludeUsage asks the upstream for a usage chunk. A body without
+// stream_options (the common case) only needs the member inserted after
+// its opening brace, without a second parse; otherwise usage.IncludeUsage
+// edits the existing object.
+func injectIncludeUsage(api usage.API, body []byte, hasStreamOptions bool) ([]byte, error) {
+	if hasStreamOptions {
+		out, _, err := usage.IncludeUsage(api, body)
+		return out, err
+	}
+	// ParseRequest accepted the body: a JSON object with members, so the
+	// first '{' opens it and the inserted member needs a trailing comma.
+	i := bytes.IndexByte(body, '{')
+	out := make([]byte, 0, len(body)+len(includeUsageMember))
+	out = append(out, body[:i+1]...)
+	out = append(out, includeUsageMember...)
+	return append(out, body[i+1:]...), nil
 }
 
 // TooLarge is the 413 for a request body above MaxRequestBytes.

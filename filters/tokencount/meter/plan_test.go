@@ -148,3 +148,57 @@ func TestBodyRequired(t *testing.T) {
 	assert.Equal(t, 400, e.Status)
 	assert.Equal(t, CodeBodyRequired, e.Code)
 }
+
+func TestInjectIncludeUsageFastPath(t *testing.T) {
+	p := mustParse(t, `{}`)
+	for _, body := range []string{
+		` {"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+		"{\n  \"stream\": true, \"model\": \"m\", \"prompt\": \"x\"}",
+		`{"model":"m","stream":true,"messages":[{"role":"user","content":"say \"stream_options\""}]}`,
+	} {
+		api := usage.APIChatCompletions
+		if strings.Contains(body, "prompt") {
+			api = usage.APICompletions
+		}
+		pl, aerr := p.PlanRequest(api, []byte(body), nil)
+		require.Nil(t, aerr, body)
+		require.True(t, pl.StripUsage)
+		req, err := usage.ParseRequest(api, pl.Body)
+		require.NoError(t, err, "%s", pl.Body)
+		assert.True(t, req.IncludeUsage)
+		assert.True(t, req.StreamOptions)
+	}
+}
+
+// FuzzInjectIncludeUsage checks that every streamed request the filter
+// rewrites still parses the same way, now asking for usage.
+func FuzzInjectIncludeUsage(f *testing.F) {
+	f.Add([]byte(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	f.Add([]byte(`{"model":"m","stream":true,"stream_options":{"x":1},"messages":[{"role":"user","content":"hi"}]}`))
+	f.Add([]byte(`{"model":"m","stream":true,"stream_options":null,"messages":[{"role":"user","content":"hi"}]}`))
+	f.Add([]byte(`{"model":"m","stream":true,"stream\u005foptions":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}`))
+	p, err := Parse(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before, err := usage.ParseRequest(usage.APIChatCompletions, body)
+		if err != nil {
+			return
+		}
+		pl, aerr := p.PlanRequest(usage.APIChatCompletions, body, nil)
+		if aerr != nil {
+			require.Equal(t, 400, aerr.Status)
+			return
+		}
+		if !before.Stream || before.IncludeUsage {
+			require.Nil(t, pl.Body)
+			return
+		}
+		require.True(t, gjson.ValidBytes(pl.Body))
+		after, err := usage.ParseRequest(usage.APIChatCompletions, pl.Body)
+		require.NoError(t, err, "%s", pl.Body)
+		before.IncludeUsage, before.StreamOptions = true, true
+		require.Equal(t, before, after)
+	})
+}

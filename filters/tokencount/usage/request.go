@@ -147,6 +147,9 @@ type Request struct {
 	Stream bool
 	// IncludeUsage is stream_options.include_usage as the client sent it.
 	IncludeUsage bool
+	// StreamOptions reports a stream_options member (null included), so a
+	// caller adding one knows whether it may simply insert the key.
+	StreamOptions bool
 	// MaxOutput is the client's output cap (max_completion_tokens, else
 	// max_tokens); MaxOutputSet is false when the client gave none.
 	MaxOutput    int64
@@ -190,7 +193,9 @@ func ParseRequest(api API, body []byte) (*Request, error) {
 	if req.Stream, err = o.optBool("stream"); err != nil {
 		return nil, err
 	}
-	if so := o.get("stream_options"); so.Exists() && so.Type != gjson.Null {
+	so := o.get("stream_options")
+	req.StreamOptions = so.Exists()
+	if so.Exists() && so.Type != gjson.Null {
 		if !so.IsObject() {
 			return nil, bad("stream_options", "must be an object")
 		}

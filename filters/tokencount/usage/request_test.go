@@ -46,12 +46,22 @@ func TestParseRequestFields(t *testing.T) {
 		{
 			name: "chat stream with usage, max_completion_tokens wins", api: APIChatCompletions,
 			body: `{"model":"m","stream":true,"stream_options":{"include_usage":true},"max_tokens":10,"max_completion_tokens":20,"n":3,"messages":[{"role":"user","content":"hi"}]}`,
-			want: Request{API: APIChatCompletions, Model: "m", Stream: true, IncludeUsage: true, MaxOutput: 20, MaxOutputSet: true, N: 3},
+			want: Request{API: APIChatCompletions, Model: "m", Stream: true, IncludeUsage: true, StreamOptions: true, MaxOutput: 20, MaxOutputSet: true, N: 3},
+		},
+		{
+			name: "stream_options without include_usage", api: APIChatCompletions,
+			body: `{"model":"m","stream":true,"stream_options":{},"messages":[{"role":"user","content":"hi"}]}`,
+			want: Request{API: APIChatCompletions, Model: "m", Stream: true, StreamOptions: true, N: 1},
+		},
+		{
+			name: "escaped stream_options key", api: APIChatCompletions,
+			body: `{"model":"m","stream":true,"stream\u005foptions":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}`,
+			want: Request{API: APIChatCompletions, Model: "m", Stream: true, StreamOptions: true, N: 1},
 		},
 		{
 			name: "chat legacy max_tokens, nulls ignored", api: APIChatCompletions,
 			body: `{"model":"m","stream":null,"stream_options":null,"max_completion_tokens":null,"max_tokens":7,"n":null,"messages":[{"role":"user","content":"hi"}]}`,
-			want: Request{API: APIChatCompletions, Model: "m", MaxOutput: 7, MaxOutputSet: true, N: 1},
+			want: Request{API: APIChatCompletions, Model: "m", StreamOptions: true, MaxOutput: 7, MaxOutputSet: true, N: 1},
 		},
 		{
 			name: "completions best_of raises n", api: APICompletions,

@@ -173,7 +173,7 @@ func FuzzIncludeUsage(f *testing.F) {
 			b, errB := ParseRequest(APIChatCompletions, out)
 			require.Equal(t, errA == nil, errB == nil)
 			if errA == nil {
-				a.IncludeUsage = true
+				a.IncludeUsage, a.StreamOptions = true, true
 				require.Equal(t, a, b)
 			}
 		} else {
