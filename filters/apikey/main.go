@@ -9,13 +9,13 @@ package main
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/apikey/gate"
 	"github.com/tollgate/tollgate/filters/apikey/policy"
 	"github.com/tollgate/tollgate/shared/cache"
 	"github.com/tollgate/tollgate/shared/proxywasm"
+	"github.com/tollgate/tollgate/shared/table/shareddata"
 )
 
 func init() {
@@ -50,7 +50,7 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 	}
 	var shared *cache.Cache
 	if pol.Local == nil {
-		shared, err = cache.New(sharedData{}, cache.Options{
+		shared, err = cache.New(shareddata.Store{}, cache.Options{
 			Namespace:  pol.CacheNamespace(),
 			MaxEntries: pol.Cache.MaxEntries,
 		})
@@ -173,28 +173,6 @@ func (h host) Count(e gate.Event) {
 	if c, ok := h.p.events[e]; ok {
 		_ = c.Increment(1)
 	}
-}
-
-// sharedData adapts proxy-wasm shared data to cache.Store.
-type sharedData struct{}
-
-func (sharedData) Get(key string) ([]byte, uint32, bool, error) {
-	v, cas, err := proxywasm.GetSharedData(key)
-	if errors.Is(err, proxywasm.ErrNotFound) {
-		return nil, 0, false, nil
-	}
-	if err != nil {
-		return nil, 0, false, err
-	}
-	return v, cas, true, nil
-}
-
-func (sharedData) Set(key string, value []byte, cas uint32) (bool, error) {
-	err := proxywasm.SetSharedData(key, value, cas)
-	if errors.Is(err, proxywasm.ErrCASMismatch) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // hash is the key's SHA-256 hex, remembered per VM under a keyed fingerprint.

@@ -9,12 +9,12 @@
 package main
 
 import (
-	"errors"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/quota/limiter"
 	"github.com/tollgate/tollgate/filters/quota/policy"
 	"github.com/tollgate/tollgate/shared/proxywasm"
+	"github.com/tollgate/tollgate/shared/table/shareddata"
 )
 
 func init() {
@@ -39,7 +39,7 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 	if err := p.defineMetrics(); err != nil {
 		return err
 	}
-	lim, err := limiter.New(pol, sharedData{}, host{p})
+	lim, err := limiter.New(pol, shareddata.Store{}, host{p})
 	if err != nil {
 		return err
 	}
@@ -99,28 +99,6 @@ func (h host) Count(name string, n uint64) {
 }
 
 func (host) Warn(msg string) { proxywasm.Log(proxywasm.LogLevelWarn, msg) }
-
-// sharedData adapts proxy-wasm shared data to slots.Store.
-type sharedData struct{}
-
-func (sharedData) Get(key string) ([]byte, uint32, bool, error) {
-	v, cas, err := proxywasm.GetSharedData(key)
-	if errors.Is(err, proxywasm.ErrNotFound) {
-		return nil, 0, false, nil
-	}
-	if err != nil {
-		return nil, 0, false, err
-	}
-	return v, cas, true, nil
-}
-
-func (sharedData) Set(key string, value []byte, cas uint32) (bool, error) {
-	err := proxywasm.SetSharedData(key, value, cas)
-	if errors.Is(err, proxywasm.ErrCASMismatch) {
-		return false, nil
-	}
-	return err == nil, err
-}
 
 type stream struct {
 	proxywasm.DefaultHttpContext

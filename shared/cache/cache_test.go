@@ -8,13 +8,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/shared/table"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func newCache(t *testing.T, max, ways int) (*Cache, *MemStore) {
+func newCache(t *testing.T, max, ways int) (*Cache, *table.MemStore) {
 	t.Helper()
-	st := NewMemStore()
+	st := table.NewMemStore()
 	c, err := New(st, Options{Namespace: "test", MaxEntries: max, Ways: ways})
 	require.NoError(t, err)
 	require.NoError(t, c.Init())
@@ -35,10 +37,11 @@ func TestNewOptions(t *testing.T) {
 		{"no namespace", Options{MaxEntries: 5}, true, 0, 0},
 		{"zero entries", Options{Namespace: "n"}, true, 0, 0},
 		{"too many ways", Options{Namespace: "n", MaxEntries: 500, Ways: 65}, true, 0, 0},
+		{"too many entries", Options{Namespace: "n", MaxEntries: 1<<20 + 1}, true, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(NewMemStore(), tt.opts)
+			c, err := New(table.NewMemStore(), tt.opts)
 			if tt.wantErr {
 				require.Error(t, err)
 				return
@@ -131,11 +134,11 @@ func TestPutPastExpiryRemoves(t *testing.T) {
 
 func TestTooLarge(t *testing.T) {
 	c, _ := newCache(t, 16, 4)
-	require.ErrorIs(t, c.Put("k", make([]byte, MaxValueLen+1), t0.Add(time.Minute), t0), ErrTooLarge)
+	require.ErrorIs(t, c.Put("k", make([]byte, MaxValueLen+1), t0.Add(time.Minute), t0), table.ErrTooLarge)
 	big := string(make([]byte, MaxKeyLen+1))
-	require.ErrorIs(t, c.Put(big, nil, t0.Add(time.Minute), t0), ErrTooLarge)
+	require.ErrorIs(t, c.Put(big, nil, t0.Add(time.Minute), t0), table.ErrTooLarge)
 	_, err := c.GetOrClaim(big, 1, t0, time.Second)
-	require.ErrorIs(t, err, ErrTooLarge)
+	require.ErrorIs(t, err, table.ErrTooLarge)
 }
 
 func TestEvictionOrder(t *testing.T) {
@@ -200,7 +203,7 @@ func TestCorruptSetReadsEmptyAndIsRepaired(t *testing.T) {
 
 // conflictStore fails the first n CAS writes as if another worker won the race.
 type conflictStore struct {
-	*MemStore
+	*table.MemStore
 	fail int
 }
 
@@ -213,18 +216,18 @@ func (s *conflictStore) Set(key string, value []byte, cas uint32) (bool, error) 
 }
 
 func TestContention(t *testing.T) {
-	st := &conflictStore{MemStore: NewMemStore()}
+	st := &conflictStore{MemStore: table.NewMemStore()}
 	c, err := New(st, Options{Namespace: "n", MaxEntries: 4})
 	require.NoError(t, err)
 	require.NoError(t, c.Init())
 
 	st.fail = 3
 	require.NoError(t, c.Put("k", []byte("v"), t0.Add(time.Minute), t0), "a few conflicts are retried")
-	st.fail = maxAttempts
-	require.ErrorIs(t, c.Put("k2", []byte("v"), t0.Add(time.Minute), t0), ErrContention)
-	st.fail = maxAttempts
+	st.fail = table.MaxAttempts
+	require.ErrorIs(t, c.Put("k2", []byte("v"), t0.Add(time.Minute), t0), table.ErrContention)
+	st.fail = table.MaxAttempts
 	_, err = c.GetOrClaim("k3", 1, t0, time.Second)
-	require.ErrorIs(t, err, ErrContention)
+	require.ErrorIs(t, err, table.ErrContention)
 }
 
 // TestConcurrentClaimsOneWinner is the coalescing property: many goroutines
@@ -325,4 +328,23 @@ func TestMemo(t *testing.T) {
 	assert.False(t, ok)
 	assert.LessOrEqual(t, m.Len(), 1)
 	assert.NotNil(t, NewMemo[int](0))
+}
+
+// TestForeignRecordReadsAbsent: a record the cache did not write (neither a
+// value nor a claim) is no answer and is claimed over.
+func TestForeignRecordReadsAbsent(t *testing.T) {
+	c, st := newCache(t, 4, 4)
+	raw, err := table.New(st, table.Options{Namespace: "test", MaxEntries: 4, Ways: 4})
+	require.NoError(t, err)
+	_, err = raw.Update("k", t0.UnixNano(), func([]byte, int64) ([]byte, int64, bool) {
+		return []byte("X"), t0.Add(time.Minute).UnixNano(), true
+	})
+	require.NoError(t, err)
+	_, _, ok, err := c.Get("k", t0)
+	require.NoError(t, err)
+	assert.False(t, ok)
+	l, err := c.GetOrClaim("k", 1, t0, time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, Claimed, l.State)
+	require.NoError(t, c.Put("k", make([]byte, MaxValueLen), t0.Add(time.Minute), t0), "a value of the maximum size fits")
 }

@@ -5,27 +5,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-// FuzzDecodeSet feeds arbitrary stored bytes to the set decoder: it must
-// never panic, and whatever it accepts must re-encode to the same bytes.
-func FuzzDecodeSet(f *testing.F) {
-	f.Add([]byte{})
-	f.Add(encodeSet([]entry{{kind: kindValue, key: "k", expires: 5, value: []byte("v")}}))
-	f.Add(encodeSet([]entry{{kind: kindPending, key: "p", expires: 9, owner: 7}, {kind: kindValue, key: "q", expires: 1}}))
-	f.Add([]byte{1, 'V', 255, 255})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		es, err := decodeSet(b)
-		if err != nil {
-			return
-		}
-		if len(es) == 0 {
-			require.LessOrEqual(t, len(b), 1, "only an empty set or a bare version byte decodes to no entries")
-			return
-		}
-		require.Equal(t, b, encodeSet(es))
-	})
-}
+	"github.com/tollgate/tollgate/shared/table"
+)
 
 // FuzzCacheOps runs a random sequence of operations on a tiny cache and
 // checks its invariants: no errors, a value read back is the last one put,
@@ -34,7 +16,7 @@ func FuzzCacheOps(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 	f.Add([]byte{3, 3, 3, 0, 0, 0, 1, 1, 1})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		st := NewMemStore()
+		st := table.NewMemStore()
 		c, err := New(st, Options{Namespace: "f", MaxEntries: 6, Ways: 2})
 		require.NoError(t, err)
 		require.NoError(t, c.Init())

@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate/tollgate/filters/apikey/policy"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/shared/cache"
+	"github.com/tollgate/tollgate/shared/table"
 )
 
 // world is a set of fake workers (one Gate each) sharing one store and one
@@ -20,7 +21,7 @@ type world struct {
 	t     *testing.T
 	now   time.Time
 	pol   *policy.Policy
-	store *cache.MemStore
+	store *table.MemStore
 	calls []*call // callouts sent and not yet answered
 	sent  int
 }
@@ -64,7 +65,7 @@ func newWorld(t *testing.T, config string) *world {
 	t.Helper()
 	pol, err := policy.ParseConfig([]byte(config))
 	require.NoError(t, err)
-	return &world{t: t, now: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC), pol: pol, store: cache.NewMemStore()}
+	return &world{t: t, now: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC), pol: pol, store: table.NewMemStore()}
 }
 
 func (w *world) worker(owner uint64) *fakeHost {

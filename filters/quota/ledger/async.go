@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/tollgate/tollgate/filters/quota/slots"
+	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -16,13 +16,13 @@ import (
 // sum, without waiting for the keystore; a periodic sync (Claim, then
 // Complete or Abort) pushes the local usage and pulls the global count.
 type Async struct {
-	t *slots.Table
+	t *table.Table
 	// OnEvict, when set, is called when a live record had to be evicted.
 	OnEvict func()
 }
 
 // NewAsync returns async counter states stored in t.
-func NewAsync(t *slots.Table) *Async { return &Async{t: t} }
+func NewAsync(t *table.Table) *Async { return &Async{t: t} }
 
 // AsyncState is one counter's async record.
 type AsyncState struct {
@@ -99,7 +99,7 @@ func (s *AsyncState) expiry(spec window.Spec, now time.Time) int64 {
 	return max(s.WindowEnd, s.Lease, now.Add(spec.Length()).UnixMilli())
 }
 
-func (a *Async) update(id string, now time.Time, fn slots.Mutator) error {
+func (a *Async) update(id string, now time.Time, fn table.Mutator) error {
 	ev, err := a.t.Update("a|"+id, now.UnixMilli(), fn)
 	if ev && a.OnEvict != nil {
 		a.OnEvict()
@@ -113,7 +113,7 @@ func (a *Async) update(id string, now time.Time, fn slots.Mutator) error {
 // Consume counts n against the local view of counter id under spec.
 func (a *Async) Consume(id string, spec window.Spec, n int64, now time.Time) (AsyncDecision, error) {
 	var d AsyncDecision
-	err := a.update(id, now, func(old []byte) ([]byte, int64, bool) {
+	err := a.update(id, now, func(old []byte, _ int64) ([]byte, int64, bool) {
 		st := decodeAsync(old)
 		before := st
 		st.roll(spec, now)
@@ -148,7 +148,7 @@ func (a *Async) Consume(id string, spec window.Spec, n int64, now time.Time) (As
 // keystore may then count it twice, which over-counts but never loses it.
 func (a *Async) Claim(id string, spec window.Spec, now time.Time, lease, fresh time.Duration) (delta int64, claimed bool, err error) {
 	nowMs := now.UnixMilli()
-	err = a.update(id, now, func(old []byte) ([]byte, int64, bool) {
+	err = a.update(id, now, func(old []byte, _ int64) ([]byte, int64, bool) {
 		claimed = false
 		if old == nil {
 			return nil, 0, false
@@ -172,7 +172,7 @@ func (a *Async) Claim(id string, spec window.Spec, now time.Time, lease, fresh t
 // Complete ends a sync with the keystore's answer: used is the global usage
 // after the push, resetAfter the time until the keystore forgets it.
 func (a *Async) Complete(id string, spec window.Spec, now time.Time, used int64, resetAfter time.Duration) error {
-	return a.update(id, now, func(old []byte) ([]byte, int64, bool) {
+	return a.update(id, now, func(old []byte, _ int64) ([]byte, int64, bool) {
 		st := decodeAsync(old) // an evicted record restarts from the keystore's view
 		st.Global, st.Inflight, st.Lease, st.LastSync = used, 0, 0, now.UnixMilli()
 		st.WindowEnd = 0
@@ -186,7 +186,7 @@ func (a *Async) Complete(id string, spec window.Spec, now time.Time, used int64,
 // Abort ends a failed sync: the usage in flight is pending again, to be
 // pushed by the next sync.
 func (a *Async) Abort(id string, spec window.Spec, now time.Time) error {
-	return a.update(id, now, func(old []byte) ([]byte, int64, bool) {
+	return a.update(id, now, func(old []byte, _ int64) ([]byte, int64, bool) {
 		st := decodeAsync(old)
 		st.Pending, st.Inflight, st.Lease = st.Pending+st.Inflight, 0, 0
 		return st.encode(), st.expiry(spec, now), true
@@ -196,7 +196,7 @@ func (a *Async) Abort(id string, spec window.Spec, now time.Time) error {
 // State returns counter id's record (zero when absent), for tests and
 // diagnostics.
 func (a *Async) State(id string, now time.Time) (AsyncState, error) {
-	v, _, err := a.t.Get("a|"+id, now.UnixMilli())
+	v, _, _, err := a.t.Get("a|"+id, now.UnixMilli())
 	if err != nil {
 		return AsyncState{}, fmt.Errorf("ledger: async: %w", err)
 	}
@@ -206,17 +206,17 @@ func (a *Async) State(id string, now time.Time) (AsyncState, error) {
 // Health records the outcome of this Envoy's keystore syncs, so that async
 // rules in fail-closed mode can refuse requests once syncing has failed for
 // too long.
-type Health struct{ t *slots.Table }
+type Health struct{ t *table.Table }
 
 // NewHealth returns the sync health record stored in t.
-func NewHealth(t *slots.Table) *Health { return &Health{t: t} }
+func NewHealth(t *table.Table) *Health { return &Health{t: t} }
 
 const healthID = "h|keystore"
 
 // Record notes a sync outcome at now.
 func (h *Health) Record(ok bool, now time.Time) error {
 	nowMs := now.UnixMilli()
-	_, err := h.t.Update(healthID, nowMs, func(old []byte) ([]byte, int64, bool) {
+	_, err := h.t.Update(healthID, nowMs, func(old []byte, _ int64) ([]byte, int64, bool) {
 		var lastOK, lastFail int64
 		if len(old) == 16 {
 			lastOK, lastFail = int64(binary.LittleEndian.Uint64(old)), int64(binary.LittleEndian.Uint64(old[8:]))
@@ -238,7 +238,7 @@ func (h *Health) Record(ok bool, now time.Time) error {
 // Failing reports whether the last sync failed and no sync has succeeded
 // for longer than after.
 func (h *Health) Failing(now time.Time, after time.Duration) (bool, error) {
-	v, _, err := h.t.Get(healthID, now.UnixMilli())
+	v, _, _, err := h.t.Get(healthID, now.UnixMilli())
 	if err != nil {
 		return false, fmt.Errorf("ledger: health: %w", err)
 	}

@@ -1,7 +1,7 @@
-// Package ledger keeps the quota filter's per-Envoy state in a slots.Table
+// Package ledger keeps the quota filter's per-Envoy state in a table.Table
 // (proxy-wasm shared data): request counters for local mode, the local half
 // of async mode, and spike-arrest arrival times. It is plain Go over the
-// slots.Store interface, so it is tested natively with concurrent "workers".
+// table.Store interface, so it is tested natively with concurrent "workers".
 package ledger
 
 import (
@@ -13,22 +13,22 @@ import (
 	"slices"
 
 	"github.com/tollgate/tollgate/counter"
-	"github.com/tollgate/tollgate/filters/quota/slots"
+	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
 
-// Counters is a counter.Backend over a slots.Table: wrapped in a
+// Counters is a counter.Backend over a table.Table: wrapped in a
 // counter.Engine it gives local mode exactly the keystore's window
 // semantics (calendar, rolling, flexi, reservations), with one shared view
 // per Envoy.
 type Counters struct {
-	t *slots.Table
+	t *table.Table
 	// OnEvict, when set, is called when a live record had to be evicted.
 	OnEvict func()
 }
 
 // NewCounters returns a backend storing counters in t.
-func NewCounters(t *slots.Table) *Counters { return &Counters{t: t} }
+func NewCounters(t *table.Table) *Counters { return &Counters{t: t} }
 
 var _ counter.Backend = (*Counters)(nil)
 
@@ -234,7 +234,7 @@ func (st *state) outcome(kind window.Kind, allowed bool, used, oldest int64) cou
 // update runs fn on the decoded state of a counter. fn returns whether to
 // write the state back; a corrupt state reads as empty.
 func (c *Counters) update(id string, now int64, fn func(st *state) bool) error {
-	ev, err := c.t.Update(counterID(id), now, func(old []byte) ([]byte, int64, bool) {
+	ev, err := c.t.Update(counterID(id), now, func(old []byte, _ int64) ([]byte, int64, bool) {
 		st, err := decodeState(old)
 		if err != nil {
 			st = state{}
@@ -255,7 +255,7 @@ func (c *Counters) update(id string, now int64, fn func(st *state) bool) error {
 
 // read returns the decoded state of a counter without writing.
 func (c *Counters) read(id string, now int64) (state, error) {
-	v, _, err := c.t.Get(counterID(id), now)
+	v, _, _, err := c.t.Get(counterID(id), now)
 	if err != nil {
 		return state{}, err
 	}

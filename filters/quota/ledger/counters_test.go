@@ -10,14 +10,13 @@ import (
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/counter/countertest"
-	"github.com/tollgate/tollgate/filters/quota/slots"
-	"github.com/tollgate/tollgate/shared/cache"
+	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
 
-func table(t testing.TB, store slots.Store, maxEntries int) *slots.Table {
+func newTable(t testing.TB, store table.Store, maxEntries int) *table.Table {
 	t.Helper()
-	tb, err := slots.New(store, slots.Options{Namespace: "q", MaxEntries: maxEntries})
+	tb, err := table.New(store, table.Options{Namespace: "q", MaxEntries: maxEntries})
 	require.NoError(t, err)
 	require.NoError(t, tb.Init())
 	return tb
@@ -30,8 +29,8 @@ func TestContract(t *testing.T) {
 	countertest.Run(t, countertest.Harness{
 		Shared: true,
 		Storage: func(t *testing.T, _ func() time.Time) func() counter.Backend {
-			store := cache.NewMemStore()
-			return func() counter.Backend { return NewCounters(table(t, store, 4096)) }
+			store := table.NewMemStore()
+			return func() counter.Backend { return NewCounters(newTable(t, store, 4096)) }
 		},
 	})
 }
@@ -60,9 +59,9 @@ func TestStateRoundTrip(t *testing.T) {
 // TestCorruptRecordReadsEmpty: a record that does not decode is a fresh
 // counter, never a wedged one.
 func TestCorruptRecordReadsEmpty(t *testing.T) {
-	store := cache.NewMemStore()
-	tb := table(t, store, 16)
-	_, err := tb.Update(counterID("app/p//requests|calendar/1minute"), 0, func([]byte) ([]byte, int64, bool) {
+	store := table.NewMemStore()
+	tb := newTable(t, store, 16)
+	_, err := tb.Update(counterID("app/p//requests|calendar/1minute"), 0, func([]byte, int64) ([]byte, int64, bool) {
 		return []byte{stateVersion, 7}, 1 << 60, true
 	})
 	require.NoError(t, err)
@@ -77,7 +76,7 @@ func TestCorruptRecordReadsEmpty(t *testing.T) {
 // TestEvictionReported: a table too small for the live counters forgets the
 // one expiring first and says so.
 func TestEvictionReported(t *testing.T) {
-	tb := table(t, cache.NewMemStore(), 1)
+	tb := newTable(t, table.NewMemStore(), 1)
 	c := NewCounters(tb)
 	evictions := 0
 	c.OnEvict = func() { evictions++ }
@@ -93,7 +92,7 @@ func TestEvictionReported(t *testing.T) {
 // flakyStore lets one other "worker" write between this worker's read and
 // its write of the first CAS attempt on a chosen key, once.
 type flakyStore struct {
-	*cache.MemStore
+	*table.MemStore
 	key    string
 	before func()
 	done   bool
@@ -111,10 +110,10 @@ func (s *flakyStore) Set(key string, value []byte, cas uint32) (bool, error) {
 // atomic batch's check and its charge, the ops already charged are refunded
 // and the batch is denied.
 func TestAtomicRaceRefunds(t *testing.T) {
-	mem := cache.NewMemStore()
+	mem := table.NewMemStore()
 	store := &flakyStore{MemStore: mem}
-	tb := table(t, store, 4096)
-	other := counter.New(NewCounters(table(t, mem, 4096)), counter.WithClock(func() time.Time { return countertest.T0 }))
+	tb := newTable(t, store, 4096)
+	other := counter.New(NewCounters(newTable(t, mem, 4096)), counter.WithClock(func() time.Time { return countertest.T0 }))
 	eng := counter.New(NewCounters(tb), counter.WithClock(func() time.Time { return countertest.T0 }))
 	ctx := context.Background()
 	spec := window.Spec{Limit: 1, Interval: 1, Unit: window.Minute, Kind: window.Calendar}

@@ -5,26 +5,26 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tollgate/tollgate/filters/quota/slots"
+	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
 
 // Spikes keeps spike-arrest states (a theoretical arrival time per id) in a
-// slots.Table: one smoothed rate per Envoy, shared by its workers.
+// table.Table: one smoothed rate per Envoy, shared by its workers.
 type Spikes struct {
-	t *slots.Table
+	t *table.Table
 	// OnEvict, when set, is called when a live record had to be evicted.
 	OnEvict func()
 }
 
 // NewSpikes returns spike-arrest states stored in t.
-func NewSpikes(t *slots.Table) *Spikes { return &Spikes{t: t} }
+func NewSpikes(t *table.Table) *Spikes { return &Spikes{t: t} }
 
 // Admit decides one request for id against rate with window.SpikeArrest and
 // stores the new arrival time when admitted. retryAfter is set when denied.
 func (s *Spikes) Admit(id string, rate window.Rate, burst int64, now time.Time) (allowed bool, retryAfter time.Duration, err error) {
 	nowMs := now.UnixMilli()
-	ev, err := s.t.Update("s|"+id, nowMs, func(old []byte) ([]byte, int64, bool) {
+	ev, err := s.t.Update("s|"+id, nowMs, func(old []byte, _ int64) ([]byte, int64, bool) {
 		var tat time.Time
 		if len(old) == 8 {
 			tat = time.Unix(0, int64(binary.LittleEndian.Uint64(old)))

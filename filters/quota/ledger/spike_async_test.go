@@ -12,7 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/counter/memstore"
-	"github.com/tollgate/tollgate/shared/cache"
+	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -44,7 +44,7 @@ func TestSpikeArrestPace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewSpikes(table(t, cache.NewMemStore(), 16))
+			s := NewSpikes(newTable(t, table.NewMemStore(), 16))
 			for i, st := range tt.steps {
 				ok, retry, err := s.Admit("app", rate, tt.burst, t0.Add(st.at))
 				require.NoError(t, err)
@@ -58,12 +58,12 @@ func TestSpikeArrestPace(t *testing.T) {
 // TestSpikeArrestWorkersShareOneRate: workers deciding at the same instant
 // admit exactly one request per interval between them.
 func TestSpikeArrestWorkersShareOneRate(t *testing.T) {
-	store := cache.NewMemStore()
+	store := table.NewMemStore()
 	rate, err := window.ParseRate("10ps")
 	require.NoError(t, err)
 	workers := make([]*Spikes, 8)
 	for i := range workers {
-		workers[i] = NewSpikes(table(t, store, 16))
+		workers[i] = NewSpikes(newTable(t, store, 16))
 	}
 	for step := range 5 { // five instants 100ms apart
 		var admitted atomic.Int64
@@ -93,7 +93,7 @@ func spec(t testing.TB, limit int64, unit string, kind string) window.Spec {
 }
 
 func TestAsyncConsumeAndRoll(t *testing.T) {
-	a := NewAsync(table(t, cache.NewMemStore(), 16))
+	a := NewAsync(newTable(t, table.NewMemStore(), 16))
 	s := spec(t, 3, "minute", "calendar")
 	for i := range 3 {
 		d, err := a.Consume("k", s, 1, t0.Add(time.Duration(i)*time.Second))
@@ -118,9 +118,9 @@ func TestAsyncConsumeAndRoll(t *testing.T) {
 }
 
 func TestAsyncSyncCycle(t *testing.T) {
-	store := cache.NewMemStore()
-	w1 := NewAsync(table(t, store, 16))
-	w2 := NewAsync(table(t, store, 16)) // another worker of the same Envoy
+	store := table.NewMemStore()
+	w1 := NewAsync(newTable(t, store, 16))
+	w2 := NewAsync(newTable(t, store, 16)) // another worker of the same Envoy
 	s := spec(t, 10, "minute", "rolling")
 	now := t0
 	for range 4 {
@@ -194,7 +194,7 @@ func TestAsyncOvershootBound(t *testing.T) {
 	defer eng.Close()
 	s := spec(t, 100, "minute", "calendar")
 	key := counter.Key{App: "app", Kind: counter.Requests}
-	envoys := []*Async{NewAsync(table(t, cache.NewMemStore(), 16)), NewAsync(table(t, cache.NewMemStore(), 16))}
+	envoys := []*Async{NewAsync(newTable(t, table.NewMemStore(), 16)), NewAsync(newTable(t, table.NewMemStore(), 16))}
 	const (
 		period = 100 * time.Millisecond
 		step   = 5 * time.Millisecond // each Envoy sees one request per step: 200 rps each
@@ -239,7 +239,7 @@ func TestAsyncOvershootBound(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	h := NewHealth(table(t, cache.NewMemStore(), 16))
+	h := NewHealth(newTable(t, table.NewMemStore(), 16))
 	failing, err := h.Failing(t0, time.Second)
 	require.NoError(t, err)
 	assert.False(t, failing, "no sync yet is not a failure")

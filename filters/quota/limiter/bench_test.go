@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/counter/countertest"
-	"github.com/tollgate/tollgate/shared/cache"
+	"github.com/tollgate/tollgate/shared/table"
 )
 
 // BenchmarkCheck measures one decision per mode natively, over the
@@ -27,7 +27,7 @@ func BenchmarkCheck(b *testing.B) {
 			clock := countertest.NewClock(t0)
 			ks := newKeystore(b, clock)
 			h := newHost(clock, ks)
-			l := newLimiter(b, parse(b, c.cfg), cache.NewMemStore(), h)
+			l := newLimiter(b, parse(b, c.cfg), table.NewMemStore(), h)
 			r := req("/v1/chat/completions", "bench")
 			resume := func(Verdict) {}
 			for b.Loop() {

@@ -2,7 +2,7 @@
 // policy.Plan in the rule's mode (strict callout, local counters, async
 // counters with a periodic sync), applies spike arrest and the failure mode,
 // and counts outcomes. It is plain Go: the proxy-wasm host is behind the
-// Host interface and shared data behind slots.Store, so the whole decision
+// Host interface and shared data behind table.Store, so the whole decision
 // flow, multi-worker sync included, is tested natively.
 package limiter
 
@@ -14,8 +14,8 @@ import (
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/filters/quota/ledger"
 	"github.com/tollgate/tollgate/filters/quota/policy"
-	"github.com/tollgate/tollgate/filters/quota/slots"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -69,7 +69,7 @@ type tracked struct {
 type Limiter struct {
 	pol     *policy.Policy
 	host    Host
-	table   *slots.Table
+	table   *table.Table
 	engine  *counter.Engine
 	spikes  *ledger.Spikes
 	async   *ledger.Async
@@ -87,8 +87,8 @@ type warnState struct {
 }
 
 // New returns a limiter keeping its shared state in store.
-func New(pol *policy.Policy, store slots.Store, host Host) (*Limiter, error) {
-	t, err := slots.New(store, slots.Options{Namespace: pol.Namespace, MaxEntries: pol.MaxEntries})
+func New(pol *policy.Policy, store table.Store, host Host) (*Limiter, error) {
+	t, err := table.New(store, table.Options{Namespace: pol.Namespace, MaxEntries: pol.MaxEntries})
 	if err != nil {
 		return nil, fmt.Errorf("quota table: %w", err)
 	}

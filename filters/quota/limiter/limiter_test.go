@@ -19,7 +19,7 @@ import (
 	"github.com/tollgate/tollgate/counter/httpapi"
 	"github.com/tollgate/tollgate/counter/memstore"
 	"github.com/tollgate/tollgate/filters/quota/policy"
-	"github.com/tollgate/tollgate/shared/cache"
+	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -141,7 +141,7 @@ func parse(t testing.TB, cfg string) *policy.Policy {
 	return p
 }
 
-func newLimiter(t testing.TB, pol *policy.Policy, store *cache.MemStore, h Host) *Limiter {
+func newLimiter(t testing.TB, pol *policy.Policy, store *table.MemStore, h Host) *Limiter {
 	t.Helper()
 	l, err := New(pol, store, h)
 	require.NoError(t, err)
@@ -176,7 +176,7 @@ func TestStrict(t *testing.T) {
 	ks := newKeystore(t, clock)
 	h := newHost(clock, ks)
 	pol := parse(t, `{"key_sources": [{"header": "x-user"}], "quotas": [{"limit": 3, "timeUnit": "minute"}]}`)
-	l := newLimiter(t, pol, cache.NewMemStore(), h)
+	l := newLimiter(t, pol, table.NewMemStore(), h)
 	for i := range 3 {
 		v := check(t, l, h, req("/v1/chat", "u1"))
 		require.True(t, v.Pass, "request %d", i)
@@ -204,7 +204,7 @@ func TestStrictAtomicBatch(t *testing.T) {
 	ks := newKeystore(t, clock)
 	h := newHost(clock, ks)
 	pol := parse(t, `{"key_sources": [{"header": "x-user"}], "quotas": [{"limit": 2, "timeUnit": "minute"}, {"limit": 5, "timeUnit": "hour"}]}`)
-	l := newLimiter(t, pol, cache.NewMemStore(), h)
+	l := newLimiter(t, pol, table.NewMemStore(), h)
 	for range 2 {
 		require.True(t, check(t, l, h, req("/", "u")).Pass)
 	}
@@ -225,7 +225,7 @@ func TestStrictFailureModes(t *testing.T) {
 				ks.setMode(mode)
 				h := newHost(clock, ks)
 				pol := parse(t, `{"key_sources": [{"client_ip": true}], "failure_mode": "`+fm+`", "quotas": [{"limit": 1, "timeUnit": "minute"}]}`)
-				l := newLimiter(t, pol, cache.NewMemStore(), h)
+				l := newLimiter(t, pol, table.NewMemStore(), h)
 				for range 5 {
 					v := check(t, l, h, req("/", ""))
 					if fm == "open" {
@@ -254,7 +254,7 @@ func TestStrictFailureModes(t *testing.T) {
 func TestLocalSharedByWorkers(t *testing.T) {
 	clock := countertest.NewClock(t0.Add(20 * time.Second))
 	ks := newKeystore(t, clock)
-	store := cache.NewMemStore()
+	store := table.NewMemStore()
 	pol := parse(t, `{"mode": "local", "key_sources": [{"client_ip": true}], "quotas": [{"limit": 4, "timeUnit": "minute", "window": "rolling"}]}`)
 	hosts := []*host{newHost(clock, ks), newHost(clock, ks)}
 	workers := []*Limiter{newLimiter(t, pol, store, hosts[0]), newLimiter(t, pol, store, hosts[1])}
@@ -280,7 +280,7 @@ func TestSpikeArrest(t *testing.T) {
 	ks := newKeystore(t, clock)
 	h := newHost(clock, ks)
 	pol := parse(t, `{"mode": "local", "key_sources": [{"header": "x-user"}], "spike_arrest": {"rate": "30pm"}}`)
-	l := newLimiter(t, pol, cache.NewMemStore(), h)
+	l := newLimiter(t, pol, table.NewMemStore(), h)
 	assert.True(t, check(t, l, h, req("/", "a")).Pass)
 	v := check(t, l, h, req("/", "a"))
 	assert.Equal(t, policy.SpikeDenied, v.Outcome)
@@ -297,7 +297,7 @@ func TestOutcomesWithoutCounting(t *testing.T) {
 	h := newHost(clock, ks)
 	pol := parse(t, `{"key_sources": [{"identity": true}, {"header": "x-user"}], "quotas": [{"limit": 1, "timeUnit": "minute"}],
 		"rules": [{"name": "free", "path": "/free", "identity_quota": false}]}`)
-	l := newLimiter(t, pol, cache.NewMemStore(), h)
+	l := newLimiter(t, pol, table.NewMemStore(), h)
 	v := check(t, l, h, req("/free", "u"))
 	assert.Equal(t, policy.Unlimited, v.Outcome)
 	assert.True(t, v.Pass)
@@ -322,7 +322,7 @@ type envoy struct {
 
 func newEnvoy(t *testing.T, pol *policy.Policy, clock *countertest.Clock, ks *keystore) *envoy {
 	t.Helper()
-	store := cache.NewMemStore()
+	store := table.NewMemStore()
 	e := &envoy{}
 	for range 2 {
 		h := newHost(clock, ks)

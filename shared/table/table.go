@@ -1,7 +1,8 @@
-// Package slots is a bounded table of small records kept in a shared
+// Package table is a bounded table of small records kept in a shared
 // key-value store with compare-and-swap: proxy-wasm shared data, which every
-// Envoy worker of one vm_id sees. The quota filter keeps its per-Envoy
-// counters, spike-arrest states and async sync states in it.
+// Envoy worker of one vm_id sees. It is the one shared-data mechanism of the
+// filters: the quota filter keeps its per-Envoy counters in it directly, and
+// shared/cache builds the apikey filter's expiring cache with claims on it.
 //
 // # Layout
 //
@@ -10,18 +11,28 @@
 // "<namespace>.<set>". A record's id picks its set by FNV-1a. Proxy-wasm
 // shared data can never delete a key, so a fixed number of store keys is the
 // only way to bound memory whatever ids clients cause (client IPs, header
-// values).
+// values, API keys).
 //
 // # Updates
 //
 // Every change is a read-modify-write of one set under CAS, retried on
 // conflict (bounded), so concurrent workers never lose each other's
 // updates: an Update's function sees the record as it is when the write
-// succeeds. Records carry an expiry; expired records read as absent and are
-// dropped whenever their set is rewritten. A write into a full set evicts the
-// record that expires first and reports it, because forgetting a live counter
-// under-counts: size MaxEntries above the number of keys active at once.
-package slots
+// succeeds. Lookups never write.
+//
+// # Expiry and eviction
+//
+// Records carry an expiry; expired records read as absent and are dropped
+// whenever their set is rewritten. A write into a full set of live records
+// evicts the record that expires first — among the unprotected ones, when
+// Options.Protect marks some — and reports it, because forgetting a live
+// counter under-counts: size MaxEntries above the number of ids active at
+// once.
+//
+// Instants (now, expiry) are int64s in whatever unit the user picks, the
+// same for every handle on one namespace: the quota filter uses Unix
+// milliseconds, shared/cache Unix nanoseconds.
+package table
 
 import (
 	"encoding/binary"
@@ -30,8 +41,8 @@ import (
 	"strconv"
 )
 
-// Store is the shared key-value store the table lives in; proxy-wasm shared
-// data in the filter, shared/cache.MemStore in native tests.
+// Store is the shared key-value store the table lives in: proxy-wasm shared
+// data in a filter (shareddata.Store), MemStore in native tests.
 type Store interface {
 	// Get returns a value and its CAS version; found is false when the key does not exist.
 	Get(key string) (value []byte, cas uint32, found bool, err error)
@@ -44,18 +55,23 @@ type Store interface {
 type Options struct {
 	// Namespace prefixes every store key, e.g. "tollgate.quota.v1".
 	Namespace string
-	// MaxEntries bounds the number of live records.
+	// MaxEntries bounds the number of live records (1 to 1<<20).
 	MaxEntries int
-	// Ways is the number of records per set (default 4).
+	// Ways is the number of records per set (default 4, at most 64).
 	Ways int
+	// MaxValueLen bounds a record's value (default DefaultMaxValueLen, at most 1 MiB).
+	MaxValueLen int
+	// Protect, when set, marks values evicted only once every record of
+	// their set is protected (shared/cache protects its claims).
+	Protect func(value []byte) bool
 }
 
 // Limits of the table.
 const (
 	// MaxIDLen bounds a record id.
 	MaxIDLen = 2048
-	// MaxValueLen bounds a record's value.
-	MaxValueLen = 16 << 10
+	// DefaultMaxValueLen bounds a record's value unless Options say otherwise.
+	DefaultMaxValueLen = 16 << 10
 	// MaxAttempts bounds the CAS retries of one Update.
 	MaxAttempts = 64
 )
@@ -63,41 +79,50 @@ const (
 // Errors of the table.
 var (
 	// ErrTooLarge refuses an id or value over the limits.
-	ErrTooLarge = errors.New("slots: id or value too large")
+	ErrTooLarge = errors.New("table: id or value too large")
 	// ErrContention reports that CAS retries ran out; nothing was written.
-	ErrContention = errors.New("slots: too much contention on one set")
+	ErrContention = errors.New("table: too much contention on one set")
 )
 
 // Table is a handle on one shared table; it holds no records itself, so
 // every worker's handle sees the same records.
 type Table struct {
-	store Store
-	ns    string
-	sets  uint64
-	ways  int
+	store    Store
+	ns       string
+	sets     uint64
+	ways     int
+	maxValue int
+	protect  func([]byte) bool
 }
 
 // New checks the options and returns a handle; call Init once per Wasm VM
 // before serving.
 func New(store Store, opts Options) (*Table, error) {
 	if store == nil {
-		return nil, errors.New("slots: nil store")
+		return nil, errors.New("table: nil store")
 	}
 	if opts.Namespace == "" {
-		return nil, errors.New("slots: empty namespace")
+		return nil, errors.New("table: empty namespace")
 	}
 	if opts.Ways == 0 {
 		opts.Ways = 4
 	}
 	if opts.Ways < 1 || opts.Ways > 64 {
-		return nil, fmt.Errorf("slots: ways %d out of range 1..64", opts.Ways)
+		return nil, fmt.Errorf("table: ways %d out of range 1..64", opts.Ways)
 	}
 	if opts.MaxEntries < 1 || opts.MaxEntries > 1<<20 {
-		return nil, fmt.Errorf("slots: max entries %d out of range 1..%d", opts.MaxEntries, 1<<20)
+		return nil, fmt.Errorf("table: max entries %d out of range 1..%d", opts.MaxEntries, 1<<20)
+	}
+	if opts.MaxValueLen == 0 {
+		opts.MaxValueLen = DefaultMaxValueLen
+	}
+	if opts.MaxValueLen < 1 || opts.MaxValueLen > 1<<20 {
+		return nil, fmt.Errorf("table: max value length %d out of range 1..%d", opts.MaxValueLen, 1<<20)
 	}
 	opts.Ways = min(opts.Ways, opts.MaxEntries)
 	sets := (opts.MaxEntries + opts.Ways - 1) / opts.Ways
-	return &Table{store: store, ns: opts.Namespace, sets: uint64(sets), ways: opts.Ways}, nil
+	return &Table{store: store, ns: opts.Namespace, sets: uint64(sets), ways: opts.Ways,
+		maxValue: opts.MaxValueLen, protect: opts.Protect}, nil
 }
 
 // Sets is the number of store keys the table uses.
@@ -115,13 +140,13 @@ func (t *Table) Init() error {
 		k := t.setKey(i)
 		_, _, found, err := t.store.Get(k)
 		if err != nil {
-			return fmt.Errorf("slots: init %s: %w", k, err)
+			return fmt.Errorf("table: init %s: %w", k, err)
 		}
 		if found {
 			continue
 		}
 		if _, err := t.store.Set(k, []byte{setVersion}, 0); err != nil {
-			return fmt.Errorf("slots: init %s: %w", k, err)
+			return fmt.Errorf("table: init %s: %w", k, err)
 		}
 	}
 	return nil
@@ -144,11 +169,12 @@ func fnv64a(s string) uint64 {
 // record is one id's value and expiry.
 type record struct {
 	id      string
-	expires int64 // unix ms; the record reads as absent from then on
+	expires int64 // the record reads as absent from then on
 	value   []byte
 }
 
-const setVersion byte = 1
+// setVersion is the first byte of every set value.
+const setVersion byte = 2
 
 // encode writes: version byte, then per record idLen(2) id expires(8)
 // valueLen(4) value, little-endian.
@@ -171,7 +197,7 @@ func encode(rs []record) []byte {
 }
 
 // errCorrupt marks a set value that does not decode.
-var errCorrupt = errors.New("slots: corrupt set")
+var errCorrupt = errors.New("table: corrupt set")
 
 // decode parses encode's output; values alias b.
 func decode(b []byte) ([]record, error) {
@@ -197,7 +223,7 @@ func decode(b []byte) ([]record, error) {
 		r.expires = int64(binary.LittleEndian.Uint64(b))
 		vl := binary.LittleEndian.Uint32(b[8:])
 		b = b[12:]
-		if vl > MaxValueLen || uint64(vl) > uint64(len(b)) {
+		if uint64(vl) > uint64(len(b)) {
 			return nil, fmt.Errorf("%w: value length %d", errCorrupt, vl)
 		}
 		r.value = b[:vl:vl]
@@ -208,11 +234,11 @@ func decode(b []byte) ([]record, error) {
 }
 
 // read loads one set. A corrupt set reads as empty and is overwritten by the
-// next write, so one bad value never wedges the filter.
+// next write, so one bad value never wedges a filter.
 func (t *Table) read(key string) ([]record, uint32, error) {
 	raw, cas, _, err := t.store.Get(key)
 	if err != nil {
-		return nil, 0, fmt.Errorf("slots: read %s: %w", key, err)
+		return nil, 0, fmt.Errorf("table: read %s: %w", key, err)
 	}
 	rs, err := decode(raw)
 	if err != nil {
@@ -221,26 +247,26 @@ func (t *Table) read(key string) ([]record, uint32, error) {
 	return rs, cas, nil
 }
 
-// Get returns the live value of id (nil, false when absent or expired).
-func (t *Table) Get(id string, now int64) ([]byte, bool, error) {
+// Get returns the live value of id and its expiry (ok false when absent or expired).
+func (t *Table) Get(id string, now int64) (value []byte, expires int64, ok bool, err error) {
 	rs, _, err := t.read(t.SetOf(id))
 	if err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	}
 	for i := range rs {
 		if rs[i].id == id && rs[i].expires > now {
-			return rs[i].value, true, nil
+			return rs[i].value, rs[i].expires, true, nil
 		}
 	}
-	return nil, false, nil
+	return nil, 0, false, nil
 }
 
-// Mutator computes a record's next value from its current one (nil when
-// absent or expired). It returns the value to store and its expiry; an
-// expiry at or before now deletes the record, and write=false leaves the set
-// untouched. It may run several times (once per CAS attempt) and must not
-// keep old, which aliases the store's buffer.
-type Mutator func(old []byte) (value []byte, expires int64, write bool)
+// Mutator computes a record's next value from its current one and that
+// one's expiry (nil, 0 when absent or expired). It returns the value to
+// store and its expiry; an expiry at or before now deletes the record, and
+// write=false leaves the set untouched. It may run several times (once per
+// CAS attempt) and must not modify old.
+type Mutator func(old []byte, oldExpires int64) (value []byte, expires int64, write bool)
 
 // Update applies fn to id's record under CAS. evicted reports that another
 // live record had to be dropped to make room.
@@ -255,27 +281,28 @@ func (t *Table) Update(id string, now int64, fn Mutator) (evicted bool, err erro
 			return false, err
 		}
 		var old []byte
+		var oldExpires int64
 		at := -1
 		for i := range rs {
 			if rs[i].id == id {
 				at = i
 				if rs[i].expires > now {
-					old = rs[i].value
+					old, oldExpires = rs[i].value, rs[i].expires
 				}
 				break
 			}
 		}
-		value, expires, write := fn(old)
+		value, expires, write := fn(old, oldExpires)
 		if !write {
 			return false, nil
 		}
-		if len(value) > MaxValueLen {
+		if len(value) > t.maxValue {
 			return false, ErrTooLarge
 		}
 		next, ev := t.place(rs, at, record{id: id, expires: expires, value: value}, now)
 		ok, err := t.store.Set(key, encode(next), cas)
 		if err != nil {
-			return false, fmt.Errorf("slots: write %s: %w", key, err)
+			return false, fmt.Errorf("table: write %s: %w", key, err)
 		}
 		if ok {
 			return ev, nil
@@ -285,8 +312,8 @@ func (t *Table) Update(id string, now int64, fn Mutator) (evicted bool, err erro
 }
 
 // place returns the set with r stored (or removed when expired), expired
-// records dropped, and at most ways records, evicting the one that expires
-// first when the set is full of live records.
+// records dropped, and at most ways records, evicting a victim when the set
+// is full of live records.
 func (t *Table) place(rs []record, at int, r record, now int64) ([]record, bool) {
 	out := make([]record, 0, t.ways)
 	for i := range rs {
@@ -299,14 +326,33 @@ func (t *Table) place(rs []record, at int, r record, now int64) ([]record, bool)
 	}
 	evicted := false
 	for len(out) >= t.ways {
-		first := 0
-		for i := range out {
-			if out[i].expires < out[first].expires {
-				first = i
-			}
-		}
-		out = append(out[:first], out[first+1:]...)
+		v := t.victim(out)
+		out = append(out[:v], out[v+1:]...)
 		evicted = true
 	}
 	return append(out, r), evicted
+}
+
+// victim picks the record to evict: the unprotected one expiring first, or,
+// when every record is protected, the one expiring first.
+func (t *Table) victim(rs []record) int {
+	best := -1
+	for i := range rs {
+		if t.protect != nil && t.protect(rs[i].value) {
+			continue
+		}
+		if best < 0 || rs[i].expires < rs[best].expires {
+			best = i
+		}
+	}
+	if best >= 0 {
+		return best
+	}
+	best = 0
+	for i := range rs {
+		if rs[i].expires < rs[best].expires {
+			best = i
+		}
+	}
+	return best
 }

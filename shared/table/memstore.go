@@ -1,11 +1,11 @@
-package cache
+package table
 
 import "sync"
 
 // MemStore is an in-process Store with the CAS semantics of Envoy's shared
 // data: versions start at 1 and grow with every write, cas 0 writes
 // unconditionally, and a missing key accepts any cas. It stands in for
-// shared data in native tests of code built on the cache.
+// shared data in native tests of code built on the table.
 type MemStore struct {
 	mu     sync.Mutex
 	next   uint32

@@ -1,4 +1,4 @@
-package slots
+package table
 
 import (
 	"encoding/binary"
@@ -9,8 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/tollgate/tollgate/shared/cache"
 )
 
 func newTable(t *testing.T, store Store, maxEntries, ways int) *Table {
@@ -24,20 +22,20 @@ func newTable(t *testing.T, store Store, maxEntries, ways int) *Table {
 // put stores value for id until expires.
 func put(t *testing.T, tb *Table, id string, value string, expires, now int64) bool {
 	t.Helper()
-	ev, err := tb.Update(id, now, func([]byte) ([]byte, int64, bool) { return []byte(value), expires, true })
+	ev, err := tb.Update(id, now, func([]byte, int64) ([]byte, int64, bool) { return []byte(value), expires, true })
 	require.NoError(t, err)
 	return ev
 }
 
 func get(t *testing.T, tb *Table, id string, now int64) (string, bool) {
 	t.Helper()
-	v, ok, err := tb.Get(id, now)
+	v, _, ok, err := tb.Get(id, now)
 	require.NoError(t, err)
 	return string(v), ok
 }
 
 func TestNewValidates(t *testing.T) {
-	store := cache.NewMemStore()
+	store := NewMemStore()
 	tests := []struct {
 		name string
 		opts Options
@@ -48,6 +46,9 @@ func TestNewValidates(t *testing.T) {
 		{"zero entries", Options{Namespace: "n"}, false},
 		{"too many entries", Options{Namespace: "n", MaxEntries: 1<<20 + 1}, false},
 		{"bad ways", Options{Namespace: "n", MaxEntries: 10, Ways: 65}, false},
+		{"value bound", Options{Namespace: "n", MaxEntries: 10, MaxValueLen: 1 << 20}, true},
+		{"value bound too large", Options{Namespace: "n", MaxEntries: 10, MaxValueLen: 1<<20 + 1}, false},
+		{"negative value bound", Options{Namespace: "n", MaxEntries: 10, MaxValueLen: -1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,7 +61,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestSizing(t *testing.T) {
-	store := cache.NewMemStore()
+	store := NewMemStore()
 	tb := newTable(t, store, 10, 4)
 	assert.Equal(t, 3, tb.Sets())
 	assert.Equal(t, 12, tb.Capacity())
@@ -71,7 +72,7 @@ func TestSizing(t *testing.T) {
 }
 
 func TestInitKeepsExistingSets(t *testing.T) {
-	store := cache.NewMemStore()
+	store := NewMemStore()
 	a := newTable(t, store, 4, 4)
 	put(t, a, "x", "1", 100, 0)
 	b := newTable(t, store, 4, 4) // a second worker starting later
@@ -81,7 +82,7 @@ func TestInitKeepsExistingSets(t *testing.T) {
 }
 
 func TestUpdateAndExpiry(t *testing.T) {
-	tb := newTable(t, cache.NewMemStore(), 8, 4)
+	tb := newTable(t, NewMemStore(), 8, 4)
 	_, ok := get(t, tb, "a", 0)
 	assert.False(t, ok)
 
@@ -94,7 +95,7 @@ func TestUpdateAndExpiry(t *testing.T) {
 
 	// The mutator sees nil for an expired record.
 	var seen []byte
-	_, err := tb.Update("a", 150, func(old []byte) ([]byte, int64, bool) {
+	_, err := tb.Update("a", 150, func(old []byte, _ int64) ([]byte, int64, bool) {
 		seen = old
 		return []byte("two"), 300, true
 	})
@@ -104,7 +105,7 @@ func TestUpdateAndExpiry(t *testing.T) {
 	assert.Equal(t, "two", v)
 
 	// write=false changes nothing; an expiry in the past deletes.
-	_, err = tb.Update("a", 150, func(old []byte) ([]byte, int64, bool) { return nil, 0, false })
+	_, err = tb.Update("a", 150, func(old []byte, _ int64) ([]byte, int64, bool) { return nil, 0, false })
 	require.NoError(t, err)
 	v, _ = get(t, tb, "a", 150)
 	assert.Equal(t, "two", v)
@@ -114,7 +115,7 @@ func TestUpdateAndExpiry(t *testing.T) {
 }
 
 func TestEvictionPrefersExpiredThenEarliest(t *testing.T) {
-	tb := newTable(t, cache.NewMemStore(), 2, 2) // one set of two ways
+	tb := newTable(t, NewMemStore(), 2, 2) // one set of two ways
 	assert.False(t, put(t, tb, "a", "a", 100, 0))
 	assert.False(t, put(t, tb, "b", "b", 200, 0))
 	// Full of live records: the one expiring first goes.
@@ -131,8 +132,76 @@ func TestEvictionPrefersExpiredThenEarliest(t *testing.T) {
 	assert.False(t, put(t, tb, "c", "c2", 500, 250))
 }
 
+func TestExpiryIsVisible(t *testing.T) {
+	tb := newTable(t, NewMemStore(), 8, 4)
+	put(t, tb, "a", "one", 100, 0)
+	_, exp, ok, err := tb.Get("a", 10)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, int64(100), exp)
+
+	var seen int64 = -1
+	_, err = tb.Update("a", 10, func(old []byte, oldExpires int64) ([]byte, int64, bool) {
+		seen = oldExpires
+		return nil, 0, false
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(100), seen, "the mutator sees the live record's expiry")
+	_, err = tb.Update("a", 100, func(old []byte, oldExpires int64) ([]byte, int64, bool) {
+		seen = oldExpires
+		return nil, 0, false
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), seen, "an expired record has no expiry")
+}
+
+func TestEvictionSparesProtected(t *testing.T) {
+	tb, err := New(NewMemStore(), Options{Namespace: "n", MaxEntries: 3, Ways: 3,
+		Protect: func(v []byte) bool { return len(v) > 0 && v[0] == '!' }})
+	require.NoError(t, err)
+	require.NoError(t, tb.Init())
+	put(t, tb, "p", "!", 50, 0) // protected, expiring first of all
+	put(t, tb, "a", "a", 300, 0)
+	put(t, tb, "b", "b", 100, 0)
+	// Full: the unprotected record expiring first (b) goes, not p.
+	assert.True(t, put(t, tb, "c", "c", 200, 0))
+	for id, want := range map[string]bool{"p": true, "a": true, "b": false, "c": true} {
+		_, ok := get(t, tb, id, 0)
+		assert.Equal(t, want, ok, id)
+	}
+
+	// Nothing but protected records: the one expiring first goes.
+	tb, err = New(NewMemStore(), Options{Namespace: "m", MaxEntries: 2, Ways: 2,
+		Protect: func([]byte) bool { return true }})
+	require.NoError(t, err)
+	put(t, tb, "x", "x", 200, 0)
+	put(t, tb, "y", "y", 100, 0)
+	assert.True(t, put(t, tb, "z", "z", 300, 0))
+	_, ok := get(t, tb, "y", 0)
+	assert.False(t, ok)
+	_, ok = get(t, tb, "x", 0)
+	assert.True(t, ok)
+}
+
+func TestBoundedStoreKeys(t *testing.T) {
+	store := NewMemStore()
+	tb := newTable(t, store, 32, 4)
+	live := 0
+	for i := range 1000 {
+		put(t, tb, "id-"+strconv.Itoa(i), "v", 100, 0)
+	}
+	for i := range 1000 {
+		if _, ok := get(t, tb, "id-"+strconv.Itoa(i), 0); ok {
+			live++
+		}
+	}
+	assert.Equal(t, 8, store.Keys(), "store keys never grow past the set count")
+	assert.LessOrEqual(t, live, 32)
+	assert.Greater(t, live, 8)
+}
+
 func TestCorruptSetReadsEmpty(t *testing.T) {
-	store := cache.NewMemStore()
+	store := NewMemStore()
 	tb := newTable(t, store, 1, 1)
 	_, err := store.Set(tb.SetOf("a"), []byte{9, 9, 9}, 0)
 	require.NoError(t, err)
@@ -145,16 +214,23 @@ func TestCorruptSetReadsEmpty(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	tb := newTable(t, cache.NewMemStore(), 4, 4)
+	tb := newTable(t, NewMemStore(), 4, 4)
 	long := string(make([]byte, MaxIDLen+1))
-	_, err := tb.Update(long, 0, func([]byte) ([]byte, int64, bool) { return nil, 1, true })
+	_, err := tb.Update(long, 0, func([]byte, int64) ([]byte, int64, bool) { return nil, 1, true })
 	assert.ErrorIs(t, err, ErrTooLarge)
-	_, err = tb.Update("a", 0, func([]byte) ([]byte, int64, bool) { return make([]byte, MaxValueLen+1), 1, true })
+	_, err = tb.Update("a", 0, func([]byte, int64) ([]byte, int64, bool) { return make([]byte, DefaultMaxValueLen+1), 1, true })
+	assert.ErrorIs(t, err, ErrTooLarge)
+
+	big, err := New(NewMemStore(), Options{Namespace: "n", MaxEntries: 4, MaxValueLen: 2 * DefaultMaxValueLen})
+	require.NoError(t, err)
+	_, err = big.Update("a", 0, func([]byte, int64) ([]byte, int64, bool) { return make([]byte, DefaultMaxValueLen+1), 1, true })
+	assert.NoError(t, err, "Options.MaxValueLen raises the bound")
+	_, err = big.Update("a", 0, func([]byte, int64) ([]byte, int64, bool) { return make([]byte, 2*DefaultMaxValueLen+1), 1, true })
 	assert.ErrorIs(t, err, ErrTooLarge)
 }
 
 // racyStore fails every CAS write, as if another worker always won.
-type racyStore struct{ *cache.MemStore }
+type racyStore struct{ *MemStore }
 
 func (racyStore) Set(string, []byte, uint32) (bool, error) { return false, nil }
 
@@ -167,19 +243,19 @@ func (brokenStore) Get(string) ([]byte, uint32, bool, error) {
 func (brokenStore) Set(string, []byte, uint32) (bool, error) { return false, errors.New("boom") }
 
 func TestContentionAndErrors(t *testing.T) {
-	tb, err := New(racyStore{cache.NewMemStore()}, Options{Namespace: "n", MaxEntries: 4})
+	tb, err := New(racyStore{NewMemStore()}, Options{Namespace: "n", MaxEntries: 4})
 	require.NoError(t, err)
 	calls := 0
-	_, err = tb.Update("a", 0, func([]byte) ([]byte, int64, bool) { calls++; return []byte("x"), 1, true })
+	_, err = tb.Update("a", 0, func([]byte, int64) ([]byte, int64, bool) { calls++; return []byte("x"), 1, true })
 	assert.ErrorIs(t, err, ErrContention)
 	assert.Equal(t, MaxAttempts, calls, "the mutator runs once per attempt")
 
 	tb, err = New(brokenStore{}, Options{Namespace: "n", MaxEntries: 4})
 	require.NoError(t, err)
 	assert.Error(t, tb.Init())
-	_, _, err = tb.Get("a", 0)
+	_, _, _, err = tb.Get("a", 0)
 	assert.Error(t, err)
-	_, err = tb.Update("a", 0, func([]byte) ([]byte, int64, bool) { return []byte("x"), 1, true })
+	_, err = tb.Update("a", 0, func([]byte, int64) ([]byte, int64, bool) { return []byte("x"), 1, true })
 	assert.Error(t, err)
 }
 
@@ -187,7 +263,7 @@ func TestContentionAndErrors(t *testing.T) {
 // with their own handles) increment counters sharing sets: CAS retries must
 // lose no increment.
 func TestConcurrentIncrementsExact(t *testing.T) {
-	store := cache.NewMemStore()
+	store := NewMemStore()
 	const workers, each, ids = 16, 200, 3
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -197,7 +273,7 @@ func TestConcurrentIncrementsExact(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				id := "c" + strconv.Itoa((w+i)%ids)
-				_, err := tb.Update(id, 0, func(old []byte) ([]byte, int64, bool) {
+				_, err := tb.Update(id, 0, func(old []byte, _ int64) ([]byte, int64, bool) {
 					var n uint64
 					if len(old) == 8 {
 						n = binary.LittleEndian.Uint64(old)
@@ -214,7 +290,7 @@ func TestConcurrentIncrementsExact(t *testing.T) {
 	tb := newTable(t, store, 4, 4)
 	var total uint64
 	for i := range ids {
-		v, ok, err := tb.Get("c"+strconv.Itoa(i), 0)
+		v, _, ok, err := tb.Get("c"+strconv.Itoa(i), 0)
 		require.NoError(t, err)
 		require.True(t, ok)
 		total += binary.LittleEndian.Uint64(v)
