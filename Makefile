@@ -128,10 +128,11 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
 		done; \
 	done
 
-run: ## Run the demo gateway (arrives with issue 7)
-	@echo "make run: the demo gateway (Envoy + the four filters + the keystore service) arrives with issue 7." >&2
-	@echo "Until then: make build && make e2e." >&2
-	@exit 1
+# When `make run` started, so the banner can tell the time from command to ready.
+run: RUN_T0 := $(shell date +%s%N 2>/dev/null)
+run: build envoy cli ## The demo gateway on loopback (keystore, mock-llm or UPSTREAM=http://host:port, Envoy); Ctrl-C stops it
+	@$(GO) build -trimpath -o $(BUILD_DIR)/run-demo ./scripts/run-demo
+	@TOLLGATE_RUN_T0="$(RUN_T0)" exec $(BUILD_DIR)/run-demo
 
 cli: ## Build the tollgate CLI into build/tollgate
 	@mkdir -p $(BUILD_DIR)

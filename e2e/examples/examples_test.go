@@ -4,14 +4,19 @@
 package examples
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 )
+
+// wasmFile finds the modules a configuration loads ("filename: build/<name>.wasm").
+var wasmFile = regexp.MustCompile(`filename:\s*build/([a-z0-9_-]+)\.wasm`)
 
 func TestExampleConfigsValidate(t *testing.T) {
 	root, err := envoytest.RepoRoot()
@@ -24,7 +29,11 @@ func TestExampleConfigsValidate(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			// Wasm paths in the examples are relative to the repository root, after `make build`.
-			envoytest.WasmPath(t, "modelroute")
+			raw, err := os.ReadFile(f)
+			require.NoError(t, err)
+			for _, m := range wasmFile.FindAllStringSubmatch(string(raw), -1) {
+				envoytest.WasmPath(t, m[1])
+			}
 			cmd := exec.Command(envoy, "--mode", "validate", "--disable-hot-restart", "-c", f)
 			cmd.Dir = root
 			out, err := cmd.CombinedOutput()

@@ -1,0 +1,468 @@
+// Command run-demo is `make run`: it starts the demo gateway on loopback —
+// the keystore on its embedded store, the mock model server (or an external
+// one named by UPSTREAM), and Envoy with the full filter chain of
+// examples/envoy/gateway.yaml — applies the demo products, issues a key,
+// checks that a completion gets through and prints a ready banner. Ctrl-C
+// (or SIGTERM) stops everything it started, in reverse order.
+//
+// Everything it writes lives under the data dir (.tollgate/): the keystore's
+// database and admin token, and run/ with the rendered Envoy configuration,
+// each process's log and the access log.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tollgate/tollgate/keystore"
+	"github.com/tollgate/tollgate/keystore/client"
+	"github.com/tollgate/tollgate/scripts/run-demo/demo"
+)
+
+// options are the flags, with defaults from the environment.
+type options struct {
+	dataDir, envoy, tollgate, config, products, buildDir string
+	listen, admin, keystoreData, keystoreAdmin, mock     string
+	upstream, upstreamKey                                string
+	concurrency                                          int
+	readyTimeout                                         time.Duration
+	t0                                                   time.Time
+}
+
+// envOr returns the environment variable's value, or def.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("run-demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.dataDir, "data-dir", envOr("TOLLGATE_DATA_DIR", ".tollgate"), "keystore data and run files (env TOLLGATE_DATA_DIR)")
+	fs.StringVar(&o.envoy, "envoy", envOr("ENVOY", ".venv/bin/envoy"), "Envoy binary (env ENVOY)")
+	fs.StringVar(&o.tollgate, "tollgate", "build/tollgate", "tollgate CLI binary")
+	fs.StringVar(&o.buildDir, "build-dir", "build", "directory holding the filters' .wasm files")
+	fs.StringVar(&o.config, "config", "examples/envoy/gateway.yaml", "the gateway's Envoy configuration")
+	fs.StringVar(&o.products, "products", "examples/demo-products.yaml", "API products to apply")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:"+envOr("PORT", "8080"), "gateway listener (env PORT sets the port)")
+	fs.StringVar(&o.admin, "admin", "127.0.0.1:9901", "Envoy admin interface")
+	fs.StringVar(&o.keystoreData, "keystore", keystore.DefaultListen, "keystore data plane")
+	fs.StringVar(&o.keystoreAdmin, "keystore-admin", keystore.DefaultAdminListen, "keystore admin API")
+	fs.StringVar(&o.mock, "mock", "127.0.0.1:8000", "mock-llm address (unused with --upstream)")
+	fs.StringVar(&o.upstream, "upstream", os.Getenv("UPSTREAM"), "external OpenAI-compatible server, e.g. http://127.0.0.1:8000 (env UPSTREAM)")
+	fs.StringVar(&o.upstreamKey, "upstream-api-key", "", "API key sent to the upstream as a bearer token (env UPSTREAM_API_KEY)")
+	fs.IntVar(&o.concurrency, "concurrency", 2, "Envoy worker threads")
+	fs.DurationVar(&o.readyTimeout, "ready-timeout", 3*time.Minute, "give up when the gateway is not serving after this long")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.upstreamKey == "" {
+		o.upstreamKey = os.Getenv("UPSTREAM_API_KEY")
+	}
+	o.t0 = time.Now()
+	if ns := os.Getenv("TOLLGATE_RUN_T0"); ns != "" { // set by make when the command started
+		if n, err := strconv.ParseInt(ns, 10, 64); err == nil && n > 0 {
+			o.t0 = time.Unix(0, n)
+		}
+	}
+	return o, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	o, err := parseOptions(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "run-demo:", err)
+		os.Exit(2)
+	}
+	if err := run(ctx, o, os.Stdout, log); err != nil {
+		fmt.Fprintln(os.Stderr, "run-demo:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts everything, waits for Ctrl-C or a process dying, and stops
+// everything it started.
+func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err error) {
+	runDir, err := filepath.Abs(filepath.Join(o.dataDir, "run"))
+	if err != nil {
+		return fmt.Errorf("run dir: %w", err)
+	}
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", runDir, err)
+	}
+	var up demo.Upstream
+	if o.upstream != "" {
+		if up, err = demo.ParseUpstream(o.upstream); err != nil {
+			return err
+		}
+		up.APIKey = o.upstreamKey
+	}
+	for _, bin := range []string{o.envoy, o.tollgate} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%s is missing (run `make build envoy cli`, or `make run`): %w", bin, err)
+		}
+	}
+	addrs := map[string]string{"gateway listener (--listen, PORT)": o.listen, "Envoy admin (--admin)": o.admin,
+		"keystore data plane (--keystore)": o.keystoreData, "keystore admin (--keystore-admin)": o.keystoreAdmin}
+	if o.upstream == "" {
+		addrs["mock-llm (--mock)"] = o.mock
+	}
+	for what, a := range addrs {
+		if err := portFree(a); err != nil {
+			return fmt.Errorf("%s %s: %w (is another demo running?)", what, a, err)
+		}
+	}
+
+	var procs []*proc
+	defer func() {
+		// Stop in reverse start order: Envoy first, the keystore last.
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].stop(log)
+		}
+		if err == nil {
+			fmt.Fprintln(out, "tollgate: stopped everything; data kept in "+o.dataDir)
+		}
+	}()
+	died := make(chan *proc, 4)
+	start := func(name string, args ...string) (*proc, error) {
+		p, err := startProc(name, filepath.Join(runDir, name+".log"), died, args...)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+		log.Info("started", "process", name, "pid", p.cmd.Process.Pid, "log", p.logPath)
+		return p, nil
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, o.readyTimeout)
+	defer cancel()
+
+	// 1. The keystore, on its embedded store in the data dir.
+	ksReady := filepath.Join(runDir, "keystore.ready")
+	_ = os.Remove(ksReady)
+	ks, err := start("keystore", o.tollgate, "serve", "--data-dir", o.dataDir, "--listen", o.keystoreData,
+		"--admin-listen", o.keystoreAdmin, "--ready-file", ksReady)
+	if err != nil {
+		return err
+	}
+	if err := waitFile(waitCtx, ks, ksReady); err != nil {
+		return err
+	}
+
+	// 2. The model server.
+	if o.upstream == "" {
+		mockReady := filepath.Join(runDir, "mock-llm.ready")
+		_ = os.Remove(mockReady)
+		m, err := start("mock-llm", o.tollgate, "mock-llm", "--listen", o.mock, "--ready-file", mockReady)
+		if err != nil {
+			return err
+		}
+		if err := waitFile(waitCtx, m, mockReady); err != nil {
+			return err
+		}
+		host, port, _ := net.SplitHostPort(o.mock)
+		up.Host = host
+		up.Port, _ = strconv.Atoi(port)
+	}
+
+	// 3. Products, the demo app and a fresh key.
+	token, err := keystore.ReadAdminTokenFile(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("read the keystore admin token: %w", err)
+	}
+	admin, err := client.New("http://"+o.keystoreAdmin, token)
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(o.products)
+	if err != nil {
+		return fmt.Errorf("read products: %w", err)
+	}
+	if err := demo.ApplyProducts(waitCtx, admin, o.products, raw); err != nil {
+		return err
+	}
+	acct := demo.Account{Developer: "demo@tollgate.local", App: "demo", Products: []string{"demo"}, KeyLifetime: "720h"}
+	if o.upstream != "" {
+		acct.App, acct.Products = "demo-upstream", []string{"demo-open"}
+	}
+	key, err := demo.IssueKey(waitCtx, admin, acct)
+	if err != nil {
+		return err
+	}
+
+	// 4. Envoy with the full chain.
+	src, err := os.ReadFile(o.config)
+	if err != nil {
+		return fmt.Errorf("read gateway config: %w", err)
+	}
+	buildDir, err := filepath.Abs(o.buildDir)
+	if err != nil {
+		return fmt.Errorf("build dir: %w", err)
+	}
+	cfg, err := demo.Render(src, demo.RenderOptions{
+		Listen: o.listen, Admin: o.admin, Keystore: o.keystoreData, Upstream: up,
+		BuildDir: buildDir, AccessLog: filepath.Join(runDir, "access.log"), AnyModel: o.upstream != "",
+	})
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(runDir, "envoy.yaml")
+	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+		return fmt.Errorf("write envoy config: %w", err)
+	}
+	env, err := start("envoy", o.envoy, "-c", cfgPath, "--concurrency", strconv.Itoa(o.concurrency),
+		"--disable-hot-restart", "-l", "info", "--log-path", filepath.Join(runDir, "envoy.log"))
+	if err != nil {
+		return err
+	}
+	model := "gemma-3-1b-it"
+	if o.upstream != "" {
+		model = ""
+	}
+	if err := waitGateway(waitCtx, env, "http://"+o.admin, "http://"+o.listen, key.Secret, model); err != nil {
+		return err
+	}
+
+	printBanner(out, o, key.Secret, key.ID, up, runDir, time.Since(o.t0))
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(out, "\ntollgate: stopping…")
+		return nil
+	case p := <-died:
+		return fmt.Errorf("%s exited unexpectedly (%v); last lines of %s:\n%s", p.name, p.err, p.logPath, tailFile(p.logPath, 20))
+	}
+}
+
+// printBanner shows how to use the running gateway.
+func printBanner(w io.Writer, o options, secret, keyID string, up demo.Upstream, runDir string, took time.Duration) {
+	model := "gemma-3-1b-it"
+	backend := "tollgate mock-llm (deterministic demo model server) on " + up.Addr()
+	if o.upstream != "" {
+		model = "YOUR-MODEL"
+		backend = up.URL()
+	}
+	var b strings.Builder
+	line := strings.Repeat("─", 72)
+	fmt.Fprintf(&b, "\n%s\n  Tollgate is ready in %.1fs\n%s\n", line, took.Seconds(), line)
+	fmt.Fprintf(&b, "  gateway     http://%s   (apikey → quota → modelroute → tokencount)\n", o.listen)
+	fmt.Fprintf(&b, "  backend     %s\n", backend)
+	fmt.Fprintf(&b, "  keystore    http://%s (admin http://%s, token in %s)\n", o.keystoreData, o.keystoreAdmin, filepath.Join(o.dataDir, keystore.AdminTokenFile))
+	fmt.Fprintf(&b, "  metrics     http://%s/stats/prometheus\n", o.admin)
+	fmt.Fprintf(&b, "  logs        %s/{envoy,keystore,mock-llm}.log, access.log\n\n", runDir)
+	fmt.Fprintf(&b, "  API key     %s   (%s; shown once, replaced on the next run)\n\n", secret, keyID)
+	fmt.Fprintf(&b, "  Try it:\n\n")
+	fmt.Fprintf(&b, "  curl -s http://%s/v1/chat/completions \\\n", o.listen)
+	fmt.Fprintf(&b, "    -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n", secret)
+	fmt.Fprintf(&b, "    -d '{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'\n\n", model)
+	fmt.Fprintf(&b, "  Streaming: add \"stream\": true (and curl -N). Without the key: 401.\n")
+	fmt.Fprintf(&b, "  Press Ctrl-C to stop.\n%s\n", line)
+	fmt.Fprint(w, b.String())
+}
+
+// portFree reports an error when something already listens on addr.
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen: %w", err)
+	}
+	return ln.Close()
+}
+
+// proc is one child process.
+type proc struct {
+	name, logPath string
+	cmd           *exec.Cmd
+	done          chan struct{}
+	err           error
+	stopping      atomic.Bool
+}
+
+// startProc starts a child in its own process group (so the terminal's
+// Ctrl-C reaches only run-demo, which stops children in order), killed by
+// the kernel should run-demo itself die, with output in logPath.
+func startProc(name, logPath string, died chan<- *proc, args ...string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s log: %w", name, err)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+		if !p.stopping.Load() {
+			select {
+			case died <- p:
+			default:
+			}
+		}
+	}()
+	return p, nil
+}
+
+// stop asks the process to exit (SIGTERM) and kills it after ten seconds.
+func (p *proc) stop(log *slog.Logger) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.stopping.Store(true)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		log.Info("stopped", "process", p.name)
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		log.Warn("killed after 10s", "process", p.name)
+	}
+}
+
+// waitFile waits for a ready file the process writes once it listens.
+func waitFile(ctx context.Context, p *proc, path string) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if raw, err := os.ReadFile(path); err == nil && json.Valid(raw) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", p.name, p.err, tailFile(p.logPath, 20))
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w", p.name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// waitGateway waits for Envoy's admin /ready, then for a request through
+// the whole chain to succeed: a chat completion of model, or with an
+// external upstream (model "") GET /v1/models.
+func waitGateway(ctx context.Context, p *proc, adminURL, gatewayURL, key, model string) error {
+	c := &http.Client{Timeout: 10 * time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	last := "Envoy admin not answering"
+	for {
+		select {
+		case <-p.done:
+			return fmt.Errorf("envoy exited before it was ready (%v):\n%s", p.err, tailFile(p.logPath, 30))
+		case <-ctx.Done():
+			return fmt.Errorf("gateway not ready (%s): %w; see %s", last, ctx.Err(), p.logPath)
+		case <-tick.C:
+		}
+		if body, err := get(ctx, c, adminURL+"/ready", nil); err != nil || strings.TrimSpace(body) != "LIVE" {
+			continue
+		}
+		var req *http.Request
+		var err error
+		if model != "" {
+			body := `{"model":"` + model + `","messages":[{"role":"user","content":"ready?"}],"max_tokens":4}`
+			req, err = http.NewRequestWithContext(ctx, http.MethodPost, gatewayURL+"/v1/chat/completions", strings.NewReader(body))
+			if err == nil {
+				req.Header.Set("Content-Type", "application/json")
+			}
+		} else {
+			req, err = http.NewRequestWithContext(ctx, http.MethodGet, gatewayURL+"/v1/models", nil)
+		}
+		if err != nil {
+			return fmt.Errorf("probe request: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := c.Do(req)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		last = fmt.Sprintf("probe answered %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			return nil
+		case resp.StatusCode >= 500:
+			continue // not connected yet
+		case model == "" && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden:
+			return nil // the chain let it through; the upstream answered its own way
+		default:
+			// The chain answers but refuses: waiting will not help.
+			return fmt.Errorf("gateway is up but the probe failed: %s", last)
+		}
+	}
+}
+
+// get fetches url and returns the body.
+func get(ctx context.Context, c *http.Client, url string, hdr http.Header) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return string(b), err
+}
+
+// tailFile returns the last n lines of a log.
+func tailFile(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
