@@ -281,9 +281,11 @@ func accessLog(t testing.TB, env *envoytest.Envoy) []map[string]any {
 }
 
 // filterConfig meters every request by its x-team header: 1M tokens an hour
-// by default, with small budgets for some teams.
+// by default, with small budgets for some teams. No apikey filter runs in
+// front, so identity headers are not trusted.
 const filterConfig = `{
   "keystore": {"cluster": "keystore", "timeout_ms": 2000},
+  "trust_identity_headers": false,
   "static_quota": {
     "header": "x-team", "limit": 1000000, "time_unit": "hour",
     "overrides": {

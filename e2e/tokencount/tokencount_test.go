@@ -95,6 +95,11 @@ func TestTokencount(t *testing.T) {
 		assert.Equal(t, meter.CodeRequestOverLimit, gjson.GetBytes(r.Body, "error.code").Str)
 		assert.Equal(t, "rate_limit_error", gjson.GetBytes(r.Body, "error.type").Str)
 		assert.Equal(t, before, up.Count(), "the upstream never saw it")
+		// Identity headers sent by the client are not trusted here.
+		r = send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "tiny",
+			"x-tollgate-app": "spoof", "x-tollgate-token-quota": "999999999/1hour/calendar;scope=x"}))
+		assert.Equal(t, 429, r.Status)
+		assert.Equal(t, before, up.Count())
 	})
 
 	t.Run("32 concurrent streams never overshoot the budget", func(t *testing.T) {

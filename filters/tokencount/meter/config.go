@@ -91,6 +91,10 @@ type Config struct {
 	StripAcceptEncoding *bool `json:"strip_accept_encoding"`
 	// IdentityHeaders renames the apikey filter's identity headers.
 	IdentityHeaders identity.Headers `json:"identity_headers"`
+	// TrustIdentityHeaders reads the caller's token quota from the apikey
+	// filter's headers (default true). Set it to false when no apikey
+	// filter runs before this one: clients could otherwise send their own.
+	TrustIdentityHeaders *bool `json:"trust_identity_headers"`
 	// StaticQuota applies when the request carries no token quota from the
 	// apikey filter, so the filter also works on its own.
 	StaticQuota *StaticQuotaConfig `json:"static_quota"`
@@ -194,6 +198,8 @@ type Policy struct {
 	StripAcceptEncoding bool
 	// Identity names the apikey filter's headers.
 	Identity identity.Headers
+	// TrustIdentity reads quotas from the identity headers.
+	TrustIdentity bool
 	// Static is the static quota (nil: none).
 	Static *StaticQuota
 	// Headers names the rate-limit headers ("" names: none sent).
@@ -270,6 +276,7 @@ func (c *Config) compile() (*Policy, error) {
 		InjectIncludeUsage:  c.InjectIncludeUsage == nil || *c.InjectIncludeUsage,
 		StripAcceptEncoding: c.StripAcceptEncoding == nil || *c.StripAcceptEncoding,
 		Identity:            c.IdentityHeaders.WithDefaults(),
+		TrustIdentity:       c.TrustIdentityHeaders == nil || *c.TrustIdentityHeaders,
 		MaxRequestBytes:     DefaultMaxRequestBytes,
 		HoldResponseBytes:   DefaultHoldResponseBytes,
 		MaxResponseBytes:    DefaultMaxResponseBytes,

@@ -30,6 +30,7 @@ func TestParseDefaults(t *testing.T) {
 		assert.Equal(t, int64(DefaultHoldResponseBytes), p.HoldResponseBytes)
 		assert.Equal(t, int64(DefaultMaxResponseBytes), p.MaxResponseBytes)
 		assert.Equal(t, "x-tollgate-token-quota", p.Identity.TokenQuota)
+		assert.True(t, p.TrustIdentity)
 		assert.Equal(t, apierror.StyleOpenAI, p.Style)
 	}
 }

@@ -54,11 +54,17 @@ type Identity struct {
 
 // Resolve finds the token quota of a request from its headers (get returns
 // "" for an absent header): the apikey filter's token quota when the
-// caller was identified and has one, else the static quota, else none
+// caller was identified and has one (and identity headers are trusted),
+// else the static quota, else none
 // (nil: the request is metered for metrics only). A malformed identity
 // header is an internal error: only the apikey filter writes it.
 func (p *Policy) Resolve(get func(name string) string) (*Quota, Identity, *apierror.Error) {
-	id, verified, err := identity.Parse(p.Identity, get)
+	var id identity.Identity
+	var verified bool
+	var err error
+	if p.TrustIdentity {
+		id, verified, err = identity.Parse(p.Identity, get)
+	}
 	if err != nil {
 		return nil, Identity{App: id.App, Verified: verified}, apierror.New(500, CodeInvalidIdentity,
 			"the gateway could not read the caller's token quota")

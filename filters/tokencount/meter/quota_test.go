@@ -90,6 +90,18 @@ func TestResolve(t *testing.T) {
 			wantID:  Identity{App: "blue", Verified: true},
 		},
 		{
+			name:    "untrusted identity headers are ignored",
+			cfg:     `{"trust_identity_headers": false, "static_quota": {"header": "x-team", "limit": 1000, "time_unit": "hour", "window": "rolling"}}`,
+			headers: map[string]string{"x-tollgate-app": "demo", "x-tollgate-token-quota": "999999999/1hour/rolling;scope=chat", "x-team": "blue"},
+			want:    &Quota{Key: Key{App: "blue", Product: "tokencount", Kind: "tokens"}, Spec: hourly, Metric: usage.MetricTotal, App: "blue"},
+			wantID:  Identity{App: "blue"},
+		},
+		{
+			name:    "untrusted identity headers, no static quota: unmetered",
+			cfg:     `{"trust_identity_headers": false}`,
+			headers: map[string]string{"x-tollgate-app": "demo", "x-tollgate-token-quota": "garbage"},
+		},
+		{
 			name:    "global static quota",
 			cfg:     global,
 			headers: map[string]string{"x-team": "blue"},

@@ -220,7 +220,7 @@ func (s *StreamCounter) Result(promptEstimate int64) Usage {
 // usage ("choices": [] and a usage object): the chunk the filter removes
 // again when it injected include_usage for a client that did not ask.
 func IsUsageOnlyChunk(ev *sse.Event) bool {
-	if !bytes.Contains(ev.Data, []byte(`"usage"`)) {
+	if !hasUsageObject(ev.Data) {
 		return false
 	}
 	var o object
@@ -230,6 +230,33 @@ func IsUsageOnlyChunk(ev *sse.Event) bool {
 	}
 	ch := o.get("choices")
 	return !ch.Exists() || ch.Type == gjson.Null || (ch.IsArray() && len(ch.Raw) > 0 && isEmptyArray(ch.Raw))
+}
+
+// hasUsageObject is a cheap pre-check before parsing: some "usage" key is
+// followed by an object. Chunks with "usage":null (OpenAI's content chunks
+// when include_usage is on) are answered without a parse.
+func hasUsageObject(data []byte) bool {
+	key := []byte(`"usage"`)
+	for {
+		i := bytes.Index(data, key)
+		if i < 0 {
+			return false
+		}
+		data = data[i+len(key):]
+		j := skipSpace(data, 0)
+		if j < len(data) && data[j] == ':' {
+			if k := skipSpace(data, j+1); k < len(data) && data[k] == '{' {
+				return true
+			}
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // isEmptyArray reports "[]" with any whitespace inside.

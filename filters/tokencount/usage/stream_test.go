@@ -182,6 +182,11 @@ func TestIsUsageOnlyChunk(t *testing.T) {
 		{`{"id":"x","choices":[],"usage":null}`, false},
 		{`{"id":"x","choices":[{"delta":{"content":"usage"}}]}`, false},
 		{`[DONE]`, false},
+		{"{\"choices\" : [],\n \"usage\" :\n\t{\"prompt_tokens\":1}}", true},
+		{`{"choices":[],"note":"\"usage\": {","usage":{"prompt_tokens":1}}`, true},
+		{`{"choices":[{"delta":{"content":"\"usage\":{"}}],"usage":null}`, false},
+		{`{"choices":[],"usage"`, false},
+		{`{"choices":[],"usage":`, false},
 	}
 	for _, tc := range tests {
 		ev := sse.Event{Data: []byte(tc.data)}
