@@ -19,9 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
+	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/keystore"
 	"github.com/tollgate/tollgate/keystore/model"
-	"github.com/tollgate/tollgate/keystore/store/redistest"
 )
 
 // lockedBuffer is an io.Writer safe for the server goroutine's logs.
@@ -264,9 +264,9 @@ func TestKeysSurviveRestart(t *testing.T) {
 func TestServeRedisReplicasShareState(t *testing.T) {
 	rs := redistest.Start(t)
 	token := "shared-admin-token-0123456789"
-	environ := map[string]string{envRedis: rs.URL, keystore.AdminTokenEnv: token}
+	environ := map[string]string{envRedis: rs.URL(), keystore.AdminTokenEnv: token}
 	a := startServe(t, environ, "--data-dir", t.TempDir())
-	b := startServe(t, nil, "--redis", rs.URL, "--admin-token", token, "--data-dir", t.TempDir())
+	b := startServe(t, nil, "--redis", rs.URL(), "--admin-token", token, "--data-dir", t.TempDir())
 	assert.Contains(t, a.logs.String(), "backend=redis")
 
 	ea := map[string]string{envAdminURL: "http://" + a.admin, keystore.AdminTokenEnv: token}
@@ -432,8 +432,8 @@ func TestServeMountsQuotaCounters(t *testing.T) {
 	})
 	t.Run("redis replicas share counts", func(t *testing.T) {
 		rs := redistest.Start(t)
-		a := startServe(t, nil, "--redis", rs.URL, "--admin-token", "shared-admin-token-0123456789", "--data-dir", t.TempDir())
-		b := startServe(t, nil, "--redis", rs.URL, "--admin-token", "shared-admin-token-0123456789", "--data-dir", t.TempDir())
+		a := startServe(t, nil, "--redis", rs.URL(), "--admin-token", "shared-admin-token-0123456789", "--data-dir", t.TempDir())
+		b := startServe(t, nil, "--redis", rs.URL(), "--admin-token", "shared-admin-token-0123456789", "--data-dir", t.TempDir())
 		_, body := consume(t, a.data, 1)
 		require.True(t, gjson.Get(body, "allowed").Bool(), body)
 		_, body = consume(t, b.data, 1)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/counter/countertest"
-	"github.com/tollgate/tollgate/counter/redistest"
+	"github.com/tollgate/tollgate/internal/redistest"
 )
 
 // benchParallelism is the number of in-flight callers per GOMAXPROCS: the

@@ -12,7 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/counter/countertest"
-	"github.com/tollgate/tollgate/counter/redistest"
+	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/window"
 )
 

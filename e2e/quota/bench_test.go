@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/counter/redistest"
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/internal/redistest"
 )
 
 // BenchmarkAddedLatency measures the latency the quota filter adds to bare

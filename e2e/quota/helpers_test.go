@@ -27,9 +27,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/counter/redistest"
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/filters/quota/policy"
+	"github.com/tollgate/tollgate/internal/redistest"
 )
 
 // tollgateBin is the CLI built once by TestMain.

@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/keystore/model"
-	"github.com/tollgate/tollgate/keystore/store/redistest"
 )
 
 // backend opens a fresh, empty store, plus a way to open a second handle on
@@ -57,7 +57,7 @@ func backends() []backend {
 			srv := redistest.Start(t)
 			openOne := func(t *testing.T) Store {
 				t.Helper()
-				b, err := OpenBackend(context.Background(), BackendOptions{RedisURL: srv.URL, RedisPrefix: "test:"})
+				b, err := OpenBackend(context.Background(), BackendOptions{RedisURL: srv.URL(), RedisPrefix: "test:"})
 				require.NoError(t, err)
 				t.Cleanup(func() { require.NoError(t, b.Close()) })
 				s, err := b.Keystore(WithClock(testClock))
@@ -340,7 +340,7 @@ func TestRedisReplicasShareState(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	open := func() Store {
-		b, err := OpenBackend(ctx, BackendOptions{RedisURL: srv.URL})
+		b, err := OpenBackend(ctx, BackendOptions{RedisURL: srv.URL()})
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, b.Close()) })
 		assert.Equal(t, "redis", b.Kind())
