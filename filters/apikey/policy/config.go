@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Modes of the filter.
@@ -209,13 +210,8 @@ func ParseConfig(raw []byte) (*Policy, error) {
 	}
 	var c Config
 	if len(bytes.TrimSpace(raw)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
+		if err := config.Decode(raw, &c); err != nil {
 			return nil, fmt.Errorf("configuration: %w", err)
-		}
-		if dec.More() {
-			return nil, errors.New("configuration: trailing data after the JSON object")
 		}
 	}
 	return c.compile()

@@ -85,6 +85,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"not json", `{`, "configuration"},
 		{"unknown field", `{"cache_ttl":"1s"}`, "unknown field"},
 		{"trailing", `{} {}`, "trailing data"},
+		{"stray closing brace", `{}}`, "trailing data"},
 		{"bad mode", `{"mode":"audit"}`, `mode "audit"`},
 		{"bad style", `{"error_style":"xml"}`, "error_style"},
 		{"bad failure", `{"failure_mode":"maybe"}`, "failure_mode"},

@@ -8,13 +8,12 @@ package route
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Header names used when the configuration leaves them out.
@@ -200,13 +199,8 @@ func (p *Policy) Lookup(name string) (*Model, bool) {
 func Parse(data []byte) (*Policy, error) {
 	var c Config
 	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
+		if err := config.Decode(data, &c); err != nil {
 			return nil, fmt.Errorf("modelroute config: %w", err)
-		}
-		if dec.More() {
-			return nil, errors.New("modelroute config: trailing data after the JSON object")
 		}
 	}
 	return c.Compile()

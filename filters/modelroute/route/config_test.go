@@ -126,6 +126,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"not json", `{`, "modelroute config"},
 		{"trailing", `{} {}`, "trailing data"},
+		{"stray closing brace", `{}}`, "trailing data"},
 		{"unknown field", `{"routing_headr":"x"}`, `unknown field "routing_headr"`},
 		{"bad header", `{"routing_header":"x model"}`, `routing_header "x model" is not a valid header name`},
 		{"pseudo header", `{"routing_header":":authority"}`, "not a valid header name"},

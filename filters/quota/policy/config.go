@@ -5,8 +5,6 @@
 package policy
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -224,13 +223,8 @@ func ParseConfig(raw []byte) (*Policy, error) {
 		return nil, fmt.Errorf("configuration is %d bytes; the limit is %d", len(raw), MaxConfigLen)
 	}
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := config.Decode(raw, &c); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("configuration: trailing data after the JSON object")
 	}
 	return c.compile()
 }

@@ -83,6 +83,7 @@ func TestParseErrors(t *testing.T) {
 		{"not an object", `[]`, "cannot unmarshal"},
 		{"unknown field", `{` + keys + `, "modes": "x"}`, "unknown field"},
 		{"trailing data", `{` + keys + `} {}`, "trailing data"},
+		{"stray closing brace", `{` + keys + `}}`, "trailing data"},
 		{"no key sources", `{}`, "key_sources is required"},
 		{"two kinds in one source", `{"key_sources": [{"identity": true, "client_ip": true}]}`, "exactly one"},
 		{"bad header source", `{"key_sources": [{"header": "x y"}]}`, "not a header name"},
