@@ -53,6 +53,9 @@ func (u Upstream) URL() string {
 // ParseUpstream reads UPSTREAM: http(s)://host[:port], optionally ending in
 // /v1 (the OpenAI base path, which requests carry themselves).
 func ParseUpstream(raw string) (Upstream, error) {
+	if !strings.Contains(raw, "://") {
+		return Upstream{}, fmt.Errorf("UPSTREAM %q: want http://host:port or https://host", raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return Upstream{}, fmt.Errorf("UPSTREAM %q: %w", raw, err)

@@ -1,0 +1,178 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+)
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// lines collects a process's output and signals when a line matches.
+type lines struct {
+	mu   sync.Mutex
+	all  []string
+	seen chan struct{}
+	want string
+	once sync.Once
+}
+
+func (l *lines) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		l.mu.Lock()
+		l.all = append(l.all, sc.Text())
+		l.mu.Unlock()
+		if strings.Contains(sc.Text(), l.want) {
+			l.once.Do(func() { close(l.seen) })
+		}
+	}
+}
+
+func (l *lines) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.all, "\n")
+}
+
+// The banner's key and curl command, as a user would copy them.
+var (
+	bannerKey  = regexp.MustCompile(`API key\s+(tg_[A-Za-z0-9]+)`)
+	bannerURL  = regexp.MustCompile(`curl -s (http://\S+)`)
+	bannerBody = regexp.MustCompile(`-d '(\{.*\})'`)
+)
+
+// TestRunDemo runs `make run`'s program on free ports with a fresh data
+// dir, follows the printed curl, and stops it the way Ctrl-C does.
+func TestRunDemo(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	envoy, err := envoytest.FindEnvoy()
+	require.NoError(t, err)
+	buildDir, err := envoytest.BuildDir()
+	require.NoError(t, err)
+	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount"} {
+		envoytest.WasmPath(t, f)
+	}
+	addrs := map[string]string{}
+	for _, k := range []string{"listen", "admin", "keystore", "keystore-admin", "mock"} {
+		addrs[k] = freeAddr(t)
+	}
+	dataDir := t.TempDir()
+	args := []string{"--data-dir", dataDir, "--envoy", envoy, "--tollgate", built.tollgate, "--build-dir", buildDir,
+		"--config", filepath.Join(root, "examples", "envoy", "gateway.yaml"),
+		"--products", filepath.Join(root, "examples", "demo-products.yaml")}
+	for k, v := range addrs {
+		args = append(args, "--"+k, v)
+	}
+	cmd := exec.Command(built.runDemo, args...)
+	cmd.Dir = root
+	cmd.Env = append(cmd.Environ(), "UPSTREAM=", "PORT=")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	out := &lines{seen: make(chan struct{}), want: "Press Ctrl-C to stop"}
+	errs := &lines{seen: make(chan struct{}), want: "\x00never"}
+	require.NoError(t, cmd.Start())
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); out.read(stdout) }()
+	go func() { defer readers.Done(); errs.read(stderr) }()
+	exited := make(chan error, 1)
+	go func() {
+		readers.Wait()
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+
+	select {
+	case <-out.seen:
+	case err := <-exited:
+		t.Fatalf("run-demo exited before it was ready (%v):\n%s\n%s", err, out.text(), errs.text())
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("run-demo not ready after 3 minutes:\n%s\n%s", out.text(), errs.text())
+	}
+	banner := out.text()
+	key := bannerKey.FindStringSubmatch(banner)
+	url := bannerURL.FindStringSubmatch(banner)
+	body := bannerBody.FindStringSubmatch(banner)
+	require.NotNil(t, key, banner)
+	require.NotNil(t, url, banner)
+	require.NotNil(t, body, banner)
+	assert.Equal(t, "http://"+addrs["listen"]+"/v1/chat/completions", url[1])
+	assert.Regexp(t, `Tollgate is ready in \d+\.\ds`, banner)
+
+	// The printed curl, as a user would paste it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url[1], strings.NewReader(body[1]))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+key[1])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", raw)
+	var completion struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+		Usage struct {
+			TotalTokens int `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &completion))
+	require.Len(t, completion.Choices, 1)
+	assert.NotEmpty(t, completion.Choices[0].Message.Content)
+	assert.Positive(t, completion.Usage.TotalTokens)
+
+	// Ctrl-C: everything stops, and every port is free again.
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "run-demo exit status:\n%s\n%s", out.text(), errs.text())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("run-demo did not stop within 60s of SIGINT:\n%s", errs.text())
+	}
+	assert.Contains(t, out.text(), "stopped everything")
+	for k, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if assert.NoError(t, err, "%s (%s) still in use after Ctrl-C", k, a) {
+			ln.Close()
+		}
+	}
+	for _, p := range []string{"envoy", "keystore", "mock-llm"} {
+		assert.Contains(t, errs.text(), "msg=stopped process="+p)
+	}
+}

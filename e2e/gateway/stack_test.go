@@ -1,0 +1,314 @@
+// Package gateway_test runs the whole product end to end: the keystore
+// (`tollgate serve`), the mock model server, and real Envoy loading
+// examples/envoy/gateway.yaml with all four filters (apikey → quota →
+// modelroute → tokencount). The official OpenAI Go SDK is the client:
+// chat (JSON and streaming), completions, embeddings and models succeed;
+// 401/403/404/429 surface as the SDK's typed errors with the gateway's
+// message; streamed deltas arrive while the upstream is still generating;
+// labelled metrics appear in /stats/prometheus. It also runs `make run`'s
+// program (scripts/run-demo), follows its printed curl and stops it with
+// Ctrl-C. The full-chain benchmark lives in bench_test.go.
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/keystore"
+	"github.com/tollgate/tollgate/keystore/client"
+	"github.com/tollgate/tollgate/mockllm"
+	"github.com/tollgate/tollgate/scripts/run-demo/demo"
+)
+
+// bins are the programs TestMain builds once.
+type bins struct {
+	tollgate, runDemo string
+}
+
+// built is set by TestMain before any test runs and only read afterwards.
+var built bins
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "tollgate-e2e-gateway-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	root, err := envoytest.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	built = bins{tollgate: filepath.Join(dir, "tollgate"), runDemo: filepath.Join(dir, "run-demo")}
+	for out, pkg := range map[string]string{built.tollgate: "./cmd/tollgate", built.runDemo: "./scripts/run-demo"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, b)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// keystoreProc is one `tollgate serve` on loopback with an embedded store.
+type keystoreProc struct {
+	data, admin string
+	client      *client.Client
+	cmd         *exec.Cmd
+	done        chan struct{}
+	log         *bytes.Buffer
+}
+
+// startKeystore runs `tollgate serve` on free loopback ports and returns
+// once it listens; the test's cleanup stops it.
+func startKeystore(t testing.TB) *keystoreProc {
+	t.Helper()
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready.json")
+	k := &keystoreProc{done: make(chan struct{}), log: &bytes.Buffer{}}
+	k.cmd = exec.Command(built.tollgate, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--data-dir", dir, "--ready-file", ready)
+	k.cmd.Stdout, k.cmd.Stderr = k.log, k.log
+	require.NoError(t, k.cmd.Start())
+	go func() {
+		_ = k.cmd.Wait()
+		close(k.done)
+	}()
+	t.Cleanup(func() {
+		_ = k.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-k.done:
+		case <-time.After(15 * time.Second):
+			_ = k.cmd.Process.Kill()
+			<-k.done
+		}
+		if t.Failed() {
+			t.Logf("keystore log:\n%s", k.log.String())
+		}
+	})
+	var addrs map[string]string
+	envoytest.Eventually(t, 20*time.Second, func() bool {
+		select {
+		case <-k.done:
+			t.Fatalf("tollgate serve exited:\n%s", k.log.String())
+		default:
+		}
+		raw, err := os.ReadFile(ready)
+		return err == nil && json.Unmarshal(raw, &addrs) == nil
+	}, "tollgate serve never wrote its ready file")
+	k.data, k.admin = addrs["data"], addrs["admin"]
+	token, err := keystore.ReadAdminTokenFile(dir)
+	require.NoError(t, err)
+	k.client, err = client.New("http://"+k.admin, token)
+	require.NoError(t, err)
+	return k
+}
+
+// gate holds back an upstream response: requests carrying gateHeader get
+// their first gateEvents writes through and the rest only after release, so
+// a test can prove that a stream's first deltas reach the client while the
+// upstream is still producing.
+type gate struct {
+	mu       sync.Mutex
+	released chan struct{}
+	held     chan struct{} // closed when a response reached the gate
+}
+
+const (
+	gateHeader = "X-Test-Gate"
+	gateEvents = 2 // the role chunk and the first token
+)
+
+func newGate() *gate { return &gate{released: make(chan struct{}), held: make(chan struct{})} }
+
+// release lets held responses go on.
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.released:
+	default:
+		close(g.released)
+	}
+}
+
+// gatedWriter passes the first writes and blocks later ones on the gate.
+type gatedWriter struct {
+	http.ResponseWriter
+	g      *gate
+	ctx    context.Context
+	writes int
+}
+
+// Write counts events; from the (gateEvents+1)th on it waits for release.
+func (w *gatedWriter) Write(p []byte) (int, error) {
+	w.writes++
+	if w.writes > gateEvents {
+		w.g.mu.Lock()
+		select {
+		case <-w.g.held:
+		default:
+			close(w.g.held)
+		}
+		w.g.mu.Unlock()
+		select {
+		case <-w.g.released:
+		case <-w.ctx.Done():
+			return 0, w.ctx.Err()
+		}
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the real writer's Flush.
+func (w *gatedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// upstream is the model server behind the chain: mockllm with an optional
+// gate, and a record of the model names it was asked for.
+type upstream struct {
+	srv    *httptest.Server
+	gate   *gate
+	mu     sync.Mutex
+	models []string
+}
+
+func startUpstream(t testing.TB) *upstream {
+	t.Helper()
+	u := &upstream{gate: newGate()}
+	mock := mockllm.New(mockllm.Options{Models: append(mockllm.DefaultModels(), "*")})
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(gateHeader) != "" {
+			w = &gatedWriter{ResponseWriter: w, g: u.gate, ctx: r.Context()}
+		}
+		mock.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		u.gate.release()
+		u.srv.Close()
+	})
+	return u
+}
+
+// addr returns host and port of the upstream.
+func (u *upstream) hostPort(t testing.TB) (string, int) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(u.srv.Listener.Addr().String())
+	require.NoError(t, err)
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	return host, p
+}
+
+// stack is the running product.
+type stack struct {
+	envoy    *envoytest.Envoy
+	keystore *keystoreProc
+	up       *upstream
+	keys     map[string]string // app → key
+}
+
+// url is the gateway's base URL for SDK clients ("http://host:port/v1").
+func (s *stack) url() string { return "http://" + s.envoy.ListenerAddr() + "/v1" }
+
+// renderGateway renders examples/envoy/gateway.yaml for the test's
+// keystore and upstream, with Envoy choosing its ports and the harness's
+// access log.
+func renderGateway(t testing.TB, ksData string, up demo.Upstream) string {
+	t.Helper()
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", "gateway.yaml"))
+	require.NoError(t, err)
+	buildDir, err := envoytest.BuildDir()
+	require.NoError(t, err)
+	buildDir, err = filepath.Abs(buildDir)
+	require.NoError(t, err)
+	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount"} {
+		envoytest.WasmPath(t, f)
+	}
+	out, err := demo.Render(src, demo.RenderOptions{
+		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Keystore: ksData, Upstream: up,
+		BuildDir: buildDir, AccessLog: "{{.AccessLog}}",
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(string(out), "{{"), "the rendered config must hold no template action but the access log")
+	return string(out)
+}
+
+// startStack starts keystore, upstream and Envoy with the example chain,
+// applies testdata/products.yaml and issues one key per app.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	ks := startKeystore(t)
+	up := startUpstream(t)
+	host, port := up.hostPort(t)
+	yml := renderGateway(t, ks.data, demo.Upstream{Host: host, Port: port})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	raw, err := os.ReadFile(filepath.Join("testdata", "products.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, demo.ApplyProducts(ctx, ks.client, "testdata/products.yaml", raw))
+	s := &stack{keystore: ks, up: up, keys: map[string]string{}}
+	for app, product := range map[string]string{"sdk": "gw-full", "gemma": "gw-gemma", "two": "gw-two-requests", "few": "gw-few-tokens"} {
+		k, err := demo.IssueKey(ctx, ks.client, demo.Account{Developer: "e2e@tollgate.test", App: app, Products: []string{product}})
+		require.NoError(t, err)
+		s.keys[app] = k.Secret
+	}
+	s.envoy = envoytest.Start(t, envoytest.Config{YAML: yml, ListenerName: "gateway", StartTimeout: 3 * time.Minute})
+	return s
+}
+
+// accessEntry is one line of the example's access log.
+type accessEntry struct {
+	Method           string `json:"method"`
+	Path             string `json:"path"`
+	Status           int    `json:"status"`
+	App              string `json:"app"`
+	Model            string `json:"model"`
+	Target           string `json:"target"`
+	PromptTokens     string `json:"prompt_tokens"`
+	CompletionTokens string `json:"completion_tokens"`
+	TotalTokens      string `json:"total_tokens"`
+}
+
+// accessLog reads the access log entries written so far.
+func (s *stack) accessLog(t testing.TB) []accessEntry {
+	t.Helper()
+	raw, err := os.ReadFile(s.envoy.AccessLogPath)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	require.NoError(t, err)
+	var out []accessEntry
+	for _, line := range strings.Split(string(raw), "\n") {
+		var e accessEntry
+		if json.Unmarshal([]byte(line), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}

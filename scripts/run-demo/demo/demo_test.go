@@ -1,0 +1,279 @@
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/keystore"
+	"github.com/tollgate/tollgate/keystore/client"
+	"github.com/tollgate/tollgate/keystore/store"
+)
+
+// exampleConfig is the configuration `make run` renders.
+func exampleConfig(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "examples", "envoy", "gateway.yaml"))
+	require.NoError(t, err)
+	return b
+}
+
+func TestParseUpstream(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Upstream
+		err  string
+	}{
+		{in: "http://127.0.0.1:8000", want: Upstream{Host: "127.0.0.1", Port: 8000}},
+		{in: "http://vllm.internal:8000/v1", want: Upstream{Host: "vllm.internal", Port: 8000}},
+		{in: "http://localhost/", want: Upstream{Host: "localhost", Port: 80}},
+		{in: "https://api.openai.com/v1/", want: Upstream{TLS: true, Host: "api.openai.com", Port: 443}},
+		{in: "http://[::1]:9000", want: Upstream{Host: "::1", Port: 9000}},
+		{in: "ftp://x", err: "want http"},
+		{in: "127.0.0.1:8000", err: "want http"},
+		{in: "http://", err: "no host"},
+		{in: "http://h:0", err: "bad port"},
+		{in: "http://h:99999", err: "bad port"},
+		{in: "http://user:pw@h", err: "credentials"},
+		{in: "http://h/api/v2", err: "base paths"},
+		{in: "http://h/?x=1", err: "query"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseUpstream(tt.in)
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func FuzzParseUpstream(f *testing.F) {
+	for _, s := range []string{"http://127.0.0.1:8000", "https://h/v1", "http://[::1]:1", "x", "http://h:65536", "http://%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := ParseUpstream(s)
+		if err != nil {
+			return
+		}
+		if u.Host == "" || u.Port < 1 || u.Port > 65535 {
+			t.Fatalf("ParseUpstream(%q) = %+v without error", s, u)
+		}
+	})
+}
+
+// rendered decodes a rendered configuration.
+func rendered(t *testing.T, o RenderOptions) map[string]any {
+	t.Helper()
+	out, err := Render(exampleConfig(t), o)
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, yaml.Unmarshal(out, &doc))
+	return doc
+}
+
+// dig walks maps and lists.
+func dig(t *testing.T, v any, path ...any) any {
+	t.Helper()
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			require.True(t, ok, "not a map at %v", k)
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			require.True(t, ok, "not a list at %d", k)
+			require.Less(t, k, len(l))
+			v = l[k]
+		}
+	}
+	return v
+}
+
+// clusterByName finds a cluster.
+func clusterByName(t *testing.T, doc map[string]any, name string) map[string]any {
+	t.Helper()
+	for _, c := range dig(t, doc, "static_resources", "clusters").([]any) {
+		if c.(map[string]any)["name"] == name {
+			return c.(map[string]any)
+		}
+	}
+	t.Fatalf("no cluster %s", name)
+	return nil
+}
+
+// endpoint returns a cluster's only address.
+func endpoint(t *testing.T, c map[string]any) (string, int) {
+	t.Helper()
+	sa := dig(t, c, "load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address").(map[string]any)
+	return sa["address"].(string), sa["port_value"].(int)
+}
+
+// hcm returns the HTTP connection manager config.
+func hcm(t *testing.T, doc map[string]any) map[string]any {
+	t.Helper()
+	return dig(t, doc, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config").(map[string]any)
+}
+
+func TestRenderLocal(t *testing.T) {
+	doc := rendered(t, RenderOptions{
+		Listen: "127.0.0.1:18080", Admin: "127.0.0.1:0", Keystore: "127.0.0.1:18420",
+		Upstream: Upstream{Host: "127.0.0.1", Port: 18000}, BuildDir: "/opt/tollgate/build", AccessLog: "/tmp/a.log",
+	})
+	assert.Equal(t, 18080, dig(t, doc, "static_resources", "listeners", 0, "address", "socket_address", "port_value"))
+	assert.Equal(t, 0, dig(t, doc, "admin", "address", "socket_address", "port_value"))
+	assert.Equal(t, "127.0.0.1", dig(t, doc, "admin", "address", "socket_address", "address"))
+	for _, name := range ModelClusters() {
+		c := clusterByName(t, doc, name)
+		host, port := endpoint(t, c)
+		assert.Equal(t, "127.0.0.1", host)
+		assert.Equal(t, 18000, port)
+		assert.Equal(t, "STATIC", c["type"])
+		assert.Nil(t, c["transport_socket"])
+	}
+	_, port := endpoint(t, clusterByName(t, doc, KeystoreCluster))
+	assert.Equal(t, 18420, port)
+	h := hcm(t, doc)
+	assert.Equal(t, "/tmp/a.log", dig(t, h, "access_log", 0, "typed_config", "path"))
+	names := []string{}
+	for _, f := range dig(t, h, "http_filters").([]any) {
+		fm := f.(map[string]any)
+		names = append(names, fm["name"].(string))
+		if file, ok := dig(t, fm, "typed_config").(map[string]any)["config"]; ok {
+			fn := dig(t, file, "vm_config", "code", "local", "filename").(string)
+			assert.Equal(t, "/opt/tollgate/build/"+fm["name"].(string)+".wasm", fn)
+		}
+	}
+	assert.Equal(t, []string{"apikey", "quota", "modelroute", "tokencount", "envoy.filters.http.router"}, names, "the chain order")
+	assert.Nil(t, dig(t, h, "route_config", "virtual_hosts", 0, "request_headers_to_add"))
+}
+
+func TestRenderExternalUpstream(t *testing.T) {
+	doc := rendered(t, RenderOptions{
+		Upstream: Upstream{TLS: true, Host: "api.example.com", Port: 443, APIKey: "sk-test"}, AnyModel: true,
+	})
+	for _, name := range ModelClusters() {
+		c := clusterByName(t, doc, name)
+		assert.Equal(t, "LOGICAL_DNS", c["type"])
+		assert.Equal(t, "api.example.com", dig(t, c, "transport_socket", "typed_config", "sni"))
+	}
+	h := hcm(t, doc)
+	vh := dig(t, h, "route_config", "virtual_hosts", 0)
+	assert.Equal(t, "Bearer sk-test", dig(t, vh, "request_headers_to_add", 0, "header", "value"))
+	for _, r := range dig(t, vh, "routes").([]any) {
+		assert.Equal(t, true, dig(t, r, "route", "auto_host_rewrite"))
+	}
+	for _, f := range dig(t, h, "http_filters").([]any) {
+		fm := f.(map[string]any)
+		if fm["name"] != "modelroute" {
+			continue
+		}
+		raw := dig(t, fm, "typed_config", "config", "configuration", "value").(string)
+		var cfg map[string]any
+		require.NoError(t, json.Unmarshal([]byte(raw), &cfg), raw)
+		assert.Equal(t, "passthrough", cfg["unknown_models"])
+		assert.NotEmpty(t, cfg["models"])
+	}
+	// Unset options keep the example's addresses.
+	_, port := endpoint(t, clusterByName(t, doc, KeystoreCluster))
+	assert.Equal(t, 8420, port)
+	assert.Equal(t, 8080, dig(t, doc, "static_resources", "listeners", 0, "address", "socket_address", "port_value"))
+}
+
+func TestRenderErrors(t *testing.T) {
+	example := string(exampleConfig(t))
+	tests := []struct {
+		name string
+		src  string
+		o    RenderOptions
+		err  string
+	}{
+		{"not yaml", "admin: [", RenderOptions{}, "parse gateway config"},
+		{"no static resources", "admin: {address: {}}", RenderOptions{}, "static_resources"},
+		{"bad listen address", example, RenderOptions{Listen: "nowhere"}, "address \"nowhere\""},
+		{"bad port", example, RenderOptions{Keystore: "127.0.0.1:x"}, "bad port"},
+		{"missing keystore cluster", strings.Replace(example, "- name: keystore\n", "- name: elsewhere\n", 1), RenderOptions{}, `cluster "keystore" is missing`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Render([]byte(tt.src), tt.o)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.err)
+		})
+	}
+}
+
+// startKeystore serves a keystore in-process on loopback.
+func startKeystore(t *testing.T) *client.Client {
+	t.Helper()
+	ctx := context.Background()
+	b, err := store.OpenBackend(ctx, store.BackendOptions{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	st, err := b.Keystore()
+	require.NoError(t, err)
+	const token = "demo-test-admin-token-0123456789abcdef"
+	svc, err := keystore.New(keystore.Config{Store: st, AdminToken: token, Backend: b.Kind()})
+	require.NoError(t, err)
+	srv := httptest.NewServer(svc.AdminHandler())
+	t.Cleanup(srv.Close)
+	c, err := client.New(srv.URL, token)
+	require.NoError(t, err)
+	return c
+}
+
+func TestApplyProductsAndIssueKey(t *testing.T) {
+	c := startKeystore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	path := filepath.Join("..", "..", "..", "examples", "demo-products.yaml")
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, ApplyProducts(ctx, c, path, raw))
+	require.NoError(t, ApplyProducts(ctx, c, path, raw), "applying twice is fine")
+	products, err := c.ListProducts(ctx)
+	require.NoError(t, err)
+	assert.Len(t, products, 2)
+
+	a := Account{Developer: "demo@tollgate.local", App: "demo", Products: []string{"demo"}, KeyLifetime: "720h"}
+	first, err := IssueKey(ctx, c, a)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(first.Secret, "tg_"))
+	second, err := IssueKey(ctx, c, a)
+	require.NoError(t, err)
+	assert.NotEqual(t, first.Secret, second.Secret)
+	keys, err := c.ListKeys(ctx, "demo")
+	require.NoError(t, err)
+	require.Len(t, keys, 1, "a new run replaces the previous key")
+	assert.Equal(t, second.ID, keys[0].ID)
+	assert.False(t, keys[0].ExpiresAt.IsZero())
+
+	// Switching products (make run UPSTREAM=…) recreates the app.
+	a.Products = []string{"demo-open"}
+	_, err = IssueKey(ctx, c, a)
+	require.NoError(t, err)
+	apps, err := c.ListApps(ctx, a.Developer)
+	require.NoError(t, err)
+	require.Len(t, apps, 1)
+	assert.Equal(t, []string{"demo-open"}, apps[0].Products)
+
+	err = ApplyProducts(ctx, c, "bad.yaml", []byte("apiVersion: tollgate.dev/v1\nkind: Nope\n"))
+	assert.ErrorContains(t, err, "bad.yaml")
+	_, err = IssueKey(ctx, c, Account{Developer: "demo@tollgate.local", App: "x", Products: []string{"no-such-product"}})
+	assert.ErrorContains(t, err, "create app")
+}
