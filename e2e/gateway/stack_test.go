@@ -92,6 +92,7 @@ func startKeystore(t testing.TB) *keystoreProc {
 	k.cmd = exec.Command(built.tollgate, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", dir, "--ready-file", ready)
 	k.cmd.Stdout, k.cmd.Stderr = k.log, k.log
+	k.cmd.SysProcAttr = childAttr()
 	require.NoError(t, k.cmd.Start())
 	go func() {
 		_ = k.cmd.Wait()
@@ -260,7 +261,7 @@ func renderGateway(t testing.TB, ksData string, up demo.Upstream) string {
 
 // startStack starts keystore, upstream and Envoy with the example chain,
 // applies testdata/products.yaml and issues one key per app.
-func startStack(t *testing.T) *stack {
+func startStack(t testing.TB) *stack {
 	t.Helper()
 	ks := startKeystore(t)
 	up := startUpstream(t)

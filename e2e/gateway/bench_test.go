@@ -1,0 +1,307 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/scripts/run-demo/demo"
+)
+
+// Full-chain benchmark: bare Envoy and Envoy with the example chain, in the
+// same run, in front of the same in-process mock model server.
+//
+//	go test -run '^$' -bench FullChain -benchtime 20000x ./e2e/gateway/
+//
+// Each sub-benchmark sends b.N requests from 1 and from
+// TOLLGATE_BENCH_CONCURRENCY (default 8) closed-loop clients, each on its
+// own connection, and reports req/s and the
+// p50 / p99 round trip (for streams also the time to the first byte).
+// BenchmarkChainMemory reports Envoy's resident memory after
+// TOLLGATE_BENCH_REQUESTS (default 100000) requests; see docs/benchmarks.md.
+
+// benchEnv reads a positive integer from the environment.
+func benchEnv(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// loadResult is what a load run measured.
+type loadResult struct {
+	n       int
+	elapsed time.Duration
+	total   []time.Duration // request sent → last byte read
+	first   []time.Duration // request sent → first body byte
+	status  map[int]int
+}
+
+// quantile returns the q-quantile of sorted durations.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[int(q*float64(len(d)-1))]
+}
+
+// report adds the run's numbers to the benchmark output.
+func (r loadResult) report(b *testing.B, stream bool) {
+	b.ReportMetric(float64(r.n)/r.elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(quantile(r.total, 0.5).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(quantile(r.total, 0.99).Microseconds()), "p99-µs")
+	if stream {
+		b.ReportMetric(float64(quantile(r.first, 0.5).Microseconds()), "ttfb-p50-µs")
+	}
+	b.ReportMetric(0, "ns/op") // wall time per op is meaningless with concurrent clients
+}
+
+// request is one benchmark request shape.
+type request struct {
+	path, body string
+	stream     bool
+}
+
+// benchRequests are the shapes measured: a short chat completion, JSON and
+// streamed. llama-3.1-8b is not rewritten by modelroute, so bare Envoy and
+// the chain send the upstream byte-identical bodies and get identical replies.
+func benchRequests() map[string]request {
+	msgs := `"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the gateway in one line."}]`
+	return map[string]request{
+		"json":   {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + msgs + `,"max_tokens":16}`},
+		"stream": {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + msgs + `,"max_tokens":16,"stream":true}`, stream: true},
+	}
+}
+
+// runLoad sends n requests to base+req.path from conc clients, each on its
+// own connection, and measures every round trip.
+func runLoad(ctx context.Context, base, key string, req request, n, conc int) (loadResult, error) {
+	var next atomic.Int64
+	res := loadResult{n: n, status: map[int]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errc := make(chan error, conc)
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+			var total, first []time.Duration
+			status := map[int]int{}
+			buf := make([]byte, 32<<10)
+			for next.Add(1) <= int64(n) {
+				r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+req.path, strings.NewReader(req.body))
+				if err != nil {
+					errc <- err
+					return
+				}
+				r.Header.Set("Content-Type", "application/json")
+				if key != "" {
+					r.Header.Set("Authorization", "Bearer "+key)
+				}
+				t0 := time.Now()
+				resp, err := c.Do(r)
+				if err != nil {
+					errc <- err
+					return
+				}
+				var tFirst time.Duration
+				for {
+					k, err := resp.Body.Read(buf)
+					if k > 0 && tFirst == 0 {
+						tFirst = time.Since(t0)
+					}
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						resp.Body.Close()
+						errc <- fmt.Errorf("read body: %w", err)
+						return
+					}
+				}
+				resp.Body.Close()
+				total = append(total, time.Since(t0))
+				first = append(first, tFirst)
+				status[resp.StatusCode]++
+			}
+			mu.Lock()
+			res.total = append(res.total, total...)
+			res.first = append(res.first, first...)
+			for k, v := range status {
+				res.status[k] += v
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	close(errc)
+	if err := <-errc; err != nil {
+		return res, err
+	}
+	slices.Sort(res.total)
+	slices.Sort(res.first)
+	if res.status[http.StatusOK] != n {
+		return res, fmt.Errorf("not every request succeeded: %v", res.status)
+	}
+	return res, nil
+}
+
+// benchStack is the chain plus a bare Envoy on the same upstream.
+type benchStack struct {
+	*stack
+	bare *envoytest.Envoy
+}
+
+func startBenchStack(b *testing.B) *benchStack {
+	b.Helper()
+	s := startStack(b)
+	bare := envoytest.Start(b, envoytest.Config{
+		Clusters: []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}},
+		Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream", Timeout: 300 * time.Second}},
+	})
+	return &benchStack{stack: s, bare: bare}
+}
+
+func BenchmarkFullChain(b *testing.B) {
+	s := startBenchStack(b)
+	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
+	key := s.keys["sdk"]
+	// Warm both: the chain's key cache, every worker's VMs, connections.
+	for _, req := range benchRequests() {
+		if _, err := runLoad(b.Context(), "http://"+s.envoy.ListenerAddr(), key, req, 200, conc); err != nil {
+			b.Fatalf("warm-up chain: %v", err)
+		}
+		if _, err := runLoad(b.Context(), "http://"+s.bare.ListenerAddr(), "", req, 200, conc); err != nil {
+			b.Fatalf("warm-up bare: %v", err)
+		}
+	}
+	for _, shape := range []string{"json", "stream"} {
+		req := benchRequests()[shape]
+		for _, c := range []int{1, conc} {
+			for _, target := range []string{"bare", "chain"} {
+				b.Run(fmt.Sprintf("%s/c%d/%s", shape, c, target), func(b *testing.B) {
+					base, k := "http://"+s.bare.ListenerAddr(), ""
+					if target == "chain" {
+						base, k = "http://"+s.envoy.ListenerAddr(), key
+					}
+					res, err := runLoad(b.Context(), base, k, req, b.N, c)
+					if err != nil {
+						b.Fatal(err)
+					}
+					res.report(b, req.stream)
+				})
+			}
+		}
+	}
+}
+
+// rssMiB is an Envoy's resident memory in MiB.
+func rssMiB(b *testing.B, e *envoytest.Envoy) float64 {
+	b.Helper()
+	v, err := e.RSS()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return float64(v) / (1 << 20)
+}
+
+// activeVMs is the number of live Wasm VMs Envoy reports.
+func activeVMs(e *envoytest.Envoy) uint64 {
+	v, _ := e.StatsValue("wasm.envoy.wasm.runtime.v8.active")
+	return v
+}
+
+// BenchmarkChainMemory measures what the suite costs in memory: bare Envoy,
+// the chain with one and with two workers, and the chain with every filter
+// under one vm_id, each after a warm-up and then after
+// TOLLGATE_BENCH_REQUESTS requests (JSON and streamed alternately).
+//
+//	go test -run '^$' -bench ChainMemory -benchtime 1x -timeout 60m ./e2e/gateway/
+func BenchmarkChainMemory(b *testing.B) {
+	s := startBenchStack(b)
+	total := benchEnv("TOLLGATE_BENCH_REQUESTS", 100_000)
+	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
+	one := envoytest.Start(b, envoytest.Config{YAML: renderGateway(b, s.keystore.data, s.upstreamSpec(b)), ListenerName: "gateway",
+		Concurrency: 1, StartTimeout: 3 * time.Minute})
+	sharedYAML := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
+	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount"} {
+		sharedYAML = strings.ReplaceAll(sharedYAML, "vm_id: tollgate-"+f, "vm_id: tollgate")
+	}
+	shared := envoytest.Start(b, envoytest.Config{YAML: sharedYAML, ListenerName: "gateway", StartTimeout: 3 * time.Minute})
+	// One filter alone, to split the suite's cost into per-module and per-VM parts.
+	single := envoytest.Start(b, envoytest.Config{
+		Filters: []envoytest.WasmFilter{{Name: "modelroute", RootID: "modelroute", VMID: "modelroute",
+			WasmPath: envoytest.WasmPath(b, "modelroute"), AllowOnHeadersStopIteration: true,
+			Configuration: `{"models":[{"name":"llama-3.1-8b","route":"upstream"}]}`}},
+		Clusters: []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}},
+		Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream"}},
+	})
+
+	type target struct {
+		name string
+		e    *envoytest.Envoy
+		key  string
+		load bool // gets the full request count
+	}
+	targets := []target{
+		{"bare-2w", s.bare, "", true},
+		{"chain-1w", one, s.keys["sdk"], true},
+		{"chain-2w", s.envoy, s.keys["sdk"], true},
+		{"chain-2w-one-vm_id", shared, s.keys["sdk"], false},
+		{"modelroute-only-2w", single, "", false},
+	}
+	reqs := benchRequests()
+	for b.Loop() {
+		var rows bytes.Buffer
+		w := bufio.NewWriter(&rows)
+		fmt.Fprintf(w, "%-20s %8s %12s %12s %12s\n", "envoy", "wasm VMs", "RSS warm MiB", "RSS end MiB", "requests")
+		for _, tg := range targets {
+			base := "http://" + tg.e.ListenerAddr()
+			for _, r := range reqs {
+				if _, err := runLoad(b.Context(), base, tg.key, r, 500, conc); err != nil {
+					b.Fatalf("%s warm-up: %v", tg.name, err)
+				}
+			}
+			warm := rssMiB(b, tg.e)
+			sent := 1000
+			if tg.load {
+				half := (total - sent) / 2
+				for _, shape := range []string{"json", "stream"} {
+					if _, err := runLoad(b.Context(), base, tg.key, reqs[shape], half, conc); err != nil {
+						b.Fatalf("%s load: %v", tg.name, err)
+					}
+					sent += half
+				}
+			}
+			end := rssMiB(b, tg.e)
+			fmt.Fprintf(w, "%-20s %8d %12.1f %12.1f %12d\n", tg.name, activeVMs(tg.e), warm, end, sent)
+			b.ReportMetric(end, tg.name+"-RSS-MiB")
+		}
+		w.Flush()
+		b.Logf("resident memory:\n%s", rows.String())
+	}
+}
+
+// upstreamSpec is the mock upstream as a render option.
+func (s *stack) upstreamSpec(t testing.TB) demo.Upstream {
+	t.Helper()
+	host, port := s.up.hostPort(t)
+	return demo.Upstream{Host: host, Port: port}
+}
