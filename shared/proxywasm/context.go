@@ -110,9 +110,10 @@ func (r *CallResponse) Header(name string) string {
 type CallResponseHandler func(resp *CallResponse)
 
 type httpState struct {
-	ctx    HttpContext
-	rootID uint32
-	failed bool // a callback panicked: later callbacks pass through untouched
+	ctx     HttpContext
+	rootID  uint32
+	failed  bool // a callback panicked: later callbacks pass through untouched
+	replied bool // a local response was sent: the request must never continue upstream
 }
 
 type callout struct {
@@ -235,10 +236,19 @@ func (v *vmState) onConfigure(ctxID, size uint32) (ok bool) {
 	return true
 }
 
-// onHTTP runs one stream callback with panic protection.
-func (v *vmState) onHTTP(ctxID uint32, name string, f func(HttpContext) Action) (action Action) {
+// onHTTP runs one stream callback with panic protection. Once a local
+// response was sent, request callbacks are answered PAUSE without reaching the
+// plugin: Envoy sends the local reply only after the callback returns, and
+// request data arriving meanwhile must not be let through to the upstream.
+func (v *vmState) onHTTP(ctxID uint32, name string, request bool, f func(HttpContext) Action) (action Action) {
 	st, ok := v.streams[ctxID]
-	if !ok || st.failed {
+	if !ok {
+		return ActionContinue
+	}
+	if request && st.replied {
+		return ActionPause
+	}
+	if st.failed {
 		return ActionContinue
 	}
 	prev := v.enter(ctxID)

@@ -66,15 +66,15 @@ func TestDispatchLifecycle(t *testing.T) {
 
 	v.onContextCreate(2, 1)
 	require.Contains(t, p.streams, uint32(2))
-	assert.Equal(t, ActionPause, v.onHTTP(2, "h", func(c HttpContext) Action { return c.OnRequestHeaders(3, false) }))
-	assert.Equal(t, ActionContinue, v.onHTTP(2, "b", func(c HttpContext) Action { return c.OnRequestBody(5, true) }))
+	assert.Equal(t, ActionPause, v.onHTTP(2, "h", true, func(c HttpContext) Action { return c.OnRequestHeaders(3, false) }))
+	assert.Equal(t, ActionContinue, v.onHTTP(2, "b", true, func(c HttpContext) Action { return c.OnRequestBody(5, true) }))
 	assert.True(t, v.onDone(2))
 	v.onDelete(2)
 	assert.Equal(t, []string{"reqh", "reqb", "done"}, p.streams[2].calls)
 	assert.NotContains(t, v.streams, uint32(2))
 
 	// Callbacks for contexts that no longer exist are harmless.
-	assert.Equal(t, ActionContinue, v.onHTTP(2, "h", func(c HttpContext) Action { return c.OnRequestHeaders(0, true) }))
+	assert.Equal(t, ActionContinue, v.onHTTP(2, "h", true, func(c HttpContext) Action { return c.OnRequestHeaders(0, true) }))
 	v.onRoot(1, "tick", PluginContext.OnTick)
 	v.onRoot(99, "tick", PluginContext.OnTick)
 	assert.Equal(t, 1, p.ticks)
@@ -97,12 +97,12 @@ func TestPanicIsContainedToItsStream(t *testing.T) {
 	p.streams[2].panicOn = "reqh"
 	assert.NotPanics(t, func() {
 		// Natively the local reply cannot be sent, so the stream is let through instead of hanging.
-		act := v.onHTTP(2, "h", func(c HttpContext) Action { return c.OnRequestHeaders(1, false) })
+		act := v.onHTTP(2, "h", true, func(c HttpContext) Action { return c.OnRequestHeaders(1, false) })
 		assert.Equal(t, ActionContinue, act)
 	})
 	assert.True(t, v.streams[2].failed)
 	// A failed stream is passed through untouched afterwards.
-	assert.Equal(t, ActionContinue, v.onHTTP(2, "b", func(c HttpContext) Action { return c.OnRequestBody(1, true) }))
+	assert.Equal(t, ActionContinue, v.onHTTP(2, "b", true, func(c HttpContext) Action { return c.OnRequestBody(1, true) }))
 	assert.Equal(t, []string{"reqh"}, p.streams[2].calls)
 	// OnDone still runs so resources are released.
 	v.onDone(2)
@@ -110,7 +110,7 @@ func TestPanicIsContainedToItsStream(t *testing.T) {
 
 	// Another stream on the same VM is unaffected.
 	v.onContextCreate(3, 1)
-	assert.Equal(t, ActionPause, v.onHTTP(3, "h", func(c HttpContext) Action { return c.OnRequestHeaders(1, false) }))
+	assert.Equal(t, ActionPause, v.onHTTP(3, "h", true, func(c HttpContext) Action { return c.OnRequestHeaders(1, false) }))
 	assert.Equal(t, 0, v.depth)
 }
 
@@ -151,4 +151,16 @@ func TestCallResponseHeader(t *testing.T) {
 	r := &CallResponse{Headers: [][2]string{{":status", "200"}, {"x-a", "1"}, {"x-a", "2"}}}
 	assert.Equal(t, "1", r.Header("x-a"))
 	assert.Equal(t, "", r.Header("x-missing"))
+}
+
+func TestRequestCallbacksStopAfterLocalReply(t *testing.T) {
+	p := &recordingPlugin{streams: map[uint32]*recordingStream{}}
+	v := newTestVM(p)
+	v.onContextCreate(1, 0)
+	v.onContextCreate(2, 1)
+	v.streams[2].replied = true // as SendLocalResponse records it
+	assert.Equal(t, ActionPause, v.onHTTP(2, "b", true, func(c HttpContext) Action { return c.OnRequestBody(9, false) }))
+	assert.Empty(t, p.streams[2].calls, "request data after a local reply never reaches the plugin")
+	// The local reply itself passes through the response callbacks.
+	assert.Equal(t, ActionContinue, v.onHTTP(2, "rh", false, func(c HttpContext) Action { return c.OnResponseHeaders(1, false) }))
 }

@@ -37,42 +37,42 @@ func proxyOnConfigure(contextID, configSize uint32) uint32 {
 
 //go:wasmexport proxy_on_request_headers
 func proxyOnRequestHeaders(contextID, numHeaders, endOfStream uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_request_headers", func(c HttpContext) Action {
+	return uint32(vm.onHTTP(contextID, "proxy_on_request_headers", true, func(c HttpContext) Action {
 		return c.OnRequestHeaders(int(numHeaders), endOfStream != 0)
 	}))
 }
 
 //go:wasmexport proxy_on_request_body
 func proxyOnRequestBody(contextID, bodySize, endOfStream uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_request_body", func(c HttpContext) Action {
+	return uint32(vm.onHTTP(contextID, "proxy_on_request_body", true, func(c HttpContext) Action {
 		return c.OnRequestBody(int(bodySize), endOfStream != 0)
 	}))
 }
 
 //go:wasmexport proxy_on_request_trailers
 func proxyOnRequestTrailers(contextID, numTrailers uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_request_trailers", func(c HttpContext) Action {
+	return uint32(vm.onHTTP(contextID, "proxy_on_request_trailers", true, func(c HttpContext) Action {
 		return c.OnRequestTrailers(int(numTrailers))
 	}))
 }
 
 //go:wasmexport proxy_on_response_headers
 func proxyOnResponseHeaders(contextID, numHeaders, endOfStream uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_response_headers", func(c HttpContext) Action {
+	return uint32(vm.onHTTP(contextID, "proxy_on_response_headers", false, func(c HttpContext) Action {
 		return c.OnResponseHeaders(int(numHeaders), endOfStream != 0)
 	}))
 }
 
 //go:wasmexport proxy_on_response_body
 func proxyOnResponseBody(contextID, bodySize, endOfStream uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_response_body", func(c HttpContext) Action {
+	return uint32(vm.onHTTP(contextID, "proxy_on_response_body", false, func(c HttpContext) Action {
 		return c.OnResponseBody(int(bodySize), endOfStream != 0)
 	}))
 }
 
 //go:wasmexport proxy_on_response_trailers
 func proxyOnResponseTrailers(contextID, numTrailers uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_response_trailers", func(c HttpContext) Action {
+	return uint32(vm.onHTTP(contextID, "proxy_on_response_trailers", false, func(c HttpContext) Action {
 		return c.OnResponseTrailers(int(numTrailers))
 	}))
 }

@@ -233,7 +233,13 @@ func SendLocalResponse(status int, headers [][2]string, body []byte, details str
 		stringPtr(details), uint32(len(details)),
 		bytesPtr(body), uint32(len(body)),
 		bytesPtr(hdrs), uint32(len(hdrs)), -1)
-	return StatusToError(Status(st))
+	if err := StatusToError(Status(st)); err != nil {
+		return err
+	}
+	if s, ok := vm.streams[vm.current]; ok {
+		s.replied = true
+	}
+	return nil
 }
 
 // SendError answers the client with a Tollgate error body in the configured style plus extra headers.
