@@ -182,7 +182,7 @@ func startBenchStack(b *testing.B) *benchStack {
 func BenchmarkFullChain(b *testing.B) {
 	s := startBenchStack(b)
 	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
-	key := s.keys["sdk"]
+	key := s.keys["bench"]
 	// Warm both: the chain's key cache, every worker's VMs, connections.
 	for _, req := range benchRequests() {
 		if _, err := runLoad(b.Context(), "http://"+s.envoy.ListenerAddr(), key, req, 200, conc); err != nil {
@@ -262,9 +262,9 @@ func BenchmarkChainMemory(b *testing.B) {
 	}
 	targets := []target{
 		{"bare-2w", s.bare, "", true},
-		{"chain-1w", one, s.keys["sdk"], true},
-		{"chain-2w", s.envoy, s.keys["sdk"], true},
-		{"chain-2w-one-vm_id", shared, s.keys["sdk"], false},
+		{"chain-1w", one, s.keys["bench"], true},
+		{"chain-2w", s.envoy, s.keys["bench"], true},
+		{"chain-2w-one-vm_id", shared, s.keys["bench"], false},
 		{"modelroute-only-2w", single, "", false},
 	}
 	reqs := benchRequests()

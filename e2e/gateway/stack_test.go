@@ -274,7 +274,7 @@ func startStack(t testing.TB) *stack {
 	require.NoError(t, err)
 	require.NoError(t, demo.ApplyProducts(ctx, ks.client, "testdata/products.yaml", raw))
 	s := &stack{keystore: ks, up: up, keys: map[string]string{}}
-	for app, product := range map[string]string{"sdk": "gw-full", "gemma": "gw-gemma", "two": "gw-two-requests", "few": "gw-few-tokens"} {
+	for app, product := range map[string]string{"sdk": "gw-full", "gemma": "gw-gemma", "two": "gw-two-requests", "few": "gw-few-tokens", "bench": "gw-bench"} {
 		k, err := demo.IssueKey(ctx, ks.client, demo.Account{Developer: "e2e@tollgate.test", App: app, Products: []string{product}})
 		require.NoError(t, err)
 		s.keys[app] = k.Secret
