@@ -248,11 +248,15 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	if o.upstream != "" {
 		model = ""
 	}
-	if err := waitGateway(waitCtx, env, "http://"+o.admin, "http://"+o.listen, key.Secret, model); err != nil {
+	probe, err := waitGateway(waitCtx, env, "http://"+o.admin, "http://"+o.listen, key.Secret, model)
+	if err != nil {
 		return err
 	}
+	if model == "" {
+		model = firstModel(probe) // the upstream's own list, through the chain
+	}
 
-	printBanner(out, o, key.Secret, key.ID, up, runDir, time.Since(o.t0))
+	printBanner(out, o, key.Secret, key.ID, model, up, runDir, time.Since(o.t0))
 
 	select {
 	case <-ctx.Done():
@@ -264,12 +268,13 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 }
 
 // printBanner shows how to use the running gateway.
-func printBanner(w io.Writer, o options, secret, keyID string, up demo.Upstream, runDir string, took time.Duration) {
-	model := "gemma-3-1b-it"
+func printBanner(w io.Writer, o options, secret, keyID, model string, up demo.Upstream, runDir string, took time.Duration) {
 	backend := "tollgate mock-llm (deterministic demo model server) on " + up.Addr()
 	if o.upstream != "" {
-		model = "YOUR-MODEL"
 		backend = up.URL()
+	}
+	if model == "" {
+		model = "YOUR-MODEL"
 	}
 	var b strings.Builder
 	line := strings.Repeat("─", 72)
@@ -374,10 +379,23 @@ func waitFile(ctx context.Context, p *proc, path string) error {
 	}
 }
 
+// firstModel returns the first id of a /v1/models answer, or "".
+func firstModel(body []byte) string {
+	var l struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(body, &l) != nil || len(l.Data) == 0 {
+		return ""
+	}
+	return l.Data[0].ID
+}
+
 // waitGateway waits for Envoy's admin /ready, then for a request through
 // the whole chain to succeed: a chat completion of model, or with an
-// external upstream (model "") GET /v1/models.
-func waitGateway(ctx context.Context, p *proc, adminURL, gatewayURL, key, model string) error {
+// external upstream (model "") GET /v1/models, whose answer it returns.
+func waitGateway(ctx context.Context, p *proc, adminURL, gatewayURL, key, model string) ([]byte, error) {
 	c := &http.Client{Timeout: 10 * time.Second}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -385,9 +403,9 @@ func waitGateway(ctx context.Context, p *proc, adminURL, gatewayURL, key, model 
 	for {
 		select {
 		case <-p.done:
-			return fmt.Errorf("envoy exited before it was ready (%v):\n%s", p.err, tailFile(p.logPath, 30))
+			return nil, fmt.Errorf("envoy exited before it was ready (%v):\n%s", p.err, tailFile(p.logPath, 30))
 		case <-ctx.Done():
-			return fmt.Errorf("gateway not ready (%s): %w; see %s", last, ctx.Err(), p.logPath)
+			return nil, fmt.Errorf("gateway not ready (%s): %w; see %s", last, ctx.Err(), p.logPath)
 		case <-tick.C:
 		}
 		if body, err := get(ctx, c, adminURL+"/ready", nil); err != nil || strings.TrimSpace(body) != "LIVE" {
@@ -405,7 +423,7 @@ func waitGateway(ctx context.Context, p *proc, adminURL, gatewayURL, key, model 
 			req, err = http.NewRequestWithContext(ctx, http.MethodGet, gatewayURL+"/v1/models", nil)
 		}
 		if err != nil {
-			return fmt.Errorf("probe request: %w", err)
+			return nil, fmt.Errorf("probe request: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+key)
 		resp, err := c.Do(req)
@@ -413,19 +431,19 @@ func waitGateway(ctx context.Context, p *proc, adminURL, gatewayURL, key, model 
 			last = err.Error()
 			continue
 		}
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
-		last = fmt.Sprintf("probe answered %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+		last = fmt.Sprintf("probe answered %d: %.300s", resp.StatusCode, bytes.TrimSpace(raw))
 		switch {
 		case resp.StatusCode == http.StatusOK:
-			return nil
+			return raw, nil
 		case resp.StatusCode >= 500:
 			continue // not connected yet
 		case model == "" && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden:
-			return nil // the chain let it through; the upstream answered its own way
+			return nil, nil // the chain let it through; the upstream answered its own way
 		default:
 			// The chain answers but refuses: waiting will not help.
-			return fmt.Errorf("gateway is up but the probe failed: %s", last)
+			return nil, fmt.Errorf("gateway is up but the probe failed: %s", last)
 		}
 	}
 }
