@@ -233,8 +233,14 @@ func activeVMs(e *envoytest.Envoy) uint64 {
 // under one vm_id, each after a warm-up and then after
 // TOLLGATE_BENCH_REQUESTS requests (JSON and streamed alternately).
 //
-//	go test -run '^$' -bench ChainMemory -benchtime 1x -timeout 60m ./e2e/gateway/
+//	TOLLGATE_BENCH_MEMORY=1 go test -run '^$' -bench ChainMemory -benchtime 1x -timeout 60m ./e2e/gateway/
+//
+// It takes minutes, so `make bench` (every benchmark, five times) leaves it
+// out unless TOLLGATE_BENCH_MEMORY=1.
 func BenchmarkChainMemory(b *testing.B) {
+	if os.Getenv("TOLLGATE_BENCH_MEMORY") != "1" {
+		b.Skip("set TOLLGATE_BENCH_MEMORY=1 to run the memory benchmark (several minutes)")
+	}
 	s := startBenchStack(b)
 	total := benchEnv("TOLLGATE_BENCH_REQUESTS", 100_000)
 	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
