@@ -45,9 +45,7 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 	if pol.Mode == policy.ModeStrip {
 		return nil
 	}
-	if err := p.defineMetrics(); err != nil {
-		return err
-	}
+	p.defineMetrics()
 	var shared *cache.Cache
 	if pol.Local == nil {
 		shared, err = cache.New(shareddata.Store{}, cache.Options{
@@ -71,14 +69,23 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 	return nil
 }
 
-func (p *plugin) defineMetrics() error {
+// defineMetrics is best effort: hosts without custom metrics (Google Cloud
+// Service Extensions) must still run the filter, so a metric the host refuses
+// is logged once and then simply not counted.
+func (p *plugin) defineMetrics() {
+	define := func(name string) (proxywasm.Counter, bool) {
+		c, err := proxywasm.DefineCounter(name)
+		if err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: metric %s unavailable: %v", name, err)
+			return 0, false
+		}
+		return c, true
+	}
 	p.outcomes = map[policy.Outcome]proxywasm.Counter{}
 	for _, o := range policy.Outcomes {
-		c, err := proxywasm.DefineCounter(policy.RequestsMetric(o))
-		if err != nil {
-			return err
+		if c, ok := define(policy.RequestsMetric(o)); ok {
+			p.outcomes[o] = c
 		}
-		p.outcomes[o] = c
 	}
 	p.events = map[gate.Event]proxywasm.Counter{}
 	names := map[gate.Event]string{
@@ -90,13 +97,10 @@ func (p *plugin) defineMetrics() error {
 		gate.CacheError:   policy.MetricCacheErrors,
 	}
 	for e, name := range names {
-		c, err := proxywasm.DefineCounter(name)
-		if err != nil {
-			return err
+		if c, ok := define(name); ok {
+			p.events[e] = c
 		}
-		p.events[e] = c
 	}
-	return nil
 }
 
 // ownerID is this VM's identity in cache claims: random, so a restarted VM

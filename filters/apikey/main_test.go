@@ -415,6 +415,18 @@ func TestWasmLocalAndStripModes(t *testing.T) {
 	assert.Equal(t, 401, get(t, vm, "/v1/models", map[string]string{"x-api-key": "other"}).StatusCode)
 	assert.Equal(t, 403, get(t, vm, "/v2/x", map[string]string{"x-api-key": key}).StatusCode)
 
+	// Hosts without custom metrics (Service Extensions) still run local mode.
+	h, err := wasmhost.NewHost(context.Background(), wasmhost.Config{
+		Module: wasmModule, PluginName: "apikey", RootID: "apikey", VMID: "apikey",
+		PluginConfig: []byte(cfg), Upstream: up, ManualTicks: true, NoCustomMetrics: true,
+		Logger: t, CompilationCache: compiled,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	noMetrics := worker(t, h)
+	assert.Equal(t, 200, get(t, noMetrics, "/v1/models", map[string]string{"x-api-key": key}).StatusCode)
+	assert.Equal(t, 401, get(t, noMetrics, "/v1/models", map[string]string{"x-api-key": "other"}).StatusCode)
+
 	strip := worker(t, newHost(t, `{"mode":"strip"}`, nil, up, true))
 	resp = get(t, strip, "/anything", map[string]string{identity.HeaderApp: "x", identity.HeaderTokenQuota: "y", "x-other": "kept"})
 	require.Equal(t, 200, resp.StatusCode)

@@ -439,6 +439,10 @@ func envFunctions() []hostFunc {
 				s[0] = uint64(StatusBadArgument)
 				return
 			}
+			if vm.host.cfg.NoCustomMetrics {
+				s[0] = uint64(StatusUnimplemented)
+				return
+			}
 			var id uint32
 			switch MetricType(t) {
 			case MetricCounter:

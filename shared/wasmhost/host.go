@@ -75,6 +75,9 @@ type Config struct {
 	// ManualTicks disables the tick goroutine: ticks then only happen
 	// through VM.Tick, for deterministic tests.
 	ManualTicks bool
+	// NoCustomMetrics makes proxy_define_metric answer UNIMPLEMENTED, as
+	// hosts without custom metrics do (Google Cloud Service Extensions).
+	NoCustomMetrics bool
 	// CallTimeout bounds a single call into the guest; when it fires the VM
 	// is killed and marked failed. 0 means no bound (Envoy has none).
 	CallTimeout time.Duration
