@@ -8,7 +8,6 @@ package meter
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -250,13 +250,8 @@ type QuotaSpec struct {
 func Parse(data []byte) (*Policy, error) {
 	var c Config
 	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
+		if err := config.Decode(data, &c); err != nil {
 			return nil, fmt.Errorf("tokencount config: %w", err)
-		}
-		if dec.More() {
-			return nil, errors.New("tokencount config: trailing data after the JSON object")
 		}
 	}
 	p, err := c.compile()

@@ -93,6 +93,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"not json", `{`, "unexpected EOF"},
 		{"trailing", `{} {}`, "trailing data"},
+		{"trailing brace", `{}}`, "trailing data"},
 		{"unknown field", `{"countd": "total"}`, `unknown field "countd"`},
 		{"wrong type", `{"counted": 3}`, "cannot unmarshal"},
 		{"counted", `{"counted": "words"}`, "counted"},
