@@ -9,13 +9,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +24,7 @@ import (
 	"github.com/tollgate/tollgate/filters/apikey/policy"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/shared/wasmhost"
+	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 )
 
 // wasmModule is the filter built from this package; compiled is wazero's
@@ -37,26 +35,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "apikey-wasm")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "apikey.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build apikey.wasm: %v\n%s", err, b)
-			return 1
-		}
-		if wasmModule, err = os.ReadFile(out); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}())
+	os.Exit(wasmtest.Main(m, ".", &wasmModule, "-ldflags=-s -w"))
 }
 
 // keystore answers verify callouts from a table and counts them per hash;
@@ -144,12 +123,11 @@ func (u *upstream) count() int {
 // newHost starts a host (one Envoy) for config; add workers with h.NewVM.
 func newHost(t testing.TB, config string, ks http.Handler, up http.Handler, manualTicks bool) *wasmhost.Host {
 	t.Helper()
-	ctx := context.Background()
 	clusters := map[string]http.Handler{}
 	if ks != nil {
 		clusters["keystore"] = ks
 	}
-	h, err := wasmhost.NewHost(ctx, wasmhost.Config{
+	return wasmtest.NewHost(t, wasmhost.Config{
 		Module:       wasmModule,
 		PluginName:   "apikey",
 		RootID:       "apikey",
@@ -162,17 +140,11 @@ func newHost(t testing.TB, config string, ks http.Handler, up http.Handler, manu
 
 		CompilationCache: compiled,
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close(ctx) })
-	return h
 }
 
 func worker(t testing.TB, h *wasmhost.Host) *wasmhost.VM {
 	t.Helper()
-	vm, err := h.NewVM(context.Background())
-	require.NoError(t, err)
-	t.Cleanup(func() { vm.Close(context.Background()) })
-	return vm
+	return wasmtest.NewVM(t, h)
 }
 
 func get(t testing.TB, vm *wasmhost.VM, path string, headers map[string]string) *wasmhost.Response {
@@ -416,13 +388,11 @@ func TestWasmLocalAndStripModes(t *testing.T) {
 	assert.Equal(t, 403, get(t, vm, "/v2/x", map[string]string{"x-api-key": key}).StatusCode)
 
 	// Hosts without custom metrics (Service Extensions) still run local mode.
-	h, err := wasmhost.NewHost(context.Background(), wasmhost.Config{
+	h := wasmtest.NewHost(t, wasmhost.Config{
 		Module: wasmModule, PluginName: "apikey", RootID: "apikey", VMID: "apikey",
 		PluginConfig: []byte(cfg), Upstream: up, ManualTicks: true, NoCustomMetrics: true,
 		Logger: t, CompilationCache: compiled,
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close(context.Background()) })
 	noMetrics := worker(t, h)
 	assert.Equal(t, 200, get(t, noMetrics, "/v1/models", map[string]string{"x-api-key": key}).StatusCode)
 	assert.Equal(t, 401, get(t, noMetrics, "/v1/models", map[string]string{"x-api-key": "other"}).StatusCode)

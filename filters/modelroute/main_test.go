@@ -13,8 +13,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/tollgate/tollgate/filters/modelroute/route"
 	"github.com/tollgate/tollgate/shared/wasmhost"
+	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 )
 
 // wasmModule is build/modelroute.wasm, rebuilt by TestMain from this
@@ -32,26 +31,7 @@ import (
 var wasmModule []byte
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "modelroute-wasm")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "modelroute.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build modelroute.wasm: %v\n%s", err, b)
-			return 1
-		}
-		if wasmModule, err = os.ReadFile(out); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}())
+	os.Exit(wasmtest.Main(m, ".", &wasmModule))
 }
 
 const testConfig = `{
@@ -119,8 +99,7 @@ func (r *recorder) last(t testing.TB) (*http.Request, []byte) {
 
 func startVM(t testing.TB, config string, up http.Handler) (*wasmhost.Host, *wasmhost.VM) {
 	t.Helper()
-	ctx := context.Background()
-	h, err := wasmhost.NewHost(ctx, wasmhost.Config{
+	h := wasmtest.NewHost(t, wasmhost.Config{
 		Module:                      wasmModule,
 		PluginName:                  "modelroute",
 		RootID:                      "modelroute",
@@ -130,12 +109,7 @@ func startVM(t testing.TB, config string, up http.Handler) (*wasmhost.Host, *was
 		Upstream:                    up,
 		ManualTicks:                 true,
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close(ctx) })
-	vm, err := h.NewVM(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { vm.Close(ctx) })
-	return h, vm
+	return h, wasmtest.NewVM(t, h)
 }
 
 func send(t testing.TB, vm *wasmhost.VM, req *http.Request) *wasmhost.Response {

@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +26,7 @@ import (
 	"github.com/tollgate/tollgate/counter/memstore"
 	"github.com/tollgate/tollgate/filters/quota/policy"
 	"github.com/tollgate/tollgate/shared/wasmhost"
+	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -40,26 +39,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "quota-wasm")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "quota.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build quota.wasm: %v\n%s", err, b)
-			return 1
-		}
-		if wasmModule, err = os.ReadFile(out); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}())
+	os.Exit(wasmtest.Main(m, ".", &wasmModule))
 }
 
 // keystore is the counter engine's data-plane handler over memory, with a
@@ -112,7 +92,6 @@ type gateway struct {
 
 func start(t *testing.T, config string, ks http.Handler, manualTicks bool) *gateway {
 	t.Helper()
-	ctx := context.Background()
 	g := &gateway{up: &atomic.Int64{}}
 	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.up.Add(1)
@@ -123,19 +102,13 @@ func start(t *testing.T, config string, ks http.Handler, manualTicks bool) *gate
 	if ks != nil {
 		clusters["keystore"] = ks
 	}
-	h, err := wasmhost.NewHost(ctx, wasmhost.Config{
+	g.host = wasmtest.NewHost(t, wasmhost.Config{
 		Module: wasmModule, PluginName: "quota", RootID: "quota", VMID: "tollgate",
 		PluginConfig: []byte(config), Clusters: clusters, Upstream: upstream,
 		ManualTicks: manualTicks, SourceAddress: "10.1.2.3:4567", Logger: t, CompilationCache: compiled,
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close(ctx) })
-	g.host = h
 	for range 2 {
-		vm, err := h.NewVM(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { vm.Close(ctx) })
-		g.vms = append(g.vms, vm)
+		g.vms = append(g.vms, wasmtest.NewVM(t, g.host))
 	}
 	return g
 }

@@ -14,7 +14,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
 	"github.com/tollgate/tollgate/shared/sse"
 	"github.com/tollgate/tollgate/shared/wasmhost"
+	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -43,26 +43,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "tokencount-wasm")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "tokencount.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build tokencount.wasm: %v\n%s", err, b)
-			return 1
-		}
-		if wasmModule, err = os.ReadFile(out); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}())
+	os.Exit(wasmtest.Main(m, ".", &wasmModule))
 }
 
 const fixtures = "usage/testdata"
@@ -229,8 +210,7 @@ type gateway struct {
 
 func start(t testing.TB, config string, ks *keystore, up *backend) *gateway {
 	t.Helper()
-	ctx := context.Background()
-	h, err := wasmhost.NewHost(ctx, wasmhost.Config{
+	h := wasmtest.NewHost(t, wasmhost.Config{
 		Module:                      wasmModule,
 		PluginName:                  "tokencount",
 		RootID:                      "tokencount",
@@ -242,12 +222,7 @@ func start(t testing.TB, config string, ks *keystore, up *backend) *gateway {
 		ManualTicks:                 true,
 		CompilationCache:            compiled,
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close(ctx) })
-	vm, err := h.NewVM(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { vm.Close(ctx) })
-	return &gateway{host: h, vm: vm, ks: ks, up: up}
+	return &gateway{host: h, vm: wasmtest.NewVM(t, h), ks: ks, up: up}
 }
 
 // staticConfig meters every request with x-team against limit tokens per hour.
