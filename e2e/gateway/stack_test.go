@@ -11,7 +11,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,19 +18,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
-	"github.com/tollgate/tollgate/keystore"
+	"github.com/tollgate/tollgate/e2e/keystoretest"
 	"github.com/tollgate/tollgate/keystore/client"
 	"github.com/tollgate/tollgate/mockllm"
 	"github.com/tollgate/tollgate/scripts/run-demo/demo"
@@ -50,82 +47,31 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "tollgate-e2e-gateway-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	root, err := envoytest.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	built = bins{tollgate: filepath.Join(dir, "tollgate"), runDemo: filepath.Join(dir, "run-demo")}
-	for out, pkg := range map[string]string{built.tollgate: "./cmd/tollgate", built.runDemo: "./scripts/run-demo"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, b)
+	defer keystoretest.RemoveBuilds()
+	for out, pkg := range map[*string]string{&built.tollgate: keystoretest.CLIPackage, &built.runDemo: "./scripts/run-demo"} {
+		p, err := keystoretest.Build(pkg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		*out = p
 	}
 	return m.Run()
 }
 
 // keystoreProc is one `tollgate serve` on loopback with an embedded store.
 type keystoreProc struct {
-	data, admin string
-	client      *client.Client
-	cmd         *exec.Cmd
-	done        chan struct{}
-	log         *bytes.Buffer
+	*keystoretest.Server
+	data   string
+	client *client.Client
 }
 
 // startKeystore runs `tollgate serve` on free loopback ports and returns
 // once it listens; the test's cleanup stops it.
 func startKeystore(t testing.TB) *keystoreProc {
 	t.Helper()
-	dir := t.TempDir()
-	ready := filepath.Join(dir, "ready.json")
-	k := &keystoreProc{done: make(chan struct{}), log: &bytes.Buffer{}}
-	k.cmd = exec.Command(built.tollgate, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--data-dir", dir, "--ready-file", ready)
-	k.cmd.Stdout, k.cmd.Stderr = k.log, k.log
-	k.cmd.SysProcAttr = childAttr()
-	require.NoError(t, k.cmd.Start())
-	go func() {
-		_ = k.cmd.Wait()
-		close(k.done)
-	}()
-	t.Cleanup(func() {
-		_ = k.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-k.done:
-		case <-time.After(15 * time.Second):
-			_ = k.cmd.Process.Kill()
-			<-k.done
-		}
-		if t.Failed() {
-			t.Logf("keystore log:\n%s", k.log.String())
-		}
-	})
-	var addrs map[string]string
-	envoytest.Eventually(t, 20*time.Second, func() bool {
-		select {
-		case <-k.done:
-			t.Fatalf("tollgate serve exited:\n%s", k.log.String())
-		default:
-		}
-		raw, err := os.ReadFile(ready)
-		return err == nil && json.Unmarshal(raw, &addrs) == nil
-	}, "tollgate serve never wrote its ready file")
-	k.data, k.admin = addrs["data"], addrs["admin"]
-	token, err := keystore.ReadAdminTokenFile(dir)
-	require.NoError(t, err)
-	k.client, err = client.New("http://"+k.admin, token)
-	require.NoError(t, err)
-	return k
+	s := keystoretest.Start(t, keystoretest.Options{})
+	return &keystoreProc{Server: s, data: s.DataAddr(), client: s.Client(t)}
 }
 
 // gate holds back an upstream response: requests carrying gateHeader get

@@ -10,121 +10,50 @@
 package quota
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/e2e/keystoretest"
 	"github.com/tollgate/tollgate/filters/quota/policy"
 	"github.com/tollgate/tollgate/internal/redistest"
 )
 
-// tollgateBin is the CLI built once by TestMain.
-var tollgateBin string
-
-func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "tollgate-e2e-quota-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "temp dir:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		root, err := envoytest.RepoRoot()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		tollgateBin = filepath.Join(dir, "tollgate")
-		build := exec.Command("go", "build", "-o", tollgateBin, "./cmd/tollgate")
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build ./cmd/tollgate: %v\n%s", err, out)
-			return 1
-		}
-		return m.Run()
-	}())
-}
+func TestMain(m *testing.M) { os.Exit(keystoretest.Main(m)) }
 
 // keystore is one `tollgate serve --redis` process on loopback.
 type keystore struct {
-	dataDir   string
-	redisURL  string
-	dataAddr  string
-	adminAddr string
-	cmd       *exec.Cmd
-	done      chan struct{}
-	log       *bytes.Buffer
+	*keystoretest.Server
+	dataAddr string
 }
 
 // startKeystore runs the keystore on the given addresses (port 0 picks one)
-// and waits for its ready file.
+// and waits until it is ready.
 func startKeystore(t testing.TB, dataDir, redisURL, listen, adminListen string) *keystore {
 	t.Helper()
-	ready := filepath.Join(dataDir, "ready.json")
-	_ = os.Remove(ready)
-	k := &keystore{dataDir: dataDir, redisURL: redisURL, done: make(chan struct{}), log: &bytes.Buffer{}}
-	k.cmd = exec.Command(tollgateBin, "serve", "--listen", listen, "--admin-listen", adminListen,
-		"--data-dir", dataDir, "--redis", redisURL, "--ready-file", ready, "--log-level", "warn")
-	k.cmd.Stdout, k.cmd.Stderr = k.log, k.log
-	require.NoError(t, k.cmd.Start())
-	go func() {
-		_ = k.cmd.Wait()
-		close(k.done)
-	}()
-	t.Cleanup(k.stop)
-	envoytest.Eventually(t, 20*time.Second, func() bool {
-		select {
-		case <-k.done:
-			t.Fatalf("tollgate serve exited before it was ready:\n%s", k.log)
-		default:
-		}
-		b, err := os.ReadFile(ready)
-		if err != nil || len(b) == 0 {
-			return false
-		}
-		var addrs struct{ Data, Admin string }
-		require.NoError(t, json.Unmarshal(b, &addrs))
-		k.dataAddr, k.adminAddr = addrs.Data, addrs.Admin
-		return true
-	}, "tollgate serve not ready")
-	return k
+	s := keystoretest.Start(t, keystoretest.Options{DataDir: dataDir, RedisURL: redisURL,
+		Listen: listen, AdminListen: adminListen, Args: []string{"--log-level", "warn"}})
+	return &keystore{Server: s, dataAddr: s.DataAddr()}
 }
 
-// stop ends the process with SIGTERM (SIGKILL after 10s) and waits for it.
-func (k *keystore) stop() {
-	select {
-	case <-k.done:
-		return
-	default:
-	}
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(10 * time.Second):
-		_ = k.cmd.Process.Kill()
-		<-k.done
-	}
-}
+// stop ends the keystore process and waits for it.
+func (k *keystore) stop() { k.Stop() }
 
 // restart starts a new process on the same addresses and Redis.
 func (k *keystore) restart(t testing.TB) *keystore {
 	t.Helper()
-	k.stop()
-	return startKeystore(t, k.dataDir, k.redisURL, k.dataAddr, k.adminAddr)
+	k.Restart(t)
+	return k
 }
 
 // used asks the keystore for a counter's usage (a consume of 0); ok is

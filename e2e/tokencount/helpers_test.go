@@ -16,11 +16,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,37 +26,11 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/e2e/keystoretest"
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
 )
 
-// tollgateBin is the CLI built once by TestMain.
-var tollgateBin string
-
-func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "tollgate-e2e-tokencount-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	root, err := envoytest.RepoRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	tollgateBin = filepath.Join(dir, "tollgate")
-	build := exec.Command("go", "build", "-o", tollgateBin, "./cmd/tollgate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/tollgate: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(keystoretest.Main(m)) }
 
 // fixture reads one of the usage package's recorded answers.
 func fixture(t testing.TB, path string) []byte {
@@ -73,62 +45,14 @@ func fixture(t testing.TB, path string) []byte {
 // keystore is one `tollgate serve` process on loopback with an embedded
 // store in a temporary directory; its data plane serves /v1/quota/*.
 type keystore struct {
+	*keystoretest.Server
 	dataAddr string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	log      *bytes.Buffer
 }
 
 func startKeystore(t testing.TB) *keystore {
 	t.Helper()
-	dir := t.TempDir()
-	ready := filepath.Join(dir, "ready.json")
-	k := &keystore{done: make(chan struct{}), log: &bytes.Buffer{}}
-	k.cmd = exec.Command(tollgateBin, "serve",
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--data-dir", dir, "--ready-file", ready, "--log-level", "warn")
-	k.cmd.Stdout, k.cmd.Stderr = k.log, k.log
-	require.NoError(t, k.cmd.Start())
-	go func() {
-		_ = k.cmd.Wait()
-		close(k.done)
-	}()
-	t.Cleanup(k.stop)
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if b, err := os.ReadFile(ready); err == nil && len(b) > 0 {
-			var addrs struct{ Data string }
-			require.NoError(t, json.Unmarshal(b, &addrs))
-			k.dataAddr = addrs.Data
-			return k
-		}
-		select {
-		case <-k.done:
-			t.Fatalf("tollgate serve exited before it was ready:\n%s", k.log)
-		case <-deadline.C:
-			t.Fatalf("tollgate serve not ready after 20s:\n%s", k.log)
-		case <-tick.C:
-		}
-	}
-}
-
-// stop ends the process with SIGTERM (SIGKILL after 10s) and waits for it.
-func (k *keystore) stop() {
-	select {
-	case <-k.done:
-		return
-	default:
-	}
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(10 * time.Second):
-		_ = k.cmd.Process.Kill()
-		<-k.done
-	}
+	s := keystoretest.Start(t, keystoretest.Options{Args: []string{"--log-level", "warn"}})
+	return &keystore{Server: s, dataAddr: s.DataAddr()}
 }
 
 // counterState asks the counter engine's data plane for a counter's state

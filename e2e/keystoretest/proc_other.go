@@ -1,6 +1,6 @@
 //go:build !linux
 
-package gateway_test
+package keystoretest
 
 import "syscall"
 
