@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,6 +124,9 @@ type backend struct {
 	status    int
 	holdAfter int
 	held      chan struct{}
+	// gate, when set, holds every response until it is closed, so admitted
+	// requests keep their reservations while others are decided.
+	gate chan struct{}
 
 	mu   sync.Mutex
 	reqs [][]byte
@@ -138,11 +142,25 @@ func newBackend(t testing.TB) *backend {
 	}
 }
 
+// count is how many requests reached the backend.
+func (b *backend) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.reqs)
+}
+
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	b.mu.Lock()
 	b.reqs = append(b.reqs, body)
 	b.mu.Unlock()
+	if b.gate != nil {
+		select {
+		case <-b.gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if b.status != 200 {
 		w.Header().Set("content-type", "application/json")
 		w.WriteHeader(b.status)
@@ -585,25 +603,34 @@ func TestUnmeteredAndUntouched(t *testing.T) {
 
 func TestConcurrentStreamsNeverOvershoot(t *testing.T) {
 	// 16 streams, each reserving prompt + 256 against 2000 tokens: at most
-	// ⌊2000 / reservation⌋ are admitted; the rest get 429.
+	// ⌊2000 / reservation⌋ are admitted; the rest get 429. The upstream holds
+	// every admitted stream until all 16 are decided, so the reservations
+	// truly overlap whatever the machine's scheduling.
 	ks := newKeystore(t)
 	up := newBackend(t)
 	up.split = 50
+	up.gate = make(chan struct{})
 	g := start(t, staticConfig(2000, ""), ks, up)
 	var wg sync.WaitGroup
+	var refused atomic.Int64
 	codes := make(chan int, 16)
 	for range 16 {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			resp, err := g.vm.Do(ctx, chatRequest(t, ctx, chatJSON+`,"stream":true}`, map[string]string{"x-team": "blue"}))
 			if err != nil {
 				codes <- 0
 				return
 			}
+			if resp.StatusCode == 429 {
+				refused.Add(1)
+			}
 			codes <- resp.StatusCode
 		})
 	}
+	eventually(t, func() bool { return int64(up.count())+refused.Load() == 16 }, "all 16 streams decided")
+	close(up.gate)
 	wg.Wait()
 	close(codes)
 	n := map[int]int{}
