@@ -30,6 +30,49 @@ func checkOutput(o string) error {
 	return nil
 }
 
+// listing is one `<noun> list` command: every kind of record shares the flags,
+// the admin client call and the JSON-or-table output, and differs only here.
+type listing[T any] struct {
+	name        string // command name, e.g. "apps list"
+	filter      string // optional filter flag, e.g. "developer"
+	filterUsage string
+	fetch       func(c *client.Client, ctx context.Context, filter string) ([]T, error)
+	header      string // tab-separated column titles
+	row         func(T) []string
+}
+
+func (l listing[T]) run(ctx context.Context, e env, args []string) error {
+	fs := newFlags(e, l.name)
+	af := addAdminFlags(fs, e)
+	filter := new(string)
+	if l.filter != "" {
+		filter = fs.String(l.filter, "", l.filterUsage)
+	}
+	out := outputFlag(fs.StringVar)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	c, err := af.client(e)
+	if err != nil {
+		return err
+	}
+	items, err := l.fetch(c, ctx, *filter)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(e.stdout, items)
+	}
+	rows := make([][]string, 0, len(items))
+	for _, it := range items {
+		rows = append(rows, l.row(it))
+	}
+	return table(e.stdout, l.header, rows)
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -176,33 +219,17 @@ func runProductsApply(ctx context.Context, e env, args []string) error {
 }
 
 func runProductsList(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "products list")
-	af := addAdminFlags(fs, e)
-	out := outputFlag(fs.StringVar)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	c, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	ps, err := c.ListProducts(ctx)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(e.stdout, ps)
-	}
-	rows := make([][]string, 0, len(ps))
-	for _, p := range ps {
-		ops := len(p.Operations)
-		rows = append(rows, []string{p.Name, dash(p.DisplayName), fmt.Sprintf("%d+%d sets", ops, len(p.OperationSets)),
-			dash(strings.Join(p.AllowedModels, ",")), quotaCell(p.RequestQuota), quotaCell(p.TokenQuota)})
-	}
-	return table(e.stdout, "NAME\tDISPLAY NAME\tOPERATIONS\tMODELS\tREQUEST QUOTA\tTOKEN QUOTA", rows)
+	return listing[model.Product]{
+		name: "products list",
+		fetch: func(c *client.Client, ctx context.Context, _ string) ([]model.Product, error) {
+			return c.ListProducts(ctx)
+		},
+		header: "NAME\tDISPLAY NAME\tOPERATIONS\tMODELS\tREQUEST QUOTA\tTOKEN QUOTA",
+		row: func(p model.Product) []string {
+			return []string{p.Name, dash(p.DisplayName), fmt.Sprintf("%d+%d sets", len(p.Operations), len(p.OperationSets)),
+				dash(strings.Join(p.AllowedModels, ",")), quotaCell(p.RequestQuota), quotaCell(p.TokenQuota)}
+		},
+	}.run(ctx, e, args)
 }
 
 func quotaCell(q *model.Quota) string {
@@ -269,35 +296,20 @@ func runOperationSetsDelete(ctx context.Context, e env, args []string) error {
 }
 
 func runOperationSetsList(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "operationsets list")
-	af := addAdminFlags(fs, e)
-	out := outputFlag(fs.StringVar)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	c, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	sets, err := c.ListOperationSets(ctx)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(e.stdout, sets)
-	}
-	rows := make([][]string, 0, len(sets))
-	for _, s := range sets {
-		paths := make([]string, len(s.Operations))
-		for i, op := range s.Operations {
-			paths[i] = op.Path
-		}
-		rows = append(rows, []string{s.Name, strings.Join(paths, ","), quotaCell(s.RequestQuota), quotaCell(s.TokenQuota)})
-	}
-	return table(e.stdout, "NAME\tPATHS\tREQUEST QUOTA\tTOKEN QUOTA", rows)
+	return listing[model.OperationSet]{
+		name: "operationsets list",
+		fetch: func(c *client.Client, ctx context.Context, _ string) ([]model.OperationSet, error) {
+			return c.ListOperationSets(ctx)
+		},
+		header: "NAME\tPATHS\tREQUEST QUOTA\tTOKEN QUOTA",
+		row: func(s model.OperationSet) []string {
+			paths := make([]string, len(s.Operations))
+			for i, op := range s.Operations {
+				paths[i] = op.Path
+			}
+			return []string{s.Name, strings.Join(paths, ","), quotaCell(s.RequestQuota), quotaCell(s.TokenQuota)}
+		},
+	}.run(ctx, e, args)
 }
 
 // --- developers ---
@@ -336,31 +348,14 @@ func runDevelopersCreate(ctx context.Context, e env, args []string) error {
 }
 
 func runDevelopersList(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "developers list")
-	af := addAdminFlags(fs, e)
-	out := outputFlag(fs.StringVar)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	c, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	ds, err := c.ListDevelopers(ctx)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(e.stdout, ds)
-	}
-	rows := make([][]string, 0, len(ds))
-	for _, d := range ds {
-		rows = append(rows, []string{d.Email, dash(d.Name), timeCell(d.CreatedAt)})
-	}
-	return table(e.stdout, "EMAIL\tNAME\tCREATED", rows)
+	return listing[model.Developer]{
+		name: "developers list",
+		fetch: func(c *client.Client, ctx context.Context, _ string) ([]model.Developer, error) {
+			return c.ListDevelopers(ctx)
+		},
+		header: "EMAIL\tNAME\tCREATED",
+		row:    func(d model.Developer) []string { return []string{d.Email, dash(d.Name), timeCell(d.CreatedAt)} },
+	}.run(ctx, e, args)
 }
 
 func runDevelopersDelete(ctx context.Context, e env, args []string) error {
@@ -404,32 +399,14 @@ func runAppsCreate(ctx context.Context, e env, args []string) error {
 }
 
 func runAppsList(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "apps list")
-	af := addAdminFlags(fs, e)
-	dev := fs.String("developer", "", "only this developer's apps")
-	out := outputFlag(fs.StringVar)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	c, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	apps, err := c.ListApps(ctx, *dev)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(e.stdout, apps)
-	}
-	rows := make([][]string, 0, len(apps))
-	for _, a := range apps {
-		rows = append(rows, []string{a.Name, a.Developer, dash(strings.Join(a.Products, ",")), timeCell(a.CreatedAt)})
-	}
-	return table(e.stdout, "NAME\tDEVELOPER\tPRODUCTS\tCREATED", rows)
+	return listing[model.App]{
+		name: "apps list", filter: "developer", filterUsage: "only this developer's apps",
+		fetch:  (*client.Client).ListApps,
+		header: "NAME\tDEVELOPER\tPRODUCTS\tCREATED",
+		row: func(a model.App) []string {
+			return []string{a.Name, a.Developer, dash(strings.Join(a.Products, ",")), timeCell(a.CreatedAt)}
+		},
+	}.run(ctx, e, args)
 }
 
 func runAppsDelete(ctx context.Context, e env, args []string) error {
@@ -477,32 +454,14 @@ func runKeysCreate(ctx context.Context, e env, args []string) error {
 }
 
 func runKeysList(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "keys list")
-	af := addAdminFlags(fs, e)
-	app := fs.String("app", "", "only this app's keys")
-	out := outputFlag(fs.StringVar)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	c, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	keys, err := c.ListKeys(ctx, *app)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(e.stdout, keys)
-	}
-	rows := make([][]string, 0, len(keys))
-	for _, k := range keys {
-		rows = append(rows, []string{k.ID, k.App, k.Prefix + "…", k.Status, dash(strings.Join(k.Products, ",")), timeCell(k.CreatedAt), timeCell(k.ExpiresAt)})
-	}
-	return table(e.stdout, "ID\tAPP\tPREFIX\tSTATUS\tPRODUCTS\tCREATED\tEXPIRES", rows)
+	return listing[model.Key]{
+		name: "keys list", filter: "app", filterUsage: "only this app's keys",
+		fetch:  (*client.Client).ListKeys,
+		header: "ID\tAPP\tPREFIX\tSTATUS\tPRODUCTS\tCREATED\tEXPIRES",
+		row: func(k model.Key) []string {
+			return []string{k.ID, k.App, k.Prefix + "…", k.Status, dash(strings.Join(k.Products, ",")), timeCell(k.CreatedAt), timeCell(k.ExpiresAt)}
+		},
+	}.run(ctx, e, args)
 }
 
 func keyStatus(name, status string) func(context.Context, env, []string) error {
