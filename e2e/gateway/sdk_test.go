@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -226,13 +227,44 @@ func TestGatewayWithOpenAISDK(t *testing.T) {
 		const wait = 20 * time.Second
 		positive := func(v float64) bool { return v > 0 }
 		s.envoy.WaitPromMetric(t, "tollgate_tokencount_prompt_tokens_total", map[string]string{"model": "llama-3_1-8b", "app": "sdk"}, wait, positive)
-		s.envoy.WaitPromMetric(t, "tollgate_tokencount_completion_tokens_total", map[string]string{"model": "_gcs_google_gemma-3-1b-it", "app": "sdk"}, wait, positive)
+		// modelroute rewrote the body to /gcs/google/gemma-3-1b-it; tokencount
+		// still labels by the public name it passed on in x-tollgate-public-model.
+		s.envoy.WaitPromMetric(t, "tollgate_tokencount_completion_tokens_total", map[string]string{"model": "gemma-3-1b-it", "app": "sdk"}, wait, positive)
 		s.envoy.WaitPromMetric(t, "tollgate_tokencount_reservations_refused_total", map[string]string{"app": "few"}, wait, positive)
 		s.envoy.WaitPromMetric(t, "tollgate_apikey_requests_total", map[string]string{"outcome": "allowed"}, wait, positive)
 		s.envoy.WaitPromMetric(t, "tollgate_apikey_requests_total", map[string]string{"outcome": "invalid"}, wait, positive)
 		s.envoy.WaitPromMetric(t, "tollgate_quota_requests_total", map[string]string{"mode": "async", "outcome": "denied"}, wait, positive)
 		s.envoy.WaitPromMetric(t, "tollgate_modelroute_rejections_total", map[string]string{"reason": "model_not_found"}, wait, positive)
 		s.envoy.WaitPromMetric(t, "tollgate_modelroute_requests_total", map[string]string{"model": "gemma-3-1b-it", "target": "pool-a"}, wait, positive)
+		samples, err := s.envoy.PromMetrics()
+		require.NoError(t, err)
+		for _, smp := range samples {
+			if strings.HasPrefix(smp.Name, "tollgate_tokencount_") {
+				assert.NotContains(t, smp.Labels["model"], "gcs", "%s is labelled with the backend name", smp.Name)
+			}
+		}
+	})
+
+	t.Run("alias is metered under the public name", func(t *testing.T) {
+		got, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: "gemma", Messages: hello, MaxTokens: openai.Int(8),
+		}, option.WithHeader("X-Tollgate-Public-Model", "llama-3.1-8b"))
+		require.NoError(t, err)
+		assert.Equal(t, "gemma-3-1b-it", got.Model)
+		var found *accessEntry
+		envoytest.Eventually(t, 10*time.Second, func() bool {
+			for _, e := range s.accessLog(t) {
+				if e.App == "sdk" && e.Path == "/v1/chat/completions" && e.Status == 200 && e.PromptTokens == strconv.FormatInt(got.Usage.PromptTokens, 10) &&
+					e.CompletionTokens == strconv.FormatInt(got.Usage.CompletionTokens, 10) && e.Target == "pool-a" {
+					found = &e
+				}
+			}
+			return found != nil
+		}, "no access log line for the aliased request")
+		assert.Equal(t, "gemma-3-1b-it", found.Model, "the access log names the public model, not the backend's or the client's header")
+		for _, e := range s.accessLog(t) {
+			assert.NotContains(t, e.Model, "gcs", "no access log line names the backend model")
+		}
 	})
 
 	t.Run("access log carries app, model and tokens", func(t *testing.T) {

@@ -180,13 +180,37 @@ func TestWasmFilter(t *testing.T) {
 		assert.Equal(t, "sheddable", got.Header.Get("x-tollgate-priority"))
 	})
 
+	t.Run("public model header names the canonical model, never the client's value", func(t *testing.T) {
+		tests := []struct {
+			name, body, spoof, want string
+		}{
+			{"alias rewritten to backend", `{"model":"gemma"}`, "free-model", "gemma-3-1b-it"},
+			{"canonical rewritten to backend", `{"model":"gemma-3-1b-it"}`, "", "gemma-3-1b-it"},
+			{"not rewritten", `{"model":"qwen"}`, "gemma-3-1b-it", "qwen"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				req := jsonPost(strings.NewReader(tt.body))
+				if tt.spoof != "" {
+					req.Header.Set("X-Tollgate-Public-Model", tt.spoof)
+				}
+				resp := send(t, vm, req)
+				require.Equal(t, 200, resp.StatusCode)
+				got, _ := up.last(t)
+				assert.Equal(t, []string{tt.want}, got.Header.Values("x-tollgate-public-model"))
+			})
+		}
+	})
+
 	t.Run("request without body is not paused", func(t *testing.T) {
 		req := httptest.NewRequest(http.MethodGet, "/v1/models", nil)
 		req.Header.Set("x-tollgate-priority", "critical")
+		req.Header.Set("x-tollgate-public-model", "gemma-3-1b-it")
 		resp := send(t, vm, req)
 		require.Equal(t, 200, resp.StatusCode)
 		got, _ := up.last(t)
 		assert.Empty(t, got.Header.Get("x-tollgate-priority"))
+		assert.Empty(t, got.Header.Values("x-tollgate-public-model"), "a client's value is dropped even without a body")
 	})
 
 	t.Run("SSE mapped across split lines", func(t *testing.T) {

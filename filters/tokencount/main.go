@@ -186,7 +186,7 @@ func (s *stream) decide() proxywasm.Action {
 	if err != nil {
 		return s.internal("read request body", err)
 	}
-	pl, aerr := pol.PlanRequest(s.api, body, s.quota)
+	pl, aerr := pol.PlanRequestAs(s.api, body, s.quota, pol.PublicModel(header))
 	if aerr != nil {
 		if aerr.Status != 429 {
 			return s.reject(aerr, meter.OutcomeRejected)

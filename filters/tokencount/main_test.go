@@ -30,6 +30,7 @@ import (
 	"github.com/tollgate/tollgate/counter/httpapi"
 	"github.com/tollgate/tollgate/counter/memstore"
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
+	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/sse"
 	"github.com/tollgate/tollgate/shared/wasmhost"
 	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
@@ -662,4 +663,52 @@ func TestPassthroughUsageChunkSplitAcrossCRLF(t *testing.T) {
 	}
 	assert.True(t, evs[len(evs)-1].IsDone())
 	g.waitUsed(t, teamKey("blue"), hourly(10000), 71)
+}
+
+// TestPublicModelHeader: behind modelroute the body names the backend
+// model; the public model header (trusted only with identity headers)
+// labels the metrics and picks the price instead. The usage is the same.
+func TestPublicModelHeader(t *testing.T) {
+	const backendModel = "/gcs/google/gemma-3-1b-it"
+	const pricing = `,"counted": "cost", "pricing": {"models": {"gemma-3-1b-it": {"input": 1000, "output": 4000}}, "default": {"input": 1, "output": 1}}`
+	body := strings.Replace(chatJSON, `"model":"gpt-4o-mini"`, `"model":"`+backendModel+`"`, 1) + `}`
+	tests := []struct {
+		name      string
+		extra     string
+		headers   map[string]string
+		wantModel string // the metric label's source
+		wantPrice usage.Price
+	}{
+		{name: "public model labels and prices", extra: pricing,
+			headers:   map[string]string{"x-team": "blue", "x-tollgate-public-model": "gemma-3-1b-it"},
+			wantModel: "gemma-3-1b-it", wantPrice: usage.Price{Input: 1000, Output: 4000}},
+		{name: "custom header name", extra: pricing + `,"public_model_header": "X-Public"`,
+			headers:   map[string]string{"x-team": "blue", "x-public": "gemma-3-1b-it", "x-tollgate-public-model": "other"},
+			wantModel: "gemma-3-1b-it", wantPrice: usage.Price{Input: 1000, Output: 4000}},
+		{name: "without the header: the body's model", extra: pricing,
+			headers:   map[string]string{"x-team": "blue"},
+			wantModel: backendModel, wantPrice: usage.Price{Input: 1, Output: 1}},
+		{name: "untrusted: a client's header is ignored", extra: pricing + `,"trust_identity_headers": false`,
+			headers:   map[string]string{"x-team": "blue", "x-tollgate-public-model": "gemma-3-1b-it"},
+			wantModel: backendModel, wantPrice: usage.Price{Input: 1, Output: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := start(t, staticConfig(1_000_000_000, tt.extra), newKeystore(t), newBackend(t))
+			resp := g.do(t, body, tt.headers)
+			require.Equal(t, 200, resp.StatusCode, "%s", resp.Body)
+			reqs := g.up.requests()
+			require.Len(t, reqs, 1)
+			assert.Equal(t, backendModel, gjson.GetBytes(reqs[0], "model").String(), "the body goes upstream unchanged")
+
+			l := meter.Labels{Model: meter.LabelValue(tt.wantModel), App: "blue"}
+			tm := meter.TokenMetrics(l)
+			assert.Equal(t, uint64(43), g.counter(t, tm[0]), "prompt tokens under model %q", l.Model)
+			assert.Equal(t, uint64(28), g.counter(t, tm[1]))
+			assert.Equal(t, uint64(1), g.counter(t, meter.RequestsMetric(l, meter.OutcomeSettled)))
+			want := usage.Charge(usage.MetricCost, usage.Usage{PromptTokens: 43, CompletionTokens: 28, TotalTokens: 71}, tt.wantPrice)
+			key := counter.Key{App: "blue", Product: meter.DefaultStaticProduct, Kind: counter.Kind(meter.KindFor(usage.MetricCost))}
+			g.waitUsed(t, key, hourly(1_000_000_000), want)
+		})
+	}
 }

@@ -30,6 +30,9 @@ const (
 	DefaultAppHeader = "x-tollgate-app"
 	// DefaultPriorityHeader is where the mapped priority is written for schedulers behind Envoy.
 	DefaultPriorityHeader = "x-tollgate-priority"
+	// DefaultPublicModelHeader carries the resolved public model name to later
+	// filters (tokencount labels and prices by it), since the body then names the backend model.
+	DefaultPublicModelHeader = "x-tollgate-public-model"
 )
 
 // Body size limits.
@@ -56,6 +59,8 @@ type Config struct {
 	AppHeader string `json:"app_header"`
 	// PriorityHeader is written with the mapped priority; client values are always removed.
 	PriorityHeader string `json:"priority_header"`
+	// PublicModelHeader is set to the resolved public model name; client values are always removed.
+	PublicModelHeader string `json:"public_model_header"`
 	// StickyHeader, when set, names a request header (a session id) whose value pins the target.
 	StickyHeader string `json:"sticky_header"`
 	// MaxBodyBytes is the largest request body accepted; larger bodies get 413.
@@ -162,6 +167,8 @@ type Policy struct {
 	AppHeader string
 	// PriorityHeader is the lower-case header written with the priority.
 	PriorityHeader string
+	// PublicModelHeader is the lower-case header written with the public model name.
+	PublicModelHeader string
 	// MaxBodyBytes is the request body limit (413 above).
 	MaxBodyBytes int64
 	// MaxResponseBytes is the largest JSON response buffered for mapping.
@@ -227,6 +234,7 @@ func (c *Config) Compile() (*Policy, error) {
 	p.ProductHeader = hdr("product_header", c.ProductHeader, DefaultProductHeader)
 	p.AppHeader = hdr("app_header", c.AppHeader, DefaultAppHeader)
 	p.PriorityHeader = hdr("priority_header", c.PriorityHeader, DefaultPriorityHeader)
+	p.PublicModelHeader = hdr("public_model_header", c.PublicModelHeader, DefaultPublicModelHeader)
 	sticky := ""
 	if c.StickyHeader != "" {
 		sticky = hdr("sticky_header", c.StickyHeader, "")
@@ -236,6 +244,9 @@ func (c *Config) Compile() (*Policy, error) {
 	}
 	if p.RoutingHeader == p.PriorityHeader {
 		return nil, fmt.Errorf("modelroute config: routing_header and priority_header are both %q", p.RoutingHeader)
+	}
+	if p.PublicModelHeader == p.RoutingHeader || p.PublicModelHeader == p.PriorityHeader {
+		return nil, fmt.Errorf("modelroute config: public_model_header %q is also the routing or priority header", p.PublicModelHeader)
 	}
 
 	switch {

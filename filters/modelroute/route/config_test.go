@@ -64,6 +64,7 @@ func TestParseDefaults(t *testing.T) {
 		assert.Equal(t, DefaultRoutingHeader, p.RoutingHeader)
 		assert.Equal(t, DefaultProductHeader, p.ProductHeader)
 		assert.Equal(t, DefaultAppHeader, p.AppHeader)
+		assert.Equal(t, DefaultPublicModelHeader, p.PublicModelHeader)
 		assert.EqualValues(t, DefaultMaxBodyBytes, p.MaxBodyBytes)
 		assert.Equal(t, apierror.StyleOpenAI, p.Style)
 		assert.False(t, p.Passthrough)
@@ -107,6 +108,9 @@ func TestParseOptions(t *testing.T) {
 			assert.True(t, a.MapResponse)
 			assert.False(t, b.MapResponse)
 		}},
+		{"public model header is lower-cased", `{"public_model_header":"X-Public-Model"}`, func(t *testing.T, p *Policy) {
+			assert.Equal(t, "x-public-model", p.PublicModelHeader)
+		}},
 		{"paths", `{"paths":["/v1/chat/","/v1/embeddings"]}`, func(t *testing.T, p *Policy) {
 			assert.Equal(t, []string{"/v1/chat/", "/v1/embeddings"}, p.Paths)
 		}},
@@ -131,6 +135,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad header", `{"routing_header":"x model"}`, `routing_header "x model" is not a valid header name`},
 		{"pseudo header", `{"routing_header":":authority"}`, "not a valid header name"},
 		{"same headers", `{"routing_header":"x-a","priority_header":"X-A"}`, "routing_header and priority_header"},
+		{"bad public model header", `{"public_model_header":"x model"}`, `public_model_header "x model" is not a valid header name`},
+		{"public model header is the routing header", `{"public_model_header":"X-Tollgate-Model"}`, "public_model_header"},
+		{"public model header is the priority header", `{"priority_header":"x-p","public_model_header":"x-p"}`, "public_model_header"},
 		{"bad sticky", `{"sticky_header":"a b"}`, "sticky_header"},
 		{"negative body", `{"max_body_bytes":-1}`, "max_body_bytes -1"},
 		{"huge body", `{"max_body_bytes":1099511627776}`, "max_body_bytes"},

@@ -54,9 +54,10 @@ type Start struct {
 }
 
 // ClientHeaders are the headers the filter owns: any value a client sent is
-// removed before routing, so a client can never pick its own route or priority.
+// removed before routing, so a client can never pick its own route or
+// priority, nor the public model later filters meter and price by.
 func (p *Policy) ClientHeaders() []string {
-	return []string{p.RoutingHeader, p.PriorityHeader}
+	return []string{p.RoutingHeader, p.PriorityHeader, p.PublicModelHeader}
 }
 
 // Begin judges the request headers. path is the :path (query allowed);
@@ -129,9 +130,23 @@ type Decision struct {
 	MapResponse bool
 }
 
-// Headers returns the request headers to set for the decision, in order.
+// PublicModel is the name later filters should label and price the request
+// by: the canonical public name, or the client's name when an unknown model
+// passed through.
+func (d *Decision) PublicModel() string {
+	if d.Model != "" {
+		return d.Model
+	}
+	return d.Requested
+}
+
+// Headers returns the request headers to set for the decision, in order:
+// the routing header, the public model header and the priority (if any).
 func (d *Decision) Headers(p *Policy) [][2]string {
 	hs := [][2]string{{p.RoutingHeader, d.Target}}
+	if pm := d.PublicModel(); pm != "" {
+		hs = append(hs, [2]string{p.PublicModelHeader, pm})
+	}
 	if d.Priority != "" {
 		hs = append(hs, [2]string{p.PriorityHeader, d.Priority})
 	}

@@ -60,7 +60,7 @@ func TestBegin(t *testing.T) {
 
 func TestClientHeaders(t *testing.T) {
 	p := seedPolicy(t)
-	assert.Equal(t, []string{"x-tollgate-model", "x-tollgate-priority"}, p.ClientHeaders())
+	assert.Equal(t, []string{"x-tollgate-model", "x-tollgate-priority", "x-tollgate-public-model"}, p.ClientHeaders())
 }
 
 func TestDecide(t *testing.T) {
@@ -163,6 +163,36 @@ func TestDecisionHeaders(t *testing.T) {
 	assert.Equal(t, [][2]string{{"x-tollgate-model", "gemma"}, {"x-tollgate-priority", "critical"}}, d.Headers(p))
 	d.Priority = ""
 	assert.Equal(t, [][2]string{{"x-tollgate-model", "gemma"}}, d.Headers(p))
+}
+
+func TestDecisionPublicModelHeader(t *testing.T) {
+	p := seedPolicy(t)
+	pass, err := Parse([]byte(`{"unknown_models":"passthrough","public_model_header":"X-Public","models":[{"name":"a","route":"ra"}]}`))
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		p    *Policy
+		body string
+		want [][2]string
+	}{
+		{name: "alias carries the canonical name", p: p, body: `{"model":"gemma"}`,
+			want: [][2]string{{"x-tollgate-model", "gemma"}, {"x-tollgate-public-model", "gemma-3-1b-it"}, {"x-tollgate-priority", "standard"}}},
+		{name: "canonical name rewritten to backend", p: p, body: `{"model":"gemma-3-1b-it"}`,
+			want: [][2]string{{"x-tollgate-model", "gemma"}, {"x-tollgate-public-model", "gemma-3-1b-it"}, {"x-tollgate-priority", "standard"}}},
+		{name: "canary backend keeps the public name", p: p, body: `{"model":"llama-3.1-8b"}`,
+			want: [][2]string{{"x-tollgate-model", "llama-stable"}, {"x-tollgate-public-model", "llama-3.1-8b"}, {"x-tollgate-priority", "sheddable"}}},
+		{name: "passthrough names the client's model, custom header", p: pass, body: `{"model":"gpt-4o"}`,
+			want: [][2]string{{"x-tollgate-model", "gpt-4o"}, {"x-public", "gpt-4o"}}},
+		{name: "known model, custom header", p: pass, body: `{"model":"a"}`,
+			want: [][2]string{{"x-tollgate-model", "ra"}, {"x-public", "a"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, aerr := tt.p.Decide([]byte(tt.body), HeaderMap{}, fixedRand(0))
+			require.Nil(t, aerr)
+			assert.Equal(t, tt.want, d.Headers(tt.p))
+		})
+	}
 }
 
 func TestErrorMessages(t *testing.T) {

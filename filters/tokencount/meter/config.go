@@ -51,6 +51,9 @@ const (
 	DefaultMaxMetricModels = 50
 	// DefaultMaxMetricApps bounds the distinct app labels per VM.
 	DefaultMaxMetricApps = 200
+	// DefaultPublicModelHeader is the header the modelroute filter sets to
+	// the public model name after rewriting the body to the backend name.
+	DefaultPublicModelHeader = "x-tollgate-public-model"
 	// DefaultStaticProduct is the counter product of static quotas.
 	DefaultStaticProduct = "tokencount"
 	// AnonymousApp is the counter app of requests without the static quota's header.
@@ -95,6 +98,12 @@ type Config struct {
 	// filter's headers (default true). Set it to false when no apikey
 	// filter runs before this one: clients could otherwise send their own.
 	TrustIdentityHeaders *bool `json:"trust_identity_headers"`
+	// PublicModelHeader names the request header a trusted filter in front
+	// (modelroute) sets to the public model name (default
+	// x-tollgate-public-model); when present it replaces the body's model
+	// in metric labels, the access-log model and price lookups. It is only
+	// read when trust_identity_headers is on.
+	PublicModelHeader string `json:"public_model_header"`
 	// StaticQuota applies when the request carries no token quota from the
 	// apikey filter, so the filter also works on its own.
 	StaticQuota *StaticQuotaConfig `json:"static_quota"`
@@ -200,6 +209,9 @@ type Policy struct {
 	Identity identity.Headers
 	// TrustIdentity reads quotas from the identity headers.
 	TrustIdentity bool
+	// PublicModelHeader is the lower-case header naming the public model
+	// (read only when TrustIdentity is set).
+	PublicModelHeader string
 	// Static is the static quota (nil: none).
 	Static *StaticQuota
 	// Headers names the rate-limit headers ("" names: none sent).
@@ -272,6 +284,7 @@ func (c *Config) compile() (*Policy, error) {
 		StripAcceptEncoding: c.StripAcceptEncoding == nil || *c.StripAcceptEncoding,
 		Identity:            c.IdentityHeaders.WithDefaults(),
 		TrustIdentity:       c.TrustIdentityHeaders == nil || *c.TrustIdentityHeaders,
+		PublicModelHeader:   strings.ToLower(orDefault(c.PublicModelHeader, DefaultPublicModelHeader)),
 		MaxRequestBytes:     DefaultMaxRequestBytes,
 		HoldResponseBytes:   DefaultHoldResponseBytes,
 		MaxResponseBytes:    DefaultMaxResponseBytes,
@@ -303,6 +316,9 @@ func (c *Config) compile() (*Policy, error) {
 	p.Estimator = usage.Estimator{DefaultMaxOutput: c.DefaultMaxOutputTokens, MaxOutputCap: c.MaxOutputTokensCap}
 	if err := p.Identity.Validate(); err != nil {
 		return nil, fmt.Errorf("identity_headers: %w", err)
+	}
+	if !validHeaderName(p.PublicModelHeader) {
+		return nil, fmt.Errorf("public_model_header %q is not an HTTP header name", c.PublicModelHeader)
 	}
 	if c.StaticQuota != nil {
 		if p.Static, err = c.StaticQuota.compile(p.Metric); err != nil {

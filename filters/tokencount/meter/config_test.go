@@ -31,6 +31,7 @@ func TestParseDefaults(t *testing.T) {
 		assert.Equal(t, int64(DefaultMaxResponseBytes), p.MaxResponseBytes)
 		assert.Equal(t, "x-tollgate-token-quota", p.Identity.TokenQuota)
 		assert.True(t, p.TrustIdentity)
+		assert.Equal(t, DefaultPublicModelHeader, p.PublicModelHeader)
 		assert.Equal(t, apierror.StyleOpenAI, p.Style)
 	}
 }
@@ -120,6 +121,8 @@ func TestParseErrors(t *testing.T) {
 		{"max resp", `{"max_response_bytes": -1}`, "max_response_bytes"},
 		{"metric bounds", `{"max_metric_apps": -1}`, "max_metric"},
 		{"style", `{"error_style": "xml"}`, "error_style"},
+		{"public model header", `{"public_model_header": "x public"}`, "public_model_header"},
+		{"public model header pseudo", `{"public_model_header": ":path"}`, "public_model_header"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

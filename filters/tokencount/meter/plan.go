@@ -28,8 +28,13 @@ var errTooLong = errors.New("a counter key part is longer than 256 bytes")
 type Plan struct {
 	// API is the endpoint dialect.
 	API usage.API
-	// Model is the requested model ("" when the body names none).
+	// Model is the requested model ("" when the body names none): the
+	// public model a trusted filter named, else the body's model. Metric
+	// labels, the access-log model and prices use it.
 	Model string
+	// BodyModel is the model the request body names (the backend name
+	// after modelroute rewrote it).
+	BodyModel string
 	// Stream is true for a streamed (SSE) response.
 	Stream bool
 	// PromptEstimate is the estimated prompt tokens.
@@ -73,6 +78,15 @@ func (pl *Plan) Charge(u usage.Usage) int64 {
 // reservation that can never fit the quota's limit is a 429 before the
 // upstream is touched (returned with its plan, for metric labels).
 func (p *Policy) PlanRequest(api usage.API, body []byte, q *Quota) (*Plan, *apierror.Error) {
+	return p.PlanRequestAs(api, body, q, "")
+}
+
+// PlanRequestAs is PlanRequest for a request whose public model name
+// (from PublicModel) may differ from the model its body names: the plan is
+// labelled and priced as publicModel ("" keeps the body's model). A price
+// configured only for the body's (backend) name still applies, so pricing
+// keyed by backend names keeps working. The token arithmetic is the same.
+func (p *Policy) PlanRequestAs(api usage.API, body []byte, q *Quota, publicModel string) (*Plan, *apierror.Error) {
 	if int64(len(body)) > p.MaxRequestBytes {
 		return nil, p.TooLarge()
 	}
@@ -81,14 +95,19 @@ func (p *Policy) PlanRequest(api usage.API, body []byte, q *Quota) (*Plan, *apie
 		return nil, badRequest(err)
 	}
 	prompt, output := p.Estimator.Reservation(req)
+	model := req.Model
+	if publicModel != "" {
+		model = publicModel
+	}
 	pl := &Plan{
 		API:            api,
-		Model:          req.Model,
+		Model:          model,
+		BodyModel:      req.Model,
 		Stream:         req.Stream,
 		PromptEstimate: prompt,
 		OutputReserve:  output,
 		Quota:          q,
-		Price:          p.Pricing.For(req.Model),
+		Price:          p.price(model, req.Model),
 	}
 	if p.InjectIncludeUsage && req.Stream && !req.IncludeUsage &&
 		(api == usage.APIChatCompletions || api == usage.APICompletions) {
@@ -109,6 +128,43 @@ func (p *Policy) PlanRequest(api usage.API, body []byte, q *Quota) (*Plan, *apie
 		}
 	}
 	return pl, nil
+}
+
+// price is the price of the public model, falling back to an entry for
+// the body's model when only that one is priced.
+func (p *Policy) price(model, bodyModel string) usage.Price {
+	pr, ok := p.Pricing.Lookup(model)
+	if ok || bodyModel == model {
+		return pr
+	}
+	if bpr, ok := p.Pricing.Lookup(bodyModel); ok {
+		return bpr
+	}
+	return pr
+}
+
+// maxPublicModelLen bounds the public model header's value.
+const maxPublicModelLen = 256
+
+// PublicModel is the public model name a trusted filter in front (modelroute)
+// set in the public model header, or "" to use the body's model: when
+// identity headers are not trusted (a client could send any value), the
+// header is absent or empty, or its value is not a plain model name
+// (visible ASCII, at most 256 bytes).
+func (p *Policy) PublicModel(get func(name string) string) string {
+	if !p.TrustIdentity {
+		return ""
+	}
+	v := get(p.PublicModelHeader)
+	if v == "" || len(v) > maxPublicModelLen {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return ""
+		}
+	}
+	return v
 }
 
 // includeUsageMember is the member added to a request without stream_options.

@@ -202,3 +202,69 @@ func FuzzInjectIncludeUsage(f *testing.F) {
 		require.Equal(t, before, after)
 	})
 }
+
+func TestPublicModel(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  string
+		h    map[string]string
+		want string
+	}{
+		{name: "default header", cfg: `{}`, h: map[string]string{"x-tollgate-public-model": "gemma-3-1b-it"}, want: "gemma-3-1b-it"},
+		{name: "absent", cfg: `{}`, h: map[string]string{}, want: ""},
+		{name: "custom header, lower-cased", cfg: `{"public_model_header": "X-Public"}`,
+			h: map[string]string{"x-public": "a", "x-tollgate-public-model": "b"}, want: "a"},
+		{name: "untrusted headers are ignored", cfg: `{"trust_identity_headers": false}`,
+			h: map[string]string{"x-tollgate-public-model": "gemma-3-1b-it"}, want: ""},
+		{name: "control characters are ignored", cfg: `{}`, h: map[string]string{"x-tollgate-public-model": "a\tb"}, want: ""},
+		{name: "too long is ignored", cfg: `{}`, h: map[string]string{"x-tollgate-public-model": strings.Repeat("m", 257)}, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, mustParse(t, tt.cfg).PublicModel(headerFunc(tt.h)))
+		})
+	}
+}
+
+func TestPlanRequestAs(t *testing.T) {
+	const body = `{"model":"/gcs/google/gemma-3-1b-it","messages":[{"role":"user","content":"Hello there"}],"max_tokens":100}`
+	tests := []struct {
+		name      string
+		cfg       string
+		public    string
+		wantModel string
+		wantInput float64
+	}{
+		{name: "no public model: the body's", cfg: `{"pricing": {"models": {"gemma-3-1b-it": {"input": 1000, "output": 4000}}, "default": {"input": 1, "output": 1}}}`,
+			wantModel: "/gcs/google/gemma-3-1b-it", wantInput: 1},
+		{name: "public model priced by its own name", cfg: `{"pricing": {"models": {"gemma-3-1b-it": {"input": 1000, "output": 4000}}, "default": {"input": 1, "output": 1}}}`,
+			public: "gemma-3-1b-it", wantModel: "gemma-3-1b-it", wantInput: 1000},
+		{name: "public model by prefix", cfg: `{"pricing": {"models": {"gemma-*": {"input": 500, "output": 4000}, "/gcs/*": {"input": 7, "output": 7}}}}`,
+			public: "gemma-3-1b-it", wantModel: "gemma-3-1b-it", wantInput: 500},
+		{name: "only the backend name priced: still applies", cfg: `{"pricing": {"models": {"/gcs/google/gemma-3-1b-it": {"input": 7, "output": 7}}, "default": {"input": 1, "output": 1}}}`,
+			public: "gemma-3-1b-it", wantModel: "gemma-3-1b-it", wantInput: 7},
+		{name: "neither priced: default", cfg: `{"pricing": {"models": {"llama": {"input": 9, "output": 9}}, "default": {"input": 1, "output": 1}}}`,
+			public: "gemma-3-1b-it", wantModel: "gemma-3-1b-it", wantInput: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustParse(t, tt.cfg)
+			q := quota(100_000_000, usage.MetricCost)
+			pl, aerr := p.PlanRequestAs(usage.APIChatCompletions, []byte(body), q, tt.public)
+			require.Nil(t, aerr)
+			base, aerr := p.PlanRequest(usage.APIChatCompletions, []byte(body), quota(100_000_000, usage.MetricTotal))
+			require.Nil(t, aerr)
+			assert.Equal(t, tt.wantModel, pl.Model)
+			assert.Equal(t, "/gcs/google/gemma-3-1b-it", pl.BodyModel)
+			assert.Equal(t, tt.wantInput, pl.Price.Input)
+			assert.Equal(t, base.PromptEstimate, pl.PromptEstimate, "token arithmetic unchanged")
+			assert.Equal(t, base.OutputReserve, pl.OutputReserve)
+			assert.Equal(t, usage.Charge(usage.MetricCost, pl.Reserved(), pl.Price), pl.Amount)
+			state := map[string]string{}
+			for _, kv := range FilterState(pl, usage.Usage{}, SourceNone, 0) {
+				state[kv[0]] = kv[1]
+			}
+			assert.Equal(t, tt.wantModel, state[StateModel], "the access log shows the public model")
+		})
+	}
+}

@@ -68,8 +68,15 @@ type Pricing struct {
 
 // For returns the price of a model.
 func (p Pricing) For(model string) Price {
+	pr, _ := p.Lookup(model)
+	return pr
+}
+
+// Lookup returns the price of a model and whether a models entry (exact or
+// prefix) matched it; without a match it is Default, and false.
+func (p Pricing) Lookup(model string) (Price, bool) {
 	if pr, ok := p.Models[model]; ok {
-		return pr
+		return pr, true
 	}
 	best, bestLen := p.Default, -1
 	for k, pr := range p.Models {
@@ -78,7 +85,7 @@ func (p Pricing) For(model string) Price {
 			best, bestLen = pr, len(prefix)
 		}
 	}
-	return best
+	return best, bestLen >= 0
 }
 
 // Validate rejects negative or non-finite prices.

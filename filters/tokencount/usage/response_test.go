@@ -102,6 +102,15 @@ func TestMetricAndPricing(t *testing.T) {
 	assert.Equal(t, 0.15, p.For("gpt-4o-mini-2024-07-18").Input, "longest prefix")
 	assert.Equal(t, 5.0, p.For("gpt-4o-2024-08-06").Input)
 	assert.Equal(t, 1.0, p.For("llama").Input, "default")
+	for _, tt := range []struct {
+		model string
+		input float64
+		ok    bool
+	}{{"gpt-4o", 2.5, true}, {"gpt-4o-mini-x", 0.15, true}, {"llama", 1, false}} {
+		pr, ok := p.Lookup(tt.model)
+		assert.Equal(t, tt.input, pr.Input, tt.model)
+		assert.Equal(t, tt.ok, ok, tt.model)
+	}
 	assert.Error(t, Pricing{Default: Price{Input: -1}}.Validate())
 	assert.Error(t, Pricing{Models: map[string]Price{"x": {Output: math.NaN()}}}.Validate())
 }
