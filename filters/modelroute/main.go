@@ -103,12 +103,12 @@ func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p
 // stream follows one request through buffering, routing and response mapping.
 type stream struct {
 	proxywasm.DefaultHttpContext
-	p         *plugin
-	buffering bool // waiting for the whole request body
-	decision  route.Decision
-	mapping   route.ResponseKind
-	mapper    *route.StreamMapper
-	respSeen  bool // the response's model was mapped at least once
+	p        *plugin
+	body     proxywasm.BodyGatherer // the request body, gathered before routing
+	decision route.Decision
+	mapping  route.ResponseKind
+	mapper   *route.StreamMapper
+	respSeen bool // the response's model was mapped at least once
 }
 
 // requestHeaders adapts the host's request headers to route.Headers.
@@ -135,43 +135,35 @@ func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 	case route.Reject:
 		return s.reject(st.Err)
 	case route.Buffer:
-		s.buffering = true
-		return proxywasm.ActionPause
+		s.body.Limit = pol.MaxBodyBytes
+		return s.body.Start()
 	}
 	return proxywasm.ActionContinue
 }
 
 func (s *stream) OnRequestBody(bodySize int, endOfStream bool) proxywasm.Action {
-	if !s.buffering {
-		return proxywasm.ActionContinue
-	}
-	if int64(bodySize) > s.p.policy.MaxBodyBytes {
-		s.buffering = false
-		return s.reject(s.p.policy.TooLarge())
-	}
-	if !endOfStream {
-		return proxywasm.ActionPause
-	}
-	return s.route()
+	return s.body.OnBody(bodySize, endOfStream, s)
 }
 
 // OnRequestTrailers finishes a request whose body ended with trailers (HTTP/2
 // gRPC-style requests never see end_of_stream in a body callback).
 func (s *stream) OnRequestTrailers(int) proxywasm.Action {
-	if !s.buffering {
-		return proxywasm.ActionContinue
-	}
-	return s.route()
+	return s.body.OnTrailers(s)
 }
 
-// route decides on the complete body and applies the decision.
-func (s *stream) route() proxywasm.Action {
-	s.buffering = false
+// BodyTooLarge answers 413 before the whole body is read.
+func (s *stream) BodyTooLarge() proxywasm.Action {
+	return s.reject(s.p.policy.TooLarge())
+}
+
+// BodyUnreadable answers 500 when the host cannot return the body.
+func (s *stream) BodyUnreadable(err error) proxywasm.Action {
+	return s.internal("read request body", err)
+}
+
+// BodyComplete decides on the whole body and applies the decision.
+func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	pol := s.p.policy
-	body, err := proxywasm.RequestBody.GetAll()
-	if err != nil {
-		return s.internal("read request body", err)
-	}
 	d, aerr := pol.Decide(body, requestHeaders{}, randSource{})
 	if aerr != nil {
 		return s.reject(aerr)

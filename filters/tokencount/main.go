@@ -109,10 +109,10 @@ type stream struct {
 	api       usage.API
 	quota     *meter.Quota
 	app       string
-	buffering bool // waiting for the whole request body
-	reserving bool // the reserve callout is in flight
-	replied   bool // this filter answered locally
-	ended     bool // OnDone ran: the stream is gone
+	body      proxywasm.BodyGatherer // the request body, gathered before the reservation
+	reserving bool                   // the reserve callout is in flight
+	replied   bool                   // this filter answered locally
+	ended     bool                   // OnDone ran: the stream is gone
 
 	plan     *meter.Plan
 	reserved *meter.State // the reservation (nil: none held)
@@ -152,40 +152,32 @@ func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 	if endOfStream {
 		return s.reject(meter.BodyRequired(), meter.OutcomeRejected)
 	}
-	s.buffering = true
-	return proxywasm.ActionPause
+	s.body.Limit = pol.MaxRequestBytes
+	return s.body.Start()
 }
 
 func (s *stream) OnRequestBody(bodySize int, endOfStream bool) proxywasm.Action {
-	if !s.buffering {
-		return proxywasm.ActionContinue
-	}
-	if int64(bodySize) > s.p.pol.MaxRequestBytes {
-		s.buffering = false
-		return s.reject(s.p.pol.TooLarge(), meter.OutcomeRejected)
-	}
-	if !endOfStream {
-		return proxywasm.ActionPause
-	}
-	return s.decide()
+	return s.body.OnBody(bodySize, endOfStream, s)
 }
 
 // OnRequestTrailers finishes a request whose body ended with trailers.
 func (s *stream) OnRequestTrailers(int) proxywasm.Action {
-	if !s.buffering {
-		return proxywasm.ActionContinue
-	}
-	return s.decide()
+	return s.body.OnTrailers(s)
 }
 
-// decide plans the reservation on the complete body and asks for it.
-func (s *stream) decide() proxywasm.Action {
-	s.buffering = false
+// BodyTooLarge answers 413 before the whole body is read.
+func (s *stream) BodyTooLarge() proxywasm.Action {
+	return s.reject(s.p.pol.TooLarge(), meter.OutcomeRejected)
+}
+
+// BodyUnreadable answers 500 when the host cannot return the body.
+func (s *stream) BodyUnreadable(err error) proxywasm.Action {
+	return s.internal("read request body", err)
+}
+
+// BodyComplete plans the reservation on the whole body and asks for it.
+func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	pol := s.p.pol
-	body, err := proxywasm.RequestBody.GetAll()
-	if err != nil {
-		return s.internal("read request body", err)
-	}
 	pl, aerr := pol.PlanRequestAs(s.api, body, s.quota, pol.PublicModel(header))
 	if aerr != nil {
 		if aerr.Status != 429 {

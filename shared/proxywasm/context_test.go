@@ -164,3 +164,32 @@ func TestRequestCallbacksStopAfterLocalReply(t *testing.T) {
 	// The local reply itself passes through the response callbacks.
 	assert.Equal(t, ActionContinue, v.onHTTP(2, "rh", false, func(c HttpContext) Action { return c.OnResponseHeaders(1, false) }))
 }
+
+type gatherRecorder struct {
+	tooLarge, unreadable int
+}
+
+func (r *gatherRecorder) BodyComplete([]byte) Action { return ActionContinue }
+func (r *gatherRecorder) BodyTooLarge() Action        { r.tooLarge++; return ActionPause }
+func (r *gatherRecorder) BodyUnreadable(error) Action { r.unreadable++; return ActionPause }
+
+func TestBodyGatherer(t *testing.T) {
+	var idle BodyGatherer
+	h := &gatherRecorder{}
+	assert.Equal(t, ActionContinue, idle.OnBody(10, true, h), "not started: pass through")
+	assert.Equal(t, ActionContinue, idle.OnTrailers(h))
+
+	g := BodyGatherer{Limit: 100}
+	assert.Equal(t, ActionPause, g.Start())
+	assert.Equal(t, ActionPause, g.OnBody(50, false, h), "waits for the end")
+	assert.Equal(t, ActionPause, g.OnBody(101, false, h))
+	assert.Equal(t, 1, h.tooLarge)
+	assert.Equal(t, ActionContinue, g.OnBody(150, true, h), "after rejecting, the gatherer is done")
+
+	g = BodyGatherer{}
+	g.Start()
+	// Natively the host cannot return the body, which must reach the handler, not panic.
+	assert.Equal(t, ActionPause, g.OnBody(1<<30, true, h))
+	assert.Equal(t, 1, h.unreadable)
+	assert.Equal(t, ActionContinue, g.OnTrailers(h), "completion happens once")
+}
