@@ -197,16 +197,7 @@ func outputLimit(maxTokens *int, param string, n *int) (int, int, *apierror.Erro
 // chat answers POST /v1/chat/completions.
 func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	var req chatRequest
-	if e := decode(body, &req); e != nil {
-		writeError(w, e)
-		return
-	}
-	if req.Model == "" {
-		writeError(w, badRequest("model", "you must provide a model parameter"))
-		return
-	}
-	if !s.serves(req.Model) {
-		writeError(w, modelNotFound(req.Model))
+	if !s.decodeRequest(w, body, &req, &req.Model) {
 		return
 	}
 	prompt, key, e := chatPrompt(req.Messages)

@@ -103,16 +103,7 @@ func parsePrompts(raw json.RawMessage, param string) (prompts, *apierror.Error) 
 // completions answers POST /v1/completions.
 func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte) {
 	var req completionRequest
-	if e := decode(body, &req); e != nil {
-		writeError(w, e)
-		return
-	}
-	if req.Model == "" {
-		writeError(w, badRequest("model", "you must provide a model parameter"))
-		return
-	}
-	if !s.serves(req.Model) {
-		writeError(w, modelNotFound(req.Model))
+	if !s.decodeRequest(w, body, &req, &req.Model) {
 		return
 	}
 	ps, e := parsePrompts(req.Prompt, "prompt")

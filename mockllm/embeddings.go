@@ -41,16 +41,7 @@ type embeddingResponse struct {
 // embeddings answers POST /v1/embeddings.
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, body []byte) {
 	var req embeddingRequest
-	if e := decode(body, &req); e != nil {
-		writeError(w, e)
-		return
-	}
-	if req.Model == "" {
-		writeError(w, badRequest("model", "you must provide a model parameter"))
-		return
-	}
-	if !s.serves(req.Model) {
-		writeError(w, modelNotFound(req.Model))
+	if !s.decodeRequest(w, body, &req, &req.Model) {
 		return
 	}
 	in, e := parsePrompts(req.Input, "input")

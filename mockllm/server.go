@@ -303,6 +303,25 @@ func badRequest(param, format string, args ...any) *apierror.Error {
 
 // decode unmarshals a JSON request body into v and turns every failure into
 // a 400 that names the problem.
+// decodeRequest decodes a request body into req and checks the model it
+// names (read through model once decoded), answering the OpenAI error itself;
+// false means the request was answered.
+func (s *Server) decodeRequest(w http.ResponseWriter, body []byte, req any, model *string) bool {
+	if e := decode(body, req); e != nil {
+		writeError(w, e)
+		return false
+	}
+	if *model == "" {
+		writeError(w, badRequest("model", "you must provide a model parameter"))
+		return false
+	}
+	if !s.serves(*model) {
+		writeError(w, modelNotFound(*model))
+		return false
+	}
+	return true
+}
+
 func decode(body []byte, v any) *apierror.Error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return &apierror.Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_json",
