@@ -169,7 +169,7 @@ type gatherRecorder struct {
 	tooLarge, unreadable int
 }
 
-func (r *gatherRecorder) BodyComplete([]byte) Action { return ActionContinue }
+func (r *gatherRecorder) BodyComplete([]byte) Action  { return ActionContinue }
 func (r *gatherRecorder) BodyTooLarge() Action        { r.tooLarge++; return ActionPause }
 func (r *gatherRecorder) BodyUnreadable(error) Action { r.unreadable++; return ActionPause }
 
