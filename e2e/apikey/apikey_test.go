@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/filters/apikey/policy"
 	"github.com/tollgate/tollgate/keystore/model"
+	"github.com/tollgate/tollgate/shared/identity"
 )
 
 // Filter configurations of the listeners. Short TTLs keep revocation and

@@ -20,9 +20,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/filters/apikey/policy"
 	"github.com/tollgate/tollgate/keystore/model"
+	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/wasmhost"
 	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 )

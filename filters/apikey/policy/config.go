@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/config"
+	"github.com/tollgate/tollgate/shared/identity"
 )
 
 // Modes of the filter.

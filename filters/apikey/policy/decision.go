@@ -5,9 +5,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/identity"
 )
 
 // Outcome is the result of a request, and the label of its metric.

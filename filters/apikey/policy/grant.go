@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/keystore/model"
+	"github.com/tollgate/tollgate/shared/identity"
 )
 
 // Grant is what a good key may do: its identity and resolved products. It is

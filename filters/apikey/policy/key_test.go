@@ -5,8 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/keystore/model"
+	"github.com/tollgate/tollgate/shared/identity"
 )
 
 func headerGetter(h map[string]string) func(string) (string, bool) {

@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/window"
 )
 

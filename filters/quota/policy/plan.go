@@ -8,8 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/counter"
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/window"
 )
 

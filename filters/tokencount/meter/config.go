@@ -13,10 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/config"
+	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/window"
 )
 

@@ -3,9 +3,9 @@ package meter
 import (
 	"strings"
 
-	"github.com/tollgate/tollgate/filters/apikey/identity"
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/window"
 )
 
