@@ -1,0 +1,476 @@
+// Package reqview is the canonical request view: the one way every Tollgate
+// filter reads a JSON body. It validates a body in a single iterative pass
+// (nothing recurses on client-controlled data) and refuses every body that
+// two reasonable JSON parsers could read differently, so that the gateway
+// judges exactly the request the upstream runs.
+package reqview
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// Default limits: large enough for multimodal chat bodies, small enough that
+// one request cannot exhaust a Wasm VM.
+const (
+	DefaultMaxBytes = 8 << 20 // 8 MiB, the filters' request-body limit
+	DefaultMaxDepth = 64      // real OpenAI requests nest fewer than 12 levels
+)
+
+// Limits bound what a body may demand; zero values take the defaults.
+type Limits struct {
+	MaxBytes int // larger bodies are refused with 413
+	MaxDepth int // deeper nesting is refused with 400
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	return l
+}
+
+// Error is a refusal that filters answer as an OpenAI invalid_request_error,
+// so every filter refuses the same body with the same words.
+type Error struct {
+	Status int    // 400, or 413 when the body is over MaxBytes
+	Param  string // the offending parameter ("messages[0].content"); "" for the whole body
+	Msg    string // what is wrong, without echoing client data
+	Offset int    // byte offset of the problem, -1 when not positional
+}
+
+// Error formats the refusal for the client's error message.
+func (e *Error) Error() string {
+	s := "invalid request body"
+	if e.Param != "" {
+		s += ": " + e.Param
+	}
+	s += ": " + e.Msg
+	if e.Offset >= 0 {
+		s += " (at byte " + strconv.Itoa(e.Offset) + ")"
+	}
+	return s
+}
+
+func syntaxErr(off int, msg string) *Error { return &Error{Status: 400, Msg: msg, Offset: off} }
+
+// Doc is a validated JSON body. Values are spans of the body, which must not
+// be modified while the Doc is in use.
+type Doc struct {
+	body []byte
+	root Value
+	// objects caches member indexes of the objects read so far, keyed by
+	// their start offset, so repeated lookups do not rescan large values.
+	objects map[int][]member
+}
+
+// member is one object member: its key (unescaped) and value.
+type member struct {
+	key string
+	esc bool // the key was written with escapes
+	val Value
+}
+
+// Root is the top-level value.
+func (d *Doc) Root() Value { return d.root }
+
+// Body is the validated body the Doc views.
+func (d *Doc) Body() []byte { return d.body }
+
+// Parse validates body and returns its view. It refuses invalid UTF-8, lone
+// surrogates in \u escapes, trailing data, nesting deeper than MaxDepth,
+// bodies larger than MaxBytes, duplicate keys in any object and two keys of
+// one object that are equal under encoding/json's case folding: each is a
+// body that two parsers may read differently.
+func Parse(body []byte, lim Limits) (*Doc, error) {
+	lim = lim.withDefaults()
+	if len(body) > lim.MaxBytes {
+		return nil, &Error{Status: 413, Msg: "the body is larger than " + strconv.Itoa(lim.MaxBytes) + " bytes", Offset: -1}
+	}
+	if !utf8.Valid(body) {
+		return nil, &Error{Status: 400, Msg: "the body is not valid UTF-8", Offset: invalidUTF8At(body)}
+	}
+	p := parser{b: body, maxDepth: lim.MaxDepth}
+	start, kind, esc, err := p.run()
+	if err != nil {
+		return nil, err
+	}
+	d := &Doc{body: body}
+	d.root = Value{d: d, start: start, end: p.rootEnd, kind: kind, esc: esc}
+	return d, nil
+}
+
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// keyRec is a key of an object still open during validation.
+type keyRec struct {
+	start, end int // raw span, quotes excluded
+	esc        bool
+}
+
+// parser is the single-pass validator. Its only stacks are explicit slices
+// bounded by maxDepth, never the call stack.
+type parser struct {
+	b        []byte
+	i        int
+	maxDepth int
+	stack    []byte // '{' or '[' per open container
+	keyBase  []int  // per open object: index in keys where its keys start
+	keys     []keyRec
+	rootEnd  int
+	scratch  [][]byte
+}
+
+func (p *parser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// run validates the whole body and returns the root value's start, kind and
+// (for a string root) whether it holds escapes.
+func (p *parser) run() (int, Kind, bool, error) {
+	p.ws()
+	rootStart := p.i
+	var rootKind Kind
+	rootEsc, first := false, true
+	const (
+		stValue = iota // expecting a value
+		stAfter        // a value just ended
+		stKey          // expecting an object key
+	)
+	state := stValue
+	for {
+		switch state {
+		case stValue:
+			if p.i >= len(p.b) {
+				return 0, 0, false, syntaxErr(p.i, "unexpected end of JSON")
+			}
+			c := p.b[p.i]
+			var k Kind
+			switch {
+			case c == '{' || c == '[':
+				if len(p.stack) >= p.maxDepth {
+					return 0, 0, false, syntaxErr(p.i, "nesting is deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+				}
+				p.stack = append(p.stack, c)
+				p.i++
+				p.ws()
+				if c == '{' {
+					k = Object
+					p.keyBase = append(p.keyBase, len(p.keys))
+					if p.i < len(p.b) && p.b[p.i] == '}' {
+						p.i++
+						p.closeObject() // empty: nothing to check
+						state = stAfter
+					} else {
+						state = stKey
+					}
+				} else {
+					k = Array
+					if p.i < len(p.b) && p.b[p.i] == ']' {
+						p.i++
+						p.stack = p.stack[:len(p.stack)-1]
+						state = stAfter
+					} else {
+						state = stValue
+					}
+				}
+			case c == '"':
+				k = String
+				esc, err := p.str()
+				if err != nil {
+					return 0, 0, false, err
+				}
+				if len(p.stack) == 0 {
+					rootEsc = esc
+				}
+				state = stAfter
+			case c == 't':
+				k = True
+				if err := p.lit("true"); err != nil {
+					return 0, 0, false, err
+				}
+				state = stAfter
+			case c == 'f':
+				k = False
+				if err := p.lit("false"); err != nil {
+					return 0, 0, false, err
+				}
+				state = stAfter
+			case c == 'n':
+				k = Null
+				if err := p.lit("null"); err != nil {
+					return 0, 0, false, err
+				}
+				state = stAfter
+			case c == '-' || (c >= '0' && c <= '9'):
+				k = Number
+				if err := p.number(); err != nil {
+					return 0, 0, false, err
+				}
+				state = stAfter
+			default:
+				return 0, 0, false, syntaxErr(p.i, "invalid character "+strconv.QuoteRune(rune(c))+" looking for a value")
+			}
+			if first {
+				rootKind, first = k, false
+			}
+		case stAfter:
+			if len(p.stack) == 0 {
+				p.rootEnd = p.i
+				p.ws()
+				if p.i != len(p.b) {
+					return 0, 0, false, syntaxErr(p.i, "trailing data after the JSON value")
+				}
+				return rootStart, rootKind, rootEsc, nil
+			}
+			p.ws()
+			if p.i >= len(p.b) {
+				return 0, 0, false, syntaxErr(p.i, "unexpected end of JSON")
+			}
+			c := p.b[p.i]
+			top := p.stack[len(p.stack)-1]
+			switch {
+			case c == ',':
+				p.i++
+				p.ws()
+				if top == '{' {
+					state = stKey
+				} else {
+					state = stValue
+				}
+			case c == '}' && top == '{':
+				p.i++
+				if err := p.closeObject(); err != nil {
+					return 0, 0, false, err
+				}
+			case c == ']' && top == '[':
+				p.i++
+				p.stack = p.stack[:len(p.stack)-1]
+			default:
+				return 0, 0, false, syntaxErr(p.i, "invalid character "+strconv.QuoteRune(rune(c))+" after a value")
+			}
+		case stKey:
+			if p.i >= len(p.b) || p.b[p.i] != '"' {
+				return 0, 0, false, syntaxErr(p.i, "expected a string key")
+			}
+			ks := p.i
+			esc, err := p.str()
+			if err != nil {
+				return 0, 0, false, err
+			}
+			p.keys = append(p.keys, keyRec{start: ks + 1, end: p.i - 1, esc: esc})
+			p.ws()
+			if p.i >= len(p.b) || p.b[p.i] != ':' {
+				return 0, 0, false, syntaxErr(p.i, "expected ':' after an object key")
+			}
+			p.i++
+			p.ws()
+			state = stValue
+		}
+	}
+}
+
+// closeObject pops the innermost object and refuses duplicate or
+// case-folded-equal keys in it.
+func (p *parser) closeObject() *Error {
+	base := p.keyBase[len(p.keyBase)-1]
+	keys := p.keys[base:]
+	var err *Error
+	if len(keys) > 1 {
+		err = p.checkKeys(keys)
+	}
+	p.keys = p.keys[:base]
+	p.keyBase = p.keyBase[:len(p.keyBase)-1]
+	p.stack = p.stack[:len(p.stack)-1]
+	return err
+}
+
+// checkKeys finds two keys of one object that a parser could confuse: equal
+// after unescaping, or equal under encoding/json's case-insensitive matching.
+func (p *parser) checkKeys(keys []keyRec) *Error {
+	names := p.scratch[:0]
+	for _, k := range keys {
+		raw := p.b[k.start:k.end]
+		if k.esc {
+			raw = unescape(raw)
+		}
+		names = append(names, raw)
+	}
+	p.scratch = names[:0]
+	if len(names) <= 16 {
+		for i := 1; i < len(names); i++ {
+			for j := 0; j < i; j++ {
+				if equalFold(names[i], names[j]) {
+					return keyClash(keys[i].start-1, names[i], names[j])
+				}
+			}
+		}
+		return nil
+	}
+	seen := make(map[string]int, len(names))
+	for i, n := range names {
+		f := string(fold(n))
+		if j, ok := seen[f]; ok {
+			return keyClash(keys[i].start-1, n, names[j])
+		}
+		seen[f] = i
+	}
+	return nil
+}
+
+func keyClash(off int, a, b []byte) *Error {
+	if string(a) == string(b) {
+		return syntaxErr(off, "duplicate key "+strconv.Quote(string(a)))
+	}
+	return syntaxErr(off, "keys "+strconv.Quote(string(b))+" and "+strconv.Quote(string(a))+" differ only in case")
+}
+
+func (p *parser) lit(word string) *Error {
+	if len(p.b)-p.i < len(word) || string(p.b[p.i:p.i+len(word)]) != word {
+		return syntaxErr(p.i, "invalid literal")
+	}
+	p.i += len(word)
+	return nil
+}
+
+// number validates an RFC 8259 number.
+func (p *parser) number() *Error {
+	start := p.i
+	if p.b[p.i] == '-' {
+		p.i++
+	}
+	switch {
+	case p.i < len(p.b) && p.b[p.i] == '0':
+		p.i++
+	case p.i < len(p.b) && p.b[p.i] >= '1' && p.b[p.i] <= '9':
+		p.digits()
+	default:
+		return syntaxErr(start, "invalid number")
+	}
+	if p.i < len(p.b) && p.b[p.i] == '.' {
+		p.i++
+		if p.digits() == 0 {
+			return syntaxErr(start, "invalid number")
+		}
+	}
+	if p.i < len(p.b) && (p.b[p.i] == 'e' || p.b[p.i] == 'E') {
+		p.i++
+		if p.i < len(p.b) && (p.b[p.i] == '+' || p.b[p.i] == '-') {
+			p.i++
+		}
+		if p.digits() == 0 {
+			return syntaxErr(start, "invalid number")
+		}
+	}
+	return nil
+}
+
+func (p *parser) digits() int {
+	n := 0
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+		p.i++
+		n++
+	}
+	return n
+}
+
+// str validates a string starting at its opening quote and reports whether
+// it holds escapes. The body is already known to be valid UTF-8.
+func (p *parser) str() (bool, *Error) {
+	start := p.i
+	p.i++
+	esc := false
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return esc, nil
+		case c < 0x20:
+			return false, syntaxErr(p.i, "control character in a string")
+		case c == '\\':
+			esc = true
+			if err := p.escape(); err != nil {
+				return false, err
+			}
+		default:
+			p.i++
+		}
+	}
+	return false, syntaxErr(start, "unterminated string")
+}
+
+// escape validates one backslash escape; surrogates must come in pairs.
+func (p *parser) escape() *Error {
+	at := p.i
+	if p.i+1 >= len(p.b) {
+		return syntaxErr(at, "unterminated escape")
+	}
+	switch p.b[p.i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		p.i += 2
+		return nil
+	case 'u':
+	default:
+		return syntaxErr(at, "invalid escape")
+	}
+	r, ok := hex4(p.b, p.i+2)
+	if !ok {
+		return syntaxErr(at, "invalid \\u escape")
+	}
+	p.i += 6
+	switch {
+	case r >= 0xDC00 && r <= 0xDFFF:
+		return syntaxErr(at, "lone surrogate in a \\u escape")
+	case r >= 0xD800 && r <= 0xDBFF:
+		if p.i+1 >= len(p.b) || p.b[p.i] != '\\' || p.b[p.i+1] != 'u' {
+			return syntaxErr(at, "lone surrogate in a \\u escape")
+		}
+		lo, ok := hex4(p.b, p.i+2)
+		if !ok || lo < 0xDC00 || lo > 0xDFFF {
+			return syntaxErr(at, "lone surrogate in a \\u escape")
+		}
+		p.i += 6
+	}
+	return nil
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
