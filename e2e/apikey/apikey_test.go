@@ -3,6 +3,7 @@ package apikey
 import (
 	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -176,13 +177,65 @@ func TestAPIKey(t *testing.T) {
 		for _, c := range []struct{ method, path string }{
 			{"GET", "/admin/v1/keys"},
 			{"GET", "/v1/chat/completions"},
-			{"GET", "/v1/models/../../admin"},
 		} {
 			r := do(t, f.c, c.method, url(c.path), map[string]string{"x-api-key": good.Key})
 			assert.Equal(t, http.StatusForbidden, r.StatusCode, "%s %s: %s", c.method, c.path, r.Body)
 			assert.Equal(t, "operation_not_allowed", r.errorCode())
 		}
+		// Paths the upstream could read differently never reach a grant.
+		for _, p := range []string{"/v1/models/../../admin", "/v1/models/..%2f..%2fadmin", "/v1/models/%2e%2e/x", "/v1/models/x%5c..%5cadmin", "/v1/models/..;/admin"} {
+			r := do(t, f.c, "GET", url(p), map[string]string{"x-api-key": good.Key})
+			assert.Equal(t, http.StatusBadRequest, r.StatusCode, "%s: %s", p, r.Body)
+			assert.Equal(t, "invalid_path", r.errorCode(), p)
+		}
 		assert.Equal(t, upstream, f.up.Count())
+	})
+
+	t.Run("query keys never reach the upstream or the access log", func(t *testing.T) {
+		unknown, err := model.GenerateKey(nil)
+		require.NoError(t, err)
+		before, err := f.gw.AccessLog()
+		require.NoError(t, err)
+		refused := []struct {
+			path   string
+			status int
+		}{
+			{"/v1/models?api_key=" + unknown, http.StatusUnauthorized},
+			{"/v1/models?api_key=not-a-key-" + unknown, http.StatusUnauthorized},
+			{"/admin/v1/keys?api_key=" + good.Key, http.StatusForbidden},
+			{"/v1/models/..%2f..%2fadmin?a=1&api_key=" + good.Key, http.StatusBadRequest},
+			{"/v1/models?API_KEY=" + good.Key + "&Api_Key=" + good.Key, http.StatusUnauthorized},
+		}
+		for _, c := range refused {
+			r := do(t, f.c, "GET", url(c.path), nil)
+			assert.Equal(t, c.status, r.StatusCode, "%s: %s", c.path, r.Body)
+			assert.Equal(t, "application/json", r.Header.Get("content-type"), c.path)
+			assert.NotContains(t, r.Body, good.Key)
+		}
+		assert.Equal(t, upstream, f.up.Count(), "refusals never reach the upstream")
+
+		// A header key wins; the query key (another, stray key) is still cut out.
+		r := do(t, f.c, "GET", url("/v1/models?api_key="+unknown+"&x=1&API_KEY="+unknown), map[string]string{"x-api-key": good.Key})
+		require.Equal(t, http.StatusOK, r.StatusCode, r.Body)
+		upstream++
+		got := f.forwarded(t, upstream)
+		assert.Equal(t, "/v1/models?x=1", got.Path)
+		// Bearer configured: a non-Bearer Authorization is a key carrier too.
+		r = do(t, f.c, "GET", url("/v1/models"), map[string]string{"x-api-key": good.Key, "authorization": "Basic " + unknown})
+		require.Equal(t, http.StatusOK, r.StatusCode, r.Body)
+		upstream++
+		got = f.forwarded(t, upstream)
+		assert.Empty(t, got.Header.Values("authorization"))
+
+		entries := f.gw.WaitAccessLog(t, len(before)+len(refused)+2, 5*time.Second)
+		raw, err := os.ReadFile(f.gw.AccessLogPath)
+		require.NoError(t, err)
+		for _, k := range []string{good.Key, unknown} {
+			assert.NotContains(t, string(raw), k, "a key reached the access log")
+		}
+		for _, e := range entries[len(before):] {
+			assert.NotContains(t, strings.ToLower(e.Path), "api_key", e.Path)
+		}
 	})
 
 	t.Run("apigee error style", func(t *testing.T) {

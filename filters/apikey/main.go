@@ -219,8 +219,13 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 	path, _ := get(":path")
 	method, _ := get(":method")
 	s.x = pol.Extract(get, path)
+	// The path the upstream will see (query keys cut out) is judged first:
+	// an ambiguous one is refused before any key lookup.
+	bad := policy.CheckPath(s.x.Path)
 	var d policy.Decision
 	switch {
+	case bad != "":
+		d = pol.BadPath(bad)
 	case s.x.Key == "":
 		d = pol.Missing()
 	case !pol.Screen(s.x.Key):

@@ -11,8 +11,9 @@ func RequestPath(p string) string {
 	return p
 }
 
-// hasDotSegment reports "." or ".." segments, literal or percent-encoded,
-// which an upstream could resolve to a path outside the matched prefix.
+// hasDotSegment reports "." or ".." segments, literal or percent-encoded, and
+// encoded separators ("..%2f.." is a dot segment once the upstream decodes
+// it), which an upstream could resolve to a path outside the matched prefix.
 func hasDotSegment(p string) bool {
 	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "." || seg == ".." {
@@ -20,7 +21,7 @@ func hasDotSegment(p string) bool {
 		}
 	}
 	lower := strings.ToLower(p)
-	return strings.Contains(lower, "%2e") || strings.Contains(p, "\\") || strings.Contains(lower, "%5c")
+	return strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(p, "\\") || strings.Contains(lower, "%5c")
 }
 
 // MatchPath reports whether the request path (query already stripped) matches
@@ -30,7 +31,8 @@ func hasDotSegment(p string) bool {
 //   - "/v1/mod*" matches every path starting with "/v1/mod".
 //
 // Wildcard patterns never match paths with dot segments ("/./", "/../",
-// percent-encoded dots) or backslashes, so traversal cannot escape a prefix.
+// percent-encoded dots), encoded slashes or backslashes, so traversal cannot
+// escape a prefix.
 func MatchPath(pattern, path string) bool {
 	if path == "" || path[0] != '/' {
 		return false

@@ -28,6 +28,8 @@ func TestMatchPath(t *testing.T) {
 		{"/v1/models/**", "/v1/modelsx", false},
 		{"/v1/models/**", "/v1/models/../admin", false},
 		{"/v1/models/**", "/v1/models/%2e%2e/admin", false},
+		{"/v1/models/**", "/v1/models/..%2f..%2fadmin", false},
+		{"/v1/models/**", "/v1/models/..%2F..%2Fadmin", false},
 		{"/v1/models/**", "/v1/models/%2E%2E/admin", false},
 		{"/v1/models/**", "/v1/models/./x", false},
 		{"/v1/models/**", "/v1/models/..", false},

@@ -198,6 +198,7 @@ type Policy struct {
 	Realm        string
 	Identity     identity.Headers
 	IdentityList []string // every identity header name, deleted from client requests
+	keyHeaders   []string // every configured key header (and authorization with bearer), deleted when StripKey
 	// Local is the local-mode key table by hash; nil in remote mode.
 	Local map[string]*Grant
 }
@@ -289,6 +290,12 @@ func (c Config) compile() (*Policy, error) {
 		}
 		if n != 1 {
 			return nil, fmt.Errorf("key_sources[%d]: set exactly one of header, bearer or query", i)
+		}
+		switch {
+		case s.Header != "":
+			p.keyHeaders = append(p.keyHeaders, s.Header)
+		case s.Bearer:
+			p.keyHeaders = append(p.keyHeaders, "authorization")
 		}
 	}
 

@@ -20,12 +20,14 @@ const (
 	Invalid
 	Forbidden
 	KeystoreError
+	// BadRequest: the path is ambiguous (see CheckPath) and refused before any lookup.
+	BadRequest
 )
 
 // Outcomes lists every outcome, for defining metrics.
-var Outcomes = []Outcome{Allowed, Missing, Invalid, Forbidden, KeystoreError}
+var Outcomes = []Outcome{Allowed, Missing, Invalid, Forbidden, KeystoreError, BadRequest}
 
-// String is the metric label: allowed, missing, invalid, forbidden, keystore_error.
+// String is the metric label: allowed, missing, invalid, forbidden, keystore_error, bad_request.
 func (o Outcome) String() string {
 	switch o {
 	case Allowed:
@@ -38,6 +40,8 @@ func (o Outcome) String() string {
 		return "forbidden"
 	case KeystoreError:
 		return "keystore_error"
+	case BadRequest:
+		return "bad_request"
 	}
 	return "unknown"
 }

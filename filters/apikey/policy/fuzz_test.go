@@ -122,3 +122,26 @@ func FuzzExtract(f *testing.F) {
 		require.False(t, found)
 	})
 }
+
+// FuzzScrubQuery: after Extract, no parameter of the forwarded path is a key
+// carrier, and the path before the query is untouched.
+func FuzzScrubQuery(f *testing.F) {
+	f.Add("/v1/x?a=1&key=tg_abc&KEY=2&b=2")
+	f.Add("/x?k%65y&t=tg_123#f")
+	f.Add("/x")
+	p, err := ParseConfig([]byte(`{"key_sources":[{"header":"x-api-key"},{"query":"key"},{"query":"api_key"}]}`))
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, path string) {
+		x := p.Extract(func(string) (string, bool) { return "", false }, path)
+		require.Equal(t, x.PathChanged, x.Path != path)
+		base, query, hasQuery := strings.Cut(x.Path, "?")
+		if !hasQuery {
+			return
+		}
+		require.True(t, strings.HasPrefix(path, base+"?"))
+		query, _, _ = strings.Cut(query, "#")
+		for _, part := range strings.Split(query, "&") {
+			require.False(t, p.carriesKey(part), "carrier %q left in %q", part, x.Path)
+		}
+	})
+}

@@ -22,9 +22,13 @@ type Extraction struct {
 
 // Extract finds the key in the request. get returns a request header's first
 // value and whether it is present; path is the request's :path. Sources are
-// tried in configured order and the first non-empty key wins; when StripKey
-// is set every configured carrier present is scheduled for removal, whichever
-// held the key, so no credential reaches the upstream.
+// tried in configured order and the first non-empty key wins. With StripKey
+// every configured carrier is scheduled for removal, whichever held the key
+// and whether or not it held one: the key headers, the Authorization header
+// when bearer keys are configured (whatever its scheme), and from the query
+// every parameter named like a query source (in any letter case) and every
+// parameter whose value is a well-formed Tollgate key, so that no credential
+// reaches the upstream or an access log that records :path.
 func (p *Policy) Extract(get func(name string) (string, bool), path string) Extraction {
 	x := Extraction{Source: -1, Path: path}
 	for i, s := range p.Sources {
@@ -36,37 +40,83 @@ func (p *Policy) Extract(get func(name string) (string, bool), path string) Extr
 				continue
 			}
 			key = strings.TrimSpace(v)
-			if p.StripKey {
-				x.RemoveHeaders = append(x.RemoveHeaders, s.Header)
-			}
 		case s.Bearer:
 			v, ok := get("authorization")
 			if !ok {
 				continue
 			}
-			token, isBearer := BearerToken(v)
-			if !isBearer {
-				continue
-			}
-			key = token
-			if p.StripKey {
-				x.RemoveHeaders = append(x.RemoveHeaders, "authorization")
-			}
+			key, _ = BearerToken(v)
 		case s.Query != "":
-			v, rest, found := QueryParam(x.Path, s.Query)
+			v, _, found := QueryParam(path, s.Query)
 			if !found {
 				continue
 			}
 			key = v
-			if p.StripKey {
-				x.Path, x.PathChanged = rest, true
-			}
 		}
 		if x.Key == "" && key != "" {
 			x.Key, x.Source = key, i
 		}
 	}
+	if p.StripKey {
+		x.RemoveHeaders = p.keyHeaders
+		x.Path, x.PathChanged = p.scrubQuery(path)
+	}
 	return x
+}
+
+// scrubQuery removes key-carrying parameters from path's query (see Extract),
+// keeping the others byte for byte in order.
+func (p *Policy) scrubQuery(path string) (string, bool) {
+	qi := strings.IndexByte(path, '?')
+	if qi < 0 {
+		return path, false
+	}
+	base, query := path[:qi], path[qi+1:]
+	frag := ""
+	if fi := strings.IndexByte(query, '#'); fi >= 0 {
+		query, frag = query[:fi], query[fi:]
+	}
+	var kept []string
+	changed := false
+	for query != "" {
+		var part string
+		part, query, _ = strings.Cut(query, "&")
+		if p.carriesKey(part) {
+			changed = true
+			continue
+		}
+		kept = append(kept, part)
+	}
+	if !changed {
+		return path, false
+	}
+	if len(kept) > 0 {
+		base += "?" + strings.Join(kept, "&")
+	}
+	return base + frag, true
+}
+
+// carriesKey reports whether one raw "name=value" query parameter is a key
+// carrier: named like a query source, or (Tollgate key format) holding a key.
+func (p *Policy) carriesKey(part string) bool {
+	rawName, rawValue, _ := strings.Cut(part, "=")
+	name, err := url.QueryUnescape(rawName)
+	if err != nil {
+		name = rawName
+	}
+	for _, s := range p.Sources {
+		if s.Query != "" && strings.EqualFold(name, s.Query) {
+			return true
+		}
+	}
+	if p.KeyFormat != FormatTollgate {
+		return false
+	}
+	v, err := url.QueryUnescape(rawValue)
+	if err != nil {
+		v = rawValue
+	}
+	return model.WellFormedKey(strings.TrimSpace(v))
 }
 
 // BearerToken returns the token of an "Authorization: Bearer <token>" value;
@@ -151,7 +201,7 @@ func (p *Policy) UpstreamHeaders(headers [][2]string, x Extraction, d Decision) 
 	out = make([][2]string, 0, len(headers)+len(ids))
 	for _, kv := range headers {
 		switch {
-		case p.isIdentity(kv[0]) || contains(x.RemoveHeaders, kv[0]):
+		case p.clientMustNotSend(kv[0]) || containsHeader(x.RemoveHeaders, kv[0]):
 			changed = true
 			continue
 		case x.PathChanged && kv[0] == ":path":
@@ -167,13 +217,54 @@ func (p *Policy) UpstreamHeaders(headers [][2]string, x Extraction, d Decision) 
 	return out, changed
 }
 
-func (p *Policy) isIdentity(name string) bool { return contains(p.IdentityList, name) }
+// ReservedPrefix starts every header name Tollgate's filters set; a client
+// never sends one (apikey in verify mode removes them all).
+const ReservedPrefix = "x-tollgate-"
 
-func contains(list []string, s string) bool {
+// clientMustNotSend reports an identity header, or in verify mode any header
+// in the reserved x-tollgate- namespace, in any spelling an upstream might
+// read as one: letter case and '_' for '-' (CGI, WSGI and some proxies map
+// both to the same variable).
+func (p *Policy) clientMustNotSend(name string) bool {
+	if containsHeader(p.IdentityList, name) {
+		return true
+	}
+	if p.Mode != ModeVerify || len(name) < len(ReservedPrefix) {
+		return false
+	}
+	return sameHeader(name[:len(ReservedPrefix)], ReservedPrefix)
+}
+
+// containsHeader reports whether list holds name, compared as sameHeader does.
+func containsHeader(list []string, name string) bool {
 	for _, v := range list {
-		if v == s {
+		if sameHeader(v, name) {
 			return true
 		}
 	}
 	return false
+}
+
+// sameHeader compares header names ignoring ASCII case and treating '_' as
+// '-', the spellings upstream frameworks conflate.
+func sameHeader(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if foldHeaderByte(a[i]) != foldHeaderByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func foldHeaderByte(c byte) byte {
+	switch {
+	case c == '_':
+		return '-'
+	case c >= 'A' && c <= 'Z':
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -18,6 +18,11 @@ func headerGetter(h map[string]string) func(string) (string, bool) {
 
 func TestExtract(t *testing.T) {
 	all := `{"key_sources":[{"header":"x-api-key"},{"bearer":true},{"query":"key"}]}`
+	key, err := model.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := []string{"x-api-key"}
 	tests := []struct {
 		name    string
 		config  string
@@ -26,19 +31,25 @@ func TestExtract(t *testing.T) {
 		want    Extraction
 	}{
 		{"default header", ``, map[string]string{"x-api-key": " tg_abc "}, "/v1/x",
-			Extraction{Key: "tg_abc", Source: 0, RemoveHeaders: []string{"x-api-key"}, Path: "/v1/x"}},
-		{"missing", ``, map[string]string{"authorization": "Bearer tg_abc"}, "/v1/x?key=tg_abc",
-			Extraction{Source: -1, Path: "/v1/x?key=tg_abc"}},
+			Extraction{Key: "tg_abc", Source: 0, RemoveHeaders: hdr, Path: "/v1/x"}},
+		{"missing; unconfigured query name kept", ``, map[string]string{"authorization": "Bearer tg_abc"}, "/v1/x?key=tg_abc",
+			Extraction{Source: -1, RemoveHeaders: hdr, Path: "/v1/x?key=tg_abc"}},
+		{"a well-formed key under any name is cut out", ``, nil, "/v1/x?a=1&token=" + key + "&b=2",
+			Extraction{Source: -1, RemoveHeaders: hdr, Path: "/v1/x?a=1&b=2", PathChanged: true}},
+		{"an escaped well-formed key too", ``, nil, "/v1/x?t=%20" + key + "%20",
+			Extraction{Source: -1, RemoveHeaders: hdr, Path: "/v1/x", PathChanged: true}},
 		{"empty header still stripped", ``, map[string]string{"x-api-key": ""}, "/",
-			Extraction{Source: -1, RemoveHeaders: []string{"x-api-key"}, Path: "/"}},
+			Extraction{Source: -1, RemoveHeaders: hdr, Path: "/"}},
 		{"bearer", `{"key_sources":[{"bearer":true}]}`, map[string]string{"authorization": "bearer  tg_b "}, "/",
 			Extraction{Key: "tg_b", Source: 0, RemoveHeaders: []string{"authorization"}, Path: "/"}},
-		{"basic auth is not a key", `{"key_sources":[{"bearer":true}]}`, map[string]string{"authorization": "Basic dTpw"}, "/",
-			Extraction{Source: -1, Path: "/"}},
+		{"basic auth is not a key but is stripped", `{"key_sources":[{"bearer":true}]}`, map[string]string{"authorization": "Basic dTpw"}, "/",
+			Extraction{Source: -1, RemoveHeaders: []string{"authorization"}, Path: "/"}},
 		{"query", `{"key_sources":[{"query":"key"}]}`, nil, "/v1/x?a=1&key=tg_q&b=2",
 			Extraction{Key: "tg_q", Source: 0, Path: "/v1/x?a=1&b=2", PathChanged: true}},
 		{"query only param", `{"key_sources":[{"query":"key"}]}`, nil, "/v1/x?key=tg_q",
 			Extraction{Key: "tg_q", Source: 0, Path: "/v1/x", PathChanged: true}},
+		{"query case variants are carriers, not keys", `{"key_sources":[{"query":"key"}]}`, nil, "/v1/x?KEY=tg_a&k%45y=tg_b&keys=1",
+			Extraction{Source: -1, Path: "/v1/x?keys=1", PathChanged: true}},
 		{"query not stripped", `{"key_sources":[{"query":"key"}],"strip_key":false}`, nil, "/v1/x?key=tg_q",
 			Extraction{Key: "tg_q", Source: 0, Path: "/v1/x?key=tg_q"}},
 		{"first source wins, every carrier stripped", all,
@@ -47,8 +58,13 @@ func TestExtract(t *testing.T) {
 		{"falls through empty header", all,
 			map[string]string{"x-api-key": "", "authorization": "Bearer tg_b"}, "/p",
 			Extraction{Key: "tg_b", Source: 1, RemoveHeaders: []string{"x-api-key", "authorization"}, Path: "/p"}},
-		{"header kept when not stripping", `{"strip_key":false}`, map[string]string{"x-api-key": "tg_h"}, "/",
-			Extraction{Key: "tg_h", Source: 0, Path: "/"}},
+		{"falls through to the query", all,
+			map[string]string{"authorization": "Basic x"}, "/p?key=tg_q&Key=tg_r",
+			Extraction{Key: "tg_q", Source: 2, RemoveHeaders: []string{"x-api-key", "authorization"}, Path: "/p", PathChanged: true}},
+		{"header kept when not stripping", `{"strip_key":false}`, map[string]string{"x-api-key": "tg_h"}, "/?t=" + key,
+			Extraction{Key: "tg_h", Source: 0, Path: "/?t=" + key}},
+		{"any format: only named carriers", `{"key_format":"any","key_sources":[{"query":"key"}]}`, nil, "/p?t=" + key + "&key=k",
+			Extraction{Key: "k", Source: 0, Path: "/p?t=" + key, PathChanged: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +184,16 @@ func TestUpstreamHeaders(t *testing.T) {
 	out, changed = p.UpstreamHeaders(clean, Extraction{Source: -1, Path: "/"}, Decision{Pass: true})
 	assert.False(t, changed, "fail-open without spoofed headers changes nothing")
 	assert.Equal(t, clean, out)
+
+	spoofs := [][2]string{
+		{":path", "/"}, {"x_api_key", "tg_x"}, {"X-Api-Key", "tg_x"}, {"x_tollgate_app", "spoof"},
+		{"X-TOLLGATE-PRODUCT", "spoof"}, {"x-tollgate-anything", "spoof"}, {"x_tollgate_priority", "spoof"},
+		{"x-tollgatex", "kept"}, {"x-tollgate", "kept"}, {"accept", "kept"},
+	}
+	out, changed = p.UpstreamHeaders(spoofs, p.Extract(func(string) (string, bool) { return "", false }, "/"), Decision{Pass: true})
+	assert.True(t, changed)
+	assert.Equal(t, [][2]string{{":path", "/"}, {"x-tollgatex", "kept"}, {"x-tollgate", "kept"}, {"accept", "kept"}}, out,
+		"key and identity headers go in every spelling, and the whole x-tollgate- namespace")
 
 	strip := mustParse(t, `{"mode":"strip"}`)
 	out, changed = strip.UpstreamHeaders(in, Extraction{Source: -1}, Decision{Pass: true})

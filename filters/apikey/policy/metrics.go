@@ -4,7 +4,7 @@ package policy
 // fixed stem, so Envoy's bootstrap stats_config.stats_tags (StatsTags) can
 // turn them into Prometheus labels:
 //
-//	tollgate_apikey_requests_total.outcome.<allowed|missing|invalid|forbidden|keystore_error>
+//	tollgate_apikey_requests_total.outcome.<allowed|missing|invalid|forbidden|keystore_error|bad_request>
 //	tollgate_apikey_cache_lookups_total.result.<hit|miss>
 //	tollgate_apikey_callouts_total.result.<ok|error>
 //	tollgate_apikey_coalesced_total
