@@ -6,8 +6,11 @@
 package reqview
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/tollgate/tollgate/shared/apierror"
 )
 
 // Default limits: large enough for multimodal chat bodies, small enough that
@@ -33,13 +36,28 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// Error codes of refusals, stable for clients, metrics and tests.
+const (
+	CodeInvalidJSON   = "invalid_json"      // not one RFC 8259 JSON document in valid UTF-8
+	CodeAmbiguousJSON = "ambiguous_json"    // duplicate keys, case or escape variants, lone surrogates
+	CodeTooDeep       = "json_too_deep"     // nesting over Limits.MaxDepth
+	CodeTooLarge      = "request_too_large" // over Limits.MaxBytes
+	CodeInvalidValue  = "invalid_value"     // a field the gateway reads has the wrong type or range
+)
+
 // Error is a refusal that filters answer as an OpenAI invalid_request_error,
 // so every filter refuses the same body with the same words.
 type Error struct {
 	Status int    // 400, or 413 when the body is over MaxBytes
+	Code   string // one of the Code constants
 	Param  string // the offending parameter ("messages[0].content"); "" for the whole body
 	Msg    string // what is wrong, without echoing client data
 	Offset int    // byte offset of the problem, -1 when not positional
+}
+
+// API is the client-facing error, so every filter answers a refusal alike.
+func (e *Error) API() *apierror.Error {
+	return &apierror.Error{Status: e.Status, Code: e.Code, Param: e.Param, Type: apierror.TypeFor(e.Status), Message: e.Error()}
 }
 
 // Error formats the refusal for the client's error message.
@@ -55,7 +73,13 @@ func (e *Error) Error() string {
 	return s
 }
 
-func syntaxErr(off int, msg string) *Error { return &Error{Status: 400, Msg: msg, Offset: off} }
+func syntaxErr(off int, msg string) *Error {
+	return &Error{Status: 400, Code: CodeInvalidJSON, Msg: msg, Offset: off}
+}
+
+func ambiguous(off int, msg string) *Error {
+	return &Error{Status: 400, Code: CodeAmbiguousJSON, Msg: msg, Offset: off}
+}
 
 // Doc is a validated JSON body. Values are spans of the body, which must not
 // be modified while the Doc is in use.
@@ -64,7 +88,15 @@ type Doc struct {
 	root Value
 	// objects caches member indexes of the objects read so far, keyed by
 	// their start offset, so repeated lookups do not rescan large values.
-	objects map[int][]member
+	// A short slice searched linearly: a request reads a few objects.
+	objects []objectIndex
+	arena   []member // backing store of the indexes
+}
+
+// objectIndex is the cached member index of one object.
+type objectIndex struct {
+	start   int
+	members []member
 }
 
 // member is one object member: its key (unescaped) and value.
@@ -88,12 +120,16 @@ func (d *Doc) Body() []byte { return d.body }
 func Parse(body []byte, lim Limits) (*Doc, error) {
 	lim = lim.withDefaults()
 	if len(body) > lim.MaxBytes {
-		return nil, &Error{Status: 413, Msg: "the body is larger than " + strconv.Itoa(lim.MaxBytes) + " bytes", Offset: -1}
+		return nil, &Error{Status: 413, Code: CodeTooLarge, Msg: "the body is larger than " + strconv.Itoa(lim.MaxBytes) + " bytes", Offset: -1}
 	}
 	if !utf8.Valid(body) {
-		return nil, &Error{Status: 400, Msg: "the body is not valid UTF-8", Offset: invalidUTF8At(body)}
+		return nil, &Error{Status: 400, Code: CodeInvalidJSON, Msg: "the body is not valid UTF-8", Offset: invalidUTF8At(body)}
 	}
-	p := parser{b: body, maxDepth: lim.MaxDepth}
+	// Stack buffers: typical bodies validate without heap growth.
+	var stackBuf [16]byte
+	var keyBaseBuf [16]int
+	var keysBuf [64]keyRec
+	p := parser{b: body, maxDepth: lim.MaxDepth, stack: stackBuf[:0], keyBase: keyBaseBuf[:0], keys: keysBuf[:0]}
 	start, kind, esc, err := p.run()
 	if err != nil {
 		return nil, err
@@ -168,7 +204,7 @@ func (p *parser) run() (int, Kind, bool, error) {
 			switch {
 			case c == '{' || c == '[':
 				if len(p.stack) >= p.maxDepth {
-					return 0, 0, false, syntaxErr(p.i, "nesting is deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+					return 0, 0, false, &Error{Status: 400, Code: CodeTooDeep, Offset: p.i, Msg: "nesting is deeper than " + strconv.Itoa(p.maxDepth) + " levels"}
 				}
 				p.stack = append(p.stack, c)
 				p.i++
@@ -339,9 +375,9 @@ func (p *parser) checkKeys(keys []keyRec) *Error {
 
 func keyClash(off int, a, b []byte) *Error {
 	if string(a) == string(b) {
-		return syntaxErr(off, "duplicate key "+strconv.Quote(string(a)))
+		return ambiguous(off, "duplicate key "+strconv.Quote(string(a)))
 	}
-	return syntaxErr(off, "keys "+strconv.Quote(string(b))+" and "+strconv.Quote(string(a))+" differ only in case")
+	return ambiguous(off, "keys "+strconv.Quote(string(b))+" and "+strconv.Quote(string(a))+" differ only in case")
 }
 
 func (p *parser) lit(word string) *Error {
@@ -400,6 +436,14 @@ func (p *parser) str() (bool, *Error) {
 	p.i++
 	esc := false
 	for p.i < len(p.b) {
+		// Skip 8 plain bytes at a time: most of a large body is string
+		// content (prompts, base64 images) without quotes or escapes.
+		for p.i+8 <= len(p.b) && !special8(binary.LittleEndian.Uint64(p.b[p.i:])) {
+			p.i += 8
+		}
+		if p.i >= len(p.b) {
+			break
+		}
 		c := p.b[p.i]
 		switch {
 		case c == '"':
@@ -440,14 +484,14 @@ func (p *parser) escape() *Error {
 	p.i += 6
 	switch {
 	case r >= 0xDC00 && r <= 0xDFFF:
-		return syntaxErr(at, "lone surrogate in a \\u escape")
+		return ambiguous(at, "lone surrogate in a \\u escape")
 	case r >= 0xD800 && r <= 0xDBFF:
 		if p.i+1 >= len(p.b) || p.b[p.i] != '\\' || p.b[p.i+1] != 'u' {
-			return syntaxErr(at, "lone surrogate in a \\u escape")
+			return ambiguous(at, "lone surrogate in a \\u escape")
 		}
 		lo, ok := hex4(p.b, p.i+2)
 		if !ok || lo < 0xDC00 || lo > 0xDFFF {
-			return syntaxErr(at, "lone surrogate in a \\u escape")
+			return ambiguous(at, "lone surrogate in a \\u escape")
 		}
 		p.i += 6
 	}
@@ -473,4 +517,12 @@ func hex4(b []byte, i int) (rune, bool) {
 		r = r<<4 | rune(c)
 	}
 	return r, true
+}
+
+// special8 reports whether any byte of the word is '"', '\\' or below 0x20
+// (the SWAR zero-byte and less-than tests; exact for "any").
+func special8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) uint64 { return (v - ones) &^ v & highs }
+	return zero(x^(ones*'"'))|zero(x^(ones*'\\'))|((x-ones*0x20)&^x&highs) != 0
 }

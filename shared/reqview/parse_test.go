@@ -262,3 +262,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestSpecial8(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		word := []byte("abcdefgh")
+		for pos := range 8 {
+			w := append([]byte(nil), word...)
+			w[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(w[i])
+			}
+			want := c == '"' || c == '\\' || c < 0x20
+			if got := special8(x); got != want {
+				t.Fatalf("special8 byte %#x at %d = %v", c, pos, got)
+			}
+		}
+	}
+}

@@ -56,9 +56,9 @@ func ParseRequest(body []byte, lim Limits) (*Request, error) {
 	}
 	root := d.root
 	if root.kind != Object {
-		return nil, &Error{Status: 400, Msg: "the body must be a JSON object", Offset: -1}
+		return nil, &Error{Status: 400, Code: CodeInvalidJSON, Msg: "the body must be a JSON object", Offset: -1}
 	}
-	if err := root.strictKeys("", TopFields); err != nil {
+	if err := root.strictKeys(TopFields); err != nil {
 		return nil, err
 	}
 	r := &Request{Doc: d}
@@ -77,8 +77,8 @@ func ParseRequest(body []byte, lim Limits) (*Request, error) {
 	r.StreamOptions = root.Get("stream_options")
 	switch r.StreamOptions.kind {
 	case Object:
-		if err := r.StreamOptions.strictKeys("stream_options.", streamOptionsFields); err != nil {
-			return nil, err
+		if err := r.StreamOptions.strictKeys(streamOptionsFields); err != nil {
+			return nil, prefixed(err, "stream_options.")
 		}
 		if r.IncludeUsage, e = optBool(r.StreamOptions, "include_usage"); e != nil {
 			return nil, prefixed(e, "stream_options.")
@@ -87,33 +87,38 @@ func ParseRequest(body []byte, lim Limits) (*Request, error) {
 	default:
 		return nil, fieldErr("stream_options", "must be an object")
 	}
-	for _, c := range []struct {
-		key string
-		dst *Value
-		max int64
-	}{
-		{"max_tokens", &r.MaxTokens, 1<<31 - 1},
-		{"max_completion_tokens", &r.MaxCompletionTokens, 1<<31 - 1},
-		{"n", &r.N, MaxCount},
-		{"best_of", &r.BestOf, MaxCount},
-	} {
-		v := root.Get(c.key)
-		if v.IsNull() {
-			continue
-		}
-		n, ok := v.Int()
-		if !ok || n < 1 {
-			return nil, fieldErr(c.key, "must be a positive integer")
-		}
-		if n > c.max {
-			return nil, fieldErr(c.key, "must be at most "+strconv.FormatInt(c.max, 10))
-		}
-		*c.dst = v
+	if r.MaxTokens, e = count(root, "max_tokens", 1<<31-1); e != nil {
+		return nil, e
+	}
+	if r.MaxCompletionTokens, e = count(root, "max_completion_tokens", 1<<31-1); e != nil {
+		return nil, e
+	}
+	if r.N, e = count(root, "n", MaxCount); e != nil {
+		return nil, e
+	}
+	if r.BestOf, e = count(root, "best_of", MaxCount); e != nil {
+		return nil, e
 	}
 	if err := checkMessages(root.Get("messages")); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// count reads an optional positive integer member no larger than max.
+func count(o Value, key string, max int64) (Value, *Error) {
+	v := o.Get(key)
+	if v.IsNull() {
+		return Value{}, nil
+	}
+	n, ok := v.Int()
+	if !ok || n < 1 {
+		return Value{}, fieldErr(key, "must be a positive integer")
+	}
+	if n > max {
+		return Value{}, fieldErr(key, "must be at most "+strconv.FormatInt(max, 10))
+	}
+	return v, nil
 }
 
 // Count is a validated positive integer field (0 when absent or null).
@@ -123,52 +128,67 @@ func Count(v Value) int64 {
 }
 
 // checkMessages refuses case and escape variants in the nested objects of
-// messages that the gateway reads; shapes are the readers' business.
+// messages that the gateway reads; shapes are the readers' business. Paths
+// are built only for the error.
 func checkMessages(msgs Value) *Error {
 	var err *Error
 	msgs.Elems(func(i int, m Value) bool {
 		if m.kind != Object {
 			return true
 		}
-		p := "messages[" + strconv.Itoa(i) + "]."
-		if err = m.strictKeys(p, messageFields); err != nil {
+		p := func() string { return "messages[" + strconv.Itoa(i) + "]." }
+		if err = m.strictKeys(messageFields); err != nil {
+			err = prefixed(err, p())
 			return false
 		}
-		if err = checkParts(m.Get("content"), p+"content"); err != nil {
+		if err = checkParts(m.Get("content")); err != nil {
+			err = prefixed(err, p()+"content")
 			return false
 		}
 		m.Get("tool_calls").Elems(func(j int, tc Value) bool {
-			tp := p + "tool_calls[" + strconv.Itoa(j) + "]."
-			if err = tc.strictKeys(tp, toolCallFields); err == nil {
-				err = tc.Get("function").strictKeys(tp+"function.", functionCallFields)
+			tp := func() string { return p() + "tool_calls[" + strconv.Itoa(j) + "]." }
+			if err = tc.strictKeys(toolCallFields); err != nil {
+				err = prefixed(err, tp())
+			} else if err = tc.Get("function").strictKeys(functionCallFields); err != nil {
+				err = prefixed(err, tp()+"function.")
 			}
 			return err == nil
 		})
 		if err == nil {
-			err = m.Get("function_call").strictKeys(p+"function_call.", functionCallFields)
+			if err = m.Get("function_call").strictKeys(functionCallFields); err != nil {
+				err = prefixed(err, p()+"function_call.")
+			}
 		}
 		return err == nil
 	})
 	return err
 }
 
+// nestedPartFields are the members of image_url, input_audio and source objects.
+var nestedPartFields = []string{"url", "detail", "data", "format", "type", "media_type"}
+
 // checkParts checks the content parts of one message, and one level of
-// nested tool_result content (Anthropic), iteratively.
-func checkParts(content Value, param string) *Error {
+// nested tool_result content (Anthropic), iteratively. Params are relative
+// to the content ("[0].text").
+func checkParts(content Value) *Error {
 	var err *Error
 	content.Elems(func(j int, part Value) bool {
-		pp := param + "[" + strconv.Itoa(j) + "]."
-		if err = part.strictKeys(pp, partFields); err != nil {
+		pp := func() string { return "[" + strconv.Itoa(j) + "]." }
+		if err = part.strictKeys(partFields); err != nil {
+			err = prefixed(err, pp())
 			return false
 		}
-		for _, k := range []string{"image_url", "input_audio", "source"} {
-			if err = part.Get(k).strictKeys(pp+k+".", []string{"url", "detail", "data", "format", "type", "media_type"}); err != nil {
+		for _, k := range [...]string{"image_url", "input_audio", "source"} {
+			if err = part.Get(k).strictKeys(nestedPartFields); err != nil {
+				err = prefixed(err, pp()+k+".")
 				return false
 			}
 		}
 		if part.Get("type").View() == "tool_result" {
 			part.Get("content").Elems(func(k int, inner Value) bool {
-				err = inner.strictKeys(pp+"content["+strconv.Itoa(k)+"].", partFields)
+				if err = inner.strictKeys(partFields); err != nil {
+					err = prefixed(err, pp()+"content["+strconv.Itoa(k)+"].")
+				}
 				return err == nil
 			})
 		}
@@ -190,7 +210,7 @@ func optBool(o Value, key string) (bool, *Error) {
 }
 
 func fieldErr(param, msg string) *Error {
-	return &Error{Status: 400, Param: param, Msg: msg, Offset: -1}
+	return &Error{Status: 400, Code: CodeInvalidValue, Param: param, Msg: msg, Offset: -1}
 }
 
 func prefixed(e *Error, prefix string) *Error {
@@ -205,80 +225,94 @@ func prefixed(e *Error, prefix string) *Error {
 // input. Token-id arrays, images, audio and tool schemas are not text;
 // readers count them by their own rules. It stops when fn returns false.
 func (r *Request) Texts(fn func(param string, text Value) bool) {
-	root := r.Doc.root
-	t := texts{fn: fn}
-	t.content(root.Get("system"), "system")
-	root.Get("messages").Elems(func(i int, m Value) bool {
-		p := "messages[" + strconv.Itoa(i) + "]"
-		t.str(m.Get("name"), p+".name")
-		t.str(m.Get("refusal"), p+".refusal")
-		t.content(m.Get("content"), p+".content")
-		m.Get("tool_calls").Elems(func(j int, tc Value) bool {
-			f := tc.Get("function")
-			tp := p + ".tool_calls[" + strconv.Itoa(j) + "].function"
-			t.str(f.Get("name"), tp+".name")
-			t.str(f.Get("arguments"), tp+".arguments")
-			return !t.stop
-		})
-		fc := m.Get("function_call")
-		t.str(fc.Get("name"), p+".function_call.name")
-		t.str(fc.Get("arguments"), p+".function_call.arguments")
-		return !t.stop
-	})
-	for _, k := range []string{"prompt", "input"} {
-		v := root.Get(k)
-		if v.kind == String {
-			t.str(v, k)
-			continue
-		}
-		v.Elems(func(i int, e Value) bool {
-			t.str(e, k+"["+strconv.Itoa(i)+"]")
-			return !t.stop
-		})
-	}
-	t.str(root.Get("suffix"), "suffix")
+	t := texts{fn: fn, params: true}
+	t.walk(r.Doc.root)
 }
 
 // TextBytes is the total UTF-8 byte length of what Texts visits: byte-level
 // BPE never makes more tokens than bytes, so it bounds the text's tokens.
 func (r *Request) TextBytes() int64 {
 	var n int64
-	r.Texts(func(_ string, v Value) bool {
+	t := texts{fn: func(_ string, v Value) bool {
 		n += int64(v.StrLen())
 		return true
-	})
+	}}
+	t.walk(r.Doc.root)
 	return n
 }
 
-// texts walks content without recursion: one level of nested tool results.
+// texts walks content without recursion (one level of nested tool
+// results); it builds parameter paths only when params is set.
 type texts struct {
-	fn   func(string, Value) bool
-	stop bool
+	fn     func(string, Value) bool
+	params bool
+	stop   bool
 }
 
-func (t *texts) str(v Value, param string) {
-	if !t.stop && v.kind == String && !t.fn(param, v) {
+// path builds a parameter path only when the visitor wants paths.
+func (t *texts) path(build func() string) string {
+	if !t.params {
+		return ""
+	}
+	return build()
+}
+
+func (t *texts) walk(root Value) {
+	t.content(root.Get("system"), func() string { return "system" })
+	root.Get("messages").Elems(func(i int, m Value) bool {
+		p := func() string { return "messages[" + strconv.Itoa(i) + "]" }
+		t.str(m.Get("name"), func() string { return p() + ".name" })
+		t.str(m.Get("refusal"), func() string { return p() + ".refusal" })
+		t.content(m.Get("content"), func() string { return p() + ".content" })
+		m.Get("tool_calls").Elems(func(j int, tc Value) bool {
+			f := tc.Get("function")
+			tp := func() string { return p() + ".tool_calls[" + strconv.Itoa(j) + "].function" }
+			t.str(f.Get("name"), func() string { return tp() + ".name" })
+			t.str(f.Get("arguments"), func() string { return tp() + ".arguments" })
+			return !t.stop
+		})
+		fc := m.Get("function_call")
+		t.str(fc.Get("name"), func() string { return p() + ".function_call.name" })
+		t.str(fc.Get("arguments"), func() string { return p() + ".function_call.arguments" })
+		return !t.stop
+	})
+	for _, k := range [...]string{"prompt", "input"} {
+		v := root.Get(k)
+		if v.kind == String {
+			t.str(v, func() string { return k })
+			continue
+		}
+		v.Elems(func(i int, e Value) bool {
+			t.str(e, func() string { return k + "[" + strconv.Itoa(i) + "]" })
+			return !t.stop
+		})
+	}
+	t.str(root.Get("suffix"), func() string { return "suffix" })
+}
+
+func (t *texts) str(v Value, param func() string) {
+	if !t.stop && v.kind == String && !t.fn(t.path(param), v) {
 		t.stop = true
 	}
 }
 
 // content reads a string or an array of parts; a tool_result part's own
 // content is read one level down, never deeper.
-func (t *texts) content(c Value, param string) {
+func (t *texts) content(c Value, param func() string) {
 	if c.kind == String {
 		t.str(c, param)
 		return
 	}
 	c.Elems(func(j int, part Value) bool {
-		pp := param + "[" + strconv.Itoa(j) + "]"
+		pp := func() string { return param() + "[" + strconv.Itoa(j) + "]" }
 		t.part(part, pp)
 		if part.Get("type").View() == "tool_result" {
 			inner := part.Get("content")
 			if inner.kind == String {
-				t.str(inner, pp+".content")
+				t.str(inner, func() string { return pp() + ".content" })
 			} else {
 				inner.Elems(func(k int, ip Value) bool {
-					t.part(ip, pp+".content["+strconv.Itoa(k)+"]")
+					t.part(ip, func() string { return pp() + ".content[" + strconv.Itoa(k) + "]" })
 					return !t.stop
 				})
 			}
@@ -287,16 +321,15 @@ func (t *texts) content(c Value, param string) {
 	})
 }
 
-func (t *texts) part(part Value, param string) {
+func (t *texts) part(part Value, param func() string) {
 	if part.kind == String {
 		t.str(part, param)
 		return
 	}
-	for _, k := range []string{"text", "refusal", "thinking"} {
-		t.str(part.Get(k), param+"."+k)
-	}
+	t.str(part.Get("text"), func() string { return param() + ".text" })
+	t.str(part.Get("refusal"), func() string { return param() + ".refusal" })
+	t.str(part.Get("thinking"), func() string { return param() + ".thinking" })
 	if part.Get("type").View() == "tool_use" {
-		// Anthropic tool input is a JSON object; its strings reach the model.
-		t.str(part.Get("name"), param+".name")
+		t.str(part.Get("name"), func() string { return param() + ".name" })
 	}
 }

@@ -244,13 +244,14 @@ func (v Value) Len() int {
 // folding (as encoding/json matches struct fields) or only after unescaping:
 // a parser that matches such keys would read a field the gateway did not.
 func (v Value) StrictKeys(fields ...string) error {
-	if err := v.strictKeys("", fields); err != nil {
+	if err := v.strictKeys(fields); err != nil {
 		return err
 	}
 	return nil
 }
 
-func (v Value) strictKeys(prefix string, fields []string) *Error {
+// strictKeys reports the field as Param; callers prefix its path.
+func (v Value) strictKeys(fields []string) *Error {
 	for _, m := range v.members() {
 		for _, f := range fields {
 			if !equalFoldString(m.key, f) {
@@ -258,10 +259,10 @@ func (v Value) strictKeys(prefix string, fields []string) *Error {
 			}
 			switch {
 			case m.key != f:
-				return &Error{Status: 400, Param: prefix + f, Offset: -1,
+				return &Error{Status: 400, Code: CodeAmbiguousJSON, Param: f, Offset: -1,
 					Msg: "a key differs from " + strconv.Quote(f) + " only in case; spell it exactly " + strconv.Quote(f)}
 			case m.esc:
-				return &Error{Status: 400, Param: prefix + f, Offset: -1,
+				return &Error{Status: 400, Code: CodeAmbiguousJSON, Param: f, Offset: -1,
 					Msg: "the key " + strconv.Quote(f) + " must not be written with escapes"}
 			}
 		}
@@ -274,32 +275,35 @@ func (v Value) members() []member {
 	if v.kind != Object {
 		return nil
 	}
-	if ms, ok := v.d.objects[v.start]; ok {
-		return ms
+	d := v.d
+	for i := len(d.objects) - 1; i >= 0; i-- {
+		if d.objects[i].start == v.start {
+			return d.objects[i].members
+		}
 	}
-	b := v.d.body
-	var ms []member
+	b := d.body
+	first := len(d.arena)
 	i := skipWS(b, v.start+1)
 	for b[i] != '}' {
 		ke, kesc := skipString(b, i)
 		raw := b[i+1 : ke-1]
-		key := string(raw)
 		if kesc {
-			key = string(unescape(raw))
+			raw = unescape(raw)
 		}
+		// Keys are views of the body (or of their unescaped copy), which
+		// the Doc keeps unmodified.
+		key := unsafe.String(unsafe.SliceData(raw), len(raw))
 		i = skipWS(b, ke)
 		i = skipWS(b, i+1) // ':'
-		val := v.d.valueAt(i)
-		ms = append(ms, member{key: key, esc: kesc, val: val})
+		val := d.valueAt(i)
+		d.arena = append(d.arena, member{key: key, esc: kesc, val: val})
 		i = skipWS(b, val.end)
 		if b[i] == ',' {
 			i = skipWS(b, i+1)
 		}
 	}
-	if v.d.objects == nil {
-		v.d.objects = make(map[int][]member)
-	}
-	v.d.objects[v.start] = ms
+	ms := d.arena[first:len(d.arena):len(d.arena)]
+	d.objects = append(d.objects, objectIndex{start: v.start, members: ms})
 	return ms
 }
 

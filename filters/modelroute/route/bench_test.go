@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // benchBody is a chat body of about size bytes whose bulk is one long tool
@@ -36,12 +38,13 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// BenchmarkScanTop measures the validating scan alone on a 1 MiB body.
-func BenchmarkScanTop(b *testing.B) {
+// BenchmarkExtractModel measures the canonical request view's validating
+// pass and model lookup on a 1 MiB body.
+func BenchmarkExtractModel(b *testing.B) {
 	body := benchBody("m", 1<<20)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := scanTop(body); err != nil {
+		if _, err := ExtractModel(body, reqview.Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,10 +2,12 @@ package route
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // Error codes of the client errors this package produces, stable for clients and metrics.
@@ -28,60 +30,41 @@ type BodyModel struct {
 	Start, End int
 }
 
-// ExtractModel reads the top-level "model" string of a JSON object body.
-// It rejects what an upstream could read differently from the gateway: a body
-// that is not one valid JSON object (UTF-8), and a "model" key that appears
-// twice (JSON parsers disagree about which duplicate wins).
-func ExtractModel(body []byte) (BodyModel, *apierror.Error) {
+// ExtractModel reads the top-level "model" string of a request body through
+// the canonical request view, so modelroute refuses exactly what every other
+// filter refuses: anything an upstream could read differently from the
+// gateway (duplicate or case-variant keys, escapes, invalid UTF-8, nesting
+// deeper than lim allows, trailing data).
+func ExtractModel(body []byte, lim reqview.Limits) (BodyModel, *apierror.Error) {
 	if len(body) == 0 {
 		return BodyModel{}, invalidJSON("the request body is empty; send a JSON object with a \"model\" field")
 	}
-	top, err := scanTop(body)
-	switch {
-	case err != nil:
-		return BodyModel{}, invalidJSON("the request body is not valid JSON")
-	case !top.object:
-		return BodyModel{}, invalidJSON("the request body must be a JSON object")
-	case len(top.models) > 1:
-		return BodyModel{}, badModel(CodeInvalidModel, "the request body names \"model\" more than once")
-	case len(top.models) == 0:
-		return BodyModel{}, badModel(CodeMissingModel, "you must provide a model parameter")
-	}
-	m := top.models[0]
-	if !m.isString {
-		if body[m.start] == 'n' { // null
-			return BodyModel{}, badModel(CodeMissingModel, "you must provide a model parameter")
+	req, err := reqview.ParseRequest(body, lim)
+	if err != nil {
+		var re *reqview.Error
+		if !errors.As(err, &re) {
+			return BodyModel{}, invalidJSON("the request body is not valid JSON")
 		}
-		return BodyModel{}, badModel(CodeInvalidModel, "model must be a string, not "+jsonKind(body[m.start]))
+		ae := re.API()
+		if re.Param == "model" {
+			ae.Code = CodeInvalidModel
+		}
+		return BodyModel{}, ae
 	}
-	name := stringValue(body, m)
+	m := req.ModelValue
 	switch {
-	case name == "":
+	case req.Model == "":
 		return BodyModel{}, badModel(CodeMissingModel, "you must provide a model parameter")
-	case len(name) > maxModelLen:
+	case len(req.Model) > maxModelLen:
 		return BodyModel{}, badModel(CodeInvalidModel, "model is longer than 256 bytes")
 	}
-	return BodyModel{Name: name, Start: m.start, End: m.end}, nil
+	start, end := m.Span()
+	return BodyModel{Name: req.Model, Start: start, End: end}, nil
 }
 
 func badModel(code, msg string) *apierror.Error {
 	return &apierror.Error{Status: http.StatusBadRequest, Code: code, Param: "model",
 		Type: apierror.TypeFor(http.StatusBadRequest), Message: msg}
-}
-
-// jsonKind names the type of the JSON value starting with c.
-func jsonKind(c byte) string {
-	switch c {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
 }
 
 // ReplaceModel returns a copy of body with the string token at [m.Start,

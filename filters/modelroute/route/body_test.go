@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 func TestExtractModel(t *testing.T) {
@@ -19,7 +21,11 @@ func TestExtractModel(t *testing.T) {
 		{"simple", `{"model":"gpt-4o","messages":[]}`, "gpt-4o", ""},
 		{"leading whitespace", " \n\t{\"messages\":[],\"model\" : \"m\"}\n", "m", ""},
 		{"escaped value", `{"model":"gemma\u002d3"}`, "gemma-3", ""},
-		{"escaped key", `{"mod\u0065l":"m"}`, "m", ""},
+		{"escaped key", `{"mod\u0065l":"m"}`, "", CodeInvalidModel},
+		{"case variant key", `{"model":"gemma","Model":"llama"}`, "", reqview.CodeAmbiguousJSON},
+		{"lone case variant", `{"Model":"llama"}`, "", CodeInvalidModel},
+		{"max_tokens variant", `{"model":"m","max_tokens":1,"Max_tokens":40}`, "", reqview.CodeAmbiguousJSON},
+		{"deep content", `{"model":"m","messages":[{"role":"user","content":` + strings.Repeat(`{"a":`, 5000) + `1` + strings.Repeat(`}`, 5000) + `}]}`, "", reqview.CodeTooDeep},
 		{"nested model ignored", `{"tools":[{"model":"x"}],"model":"m"}`, "m", ""},
 		{"slash", `{"model":"\/gcs\/google"}`, "/gcs/google", ""},
 		{"empty body", ``, "", CodeInvalidJSON},
@@ -33,13 +39,13 @@ func TestExtractModel(t *testing.T) {
 		{"empty model", `{"model":""}`, "", CodeMissingModel},
 		{"number model", `{"model":4}`, "", CodeInvalidModel},
 		{"object model", `{"model":{"name":"m"}}`, "", CodeInvalidModel},
-		{"duplicate model", `{"model":"a","model":"b"}`, "", CodeInvalidModel},
-		{"duplicate via escape", `{"model":"a","mod\u0065l":"b"}`, "", CodeInvalidModel},
+		{"duplicate model", `{"model":"a","model":"b"}`, "", reqview.CodeAmbiguousJSON},
+		{"duplicate via escape", `{"model":"a","mod\u0065l":"b"}`, "", reqview.CodeAmbiguousJSON},
 		{"long model", `{"model":"` + strings.Repeat("m", 257) + `"}`, "", CodeInvalidModel},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bm, err := ExtractModel([]byte(tt.body))
+			bm, err := ExtractModel([]byte(tt.body), reqview.Limits{})
 			if tt.wantCode != "" {
 				require.NotNil(t, err)
 				assert.Equal(t, tt.wantCode, err.Code)
@@ -59,7 +65,7 @@ func TestExtractModel(t *testing.T) {
 
 func TestReplaceModelKeepsEverythingElse(t *testing.T) {
 	body := loadFixture(t, "chat.json")
-	bm, aerr := ExtractModel(body)
+	bm, aerr := ExtractModel(body, reqview.Limits{})
 	require.Nil(t, aerr)
 	require.Equal(t, "gemma", bm.Name)
 
@@ -104,7 +110,7 @@ func FuzzExtractModel(f *testing.F) {
 	f.Add([]byte(` {"a":[1,{"model":2}],"model":"\u00e9"} `), "quote\"and\\slash")
 	f.Add([]byte(`{"model":"a","model":"b"}`), "")
 	f.Fuzz(func(t *testing.T, body []byte, replacement string) {
-		bm, aerr := ExtractModel(body)
+		bm, aerr := ExtractModel(body, reqview.Limits{})
 		if aerr != nil {
 			require.GreaterOrEqual(t, aerr.Status, 400)
 			require.NotEmpty(t, aerr.Code)
@@ -114,7 +120,7 @@ func FuzzExtractModel(f *testing.F) {
 		require.NotEmpty(t, bm.Name)
 		out := ReplaceModel(body, bm, replacement)
 		require.True(t, json.Valid(out), "rewritten body is valid JSON")
-		again, aerr := ExtractModel(out)
+		again, aerr := ExtractModel(out, reqview.Limits{})
 		if replacement == "" {
 			require.NotNil(t, aerr)
 			return

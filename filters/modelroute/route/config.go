@@ -14,6 +14,7 @@ import (
 
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/config"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // Header names used when the configuration leaves them out.
@@ -39,6 +40,8 @@ const (
 const (
 	// DefaultMaxBodyBytes is the request body limit when none is configured (8 MiB).
 	DefaultMaxBodyBytes = 8 << 20
+	// MaxJSONDepth bounds max_json_depth: the view is iterative, but deep nesting serves no request.
+	MaxJSONDepth = 1024
 	// MaxMaxBodyBytes bounds max_body_bytes: a body is held whole in the Wasm VM's memory.
 	MaxMaxBodyBytes = 256 << 20
 	// DefaultMaxResponseBytes is the largest response held to map its model
@@ -67,6 +70,8 @@ type Config struct {
 	MaxBodyBytes int64 `json:"max_body_bytes"`
 	// MaxResponseBytes is the largest JSON response (or SSE line) held to map its model back.
 	MaxResponseBytes int64 `json:"max_response_bytes"`
+	// MaxJSONDepth bounds the nesting of request bodies (400 above); 0 means reqview's default (64).
+	MaxJSONDepth int `json:"max_json_depth"`
 	// Paths limits the filter to these path prefixes; empty means every request with a body.
 	Paths []string `json:"paths"`
 	// UnknownModels is "reject" (404 model_not_found, the default) or "passthrough"
@@ -173,6 +178,8 @@ type Policy struct {
 	MaxBodyBytes int64
 	// MaxResponseBytes is the largest JSON response buffered for mapping.
 	MaxResponseBytes int64
+	// JSONLimits bound what a request body may demand of the canonical request view.
+	JSONLimits reqview.Limits
 	// Paths are the path prefixes the filter owns (empty: all).
 	Paths []string
 	// Passthrough routes unknown models on their own name instead of 404.
@@ -257,6 +264,10 @@ func (c *Config) Compile() (*Policy, error) {
 	default:
 		p.MaxBodyBytes = c.MaxBodyBytes
 	}
+	if c.MaxJSONDepth < 0 || c.MaxJSONDepth > MaxJSONDepth {
+		return nil, fmt.Errorf("modelroute config: max_json_depth %d is outside 1..%d", c.MaxJSONDepth, MaxJSONDepth)
+	}
+	p.JSONLimits = reqview.Limits{MaxBytes: int(p.MaxBodyBytes), MaxDepth: c.MaxJSONDepth}
 	switch {
 	case c.MaxResponseBytes == 0:
 		p.MaxResponseBytes = DefaultMaxResponseBytes

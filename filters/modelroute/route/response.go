@@ -3,6 +3,8 @@ package route
 import (
 	"bytes"
 	"strings"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // ResponseKind says how a response body is mapped back.
@@ -36,15 +38,16 @@ func ResponseKindFor(contentType, contentEncoding string) ResponseKind {
 // MapModel returns doc with its top-level "model" replaced by to when it
 // equals from; ok is false (and doc returned as is) when nothing changed.
 func MapModel(doc []byte, from, to string) ([]byte, bool) {
-	top, err := scanTop(doc)
-	if err != nil || !top.object || len(top.models) == 0 {
+	d, err := reqview.Parse(doc, reqview.Limits{MaxBytes: len(doc) + 1})
+	if err != nil {
 		return doc, false
 	}
-	m := top.models[0]
-	if !m.isString || stringValue(doc, m) != from {
+	m := d.Root().Get("model")
+	if m.Kind() != reqview.String || m.View() != from {
 		return doc, false
 	}
-	return ReplaceModel(doc, BodyModel{Name: from, Start: m.start, End: m.end}, to), true
+	start, end := m.Span()
+	return ReplaceModel(doc, BodyModel{Name: from, Start: start, End: end}, to), true
 }
 
 // StreamMapper maps the model of every "data:" line of a Server-Sent Events

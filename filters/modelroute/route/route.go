@@ -159,7 +159,7 @@ func (p *Policy) Decide(body []byte, h Headers, rnd Rand) (Decision, *apierror.E
 	if int64(len(body)) > p.MaxBodyBytes {
 		return Decision{}, p.TooLarge()
 	}
-	bm, aerr := ExtractModel(body)
+	bm, aerr := ExtractModel(body, p.JSONLimits)
 	if aerr != nil {
 		return Decision{}, aerr
 	}

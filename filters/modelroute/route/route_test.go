@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // fixedRand always returns v (clamped below n), to choose targets in tests.
@@ -150,7 +152,7 @@ func TestDecide(t *testing.T) {
 				return
 			}
 			require.True(t, json.Valid(body))
-			bm, aerr := ExtractModel(body)
+			bm, aerr := ExtractModel(body, reqview.Limits{})
 			require.Nil(t, aerr)
 			assert.Equal(t, tt.wantBody, bm.Name)
 		})
