@@ -4,9 +4,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/tollgate/tollgate/keystore/model"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // MaxVerifyBody bounds the keystore answer the filter will parse.
@@ -45,20 +44,25 @@ func DecodeVerify(status int, body []byte) Answer {
 	if len(body) > MaxVerifyBody {
 		return Answer{Kind: Failed, Reason: "keystore answer too large"}
 	}
-	if status >= 500 || !gjson.ValidBytes(body) {
+	if status >= 500 {
 		return Answer{Kind: Failed, Reason: "keystore answered " + strconv.Itoa(status)}
 	}
-	root := gjson.ParseBytes(body)
-	valid := root.Get("valid")
-	if !root.IsObject() || (valid.Type != gjson.True && valid.Type != gjson.False) {
+	// The answer is read with the same strict, non-recursive view as client bodies.
+	doc, err := reqview.Parse(body, reqview.Limits{MaxBytes: MaxVerifyBody, MaxDepth: 16})
+	if err != nil {
+		return Answer{Kind: Failed, Reason: "keystore answered " + strconv.Itoa(status)}
+	}
+	root := doc.Root()
+	isValid, isBool := root.Get("valid").Bool()
+	if root.Kind() != reqview.Object || !isBool {
 		return Answer{Kind: Failed, Reason: "keystore answered " + strconv.Itoa(status) + " without a verify result"}
 	}
 	var ttl time.Duration
-	if s := root.Get("cache_ttl_seconds").Int(); s > 0 && s < 1<<31 {
+	if s, _ := root.Get("cache_ttl_seconds").Int(); s > 0 && s < 1<<31 {
 		ttl = time.Duration(s) * time.Second
 	}
-	reason := root.Get("reason").String()
-	if !valid.Bool() {
+	reason := root.Get("reason").Str()
+	if !isValid {
 		switch reason {
 		case model.ReasonUnknownKey, model.ReasonRevoked, model.ReasonExpired:
 			return Answer{Kind: Denied, Reason: reason, TTL: ttl}
@@ -68,66 +72,69 @@ func DecodeVerify(status int, body []byte) Answer {
 			return Answer{Kind: Failed, Reason: "keystore denied with unexpected reason " + strconv.Quote(limit(reason, 64))}
 		}
 	}
-	if status >= 300 && valid.Bool() {
+	if status >= 300 && isValid {
 		return Answer{Kind: Failed, Reason: "keystore answered " + strconv.Itoa(status) + " with a valid key"}
 	}
 	g := &Grant{
-		KeyID:     root.Get("key_id").String(),
-		App:       root.Get("app").String(),
-		Developer: root.Get("developer").String(),
+		KeyID:     root.Get("key_id").Str(),
+		App:       root.Get("app").Str(),
+		Developer: root.Get("developer").Str(),
 	}
 	if g.App == "" {
 		return Answer{Kind: Failed, Reason: "keystore answer names no app"}
 	}
-	root.Get("products").ForEach(func(_, v gjson.Result) bool {
-		g.Products = append(g.Products, v.String())
-		return true
-	})
-	if exp := root.Get("expires_at"); exp.Exists() && exp.Type == gjson.String {
-		t, err := time.Parse(time.RFC3339Nano, exp.String())
+	g.Products = strs(root.Get("products"))
+	if exp := root.Get("expires_at"); exp.Kind() == reqview.String {
+		t, err := time.Parse(time.RFC3339Nano, exp.Str())
 		if err != nil {
 			return Answer{Kind: Failed, Reason: "keystore answer has a malformed expires_at"}
 		}
 		g.ExpiresAt = t
 	}
-	root.Get("entitlements").ForEach(func(_, v gjson.Result) bool {
+	root.Get("entitlements").Elems(func(_ int, v reqview.Value) bool {
 		g.Entitlements = append(g.Entitlements, decodeEntitlement(v))
 		return true
 	})
 	return Answer{Kind: Granted, Grant: g, TTL: ttl}
 }
 
-func decodeEntitlement(v gjson.Result) model.Entitlement {
-	e := model.Entitlement{Product: v.Get("product").String()}
-	v.Get("allowed_models").ForEach(func(_, m gjson.Result) bool {
-		e.AllowedModels = append(e.AllowedModels, m.String())
-		return true
-	})
-	v.Get("operations").ForEach(func(_, o gjson.Result) bool {
-		g := model.OperationGrant{Path: o.Get("path").String()}
-		o.Get("methods").ForEach(func(_, m gjson.Result) bool {
-			g.Methods = append(g.Methods, m.String())
-			return true
+func decodeEntitlement(v reqview.Value) model.Entitlement {
+	e := model.Entitlement{Product: v.Get("product").Str(), AllowedModels: strs(v.Get("allowed_models"))}
+	v.Get("operations").Elems(func(_ int, o reqview.Value) bool {
+		e.Operations = append(e.Operations, model.OperationGrant{
+			Path:         o.Get("path").Str(),
+			Methods:      strs(o.Get("methods")),
+			RequestQuota: decodeQuota(o.Get("request_quota")),
+			TokenQuota:   decodeQuota(o.Get("token_quota")),
 		})
-		g.RequestQuota = decodeQuota(o.Get("request_quota"))
-		g.TokenQuota = decodeQuota(o.Get("token_quota"))
-		e.Operations = append(e.Operations, g)
 		return true
 	})
 	return e
 }
 
-func decodeQuota(v gjson.Result) *model.QuotaSpec {
-	if !v.IsObject() {
+// strs reads an array of strings (nil when absent).
+func strs(v reqview.Value) []string {
+	var out []string
+	v.Elems(func(_ int, s reqview.Value) bool {
+		out = append(out, s.Str())
+		return true
+	})
+	return out
+}
+
+func decodeQuota(v reqview.Value) *model.QuotaSpec {
+	if v.Kind() != reqview.Object {
 		return nil
 	}
+	limit, _ := v.Get("limit").Int()
+	interval, _ := v.Get("interval").Int()
 	return &model.QuotaSpec{
-		Limit:    v.Get("limit").Int(),
-		Interval: v.Get("interval").Int(),
-		TimeUnit: v.Get("time_unit").String(),
-		Window:   v.Get("window").String(),
-		Counted:  v.Get("counted").String(),
-		Scope:    v.Get("scope").String(),
+		Limit:    limit,
+		Interval: interval,
+		TimeUnit: v.Get("time_unit").Str(),
+		Window:   v.Get("window").Str(),
+		Counted:  v.Get("counted").Str(),
+		Scope:    v.Get("scope").Str(),
 	}
 }
 

@@ -6,9 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/tollgate/tollgate/counter"
+	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -102,50 +101,59 @@ var ErrKeystore = errors.New("keystore answer unusable")
 
 // DecodeConsume reads the keystore's answer to a consume of want items.
 func DecodeConsume(status int, body []byte, want int) ([]Result, error) {
+	// The answer is read with the same strict, non-recursive view as client bodies.
+	doc, perr := reqview.Parse(body, reqview.Limits{MaxBytes: maxAnswerBytes, MaxDepth: 16})
 	if status != 200 {
-		msg := gjson.GetBytes(body, "error.code").String()
+		msg := ""
+		if perr == nil {
+			msg = doc.Root().Get("error").Get("code").Str()
+		}
 		if msg == "" {
 			msg = "no error code"
 		}
 		return nil, fmt.Errorf("%w: status %d (%s)", ErrKeystore, status, clip(msg))
 	}
-	if !gjson.ValidBytes(body) {
+	if perr != nil {
 		return nil, fmt.Errorf("%w: body is not JSON", ErrKeystore)
 	}
-	res := gjson.GetBytes(body, "results")
-	if !res.IsArray() {
+	res := doc.Root().Get("results")
+	if res.Kind() != reqview.Array {
 		return nil, fmt.Errorf("%w: no results array", ErrKeystore)
 	}
-	arr := res.Array()
-	if len(arr) != want {
-		return nil, fmt.Errorf("%w: %d results for %d items", ErrKeystore, len(arr), want)
+	if n := res.Len(); n != want {
+		return nil, fmt.Errorf("%w: %d results for %d items", ErrKeystore, n, want)
 	}
-	out := make([]Result, len(arr))
-	for i, r := range arr {
-		var err error
+	out := make([]Result, want)
+	var err error
+	res.Elems(func(i int, r reqview.Value) bool {
 		num := func(field string) int64 {
-			v := r.Get(field)
-			if v.Type != gjson.Number || v.Num < 0 || v.Num > float64(window.MaxLimit) {
+			n, ok := r.Get(field).Int()
+			if !ok || n < 0 || n > window.MaxLimit {
 				if err == nil {
 					err = fmt.Errorf("%w: results[%d].%s is not a count", ErrKeystore, i, field)
 				}
 				return 0
 			}
-			return v.Int()
+			return n
 		}
-		allowed := r.Get("allowed")
-		if !allowed.IsBool() {
-			return nil, fmt.Errorf("%w: results[%d].allowed is not a boolean", ErrKeystore, i)
+		allowed, ok := r.Get("allowed").Bool()
+		if !ok {
+			err = fmt.Errorf("%w: results[%d].allowed is not a boolean", ErrKeystore, i)
+			return false
 		}
-		out[i] = Result{Allowed: allowed.Bool(), Limit: num("limit"), Used: num("used"), Remaining: num("remaining"),
+		out[i] = Result{Allowed: allowed, Limit: num("limit"), Used: num("used"), Remaining: num("remaining"),
 			ResetAfter: time.Duration(num("reset_after_ms")) * time.Millisecond,
 			RetryAfter: time.Duration(num("retry_after_ms")) * time.Millisecond}
-		if err != nil {
-			return nil, err
-		}
+		return err == nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
+
+// maxAnswerBytes bounds a keystore answer the filter will parse.
+const maxAnswerBytes = 1 << 20
 
 func clip(s string) string {
 	if len(s) > 64 {
