@@ -10,13 +10,13 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/counter"
+	"github.com/tollgate/tollgate/counter/bucket"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -69,18 +70,11 @@ type shard struct {
 	m  map[string]*state
 }
 
-// state is one counter: its buckets, flexi window and open reservations.
+// state is one counter: its window kind (for the snapshot) and the shared
+// bucket arithmetic's state.
 type state struct {
-	Kind     window.Kind
-	Buckets  map[int64]int64
-	FS, FE   int64
-	Res      map[string]resRec
-	NextExp  int64 // earliest reservation expiry, 0 when none
-	ExpireAt int64 // after this instant nothing in the state matters
-}
-
-type resRec struct {
-	Bucket, Amount, Expires int64
+	Kind window.Kind
+	bucket.State
 }
 
 var _ counter.Backend = (*Store)(nil)
@@ -148,105 +142,10 @@ func (s *Store) get(id string, kind window.Kind, create bool) *state {
 	m := s.shards[s.shardOf(id)].m
 	st := m[id]
 	if st == nil && create {
-		st = &state{Kind: kind, Buckets: map[int64]int64{}, Res: map[string]resRec{}}
+		st = &state{Kind: kind}
 		m[id] = st
 	}
 	return st
-}
-
-// prune applies the expiry rules of counter.Backend at now and returns the
-// counted usage, the oldest counted bucket and whether a flexi window is live.
-func (st *state) prune(now int64, f counter.Frame) (used, oldest int64, live bool) {
-	oldest = f.Oldest
-	if f.Kind == window.Flexi {
-		if st.FE > 0 && now < st.FE {
-			oldest, live = st.FS, true
-		} else {
-			clear(st.Buckets)
-			st.FS, st.FE = 0, 0
-			oldest = math.MaxInt64
-		}
-	}
-	if st.NextExp != 0 && now >= st.NextExp {
-		st.NextExp = 0
-		for tok, r := range st.Res {
-			if r.Expires <= now {
-				if r.Bucket >= oldest {
-					st.add(r.Bucket, -r.Amount)
-				}
-				delete(st.Res, tok)
-			} else if st.NextExp == 0 || r.Expires < st.NextExp {
-				st.NextExp = r.Expires
-			}
-		}
-	}
-	for idx, n := range st.Buckets {
-		if idx < oldest {
-			delete(st.Buckets, idx)
-			continue
-		}
-		used += n
-	}
-	return used, oldest, live
-}
-
-// add changes a bucket, never below zero, dropping empty buckets.
-func (st *state) add(idx, delta int64) {
-	v := st.Buckets[idx] + delta
-	if v <= 0 {
-		delete(st.Buckets, idx)
-		return
-	}
-	st.Buckets[idx] = v
-}
-
-func (st *state) outcome(allowed bool, used, oldest int64) counter.Outcome {
-	o := counter.Outcome{Allowed: allowed, Used: used}
-	if st.Kind == window.Flexi && st.FE > 0 {
-		o.WindowStart, o.WindowEnd = st.FS, st.FE
-	}
-	if st.Kind == window.Rolling {
-		o.Buckets = make([]counter.Bucket, 0, len(st.Buckets))
-		for idx, n := range st.Buckets {
-			if idx >= oldest {
-				o.Buckets = append(o.Buckets, counter.Bucket{Index: idx, Used: n})
-			}
-		}
-		slices.SortFunc(o.Buckets, func(a, b counter.Bucket) int { return cmpInt(a.Index, b.Index) })
-	}
-	return o
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// apply charges op to the state (after prune) and extends its lifetime.
-func (st *state) apply(op counter.Op, live bool) {
-	cur := op.Current
-	if op.Kind == window.Flexi {
-		if !live && (op.N > 0 || op.Reservation != "") {
-			st.FS, st.FE = op.FlexiStart, op.FlexiEnd
-		}
-		cur = st.FS
-	}
-	if op.N > 0 {
-		st.add(cur, op.N)
-	}
-	if op.Reservation != "" {
-		st.Res[op.Reservation] = resRec{Bucket: cur, Amount: op.N, Expires: op.ReservationExpires}
-		if st.NextExp == 0 || op.ReservationExpires < st.NextExp {
-			st.NextExp = op.ReservationExpires
-		}
-		st.ExpireAt = max(st.ExpireAt, op.ReservationExpires)
-	}
-	st.ExpireAt = max(st.ExpireAt, op.Deadline, st.FE)
 }
 
 // Apply implements counter.Backend.
@@ -263,17 +162,7 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []counter.Op, atomic b
 	outs := make([]counter.Outcome, len(ops))
 	if !atomic {
 		for i, op := range ops {
-			st := s.get(op.Counter, op.Kind, true)
-			used, oldest, live := st.prune(now, op.Frame)
-			ok := used+op.N <= op.Limit
-			if ok || op.Force {
-				st.apply(op, live)
-				used += op.N
-				if op.Kind == window.Flexi {
-					oldest = st.FS
-				}
-			}
-			outs[i] = st.outcome(ok, used, oldest)
+			outs[i], _ = s.get(op.Counter, op.Kind, true).Apply(now, op)
 		}
 		s.dirty.Store(true)
 		return outs, nil
@@ -283,24 +172,19 @@ func (s *Store) Apply(ctx context.Context, now int64, ops []counter.Op, atomic b
 	pending := make(map[string]int64, len(ops))
 	all := true
 	for _, op := range ops {
-		st := s.get(op.Counter, op.Kind, true)
-		used, _, _ := st.prune(now, op.Frame)
-		if used+pending[op.Counter]+op.N > op.Limit && !op.Force {
+		c := s.get(op.Counter, op.Kind, true).Prune(now, op.Frame)
+		if !op.Force && !bucket.Fits(c, op, pending[op.Counter]) {
 			all = false
 		}
 		pending[op.Counter] += op.N
 	}
 	for i, op := range ops {
 		st := s.get(op.Counter, op.Kind, true)
-		used, oldest, live := st.prune(now, op.Frame)
+		c := st.Prune(now, op.Frame)
 		if all {
-			st.apply(op, live)
-			used += op.N
-			if op.Kind == window.Flexi {
-				oldest = st.FS
-			}
+			_, c = st.Charge(op, c)
 		}
-		outs[i] = st.outcome(all, used, oldest)
+		outs[i] = st.Outcome(op.Kind, all, c)
 	}
 	s.dirty.Store(true)
 	return outs, nil
@@ -317,23 +201,12 @@ func (s *Store) Adjust(ctx context.Context, now int64, a counter.Adjustment) (co
 	if st == nil {
 		return counter.Outcome{}, counter.ErrReservationNotFound
 	}
-	used, oldest, _ := st.prune(now, a.Frame)
-	r, ok := st.Res[a.Reservation]
-	if !ok {
+	out, found := st.Adjust(now, a)
+	if !found {
 		return counter.Outcome{}, counter.ErrReservationNotFound
 	}
-	delete(st.Res, a.Reservation)
-	if r.Bucket >= oldest {
-		delta := -r.Amount
-		if a.Actual >= 0 {
-			delta = a.Actual - r.Amount
-		}
-		before := st.Buckets[r.Bucket]
-		st.add(r.Bucket, delta)
-		used += st.Buckets[r.Bucket] - before
-	}
 	s.dirty.Store(true)
-	return st.outcome(true, used, oldest), nil
+	return out, nil
 }
 
 // Len returns the number of counters held, for tests and metrics.
@@ -444,12 +317,12 @@ func (s *Store) Snapshot() error {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		for id, st := range sh.m {
-			c := snapCounter{ID: id, Kind: st.Kind.String(), FS: st.FS, FE: st.FE, ExpireAt: st.ExpireAt}
-			for idx, n := range st.Buckets {
-				c.Buckets = append(c.Buckets, [2]int64{idx, n})
+			c := snapCounter{ID: id, Kind: st.Kind.String(), FS: st.FlexiStart, FE: st.FlexiEnd, ExpireAt: st.ExpireAt}
+			for _, b := range st.Buckets {
+				c.Buckets = append(c.Buckets, [2]int64{b.Index, b.Used})
 			}
-			for tok, r := range st.Res {
-				c.Res = append(c.Res, snapRes{Token: tok, Bucket: r.Bucket, Amount: r.Amount, Expires: r.Expires})
+			for _, r := range st.Reservations {
+				c.Res = append(c.Res, snapRes{Token: r.Token, Bucket: r.Bucket, Amount: r.Amount, Expires: r.Expires})
 			}
 			snap.Counters = append(snap.Counters, c)
 		}
@@ -514,16 +387,20 @@ func (s *Store) load() error {
 		if err != nil {
 			return fmt.Errorf("memstore: snapshot counter %q: %w", c.ID, err)
 		}
-		st := &state{Kind: kind, Buckets: make(map[int64]int64, len(c.Buckets)), FS: c.FS, FE: c.FE,
-			Res: make(map[string]resRec, len(c.Res)), ExpireAt: c.ExpireAt}
+		st := &state{Kind: kind, State: bucket.State{FlexiStart: c.FS, FlexiEnd: c.FE, ExpireAt: c.ExpireAt}}
+		// Snapshots of earlier versions listed buckets in map order.
+		slices.SortFunc(c.Buckets, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
 		for _, bk := range c.Buckets {
-			st.Buckets[bk[0]] = bk[1]
+			if bk[1] <= 0 {
+				continue
+			}
+			if n := len(st.Buckets); n > 0 && st.Buckets[n-1].Index == bk[0] {
+				return fmt.Errorf("memstore: snapshot counter %q: bucket %d listed twice", c.ID, bk[0])
+			}
+			st.Buckets = append(st.Buckets, counter.Bucket{Index: bk[0], Used: bk[1]})
 		}
 		for _, r := range c.Res {
-			st.Res[r.Token] = resRec{Bucket: r.Bucket, Amount: r.Amount, Expires: r.Expires}
-			if st.NextExp == 0 || r.Expires < st.NextExp {
-				st.NextExp = r.Expires
-			}
+			st.Reservations = append(st.Reservations, bucket.Reservation{Token: r.Token, Bucket: r.Bucket, Amount: r.Amount, Expires: r.Expires})
 		}
 		s.shards[s.shardOf(c.ID)].m[c.ID] = st
 	}

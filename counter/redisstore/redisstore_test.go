@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/counter/countertest"
+	"github.com/tollgate/tollgate/counter/memstore"
 	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/window"
 )
@@ -140,4 +142,19 @@ func TestOpenErrors(t *testing.T) {
 	_, err = Open(ctx, "redis://127.0.0.1:1/0", Options{})
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "ping"), err.Error())
+}
+
+// TestMatchesBucketArithmetic runs counter.lua and the Go arithmetic of
+// counter/bucket (through memstore) through the same random sequences of
+// operations and requires identical answers.
+func TestMatchesBucketArithmetic(t *testing.T) {
+	srv := redistest.Start(t)
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			ref, err := memstore.Open(memstore.Options{})
+			require.NoError(t, err)
+			got := New(srv.Client(t), Options{Prefix: fmt.Sprintf("cmp%d:", seed)})
+			countertest.Compare(t, ref, got, seed, 400)
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/counter/countertest"
+	"github.com/tollgate/tollgate/counter/memstore"
 	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
@@ -35,34 +36,13 @@ func TestContract(t *testing.T) {
 	})
 }
 
-func TestStateRoundTrip(t *testing.T) {
-	tests := []state{
-		{},
-		{fs: 1, fe: 2, expireAt: 3, buckets: []bucket{{1, 2}, {3, 4}}},
-		{expireAt: 9, res: []reservation{{token: "abc", bucket: 1, amount: 2, expires: 3}, {token: "", bucket: -1}}},
-	}
-	for _, st := range tests {
-		got, err := decodeState(st.encode())
-		require.NoError(t, err)
-		assert.Equal(t, st.fs, got.fs)
-		assert.Equal(t, st.fe, got.fe)
-		assert.Equal(t, st.expireAt, got.expireAt)
-		assert.Equal(t, len(st.buckets), len(got.buckets))
-		assert.Equal(t, len(st.res), len(got.res))
-	}
-	for _, bad := range [][]byte{{2}, {stateVersion, 1}, append((&state{buckets: []bucket{{1, 1}}}).encode(), 0)} {
-		_, err := decodeState(bad)
-		assert.ErrorIs(t, err, errBadState)
-	}
-}
-
 // TestCorruptRecordReadsEmpty: a record that does not decode is a fresh
 // counter, never a wedged one.
 func TestCorruptRecordReadsEmpty(t *testing.T) {
 	store := table.NewMemStore()
 	tb := newTable(t, store, 16)
 	_, err := tb.Update(counterID("app/p//requests|calendar/1minute"), 0, func([]byte, int64) ([]byte, int64, bool) {
-		return []byte{stateVersion, 7}, 1 << 60, true
+		return []byte{1, 7}, 1 << 60, true // version 1, then too short
 	})
 	require.NoError(t, err)
 	eng := counter.New(NewCounters(tb), counter.WithClock(func() time.Time { return countertest.T0 }))
@@ -136,4 +116,16 @@ func TestAtomicRaceRefunds(t *testing.T) {
 	d, err := eng.Consume(ctx, k1, spec, 0)
 	require.NoError(t, err)
 	assert.EqualValues(t, 0, d.Used)
+}
+
+// TestMatchesMemstore: the shared-data ledger and the keystore's embedded
+// store answer the same random sequences identically (both count with
+// counter/bucket; the ledger adds its own atomic-batch protocol over CAS).
+func TestMatchesMemstore(t *testing.T) {
+	for seed := range uint64(4) {
+		ref, err := memstore.Open(memstore.Options{})
+		require.NoError(t, err)
+		countertest.Compare(t, ref, NewCounters(newTable(t, table.NewMemStore(), 4096)), seed, 400)
+		require.NoError(t, ref.Close())
+	}
 }
