@@ -89,8 +89,27 @@ type Doc struct {
 	// objects caches member indexes of the objects read so far, keyed by
 	// their start offset, so repeated lookups do not rescan large values.
 	// A short slice searched linearly: a request reads a few objects.
-	objects []objectIndex
-	arena   []member // backing store of the indexes
+	objects  []objectIndex
+	objectAt map[int]int // index of objects by start, once there are many
+	arena    []member    // backing store of the indexes
+	ends     []span      // container ends recorded by the validating pass
+}
+
+// containerEnd is the recorded end of the container starting at start.
+func (d *Doc) containerEnd(start int) (int, bool) {
+	lo, hi := 0, len(d.ends)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if int(d.ends[m].start) < start {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(d.ends) && int(d.ends[lo].start) == start {
+		return int(d.ends[lo].end), true
+	}
+	return 0, false
 }
 
 // objectIndex is the cached member index of one object.
@@ -101,9 +120,10 @@ type objectIndex struct {
 
 // member is one object member: its key (unescaped) and value.
 type member struct {
-	key string
-	esc bool // the key was written with escapes
-	val Value
+	key   string
+	esc   bool // the key was written with escapes
+	ascii bool // the key is ASCII, so case folding cannot change its length
+	val   Value
 }
 
 // Root is the top-level value.
@@ -129,12 +149,13 @@ func Parse(body []byte, lim Limits) (*Doc, error) {
 	var stackBuf [16]byte
 	var keyBaseBuf [16]int
 	var keysBuf [64]keyRec
-	p := parser{b: body, maxDepth: lim.MaxDepth, stack: stackBuf[:0], keyBase: keyBaseBuf[:0], keys: keysBuf[:0]}
+	var recsBuf [16]int
+	p := parser{b: body, maxDepth: lim.MaxDepth, stack: stackBuf[:0], keyBase: keyBaseBuf[:0], keys: keysBuf[:0], recs: recsBuf[:0]}
 	start, kind, esc, err := p.run()
 	if err != nil {
 		return nil, err
 	}
-	d := &Doc{body: body}
+	d := &Doc{body: body, ends: p.ends}
 	d.root = Value{d: d, start: start, end: p.rootEnd, kind: kind, esc: esc}
 	return d, nil
 }
@@ -167,6 +188,8 @@ type parser struct {
 	keys     []keyRec
 	rootEnd  int
 	scratch  [][]byte
+	ends     []span // recorded containers, in order of their starts
+	recs     []int  // per open container: its index in ends, or -1
 }
 
 func (p *parser) ws() {
@@ -206,7 +229,7 @@ func (p *parser) run() (int, Kind, bool, error) {
 				if len(p.stack) >= p.maxDepth {
 					return 0, 0, false, &Error{Status: 400, Code: CodeTooDeep, Offset: p.i, Msg: "nesting is deeper than " + strconv.Itoa(p.maxDepth) + " levels"}
 				}
-				p.stack = append(p.stack, c)
+				p.open(c)
 				p.i++
 				p.ws()
 				if c == '{' {
@@ -223,7 +246,7 @@ func (p *parser) run() (int, Kind, bool, error) {
 					k = Array
 					if p.i < len(p.b) && p.b[p.i] == ']' {
 						p.i++
-						p.stack = p.stack[:len(p.stack)-1]
+						p.close()
 						state = stAfter
 					} else {
 						state = stValue
@@ -300,7 +323,7 @@ func (p *parser) run() (int, Kind, bool, error) {
 				}
 			case c == ']' && top == '[':
 				p.i++
-				p.stack = p.stack[:len(p.stack)-1]
+				p.close()
 			default:
 				return 0, 0, false, syntaxErr(p.i, "invalid character "+strconv.QuoteRune(rune(c))+" after a value")
 			}
@@ -336,9 +359,41 @@ func (p *parser) closeObject() *Error {
 	}
 	p.keys = p.keys[:base]
 	p.keyBase = p.keyBase[:len(p.keyBase)-1]
-	p.stack = p.stack[:len(p.stack)-1]
+	p.close()
 	return err
 }
+
+// open pushes a container starting at p.i; the shallow ones are recorded so
+// that readers find their ends without rescanning them.
+func (p *parser) open(c byte) {
+	p.stack = append(p.stack, c)
+	rec := -1
+	if len(p.stack) <= recordDepth && len(p.ends) < maxRecorded {
+		rec = len(p.ends)
+		p.ends = append(p.ends, span{start: uint32(p.i)})
+	}
+	p.recs = append(p.recs, rec)
+}
+
+// close pops the innermost container, which ended just before p.i.
+func (p *parser) close() {
+	if rec := p.recs[len(p.recs)-1]; rec >= 0 {
+		p.ends[rec].end = uint32(p.i)
+	}
+	p.recs = p.recs[:len(p.recs)-1]
+	p.stack = p.stack[:len(p.stack)-1]
+}
+
+// Containers whose ends the validating pass records: the levels readers
+// walk (root, messages, a message, its content, a part, a part's object),
+// bounded in number so a body of many tiny arrays costs bounded memory.
+const (
+	recordDepth = 6
+	maxRecorded = 1 << 16
+)
+
+// span is a recorded container: its start and end offsets in the body.
+type span struct{ start, end uint32 }
 
 // checkKeys finds two keys of one object that a parser could confuse: equal
 // after unescaping, or equal under encoding/json's case-insensitive matching.

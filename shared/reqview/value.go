@@ -254,7 +254,8 @@ func (v Value) StrictKeys(fields ...string) error {
 func (v Value) strictKeys(fields []string) *Error {
 	for _, m := range v.members() {
 		for _, f := range fields {
-			if !equalFoldString(m.key, f) {
+			// Fields are ASCII: an ASCII key of another length cannot fold to one.
+			if m.ascii && len(m.key) != len(f) || !equalFoldString(m.key, f) {
 				continue
 			}
 			switch {
@@ -276,9 +277,15 @@ func (v Value) members() []member {
 		return nil
 	}
 	d := v.d
-	for i := len(d.objects) - 1; i >= 0; i-- {
-		if d.objects[i].start == v.start {
+	if d.objectAt != nil {
+		if i, ok := d.objectAt[v.start]; ok {
 			return d.objects[i].members
+		}
+	} else {
+		for i := len(d.objects) - 1; i >= 0; i-- {
+			if d.objects[i].start == v.start {
+				return d.objects[i].members
+			}
 		}
 	}
 	b := d.body
@@ -296,7 +303,7 @@ func (v Value) members() []member {
 		i = skipWS(b, ke)
 		i = skipWS(b, i+1) // ':'
 		val := d.valueAt(i)
-		d.arena = append(d.arena, member{key: key, esc: kesc, val: val})
+		d.arena = append(d.arena, member{key: key, esc: kesc, ascii: isASCII(raw), val: val})
 		i = skipWS(b, val.end)
 		if b[i] == ',' {
 			i = skipWS(b, i+1)
@@ -304,6 +311,15 @@ func (v Value) members() []member {
 	}
 	ms := d.arena[first:len(d.arena):len(d.arena)]
 	d.objects = append(d.objects, objectIndex{start: v.start, members: ms})
+	switch n := len(d.objects); {
+	case n == 16: // many objects read: look them up by a map from now on
+		d.objectAt = make(map[int]int, 64)
+		for i, o := range d.objects {
+			d.objectAt[o.start] = i
+		}
+	case n > 16:
+		d.objectAt[v.start] = n - 1
+	}
 	return ms
 }
 
@@ -315,12 +331,16 @@ func (d *Doc) valueAt(i int) Value {
 	case c == '"':
 		v.kind = String
 		v.end, v.esc = skipString(b, i)
-	case c == '{':
-		v.kind = Object
-		v.end = skipContainer(b, i)
-	case c == '[':
+	case c == '{' || c == '[':
 		v.kind = Array
-		v.end = skipContainer(b, i)
+		if c == '{' {
+			v.kind = Object
+		}
+		end, ok := d.containerEnd(i)
+		if !ok {
+			end = skipContainer(b, i)
+		}
+		v.end = end
 	case c == 't':
 		v.kind, v.end = True, i+4
 	case c == 'f':
@@ -359,13 +379,21 @@ func skipWS(b []byte, i int) int {
 func skipString(b []byte, i int) (int, bool) {
 	esc := false
 	for i++; ; {
-		j := bytes.IndexAny(b[i:], `"\`)
-		i += j
-		if b[i] == '"' {
-			return i + 1, esc
+		j := bytes.IndexByte(b[i:], '"')
+		// The quote closes the string unless an odd run of backslashes
+		// precedes it.
+		q := i + j
+		n := 0
+		for k := q - 1; k >= i && b[k] == '\\'; k-- {
+			n++
 		}
-		esc = true
-		i += 2
+		if !esc && bytes.IndexByte(b[i:q], '\\') >= 0 {
+			esc = true
+		}
+		if n%2 == 0 {
+			return q + 1, esc
+		}
+		i = q + 1
 	}
 }
 
@@ -453,4 +481,13 @@ func equalFold(a, b []byte) bool { return bytes.EqualFold(a, b) }
 
 func equalFoldString(a, b string) bool {
 	return bytes.EqualFold(unsafe.Slice(unsafe.StringData(a), len(a)), unsafe.Slice(unsafe.StringData(b), len(b)))
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
