@@ -5,7 +5,6 @@ package apierror
 
 import (
 	"encoding/json"
-	"net/http"
 	"strconv"
 )
 
@@ -53,15 +52,15 @@ func New(status int, code, message string) *Error {
 // TypeFor maps a status to the OpenAI error type that SDKs and dashboards expect for it.
 func TypeFor(status int) string {
 	switch {
-	case status == http.StatusUnauthorized:
+	case status == 401:
 		return "authentication_error"
-	case status == http.StatusForbidden:
+	case status == 403:
 		return "permission_error"
-	case status == http.StatusNotFound:
+	case status == 404:
 		return "not_found_error"
-	case status == http.StatusTooManyRequests:
+	case status == 429:
 		return "rate_limit_error"
-	case status == http.StatusRequestEntityTooLarge:
+	case status == 413:
 		return "invalid_request_error"
 	case status >= 500:
 		return "server_error"
@@ -123,11 +122,11 @@ func (e *Error) apigeeCode() string {
 		return e.Apigee
 	}
 	switch e.Status {
-	case http.StatusUnauthorized:
+	case 401:
 		return "oauth.v2.InvalidApiKey"
-	case http.StatusForbidden:
+	case 403:
 		return "oauth.v2.InvalidApiKeyForGivenResource"
-	case http.StatusTooManyRequests:
+	case 429:
 		return "policies.ratelimit.QuotaViolation"
 	default:
 		return "tollgate." + e.Code

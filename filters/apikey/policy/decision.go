@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"net/http"
 	"strings"
 	"time"
 
@@ -63,7 +62,7 @@ type Decision struct {
 
 // Missing is the decision for a request without a key.
 func (p *Policy) Missing() Decision {
-	e := apierror.New(http.StatusUnauthorized, "missing_api_key",
+	e := apierror.New(401, "missing_api_key",
 		"No API key provided. Send it in "+p.describeSources()+".")
 	e.Apigee = "steps.oauth.v2.FailedToResolveAPIKey"
 	return Decision{Outcome: Missing, Error: e, Headers: p.challenge(-1, "")}
@@ -75,13 +74,13 @@ func (p *Policy) Invalid(source int, reason string) Decision {
 	var e *apierror.Error
 	switch reason {
 	case model.ReasonRevoked:
-		e = apierror.New(http.StatusUnauthorized, "revoked_api_key", "The API key has been revoked.")
+		e = apierror.New(401, "revoked_api_key", "The API key has been revoked.")
 		e.Apigee = "oauth.v2.ApiKeyNotApproved"
 	case model.ReasonExpired:
-		e = apierror.New(http.StatusUnauthorized, "expired_api_key", "The API key has expired.")
+		e = apierror.New(401, "expired_api_key", "The API key has expired.")
 		e.Apigee = "keymanagement.service.consumer_key_expired"
 	default:
-		e = apierror.New(http.StatusUnauthorized, "invalid_api_key", "Invalid API key provided.")
+		e = apierror.New(401, "invalid_api_key", "Invalid API key provided.")
 		e.Apigee = "oauth.v2.InvalidApiKey"
 	}
 	return Decision{Outcome: Invalid, Error: e, Headers: p.challenge(source, e.Message)}
@@ -106,7 +105,7 @@ func (p *Policy) Decide(a Answer, source int, method, path string, now time.Time
 	}
 	r := g.match(method, path)
 	if r.e < 0 {
-		e := apierror.New(http.StatusForbidden, "operation_not_allowed",
+		e := apierror.New(403, "operation_not_allowed",
 			"This API key may not call "+limit(method, 16)+" "+limit(model.RequestPath(path), 256)+".")
 		e.Apigee = "oauth.v2.InvalidApiKeyForGivenResource"
 		var hdrs [][2]string
@@ -125,7 +124,7 @@ func (p *Policy) KeystoreFailure() Decision {
 	if p.FailOpen {
 		return Decision{Outcome: KeystoreError, Pass: true}
 	}
-	e := apierror.New(http.StatusServiceUnavailable, "keystore_unavailable",
+	e := apierror.New(503, "keystore_unavailable",
 		"The API key could not be verified right now; retry later.")
 	return Decision{Outcome: KeystoreError, Error: e, Headers: [][2]string{{"retry-after", "1"}}}
 }

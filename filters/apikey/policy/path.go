@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"net/http"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/apierror"
@@ -75,7 +74,7 @@ func unhex(c byte) byte {
 // BadPath is the decision for a path CheckPath refused (reason is its answer):
 // 400, before any key lookup.
 func (p *Policy) BadPath(reason string) Decision {
-	e := apierror.New(http.StatusBadRequest, "invalid_path",
+	e := apierror.New(400, "invalid_path",
 		"The request path is refused: "+reason+". Send the path in plain, normalised form.")
 	e.Apigee = "protocol.http.InvalidPath"
 	return Decision{Outcome: BadRequest, Error: e}

@@ -3,7 +3,6 @@ package route
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/apierror"
@@ -63,8 +62,8 @@ func ExtractModel(body []byte, lim reqview.Limits) (BodyModel, *apierror.Error) 
 }
 
 func badModel(code, msg string) *apierror.Error {
-	return &apierror.Error{Status: http.StatusBadRequest, Code: code, Param: "model",
-		Type: apierror.TypeFor(http.StatusBadRequest), Message: msg}
+	return &apierror.Error{Status: 400, Code: code, Param: "model",
+		Type: apierror.TypeFor(400), Message: msg}
 }
 
 // ReplaceModel returns a copy of body with the string token at [m.Start,
@@ -88,7 +87,7 @@ func quote(s string) []byte {
 }
 
 func invalidJSON(msg string) *apierror.Error {
-	return apierror.New(http.StatusBadRequest, CodeInvalidJSON, msg)
+	return apierror.New(400, CodeInvalidJSON, msg)
 }
 
 // IsJSONContentType reports whether a Content-Type names JSON

@@ -3,7 +3,6 @@ package route
 import (
 	"fmt"
 	"math/bits"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -72,7 +71,7 @@ func (p *Policy) Begin(path string, h Headers, endOfStream bool) Start {
 		if ct != "" {
 			msg += fmt.Sprintf(", not %q", truncate(ct, 100))
 		}
-		return Start{Step: Reject, Err: apierror.New(http.StatusBadRequest, CodeInvalidContentType, msg)}
+		return Start{Step: Reject, Err: apierror.New(400, CodeInvalidContentType, msg)}
 	}
 	if cl, ok := h.Get("content-length"); ok {
 		n, err := strconv.ParseInt(strings.TrimSpace(cl), 10, 64)
@@ -102,12 +101,12 @@ func (p *Policy) Owns(path string) bool {
 
 // TooLarge is the 413 for a body above MaxBodyBytes.
 func (p *Policy) TooLarge() *apierror.Error {
-	return apierror.New(http.StatusRequestEntityTooLarge, CodeTooLarge,
+	return apierror.New(413, CodeTooLarge,
 		fmt.Sprintf("the request body is larger than the gateway's limit of %d bytes", p.MaxBodyBytes))
 }
 
 func (p *Policy) noIdentity() *apierror.Error {
-	return apierror.New(http.StatusForbidden, CodeNoIdentity, "the request carries no API product identity, so no model is allowed")
+	return apierror.New(403, CodeNoIdentity, "the request carries no API product identity, so no model is allowed")
 }
 
 // Decision is where one request goes and what changes on the way.
@@ -173,8 +172,8 @@ func (p *Policy) Decide(body []byte, h Headers, rnd Rand) (Decision, *apierror.E
 	}
 	if !known {
 		if !validHeaderValue(bm.Name) {
-			return Decision{}, &apierror.Error{Status: http.StatusBadRequest, Code: CodeInvalidModel, Param: "model",
-				Type: apierror.TypeFor(http.StatusBadRequest), Message: "model must be visible ASCII without leading or trailing spaces"}
+			return Decision{}, &apierror.Error{Status: 400, Code: CodeInvalidModel, Param: "model",
+				Type: apierror.TypeFor(400), Message: "model must be visible ASCII without leading or trailing spaces"}
 		}
 		d.Target, d.BackendModel = bm.Name, bm.Name
 		d.Priority = p.priority(nil, h)
@@ -193,8 +192,8 @@ func (p *Policy) Decide(body []byte, h Headers, rnd Rand) (Decision, *apierror.E
 }
 
 func notFound(name string) *apierror.Error {
-	return &apierror.Error{Status: http.StatusNotFound, Code: CodeModelNotFound, Param: "model",
-		Type:    apierror.TypeFor(http.StatusNotFound),
+	return &apierror.Error{Status: 404, Code: CodeModelNotFound, Param: "model",
+		Type:    apierror.TypeFor(404),
 		Message: fmt.Sprintf("The model %q does not exist or you do not have access to it.", truncate(name, maxModelLen))}
 }
 
@@ -219,8 +218,8 @@ func (p *Policy) checkAllowed(requested string, m *Model, h Headers) *apierror.E
 	if product != "" {
 		msg = fmt.Sprintf("The model %q is not available to API product %q", truncate(requested, maxModelLen), truncate(product, 100))
 	}
-	return &apierror.Error{Status: http.StatusForbidden, Code: CodeModelNotAllowed, Param: "model",
-		Type: apierror.TypeFor(http.StatusForbidden), Message: msg}
+	return &apierror.Error{Status: 403, Code: CodeModelNotAllowed, Param: "model",
+		Type: apierror.TypeFor(403), Message: msg}
 }
 
 // AllowedBy reports whether name matches a comma-separated list of exact

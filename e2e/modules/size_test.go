@@ -1,0 +1,64 @@
+package modules
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+)
+
+// moduleBudget is the most bytes one stripped filter module may take. Each
+// filter is about 3.8–4.6 MB since the filters stopped linking net/http
+// (5.7–6.3 MB before); a module past the budget has pulled in a heavy
+// dependency again. Lower it as the suite module (issue #11) shrinks them.
+const moduleBudget = 5_000_000
+
+// heavyPackages must never be linked into a filter: importing one, even for
+// a constant, links its whole init graph (net/http alone brings TLS, X.509
+// and MIME: about 2 MB per module).
+var heavyPackages = []string{"net/http", "crypto/tls", "crypto/x509", "mime"}
+
+func TestModuleSizeBudget(t *testing.T) {
+	for _, name := range filters {
+		t.Run(name, func(t *testing.T) {
+			fi, err := os.Stat(envoytest.WasmPath(t, name))
+			require.NoError(t, err)
+			require.LessOrEqual(t, fi.Size(), int64(moduleBudget), "%s.wasm is %d bytes, over the %d-byte budget", name, fi.Size(), moduleBudget)
+			t.Logf("%s.wasm: %d bytes (budget %d)", name, fi.Size(), moduleBudget)
+		})
+	}
+}
+
+func TestFiltersLinkNoHeavyPackages(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	mains, err := filepath.Glob(filepath.Join(root, "filters", "*", "main.go"))
+	require.NoError(t, err)
+	require.NotEmpty(t, mains)
+	for _, m := range mains {
+		pkg := "./" + filepath.ToSlash(mustRel(t, root, filepath.Dir(m)))
+		t.Run(pkg, func(t *testing.T) {
+			cmd := exec.Command("go", "list", "-deps", pkg)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+			out, err := cmd.Output()
+			require.NoError(t, err, "go list -deps %s", pkg)
+			deps := strings.Fields(string(out))
+			for _, h := range heavyPackages {
+				require.NotContains(t, deps, h, "%s links %s; use plain status codes or a lighter package", pkg, h)
+			}
+		})
+	}
+}
+
+func mustRel(t *testing.T, base, target string) string {
+	t.Helper()
+	rel, err := filepath.Rel(base, target)
+	require.NoError(t, err)
+	return rel
+}
