@@ -231,21 +231,33 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	if req.Seed != nil {
 		seed = seedWith(seed, *req.Seed)
 	}
-	replies := make([]reply, n)
+	replies := s.simReplies(seed, n, limit)
 	completion, longest := 0, 0
-	for i := range replies {
-		replies[i] = generate(seedWith(seed, int64(i)), limit)
-		completion += len(replies[i].pieces)
-		longest = max(longest, len(replies[i].pieces))
+	for _, rep := range replies {
+		completion += len(rep.pieces)
+		longest = max(longest, len(rep.pieces))
 	}
 	id := responseID("chatcmpl-", seed)
 	created := s.opts.Now().Unix()
 	u := newUsage(prompt, completion)
 
+	pace, e := s.schedule(r.Context(), req.Model, key, prompt, completion)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	if pace == nil {
+		return // the client went away while queued
+	}
+	finish := "abort"
+	defer func() { pace.done(finish) }()
+	u.PromptTokensDetails.CachedTokens = pace.cached
+
 	if !req.Stream {
-		if !wait(r.Context(), s.generationTime(longest)) {
+		if !wait(r.Context(), pace.generation(longest)) {
 			return
 		}
+		finish = replies[0].finish
 		resp := chatResponse{ID: id, Object: "chat.completion", Created: created, Model: req.Model,
 			Usage: u, SystemFingerprint: systemFingerprint, Choices: make([]chatChoice, n)}
 		for i, rep := range replies {
@@ -263,7 +275,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	nullUsage := usageField(include, nil)
 	sw := startStream(w, id)
-	if !wait(r.Context(), s.opts.TimeToFirstToken) {
+	if !wait(r.Context(), pace.ttft) {
 		return
 	}
 	empty := ""
@@ -275,11 +287,12 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	if abortAt == 0 {
 		abort()
 	}
-	if !s.tokenStream(r, replies, abortAt, func(i int, piece string) error {
+	if !s.tokenStream(r, replies, pace.itl, abortAt, func(i int, piece string) error {
 		return sw.event(chunk([]chatChunkChoice{{Index: i, Delta: chatDelta{Content: &piece}}}, nullUsage))
 	}) {
 		return
 	}
+	finish = replies[0].finish
 	for i, rep := range replies {
 		finish := rep.finish
 		if sw.event(chunk([]chatChunkChoice{{Index: i, FinishReason: &finish}}, nullUsage)) != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/tollgate/tollgate/shared/apierror"
 )
@@ -145,8 +146,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 		key, t := ps.at(p)
 		prompt += t
 		seed := seedOf(strconv.FormatUint(base, 16), key)
-		for j := 0; j < n; j++ {
-			rep := generate(seedWith(seed, int64(j)), limit)
+		for _, rep := range s.simReplies(seed, n, limit) {
 			replies = append(replies, rep)
 			completion += len(rep.pieces)
 			longest = max(longest, len(rep.pieces))
@@ -158,14 +158,31 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 	u := newUsage(prompt, completion)
 	u.PromptTokensDetails, u.CompletionTokensDetails = nil, nil
 
+	var text strings.Builder
+	for p := 0; p < ps.count(); p++ {
+		key, _ := ps.at(p)
+		text.WriteString(key)
+	}
+	pace, e := s.schedule(r.Context(), req.Model, text.String(), prompt, completion)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	if pace == nil {
+		return // the client went away while queued
+	}
+	finish := "abort"
+	defer func() { pace.done(finish) }()
+
 	resp := func(choices []completionChoice, usageRaw json.RawMessage) completionResponse {
 		return completionResponse{ID: id, Object: "text_completion", Created: created, Model: req.Model,
 			SystemFingerprint: systemFingerprint, Choices: choices, Usage: usageRaw}
 	}
 	if !req.Stream {
-		if !wait(r.Context(), s.generationTime(longest)) {
+		if !wait(r.Context(), pace.generation(longest)) {
 			return
 		}
+		finish = replies[0].finish
 		choices := make([]completionChoice, len(replies))
 		for i, rep := range replies {
 			finish := rep.finish
@@ -179,17 +196,18 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 	include := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	nullUsage := usageField(include, nil)
 	sw := startStream(w, id)
-	if !wait(r.Context(), s.opts.TimeToFirstToken) {
+	if !wait(r.Context(), pace.ttft) {
 		return
 	}
 	if abortAt == 0 {
 		abort()
 	}
-	if !s.tokenStream(r, replies, abortAt, func(i int, piece string) error {
+	if !s.tokenStream(r, replies, pace.itl, abortAt, func(i int, piece string) error {
 		return sw.event(resp([]completionChoice{{Text: piece, Index: i}}, nullUsage))
 	}) {
 		return
 	}
+	finish = replies[0].finish
 	for i, rep := range replies {
 		finish := rep.finish
 		if sw.event(resp([]completionChoice{{Index: i, FinishReason: &finish}}, nullUsage)) != nil {

@@ -12,6 +12,10 @@
 // Two request headers help tests: X-Mock-Status: <400-599> answers with an
 // OpenAI-shaped error of that status, and X-Mock-Abort-After: <n> drops the
 // connection after n streamed tokens.
+//
+// With Options.Sim it is a simulated vLLM server under load (SimOptions):
+// a bounded batch with a waiting queue, a prefix cache, LoRA slots and
+// vLLM's metric names on GET /metrics, for the endpoint picker's tests.
 package mockllm
 
 import (
@@ -24,6 +28,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +83,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives one debug line per request (default: discard).
 	Logger *slog.Logger
+	// Sim, when set, makes the server a simulated vLLM under load (see
+	// SimOptions); TimeToFirstToken and InterTokenDelay are then unused for
+	// chat and completions, and GET /metrics is served.
+	Sim *SimOptions
 }
 
 // Server is the mock model server; it is an http.Handler.
@@ -87,6 +96,7 @@ type Server struct {
 	listed  []string
 	prefix  []string
 	handler http.Handler
+	sim     *sim // nil unless Options.Sim
 }
 
 // New returns a Server for opts.
@@ -107,7 +117,12 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, exact: map[string]bool{}}
-	for _, m := range opts.Models {
+	models := opts.Models
+	if opts.Sim != nil {
+		s.sim = newSim(*opts.Sim)
+		models = append(slices.Clone(models), opts.Sim.Loras...)
+	}
+	for _, m := range models {
 		if p, ok := strings.CutSuffix(m, "*"); ok {
 			s.prefix = append(s.prefix, p)
 			continue
@@ -127,6 +142,9 @@ func New(opts Options) *Server {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	}))
+	if s.sim != nil {
+		mux.HandleFunc("/metrics", s.get(s.sim.metrics))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apierror.Error{Status: http.StatusNotFound, Type: "invalid_request_error",
 			Message: fmt.Sprintf("Invalid URL (%s %s)", r.Method, r.URL.Path)})
@@ -391,10 +409,10 @@ func wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// generationTime is how long a JSON response of n tokens takes.
-func (s *Server) generationTime(n int) time.Duration {
+// generation is how long a JSON response of n tokens takes.
+func (p *pacing) generation(n int) time.Duration {
 	if n <= 0 {
-		return s.opts.TimeToFirstToken
+		return p.ttft
 	}
-	return s.opts.TimeToFirstToken + time.Duration(n-1)*s.opts.InterTokenDelay
+	return p.ttft + time.Duration(n-1)*p.itl
 }

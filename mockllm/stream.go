@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // streamOptions is the request's stream_options object.
@@ -131,9 +132,9 @@ func abort() {
 }
 
 // tokenStream emits the pieces of several replies in lock step, one token
-// per choice per step, with the configured pacing. emit writes one event for
+// per choice per step, itl apart. emit writes one event for
 // choice i and piece p. It returns false when the client went away.
-func (s *Server) tokenStream(r *http.Request, replies []reply, abortAt int, emit func(i int, piece string) error) bool {
+func (s *Server) tokenStream(r *http.Request, replies []reply, itl time.Duration, abortAt int, emit func(i int, piece string) error) bool {
 	ctx := r.Context()
 	longest := 0
 	for _, rep := range replies {
@@ -141,7 +142,7 @@ func (s *Server) tokenStream(r *http.Request, replies []reply, abortAt int, emit
 	}
 	sent := 0
 	for k := 0; k < longest; k++ {
-		if k > 0 && !wait(ctx, s.opts.InterTokenDelay) {
+		if k > 0 && !wait(ctx, itl) {
 			return false
 		}
 		for i, rep := range replies {
