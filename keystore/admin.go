@@ -3,6 +3,7 @@ package keystore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,18 +49,29 @@ func validationError(errs model.FieldErrors) *apierror.Error {
 
 // requireToken guards the admin API with the bearer token.
 func (s *Service) requireToken(next http.Handler) http.Handler {
+	return s.bearer(next, bearerRealm{"tollgate-admin", "the admin API", "admin token", CodeMissingToken, CodeInvalidToken}, &s.tokenSum)
+}
+
+// bearerRealm words one token-guarded API's refusals.
+type bearerRealm struct{ realm, what, token, missing, invalid string }
+
+// bearer lets a request through only with "Authorization: Bearer <token>"
+// matching want; otherwise it answers 401 with a JSON error and a
+// WWW-Authenticate challenge. The presented token is never logged.
+func (s *Service) bearer(next http.Handler, b bearerRealm, want *[sha256.Size]byte) http.Handler {
+	realm, what, token := b.realm, b.what, b.token
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
-		scheme, token, ok := strings.Cut(auth, " ")
-		if auth == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
-			writeError(w, apierror.New(http.StatusUnauthorized, CodeMissingToken, "the admin API needs an \"Authorization: Bearer <admin token>\" header"))
+		scheme, presented, ok := strings.Cut(auth, " ")
+		if auth == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(presented) == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
+			writeError(w, apierror.New(http.StatusUnauthorized, b.missing, what+" needs an \"Authorization: Bearer <"+token+">\" header"))
 			return
 		}
-		if !s.checkToken(strings.TrimSpace(token)) {
-			s.log.LogAttrs(r.Context(), slogWarn, "admin request with a wrong token", attrStr("remote", r.RemoteAddr), attrStr("path", r.URL.Path))
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin", error="invalid_token"`)
-			writeError(w, apierror.New(http.StatusUnauthorized, CodeInvalidToken, "the admin token is not valid"))
+		if !tokenEqual(strings.TrimSpace(presented), want) {
+			s.log.LogAttrs(r.Context(), slogWarn, "request with a wrong "+token, attrStr("remote", r.RemoteAddr), attrStr("path", r.URL.Path))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="invalid_token"`)
+			writeError(w, apierror.New(http.StatusUnauthorized, b.invalid, "the "+token+" is not valid"))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -78,7 +78,7 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // instrument counts every request by server, route pattern and status, and
 // logs it at debug level (method, route, status, duration — never bodies,
 // query strings or headers).
-func (s *Service) instrument(server string, mux *http.ServeMux) http.Handler {
+func (s *Service) instrument(server string, mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
@@ -124,7 +124,24 @@ func (s *Service) dataHandler() (h http.Handler, err error) {
 		mux.Handle(m.Pattern, m.Handler)
 	}
 	mux.HandleFunc("/", notFound)
-	return s.instrument("data", mux), nil
+	return s.instrument("data", s.dataAuth(mux)), nil
+}
+
+// dataAuth requires the data-plane token (when one is configured) on every
+// route but GET /healthz, which readiness probes call without credentials.
+// Unknown paths get the same 401, so the token also hides which routes exist.
+func (s *Service) dataAuth(mux http.Handler) http.Handler {
+	if s.dataSum == nil {
+		return mux
+	}
+	guarded := s.bearer(mux, bearerRealm{"tollgate-data", "the keystore data plane", "data-plane token", CodeMissingDataToken, CodeInvalidDataToken}, s.dataSum)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		guarded.ServeHTTP(w, r)
+	})
 }
 
 func (s *Service) handleVerify(w http.ResponseWriter, r *http.Request) {

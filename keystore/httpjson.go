@@ -30,6 +30,10 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeMissingToken     = "missing_admin_token"
 	CodeInvalidToken     = "invalid_admin_token"
+	// CodeMissingDataToken and CodeInvalidDataToken refuse data-plane calls
+	// without the configured data-plane token.
+	CodeMissingDataToken = "missing_data_token"
+	CodeInvalidDataToken = "invalid_data_token"
 	CodeUnavailable      = "keystore_unavailable"
 	CodeInternal         = "internal_error"
 )

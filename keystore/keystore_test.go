@@ -636,3 +636,48 @@ func TestDataMountsAndCollectors(t *testing.T) {
 type collectorFunc func(io.Writer) error
 
 func (f collectorFunc) WriteMetrics(w io.Writer) error { return f(w) }
+
+func TestDataPlaneToken(t *testing.T) {
+	const dataToken = "data-plane-token-0123456789"
+	mount := Mount{Pattern: "/v1/quota/", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	h := newHarness(t, func(c *Config) { c.DataToken = dataToken; c.DataMounts = []Mount{mount} })
+	verify := map[string]string{"key_hash": strings.Repeat("a", 64)}
+	tests := []struct {
+		name, method, path, auth string
+		body                     any
+		status                   int
+		code                     string
+	}{
+		{"verify without token", "POST", "/v1/verify", "", verify, 401, CodeMissingDataToken},
+		{"verify wrong token", "POST", "/v1/verify", "Bearer " + dataToken + "x", verify, 401, CodeInvalidDataToken},
+		{"verify admin token", "POST", "/v1/verify", "Bearer " + testToken, verify, 401, CodeInvalidDataToken},
+		{"verify with token", "POST", "/v1/verify", "Bearer " + dataToken, verify, 401, ""}, // the key's own answer, below
+		{"quota without token", "POST", "/v1/quota/consume", "", "{}", 401, CodeMissingDataToken},
+		{"quota with token", "POST", "/v1/quota/consume", "Bearer " + dataToken, "{}", 204, ""},
+		{"metrics without token", "GET", "/metrics", "", nil, 401, CodeMissingDataToken},
+		{"unknown path without token", "GET", "/admin/v1/products", "", nil, 401, CodeMissingDataToken},
+		{"healthz is open", "GET", "/healthz", "", nil, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := do(t, h.svc.DataHandler(), tt.method, tt.path, tt.body, tt.auth)
+			if tt.code != "" {
+				assertError(t, rec, tt.status, tt.code, "")
+				assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `realm="tollgate-data"`)
+				return
+			}
+			assert.Equal(t, tt.status, rec.Code, rec.Body.String())
+			if tt.path == "/v1/verify" {
+				assert.Contains(t, rec.Body.String(), `"reason":"unknown_key"`, "the keystore answered the verify itself")
+			}
+		})
+	}
+	assert.NotContains(t, h.logs.String(), dataToken)
+
+	open := newHarness(t)
+	assert.Contains(t, open.verify(t, verify).Body.String(), `"reason":"unknown_key"`, "without a configured token the data plane stays open")
+	_, err := New(Config{Store: h.store, AdminToken: testToken, DataToken: "short"})
+	assert.ErrorContains(t, err, "data-plane token")
+}

@@ -143,3 +143,44 @@ func FuzzDecodeVerifyRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestResolveDataToken(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "data-token")
+	require.NoError(t, os.WriteFile(file, []byte("file-token-0123456789\n"), 0o600))
+	tests := []struct {
+		name, flag, file, env string
+		want                  string
+		src                   TokenSource
+		err                   string
+	}{
+		{"none", "", "", "", "", "", ""},
+		{"flag wins over env", "flag-token-0123456789", "", "env-token-0123456789", "flag-token-0123456789", TokenFromFlag, ""},
+		{"file wins over env", "", file, "env-token-0123456789", "file-token-0123456789", TokenFromFile, ""},
+		{"env", "", "", "env-token-0123456789", "env-token-0123456789", TokenFromEnv, ""},
+		{"flag and file", "flag-token-0123456789", file, "", "", "", "not both"},
+		{"short", "short", "", "", "", "", "shorter"},
+		{"space", "", "", "has space in the token", "", "", "whitespace"},
+		{"missing file", "", file + ".missing", "", "", "", "read data-plane token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, src, err := ResolveDataToken(tt.flag, tt.file, tt.env)
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, tok)
+			assert.Equal(t, tt.src, src)
+		})
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8420": true, "localhost:8420": true, "[::1]:8420": true, "127.1.2.3:0": true,
+		"0.0.0.0:8420": false, ":8420": false, "[::]:8420": false, "10.0.0.5:8420": false, "keystore.svc:8420": false,
+	} {
+		assert.Equal(t, want, IsLoopback(addr), addr)
+	}
+}

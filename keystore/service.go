@@ -46,6 +46,11 @@ type Config struct {
 	Backend string
 	// AdminToken guards the admin API (required, at least MinAdminTokenLen bytes).
 	AdminToken string
+	// DataToken, when set (at least MinAdminTokenLen bytes), guards every
+	// data-plane route but GET /healthz: filters send it as
+	// "Authorization: Bearer <token>". Empty leaves the data plane open,
+	// which `tollgate serve` allows only on a loopback address.
+	DataToken string
 	// Logger receives structured logs; keys are never logged. Defaults to a discarding logger.
 	Logger *slog.Logger
 	// CacheTTL is what positive verify answers tell filters to cache them for.
@@ -67,6 +72,7 @@ type Service struct {
 	cfg      Config
 	log      *slog.Logger
 	tokenSum [sha256.Size]byte
+	dataSum  *[sha256.Size]byte // nil: the data plane needs no token
 	metrics  *metrics
 	data     http.Handler
 	admin    http.Handler
@@ -79,6 +85,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if len(cfg.AdminToken) < MinAdminTokenLen {
 		return nil, fmt.Errorf("keystore: admin token must be at least %d characters", MinAdminTokenLen)
+	}
+	if cfg.DataToken != "" && len(cfg.DataToken) < MinAdminTokenLen {
+		return nil, fmt.Errorf("keystore: data-plane token must be at least %d characters", MinAdminTokenLen)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -104,6 +113,10 @@ func New(cfg Config) (*Service, error) {
 		tokenSum: sha256.Sum256([]byte(cfg.AdminToken)),
 		metrics:  newMetrics(cfg.Backend, cfg.Now()),
 	}
+	if cfg.DataToken != "" {
+		sum := sha256.Sum256([]byte(cfg.DataToken))
+		s.dataSum = &sum
+	}
 	var err error
 	if s.data, err = s.dataHandler(); err != nil {
 		return nil, err
@@ -120,9 +133,13 @@ func (s *Service) AdminHandler() http.Handler { return s.admin }
 
 // checkToken compares a presented admin token with the configured one in
 // constant time (hashing first so the length does not leak either).
-func (s *Service) checkToken(presented string) bool {
+func (s *Service) checkToken(presented string) bool { return tokenEqual(presented, &s.tokenSum) }
+
+// tokenEqual compares a presented token with a configured token's SHA-256 in
+// constant time.
+func tokenEqual(presented string, want *[sha256.Size]byte) bool {
 	sum := sha256.Sum256([]byte(presented))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+	return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
 }
 
 func ttlSeconds(d time.Duration) int {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,4 +90,56 @@ func ReadAdminTokenFile(dataDir string) (string, error) {
 		return "", fmt.Errorf("read admin token: %w", err)
 	}
 	return strings.TrimSpace(string(raw)), nil
+}
+
+// DataTokenEnv is the environment variable `serve` reads the data-plane
+// token from; the demo's Envoy passes the same variable to the filters.
+const DataTokenEnv = "TOLLGATE_DATA_TOKEN"
+
+// ResolveDataToken picks the data-plane token: the flag, else the file,
+// else the environment; "" (with source "") when none is given. Like the
+// admin token it must be at least MinAdminTokenLen characters without
+// white space, and it is never logged.
+func ResolveDataToken(flagVal, file, envVal string) (string, TokenSource, error) {
+	var tok string
+	var src TokenSource
+	switch {
+	case flagVal != "" && file != "":
+		return "", "", errors.New("give the data-plane token by flag or by file, not both")
+	case flagVal != "":
+		tok, src = flagVal, TokenFromFlag
+	case file != "":
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return "", TokenFromFile, fmt.Errorf("read data-plane token: %w", err)
+		}
+		tok, src = string(raw), TokenFromFile
+	case envVal != "":
+		tok, src = envVal, TokenFromEnv
+	default:
+		return "", "", nil
+	}
+	tok = strings.TrimSpace(tok)
+	if len(tok) < MinAdminTokenLen {
+		return "", src, fmt.Errorf("data-plane token from %s is shorter than %d characters", src, MinAdminTokenLen)
+	}
+	if strings.ContainsAny(tok, " \t\r\n") {
+		return "", src, fmt.Errorf("data-plane token from %s contains whitespace", src)
+	}
+	return tok, src, nil
+}
+
+// IsLoopback reports whether a listen address (host:port) only accepts
+// connections from this machine: localhost or a loopback IP. An empty host
+// ("":8420) listens everywhere.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -355,6 +355,8 @@ func TestCLIErrors(t *testing.T) {
 		{"serve bad ttl", good, []string{"serve", "--cache-ttl", "10ms"}, 2, "at least 1s"},
 		{"serve extra arg", good, []string{"serve", "now"}, 2, `unexpected argument "now"`},
 		{"serve locked data dir", good, []string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, 1, "locked by another process"},
+		{"serve public data plane without token", good, []string{"serve", "--data-dir", t.TempDir(), "--listen", "0.0.0.0:0", "--admin-listen", "127.0.0.1:0"}, 2, "beyond loopback, without a token"},
+		{"serve short data token", map[string]string{keystore.DataTokenEnv: "short"}, []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, 1, "shorter than 16"},
 		{"serve short token", good, []string{"serve", "--data-dir", t.TempDir(), "--admin-token", "short"}, 1, "shorter than 16"},
 		{"serve bad redis", good, []string{"serve", "--redis", "redis://:secretpw@127.0.0.1:1/0"}, 1, "connect to redis"},
 	}
@@ -439,4 +441,23 @@ func TestServeMountsQuotaCounters(t *testing.T) {
 		_, body = consume(t, b.data, 1)
 		assert.False(t, gjson.Get(body, "allowed").Bool(), "replica b sees a's count: %s", body)
 	})
+}
+
+func TestServeDataToken(t *testing.T) {
+	const tok = "data-plane-token-0123456789"
+	srv := startServe(t, map[string]string{keystore.DataTokenEnv: tok}, "--data-dir", t.TempDir())
+	code, body := verify(t, srv.data, map[string]string{"key": "tg_nope"})
+	assert.Equal(t, 401, code)
+	assert.Contains(t, body, "missing_data_token")
+
+	req, err := http.NewRequest(http.MethodPost, "http://"+srv.data+"/v1/verify", strings.NewReader(`{"key":"tg_nope"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(raw), `"valid":false`, "with the token the keystore answers the verify itself")
+	assert.Contains(t, srv.logs.String(), "the data plane requires a token")
+	assert.NotContains(t, srv.logs.String(), tok)
 }

@@ -23,6 +23,8 @@ type serveConfig struct {
 	redisURL            string
 	redisPrefix         string
 	adminToken          string
+	dataToken           string
+	dataTokenFile       string
 	cacheTTL, negTTL    time.Duration
 	maxBody             int64
 	logLevel, logFormat string
@@ -53,6 +55,8 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&c.redisURL, "redis", e.getenv(envRedis), "share state in Redis instead of the embedded file, e.g. redis://127.0.0.1:6379/0 (env "+envRedis+")")
 	fs.StringVar(&c.redisPrefix, "redis-prefix", store.DefaultRedisPrefix, "prefix of every Redis key")
 	fs.StringVar(&c.adminToken, "admin-token", "", "admin bearer token (env "+keystore.AdminTokenEnv+"; default: generated into --data-dir)")
+	fs.StringVar(&c.dataToken, "data-token", "", "bearer token the data plane requires from the filters (env "+keystore.DataTokenEnv+"); required unless --listen is a loopback address")
+	fs.StringVar(&c.dataTokenFile, "data-token-file", "", "read the data-plane token from this file instead")
 	fs.DurationVar(&c.cacheTTL, "cache-ttl", keystore.DefaultCacheTTL, "how long filters may cache a positive verify answer (bounds revocation delay)")
 	fs.DurationVar(&c.negTTL, "negative-cache-ttl", keystore.DefaultNegativeCacheTTL, "how long filters may cache unknown, revoked and expired answers")
 	fs.Int64Var(&c.maxBody, "max-body-bytes", keystore.DefaultMaxBodyBytes, "largest admin request body")
@@ -77,6 +81,19 @@ func runServe(ctx context.Context, e env, args []string) error {
 }
 
 func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err error) {
+	dataToken, dataSrc, err := keystore.ResolveDataToken(c.dataToken, c.dataTokenFile, e.getenv(keystore.DataTokenEnv))
+	if err != nil {
+		return err
+	}
+	switch {
+	case dataToken != "":
+		log.Info("the data plane requires a token", "source", string(dataSrc))
+	case !keystore.IsLoopback(c.listen):
+		return usagef("the data plane would listen on %s, beyond loopback, without a token: set --data-token, --data-token-file or %s", c.listen, keystore.DataTokenEnv)
+	default:
+		log.Info("the data plane needs no token (loopback only); set " + keystore.DataTokenEnv + " to require one")
+	}
+
 	backend, err := store.OpenBackend(ctx, store.BackendOptions{DataDir: c.dataDir, RedisURL: c.redisURL, RedisPrefix: c.redisPrefix})
 	if err != nil {
 		return err
@@ -128,6 +145,7 @@ func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err err
 		Store:            st,
 		Backend:          backend.Kind(),
 		AdminToken:       token,
+		DataToken:        dataToken,
 		Logger:           log,
 		CacheTTL:         c.cacheTTL,
 		NegativeCacheTTL: c.negTTL,

@@ -59,6 +59,10 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
+// testDataToken is the keystore's data-plane token in these tests: the
+// keystore requires it and the rendered filters send it.
+const testDataToken = "e2e-data-plane-token-0123456789"
+
 // keystoreProc is one `tollgate serve` on loopback with an embedded store.
 type keystoreProc struct {
 	*keystoretest.Server
@@ -70,7 +74,7 @@ type keystoreProc struct {
 // once it listens; the test's cleanup stops it.
 func startKeystore(t testing.TB) *keystoreProc {
 	t.Helper()
-	s := keystoretest.Start(t, keystoretest.Options{})
+	s := keystoretest.Start(t, keystoretest.Options{DataToken: testDataToken})
 	return &keystoreProc{Server: s, data: s.DataAddr(), client: s.Client(t)}
 }
 
@@ -198,7 +202,7 @@ func renderGateway(t testing.TB, ksData string, up demo.Upstream) string {
 	}
 	out, err := demo.Render(src, demo.RenderOptions{
 		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Keystore: ksData, Upstream: up,
-		BuildDir: buildDir, AccessLog: "{{.AccessLog}}",
+		BuildDir: buildDir, AccessLog: "{{.AccessLog}}", DataToken: testDataToken,
 	})
 	require.NoError(t, err)
 	require.Equal(t, 1, strings.Count(string(out), "{{"), "the rendered config must hold no template action but the access log")

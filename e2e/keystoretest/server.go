@@ -48,6 +48,9 @@ type Options struct {
 	// Listen and AdminListen are the data-plane and admin addresses; empty
 	// means 127.0.0.1:0 (a free port).
 	Listen, AdminListen string
+	// DataToken, when set, is the data-plane token (given to serve through
+	// the environment); filters must then send it.
+	DataToken string
 	// Args are extra `serve` flags, e.g. "--log-level", "warn".
 	Args []string
 }
@@ -126,9 +129,7 @@ func (s *Server) start(t testing.TB, listen, adminListen string) {
 		args = append(args, "--redis", s.opts.RedisURL)
 	}
 	p := &process{cmd: exec.Command(s.bin, append(args, s.opts.Args...)...), done: make(chan struct{}), log: &logBuffer{}}
-	if s.opts.AdminToken != "" {
-		p.cmd.Env = append(os.Environ(), keystore.AdminTokenEnv+"="+s.opts.AdminToken)
-	}
+	p.cmd.Env = append(os.Environ(), keystore.AdminTokenEnv+"="+s.opts.AdminToken, keystore.DataTokenEnv+"="+s.opts.DataToken)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = childAttr()
 	require.NoError(t, p.cmd.Start())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -81,6 +82,11 @@ func collect(t *testing.T, file string, doc map[string]any) ([]pluginConfig, []s
 	case "WasmPlugin":
 		images = append(images, spec["url"].(string))
 		cfgs = append(cfgs, pluginConfig{where, spec["pluginName"].(string), toJSON(t, spec["pluginConfig"])})
+		assert.Equal(t, "FAIL_RELOAD", spec["failStrategy"], "%s: a crashed VM is replaced", where)
+		if keystoreCallers[spec["pluginName"].(string)] {
+			vm, _ := spec["vmConfig"].(map[string]any)
+			assert.Equal(t, []any{map[string]any{"name": dataTokenEnv, "valueFrom": "HOST"}}, vm["env"], "%s: the token reaches the VM", where)
+		}
 	case "EnvoyExtensionPolicy":
 		for _, w := range spec["wasm"].([]any) {
 			wm := w.(map[string]any)
@@ -100,12 +106,27 @@ func collect(t *testing.T, file string, doc map[string]any) ([]pluginConfig, []s
 			images = append(images, remote["http_uri"].(map[string]any)["uri"].(string))
 			cfgs = append(cfgs, pluginConfig{where, c["root_id"].(string), []byte(c["configuration"].(map[string]any)["value"].(string))})
 			assert.Equal(t, true, c["allow_on_headers_stop_iteration"], "%s: %s reads the body", where, c["root_id"])
+			assert.Equal(t, "FAIL_RELOAD", c["failure_policy"], "%s: %s: a crashed VM is replaced", where, c["root_id"])
+			assert.NotContains(t, c, "fail_open", "%s: fail_open is deprecated", where)
+			if keystoreCallers[c["root_id"].(string)] {
+				ev := c["vm_config"].(map[string]any)["environment_variables"]
+				assert.Equal(t, map[string]any{"host_env_keys": []any{dataTokenEnv}}, ev, "%s: the token reaches the VM", where)
+			}
 		}
 	}
 	return cfgs, images
 }
 
+// keystoreCallers are the filters that call the keystore's data plane and
+// so must send its token.
+var keystoreCallers = map[string]bool{"apikey": true, "quota": true, "tokencount": true}
+
+// dataTokenEnv carries the data-plane token into the filters' VMs.
+const dataTokenEnv = "TOLLGATE_DATA_TOKEN"
+
 func TestDeployManifests(t *testing.T) {
+	// The filters read their token from the VM's environment; here, the test's.
+	t.Setenv(dataTokenEnv, "deploy-test-data-token")
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
 	files, err := filepath.Glob(filepath.Join(root, "deploy", "*", "*.yaml"))
@@ -129,12 +150,42 @@ func TestDeployManifests(t *testing.T) {
 				require.True(t, ok, "%s: unknown filter %q", c.where, c.filter)
 				assert.NoError(t, parse(c.raw), "%s: %s configuration %s", c.where, c.filter, c.raw)
 				seen[c.filter]++
+				if keystoreCallers[c.filter] {
+					var ks struct {
+						Keystore map[string]any `json:"keystore"`
+					}
+					require.NoError(t, json.Unmarshal(c.raw, &ks))
+					assert.Equal(t, dataTokenEnv, ks.Keystore["token_env"], "%s: %s sends the data-plane token", c.where, c.filter)
+				}
 			}
 		}
 	}
 	for f := range parsers() {
 		assert.Equal(t, 2, seen[f], "%s is configured once for Istio and once for Envoy Gateway", f)
 	}
+
+	// Envoy Gateway cannot say FAIL_RELOAD or VM environment variables: the
+	// patch policy sets both, on every filter of the extension policy.
+	patches := yamlDocs(t, filepath.Join(root, "deploy", "envoy-gateway", "envoy-patch-policy.yaml"))[0]
+	set := map[string]bool{}
+	for _, p := range patches["spec"].(map[string]any)["jsonPatches"].([]any) {
+		op := p.(map[string]any)["operation"].(map[string]any)
+		jp, _ := op["jsonPath"].(string)
+		m := regexp.MustCompile(`/tollgate/(\d)'\)\]`).FindStringSubmatch(jp)
+		if m != nil {
+			set[m[1]+" "+op["path"].(string)+" "+string(toJSON(t, op["value"]))] = true
+		}
+	}
+	for i := range 4 {
+		assert.True(t, set[fmt.Sprintf(`%d /failure_policy "FAIL_RELOAD"`, i)], "filter %d: FAIL_RELOAD", i)
+	}
+	for _, i := range []int{0, 1, 3} {
+		assert.True(t, set[fmt.Sprintf(`%d /environment_variables {"host_env_keys":["TOLLGATE_DATA_TOKEN"]}`, i)], "filter %d: data-plane token", i)
+	}
+
+	// The keystore requires the token: it listens beyond loopback.
+	ks := yamlDocs(t, filepath.Join(root, "deploy", "keystore.yaml"))
+	assert.Contains(t, string(toJSON(t, ks)), `"name":"TOLLGATE_DATA_TOKEN"`)
 
 	// The Service Extensions example is apikey's local mode.
 	raw, err := os.ReadFile(filepath.Join(root, "deploy", "gcp", "apikey-local.json"))

@@ -208,7 +208,7 @@ func accessLog(t testing.TB, env *envoytest.Envoy) []map[string]any {
 // by default, with small budgets for some teams. No apikey filter runs in
 // front, so identity headers are not trusted.
 const filterConfig = `{
-  "keystore": {"cluster": "keystore", "timeout_ms": 2000},
+  "keystore": {"cluster": "keystore", "timeout": "2s"},
   "trust_identity_headers": false,
   "static_quota": {
     "header": "x-team", "limit": 1000000, "time_unit": "hour",

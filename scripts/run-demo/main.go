@@ -154,8 +154,15 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		}
 	}()
 	died := make(chan *proc, 4)
+	// The keystore's data plane requires this token; Envoy hands it to the
+	// filters (host_env_keys in the example), so it never sits in a file.
+	dataToken, err := demo.NewDataToken()
+	if err != nil {
+		return err
+	}
+	procEnv := append(os.Environ(), demo.DataTokenEnv+"="+dataToken)
 	start := func(name string, args ...string) (*proc, error) {
-		p, err := startProc(name, filepath.Join(runDir, name+".log"), died, args...)
+		p, err := startProc(name, filepath.Join(runDir, name+".log"), died, procEnv, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -315,13 +322,14 @@ type proc struct {
 // startProc starts a child in its own process group (so the terminal's
 // Ctrl-C reaches only run-demo, which stops children in order), killed by
 // the kernel should run-demo itself die, with output in logPath.
-func startProc(name, logPath string, died chan<- *proc, args ...string) (*proc, error) {
+func startProc(name, logPath string, died chan<- *proc, env []string, args ...string) (*proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open %s log: %w", name, err)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = env
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		f.Close()

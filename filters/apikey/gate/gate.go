@@ -200,7 +200,7 @@ func (g *Gate) fetch(hash string, ws []*waiter) error {
 		g.streams[w.req.Stream] = w
 	}
 	headers, body := g.pol.VerifyRequest(hash)
-	err := g.host.Dispatch(headers, body, g.pol.Keystore.Timeout.D(), func(status int, body []byte) {
+	err := g.host.Dispatch(headers, body, g.pol.Keystore.Timeout, func(status int, body []byte) {
 		g.complete(hash, f, status, body)
 	})
 	if err != nil {

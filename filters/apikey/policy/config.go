@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
+	"github.com/tollgate/tollgate/shared/keystoreconf"
 )
 
 // Modes of the filter.
@@ -101,18 +102,21 @@ func (s KeySource) String() string {
 	}
 }
 
-// KeystoreConfig says how to reach POST /v1/verify.
+// KeystoreConfig says how to reach POST /v1/verify: the shared keystore
+// block (cluster, authority, timeout, token) plus apikey's own path and headers.
 type KeystoreConfig struct {
-	// Cluster is the Envoy cluster of the keystore (required in remote mode).
-	Cluster string `json:"cluster"`
-	// Authority is the :authority of callouts (default: the cluster name).
-	Authority string `json:"authority"`
+	keystoreconf.Config
 	// Path is the verify endpoint (default /v1/verify).
 	Path string `json:"path"`
-	// Timeout bounds one callout (default 1s).
-	Timeout Duration `json:"timeout"`
-	// Headers are added to every callout, e.g. a data-plane token.
+	// Headers are added to every callout.
 	Headers map[string]string `json:"headers"`
+}
+
+// Keystore is a validated KeystoreConfig.
+type Keystore struct {
+	keystoreconf.Keystore
+	Path    string
+	Headers map[string]string
 }
 
 // CacheConfig sizes and times the shared-data cache of verify answers.
@@ -191,7 +195,7 @@ type Policy struct {
 	Sources      []KeySource
 	StripKey     bool
 	KeyFormat    string
-	Keystore     KeystoreConfig
+	Keystore     Keystore
 	Cache        CacheSettings
 	FailOpen     bool
 	Style        apierror.Style
@@ -327,28 +331,23 @@ func (c Config) compile() (*Policy, error) {
 }
 
 func (p *Policy) compileRemote(c Config) error {
-	k := c.Keystore
-	if k.Cluster == "" {
-		k.Cluster = "keystore"
+	ks, err := c.Keystore.Compile(time.Second, nil)
+	if err != nil {
+		return err
 	}
-	if k.Authority == "" {
-		k.Authority = k.Cluster
-	}
+	k := Keystore{Keystore: ks, Path: c.Keystore.Path, Headers: c.Keystore.Headers}
 	if k.Path == "" {
 		k.Path = "/v1/verify"
 	}
 	if !strings.HasPrefix(k.Path, "/") {
 		return fmt.Errorf("keystore.path %q must start with '/'", k.Path)
 	}
-	if k.Timeout == 0 {
-		k.Timeout = Duration(time.Second)
-	}
-	if k.Timeout.D() < time.Millisecond || k.Timeout.D() > time.Minute {
-		return fmt.Errorf("keystore.timeout %s: want 1ms to 1m", k.Timeout.D())
-	}
 	for name := range k.Headers {
 		if !validHeaderName(strings.ToLower(name)) {
 			return fmt.Errorf("keystore.headers: %q is not an HTTP header name", name)
+		}
+		if k.Token != "" && strings.EqualFold(name, keystoreconf.AuthorizationHeader) {
+			return errors.New("keystore.headers: authorization is set by keystore.token")
 		}
 	}
 	p.Keystore = k
@@ -378,7 +377,7 @@ func (p *Policy) compileRemote(c Config) error {
 		return fmt.Errorf("cache.max_entries %d: want 1 to %d", cs.MaxEntries, MaxCacheEntries)
 	}
 	if cs.CoalesceWait == 0 {
-		cs.CoalesceWait = k.Timeout.D() + 250*time.Millisecond
+		cs.CoalesceWait = k.Timeout + 250*time.Millisecond
 	}
 	if cs.PollInterval == 0 {
 		cs.PollInterval = 5 * time.Millisecond

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/identity"
+	"github.com/tollgate/tollgate/shared/keystoreconf"
 )
 
 func mustParse(t *testing.T, raw string) *Policy {
@@ -33,7 +34,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		assert.Equal(t, []KeySource{{Header: "x-api-key"}}, p.Sources)
 		assert.True(t, p.StripKey)
 		assert.Equal(t, FormatTollgate, p.KeyFormat)
-		assert.Equal(t, KeystoreConfig{Cluster: "keystore", Authority: "keystore", Path: "/v1/verify", Timeout: Duration(time.Second)}, p.Keystore)
+		assert.Equal(t, Keystore{Keystore: keystoreconf.Keystore{Cluster: "keystore", Authority: "keystore", Timeout: time.Second}, Path: "/v1/verify"}, p.Keystore)
 		assert.Equal(t, CacheSettings{
 			TTL: time.Minute, NegativeTTL: 5 * time.Second, ErrorTTL: time.Second,
 			MaxEntries: 4096, CoalesceWait: 1250 * time.Millisecond, PollInterval: 5 * time.Millisecond,
@@ -63,7 +64,7 @@ func TestParseConfigValues(t *testing.T) {
 	assert.False(t, p.StripKey)
 	assert.Equal(t, FormatAny, p.KeyFormat)
 	assert.Equal(t, "keystore.local", p.Keystore.Authority)
-	assert.Equal(t, 250*time.Millisecond, p.Keystore.Timeout.D())
+	assert.Equal(t, 250*time.Millisecond, p.Keystore.Timeout)
 	assert.Equal(t, CacheSettings{TTL: 2 * time.Minute, MaxEntries: 10, CoalesceWait: time.Second, PollInterval: 2 * time.Millisecond}, p.Cache)
 	assert.True(t, p.FailOpen)
 	assert.Equal(t, apierror.StyleApigee, p.Style)
@@ -101,6 +102,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"timeout too long", `{"keystore":{"timeout":"2m"}}`, "keystore.timeout"},
 		{"relative path", `{"keystore":{"path":"verify"}}`, "keystore.path"},
 		{"bad callout header", `{"keystore":{"headers":{"a b":"c"}}}`, "keystore.headers"},
+		{"token and authorization header", `{"keystore":{"token":"t0ken","headers":{"Authorization":"c"}}}`, "keystore.token"},
+		{"timeout in milliseconds", `{"keystore":{"timeout_ms":500}}`, "unknown field"},
 		{"too many entries", `{"cache":{"max_entries":2000000}}`, "max_entries"},
 		{"negative entries", `{"cache":{"max_entries":-1}}`, "max_entries"},
 		{"poll too fast", `{"cache":{"poll_interval":"100us"}}`, "poll_interval"},

@@ -16,7 +16,7 @@ const MaxVerifyBody = 1 << 20
 // left out so the answer lists every entitlement and one cached answer
 // authorises every path.
 func (p *Policy) VerifyRequest(hash string) (headers [][2]string, body []byte) {
-	headers = make([][2]string, 0, 5+len(p.Keystore.Headers))
+	headers = make([][2]string, 0, 6+len(p.Keystore.Headers))
 	headers = append(headers,
 		[2]string{":method", "POST"},
 		[2]string{":path", p.Keystore.Path},
@@ -27,6 +27,7 @@ func (p *Policy) VerifyRequest(hash string) (headers [][2]string, body []byte) {
 	for k, v := range p.Keystore.Headers {
 		headers = append(headers, [2]string{k, v})
 	}
+	headers = p.Keystore.AppendAuth(headers)
 	body = make([]byte, 0, 16+len(hash))
 	body = append(body, `{"key_hash":"`...)
 	body = append(body, hash...)

@@ -28,6 +28,10 @@ func TestVerifyRequest(t *testing.T) {
 	var req model.VerifyRequest
 	require.NoError(t, json.Unmarshal(body, &req))
 	assert.Equal(t, model.VerifyRequest{KeyHash: HashKey("foo")}, req)
+
+	p = mustParse(t, `{"keystore":{"cluster":"ks","token":"data-plane-token"}}`)
+	h, _ = p.VerifyRequest(HashKey("foo"))
+	assert.Equal(t, [2]string{"authorization", "Bearer data-plane-token"}, h[len(h)-1])
 }
 
 func TestDecodeVerify(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
+	"github.com/tollgate/tollgate/shared/keystoreconf"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -82,11 +83,10 @@ type Spike struct {
 
 // Keystore is where strict and async modes send /v1/quota/consume.
 type Keystore struct {
-	Cluster   string
-	Authority string
-	Path      string
-	Timeout   time.Duration
-	Headers   [][2]string
+	// Keystore is the shared block: cluster, authority, timeout, token.
+	keystoreconf.Keystore
+	Path    string
+	Headers [][2]string
 }
 
 // Rule is one compiled rule: what it matches and how it limits.
@@ -198,11 +198,9 @@ type SpikeJSON struct {
 
 // KeystoreJSON locates the keystore's data plane.
 type KeystoreJSON struct {
-	Cluster   string            `json:"cluster"`
-	Authority string            `json:"authority"`
-	Path      string            `json:"path"`
-	Timeout   string            `json:"timeout"`
-	Headers   map[string]string `json:"headers"`
+	keystoreconf.Config
+	Path    string            `json:"path"`
+	Headers map[string]string `json:"headers"`
 }
 
 // AsyncJSON tunes async mode.
@@ -302,28 +300,20 @@ func (c Config) compile() (*Policy, error) {
 }
 
 func (k KeystoreJSON) compile() (Keystore, error) {
-	ks := Keystore{Cluster: k.Cluster, Authority: k.Authority, Path: k.Path, Timeout: DefaultTimeout}
-	if ks.Cluster == "" {
-		ks.Cluster = DefaultCluster
+	shared, err := k.Config.Compile(DefaultTimeout, nil)
+	if err != nil {
+		return Keystore{}, err
 	}
-	if ks.Authority == "" {
-		ks.Authority = ks.Cluster
-	}
+	ks := Keystore{Keystore: shared, Path: k.Path}
 	if ks.Path == "" {
 		ks.Path = DefaultPath
 	}
 	if !strings.HasPrefix(ks.Path, "/") || strings.ContainsAny(ks.Path, " \r\n") {
 		return ks, fmt.Errorf("keystore.path %q must start with / and hold no spaces", ks.Path)
 	}
-	if k.Timeout != "" {
-		var err error
-		if ks.Timeout, err = parseDuration("keystore.timeout", k.Timeout, time.Millisecond, time.Minute); err != nil {
-			return ks, err
-		}
-	}
 	for name, v := range k.Headers {
 		n := strings.ToLower(name)
-		if !headerName(n) || n[0] == ':' || n == "content-type" || n == "content-length" {
+		if !headerName(n) || n[0] == ':' || n == "content-type" || n == "content-length" || (n == keystoreconf.AuthorizationHeader && ks.Token != "") {
 			return ks, fmt.Errorf("keystore.headers: %q is not a header the filter may set", name)
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {

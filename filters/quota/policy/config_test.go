@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/keystoreconf"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -26,8 +27,8 @@ func TestParseFullConfig(t *testing.T) {
 	p, err := ParseConfig(raw)
 	require.NoError(t, err)
 
-	assert.Equal(t, Keystore{Cluster: "keystore", Authority: "keystore", Path: DefaultPath, Timeout: 250 * time.Millisecond,
-		Headers: [][2]string{{"x-token", "t"}}}, p.Keystore)
+	assert.Equal(t, Keystore{Keystore: keystoreconf.Keystore{Cluster: "keystore", Authority: "keystore", Timeout: 250 * time.Millisecond},
+		Path: DefaultPath, Headers: [][2]string{{"x-token", "t"}}}, p.Keystore)
 	assert.Equal(t, 200*time.Millisecond, p.SyncPeriod)
 	assert.EqualValues(t, 10, p.SyncCount)
 	assert.Equal(t, 1024, p.MaxEntries)
@@ -100,6 +101,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad identifier", `{` + keys + `, "spike_arrest": {"rate": "30pm", "identifier": "ip"}}`, "identifier"},
 		{"timeout too long", `{` + keys + `, "keystore": {"timeout": "2m"}}`, "keystore.timeout"},
 		{"timeout not a duration", `{` + keys + `, "keystore": {"timeout": "500"}}`, "keystore.timeout"},
+		{"timeout in milliseconds", `{` + keys + `, "keystore": {"timeout_ms": 500}}`, "unknown field"},
+		{"token and authorization header", `{` + keys + `, "keystore": {"token": "t0ken", "headers": {"Authorization": "x"}}}`, "keystore.headers"},
 		{"sync period too short", `{` + keys + `, "async": {"sync_period": "1ms"}}`, "async.sync_period"},
 		{"bad path", `{` + keys + `, "keystore": {"path": "v1/quota"}}`, "keystore.path"},
 		{"pseudo header", `{` + keys + `, "keystore": {"headers": {":path": "/x"}}}`, "keystore.headers"},

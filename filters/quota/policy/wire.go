@@ -165,5 +165,5 @@ func clip(s string) string {
 // CalloutHeaders are the headers of a consume callout.
 func (k Keystore) CalloutHeaders() [][2]string {
 	h := [][2]string{{":method", "POST"}, {":path", k.Path}, {":authority", k.Authority}, {"content-type", "application/json"}}
-	return append(h, k.Headers...)
+	return k.AppendAuth(append(h, k.Headers...))
 }

@@ -97,4 +97,8 @@ func TestCalloutHeaders(t *testing.T) {
 	p := mustParse(t, `{"key_sources": [{"client_ip": true}], "keystore": {"cluster": "ks", "authority": "ks.local", "headers": {"X-Token": "abc"}}}`)
 	assert.Equal(t, [][2]string{{":method", "POST"}, {":path", "/v1/quota/consume"}, {":authority", "ks.local"},
 		{"content-type", "application/json"}, {"x-token", "abc"}}, p.Keystore.CalloutHeaders())
+
+	p = mustParse(t, `{"key_sources": [{"client_ip": true}], "keystore": {"token": "data-plane-token"}}`)
+	h := p.Keystore.CalloutHeaders()
+	assert.Equal(t, [2]string{"authorization", "Bearer data-plane-token"}, h[len(h)-1])
 }

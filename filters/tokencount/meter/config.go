@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
+	"github.com/tollgate/tollgate/shared/keystoreconf"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -138,12 +139,9 @@ type Config struct {
 
 // KeystoreConfig locates the counter engine.
 type KeystoreConfig struct {
-	// Cluster is the Envoy cluster name (default "keystore").
-	Cluster string `json:"cluster"`
-	// Authority is the :authority header of callouts (default "keystore").
-	Authority string `json:"authority"`
-	// TimeoutMs bounds one callout (default 1000).
-	TimeoutMs int64 `json:"timeout_ms"`
+	// Config is the shared block: cluster and authority (default
+	// "keystore"), timeout (default "1s"), token.
+	keystoreconf.Config
 	// ReservationTTLMs is the reservation lifetime (default 600000).
 	ReservationTTLMs int64 `json:"reservation_ttl_ms"`
 }
@@ -189,10 +187,8 @@ type HeaderConfig struct {
 
 // Policy is a validated configuration; it is read-only after Parse.
 type Policy struct {
-	// Cluster, Authority and Timeout address the keystore.
-	Cluster   string
-	Authority string
-	Timeout   time.Duration
+	// Keystore addresses the keystore: Cluster, Authority, Timeout, Token.
+	keystoreconf.Keystore
 	// ReservationTTL is the lifetime of a reservation.
 	ReservationTTL time.Duration
 	// Metric is the default counted metric.
@@ -275,9 +271,6 @@ func Parse(data []byte) (*Policy, error) {
 
 func (c *Config) compile() (*Policy, error) {
 	p := &Policy{
-		Cluster:             orDefault(c.Keystore.Cluster, DefaultCluster),
-		Authority:           orDefault(c.Keystore.Authority, DefaultAuthority),
-		Timeout:             DefaultTimeout,
 		ReservationTTL:      DefaultReservationTTL,
 		Pricing:             c.Pricing,
 		InjectIncludeUsage:  c.InjectIncludeUsage == nil || *c.InjectIncludeUsage,
@@ -292,11 +285,8 @@ func (c *Config) compile() (*Policy, error) {
 		MaxMetricApps:       DefaultMaxMetricApps,
 	}
 	var err error
-	if c.Keystore.TimeoutMs < 0 || c.Keystore.TimeoutMs > 60_000 {
-		return nil, fmt.Errorf("keystore.timeout_ms %d out of range [0, 60000]", c.Keystore.TimeoutMs)
-	}
-	if c.Keystore.TimeoutMs > 0 {
-		p.Timeout = time.Duration(c.Keystore.TimeoutMs) * time.Millisecond
+	if p.Keystore, err = c.Keystore.Compile(DefaultTimeout, nil); err != nil {
+		return nil, err
 	}
 	if c.Keystore.ReservationTTLMs < 0 || time.Duration(c.Keystore.ReservationTTLMs)*time.Millisecond > MaxReservationTTL {
 		return nil, fmt.Errorf("keystore.reservation_ttl_ms %d out of range [0, %d]", c.Keystore.ReservationTTLMs, MaxReservationTTL.Milliseconds())

@@ -38,7 +38,7 @@ func TestParseDefaults(t *testing.T) {
 
 func TestParseFull(t *testing.T) {
 	p := mustParse(t, `{
-	  "keystore": {"cluster": "ks", "authority": "ks.local", "timeout_ms": 250, "reservation_ttl_ms": 60000},
+	  "keystore": {"cluster": "ks", "authority": "ks.local", "timeout": "250ms", "reservation_ttl_ms": 60000},
 	  "counted": "cost",
 	  "pricing": {"models": {"gpt-4o*": {"input": 2.5, "output": 10}}, "default": {"input": 1, "output": 2}},
 	  "default_max_output_tokens": 512, "max_output_tokens_cap": 2048,
@@ -98,8 +98,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown field", `{"countd": "total"}`, `unknown field "countd"`},
 		{"wrong type", `{"counted": 3}`, "cannot unmarshal"},
 		{"counted", `{"counted": "words"}`, "counted"},
-		{"timeout", `{"keystore": {"timeout_ms": -1}}`, "timeout_ms"},
-		{"timeout big", `{"keystore": {"timeout_ms": 60001}}`, "timeout_ms"},
+		{"timeout in milliseconds", `{"keystore": {"timeout_ms": 500}}`, "unknown field"},
+		{"timeout negative", `{"keystore": {"timeout": "-1s"}}`, "keystore.timeout"},
+		{"timeout big", `{"keystore": {"timeout": "61s"}}`, "keystore.timeout"},
 		{"ttl", `{"keystore": {"reservation_ttl_ms": 86400001}}`, "reservation_ttl_ms"},
 		{"price", `{"pricing": {"default": {"input": -1}}}`, "pricing"},
 		{"max output", `{"default_max_output_tokens": -1}`, "default_max_output_tokens"},
@@ -138,7 +139,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"static_quota": {"header": "x-t", "limit": 5, "time_unit": "hour", "overrides": {"a": {"limit": 1, "time_unit": "minute"}}}}`))
 	f.Add([]byte(`{"counted": "cost", "pricing": {"models": {"a*": {"input": 1, "output": 2}}}}`))
-	f.Add([]byte(`{"keystore": {"timeout_ms": 5, "reservation_ttl_ms": 1000}, "hold_response_bytes": -1}`))
+	f.Add([]byte(`{"keystore": {"timeout": "5ms", "reservation_ttl_ms": 1000}, "hold_response_bytes": -1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {

@@ -50,12 +50,12 @@ type Callout struct {
 
 // CalloutHeaders are the callout's request headers.
 func (p *Policy) CalloutHeaders(c Callout) [][2]string {
-	return [][2]string{
+	return p.AppendAuth([][2]string{
 		{":method", "POST"},
 		{":path", c.Path},
 		{":authority", p.Authority},
 		{"content-type", "application/json"},
-	}
+	})
 }
 
 // The bodies are appended by hand: encoding/json's reflection costs several

@@ -3,6 +3,7 @@ package meter
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -42,8 +43,11 @@ func TestCallouts(t *testing.T) {
 			assert.Contains(t, h, [2]string{":path", tt.path})
 			assert.Contains(t, h, [2]string{":authority", "ks.local"})
 			assert.Contains(t, h, [2]string{"content-type", "application/json"})
+			assert.NotContains(t, fmt.Sprint(h), "authorization")
 		})
 	}
+	withToken := mustParse(t, `{"keystore": {"token": "data-plane-token"}}`)
+	assert.Contains(t, withToken.CalloutHeaders(Settle("abc", 1)), [2]string{"authorization", "Bearer data-plane-token"})
 }
 
 func TestCalloutEscapesKeys(t *testing.T) {

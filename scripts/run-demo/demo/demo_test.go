@@ -195,6 +195,43 @@ func TestRenderExternalUpstream(t *testing.T) {
 	assert.Equal(t, 8080, dig(t, doc, "static_resources", "listeners", 0, "address", "socket_address", "port_value"))
 }
 
+// Every filter that calls the keystore reads the data-plane token from its
+// VM environment: Envoy's own by default, the rendered value with DataToken.
+func TestRenderDataToken(t *testing.T) {
+	for _, tok := range []string{"", "tgdata_0123456789abcdef"} {
+		h := hcm(t, rendered(t, RenderOptions{DataToken: tok}))
+		callers := 0
+		for _, f := range dig(t, h, "http_filters").([]any) {
+			fm := f.(map[string]any)
+			cfg, ok := dig(t, fm, "typed_config").(map[string]any)["config"]
+			if !ok {
+				continue
+			}
+			raw := dig(t, cfg, "configuration", "value").(string)
+			var c struct {
+				Keystore map[string]any `json:"keystore"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(raw), &c), raw)
+			env, _ := dig(t, cfg, "vm_config").(map[string]any)["environment_variables"].(map[string]any)
+			if c.Keystore == nil {
+				assert.Nil(t, env, "%s reads no token", fm["name"])
+				continue
+			}
+			callers++
+			assert.Equal(t, DataTokenEnv, c.Keystore["token_env"], "%s sends the data-plane token", fm["name"])
+			assert.NotContains(t, c.Keystore, "token", "no token in the file")
+			if tok == "" {
+				assert.Equal(t, []any{DataTokenEnv}, env["host_env_keys"], "%s: from Envoy's environment", fm["name"])
+				assert.Nil(t, env["key_values"])
+			} else {
+				assert.Nil(t, env["host_env_keys"])
+				assert.Equal(t, map[string]any{DataTokenEnv: tok}, env["key_values"])
+			}
+		}
+		assert.Equal(t, 3, callers, "apikey, quota and tokencount call the keystore")
+	}
+}
+
 func TestRenderErrors(t *testing.T) {
 	example := string(exampleConfig(t))
 	tests := []struct {

@@ -107,7 +107,17 @@ type RenderOptions struct {
 	// AnyModel lets modelroute pass models it does not know to the upstream
 	// (unknown_models: passthrough), for upstreams with their own names.
 	AnyModel bool
+	// DataToken, when set, is written into the filters' VM environment as
+	// DataTokenEnv (key_values) instead of being read from Envoy's own
+	// environment (host_env_keys). Empty keeps the example's host_env_keys:
+	// then Envoy must run with DataTokenEnv set, as `make run` does.
+	DataToken string
 }
+
+// DataTokenEnv is the variable that carries the keystore's data-plane token
+// to `tollgate serve` and, through the filters' VM environment, to the
+// filters' "token_env".
+const DataTokenEnv = "TOLLGATE_DATA_TOKEN"
 
 // Render rewrites the example gateway configuration src for o. It edits the
 // parsed document, never the text, so comments and layout do not matter.
@@ -255,6 +265,9 @@ func editFilters(hcm map[string]any, o RenderOptions) error {
 		if o.BuildDir != "" && file != "" {
 			local["filename"] = filepath.Join(o.BuildDir, filepath.Base(file))
 		}
+		if o.DataToken != "" {
+			setVMEnv(vm, DataTokenEnv, o.DataToken)
+		}
 		if o.AnyModel && fm["name"] == "modelroute" {
 			if err := setJSONField(cfg, "unknown_models", `"passthrough"`); err != nil {
 				return err
@@ -262,6 +275,39 @@ func editFilters(hcm map[string]any, o RenderOptions) error {
 		}
 	}
 	return nil
+}
+
+// setVMEnv moves name from a VM's host_env_keys (if listed there) into its
+// key_values with value.
+func setVMEnv(vm map[string]any, name, value string) {
+	ev, _ := vm["environment_variables"].(map[string]any)
+	if ev == nil {
+		return // this filter does not read the variable
+	}
+	keys, _ := ev["host_env_keys"].([]any)
+	kept := keys[:0:0]
+	found := false
+	for _, k := range keys {
+		if k == name {
+			found = true
+			continue
+		}
+		kept = append(kept, k)
+	}
+	if !found {
+		return
+	}
+	if len(kept) == 0 {
+		delete(ev, "host_env_keys")
+	} else {
+		ev["host_env_keys"] = kept
+	}
+	kv, _ := ev["key_values"].(map[string]any)
+	if kv == nil {
+		kv = map[string]any{}
+	}
+	kv[name] = value
+	ev["key_values"] = kv
 }
 
 // setJSONField adds a top-level field to a filter's JSON configuration.

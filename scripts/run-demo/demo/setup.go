@@ -2,6 +2,8 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -104,4 +106,14 @@ func sameSet(a, b []string) bool {
 	slices.Sort(x)
 	slices.Sort(y)
 	return slices.Equal(x, y)
+}
+
+// NewDataToken makes a random data-plane token for one demo run (32 hex
+// digits from crypto/rand).
+func NewDataToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("data-plane token: %w", err)
+	}
+	return "tgdata_" + hex.EncodeToString(b[:]), nil
 }
