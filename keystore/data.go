@@ -110,6 +110,7 @@ func methodLabel(m string) string {
 func (s *Service) dataHandler() (h http.Handler, err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/verify", methods{http.MethodPost: s.handleVerify})
+	mux.Handle(UsagePath, methods{http.MethodPost: s.handleUsage})
 	mux.Handle("/healthz", methods{http.MethodGet: s.handleHealth})
 	mux.Handle("/metrics", methods{http.MethodGet: s.handleMetrics})
 	defer func() {

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
+	"github.com/tollgate/tollgate/keystore/analytics"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/keystore/store"
 )
@@ -77,6 +78,8 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	clk := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	st, err := b.Keystore(store.WithClock(clk.Now))
 	require.NoError(t, err)
+	usage, err := analytics.Open(b, analytics.Config{Now: clk.Now})
+	require.NoError(t, err)
 	logs := &syncBuffer{}
 	cfg := Config{
 		Store:      st,
@@ -84,6 +87,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 		AdminToken: testToken,
 		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:        clk.Now,
+		Analytics:  usage,
 	}
 	for _, m := range mutate {
 		m(&cfg)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tollgate/tollgate/keystore/analytics"
 )
 
 // Collector writes extra metrics in Prometheus text format into /metrics, so
@@ -38,6 +40,8 @@ type metrics struct {
 	latTotal  uint64
 	backend   string
 	started   time.Time
+	// usageRecs counts ingested usage records by class (accepted, duplicate, expired, invalid).
+	usageRecs [4]uint64
 }
 
 func newMetrics(backend string, now time.Time) *metrics {
@@ -59,6 +63,16 @@ func (m *metrics) verified(outcome string, d time.Duration) {
 	m.latCounts[i]++
 	m.latSum += s
 	m.latTotal++
+	m.mu.Unlock()
+}
+
+// usage counts one ingest acknowledgement.
+func (m *metrics) usage(a analytics.Ack) {
+	m.mu.Lock()
+	m.usageRecs[0] += uint64(a.Accepted)
+	m.usageRecs[1] += uint64(a.Duplicates)
+	m.usageRecs[2] += uint64(a.Expired)
+	m.usageRecs[3] += uint64(a.Invalid)
 	m.mu.Unlock()
 }
 
@@ -120,6 +134,10 @@ func (m *metrics) write(w io.Writer, now time.Time) error {
 	fmt.Fprintf(&b, "tollgate_keystore_verify_duration_seconds_bucket{le=\"+Inf\"} %d\n", cum)
 	fmt.Fprintf(&b, "tollgate_keystore_verify_duration_seconds_sum %s\n", formatFloat(m.latSum))
 	fmt.Fprintf(&b, "tollgate_keystore_verify_duration_seconds_count %d\n", m.latTotal)
+	b.WriteString("# HELP tollgate_keystore_usage_records_total Usage records received on /v1/usage by result.\n# TYPE tollgate_keystore_usage_records_total counter\n")
+	for i, result := range [...]string{"accepted", "duplicate", "expired", "invalid"} {
+		fmt.Fprintf(&b, "tollgate_keystore_usage_records_total{result=\"%s\"} %d\n", result, m.usageRecs[i])
+	}
 	m.mu.Unlock()
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tollgate/tollgate/keystore/analytics"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/keystore/store"
 )
@@ -65,6 +66,9 @@ type Config struct {
 	DataMounts []Mount
 	// Collectors add metrics to /metrics.
 	Collectors []Collector
+	// Analytics, when set, ingests usage records (POST /v1/usage) and answers
+	// analytics queries (GET /admin/v1/analytics/usage); without it both answer 404.
+	Analytics *analytics.Store
 }
 
 // Service answers both APIs; it is safe for concurrent use.

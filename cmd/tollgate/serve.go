@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/keystore"
+	"github.com/tollgate/tollgate/keystore/analytics"
 	"github.com/tollgate/tollgate/keystore/store"
 )
 
@@ -29,6 +30,7 @@ type serveConfig struct {
 	maxBody             int64
 	logLevel, logFormat string
 	readyFile           string
+	usage               analytics.Config
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -62,6 +64,10 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fs.Int64Var(&c.maxBody, "max-body-bytes", keystore.DefaultMaxBodyBytes, "largest admin request body")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&c.usage.DedupeWindow, "usage-dedupe-window", analytics.DefaultDedupeWindow, "how long usage-record request ids are remembered; older records are acknowledged but not counted")
+	fs.DurationVar(&c.usage.MinuteRetention, "usage-retention-minutes", analytics.DefaultMinuteRetention, "how long per-minute usage aggregates are kept")
+	fs.DurationVar(&c.usage.HourRetention, "usage-retention-hours", analytics.DefaultHourRetention, "how long per-hour usage aggregates are kept")
+	fs.DurationVar(&c.usage.DayRetention, "usage-retention-days", analytics.DefaultDayRetention, "how long per-day usage aggregates are kept")
 	fs.StringVar(&c.readyFile, "ready-file", "", "write {\"data\":ADDR,\"admin\":ADDR} here once listening (useful with port 0)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -69,6 +75,9 @@ func runServe(ctx context.Context, e env, args []string) error {
 	}
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
+	}
+	if c.usage.DedupeWindow < time.Minute || c.usage.MinuteRetention < time.Minute || c.usage.HourRetention < time.Hour || c.usage.DayRetention < 24*time.Hour {
+		return usagef("--usage-dedupe-window and --usage-retention-minutes must be at least 1m, --usage-retention-hours 1h, --usage-retention-days 24h")
 	}
 	if c.cacheTTL < time.Second || c.negTTL < time.Second {
 		return usagef("--cache-ttl and --negative-cache-ttl must be at least 1s")
@@ -141,6 +150,14 @@ func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err err
 		}
 	}
 
+	usage, err := analytics.Open(backend, c.usage)
+	if err != nil {
+		return err
+	}
+	pruneCtx, stopPrune := context.WithCancel(ctx)
+	defer stopPrune()
+	go usage.Run(pruneCtx, time.Minute, func(err error) { log.Warn("usage prune failed", "error", err) })
+
 	svc, err := keystore.New(keystore.Config{
 		Store:            st,
 		Backend:          backend.Kind(),
@@ -152,6 +169,7 @@ func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err err
 		MaxBodyBytes:     c.maxBody,
 		DataMounts:       mounts,
 		Collectors:       collectors,
+		Analytics:        usage,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,106 @@
+package keystore
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+)
+
+// usageBatch is three records of two apps around the harness clock (12:00 UTC).
+const usageBatch = `{"records":[
+ {"request_id":"r1","time":"2026-03-01T11:58:10Z","app":"alpha","product":"chat","developer":"ada@example.com","key_id":"key_a","model":"gemma","prompt_tokens":10,"completion_tokens":20,"cost":0.5,"status":200,"outcome":"ok","latency_ms":40},
+ {"request_id":"r2","time":"2026-03-01T11:59:10Z","app":"alpha","product":"chat","developer":"ada@example.com","key_id":"key_a","model":"llama","prompt_tokens":1,"completion_tokens":2,"status":200,"outcome":"aborted","latency_ms":10},
+ {"request_id":"r3","time":"2026-03-01T11:59:30Z","app":"beta","product":"chat","developer":"bob@example.com","key_id":"key_b","model":"gemma","status":429,"outcome":"refused"}
+]}`
+
+func TestUsageIngestAndQuery(t *testing.T) {
+	h := newHarness(t)
+	data := h.svc.DataHandler()
+
+	rec := do(t, data, http.MethodPost, UsagePath, usageBatch, "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"accepted":3,"duplicates":0,"expired":0,"invalid":0}`, rec.Body.String())
+	rec = do(t, data, http.MethodPost, UsagePath, usageBatch, "")
+	assert.JSONEq(t, `{"accepted":0,"duplicates":3,"expired":0,"invalid":0}`, rec.Body.String(), "a resent batch is not counted twice")
+
+	rec = h.admin(t, http.MethodGet, AnalyticsPath+"?step=minute&group_by=app,model&from=2026-03-01T11:00:00Z", nil)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	body := rec.Body.String()
+	assert.Equal(t, int64(3), gjson.Get(body, "totals.requests").Int())
+	assert.Equal(t, int64(33), gjson.Get(body, "totals.total_tokens").Int())
+	assert.InDelta(t, 0.5, gjson.Get(body, "totals.cost").Float(), 1e-9)
+	assert.Equal(t, "2026-03-01T11:00:00Z", gjson.Get(body, "from").String())
+	assert.Equal(t, "2026-03-01T12:01:00Z", gjson.Get(body, "to").String(), "to (now) rounds up to the next minute")
+	require.Equal(t, int64(3), gjson.Get(body, "series.#").Int())
+	assert.Equal(t, `{"app":"alpha","model":"gemma"}`, gjson.Get(body, "series.0.group").Raw)
+	assert.Equal(t, "2026-03-01T11:58:00Z", gjson.Get(body, "series.0.points.0.start").String())
+	assert.Equal(t, int64(30), gjson.Get(body, "series.0.points.0.total_tokens").Int())
+
+	rec = h.admin(t, http.MethodGet, AnalyticsPath+"?developer=bob@example.com&step=day", nil)
+	assert.Equal(t, int64(1), gjson.Get(rec.Body.String(), "totals.refused").Int(), rec.Body.String())
+	assert.Equal(t, int64(1), gjson.Get(rec.Body.String(), "totals.requests").Int())
+
+	rec = h.admin(t, http.MethodGet, AnalyticsPath+"?group_by=model&format=csv", nil)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, "text/csv; charset=utf-8", rec.Header().Get("Content-Type"))
+	lines := strings.Split(strings.TrimSpace(rec.Body.String()), "\n")
+	require.Len(t, lines, 3, rec.Body.String())
+	assert.True(t, strings.HasPrefix(lines[0], "start,model,requests,"))
+	assert.True(t, strings.HasPrefix(lines[1], "2026-03-01T11:00:00Z,gemma,2,1,1,0,10,20,30,0.500000,"), lines[1])
+
+	rec = do(t, h.svc.AdminHandler(), http.MethodGet, AnalyticsPath, nil, "")
+	assert.Equal(t, http.StatusUnauthorized, rec.Code, "analytics need the admin token")
+
+	rec = do(t, data, http.MethodGet, "/metrics", nil, "")
+	assert.Contains(t, rec.Body.String(), `tollgate_keystore_usage_records_total{result="accepted"} 3`)
+	assert.Contains(t, rec.Body.String(), `tollgate_keystore_usage_records_total{result="duplicate"} 3`)
+}
+
+func TestUsageBadInput(t *testing.T) {
+	h := newHarness(t)
+	data := h.svc.DataHandler()
+	tests := []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{name: "not json", body: "{", code: 400, want: "invalid usage batch"},
+		{name: "unknown field", body: `{"records":[],"extra":1}`, code: 400, want: "unknown field"},
+		{name: "too large", body: `{"records":["` + strings.Repeat("x", 1<<20) + `"]}`, code: 413, want: "exceeds"},
+		{name: "invalid record acknowledged", body: `{"records":[{"request_id":"x","time":"2026-03-01T11:00:00Z","outcome":"nope"},{"request_id":"y","time":"2026-03-01T11:00:00Z","outcome":"ok"}]}`,
+			code: 200, want: `"invalid":1`},
+		{name: "too old acknowledged", body: `{"records":[{"request_id":"z","time":"2026-03-01T09:00:00Z","outcome":"ok"}]}`, code: 200, want: `"expired":1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := do(t, data, http.MethodPost, UsagePath, tt.body, "")
+			assert.Equal(t, tt.code, rec.Code, rec.Body.String())
+			assert.Contains(t, rec.Body.String(), tt.want)
+		})
+	}
+	queries := []struct{ query, param string }{
+		{"?step=week", "step"},
+		{"?from=yesterday", "from"},
+		{"?group_by=key", "group_by"},
+		{"?from=2026-03-01T12:00:00Z&to=2026-02-01T12:00:00Z", "from"},
+		{"?step=minute&from=2025-01-01T00:00:00Z", "from"},
+		{"?format=xml", "format"},
+		{"?apps=alpha", "apps"},
+	}
+	for _, q := range queries {
+		rec := h.admin(t, http.MethodGet, AnalyticsPath+q.query, nil)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", q.query, rec.Body.String())
+		assert.Equal(t, q.param, gjson.Get(rec.Body.String(), "error.param").String(), q.query)
+	}
+}
+
+func TestUsageDisabled(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Analytics = nil })
+	rec := do(t, h.svc.DataHandler(), http.MethodPost, UsagePath, `{"records":[]}`, "")
+	assert.Equal(t, http.StatusNotFound, rec.Code)
+	assert.Equal(t, CodeAnalyticsOff, gjson.Get(rec.Body.String(), "error.code").String())
+}
