@@ -104,3 +104,16 @@ func TestUsageDisabled(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, rec.Code)
 	assert.Equal(t, CodeAnalyticsOff, gjson.Get(rec.Body.String(), "error.code").String())
 }
+
+func TestUsageNeedsDataToken(t *testing.T) {
+	const token = "data-token-0123456789"
+	h := newHarness(t, func(c *Config) { c.DataToken = token })
+	data := h.svc.DataHandler()
+	rec := do(t, data, http.MethodPost, UsagePath, usageBatch, "")
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	rec = do(t, data, http.MethodPost, UsagePath, usageBatch, "Bearer wrong-token-0123456789")
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	rec = do(t, data, http.MethodPost, UsagePath, usageBatch, "Bearer "+token)
+	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, int64(3), gjson.Get(rec.Body.String(), "accepted").Int())
+}
