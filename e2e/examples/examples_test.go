@@ -36,6 +36,9 @@ func TestExampleConfigsValidate(t *testing.T) {
 			}
 			cmd := exec.Command(envoy, "--mode", "validate", "--disable-hot-restart", "-c", f)
 			cmd.Dir = root
+			// Validation configures the filters, which read the keystore's
+			// data-plane token from Envoy's environment (host_env_keys).
+			cmd.Env = append(os.Environ(), "TOLLGATE_DATA_TOKEN=examples-validate-token")
 			out, err := cmd.CombinedOutput()
 			require.NoError(t, err, "envoy rejected %s:\n%s", f, out)
 			require.Contains(t, string(out), "OK")
