@@ -125,6 +125,7 @@ type callout struct {
 // contexts Envoy created in this VM and the pending HTTP calls.
 type vmState struct {
 	factory  func(rootContextID uint32) PluginContext
+	plugins  map[string]func(rootContextID uint32) PluginContext // by root_id
 	roots    map[uint32]PluginContext
 	streams  map[uint32]*httpState
 	callouts map[uint32]callout
@@ -142,6 +143,35 @@ var vm = vmState{
 
 // SetPluginFactory registers the plugin; call it from init(), because c-shared modules never run main.
 func SetPluginFactory(f func(rootContextID uint32) PluginContext) { vm.factory = f }
+
+// RegisterPlugin registers a plugin under the root_id its PluginConfig names,
+// so one module can hold several filters; call it from init(). A module with
+// registered plugins refuses a root_id it does not know rather than guessing.
+func RegisterPlugin(rootID string, f func(rootContextID uint32) PluginContext) {
+	if vm.plugins == nil {
+		vm.plugins = map[string]func(uint32) PluginContext{}
+	}
+	vm.plugins[rootID] = f
+}
+
+// factoryFor picks the constructor of a new root context: by root_id when
+// plugins were registered, else the one SetPluginFactory set.
+func (v *vmState) factoryFor() (func(uint32) PluginContext, string) {
+	if len(v.plugins) == 0 {
+		if v.factory == nil {
+			return nil, "no plugin registered; call SetPluginFactory or RegisterPlugin in init()"
+		}
+		return v.factory, ""
+	}
+	id, err := GetProperty("plugin_root_id")
+	if err != nil {
+		return nil, "reading plugin_root_id: " + err.Error()
+	}
+	if f, ok := v.plugins[string(id)]; ok {
+		return f, ""
+	}
+	return nil, "no plugin registered for root_id " + strconv.Quote(string(id))
+}
 
 // enter marks the start of an exported callback.
 func (v *vmState) enter(ctxID uint32) (prev uint32) {
@@ -165,11 +195,12 @@ func (v *vmState) onContextCreate(ctxID, parentID uint32) {
 	defer v.leave(prev)
 	defer v.recoverRoot("proxy_on_context_create")
 	if parentID == 0 {
-		if v.factory == nil {
-			Log(LogLevelCritical, "proxywasm: no plugin registered; call SetPluginFactory in init()")
+		f, problem := v.factoryFor()
+		if f == nil {
+			Log(LogLevelCritical, "proxywasm: "+problem)
 			return
 		}
-		v.roots[ctxID] = v.factory(ctxID)
+		v.roots[ctxID] = f(ctxID)
 		return
 	}
 	root, ok := v.roots[parentID]

@@ -37,44 +37,32 @@ func proxyOnConfigure(contextID, configSize uint32) uint32 {
 
 //go:wasmexport proxy_on_request_headers
 func proxyOnRequestHeaders(contextID, numHeaders, endOfStream uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_request_headers", true, func(c HttpContext) Action {
-		return c.OnRequestHeaders(int(numHeaders), endOfStream != 0)
-	}))
+	return uint32(onRequestHeaders(contextID, numHeaders, endOfStream))
 }
 
 //go:wasmexport proxy_on_request_body
 func proxyOnRequestBody(contextID, bodySize, endOfStream uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_request_body", true, func(c HttpContext) Action {
-		return c.OnRequestBody(int(bodySize), endOfStream != 0)
-	}))
+	return uint32(onRequestBody(contextID, bodySize, endOfStream))
 }
 
 //go:wasmexport proxy_on_request_trailers
 func proxyOnRequestTrailers(contextID, numTrailers uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_request_trailers", true, func(c HttpContext) Action {
-		return c.OnRequestTrailers(int(numTrailers))
-	}))
+	return uint32(onRequestTrailers(contextID, numTrailers))
 }
 
 //go:wasmexport proxy_on_response_headers
 func proxyOnResponseHeaders(contextID, numHeaders, endOfStream uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_response_headers", false, func(c HttpContext) Action {
-		return c.OnResponseHeaders(int(numHeaders), endOfStream != 0)
-	}))
+	return uint32(onResponseHeaders(contextID, numHeaders, endOfStream))
 }
 
 //go:wasmexport proxy_on_response_body
 func proxyOnResponseBody(contextID, bodySize, endOfStream uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_response_body", false, func(c HttpContext) Action {
-		return c.OnResponseBody(int(bodySize), endOfStream != 0)
-	}))
+	return uint32(onResponseBody(contextID, bodySize, endOfStream))
 }
 
 //go:wasmexport proxy_on_response_trailers
 func proxyOnResponseTrailers(contextID, numTrailers uint32) uint32 {
-	return uint32(vm.onHTTP(contextID, "proxy_on_response_trailers", false, func(c HttpContext) Action {
-		return c.OnResponseTrailers(int(numTrailers))
-	}))
+	return uint32(onResponseTrailers(contextID, numTrailers))
 }
 
 //go:wasmexport proxy_on_http_call_response
@@ -83,27 +71,16 @@ func proxyOnHttpCallResponse(contextID, token, numHeaders, bodySize, numTrailers
 }
 
 //go:wasmexport proxy_on_tick
-func proxyOnTick(contextID uint32) {
-	vm.onRoot(contextID, "proxy_on_tick", PluginContext.OnTick)
-}
+func proxyOnTick(contextID uint32) { onTick(contextID) }
 
 //go:wasmexport proxy_on_queue_ready
-func proxyOnQueueReady(contextID, queueID uint32) {
-	vm.onRoot(contextID, "proxy_on_queue_ready", func(p PluginContext) { p.OnQueueReady(queueID) })
-}
+func proxyOnQueueReady(contextID, queueID uint32) { onQueueReady(contextID, queueID) }
 
 //go:wasmexport proxy_on_log
-func proxyOnLog(contextID uint32) { vm.onStreamEnd(contextID, "proxy_on_log", HttpContext.OnLog) }
+func proxyOnLog(contextID uint32) { onLog(contextID) }
 
 //go:wasmexport proxy_on_done
 func proxyOnDone(contextID uint32) uint32 { return boolToU32(vm.onDone(contextID)) }
 
 //go:wasmexport proxy_on_delete
 func proxyOnDelete(contextID uint32) { vm.onDelete(contextID) }
-
-func boolToU32(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
-}
