@@ -54,7 +54,9 @@ func joinable(word []byte) bool {
 	return true
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v' }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'
+}
 
 // feed adds text and calls cut with every segment it completes (the slice
 // is valid only during the call). The bytes of an unfinished segment stay
