@@ -6,7 +6,8 @@
 // interval), with stream_options.include_usage honoured as OpenAI does.
 //
 // Endpoints: POST /v1/chat/completions, POST /v1/completions,
-// POST /v1/embeddings, GET /v1/models, GET /v1/models/{id}, GET /healthz.
+// POST /v1/embeddings, POST /v1/moderations (deterministic scores: see
+// Moderate), GET /v1/models, GET /v1/models/{id}, GET /healthz.
 // Errors use OpenAI's shape, {"error":{"message","type","param","code"}}.
 //
 // Two request headers help tests: X-Mock-Status: <400-599> answers with an
@@ -136,6 +137,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("/v1/chat/completions", s.post(s.chat))
 	mux.HandleFunc("/v1/completions", s.post(s.completions))
 	mux.HandleFunc("/v1/embeddings", s.post(s.embeddings))
+	mux.HandleFunc("/v1/moderations", s.post(s.moderations))
 	mux.HandleFunc("/v1/models", s.get(s.models))
 	mux.HandleFunc("/v1/models/{id...}", s.get(s.model))
 	mux.HandleFunc("/healthz", s.get(func(w http.ResponseWriter, _ *http.Request) {

@@ -1,0 +1,362 @@
+package policy
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/tollgate/tollgate/filters/guard/masker"
+	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/reqview"
+	"github.com/tollgate/tollgate/shared/sse"
+)
+
+// answerTexts visits the strings of a JSON answer that carry generated
+// text: chat message content (string or text parts), refusals and tool-call
+// arguments, completions' text, and Anthropic content blocks.
+func answerTexts(root reqview.Value, fn func(param string, v reqview.Value)) {
+	str := func(v reqview.Value, p string) {
+		if v.Kind() == reqview.String {
+			fn(p, v)
+		}
+	}
+	root.Get("choices").Elems(func(i int, ch reqview.Value) bool {
+		p := "choices[" + strconv.Itoa(i) + "]"
+		str(ch.Get("text"), p+".text")
+		m := ch.Get("message")
+		c := m.Get("content")
+		if c.Kind() == reqview.Array {
+			c.Elems(func(j int, part reqview.Value) bool {
+				str(part.Get("text"), p+".message.content["+strconv.Itoa(j)+"].text")
+				return true
+			})
+		} else {
+			str(c, p+".message.content")
+		}
+		str(m.Get("refusal"), p+".message.refusal")
+		str(m.Get("reasoning_content"), p+".message.reasoning_content")
+		m.Get("tool_calls").Elems(func(j int, tc reqview.Value) bool {
+			str(tc.Get("function").Get("arguments"), p+".message.tool_calls["+strconv.Itoa(j)+"].function.arguments")
+			return true
+		})
+		return true
+	})
+	root.Get("content").Elems(func(i int, b reqview.Value) bool {
+		str(b.Get("text"), "content["+strconv.Itoa(i)+"].text")
+		return true
+	})
+}
+
+// AnswerResult is the outcome for a JSON answer.
+type AnswerResult struct {
+	// Err replaces the answer with an error (nil: it goes on).
+	Err *apierror.Error
+	// Body is the rewritten answer; nil when unchanged.
+	Body []byte
+	// Decisions are the counted decisions.
+	Decisions []Decision
+	// Texts are the answer's texts for the moderation check, when enabled.
+	Texts []string
+}
+
+// CheckAnswer applies the response detectors to a JSON answer. A body that
+// is not JSON is left alone: it carries no structured text to scan.
+func (c *Compiled) CheckAnswer(body []byte, maxBytes int64) AnswerResult {
+	d, err := reqview.Parse(body, reqview.Limits{MaxBytes: int(maxBytes)})
+	if err != nil {
+		return AnswerResult{}
+	}
+	var res AnswerResult
+	var edits []edit
+	rep := c.Response.NewReport()
+	moderate := c.Moderation != nil && c.Moderation.Response
+	answerTexts(d.Root(), func(param string, v reqview.Value) {
+		text := v.Str()
+		if !c.Response.Empty() {
+			one := c.Response.NewReport()
+			masked := c.Response.Mask(text, &one)
+			rep.Merge(one)
+			if one.Block >= 0 && res.Err == nil {
+				res.Err = BlockError(c.Response.Rules()[one.Block].Name, param, Response)
+			}
+			if masked != text {
+				s, e := v.Span()
+				edits = append(edits, edit{s, e, Quote(masked)})
+				text = masked
+			}
+		}
+		if moderate && text != "" {
+			res.Texts = append(res.Texts, text)
+		}
+	})
+	if !c.Response.Empty() {
+		res.Decisions = Decisions(c.Response, rep, Response)
+	}
+	if res.Err != nil {
+		res.Texts = nil
+		return res
+	}
+	if len(edits) > 0 {
+		res.Body = splice(body, edits)
+	}
+	return res
+}
+
+// streamFields are the delta members of a chat chunk that carry text.
+var streamFields = [...]string{"content", "refusal", "reasoning_content"}
+
+// textKey names one streamed text: a choice and its field ("text" for completions).
+type textKey struct {
+	choice int64
+	field  string
+}
+
+// held is one streamed text's masker and when it began holding bytes.
+type held struct {
+	st    *masker.Stream
+	since time.Time
+}
+
+// StreamMasker rewrites an OpenAI-style SSE answer (chat or completions
+// chunks) as it passes: each chunk's text is masked through a per-choice
+// masker.Stream, which holds back only an unfinished segment (bounded by
+// the scanner's max segment and by MaxHold in time). Every event it emits
+// is valid JSON; events without text (the usage chunk, role chunks) pass
+// with their data unchanged. Held text is sent before the choice's finish
+// chunk, before [DONE], at the end of the stream, or when it has waited
+// longer than MaxHold, in a chunk cloned from the upstream's own (with
+// usage set to null). A blocking match ends the stream with an OpenAI
+// error event and [DONE]; what the upstream sends afterwards is dropped.
+type StreamMasker struct {
+	sc      *masker.Scanner
+	maxHold time.Duration
+	r       *sse.Reader
+	texts   map[textKey]*held
+	order   []textKey
+	tmpl    []byte // the last chunk's data, for synthesized chunks
+	blocked bool
+	out     []byte
+	rep     masker.Report
+	events  int
+}
+
+// NewStreamMasker starts masking one streamed answer.
+func (c *Compiled) NewStreamMasker(maxHold time.Duration) *StreamMasker {
+	return &StreamMasker{sc: c.Response, maxHold: maxHold, r: sse.NewReader(sse.Options{}),
+		texts: map[textKey]*held{}, rep: c.Response.NewReport()}
+}
+
+// Blocked reports whether the stream was ended by a blocking rule.
+func (m *StreamMasker) Blocked() bool { return m.blocked }
+
+// Decisions are the counted decisions so far.
+func (m *StreamMasker) Decisions() []Decision { return Decisions(m.sc, m.rep, Response) }
+
+// Feed consumes a chunk of the upstream's body and returns the bytes to
+// send to the client now.
+func (m *StreamMasker) Feed(chunk []byte, now time.Time) []byte {
+	m.out = m.out[:0]
+	if m.blocked {
+		return m.out
+	}
+	evs, _ := m.r.Feed(chunk) // an oversized event is skipped: its text never reaches the client
+	for i := range evs {
+		m.event(&evs[i], now)
+		if m.blocked {
+			return m.out
+		}
+	}
+	m.expire(now)
+	return m.out
+}
+
+// Finish ends the stream: a last unterminated event, then any held text.
+func (m *StreamMasker) Finish(now time.Time) []byte {
+	m.out = m.out[:0]
+	if m.blocked {
+		return m.out
+	}
+	evs, _ := m.r.Finish()
+	for i := range evs {
+		m.event(&evs[i], now)
+		if m.blocked {
+			return m.out
+		}
+	}
+	m.flushAll()
+	return m.out
+}
+
+func (m *StreamMasker) emit(name []byte, data []byte) {
+	if len(name) > 0 {
+		m.out = append(m.out, "event: "...)
+		m.out = append(m.out, name...)
+		m.out = append(m.out, '\n')
+	}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		m.out = append(m.out, "data: "...)
+		m.out = append(m.out, line...)
+		m.out = append(m.out, '\n')
+	}
+	m.out = append(m.out, '\n')
+}
+
+func (m *StreamMasker) event(ev *sse.Event, now time.Time) {
+	if ev.IsDone() {
+		m.flushAll()
+		m.emit(ev.Name, ev.Data)
+		return
+	}
+	d, err := reqview.Parse(ev.Data, reqview.Limits{MaxDepth: 32})
+	if err != nil || d.Root().Kind() != reqview.Object {
+		m.emit(ev.Name, ev.Data)
+		return
+	}
+	root := d.Root()
+	choices := root.Get("choices")
+	if choices.Kind() != reqview.Array || choices.Len() == 0 {
+		m.emit(ev.Name, ev.Data)
+		return
+	}
+	m.tmpl = append(m.tmpl[:0], ev.Data...)
+	m.events++
+	var edits []edit
+	var finished []int64
+	choices.Elems(func(pos int, ch reqview.Value) bool {
+		idx, ok := ch.Get("index").Int()
+		if !ok {
+			idx = int64(pos)
+		}
+		fin := ch.Get("finish_reason")
+		done := fin.Exists() && !fin.IsNull()
+		write := func(field string, v reqview.Value) {
+			k := textKey{idx, field}
+			h := m.texts[k]
+			if h == nil {
+				h = &held{st: m.sc.NewStream()}
+				m.texts[k] = h
+				m.order = append(m.order, k)
+			}
+			out := h.st.Write(v.Str())
+			if done {
+				out += h.st.Flush()
+			}
+			m.track(h, now)
+			s, e := v.Span()
+			edits = append(edits, edit{s, e, Quote(out)})
+		}
+		if t := ch.Get("text"); t.Kind() == reqview.String {
+			write("text", t)
+		}
+		delta := ch.Get("delta")
+		for _, f := range streamFields {
+			if v := delta.Get(f); v.Kind() == reqview.String {
+				write(f, v)
+			}
+		}
+		if done {
+			finished = append(finished, idx)
+		}
+		return true
+	})
+	m.collect()
+	if m.rep.Block >= 0 {
+		m.block()
+		return
+	}
+	// Held text of a finishing choice whose fields this chunk lacks goes first.
+	for _, idx := range finished {
+		for _, k := range m.order {
+			if k.choice == idx {
+				m.flush(k)
+			}
+		}
+	}
+	if m.rep.Block >= 0 {
+		m.block()
+		return
+	}
+	m.emit(ev.Name, splice(ev.Data, edits))
+}
+
+// collect folds the per-text reports into the stream's report.
+func (m *StreamMasker) collect() {
+	rep := m.sc.NewReport()
+	for _, k := range m.order {
+		rep.Merge(m.texts[k].st.Report())
+	}
+	m.rep = rep
+}
+
+func (m *StreamMasker) track(h *held, now time.Time) {
+	if h.st.Held() == 0 {
+		h.since = time.Time{}
+	} else if h.since.IsZero() {
+		h.since = now
+	}
+}
+
+// expire sends held text that has waited longer than maxHold.
+func (m *StreamMasker) expire(now time.Time) {
+	for _, k := range m.order {
+		h := m.texts[k]
+		if h.st.Held() > 0 && !h.since.IsZero() && now.Sub(h.since) >= m.maxHold {
+			m.flush(k)
+			if m.rep.Block >= 0 {
+				m.block()
+				return
+			}
+		}
+	}
+}
+
+func (m *StreamMasker) flushAll() {
+	for _, k := range m.order {
+		m.flush(k)
+		if m.rep.Block >= 0 {
+			m.block()
+			return
+		}
+	}
+}
+
+// flush sends a text's held bytes in a chunk cloned from the last one.
+func (m *StreamMasker) flush(k textKey) {
+	h := m.texts[k]
+	if h.st.Held() == 0 {
+		return
+	}
+	text := h.st.Flush()
+	h.since = time.Time{}
+	m.collect()
+	if m.rep.Block >= 0 || text == "" || m.tmpl == nil {
+		return
+	}
+	d, err := reqview.Parse(m.tmpl, reqview.Limits{MaxDepth: 32})
+	if err != nil {
+		return
+	}
+	root := d.Root()
+	var choice []byte
+	idx := strconv.FormatInt(k.choice, 10)
+	if k.field == "text" {
+		choice = []byte(`[{"index":` + idx + `,"text":` + string(Quote(text)) + `,"logprobs":null,"finish_reason":null}]`)
+	} else {
+		choice = []byte(`[{"index":` + idx + `,"delta":{"` + k.field + `":` + string(Quote(text)) + `},"logprobs":null,"finish_reason":null}]`)
+	}
+	s, e := root.Get("choices").Span()
+	edits := []edit{{s, e, choice}}
+	if u := root.Get("usage"); u.Exists() && !u.IsNull() {
+		us, ue := u.Span()
+		edits = append(edits, edit{us, ue, []byte("null")})
+	}
+	m.emit(nil, splice(m.tmpl, edits))
+}
+
+// block ends the stream with an error event the OpenAI SDKs raise, then [DONE].
+func (m *StreamMasker) block() {
+	m.blocked = true
+	e := BlockError(m.sc.Rules()[m.rep.Block].Name, "", Response)
+	m.emit(nil, e.Body(apierror.StyleOpenAI))
+	m.emit(nil, []byte("[DONE]"))
+}
