@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/reqview"
@@ -66,6 +67,11 @@ func compileThreat(c *ThreatConfig) (*Threat, error) {
 	if len(sets) == 0 {
 		sets = []string{"sqli", "xss", "ssi"}
 	}
+	// The most specific set is tried first, so that an SSI directive is
+	// named ssi even though its quote-and-dashes also look like SQL.
+	rank := map[string]int{"ssi": 0, "xss": 1, "sqli": 2}
+	sets = append([]string(nil), sets...)
+	sort.SliceStable(sets, func(i, j int) bool { return rank[sets[i]] < rank[sets[j]] })
 	all := threatPatterns()
 	seen := map[string]bool{}
 	for _, s := range sets {
