@@ -222,7 +222,7 @@ func (s *stream) verdict(v policy.Verdict, dir policy.Direction) proxywasm.Actio
 
 func (s *stream) moderationFailed(dir policy.Direction, why string) proxywasm.Action {
 	proxywasm.Logf(proxywasm.LogLevelWarn, "guard: moderation: %s", why)
-	if s.p.pol.Moderation.FailOpen {
+	if s.prof.ModerationFailOpen(s.p.pol.Moderation) {
 		s.note([]policy.Decision{{Rule: "moderation", Action: "fail_open", Direction: dir, Count: 1}})
 		return proxywasm.ActionContinue
 	}

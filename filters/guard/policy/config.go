@@ -151,6 +151,19 @@ type ModerationUse struct {
 	// Thresholds maps a category (or "*") to the score at or above which it
 	// blocks; without any, the service's own "flagged" categories block.
 	Thresholds map[string]float64 `json:"thresholds"`
+	// Fail overrides the service's fail mode for this profile ("open" or "closed").
+	Fail string `json:"fail"`
+}
+
+// ModerationFailOpen reports whether a failed check lets the text through.
+func (c *Compiled) ModerationFailOpen(m *Moderation) bool {
+	switch c.Moderation.Fail {
+	case "open":
+		return true
+	case "closed":
+		return false
+	}
+	return m.FailOpen
 }
 
 // Policy is the compiled configuration, shared by every stream of a plugin.
@@ -306,6 +319,9 @@ func compileProfile(name string, pr *Profile, hold int, names map[string]bool) (
 	if m := pr.Moderation; m != nil {
 		if !m.Request && !m.Response {
 			return nil, errors.New("moderation: enable request, response or both")
+		}
+		if m.Fail != "" && m.Fail != "open" && m.Fail != "closed" {
+			return nil, fmt.Errorf(`moderation.fail %q: say "open" or "closed"`, m.Fail)
 		}
 		for k, v := range m.Thresholds {
 			if k == "" || v < 0 || v > 1 {

@@ -112,7 +112,7 @@ func TestCheckBody(t *testing.T) {
 		{"secret blocks", `{"model":"m","messages":[{"role":"user","content":"key AKIAIOSFODNN7EXAMPLE"}]}`, "guard_aws_access_key", "messages[0].content", ""},
 		{"custom deny", `{"model":"m","messages":[{"role":"system","content":"about Project  Falcon"}]}`, "guard_codename", "messages[0].content", ""},
 		{"tool arguments", `{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{\"card\":\"4111111111111111\"}"}}]}]}`, "", "", `[PAYMENT_CARD]`},
-		{"invalid json", `{"model":`, "invalid_request_body", "", ""},
+		{"invalid json", `{"model":`, "invalid_json", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := c.CheckBody([]byte(tc.body), 1<<20)

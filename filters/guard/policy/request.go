@@ -89,11 +89,9 @@ func (c *Compiled) CheckBody(body []byte, maxBytes int64) RequestResult {
 	if err != nil {
 		var re *reqview.Error
 		if errors.As(err, &re) {
-			e := apierror.New(re.Status, "invalid_request_body", re.Error())
-			e.Param = re.Param
-			return RequestResult{Err: e}
+			return RequestResult{Err: re.API()}
 		}
-		return RequestResult{Err: apierror.New(400, "invalid_request_body", "the request body is not valid JSON")}
+		return RequestResult{Err: apierror.New(400, "invalid_json", "the request body is not valid JSON")}
 	}
 	if hit, ok := c.Threat.CheckBody(req.Root()); ok {
 		return RequestResult{Err: BlockError(hit.Set, hit.Where, Request), Decisions: []Decision{{hit.Set, "block", Request, 1}}}
