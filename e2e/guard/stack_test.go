@@ -55,6 +55,9 @@ const (
 	streamedPrompt, streamedCompletion = 11, 17
 )
 
+// testDataToken is the keystore's data-plane token in these tests.
+const testDataToken = "e2e-guard-data-plane-token-0123456789"
+
 // upstream is the model server behind the chain; it records the bodies it
 // received.
 type upstream struct {
@@ -165,7 +168,7 @@ func hostPort(t testing.TB, addr string) (string, int) {
 // example chain plus guard.
 func startStack(t testing.TB) *stack {
 	t.Helper()
-	ks := keystoretest.Start(t, keystoretest.Options{})
+	ks := keystoretest.Start(t, keystoretest.Options{DataToken: testDataToken})
 	up := startUpstream(t)
 	mod := startModerator(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -204,7 +207,7 @@ func renderWithGuard(t testing.TB, ksData string, up demo.Upstream, moderation s
 	}
 	out, err := demo.Render(src, demo.RenderOptions{
 		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Keystore: ksData, Upstream: up,
-		BuildDir: buildDir, AccessLog: "{{.AccessLog}}",
+		BuildDir: buildDir, AccessLog: "{{.AccessLog}}", DataToken: testDataToken,
 	})
 	require.NoError(t, err)
 	guardCfg, err := os.ReadFile(filepath.Join("testdata", "guard.json"))
