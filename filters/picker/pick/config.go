@@ -1,0 +1,430 @@
+// Package pick is the endpoint picker's policy: which model-server endpoint
+// serves a request, from the endpoints' scraped metrics, this Envoy's
+// in-flight counts, an approximate prefix-cache index and LoRA state, all
+// kept in proxy-wasm shared data so that every worker of one Envoy sees the
+// same state. It is plain Go behind a small Host (shared data, clock,
+// random numbers); filters/picker/main.go wires it to Envoy.
+//
+// The scheduling follows llm-d's defaults (filters, then weighted scorers
+// queue 2, KV cache 2, prefix 3, max score with a random tie-break) and
+// departs from them where the reference fails: the prefix score fades as
+// the endpoint's queue grows, so a hot prefix group spills to a second
+// server instead of piling onto its first one.
+package pick
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/filters/picker/scrape"
+	"github.com/tollgate/tollgate/shared/config"
+)
+
+// Defaults and limits of the configuration.
+const (
+	DefaultDestinationHeader = "x-gateway-destination-endpoint"
+	DefaultSubsetHeader      = "x-gateway-destination-endpoint-subset"
+	DefaultPoolHeader        = "x-tollgate-model"
+	DefaultPriorityHeader    = "x-tollgate-priority"
+	DefaultReasonHeader      = "x-tollgate-pick"
+	DefaultMetricsPath       = "/metrics"
+	DefaultScrapeInterval    = 50 * time.Millisecond
+	DefaultStaleAfter        = 200 * time.Millisecond
+	DefaultMaxBodyBytes      = 8 << 20
+	MaxEndpoints             = 256
+	MaxPools                 = 64
+	MaxFallbacks             = 8
+)
+
+// Config is the filter's JSON configuration.
+type Config struct {
+	// Pools are the endpoint sets; a request's pool comes from PoolHeader,
+	// then from the body's model, then DefaultPool.
+	Pools []PoolConfig `json:"pools"`
+	// DefaultPool serves requests no pool claims ("" answers them 503 unless there is one pool).
+	DefaultPool string `json:"default_pool"`
+	// PoolHeader names the pool (modelroute's routing header carries the route target).
+	PoolHeader string `json:"pool_header"`
+	// DestinationHeader receives the picked endpoints, primary first (the EPP contract).
+	DestinationHeader string `json:"destination_header"`
+	// SubsetHeader, when the request has it, restricts the pick to the listed endpoints.
+	SubsetHeader string `json:"subset_header"`
+	// PriorityHeader carries the request's priority (modelroute writes it).
+	PriorityHeader string `json:"priority_header"`
+	// Sheddable lists the priority values that may be shed under saturation
+	// (default ["sheddable"]); negative integers are sheddable too.
+	Sheddable []string `json:"sheddable"`
+	// ReasonHeader is written on the upstream request with why the endpoint was picked ("" disables).
+	ReasonHeader *string `json:"reason_header"`
+	// Fallbacks is how many further endpoints follow the primary (default 2).
+	Fallbacks *int `json:"fallbacks"`
+	// Weights of the scorers.
+	Weights *Weights `json:"weights"`
+	// Saturation thresholds: an endpoint with waiting ≥ Queue or KV use ≥ KV is saturated.
+	Saturation *Saturation `json:"saturation"`
+	// ScrapeCluster is the Envoy cluster metrics calls go through; it must
+	// route by DestinationHeader (ORIGINAL_DST or override_host).
+	ScrapeCluster string `json:"scrape_cluster"`
+	// MetricsPath is scraped on every endpoint (default /metrics).
+	MetricsPath string `json:"metrics_path"`
+	// ScrapeIntervalMs is the polling period (50..1000, default 50).
+	ScrapeIntervalMs int `json:"scrape_interval_ms"`
+	// StaleAfterMs: older metrics count as saturated (default 200).
+	StaleAfterMs int `json:"stale_after_ms"`
+	// RetryAfterS is the Retry-After of a shed request (default 1).
+	RetryAfterS int `json:"retry_after_s"`
+	// Prefix sizes the approximate prefix index.
+	Prefix *PrefixConfig `json:"prefix"`
+	// Eject sets when failing endpoints are ejected.
+	Eject *EjectConfig `json:"eject"`
+	// MaxBodyBytes bounds the buffered request body (default 8 MiB; larger → 413).
+	MaxBodyBytes int64 `json:"max_body_bytes"`
+}
+
+// PoolConfig is one named set of endpoints.
+type PoolConfig struct {
+	Name string `json:"name"`
+	// Models are body model names served by this pool.
+	Models []string `json:"models"`
+	// Adapters are LoRA adapter names served by this pool (they select it
+	// like Models, and get LoRA-affinity scoring even where no server has
+	// them loaded yet).
+	Adapters []string `json:"adapters"`
+	// Endpoints are the model servers.
+	Endpoints []EndpointConfig `json:"endpoints"`
+}
+
+// EndpointConfig is one model server.
+type EndpointConfig struct {
+	// Address is ip:port.
+	Address string `json:"address"`
+	// Engine picks the metric names: vllm (default), sglang, trtllm, triton.
+	Engine string `json:"engine"`
+	// Labels are free-form (zone, hardware); reported, not scored.
+	Labels map[string]string `json:"labels"`
+}
+
+// Weights of the scorers; absent fields take llm-d's defaults.
+type Weights struct {
+	Queue   *float64 `json:"queue"`
+	KVCache *float64 `json:"kv_cache"`
+	Prefix  *float64 `json:"prefix"`
+	Lora    *float64 `json:"lora"`
+	Session *float64 `json:"session"`
+}
+
+// Saturation thresholds (llm-d's utilization detector: queue 5, KV 0.8).
+type Saturation struct {
+	Queue float64 `json:"queue"`
+	KV    float64 `json:"kv"`
+}
+
+// PrefixConfig sizes the approximate prefix index.
+type PrefixConfig struct {
+	// BlockBytes is the bytes of prompt text per block (default 64: 16 tokens × 4 chars).
+	BlockBytes int `json:"block_bytes"`
+	// MaxBlocks caps the blocks hashed per request (default 256).
+	MaxBlocks int `json:"max_blocks"`
+	// BlocksPerEndpoint bounds the index: entries = this × endpoints (default 4096).
+	BlocksPerEndpoint int `json:"blocks_per_endpoint"`
+	// TTLSeconds forgets blocks not used for this long (default 600).
+	TTLSeconds int `json:"ttl_seconds"`
+	// LoadCutoff is the waiting-queue length at which the prefix score has
+	// faded to zero (default: twice the saturation queue threshold).
+	LoadCutoff float64 `json:"load_cutoff"`
+}
+
+// EjectConfig: after Failures consecutive failures an endpoint is left out for Backoff.
+type EjectConfig struct {
+	Failures  int `json:"failures"`
+	BackoffMs int `json:"backoff_ms"`
+}
+
+// Endpoint is a validated endpoint.
+type Endpoint struct {
+	Address string
+	IP      string
+	Engine  scrape.Engine
+	Labels  map[string]string
+}
+
+// Pool is a validated pool.
+type Pool struct {
+	Name      string
+	Models    []string // base models and adapters
+	Adapters  []string
+	Endpoints []Endpoint
+}
+
+// Policy is the validated configuration.
+type Policy struct {
+	Pools             []Pool
+	DefaultPool       string
+	PoolHeader        string
+	DestinationHeader string
+	SubsetHeader      string
+	PriorityHeader    string
+	ReasonHeader      string
+	Sheddable         map[string]bool
+	Fallbacks         int
+	WQueue, WKV       float64
+	WPrefix, WLora    float64
+	WSession          float64
+	SatQueue, SatKV   float64
+	ScrapeCluster     string
+	MetricsPath       string
+	ScrapeInterval    time.Duration
+	StaleAfter        time.Duration
+	RetryAfter        int
+	BlockBytes        int
+	MaxBlocks         int
+	IndexEntries      int
+	PrefixTTL         time.Duration
+	LoadCutoff        float64
+	EjectFailures     int
+	EjectBackoff      time.Duration
+	MaxBodyBytes      int64
+	endpoints         []Endpoint // every distinct endpoint of every pool
+}
+
+// Endpoints lists every distinct endpoint of every pool (what the poller scrapes).
+func (p *Policy) Endpoints() []Endpoint { return p.endpoints }
+
+// Parse validates a JSON configuration.
+func Parse(raw []byte) (*Policy, error) {
+	var c Config
+	if err := config.Decode(raw, &c); err != nil {
+		return nil, fmt.Errorf("picker config: %w", err)
+	}
+	return build(c)
+}
+
+func build(c Config) (*Policy, error) {
+	p := &Policy{
+		DefaultPool:       c.DefaultPool,
+		PoolHeader:        orDefault(c.PoolHeader, DefaultPoolHeader),
+		DestinationHeader: orDefault(c.DestinationHeader, DefaultDestinationHeader),
+		SubsetHeader:      orDefault(c.SubsetHeader, DefaultSubsetHeader),
+		PriorityHeader:    orDefault(c.PriorityHeader, DefaultPriorityHeader),
+		ReasonHeader:      DefaultReasonHeader,
+		Sheddable:         map[string]bool{},
+		Fallbacks:         2,
+		WQueue:            2, WKV: 2, WPrefix: 3, WLora: 2, WSession: 0,
+		SatQueue: 5, SatKV: 0.8,
+		ScrapeCluster:  c.ScrapeCluster,
+		MetricsPath:    orDefault(c.MetricsPath, DefaultMetricsPath),
+		ScrapeInterval: DefaultScrapeInterval,
+		StaleAfter:     DefaultStaleAfter,
+		RetryAfter:     1,
+		BlockBytes:     64, MaxBlocks: 256,
+		PrefixTTL:     10 * time.Minute,
+		EjectFailures: 3, EjectBackoff: 5 * time.Second,
+		MaxBodyBytes: DefaultMaxBodyBytes,
+	}
+	for _, h := range []struct {
+		field string
+		v     *string
+	}{{"pool_header", &p.PoolHeader}, {"destination_header", &p.DestinationHeader}, {"subset_header", &p.SubsetHeader}, {"priority_header", &p.PriorityHeader}} {
+		*h.v = strings.ToLower(*h.v)
+		if !validHeader(*h.v) {
+			return nil, fmt.Errorf("picker config: %s %q is not a header name", h.field, *h.v)
+		}
+	}
+	if c.ReasonHeader != nil {
+		p.ReasonHeader = strings.ToLower(*c.ReasonHeader)
+		if p.ReasonHeader != "" && !validHeader(p.ReasonHeader) {
+			return nil, fmt.Errorf("picker config: reason_header %q is not a header name", p.ReasonHeader)
+		}
+	}
+	if p.ScrapeCluster == "" {
+		return nil, errors.New("picker config: scrape_cluster is required (the cluster metrics calls go through)")
+	}
+	if !strings.HasPrefix(p.MetricsPath, "/") {
+		return nil, fmt.Errorf("picker config: metrics_path %q must start with /", p.MetricsPath)
+	}
+	sheddable := c.Sheddable
+	if sheddable == nil {
+		sheddable = []string{"sheddable"}
+	}
+	for _, s := range sheddable {
+		p.Sheddable[strings.ToLower(s)] = true
+	}
+	if c.Fallbacks != nil {
+		if *c.Fallbacks < 0 || *c.Fallbacks > MaxFallbacks {
+			return nil, fmt.Errorf("picker config: fallbacks %d out of range 0..%d", *c.Fallbacks, MaxFallbacks)
+		}
+		p.Fallbacks = *c.Fallbacks
+	}
+	if w := c.Weights; w != nil {
+		for _, f := range []struct {
+			name string
+			in   *float64
+			out  *float64
+		}{{"queue", w.Queue, &p.WQueue}, {"kv_cache", w.KVCache, &p.WKV}, {"prefix", w.Prefix, &p.WPrefix}, {"lora", w.Lora, &p.WLora}, {"session", w.Session, &p.WSession}} {
+			if f.in == nil {
+				continue
+			}
+			if *f.in < 0 || *f.in > 100 {
+				return nil, fmt.Errorf("picker config: weights.%s %v out of range 0..100", f.name, *f.in)
+			}
+			*f.out = *f.in
+		}
+	}
+	if s := c.Saturation; s != nil {
+		if s.Queue <= 0 || s.KV <= 0 || s.KV > 1 {
+			return nil, fmt.Errorf("picker config: saturation needs queue > 0 and 0 < kv ≤ 1")
+		}
+		p.SatQueue, p.SatKV = s.Queue, s.KV
+	}
+	if c.ScrapeIntervalMs != 0 {
+		if c.ScrapeIntervalMs < 10 || c.ScrapeIntervalMs > 1000 {
+			return nil, fmt.Errorf("picker config: scrape_interval_ms %d out of range 10..1000", c.ScrapeIntervalMs)
+		}
+		p.ScrapeInterval = time.Duration(c.ScrapeIntervalMs) * time.Millisecond
+	}
+	if c.StaleAfterMs != 0 {
+		if c.StaleAfterMs < 1 || c.StaleAfterMs > 60000 {
+			return nil, fmt.Errorf("picker config: stale_after_ms %d out of range 1..60000", c.StaleAfterMs)
+		}
+		p.StaleAfter = time.Duration(c.StaleAfterMs) * time.Millisecond
+	}
+	if c.RetryAfterS != 0 {
+		if c.RetryAfterS < 1 || c.RetryAfterS > 3600 {
+			return nil, fmt.Errorf("picker config: retry_after_s %d out of range 1..3600", c.RetryAfterS)
+		}
+		p.RetryAfter = c.RetryAfterS
+	}
+	p.LoadCutoff = 2 * p.SatQueue
+	perEndpoint := 4096
+	if px := c.Prefix; px != nil {
+		if px.BlockBytes != 0 {
+			if px.BlockBytes < 8 || px.BlockBytes > 4096 {
+				return nil, fmt.Errorf("picker config: prefix.block_bytes %d out of range 8..4096", px.BlockBytes)
+			}
+			p.BlockBytes = px.BlockBytes
+		}
+		if px.MaxBlocks != 0 {
+			if px.MaxBlocks < 1 || px.MaxBlocks > 4096 {
+				return nil, fmt.Errorf("picker config: prefix.max_blocks %d out of range 1..4096", px.MaxBlocks)
+			}
+			p.MaxBlocks = px.MaxBlocks
+		}
+		if px.BlocksPerEndpoint != 0 {
+			if px.BlocksPerEndpoint < 16 || px.BlocksPerEndpoint > 65536 {
+				return nil, fmt.Errorf("picker config: prefix.blocks_per_endpoint %d out of range 16..65536", px.BlocksPerEndpoint)
+			}
+			perEndpoint = px.BlocksPerEndpoint
+		}
+		if px.TTLSeconds != 0 {
+			if px.TTLSeconds < 1 || px.TTLSeconds > 86400 {
+				return nil, fmt.Errorf("picker config: prefix.ttl_seconds %d out of range 1..86400", px.TTLSeconds)
+			}
+			p.PrefixTTL = time.Duration(px.TTLSeconds) * time.Second
+		}
+		if px.LoadCutoff != 0 {
+			if px.LoadCutoff < 0 {
+				return nil, fmt.Errorf("picker config: prefix.load_cutoff must be positive")
+			}
+			p.LoadCutoff = px.LoadCutoff
+		}
+	}
+	if e := c.Eject; e != nil {
+		if e.Failures < 1 || e.Failures > 100 || e.BackoffMs < 1 || e.BackoffMs > 600000 {
+			return nil, fmt.Errorf("picker config: eject needs failures 1..100 and backoff_ms 1..600000")
+		}
+		p.EjectFailures, p.EjectBackoff = e.Failures, time.Duration(e.BackoffMs)*time.Millisecond
+	}
+	if c.MaxBodyBytes != 0 {
+		if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
+			return nil, fmt.Errorf("picker config: max_body_bytes %d out of range 1024..%d", c.MaxBodyBytes, 64<<20)
+		}
+		p.MaxBodyBytes = c.MaxBodyBytes
+	}
+	if len(c.Pools) == 0 || len(c.Pools) > MaxPools {
+		return nil, fmt.Errorf("picker config: pools needs 1..%d pools", MaxPools)
+	}
+	seen := map[string]bool{}
+	models := map[string]string{}
+	addrs := map[string]Endpoint{}
+	for i, pc := range c.Pools {
+		if pc.Name == "" || seen[pc.Name] {
+			return nil, fmt.Errorf("picker config: pools[%d] needs a unique name", i)
+		}
+		seen[pc.Name] = true
+		if len(pc.Endpoints) == 0 {
+			return nil, fmt.Errorf("picker config: pool %q has no endpoints", pc.Name)
+		}
+		pool := Pool{Name: pc.Name, Models: append(slices.Clone(pc.Models), pc.Adapters...), Adapters: pc.Adapters}
+		for _, m := range pool.Models {
+			if other, ok := models[m]; ok {
+				return nil, fmt.Errorf("picker config: model %q is in pools %q and %q", m, other, pc.Name)
+			}
+			models[m] = pc.Name
+		}
+		inPool := map[string]bool{}
+		for j, ec := range pc.Endpoints {
+			ep, err := endpoint(ec)
+			if err != nil {
+				return nil, fmt.Errorf("picker config: pool %q endpoints[%d]: %w", pc.Name, j, err)
+			}
+			if inPool[ep.Address] {
+				return nil, fmt.Errorf("picker config: pool %q lists %s twice", pc.Name, ep.Address)
+			}
+			inPool[ep.Address] = true
+			if prev, ok := addrs[ep.Address]; ok && prev.Engine != ep.Engine {
+				return nil, fmt.Errorf("picker config: %s has two engines", ep.Address)
+			} else if !ok {
+				addrs[ep.Address] = ep
+				p.endpoints = append(p.endpoints, ep)
+			}
+			pool.Endpoints = append(pool.Endpoints, ep)
+		}
+		p.Pools = append(p.Pools, pool)
+	}
+	if len(p.endpoints) > MaxEndpoints {
+		return nil, fmt.Errorf("picker config: %d endpoints, at most %d", len(p.endpoints), MaxEndpoints)
+	}
+	if p.DefaultPool != "" && !seen[p.DefaultPool] {
+		return nil, fmt.Errorf("picker config: default_pool %q is not a pool", p.DefaultPool)
+	}
+	p.IndexEntries = min(perEndpoint*len(p.endpoints), 1<<20)
+	return p, nil
+}
+
+// endpoint validates one endpoint.
+func endpoint(ec EndpointConfig) (Endpoint, error) {
+	ap, err := netip.ParseAddrPort(ec.Address)
+	if err != nil || ap.Port() == 0 {
+		return Endpoint{}, fmt.Errorf("address %q: want ip:port", ec.Address)
+	}
+	eng, err := scrape.ParseEngine(ec.Engine)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	return Endpoint{Address: ap.String(), IP: ap.Addr().String(), Engine: eng, Labels: ec.Labels}, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// validHeader accepts lower-case token header names.
+func validHeader(h string) bool {
+	if h == "" || h[0] == ':' {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

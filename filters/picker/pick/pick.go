@@ -1,0 +1,315 @@
+package pick
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/tollgate/tollgate/shared/apierror"
+)
+
+// Error codes of the picker's refusals.
+const (
+	CodeNoEndpoint = "no_endpoint_available"
+	CodeShed       = "pool_saturated"
+)
+
+// Reasons a pick reports (access log, reason header, metrics).
+const (
+	ReasonScored         = "scored"
+	ReasonFailOpen       = "fail_open"    // every candidate was saturated or had stale metrics
+	ReasonEjectedOnly    = "ejected_only" // every candidate was ejected
+	ReasonNoPool         = "no_pool"      // 503: no pool for the request
+	ReasonNoEligible     = "no_eligible"  // 503: the subset hint left nothing
+	ReasonShed           = "shed"         // 429
+	ReasonSingleEndpoint = "single_endpoint"
+)
+
+// Request is what the policy reads from one request.
+type Request struct {
+	// PoolHint is the pool header's value ("" when absent).
+	PoolHint string
+	// Model is the body's model ("" when none).
+	Model string
+	// Blocks are the prompt's chained block hashes (Blocks), nil without a body.
+	Blocks []uint64
+	// Priority is the priority header's value.
+	Priority string
+	// Subset is the subset hint's entries; HasSubset tells an empty hint from none.
+	Subset    []string
+	HasSubset bool
+	// Session is the endpoint a session token names ("" for none).
+	Session string
+}
+
+// Parts are a candidate's scorer values, each 0..1.
+type Parts struct {
+	Queue, KV, Prefix, Lora, Session float64
+}
+
+// Candidate is one endpoint as the policy saw it for one request.
+type Candidate struct {
+	Endpoint
+	Metrics
+	AgeMs      int64
+	Stale      bool
+	Ejected    bool
+	InFlight   int64
+	Waiting    float64 // the waiting queue, raised to this Envoy's in-flight excess
+	Saturation float64
+	Parts      Parts
+	Score      float64
+}
+
+// Decision is the outcome of Pick.
+type Decision struct {
+	// Status is 0 for a pick, or 429/503 with Err to answer.
+	Status int
+	Err    *apierror.Error
+	// RetryAfter is set with a 429 (seconds).
+	RetryAfter int
+	Pool       string
+	// Endpoints are the primary and its fallbacks, best first.
+	Endpoints []string
+	Reason    string
+	// Primary is the picked candidate (zero on refusals).
+	Primary Candidate
+	// PoolSaturation is the average saturation of the pool's candidates.
+	PoolSaturation float64
+	// Candidates are every candidate considered, for metrics.
+	Candidates []Candidate
+	blocks     []uint64
+}
+
+// Header is the destination header value: the endpoints comma-joined.
+func (d *Decision) Header() string { return strings.Join(d.Endpoints, ",") }
+
+// IsSheddable reports whether a priority value may be shed: a configured
+// name or a negative integer (InferenceObjective priorities).
+func (p *Policy) IsSheddable(priority string) bool {
+	if p.Sheddable[strings.ToLower(priority)] {
+		return true
+	}
+	n, err := strconv.Atoi(priority)
+	return err == nil && n < 0
+}
+
+// PoolFor finds the request's pool.
+func (p *Policy) PoolFor(hint, model string) *Pool {
+	if hint != "" {
+		for i := range p.Pools {
+			if p.Pools[i].Name == hint {
+				return &p.Pools[i]
+			}
+		}
+	}
+	if model != "" {
+		for i := range p.Pools {
+			if slices.Contains(p.Pools[i].Models, model) {
+				return &p.Pools[i]
+			}
+		}
+	}
+	if p.DefaultPool != "" {
+		return p.PoolFor(p.DefaultPool, "")
+	}
+	if len(p.Pools) == 1 {
+		return &p.Pools[0]
+	}
+	return nil
+}
+
+// inSubset matches an endpoint against the subset hint: an entry with a
+// port must equal the address, an entry without one matches the IP (as
+// llm-d matches pods).
+func inSubset(e Endpoint, subset []string) bool {
+	for _, s := range subset {
+		s = strings.TrimSpace(s)
+		if s == e.Address || s == e.IP || strings.Trim(s, "[]") == e.IP {
+			return true
+		}
+	}
+	return false
+}
+
+// Pick chooses the endpoints for req.
+func (p *Policy) Pick(h Host, x *Index, req Request) Decision {
+	pool := p.PoolFor(req.PoolHint, req.Model)
+	if pool == nil {
+		return refuse(503, ReasonNoPool, "no endpoint pool serves this request")
+	}
+	d := Decision{Pool: pool.Name, blocks: req.Blocks}
+	st := h.Store()
+	now := h.NowMs()
+	cands := make([]Candidate, 0, len(pool.Endpoints))
+	for _, e := range pool.Endpoints {
+		if req.HasSubset && !inSubset(e, req.Subset) {
+			continue
+		}
+		c := Candidate{Endpoint: e, Metrics: ReadMetrics(st, e.Address), InFlight: InFlight(st, e.Address), Ejected: Ejected(st, e.Address, now)}
+		c.AgeMs = now - c.AtMs
+		c.Stale = c.AtMs == 0 || c.AgeMs > p.StaleAfter.Milliseconds() || !c.Complete()
+		c.Waiting = c.Snapshot.Waiting
+		if excess := float64(c.InFlight) - c.Running; excess > c.Waiting {
+			c.Waiting = excess
+		}
+		if c.Stale {
+			c.Saturation = 1
+		} else {
+			c.Saturation = max(c.Waiting/p.SatQueue, c.KVUsage/p.SatKV)
+		}
+		d.PoolSaturation += min(c.Saturation, 1) // one overloaded endpoint cannot outvote idle ones
+		cands = append(cands, c)
+	}
+	if len(cands) == 0 {
+		d = refuse(503, ReasonNoEligible, "no endpoint of pool "+pool.Name+" is eligible for this request")
+		d.Pool = pool.Name
+		return d
+	}
+	d.PoolSaturation /= float64(len(cands))
+	d.Candidates = cands
+	if d.PoolSaturation >= 1 && p.IsSheddable(req.Priority) {
+		r := refuse(429, ReasonShed, "the model servers are saturated; retry later")
+		r.Pool, r.RetryAfter, r.PoolSaturation, r.Candidates = pool.Name, p.RetryAfter, d.PoolSaturation, cands
+		return r
+	}
+
+	d.Reason = ReasonScored
+	p.score(cands, x, req, slices.Contains(pool.Adapters, req.Model), now)
+	live := filter(cands, func(c *Candidate) bool { return !c.Ejected })
+	if len(live) == 0 {
+		live, d.Reason = cands, ReasonEjectedOnly
+	}
+	rest := []Candidate(nil)
+	if open := filter(live, func(c *Candidate) bool { return c.Saturation < 1 }); len(open) > 0 {
+		// Saturated endpoints stay behind the open ones as fallbacks.
+		rest = filter(live, func(c *Candidate) bool { return c.Saturation >= 1 })
+		live = open
+	} else if d.Reason == ReasonScored {
+		d.Reason = ReasonFailOpen
+	}
+	if len(cands) == 1 {
+		d.Reason = ReasonSingleEndpoint
+	}
+	order := func(cs []Candidate) {
+		// Random tie-break: shuffle, then a stable sort by score.
+		for i := len(cs) - 1; i > 0; i-- {
+			j := h.Intn(i + 1)
+			cs[i], cs[j] = cs[j], cs[i]
+		}
+		slices.SortStableFunc(cs, func(a, b Candidate) int {
+			switch {
+			case a.Score > b.Score:
+				return -1
+			case a.Score < b.Score:
+				return 1
+			}
+			return 0
+		})
+	}
+	order(live)
+	order(rest)
+	d.Primary = live[0]
+	for _, c := range append(live, rest...) {
+		if len(d.Endpoints) > p.Fallbacks {
+			break
+		}
+		d.Endpoints = append(d.Endpoints, c.Address)
+	}
+	return d
+}
+
+// score fills each candidate's parts and weighted score.
+func (p *Policy) score(cs []Candidate, x *Index, req Request, isLora bool, now int64) {
+	minL, maxL := -1.0, -1.0
+	load := func(c *Candidate) float64 {
+		l := float64(c.InFlight)
+		if !c.Stale {
+			l = max(l, c.Snapshot.Waiting+c.Running, c.Waiting+c.Running)
+		}
+		return l
+	}
+	for i := range cs {
+		l := load(&cs[i])
+		if minL < 0 || l < minL {
+			minL = l
+		}
+		maxL = max(maxL, l)
+		if req.Model != "" && (slices.Contains(cs[i].RunningLoras, req.Model) || slices.Contains(cs[i].WaitingLoras, req.Model)) {
+			isLora = true
+		}
+	}
+	var match map[string]float64
+	if x != nil && len(req.Blocks) > 0 && p.WPrefix > 0 {
+		match = x.Match(req.Blocks, now)
+	}
+	for i := range cs {
+		c := &cs[i]
+		pt := Parts{Queue: 1}
+		if maxL > minL {
+			pt.Queue = (maxL - load(c)) / (maxL - minL)
+		}
+		if !c.Stale {
+			pt.KV = 1 - c.KVUsage
+		}
+		// The prefix score fades as the queue grows: a cache hit saves a
+		// prefill, a long queue costs more than that.
+		pt.Prefix = match[c.Address] * max(0, 1-c.Waiting/p.LoadCutoff)
+		if isLora {
+			switch {
+			case slices.Contains(c.RunningLoras, req.Model):
+				pt.Lora = 1
+			case c.MaxLoras > 0 && len(c.RunningLoras) < c.MaxLoras:
+				pt.Lora = 0.8
+			case slices.Contains(c.WaitingLoras, req.Model):
+				pt.Lora = 0.6
+			}
+		}
+		if req.Session != "" && req.Session == c.Address {
+			pt.Session = 1
+		}
+		c.Parts = pt
+		c.Score = p.WQueue*pt.Queue + p.WKV*pt.KV + p.WPrefix*pt.Prefix + p.WLora*pt.Lora + p.WSession*pt.Session
+	}
+}
+
+// Commit records a pick: the primary's in-flight count rises and the
+// prefix index learns that it now holds the prompt's blocks. Call Done
+// once the stream ends.
+func (p *Policy) Commit(h Host, x *Index, d *Decision) error {
+	if len(d.Endpoints) == 0 {
+		return nil
+	}
+	if _, err := addInt64(h.Store(), keyInflight+d.Endpoints[0], 1); err != nil {
+		return err
+	}
+	if x != nil && len(d.blocks) > 0 && p.WPrefix > 0 {
+		return x.Record(d.blocks, d.Endpoints[0], h.NowMs())
+	}
+	return nil
+}
+
+// Done lowers the in-flight count a Commit raised.
+func (p *Policy) Done(h Host, addr string) error {
+	_, err := addInt64(h.Store(), keyInflight+addr, -1)
+	return err
+}
+
+func filter(cs []Candidate, keep func(*Candidate) bool) []Candidate {
+	out := make([]Candidate, 0, len(cs))
+	for i := range cs {
+		if keep(&cs[i]) {
+			out = append(out, cs[i])
+		}
+	}
+	return out
+}
+
+func refuse(status int, reason, msg string) Decision {
+	code := CodeNoEndpoint
+	if status == 429 {
+		code = CodeShed
+	}
+	e := apierror.New(status, code, msg)
+	return Decision{Status: status, Err: e, Reason: reason}
+}

@@ -1,0 +1,420 @@
+package pick
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/filters/picker/scrape"
+	"github.com/tollgate/tollgate/shared/table"
+)
+
+// testHost is a Host over a MemStore with a settable clock and a
+// deterministic random sequence.
+type testHost struct {
+	st  *table.MemStore
+	now int64
+	rnd uint64
+}
+
+func newHost() *testHost { return &testHost{st: table.NewMemStore(), now: 1_000_000, rnd: 1} }
+
+func (h *testHost) Store() table.Store { return h.st }
+func (h *testHost) NowMs() int64       { return h.now }
+func (h *testHost) Intn(n int) int {
+	h.rnd = h.rnd*6364136223846793005 + 1442695040888963407
+	return int((h.rnd >> 33) % uint64(n))
+}
+
+const a, b, c = "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"
+
+// policy builds a three-endpoint pool with extra JSON fields.
+func policy(t *testing.T, extra string) *Policy {
+	t.Helper()
+	p, err := Parse([]byte(`{"scrape_cluster":"sim","pools":[{"name":"p","models":["m"],"adapters":["ad"],"endpoints":[
+		{"address":"` + a + `"},{"address":"` + b + `"},{"address":"` + c + `"}]}]` + extra + `}`))
+	require.NoError(t, err)
+	return p
+}
+
+// metrics stores a fresh scrape for addr.
+func (h *testHost) metrics(t *testing.T, addr string, waiting, running, kv float64, loras ...string) {
+	t.Helper()
+	s := scrape.Snapshot{Waiting: waiting, Running: running, KVUsage: kv, Has: scrape.HasWaiting | scrape.HasRunning | scrape.HasKV}
+	if len(loras) > 0 {
+		s.RunningLoras, s.MaxLoras, s.Has = loras, 2, s.Has|scrape.HasLora
+	}
+	require.NoError(t, StoreScrape(h.st, addr, s, h.now))
+}
+
+func (h *testHost) allIdle(t *testing.T) {
+	t.Helper()
+	for _, e := range []string{a, b, c} {
+		h.metrics(t, e, 0, 0, 0)
+	}
+}
+
+func chatBlocks(system, user string) []uint64 {
+	return Blocks("m", func(yield func(string) bool) {
+		_ = yield(system) && yield(user)
+	}, 64, 256)
+}
+
+func TestPickByLoad(t *testing.T) {
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T, h *testHost)
+		want   string
+		reason string
+	}{
+		{"shortest queue", func(t *testing.T, h *testHost) {
+			h.metrics(t, a, 3, 4, 0.2)
+			h.metrics(t, b, 0, 1, 0.2)
+			h.metrics(t, c, 2, 4, 0.2)
+		}, b, ReasonScored},
+		{"least KV use at equal queues", func(t *testing.T, h *testHost) {
+			h.metrics(t, a, 0, 2, 0.5)
+			h.metrics(t, b, 0, 2, 0.6)
+			h.metrics(t, c, 0, 2, 0.1)
+		}, c, ReasonScored},
+		{"saturated endpoints are filtered out", func(t *testing.T, h *testHost) {
+			h.metrics(t, a, 0, 0, 0.9) // KV over 0.8
+			h.metrics(t, b, 6, 4, 0)   // queue over 5
+			h.metrics(t, c, 4, 4, 0.7)
+		}, c, ReasonScored},
+		{"stale metrics count as saturated", func(t *testing.T, h *testHost) {
+			h.metrics(t, a, 0, 0, 0)
+			h.now += 500
+			h.metrics(t, b, 1, 4, 0.5)
+			h.metrics(t, c, 2, 4, 0.5)
+		}, b, ReasonScored},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := policy(t, "")
+			h := newHost()
+			tc.setup(t, h)
+			d := p.Pick(h, nil, Request{Model: "m"})
+			require.Zero(t, d.Status, d.Err)
+			assert.Equal(t, tc.want, d.Endpoints[0])
+			assert.Equal(t, tc.reason, d.Reason)
+			assert.Len(t, d.Endpoints, 3, "primary and two fallbacks")
+		})
+	}
+}
+
+func TestFailOpenNever503(t *testing.T) {
+	p := policy(t, "")
+	h := newHost() // no metrics at all: every endpoint is stale
+	d := p.Pick(h, nil, Request{Model: "m", Priority: "critical"})
+	require.Zero(t, d.Status)
+	assert.Equal(t, ReasonFailOpen, d.Reason)
+	assert.Len(t, d.Endpoints, 3)
+
+	h.metrics(t, a, 9, 4, 0.95)
+	h.metrics(t, b, 9, 4, 0.95)
+	h.metrics(t, c, 9, 4, 0.95)
+	d = p.Pick(h, nil, Request{Model: "m"})
+	require.Zero(t, d.Status)
+	assert.Equal(t, ReasonFailOpen, d.Reason)
+}
+
+func TestShedding(t *testing.T) {
+	p := policy(t, `,"sheddable":["sheddable","batch"],"retry_after_s":3`)
+	h := newHost()
+	for _, e := range []string{a, b, c} {
+		h.metrics(t, e, 8, 4, 0.9)
+	}
+	for _, prio := range []string{"sheddable", "Batch", "-1"} {
+		d := p.Pick(h, nil, Request{Model: "m", Priority: prio})
+		assert.Equal(t, 429, d.Status, prio)
+		assert.Equal(t, CodeShed, d.Err.Code)
+		assert.Equal(t, 3, d.RetryAfter)
+		assert.Empty(t, d.Endpoints)
+	}
+	for _, prio := range []string{"critical", "", "standard", "0"} {
+		d := p.Pick(h, nil, Request{Model: "m", Priority: prio})
+		assert.Zero(t, d.Status, "%q is never shed", prio)
+	}
+	// One idle endpoint brings the pool's average below 1: nothing is shed.
+	h.metrics(t, a, 0, 0, 0)
+	d := p.Pick(h, nil, Request{Model: "m", Priority: "sheddable"})
+	require.Zero(t, d.Status)
+	assert.Equal(t, a, d.Endpoints[0])
+}
+
+func TestSubsetHint(t *testing.T) {
+	p := policy(t, "")
+	h := newHost()
+	h.allIdle(t)
+	d := p.Pick(h, nil, Request{Model: "m", HasSubset: true, Subset: []string{"10.0.0.3:8000", "10.9.9.9:1"}})
+	require.Zero(t, d.Status)
+	assert.Equal(t, []string{c}, d.Endpoints)
+	d = p.Pick(h, nil, Request{Model: "m", HasSubset: true, Subset: []string{"10.0.0.2"}})
+	assert.Equal(t, []string{b}, d.Endpoints, "an entry without a port matches the IP")
+	d = p.Pick(h, nil, Request{Model: "m", HasSubset: true})
+	assert.Equal(t, 503, d.Status, "an empty hint leaves nothing eligible")
+	assert.Equal(t, CodeNoEndpoint, d.Err.Code)
+	assert.Equal(t, ReasonNoEligible, d.Reason)
+}
+
+func TestPoolSelection(t *testing.T) {
+	p, err := Parse([]byte(`{"scrape_cluster":"s","pools":[
+		{"name":"x","models":["mx"],"endpoints":[{"address":"10.0.0.1:1"}]},
+		{"name":"y","models":["my"],"endpoints":[{"address":"10.0.0.2:1"}]}]}`))
+	require.NoError(t, err)
+	h := newHost()
+	assert.Equal(t, "y", p.Pick(h, nil, Request{PoolHint: "y", Model: "mx"}).Pool, "the pool header wins")
+	assert.Equal(t, "x", p.Pick(h, nil, Request{Model: "mx"}).Pool)
+	d := p.Pick(h, nil, Request{Model: "other"})
+	assert.Equal(t, 503, d.Status)
+	assert.Equal(t, ReasonNoPool, d.Reason)
+	assert.Equal(t, ReasonSingleEndpoint, p.Pick(h, nil, Request{Model: "my"}).Reason)
+}
+
+func TestEjectedEndpointsAreSkipped(t *testing.T) {
+	p := policy(t, `,"eject":{"failures":2,"backoff_ms":1000}`)
+	h := newHost()
+	h.allIdle(t)
+	ej, err := p.Outcome(h.st, a, true, h.now)
+	require.NoError(t, err)
+	assert.False(t, ej)
+	ej, err = p.Outcome(h.st, a, true, h.now)
+	require.NoError(t, err)
+	assert.True(t, ej, "the second consecutive failure ejects")
+	for i := 0; i < 20; i++ {
+		d := p.Pick(h, nil, Request{Model: "m"})
+		assert.NotEqual(t, a, d.Endpoints[0])
+		assert.NotContains(t, d.Endpoints, a)
+	}
+	h.now += 1001
+	seen := map[string]bool{}
+	for i := 0; i < 30; i++ {
+		seen[p.Pick(h, nil, Request{Model: "m"}).Endpoints[0]] = true
+	}
+	assert.True(t, seen[a], "back after the backoff")
+	// A success resets the failure count.
+	_, _ = p.Outcome(h.st, b, true, h.now)
+	_, _ = p.Outcome(h.st, b, false, h.now)
+	ej, _ = p.Outcome(h.st, b, true, h.now)
+	assert.False(t, ej)
+
+	// Everything ejected: fail open rather than 503.
+	for _, e := range []string{a, b, c} {
+		_, _ = p.Outcome(h.st, e, true, h.now)
+		_, _ = p.Outcome(h.st, e, true, h.now)
+	}
+	d := p.Pick(h, nil, Request{Model: "m"})
+	require.Zero(t, d.Status)
+	assert.Equal(t, ReasonEjectedOnly, d.Reason)
+}
+
+func TestInFlightSpreadsABurstBetweenScrapes(t *testing.T) {
+	p := policy(t, "")
+	h := newHost()
+	h.allIdle(t)
+	counts := map[string]int{}
+	for i := 0; i < 12; i++ {
+		d := p.Pick(h, nil, Request{Model: "m"})
+		require.NoError(t, p.Commit(h, nil, &d))
+		counts[d.Endpoints[0]]++
+	}
+	assert.Equal(t, map[string]int{a: 4, b: 4, c: 4}, counts, "no stampede on one endpoint while metrics are unchanged")
+	assert.EqualValues(t, 4, InFlight(h.st, a))
+	require.NoError(t, p.Done(h, a))
+	assert.EqualValues(t, 3, InFlight(h.st, a))
+	for i := 0; i < 10; i++ {
+		require.NoError(t, p.Done(h, b))
+	}
+	assert.EqualValues(t, 0, InFlight(h.st, b), "never below zero")
+}
+
+func TestRandomTieBreak(t *testing.T) {
+	p := policy(t, "")
+	h := newHost()
+	h.allIdle(t)
+	seen := map[string]int{}
+	for i := 0; i < 60; i++ {
+		seen[p.Pick(h, nil, Request{Model: "m"}).Endpoints[0]]++
+	}
+	assert.Len(t, seen, 3, "equal scores pick each endpoint: %v", seen)
+}
+
+func TestLoraAffinity(t *testing.T) {
+	p := policy(t, "")
+	h := newHost()
+	h.metrics(t, a, 0, 1, 0.1, "other", "third") // both slots taken
+	h.metrics(t, b, 0, 1, 0.1, "ad")
+	h.metrics(t, c, 0, 1, 0.1, "other")
+	for i := 0; i < 10; i++ {
+		d := p.Pick(h, nil, Request{Model: "ad"})
+		assert.Equal(t, b, d.Endpoints[0])
+		assert.Equal(t, 1.0, d.Primary.Parts.Lora)
+	}
+	// Not loaded anywhere: a free slot beats a full one.
+	h.metrics(t, b, 0, 1, 0.1, "x", "y")
+	d := p.Pick(h, nil, Request{Model: "ad"})
+	assert.Equal(t, c, d.Endpoints[0])
+}
+
+func TestPrefixAffinityAndSpill(t *testing.T) {
+	p := policy(t, "")
+	h := newHost()
+	x, err := p.NewIndex(h.st)
+	require.NoError(t, err)
+	require.NoError(t, x.Init())
+	h.allIdle(t)
+	system := strings.Repeat("You are a helpful assistant for group seven. ", 60)
+	first := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, "q0")})
+	require.NoError(t, p.Commit(h, x, &first))
+	home := first.Endpoints[0]
+	// Others of the group go home although home is a little busier.
+	h.allIdle(t)
+	h.metrics(t, home, 1, 3, 0.3)
+	for i := 1; i < 6; i++ {
+		d := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, fmt.Sprint("question ", i))})
+		assert.Equal(t, home, d.Endpoints[0], "request %d", i)
+		assert.Greater(t, d.Primary.Parts.Prefix, 0.8)
+	}
+	// A different group has no affinity.
+	d := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(strings.Repeat("Other prompt. ", 200), "q")})
+	assert.Zero(t, d.Primary.Parts.Prefix)
+	assert.NotEqual(t, home, d.Endpoints[0])
+
+	// Home overloaded: the group spills to another server, which then
+	// learns the prefix too.
+	h.metrics(t, home, 5, 4, 0.5)
+	d = p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, "spill")})
+	require.NotEqual(t, home, d.Endpoints[0], "the prefix score yields to load")
+	require.NoError(t, p.Commit(h, x, &d))
+	second := d.Endpoints[0]
+	m := x.Match(chatBlocks(system, "later"), h.now)
+	assert.Greater(t, m[home], 0.8)
+	assert.Greater(t, m[second], 0.8)
+}
+
+func TestBlocks(t *testing.T) {
+	texts := func(parts ...string) func(func(string) bool) {
+		return func(yield func(string) bool) {
+			for _, s := range parts {
+				if !yield(s) {
+					return
+				}
+			}
+		}
+	}
+	long := strings.Repeat("abcdefgh", 40) // 320 bytes: 5 blocks of 64
+	b1 := Blocks("m", texts(long), 64, 256)
+	require.Len(t, b1, 5)
+	b2 := Blocks("m", texts(long[:200]+"different tail"+long[214:]), 64, 256)
+	assert.Equal(t, b1[:3], b2[:3], "a shared prefix shares its blocks")
+	assert.NotEqual(t, b1[3], b2[3])
+	assert.NotEqual(t, b1[4], b2[4], "chained: a difference changes every later block")
+	assert.NotEqual(t, b1[0], Blocks("other", texts(long), 64, 256)[0], "seeded by the model")
+	assert.Len(t, Blocks("m", texts(strings.Repeat("x", 1<<20)), 64, 16), 16, "capped")
+	assert.Empty(t, Blocks("m", texts("short"), 64, 256), "a partial block is not hashed")
+	assert.NotEqual(t, Blocks("m", texts("ab", long), 64, 256)[0], Blocks("m", texts("a", "b"+long), 64, 256)[0], "pieces are separated")
+	assert.Nil(t, Blocks("m", nil, 64, 256))
+}
+
+func TestIndexIsBounded(t *testing.T) {
+	p := policy(t, `,"prefix":{"blocks_per_endpoint":16}`)
+	h := newHost()
+	x, err := p.NewIndex(h.st)
+	require.NoError(t, err)
+	require.NoError(t, x.Init())
+	keys := h.st.Keys()
+	for i := 0; i < 200; i++ {
+		require.NoError(t, x.Record(chatBlocks(fmt.Sprint(i, strings.Repeat("z", 200)), ""), a, h.now))
+	}
+	assert.Equal(t, keys, h.st.Keys(), "the index never adds shared-data keys")
+}
+
+func TestLeaderLease(t *testing.T) {
+	st := table.NewMemStore()
+	ok, err := Lead(st, 1, 1000, 300)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	ok, _ = Lead(st, 2, 1100, 300)
+	assert.False(t, ok, "the lease is held")
+	ok, _ = Lead(st, 1, 1200, 300)
+	assert.True(t, ok, "the holder renews")
+	ok, _ = Lead(st, 2, 1501, 300)
+	assert.True(t, ok, "an expired lease is taken over")
+	ok, _ = Lead(st, 1, 1600, 300)
+	assert.False(t, ok)
+}
+
+func TestMetricsRecord(t *testing.T) {
+	st := table.NewMemStore()
+	s := scrape.Snapshot{Waiting: 2, Running: 3, KVUsage: 0.5, BlockSize: 16, NumBlocks: 512, MaxLoras: 2,
+		RunningLoras: []string{"a", "b"}, WaitingLoras: []string{"c"}, Has: scrape.HasWaiting | scrape.HasKV | scrape.HasLora}
+	require.NoError(t, StoreScrape(st, a, s, 42))
+	m := ReadMetrics(st, a)
+	assert.Equal(t, s, m.Snapshot)
+	assert.EqualValues(t, 42, m.AtMs)
+	n, err := StoreScrapeFailure(st, a)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	m = ReadMetrics(st, a)
+	assert.Equal(t, s, m.Snapshot, "a failed scrape keeps the last figures and their age")
+	assert.EqualValues(t, 42, m.AtMs)
+	assert.Zero(t, ReadMetrics(st, b).AtMs)
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	base := `"scrape_cluster":"s","pools":[{"name":"p","endpoints":[{"address":"10.0.0.1:80"}]}]`
+	tests := []struct {
+		name, cfg, want string
+	}{
+		{"unknown field", `{` + base + `,"weight":{}}`, "unknown field"},
+		{"no pools", `{"scrape_cluster":"s"}`, "pools needs"},
+		{"no scrape cluster", `{"pools":[{"name":"p","endpoints":[{"address":"10.0.0.1:80"}]}]}`, "scrape_cluster"},
+		{"bad address", `{"scrape_cluster":"s","pools":[{"name":"p","endpoints":[{"address":"host:80"}]}]}`, "want ip:port"},
+		{"no port", `{"scrape_cluster":"s","pools":[{"name":"p","endpoints":[{"address":"10.0.0.1"}]}]}`, "want ip:port"},
+		{"bad engine", `{"scrape_cluster":"s","pools":[{"name":"p","endpoints":[{"address":"10.0.0.1:80","engine":"tgi"}]}]}`, "unknown engine"},
+		{"duplicate endpoint", `{"scrape_cluster":"s","pools":[{"name":"p","endpoints":[{"address":"10.0.0.1:80"},{"address":"10.0.0.1:80"}]}]}`, "twice"},
+		{"duplicate pool", `{"scrape_cluster":"s","pools":[{"name":"p","endpoints":[{"address":"10.0.0.1:80"}]},{"name":"p","endpoints":[{"address":"10.0.0.2:80"}]}]}`, "unique name"},
+		{"model in two pools", `{"scrape_cluster":"s","pools":[{"name":"p","models":["m"],"endpoints":[{"address":"10.0.0.1:80"}]},{"name":"q","models":["m"],"endpoints":[{"address":"10.0.0.2:80"}]}]}`, "is in pools"},
+		{"empty pool", `{"scrape_cluster":"s","pools":[{"name":"p","endpoints":[]}]}`, "no endpoints"},
+		{"bad default", `{` + base + `,"default_pool":"x"}`, "default_pool"},
+		{"weights", `{` + base + `,"weights":{"queue":-1}}`, "weights.queue"},
+		{"fallbacks", `{` + base + `,"fallbacks":9}`, "fallbacks"},
+		{"interval", `{` + base + `,"scrape_interval_ms":5}`, "scrape_interval_ms"},
+		{"saturation", `{` + base + `,"saturation":{"queue":5,"kv":2}}`, "saturation"},
+		{"header", `{` + base + `,"destination_header":"X Bad"}`, "not a header name"},
+		{"trailing", `{` + base + `}}`, "trailing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.cfg))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	p, err := Parse([]byte(`{` + base + `,"weights":{"prefix":0},"fallbacks":0,"destination_header":"X-Dest"}`))
+	require.NoError(t, err)
+	assert.Equal(t, 0.0, p.WPrefix)
+	assert.Equal(t, 2.0, p.WQueue)
+	assert.Equal(t, "x-dest", p.DestinationHeader)
+	assert.Equal(t, 0, p.Fallbacks)
+}
+
+func FuzzDecodeRecords(f *testing.F) {
+	f.Add(encodeMetrics(Metrics{Snapshot: scrape.Snapshot{Waiting: 1, RunningLoras: []string{"x"}}, AtMs: 5}))
+	f.Add(encodeHolders([]holder{{addr: a, at: 1}, {addr: b, at: 2}}))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if m, ok := decodeMetrics(raw); ok {
+			again, ok2 := decodeMetrics(encodeMetrics(m))
+			if !ok2 || again.AtMs != m.AtMs || again.Waiting != m.Waiting {
+				t.Fatalf("round trip changed %+v", m)
+			}
+		}
+		if hs := decodeHolders(raw); len(hs) > maxHolders {
+			t.Fatalf("%d holders", len(hs))
+		}
+	})
+}
