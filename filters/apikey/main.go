@@ -149,21 +149,8 @@ func (h host) Finish(id uint32, d policy.Decision) {
 		return
 	}
 	delete(h.p.waiting, id)
-	if err := proxywasm.SetEffectiveContext(id); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: stream %d gone: %v", id, err)
-		return
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			proxywasm.Logf(proxywasm.LogLevelError, "apikey: panic finishing stream %d: %v", id, r)
-			_ = proxywasm.SendLocalResponse(500, [][2]string{{"content-type", "application/json"}},
-				[]byte(`{"error":{"message":"internal error in the apikey filter","type":"server_error","param":null,"code":"filter_panic"}}`), "tollgate_apikey_panic")
-		}
-	}()
-	if !s.finish(d) {
-		if err := proxywasm.ContinueRequest(); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: resume stream %d: %v", id, err)
-		}
+	if err := proxywasm.Resume(id, func() bool { return s.finish(d) }); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: %v", err)
 	}
 }
 

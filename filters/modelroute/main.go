@@ -28,8 +28,8 @@ func init() {
 // plugin is one configured instance of the filter in one VM.
 type plugin struct {
 	proxywasm.DefaultPluginContext
-	policy   *route.Policy
-	counters map[string]proxywasm.Counter
+	policy  *route.Policy
+	metrics *proxywasm.Metrics
 }
 
 // OnPluginStart parses the configuration and defines the bounded set of
@@ -40,7 +40,7 @@ func (p *plugin) OnPluginStart(config []byte) error {
 		return err
 	}
 	p.policy = pol
-	p.counters = map[string]proxywasm.Counter{}
+	p.metrics = proxywasm.NewMetrics("modelroute")
 	names := []string{}
 	for _, m := range pol.Models() {
 		for _, t := range m.Targets {
@@ -57,10 +57,8 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	for _, code := range rejectionCodes {
 		names = append(names, route.RejectionsMetric(code))
 	}
-	for _, n := range names {
-		if _, err := p.counter(n); err != nil {
-			return err
-		}
+	if err := p.metrics.Define(names...); err != nil {
+		return err
 	}
 	proxywasm.Logf(proxywasm.LogLevelInfo, "modelroute: %d model(s), routing header %s", len(pol.Models()), pol.RoutingHeader)
 	return nil
@@ -73,29 +71,6 @@ var rejectionCodes = []string{
 }
 
 const codeInternal = "internal_error"
-
-// counter finds or defines a counter by full name.
-func (p *plugin) counter(name string) (proxywasm.Counter, error) {
-	if c, ok := p.counters[name]; ok {
-		return c, nil
-	}
-	c, err := proxywasm.DefineCounter(name)
-	if err != nil {
-		return 0, err
-	}
-	p.counters[name] = c
-	return c, nil
-}
-
-// inc adds one to a counter; metrics never fail a request.
-func (p *plugin) inc(name string) {
-	c, err := p.counter(name)
-	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: metric %s: %v", name, err)
-		return
-	}
-	_ = c.Increment(1)
-}
 
 // NewHttpContext starts the state of one stream.
 func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
@@ -173,15 +148,10 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 		model = route.OtherModel
 	}
 	if d.Body != nil {
-		if err := proxywasm.RequestBody.Replace(d.Body); err != nil {
+		if err := proxywasm.ReplaceRequestBody(d.Body); err != nil {
 			return s.internal("rewrite request body", err)
 		}
-		if _, err := proxywasm.RequestHeaders.Get("content-length"); err == nil {
-			if err := proxywasm.RequestHeaders.Replace("content-length", strconv.Itoa(len(d.Body))); err != nil {
-				return s.internal("fix content-length", err)
-			}
-		}
-		s.p.inc(route.RewritesMetric(model, "request"))
+		s.p.metrics.Inc(route.RewritesMetric(model, "request"))
 	}
 	for _, h := range d.Headers(pol) {
 		if err := proxywasm.RequestHeaders.Replace(h[0], h[1]); err != nil {
@@ -197,14 +167,14 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	if d.Model == "" {
 		target = route.OtherModel
 	}
-	s.p.inc(route.RequestsMetric(model, target))
+	s.p.metrics.Inc(route.RequestsMetric(model, target))
 	d.Body = nil // the proxy holds the body now; do not keep megabytes for the stream's lifetime
 	s.decision = d
 	return proxywasm.ActionContinue
 }
 
 func (s *stream) reject(e *apierror.Error) proxywasm.Action {
-	s.p.inc(route.RejectionsMetric(e.Code))
+	s.p.metrics.Inc(route.RejectionsMetric(e.Code))
 	if err := proxywasm.SendError(e, s.p.policy.Style); err != nil {
 		proxywasm.Logf(proxywasm.LogLevelError, "modelroute: send %d: %v", e.Status, err)
 	}
@@ -285,7 +255,7 @@ func (s *stream) mapJSON() {
 		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: rewrite response body: %v", err)
 		return
 	}
-	s.p.inc(route.RewritesMetric(s.decision.Model, "response"))
+	s.p.metrics.Inc(route.RewritesMetric(s.decision.Model, "response"))
 }
 
 func (s *stream) mapStream(final bool) proxywasm.Action {
@@ -306,7 +276,7 @@ func (s *stream) mapStream(final bool) proxywasm.Action {
 	}
 	if !s.respSeen && s.mapper.Mapped() > 0 {
 		s.respSeen = true
-		s.p.inc(route.RewritesMetric(s.decision.Model, "response"))
+		s.p.metrics.Inc(route.RewritesMetric(s.decision.Model, "response"))
 	}
 	if final {
 		s.mapping = route.ResponseUntouched

@@ -31,11 +31,10 @@ func init() {
 // plugin is one configured instance of the filter in one VM.
 type plugin struct {
 	proxywasm.DefaultPluginContext
-	pol        *meter.Policy
-	models     *meter.LabelSet
-	apps       *meter.LabelSet
-	counters   map[string]proxywasm.Counter
-	histograms map[string]proxywasm.Histogram
+	pol     *meter.Policy
+	models  *meter.LabelSet
+	apps    *meter.LabelSet
+	metrics *proxywasm.Metrics
 }
 
 // OnPluginStart parses the configuration and defines the fixed metrics.
@@ -47,10 +46,9 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	p.pol = pol
 	p.models = meter.NewLabelSet(pol.MetricModels, pol.MaxMetricModels)
 	p.apps = meter.NewLabelSet(nil, pol.MaxMetricApps)
-	p.counters = map[string]proxywasm.Counter{}
-	p.histograms = map[string]proxywasm.Histogram{}
+	p.metrics = proxywasm.NewMetrics("tokencount")
 	for _, op := range meter.Ops() {
-		if _, err := p.counter(meter.KeystoreErrorsMetric(op)); err != nil {
+		if err := p.metrics.Define(meter.KeystoreErrorsMetric(op)); err != nil {
 			return err
 		}
 	}
@@ -59,43 +57,14 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	return nil
 }
 
-func (p *plugin) counter(name string) (proxywasm.Counter, error) {
-	if c, ok := p.counters[name]; ok {
-		return c, nil
-	}
-	c, err := proxywasm.DefineCounter(name)
-	if err != nil {
-		return 0, err
-	}
-	p.counters[name] = c
-	return c, nil
-}
-
 // add increases a counter; metrics never fail a request.
 func (p *plugin) add(name string, n int64) {
-	if n <= 0 {
-		return
+	if n > 0 {
+		p.metrics.Add(name, uint64(n))
 	}
-	c, err := p.counter(name)
-	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: metric %s: %v", name, err)
-		return
-	}
-	_ = c.Increment(uint64(n))
 }
 
-func (p *plugin) record(name string, v uint64) {
-	h, ok := p.histograms[name]
-	if !ok {
-		var err error
-		if h, err = proxywasm.DefineHistogram(name); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: metric %s: %v", name, err)
-			return
-		}
-		p.histograms[name] = h
-	}
-	_ = h.Record(v)
-}
+func (p *plugin) record(name string, v uint64) { p.metrics.Record(name, v) }
 
 // NewHttpContext starts the state of one stream.
 func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
@@ -189,13 +158,8 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	}
 	s.plan = pl
 	if pl.Body != nil {
-		if err := proxywasm.RequestBody.Replace(pl.Body); err != nil {
+		if err := proxywasm.ReplaceRequestBody(pl.Body); err != nil {
 			return s.internal("rewrite request body", err)
-		}
-		if _, err := proxywasm.RequestHeaders.Get("content-length"); err == nil {
-			if err := proxywasm.RequestHeaders.Replace("content-length", strconv.Itoa(len(pl.Body))); err != nil {
-				return s.internal("fix content-length", err)
-			}
 		}
 		pl.Body = nil // the proxy holds the body now
 	}

@@ -296,8 +296,7 @@ func (v *vmState) onHTTP(ctxID uint32, name string, request bool, f func(HttpCon
 func (v *vmState) failStream(st *httpState, name string, r any) Action {
 	st.failed = true
 	logPanic(name, r)
-	err := SendLocalResponse(500, [][2]string{{"content-type", "application/json"}}, panicBody, "tollgate_filter_panic")
-	if err != nil {
+	if err := SendPanic("tollgate_filter_panic"); err != nil {
 		// The response has already started; let the stream finish rather than hang it.
 		return ActionContinue
 	}
