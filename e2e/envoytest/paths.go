@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -94,4 +95,33 @@ func executable(p string) error {
 		return fmt.Errorf("%s is not an executable file", p)
 	}
 	return nil
+}
+
+// FilterModule is one filter's standalone module: its name (build/<name>.wasm)
+// and the main package that builds it, relative to the repository root.
+type FilterModule struct {
+	Name string
+	Dir  string
+}
+
+// FilterModules lists the modules `make build` produces, found as the
+// Makefile finds them: filters/<name>/wasm/main.go for an importable filter,
+// filters/<name>/main.go for one that is still a main package.
+func FilterModules(root string) ([]FilterModule, error) {
+	var mods []FilterModule
+	for _, pattern := range []string{"filters/*/wasm/main.go", "filters/*/main.go"} {
+		mains, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(pattern)))
+		if err != nil {
+			return nil, fmt.Errorf("envoytest: %s: %w", pattern, err)
+		}
+		for _, m := range mains {
+			rel, err := filepath.Rel(root, filepath.Dir(m))
+			if err != nil {
+				return nil, fmt.Errorf("envoytest: %s: %w", m, err)
+			}
+			rel = filepath.ToSlash(rel)
+			mods = append(mods, FilterModule{Name: strings.Split(rel, "/")[1], Dir: rel})
+		}
+	}
+	return mods, nil
 }

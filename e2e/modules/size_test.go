@@ -3,7 +3,6 @@ package modules
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -37,11 +36,11 @@ func TestModuleSizeBudget(t *testing.T) {
 func TestFiltersLinkNoHeavyPackages(t *testing.T) {
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
-	mains, err := filepath.Glob(filepath.Join(root, "filters", "*", "main.go"))
+	mods, err := envoytest.FilterModules(root)
 	require.NoError(t, err)
-	require.NotEmpty(t, mains)
-	for _, m := range mains {
-		pkg := "./" + filepath.ToSlash(mustRel(t, root, filepath.Dir(m)))
+	require.NotEmpty(t, mods)
+	for _, m := range mods {
+		pkg := "./" + m.Dir
 		t.Run(pkg, func(t *testing.T) {
 			cmd := exec.Command("go", "list", "-deps", pkg)
 			cmd.Dir = root
@@ -54,11 +53,4 @@ func TestFiltersLinkNoHeavyPackages(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustRel(t *testing.T, base, target string) string {
-	t.Helper()
-	rel, err := filepath.Rel(base, target)
-	require.NoError(t, err)
-	return rel
 }

@@ -23,17 +23,17 @@ import (
 	"github.com/tollgate/tollgate/oci"
 )
 
-// filterNames lists filters/<name>/main.go, the modules `make build` produces.
+// filterNames lists the filter modules `make build` produces.
 func filterNames(t *testing.T) []string {
 	t.Helper()
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
-	mains, err := filepath.Glob(filepath.Join(root, "filters", "*", "main.go"))
+	mods, err := envoytest.FilterModules(root)
 	require.NoError(t, err)
-	require.NotEmpty(t, mains)
-	names := make([]string, 0, len(mains))
-	for _, m := range mains {
-		names = append(names, filepath.Base(filepath.Dir(m)))
+	require.NotEmpty(t, mods)
+	names := make([]string, 0, len(mods))
+	for _, m := range mods {
+		names = append(names, m.Name)
 	}
 	return names
 }

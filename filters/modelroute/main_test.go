@@ -1,7 +1,7 @@
-package main
+package modelroute
 
 // These tests run the built Wasm module in shared/wasmhost (wazero with
-// Envoy's callback semantics), so the wiring in main.go is exercised without
+// Envoy's callback semantics), so the wiring in filter.go is exercised without
 // starting Envoy: buffering, chunked bodies, trailers, local replies, body
 // and header rewrites, response mapping and metrics.
 
@@ -31,7 +31,7 @@ import (
 var wasmModule []byte
 
 func TestMain(m *testing.M) {
-	os.Exit(wasmtest.Main(m, ".", &wasmModule))
+	os.Exit(wasmtest.Main(m, "./wasm", &wasmModule))
 }
 
 const testConfig = `{

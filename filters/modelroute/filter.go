@@ -1,13 +1,14 @@
-// Command modelroute is the model-aware routing filter: it reads the model
+// Package modelroute is the model-aware routing filter: it reads the model
 // from an OpenAI-style request body, sets the routing header Envoy's routes
 // match on (re-selecting the route), rewrites aliases to backend names,
 // splits traffic by weight, enforces the caller's allowed models and maps the
 // response's model back. The policy lives in filters/modelroute/route; this
-// file only wires it to the proxy-wasm callbacks.
+// file only wires it to the proxy-wasm callbacks, and wasm/ is the module
+// that registers New.
 //
 // The PluginConfig must set allow_on_headers_stop_iteration: true, or Envoy
 // never delivers the body callbacks this filter pauses for.
-package main
+package modelroute
 
 import (
 	"errors"
@@ -19,11 +20,12 @@ import (
 	"github.com/tollgate/tollgate/shared/proxywasm"
 )
 
-func main() {}
+// RootID is the root_id a module holding several filters registers New under.
+const RootID = "modelroute"
 
-func init() {
-	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
-}
+// New creates the filter's root context, for proxywasm.SetPluginFactory or
+// proxywasm.RegisterPlugin.
+func New(uint32) proxywasm.PluginContext { return &plugin{} }
 
 // plugin is one configured instance of the filter in one VM.
 type plugin struct {
