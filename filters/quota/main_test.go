@@ -1,4 +1,4 @@
-package main
+package quota
 
 // These tests run the built Wasm module in shared/wasmhost (wazero with
 // Envoy's callback semantics) with two VMs standing for two Envoy workers.
@@ -39,7 +39,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(wasmtest.Main(m, ".", &wasmModule))
+	os.Exit(wasmtest.Main(m, "./wasm", &wasmModule))
 }
 
 // keystore is the counter engine's data-plane handler over memory, with a

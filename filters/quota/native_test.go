@@ -1,6 +1,6 @@
 //go:build !wasip1
 
-package main
+package quota
 
 // Native tests of this file's glue on shared/proxywasm/hosttest: main.go runs
 // in the test binary (covered, debuggable); keystore callouts reach the
@@ -19,7 +19,7 @@ import (
 
 func nativeStart(t *testing.T, config string, ks *keystore) *hosttest.Host {
 	t.Helper()
-	cfg := hosttest.Config{PluginConfig: []byte(config), RootID: "quota", VMID: "tollgate", Clusters: []string{"keystore"},
+	cfg := hosttest.Config{Plugin: New, PluginConfig: []byte(config), RootID: "quota", VMID: "tollgate", Clusters: []string{"keystore"},
 		Properties: map[string][]byte{"source.address": []byte("10.1.2.3:4567")}}
 	if ks != nil {
 		cfg.Callouts = hosttest.ServeCallouts(ks)
@@ -130,7 +130,7 @@ func TestNativeFailureModes(t *testing.T) {
 		{"timeout fail open", ``, &hosttest.Response{Status: 504, Body: []byte("upstream request timeout")}, 200},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			h := hosttest.New(t, hosttest.Config{PluginConfig: []byte(config("strict", tt.extra)), Clusters: []string{"keystore"},
+			h := hosttest.New(t, hosttest.Config{Plugin: New, PluginConfig: []byte(config("strict", tt.extra)), Clusters: []string{"keystore"},
 				Callouts: func(*hosttest.Callout) *hosttest.Response { return tt.answer }})
 			res := nativeDo(h, [2]string{"x-user", "a"})
 			require.Equal(t, tt.status, res.Status, string(res.Body))
@@ -159,6 +159,6 @@ func TestNativeSpikeArrestAndConfig(t *testing.T) {
 	require.Equal(t, 429, res.Status)
 	assert.Equal(t, "spike_arrest_violation", decodeError(t, res.Body).Error.Code)
 
-	_, err := hosttest.Start(t, hosttest.Config{PluginConfig: []byte(`{"quotas": [{"limit": 1, "timeUnit": "minute"}]}`)})
+	_, err := hosttest.Start(t, hosttest.Config{Plugin: New, PluginConfig: []byte(`{"quotas": [{"limit": 1, "timeUnit": "minute"}]}`)})
 	assert.Error(t, err, "a configuration without key_sources is refused")
 }

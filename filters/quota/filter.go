@@ -1,4 +1,4 @@
-// Command quota is the Tollgate request-quota and spike-arrest filter. It
+// Package quota is the Tollgate request-quota and spike-arrest filter. It
 // counts each request against the quotas of its app (from the apikey
 // filter's identity headers) or of a configured key (a header, the client
 // IP), in strict (keystore callout per request), local (shared data) or
@@ -6,7 +6,7 @@
 // bodies and x-ratelimit-* headers. This file only wires proxy-wasm
 // callbacks to the pure packages policy (configuration, plans, responses)
 // and limiter (decisions); see docs/quota.md.
-package main
+package quota
 
 import (
 	"time"
@@ -17,11 +17,12 @@ import (
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 )
 
-func init() {
-	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
-}
+// RootID is the root_id a module holding several filters registers New under.
+const RootID = "quota"
 
-func main() {}
+// New creates the filter's root context, for proxywasm.SetPluginFactory or
+// proxywasm.RegisterPlugin; wasm/ is the standalone module.
+func New(uint32) proxywasm.PluginContext { return &plugin{} }
 
 type plugin struct {
 	proxywasm.DefaultPluginContext
