@@ -15,11 +15,13 @@ package main
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/proxywasm"
+	"github.com/tollgate/tollgate/shared/table/shareddata"
 )
 
 func main() {}
@@ -35,7 +37,17 @@ type plugin struct {
 	models  *meter.LabelSet
 	apps    *meter.LabelSet
 	metrics *proxywasm.Metrics
+	queue   *meter.SettleQueue // failed settles, retried on the tick
+	ticks   int
+	sweep   bool // the queue held entries at the last look
 }
+
+// orphanSweepTicks is how often an idle VM still sweeps the shared queue,
+// for entries another (perhaps crashed) VM left.
+const orphanSweepTicks = 10
+
+// retryBatch bounds the retries sent per tick.
+const retryBatch = 64
 
 // OnPluginStart parses the configuration and defines the fixed metrics.
 func (p *plugin) OnPluginStart(config []byte) error {
@@ -52,6 +64,20 @@ func (p *plugin) OnPluginStart(config []byte) error {
 			return err
 		}
 	}
+	for _, ev := range meter.QueueEvents() {
+		if err := p.metrics.Define(meter.SettleQueueMetric(ev)); err != nil {
+			return err
+		}
+	}
+	if p.queue, err = meter.NewSettleQueue(shareddata.Store{}, pol.SettleQueueEntries, pol.ReservationTTL, pol.SettleRetryInterval); err != nil {
+		return err
+	}
+	if err := p.queue.Init(); err != nil {
+		return err
+	}
+	if err := proxywasm.SetTickPeriod(pol.SettleRetryInterval); err != nil {
+		return err
+	}
 	proxywasm.Logf(proxywasm.LogLevelInfo, "tokencount: keystore cluster %s, counted %s, include_usage %v, fail_open %v",
 		pol.Cluster, pol.Metric, pol.InjectIncludeUsage, pol.FailOpen)
 	return nil
@@ -65,6 +91,68 @@ func (p *plugin) add(name string, n int64) {
 }
 
 func (p *plugin) record(name string, v uint64) { p.metrics.Record(name, v) }
+
+// enqueue keeps a settle or release the keystore did not answer, for the
+// tick to retry.
+func (p *plugin) enqueue(op string, c meter.Callout) {
+	evicted, err := p.queue.Push(op, c, time.Now())
+	if err != nil {
+		p.add(meter.SettleQueueMetric(meter.QueueDropped), 1)
+		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: queue %s for retry: %v", op, err)
+		return
+	}
+	p.add(meter.SettleQueueMetric(meter.QueueQueued), 1)
+	if evicted {
+		p.add(meter.SettleQueueMetric(meter.QueueDropped), 1)
+		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: settle queue full: an older entry was dropped")
+	}
+	p.sweep = true
+}
+
+// OnTick retries the queued settles that are due.
+func (p *plugin) OnTick() {
+	p.ticks++
+	if !p.sweep && p.ticks%orphanSweepTicks != 0 {
+		return
+	}
+	pol := p.pol
+	now := time.Now()
+	pend, live, err := p.queue.Claim(now, pol.Timeout+time.Second, retryBatch)
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: settle queue: %v", err)
+	}
+	p.sweep = live > 0
+	for _, e := range pend {
+		id, op := e.ID, e.Op
+		handler := func(r *proxywasm.CallResponse) {
+			_, err := meter.ParseAnswer(r.Failed, r.Status, r.Body)
+			now := time.Now()
+			switch {
+			case err == nil || errors.Is(err, meter.ErrNotFound):
+				// Delivered; not found means an earlier attempt was counted
+				// (or the counter released the reservation).
+				p.add(meter.SettleQueueMetric(meter.QueueDelivered), 1)
+				err = p.queue.Delivered(id, now)
+			case meter.Retryable(r.Failed, r.Status):
+				p.add(meter.SettleQueueMetric(meter.QueueRetried), 1)
+				err = p.queue.Retry(id, now)
+			default:
+				p.add(meter.SettleQueueMetric(meter.QueueDropped), 1)
+				proxywasm.Logf(proxywasm.LogLevelError, "tokencount: queued %s refused by the keystore: %v", op, err)
+				err = p.queue.Delivered(id, now)
+			}
+			if err != nil {
+				proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: settle queue: %v", err)
+			}
+		}
+		if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(e.Callout), e.Callout.Body, nil, pol.Timeout, handler); err != nil {
+			p.add(meter.SettleQueueMetric(meter.QueueRetried), 1)
+			if err := p.queue.Retry(id, now); err != nil {
+				proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: settle queue: %v", err)
+			}
+		}
+	}
+}
 
 // NewHttpContext starts the state of one stream.
 func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
@@ -80,6 +168,7 @@ type stream struct {
 	app       string
 	body      proxywasm.BodyGatherer // the request body, gathered before the reservation
 	reserving bool                   // the reserve callout is in flight
+	clamped   bool                   // the output cap was lowered after a denial
 	replied   bool                   // this filter answered locally
 	ended     bool                   // OnDone ran: the stream is gone
 
@@ -105,12 +194,17 @@ func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 	if method != "POST" {
 		return proxywasm.ActionContinue
 	}
-	if s.api = usage.APIForPath(path); s.api == usage.APIUnknown {
-		return proxywasm.ActionContinue
-	}
 	pol := s.p.pol
+	s.api = usage.APIForPath(path)
 	q, id, aerr := pol.Resolve(header)
 	s.app = id.App
+	if s.api == usage.APIUnknown && aerr == nil {
+		// Not an API the filter meters: refused when a token quota applies
+		// (unless allowed), so no endpoint consumes tokens uncounted.
+		if aerr = pol.Unmetered(path, q); aerr == nil {
+			return proxywasm.ActionContinue
+		}
+	}
 	if aerr != nil {
 		return s.reject(aerr, meter.OutcomeRejected)
 	}
@@ -192,6 +286,9 @@ func (s *stream) onReserve(r *proxywasm.CallResponse) {
 		}
 		return
 	}
+	if !st.Allowed && !s.clamped && s.clamp(st) {
+		return
+	}
 	if !st.Allowed {
 		s.p.add(meter.RefusedMetric(s.labels(s.plan.Model)), 1)
 		e, h := s.p.pol.Refusal(s.plan, st)
@@ -200,6 +297,37 @@ func (s *stream) onReserve(r *proxywasm.CallResponse) {
 	}
 	s.reserved, s.open = &st, true
 	s.resume()
+}
+
+// clamp answers a denied reservation, when clamp_max_tokens allows, by
+// lowering the output cap to what the budget has left: the forwarded body
+// is rewritten and the smaller amount reserved again. It reports whether
+// that second reservation is on its way.
+func (s *stream) clamp(st meter.State) bool {
+	pol := s.p.pol
+	per, ok := pol.ClampOutput(s.plan, st.Remaining)
+	if !ok {
+		return false
+	}
+	body, err := pol.Clamp(s.plan, s.plan.Sent, per)
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: clamp output: %v", err)
+		return false
+	}
+	if err := proxywasm.ReplaceRequestBody(body); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: clamp output: %v", err)
+		return false
+	}
+	s.plan.Sent, s.clamped = body, true
+	c := pol.Reserve(s.quota, s.plan.Amount)
+	if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, s.onReserve); err != nil {
+		if s.keystoreFailed(err) == proxywasm.ActionContinue {
+			s.resume()
+		}
+		return true
+	}
+	s.reserving = true
+	return true
 }
 
 func (s *stream) resume() {
@@ -417,6 +545,13 @@ func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func
 	if pct, ok := meter.EstimateErrorPercent(pl.PromptEstimate, u, src); ok {
 		s.p.record(meter.EstimateErrorMetric(l.Model), pct)
 	}
+	if src == meter.SourceBound {
+		r := s.resp.Reported()
+		s.p.add(meter.ViolationsMetric(l.Model, s.resp.Violation()), 1)
+		proxywasm.Logf(proxywasm.LogLevelWarn,
+			"tokencount: upstream usage broke the request's bound (%s): reported prompt %d, completion %d, total %d (invalid %v); charged the bound, prompt %d, completion %d",
+			s.resp.Violation(), r.PromptTokens, r.CompletionTokens, r.TotalTokens, r.Invalid, u.PromptTokens, u.CompletionTokens)
+	}
 	charged := pl.Charge(u)
 	if !s.ended {
 		for _, kv := range meter.FilterState(pl, u, src, charged) {
@@ -473,6 +608,9 @@ func (s *stream) dispatch(op string, c meter.Callout, then func(*proxywasm.CallR
 		if err != nil && !errors.Is(err, meter.ErrNotFound) {
 			p.add(meter.KeystoreErrorsMetric(op), 1)
 			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
+			if c.ID != "" && meter.Retryable(r.Failed, r.Status) {
+				p.enqueue(op, c)
+			}
 		}
 		if then != nil {
 			then(r, err, st)
@@ -481,6 +619,9 @@ func (s *stream) dispatch(op string, c meter.Callout, then func(*proxywasm.CallR
 	if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, handler); err != nil {
 		p.add(meter.KeystoreErrorsMetric(op), 1)
 		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
+		if c.ID != "" {
+			p.enqueue(op, c)
+		}
 		return false
 	}
 	return then != nil

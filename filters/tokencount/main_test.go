@@ -540,7 +540,8 @@ func TestBadRequests(t *testing.T) {
 		code       string
 		param      string
 	}{
-		{"not JSON", `{"model":`, 400, "invalid_request_body", ""},
+		{"not JSON", `{"model":`, 400, "invalid_json", ""},
+		{"case variant of max_tokens", `{"model":"m","max_tokens":1,"Max_tokens":40,"messages":[{"role":"user","content":"x"}]}`, 400, "ambiguous_json", ""},
 		{"no messages", `{"model":"m"}`, 400, "invalid_request_body", "messages"},
 		{"bad image part", `{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid_request_body", "messages[0].content[0].image_url.url"},
 		{"empty body", ``, 400, meter.CodeBodyRequired, ""},

@@ -261,6 +261,26 @@ func (t *Table) Get(id string, now int64) (value []byte, expires int64, ok bool,
 	return nil, 0, false, nil
 }
 
+// Scan calls fn with the id, value and expiry of every live record of set
+// i (0 ≤ i < Sets()), for owners that sweep their whole table (the
+// tokencount filter's settle queue). It never writes; value aliases the
+// read and must not be kept.
+func (t *Table) Scan(i int, now int64, fn func(id string, value []byte, expires int64)) error {
+	if i < 0 || uint64(i) >= t.sets {
+		return fmt.Errorf("table: set %d out of range 0..%d", i, t.sets-1)
+	}
+	rs, _, err := t.read(t.setKey(uint64(i)))
+	if err != nil {
+		return err
+	}
+	for j := range rs {
+		if rs[j].expires > now {
+			fn(rs[j].id, rs[j].value, rs[j].expires)
+		}
+	}
+	return nil
+}
+
 // Mutator computes a record's next value from its current one and that
 // one's expiry (nil, 0 when absent or expired). It returns the value to
 // store and its expiry; an expiry at or before now deletes the record, and

@@ -321,3 +321,22 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestScanSeesLiveRecordsOfEachSet(t *testing.T) {
+	tb, err := New(NewMemStore(), Options{Namespace: "scan", MaxEntries: 16, Ways: 4})
+	require.NoError(t, err)
+	require.NoError(t, tb.Init())
+	put := func(id string, expires int64) {
+		_, err := tb.Update(id, 0, func([]byte, int64) ([]byte, int64, bool) { return []byte("v" + id), expires, true })
+		require.NoError(t, err)
+	}
+	put("a", 100)
+	put("b", 100)
+	put("c", 5)
+	seen := map[string]string{}
+	for i := range tb.Sets() {
+		require.NoError(t, tb.Scan(i, 10, func(id string, v []byte, _ int64) { seen[id] = string(v) }))
+	}
+	require.Equal(t, map[string]string{"a": "va", "b": "vb"}, seen, "the expired record is not seen")
+	require.Error(t, tb.Scan(tb.Sets(), 10, func(string, []byte, int64) {}))
+}

@@ -48,6 +48,9 @@ const (
 	// DefaultMaxResponseBytes is the largest JSON response read for usage
 	// (4 MiB); a larger one is settled at its reservation.
 	DefaultMaxResponseBytes = 4 << 20
+	// MaxJSONDepth bounds max_json_depth: the view is iterative, but deep
+	// nesting serves no request.
+	MaxJSONDepth = 1024
 	// DefaultMaxMetricModels bounds the distinct model labels per VM.
 	DefaultMaxMetricModels = 50
 	// DefaultMaxMetricApps bounds the distinct app labels per VM.
@@ -125,6 +128,9 @@ type Config struct {
 	HoldResponseBytes int64 `json:"hold_response_bytes"`
 	// MaxResponseBytes is the largest JSON response read for usage.
 	MaxResponseBytes int64 `json:"max_response_bytes"`
+	// MaxJSONDepth bounds the nesting of request bodies (400 above); 0
+	// means the canonical view's default (64).
+	MaxJSONDepth int `json:"max_json_depth"`
 	// MetricModels, when set, are the only model names used as metric
 	// labels (others count as "_other"); otherwise the first
 	// MaxMetricModels distinct names are.
@@ -135,6 +141,22 @@ type Config struct {
 	MaxMetricApps int `json:"max_metric_apps"`
 	// ErrorStyle is "openai" (default) or "apigee".
 	ErrorStyle string `json:"error_style"`
+	// Strict makes token quotas impossible to overshoot: the prompt is
+	// reserved at its provable bound and the output cap is enforced on the
+	// forwarded body.
+	Strict StrictConfig `json:"strict"`
+	// PromptBound holds the framing constants and per-item maxima of the
+	// prompt bound (used by strict mode and to distrust upstream usage).
+	PromptBound BoundConfig `json:"prompt_bound"`
+	// ContextTokens is each model's context window, the last bound of any
+	// usage an upstream may report.
+	ContextTokens ContextConfig `json:"context_tokens"`
+	// UnmeteredPaths are POST paths that may pass without metering when a
+	// token quota applies; every other POST that is not a metered API is
+	// refused then (403), so tokens are never consumed uncounted.
+	UnmeteredPaths []string `json:"unmetered_paths"`
+	// SettleRetry sizes the shared queue of settles that failed.
+	SettleRetry SettleRetryConfig `json:"settle_retry"`
 }
 
 // KeystoreConfig locates the counter engine.
@@ -220,6 +242,8 @@ type Policy struct {
 	MaxRequestBytes   int64
 	HoldResponseBytes int64
 	MaxResponseBytes  int64
+	// MaxJSONDepth bounds request body nesting (0: reqview's default).
+	MaxJSONDepth int
 	// MetricModels is the fixed model label set (nil: first come).
 	MetricModels map[string]bool
 	// MaxMetricModels and MaxMetricApps bound the label sets.
@@ -227,6 +251,26 @@ type Policy struct {
 	MaxMetricApps   int
 	// Style is the error body shape.
 	Style apierror.Style
+	// Strict reserves prompt bounds and enforces the output cap.
+	Strict bool
+	// RefuseUnbounded refuses, in strict mode, inputs whose tokens do not
+	// follow from their bytes.
+	RefuseUnbounded bool
+	// ClampMaxTokens lowers the forwarded output cap to what the budget
+	// allows instead of refusing (strict mode).
+	ClampMaxTokens bool
+	// MinOutputTokens is the smallest output cap a clamp leaves.
+	MinOutputTokens int64
+	// Bounds are the prompt bound's constants.
+	Bounds usage.Bounds
+	// Context is the context window per model.
+	Context ContextLimits
+	// UnmeteredPaths are the POST paths allowed through unmetered.
+	UnmeteredPaths []PathPattern
+	// SettleQueueEntries bounds the shared queue of failed settles.
+	SettleQueueEntries int
+	// SettleRetryInterval is the tick that retries queued settles.
+	SettleRetryInterval time.Duration
 }
 
 // HeaderNames are the lower-case rate-limit header names.
@@ -362,6 +406,10 @@ func (c *Config) compile() (*Policy, error) {
 	if c.MaxResponseBytes > 0 {
 		p.MaxResponseBytes = c.MaxResponseBytes
 	}
+	if c.MaxJSONDepth < 0 || c.MaxJSONDepth > MaxJSONDepth {
+		return nil, fmt.Errorf("max_json_depth %d out of range [0, %d]", c.MaxJSONDepth, MaxJSONDepth)
+	}
+	p.MaxJSONDepth = c.MaxJSONDepth
 	if c.MaxMetricModels < 0 || c.MaxMetricApps < 0 {
 		return nil, errors.New("max_metric_models and max_metric_apps must not be negative")
 	}
@@ -376,6 +424,9 @@ func (c *Config) compile() (*Policy, error) {
 		for _, m := range c.MetricModels {
 			p.MetricModels[m] = true
 		}
+	}
+	if err := c.compileHardening(p); err != nil {
+		return nil, err
 	}
 	var ok bool
 	if p.Style, ok = apierror.ParseStyle(c.ErrorStyle); !ok {

@@ -46,6 +46,9 @@ type State struct {
 type Callout struct {
 	Path string
 	Body []byte
+	// ID is the reservation a settle or release is about ("" otherwise),
+	// the key of its entry in the SettleQueue.
+	ID string
 }
 
 // CalloutHeaders are the callout's request headers.
@@ -78,7 +81,7 @@ func Settle(id string, actual int64) Callout {
 	b = appendString(b, id)
 	b = append(b, `,"actual":`...)
 	b = strconv.AppendInt(b, min(max(actual, 0), window.MaxLimit), 10)
-	return Callout{Path: PathSettle, Body: append(b, "}]}"...)}
+	return Callout{Path: PathSettle, Body: append(b, "}]}"...), ID: id}
 }
 
 // Release returns a whole reservation.
@@ -86,7 +89,7 @@ func Release(id string) Callout {
 	b := make([]byte, 0, 140)
 	b = append(b, `{"items":[{"id":`...)
 	b = appendString(b, id)
-	return Callout{Path: PathRelease, Body: append(b, "}]}"...)}
+	return Callout{Path: PathRelease, Body: append(b, "}]}"...), ID: id}
 }
 
 // Record counts usage that happened without a reservation (fail-open

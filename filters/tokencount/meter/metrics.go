@@ -19,6 +19,8 @@ import (
 //	tollgate_tokencount_reservations_refused_total.model.<m>.app.<a>
 //	tollgate_tokencount_estimate_error_percent.model.<m>   (histogram)
 //	tollgate_tokencount_keystore_errors_total.op.<reserve|settle|release|consume>
+//	tollgate_tokencount_usage_violations_total.model.<m>.reason.<violation>
+//	tollgate_tokencount_settle_queue_total.event.<queued|delivered|retried|dropped>
 const (
 	MetricPromptTokens     = "tollgate_tokencount_prompt_tokens_total"
 	MetricCompletionTokens = "tollgate_tokencount_completion_tokens_total"
@@ -28,7 +30,28 @@ const (
 	MetricRefused          = "tollgate_tokencount_reservations_refused_total"
 	MetricEstimateError    = "tollgate_tokencount_estimate_error_percent"
 	MetricKeystoreErrors   = "tollgate_tokencount_keystore_errors_total"
+	MetricViolations       = "tollgate_tokencount_usage_violations_total"
+	MetricSettleQueue      = "tollgate_tokencount_settle_queue_total"
 )
+
+// Settle queue events, for the settle queue metric.
+const (
+	QueueQueued    = "queued"    // a failed settle, release or record was queued
+	QueueDelivered = "delivered" // a queued one reached the keystore
+	QueueRetried   = "retried"   // a retry failed; it stays queued
+	QueueDropped   = "dropped"   // it was lost: the queue was full, or it expired
+)
+
+// QueueEvents lists the settle queue events.
+func QueueEvents() []string { return []string{QueueQueued, QueueDelivered, QueueRetried, QueueDropped} }
+
+// SettleQueueMetric names the settle queue counter of an event.
+func SettleQueueMetric(event string) string { return MetricSettleQueue + ".event." + event }
+
+// ViolationsMetric names the usage violations counter of a model and reason.
+func ViolationsMetric(model string, v Violation) string {
+	return MetricViolations + ".model." + model + ".reason." + string(v)
+}
 
 // Outcome is how a metered request ended, for the requests metric.
 type Outcome string
@@ -185,6 +208,8 @@ func StatsTags() []StatsTag {
 		{Name: "app", Regex: stem + `[a-z_]+?\.model\.[^.]+(\.app\.([^.]+))`},
 		{Name: "outcome", Regex: stem + `requests_total\.model\.[^.]+\.app\.[^.]+(\.outcome\.([^.]+))$`},
 		{Name: "op", Regex: stem + `keystore_errors_total(\.op\.([^.]+))$`},
+		{Name: "reason", Regex: stem + `usage_violations_total\.model\.[^.]+(\.reason\.([^.]+))$`},
+		{Name: "event", Regex: stem + `settle_queue_total(\.event\.([^.]+))$`},
 	}
 }
 

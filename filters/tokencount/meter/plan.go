@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // Error codes the filter answers with.
@@ -53,6 +54,23 @@ type Plan struct {
 	Quota *Quota
 	// Price is the model's price (cost quotas).
 	Price usage.Price
+
+	// Strict is true when the plan reserves the prompt bound
+	// (PromptEstimate == PromptBound) and charges its reservation when the
+	// upstream reports no usage.
+	Strict bool
+	// OutputPerChoice is the output reserved per choice; Choices the number
+	// of choices generated (n × prompts; 0 for embeddings).
+	OutputPerChoice, Choices int64
+	// OutputEnforced is true when the forwarded body caps every choice's
+	// output at OutputPerChoice, so the upstream cannot generate more.
+	OutputEnforced bool
+	// PromptBound and CompletionBound are the most the request can
+	// legitimately use (see Check).
+	PromptBound, CompletionBound int64
+	// Sent is the body as forwarded, kept only when a later clamp may need
+	// to rewrite it again.
+	Sent []byte
 }
 
 // Reserved is the reservation as usage (prompt estimate + output reserve).
@@ -90,9 +108,18 @@ func (p *Policy) PlanRequestAs(api usage.API, body []byte, q *Quota, publicModel
 	if int64(len(body)) > p.MaxRequestBytes {
 		return nil, p.TooLarge()
 	}
-	req, err := usage.ParseRequest(api, body)
+	rv, err := reqview.ParseRequest(body, reqview.Limits{MaxBytes: int(p.MaxRequestBytes), MaxDepth: p.MaxJSONDepth})
+	if err != nil {
+		return nil, badRequest(usage.ViewError(err))
+	}
+	req, err := usage.FromView(api, rv)
 	if err != nil {
 		return nil, badRequest(err)
+	}
+	if p.Strict && p.RefuseUnbounded {
+		if kinds := req.Prompt.Unbounded(); kinds != nil {
+			return nil, Unbounded(kinds)
+		}
 	}
 	prompt, output := p.Estimator.Reservation(req)
 	model := req.Model
@@ -100,26 +127,60 @@ func (p *Policy) PlanRequestAs(api usage.API, body []byte, q *Quota, publicModel
 		model = publicModel
 	}
 	pl := &Plan{
-		API:            api,
-		Model:          model,
-		BodyModel:      req.Model,
-		Stream:         req.Stream,
-		PromptEstimate: prompt,
-		OutputReserve:  output,
-		Quota:          q,
-		Price:          p.price(model, req.Model),
+		API:             api,
+		Model:           model,
+		BodyModel:       req.Model,
+		Stream:          req.Stream,
+		PromptEstimate:  prompt,
+		OutputReserve:   output,
+		Quota:           q,
+		Price:           p.price(model, req.Model),
+		Strict:          p.Strict,
+		OutputPerChoice: p.Estimator.MaxOutput(req),
+	}
+	if api != usage.APIEmbeddings {
+		pl.Choices = max(req.N, 1)
+		if api == usage.APICompletions {
+			pl.Choices *= int64(max(req.Prompt.Inputs, 1))
+		}
+	}
+	pl.OutputEnforced = api == usage.APIEmbeddings || (req.MaxOutputSet && req.MaxOutput == pl.OutputPerChoice)
+	sent := body
+	if p.Strict && !pl.OutputEnforced {
+		// The upstream must not generate more than is reserved: forward
+		// the output cap the reservation assumes.
+		out := usage.SetMaxOutputView(api, rv, pl.OutputPerChoice)
+		sent, pl.Body, pl.OutputEnforced = out, out, true
+	}
+	p.setBounds(pl, req)
+	if p.Strict {
+		prompt = pl.PromptBound
+		pl.PromptEstimate = prompt
 	}
 	if p.InjectIncludeUsage && req.Stream && !req.IncludeUsage &&
 		(api == usage.APIChatCompletions || api == usage.APICompletions) {
-		out, err := injectIncludeUsage(api, body, req.StreamOptions)
+		out, err := injectIncludeUsage(api, sent, req.StreamOptions)
 		if err != nil {
 			return nil, badRequest(err)
 		}
-		pl.Body, pl.StripUsage = out, true
+		sent, pl.Body, pl.StripUsage = out, out, true
 	}
 	if q != nil {
 		pl.Amount = pl.Charge(usage.Usage{PromptTokens: prompt, CompletionTokens: output, TotalTokens: prompt + output})
 		if pl.Amount > q.Spec.Limit {
+			if per, ok := p.ClampOutput(pl, q.Spec.Limit); ok {
+				out, err := p.Clamp(pl, sent, per)
+				if err != nil {
+					return nil, badRequest(err)
+				}
+				sent, pl.Body = out, out
+			}
+		}
+		if p.Strict && p.ClampMaxTokens {
+			pl.Sent = sent
+		}
+		if pl.Amount > q.Spec.Limit {
+			prompt, output = pl.PromptEstimate, pl.OutputReserve
 			e := apierror.New(429, CodeRequestOverLimit, fmt.Sprintf(
 				"this request may use up to %d %s (prompt estimate %d tokens, up to %d output tokens), more than the quota of %d per %s; lower max_tokens or shorten the prompt",
 				pl.Amount, unitName(q.Metric), prompt, output, q.Spec.Limit, windowName(q)))
@@ -203,6 +264,12 @@ func badRequest(err error) *apierror.Error {
 	var re *usage.RequestError
 	if errors.As(err, &re) {
 		e.Param = re.Param
+		if re.Code != "" {
+			// The canonical view's refusal: the same code and status in
+			// every filter.
+			e = apierror.New(re.Status, re.Code, err.Error())
+			e.Param = re.Param
+		}
 	}
 	return e
 }

@@ -30,6 +30,7 @@ func TestPlanRequest(t *testing.T) {
 		strip      bool
 		status     int
 		param      string
+		code       string
 	}{
 		{name: "json chat, client max_tokens", cfg: `{}`, api: usage.APIChatCompletions,
 			body: chat + `,"max_tokens":100}`, quota: quota(10000, usage.MetricTotal), wantOutput: 100, wantAmount: -1},
@@ -64,7 +65,9 @@ func TestPlanRequest(t *testing.T) {
 		{name: "malformed JSON", cfg: `{}`, api: usage.APIChatCompletions, body: `{"model":`, status: 400},
 		{name: "missing messages", cfg: `{}`, api: usage.APIChatCompletions, body: `{"model":"m"}`, status: 400, param: "messages"},
 		{name: "negative max_tokens", cfg: `{}`, api: usage.APIChatCompletions, body: chat + `,"max_tokens":-1}`, status: 400, param: "max_tokens"},
-		{name: "duplicate stream key", cfg: `{}`, api: usage.APIChatCompletions, body: chat + `,"stream":false,"stream":true}`, status: 400, param: "stream"},
+		{name: "duplicate stream key", cfg: `{}`, api: usage.APIChatCompletions, body: chat + `,"stream":false,"stream":true}`, status: 400, code: "ambiguous_json"},
+		{name: "case variant of max_tokens", cfg: `{}`, api: usage.APIChatCompletions, body: chat + `,"max_tokens":1,"Max_tokens":40}`, status: 400, code: "ambiguous_json"},
+		{name: "too deep", cfg: `{"max_json_depth": 8}`, api: usage.APIChatCompletions, body: `{"model":"m","messages":[{"role":"user","content":[[[[[[[[[["x"]]]]]]]]]]}]}`, status: 400, code: "json_too_deep"},
 		{name: "too large", cfg: `{"max_request_bytes": 16}`, api: usage.APIChatCompletions, body: chat + `}`, status: 413},
 	}
 	for _, tt := range tests {
@@ -75,6 +78,9 @@ func TestPlanRequest(t *testing.T) {
 				require.NotNil(t, aerr)
 				assert.Equal(t, tt.status, aerr.Status)
 				assert.Equal(t, tt.param, aerr.Param)
+				if tt.code != "" {
+					assert.Equal(t, tt.code, aerr.Code)
+				}
 				if tt.status == 429 {
 					assert.Equal(t, CodeRequestOverLimit, aerr.Code)
 					require.NotNil(t, pl, "a refused plan is returned for metric labels")
@@ -199,6 +205,7 @@ func FuzzInjectIncludeUsage(f *testing.F) {
 		after, err := usage.ParseRequest(usage.APIChatCompletions, pl.Body)
 		require.NoError(t, err, "%s", pl.Body)
 		before.IncludeUsage, before.StreamOptions = true, true
+		before.View, after.View = nil, nil
 		require.Equal(t, before, after)
 	})
 }

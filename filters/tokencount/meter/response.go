@@ -45,9 +45,13 @@ const (
 	// the tokens of the generated text.
 	SourceEstimated
 	// SourceReservation: the response could not be read (compressed, too
-	// large, or abandoned after the upstream generated it); the whole
-	// reservation is charged.
+	// large, or abandoned after the upstream generated it), or, in strict
+	// mode, it carried no usage; the whole reservation is charged.
 	SourceReservation
+	// SourceBound: the upstream's usage broke the request's bound (absurd,
+	// negative, not a count, above what the request permits); the bound is
+	// charged instead (Plan.Check).
+	SourceBound
 )
 
 // String names the source for filter state and logs.
@@ -59,6 +63,8 @@ func (s Source) String() string {
 		return "estimated"
 	case SourceReservation:
 		return "reservation"
+	case SourceBound:
+		return "bound"
 	}
 	return "none"
 }
@@ -80,6 +86,9 @@ type Response struct {
 	body     []byte
 	overflow bool
 	ended    bool
+
+	violation Violation
+	reported  usage.Usage
 }
 
 // NewResponse starts metering a response from its status and headers.
@@ -174,8 +183,48 @@ func (r *Response) feedSSE(chunk []byte, end bool) ([]byte, bool) {
 	return r.out, true
 }
 
-// Usage is the usage to settle once the response has ended.
+// Usage is the usage to settle once the response has ended: the
+// upstream's when it is within the plan's bound (else the bound, with
+// Violation saying why), an estimate when there is none (the reservation
+// in strict mode), or the reservation when the answer is unreadable.
 func (r *Response) Usage() (usage.Usage, Source) {
+	return r.checked(r.usage())
+}
+
+// Partial is what a response cut short costs (client abort, upstream
+// reset): for a stream, what it carried so far (the upstream's cumulative
+// usage if it sent any, else the prompt estimate plus the streamed text;
+// the reservation in strict mode); for a JSON answer, whose text the
+// upstream had generated in full, the reservation; for an error, nothing.
+func (r *Response) Partial() (usage.Usage, Source) {
+	return r.checked(r.partial())
+}
+
+// Violation is why the upstream's usage was replaced by the bound ("" when
+// it was not), once Usage or Partial ran.
+func (r *Response) Violation() Violation { return r.violation }
+
+// Reported is the upstream's usage as it reported it, for the log line of a
+// violation.
+func (r *Response) Reported() usage.Usage { return r.reported }
+
+func (r *Response) checked(u usage.Usage, src Source) (usage.Usage, Source) {
+	switch src {
+	case SourceUpstream:
+		c, v := r.plan.Check(u)
+		if v != "" {
+			r.violation, r.reported = v, u
+			return c, SourceBound
+		}
+	case SourceEstimated:
+		if r.plan.Strict {
+			return r.plan.Reserved(), SourceReservation
+		}
+	}
+	return u, src
+}
+
+func (r *Response) usage() (usage.Usage, Source) {
 	pl := r.plan
 	switch {
 	case r.kind == KindError:
@@ -203,12 +252,7 @@ func (r *Response) Usage() (usage.Usage, Source) {
 	return u, SourceEstimated
 }
 
-// Partial is what a response cut short costs (client abort, upstream
-// reset): for a stream, what it carried so far (the upstream's cumulative
-// usage if it sent any, else the prompt estimate plus the streamed text);
-// for a JSON answer, whose text the upstream had generated in full, the
-// reservation; for an error, nothing.
-func (r *Response) Partial() (usage.Usage, Source) {
+func (r *Response) partial() (usage.Usage, Source) {
 	switch {
 	case r.kind == KindError:
 		return usage.Usage{}, SourceNone

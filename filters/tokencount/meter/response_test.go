@@ -17,7 +17,8 @@ const promptEstimate = 40
 
 func testPlan(api usage.API, strip bool) *Plan {
 	return &Plan{API: api, Model: "m", Stream: true, PromptEstimate: promptEstimate, OutputReserve: 1000,
-		Amount: promptEstimate + 1000, StripUsage: strip, Quota: quota(1<<40, usage.MetricTotal)}
+		Amount: promptEstimate + 1000, StripUsage: strip, Quota: quota(1<<40, usage.MetricTotal),
+		PromptBound: 1 << 20, CompletionBound: 1 << 20}
 }
 
 // meterResult is everything a metered response yields.

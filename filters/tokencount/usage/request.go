@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unsafe"
 
-	"github.com/tidwall/gjson"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // API identifies the request and response dialect of an endpoint.
@@ -69,6 +70,10 @@ var ErrMalformedRequest = errors.New("malformed request body")
 type RequestError struct {
 	Param string // e.g. "messages[1].content[0].image_url.url"; empty for the whole body
 	Msg   string
+	// Code and Status are the canonical view's refusal (reqview.Code*,
+	// 400 or 413); empty and 0 for the filter's own shape checks.
+	Code   string
+	Status int
 }
 
 // Error formats the problem for the client's error message.
@@ -137,6 +142,57 @@ type Prompt struct {
 	Images     []ImagePart // images, counted by their vendor's rule
 	Audio      []AudioPart // audio inputs, counted by duration
 	Files      int         // documents (PDF and other files), counted by a configured default
+
+	// The strict bound's inputs (Bounds.Prompt): exact byte counts of what
+	// reaches the model, never estimates.
+	TextBytes int64 // UTF-8 bytes of every text field (contents, roles, names, prompts)
+	Texts     int   // text fields counted in TextBytes
+	ToolBytes int64 // JSON bytes of tool definitions, tool-call arguments and tool inputs
+	Tools     int   // tool definitions and tool calls
+	HasTools  bool  // the request defines tools (a template adds its tool preamble)
+}
+
+// text counts one text field: its heuristic tokens and its exact bytes.
+func (p *Prompt) text(s string) {
+	p.TextTokens += TextTokens(s)
+	p.TextBytes += int64(len(s))
+	p.Texts++
+}
+
+// tools counts a tools / functions array for the strict bound (the
+// heuristic estimate counts its JSON as text).
+func (p *Prompt) tools(t reqview.Value) {
+	p.HasTools = true
+	p.ToolBytes += int64(len(t.Raw()))
+	p.Tools += t.Len()
+}
+
+// toolCall counts one tool call (name and arguments) for the strict bound:
+// templates may re-serialise its arguments, so they count as tool bytes.
+func (p *Prompt) toolCall(name, args reqview.Value) {
+	p.TextTokens += TextTokens(name.View()) + TextTokens(raw(args))
+	p.Tools++
+	p.ToolBytes += int64(name.StrLen())
+	if isString(args) {
+		p.ToolBytes += int64(args.StrLen())
+	} else {
+		p.ToolBytes += int64(len(args.Raw()))
+	}
+}
+
+// raw is a string's unescaped text, or another value's JSON text, without
+// a copy where possible; it must not outlive the body.
+func raw(v reqview.Value) string {
+	if v.Kind() == reqview.String {
+		return v.View()
+	}
+	return unsafeString(v.Raw())
+}
+
+// unsafeString views bytes as a string without copying; the caller must
+// not keep the string (or substrings of it) past the bytes' lifetime.
+func unsafeString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // Request is what the tokencount filter needs from a request body.
@@ -158,62 +214,59 @@ type Request struct {
 	// /v1/completions); at least 1.
 	N      int64
 	Prompt Prompt
+	// View is the canonical view the request was read from (its spans
+	// serve in-place rewrites of the same body).
+	View *reqview.Request
 }
 
-// maxN bounds n and best_of so reservations cannot overflow.
-const maxN = 1024
-
-// ParseRequest reads a request body of the given API. Every malformed
-// body gives a *RequestError wrapping ErrMalformedRequest. Each object is
-// walked once (a large image payload is not rescanned per field), and a
-// repeated key takes its last value, as the JSON parsers of the upstream
-// servers do; a repeated key that drives metering is refused.
+// ParseRequest reads a request body of the given API through the
+// canonical request view (shared/reqview) with its default limits: a body
+// the view refuses (invalid or ambiguous JSON, too deep, too large) gives
+// a *RequestError with its code; a body whose shape the filter cannot meter gives a
+// *RequestError wrapping ErrMalformedRequest.
 func ParseRequest(api API, body []byte) (*Request, error) {
-	if !gjson.ValidBytes(body) {
-		return nil, bad("", "the body is not valid JSON")
+	rv, err := reqview.ParseRequest(body, reqview.Limits{})
+	if err != nil {
+		return nil, ViewError(err)
 	}
-	// The body is only read while parsing; strings kept are cloned.
-	root := gjson.Parse(unsafeString(body))
-	if !root.IsObject() {
-		return nil, bad("", "the body must be a JSON object")
+	return FromView(api, rv)
+}
+
+// ViewError turns a refusal of the canonical request view into a
+// *RequestError (keeping its code, status and param), so every body the
+// filter refuses reads alike; other errors come back unchanged.
+func ViewError(err error) error {
+	var ve *reqview.Error
+	if errors.As(err, &ve) {
+		return &RequestError{Param: ve.Param, Msg: ve.Msg, Code: ve.Code, Status: ve.Status}
 	}
-	var o object
-	o.index(root)
-	// A client must not show the gateway one value and the upstream another.
-	if k, ok := o.duplicate("model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-		"n", "best_of", "messages", "prompt", "input", "system"); ok {
-		return nil, bad(k, "must not appear more than once")
+	return err
+}
+
+// FromView reads what the filter meters from a request already parsed
+// with reqview.ParseRequest. The walk is iterative (no recursion on client
+// data) and each object is indexed once by the view.
+func FromView(api API, rv *reqview.Request) (*Request, error) {
+	req := &Request{
+		API:           api,
+		Model:         rv.Model,
+		Stream:        rv.Stream,
+		IncludeUsage:  rv.IncludeUsage,
+		StreamOptions: rv.StreamOptions.Exists(),
+		N:             1,
+		View:          rv,
 	}
-	req := &Request{API: api, N: 1}
+	o := rv.Root()
 	var err error
-	if req.Model, err = o.optString("model"); err != nil {
-		return nil, err
-	}
-	req.Model = strings.Clone(req.Model)
-	if req.Stream, err = o.optBool("stream"); err != nil {
-		return nil, err
-	}
-	so := o.get("stream_options")
-	req.StreamOptions = so.Exists()
-	if so.Exists() && so.Type != gjson.Null {
-		if !so.IsObject() {
-			return nil, bad("stream_options", "must be an object")
-		}
-		var sop object
-		sop.index(so)
-		if req.IncludeUsage, err = sop.optBool("include_usage"); err != nil {
-			return nil, err
-		}
-	}
 	switch api {
 	case APIChatCompletions:
-		err = parseChat(&o, req)
+		err = parseChat(o, rv, req)
 	case APICompletions:
-		err = parseCompletions(&o, req)
+		err = parseCompletions(o, rv, req)
 	case APIEmbeddings:
-		err = parseEmbeddings(&o, req)
+		err = parseEmbeddings(o, req)
 	case APIAnthropicMessages:
-		err = parseAnthropic(&o, req)
+		err = parseAnthropic(o, rv, req)
 	default:
 		err = bad("", "unsupported endpoint")
 	}
@@ -223,159 +276,148 @@ func ParseRequest(api API, body []byte) (*Request, error) {
 	return req, nil
 }
 
-func parseChat(o *object, req *Request) error {
-	if err := parseMaxOutput(o, req, "max_completion_tokens", "max_tokens"); err != nil {
-		return err
-	}
-	n, _, err := o.optCount("n")
-	if err != nil {
-		return err
-	}
-	if n > 0 {
+// maxN bounds n and best_of so reservations cannot overflow.
+const maxN = reqview.MaxCount
+
+func isString(v reqview.Value) bool { return v.Kind() == reqview.String }
+func isArray(v reqview.Value) bool  { return v.Kind() == reqview.Array }
+func isObject(v reqview.Value) bool { return v.Kind() == reqview.Object }
+
+func parseChat(o reqview.Value, rv *reqview.Request, req *Request) error {
+	maxOutput(req, rv.MaxCompletionTokens, rv.MaxTokens)
+	if n := reqview.Count(rv.N); n > 0 {
 		req.N = n
 	}
-	msgs := o.get("messages")
-	if !msgs.IsArray() {
+	msgs := o.Get("messages")
+	if !isArray(msgs) {
 		return bad("messages", "must be an array of messages")
 	}
 	p := &req.Prompt
 	p.Inputs = 1
 	var perr error
-	i := 0
-	msgs.ForEach(func(_, m gjson.Result) bool {
+	msgs.Elems(func(i int, m reqview.Value) bool {
 		perr = chatMessage(m, i, p)
-		i++
 		return perr == nil
 	})
 	if perr != nil {
 		return perr
 	}
-	if i == 0 {
+	if msgs.Len() == 0 {
 		return bad("messages", "must not be empty")
 	}
 	for _, key := range []string{"tools", "functions"} {
-		if t := o.get(key); t.Exists() && t.Type != gjson.Null {
-			if !t.IsArray() {
+		if t := o.Get(key); !t.IsNull() {
+			if !isArray(t) {
 				return bad(key, "must be an array")
 			}
-			p.TextTokens += TextTokens(t.Raw)
+			p.TextTokens += TextTokens(raw(t))
+			p.tools(t)
 		}
 	}
 	return nil
 }
 
-func chatMessage(m gjson.Result, i int, p *Prompt) error {
-	if !m.IsObject() {
+func chatMessage(m reqview.Value, i int, p *Prompt) error {
+	if !isObject(m) {
 		return bad(fmt.Sprintf("messages[%d]", i), "must be an object")
 	}
-	var mo object
-	mo.index(m)
-	role := mo.get("role")
-	if role.Type != gjson.String {
+	role := m.Get("role")
+	if !isString(role) {
 		return bad(fmt.Sprintf("messages[%d].role", i), "must be a string")
 	}
 	p.Messages++
-	p.TextTokens += TextTokens(role.Str)
-	if name := mo.get("name"); name.Exists() && name.Type != gjson.Null {
-		if name.Type != gjson.String {
+	p.text(role.View())
+	if name := m.Get("name"); !name.IsNull() {
+		if !isString(name) {
 			return bad(fmt.Sprintf("messages[%d].name", i), "must be a string")
 		}
 		p.Names++
-		p.TextTokens += TextTokens(name.Str)
+		p.text(name.View())
 	}
-	if err := chatContent(mo.get("content"), i, p); err != nil {
+	if err := chatContent(m.Get("content"), i, p); err != nil {
 		return err
 	}
-	if r := mo.get("refusal"); r.Type == gjson.String {
-		p.TextTokens += TextTokens(r.Str)
+	if r := m.Get("refusal"); isString(r) {
+		p.text(r.View())
 	}
-	if tc := mo.get("tool_calls"); tc.IsArray() {
-		tc.ForEach(func(_, c gjson.Result) bool {
-			f := c.Get("function")
-			p.TextTokens += TextTokens(f.Get("name").Str) + TextTokens(f.Get("arguments").Str)
-			return true
-		})
-	}
-	if fc := mo.get("function_call"); fc.IsObject() {
-		p.TextTokens += TextTokens(fc.Get("name").Str) + TextTokens(fc.Get("arguments").Str)
+	m.Get("tool_calls").Elems(func(_ int, c reqview.Value) bool {
+		f := c.Get("function")
+		p.toolCall(f.Get("name"), f.Get("arguments"))
+		return true
+	})
+	if fc := m.Get("function_call"); isObject(fc) {
+		p.toolCall(fc.Get("name"), fc.Get("arguments"))
 	}
 	return nil
 }
 
-func chatContent(c gjson.Result, i int, p *Prompt) error {
+func chatContent(c reqview.Value, i int, p *Prompt) error {
 	switch {
-	case !c.Exists() || c.Type == gjson.Null:
+	case c.IsNull():
 		return nil // an assistant message with tool calls only
-	case c.Type == gjson.String:
-		p.TextTokens += TextTokens(c.Str)
+	case isString(c):
+		p.text(c.View())
 		return nil
-	case !c.IsArray():
+	case !isArray(c):
 		return bad(fmt.Sprintf("messages[%d].content", i), "must be a string or an array of content parts")
 	}
 	var err error
-	j := 0
-	c.ForEach(func(_, part gjson.Result) bool {
+	c.Elems(func(j int, part reqview.Value) bool {
 		if err = chatPart(part, p); err != nil {
 			prefixParam(err, fmt.Sprintf("messages[%d].content[%d]", i, j))
 		}
-		j++
 		return err == nil
 	})
 	return err
 }
 
 // chatPart reads one content part; error params are relative to the part.
-func chatPart(part gjson.Result, p *Prompt) error {
-	if !part.IsObject() {
+func chatPart(part reqview.Value, p *Prompt) error {
+	if !isObject(part) {
 		return bad("", "must be an object")
 	}
-	var po object
-	po.index(part)
-	typ := po.get("type")
-	if typ.Type != gjson.String {
+	typ := part.Get("type")
+	if !isString(typ) {
 		return bad(".type", "must be a string")
 	}
-	switch typ.Str {
+	switch typ.View() {
 	case "text", "input_text", "output_text":
-		t := po.get("text")
-		if t.Type != gjson.String {
+		t := part.Get("text")
+		if !isString(t) {
 			return bad(".text", "must be a string")
 		}
-		p.TextTokens += TextTokens(t.Str)
+		p.text(t.View())
 	case "refusal":
-		p.TextTokens += TextTokens(po.get("refusal").Str)
+		p.text(part.Get("refusal").View())
 	case "image_url":
-		iu := po.get("image_url")
-		var url, detail gjson.Result
-		if iu.Type == gjson.String {
+		iu := part.Get("image_url")
+		var url, detail reqview.Value
+		if isString(iu) {
 			url = iu // some clients send the URL string directly
-		} else if iu.IsObject() {
-			var io object
-			io.index(iu)
-			url, detail = io.get("url"), io.get("detail")
+		} else if isObject(iu) {
+			url, detail = iu.Get("url"), iu.Get("detail")
 		}
-		if url.Type != gjson.String || url.Str == "" {
+		if !isString(url) || url.StrLen() == 0 {
 			return bad(".image_url.url", "must be a non-empty string")
 		}
-		img := ImagePart{Rule: ImageOpenAI, Detail: canonicalDetail(detail.Str)}
-		if (img.Detail == "" && detail.Str != "") || (detail.Exists() && detail.Type != gjson.String && detail.Type != gjson.Null) {
+		img := ImagePart{Rule: ImageOpenAI, Detail: canonicalDetail(detail.View())}
+		if (img.Detail == "" && detail.StrLen() > 0) || (!detail.IsNull() && !isString(detail)) {
 			return bad(".image_url.detail", `must be "low", "high" or "auto"`)
 		}
-		if _, payload, ok := dataURL(url.Str); ok {
+		if _, payload, ok := dataURL(url.View()); ok {
 			if b, ok := newB64(payload); ok {
 				img.Width, img.Height, _ = imageSize(b)
 			}
 		}
 		p.Images = append(p.Images, img)
 	case "input_audio":
-		var ao object
-		ao.index(po.get("input_audio"))
-		data := ao.get("data")
-		if data.Type != gjson.String {
+		ao := part.Get("input_audio")
+		data := ao.Get("data")
+		if !isString(data) {
 			return bad(".input_audio.data", "must be a base64 string")
 		}
-		a := AudioPart{Format: strings.Clone(ao.get("format").Str)}
-		if b, ok := newB64(data.Str); ok {
+		a := AudioPart{Format: ao.Get("format").Str()}
+		if b, ok := newB64(data.View()); ok {
 			a.Seconds, a.Known = audioSeconds(b, a.Format)
 		}
 		p.Audio = append(p.Audio, a)
@@ -399,33 +441,25 @@ func canonicalDetail(d string) string {
 	return ""
 }
 
-func parseCompletions(o *object, req *Request) error {
-	if err := parseMaxOutput(o, req, "max_tokens"); err != nil {
-		return err
-	}
-	for _, key := range []string{"n", "best_of"} {
-		n, _, err := o.optCount(key)
-		if err != nil {
-			return err
-		}
-		req.N = max(req.N, n)
-	}
-	prompt := o.get("prompt")
-	if !prompt.Exists() || prompt.Type == gjson.Null {
+func parseCompletions(o reqview.Value, rv *reqview.Request, req *Request) error {
+	maxOutput(req, rv.MaxTokens)
+	req.N = max(req.N, reqview.Count(rv.N), reqview.Count(rv.BestOf))
+	prompt := o.Get("prompt")
+	if prompt.IsNull() {
 		return bad("prompt", "is required")
 	}
 	if err := inputs(prompt, "prompt", &req.Prompt); err != nil {
 		return err
 	}
-	if s := o.get("suffix"); s.Type == gjson.String {
-		req.Prompt.TextTokens += TextTokens(s.Str)
+	if s := o.Get("suffix"); isString(s) {
+		req.Prompt.text(s.View())
 	}
 	return nil
 }
 
-func parseEmbeddings(o *object, req *Request) error {
-	in := o.get("input")
-	if !in.Exists() || in.Type == gjson.Null {
+func parseEmbeddings(o reqview.Value, req *Request) error {
+	in := o.Get("input")
+	if in.IsNull() {
 		return bad("input", "is required")
 	}
 	return inputs(in, "input", &req.Prompt)
@@ -433,30 +467,29 @@ func parseEmbeddings(o *object, req *Request) error {
 
 // inputs reads a prompt or input: a string, an array of strings, an array
 // of token ids, or an array of token-id arrays.
-func inputs(v gjson.Result, param string, p *Prompt) error {
-	if v.Type == gjson.String {
+func inputs(v reqview.Value, param string, p *Prompt) error {
+	if isString(v) {
 		p.Inputs = 1
-		p.TextTokens += TextTokens(v.Str)
+		p.text(v.View())
 		return nil
 	}
-	if !v.IsArray() {
+	if !isArray(v) {
 		return bad(param, "must be a string, an array of strings or an array of token ids")
 	}
 	var err error
 	ids := false
-	i := 0
-	v.ForEach(func(_, e gjson.Result) bool {
+	v.Elems(func(i int, e reqview.Value) bool {
 		switch {
-		case e.Type == gjson.String:
+		case isString(e):
 			p.Inputs++
-			p.TextTokens += TextTokens(e.Str)
-		case e.Type == gjson.Number:
+			p.text(e.View())
+		case e.Kind() == reqview.Number:
 			ids = true
 			p.TokenIDs++
-		case e.IsArray():
+		case isArray(e):
 			p.Inputs++
-			e.ForEach(func(_, t gjson.Result) bool {
-				if t.Type != gjson.Number {
+			e.Elems(func(_ int, t reqview.Value) bool {
+				if t.Kind() != reqview.Number {
 					err = bad(fmt.Sprintf("%s[%d]", param, i), "token arrays must hold numbers only")
 					return false
 				}
@@ -466,7 +499,6 @@ func inputs(v gjson.Result, param string, p *Prompt) error {
 		default:
 			err = bad(fmt.Sprintf("%s[%d]", param, i), "must be a string, a token id or an array of token ids")
 		}
-		i++
 		return err == nil
 	})
 	if err != nil {
@@ -478,47 +510,41 @@ func inputs(v gjson.Result, param string, p *Prompt) error {
 		}
 		p.Inputs = 1
 	}
-	if i == 0 {
+	if v.Len() == 0 {
 		return bad(param, "must not be empty")
 	}
 	return nil
 }
 
-func parseAnthropic(o *object, req *Request) error {
-	if err := parseMaxOutput(o, req, "max_tokens"); err != nil {
-		return err
-	}
+func parseAnthropic(o reqview.Value, rv *reqview.Request, req *Request) error {
+	maxOutput(req, rv.MaxTokens)
 	p := &req.Prompt
 	p.Inputs = 1
-	if sys := o.get("system"); sys.Exists() && sys.Type != gjson.Null {
+	if sys := o.Get("system"); !sys.IsNull() {
 		p.Messages++
 		if err := anthropicContent(sys, "system", p); err != nil {
 			return err
 		}
 	}
-	msgs := o.get("messages")
-	if !msgs.IsArray() {
+	msgs := o.Get("messages")
+	if !isArray(msgs) {
 		return bad("messages", "must be an array of messages")
 	}
 	var err error
-	i := 0
-	msgs.ForEach(func(_, m gjson.Result) bool {
+	msgs.Elems(func(i int, m reqview.Value) bool {
 		param := lazyParam{"messages", i}
-		i++
-		if !m.IsObject() {
+		if !isObject(m) {
 			err = bad(param.String(), "must be an object")
 			return false
 		}
-		var mo object
-		mo.index(m)
-		role := mo.get("role")
-		if role.Type != gjson.String {
+		role := m.Get("role")
+		if !isString(role) {
 			err = bad(param.String()+".role", "must be a string")
 			return false
 		}
 		p.Messages++
-		p.TextTokens += TextTokens(role.Str)
-		if err = anthropicContent(mo.get("content"), ".content", p); err != nil {
+		p.text(role.View())
+		if err = anthropicContent(m.Get("content"), ".content", p); err != nil {
 			prefixParam(err, param.String())
 		}
 		return err == nil
@@ -526,54 +552,56 @@ func parseAnthropic(o *object, req *Request) error {
 	if err != nil {
 		return err
 	}
-	if i == 0 {
+	if msgs.Len() == 0 {
 		return bad("messages", "must not be empty")
 	}
-	if t := o.get("tools"); t.Exists() && t.Type != gjson.Null {
-		if !t.IsArray() {
+	if t := o.Get("tools"); !t.IsNull() {
+		if !isArray(t) {
 			return bad("tools", "must be an array")
 		}
-		p.TextTokens += TextTokens(t.Raw)
+		p.TextTokens += TextTokens(raw(t))
+		p.tools(t)
 	}
 	return nil
 }
 
-// anthropicContent reads a string or an array of content blocks.
-func anthropicContent(c gjson.Result, param string, p *Prompt) error {
-	if c.Type == gjson.String {
-		p.TextTokens += TextTokens(c.Str)
+// anthropicContent reads a string or an array of content blocks; a
+// tool_result block's own content is read one level down, without
+// recursion (its blocks may not nest further tool results).
+func anthropicContent(c reqview.Value, param string, p *Prompt) error {
+	return anthropicBlocks(c, param, p, true)
+}
+
+func anthropicBlocks(c reqview.Value, param string, p *Prompt, outer bool) error {
+	if isString(c) {
+		p.text(c.View())
 		return nil
 	}
-	if !c.IsArray() {
+	if !isArray(c) {
 		return bad(param, "must be a string or an array of content blocks")
 	}
 	var err error
-	j := 0
-	c.ForEach(func(_, b gjson.Result) bool {
+	c.Elems(func(j int, b reqview.Value) bool {
 		bp := lazyParam{param, j}
-		j++
-		if !b.IsObject() {
+		if !isObject(b) {
 			err = bad(bp.String(), "must be an object")
 			return false
 		}
-		var bo object
-		bo.index(b)
-		switch bo.get("type").Str {
+		switch b.Get("type").View() {
 		case "text":
-			t := bo.get("text")
-			if t.Type != gjson.String {
+			t := b.Get("text")
+			if !isString(t) {
 				err = bad(bp.String()+".text", "must be a string")
 				return false
 			}
-			p.TextTokens += TextTokens(t.Str)
+			p.text(t.View())
 		case "thinking":
-			p.TextTokens += TextTokens(bo.get("thinking").Str)
+			p.text(b.Get("thinking").View())
 		case "image":
 			img := ImagePart{Rule: ImageAnthropic}
-			var so object
-			so.index(bo.get("source"))
-			if so.get("type").Str == "base64" {
-				if d, ok := newB64(so.get("data").Str); ok {
+			src := b.Get("source")
+			if src.Get("type").View() == "base64" {
+				if d, ok := newB64(src.Get("data").View()); ok {
 					img.Width, img.Height, _ = imageSize(d)
 				}
 			}
@@ -581,10 +609,15 @@ func anthropicContent(c gjson.Result, param string, p *Prompt) error {
 		case "document":
 			p.Files++
 		case "tool_use":
-			p.TextTokens += TextTokens(bo.get("name").Str) + TextTokens(bo.get("input").Raw)
+			p.toolCall(b.Get("name"), b.Get("input"))
 		case "tool_result":
-			if rc := bo.get("content"); rc.Exists() && rc.Type != gjson.Null {
-				if err = anthropicContent(rc, ".content", p); err != nil {
+			rc := b.Get("content")
+			switch {
+			case rc.IsNull():
+			case !outer && !isString(rc):
+				err = bad(bp.String()+".content", "must be a string: tool results do not nest")
+			default:
+				if err = anthropicBlocks(rc, ".content", p, false); err != nil {
 					prefixParam(err, bp.String())
 				}
 			}
@@ -596,17 +629,13 @@ func anthropicContent(c gjson.Result, param string, p *Prompt) error {
 	return err
 }
 
-// parseMaxOutput takes the first present key as the client's output cap.
-func parseMaxOutput(o *object, req *Request, keys ...string) error {
-	for _, k := range keys {
-		v, set, err := o.optCount(k)
-		if err != nil {
-			return err
-		}
-		if set {
-			req.MaxOutput, req.MaxOutputSet = v, true
-			return nil
+// maxOutput takes the first present value as the client's output cap
+// (reqview validated them as positive integers).
+func maxOutput(req *Request, vals ...reqview.Value) {
+	for _, v := range vals {
+		if n := reqview.Count(v); n > 0 {
+			req.MaxOutput, req.MaxOutputSet = n, true
+			return
 		}
 	}
-	return nil
 }

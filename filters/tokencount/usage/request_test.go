@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -54,11 +55,6 @@ func TestParseRequestFields(t *testing.T) {
 			want: Request{API: APIChatCompletions, Model: "m", Stream: true, StreamOptions: true, N: 1},
 		},
 		{
-			name: "escaped stream_options key", api: APIChatCompletions,
-			body: `{"model":"m","stream":true,"stream\u005foptions":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}`,
-			want: Request{API: APIChatCompletions, Model: "m", Stream: true, StreamOptions: true, N: 1},
-		},
-		{
 			name: "chat legacy max_tokens, nulls ignored", api: APIChatCompletions,
 			body: `{"model":"m","stream":null,"stream_options":null,"max_completion_tokens":null,"max_tokens":7,"n":null,"messages":[{"role":"user","content":"hi"}]}`,
 			want: Request{API: APIChatCompletions, Model: "m", StreamOptions: true, MaxOutput: 7, MaxOutputSet: true, N: 1},
@@ -83,7 +79,7 @@ func TestParseRequestFields(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseRequest(tc.api, []byte(tc.body))
 			require.NoError(t, err)
-			got.Prompt = Prompt{}
+			got.Prompt, got.View = Prompt{}, nil
 			assert.Equal(t, tc.want, *got)
 		})
 	}
@@ -99,12 +95,14 @@ func TestParseRequestPrompt(t *testing.T) {
 		{
 			name: "chat string and parts", api: APIChatCompletions,
 			body: `{"messages":[{"role":"system","content":"Be brief."},{"role":"user","name":"bo","content":[{"type":"text","text":"hello world"}]}]}`,
-			want: Prompt{Messages: 2, Names: 1, Inputs: 1, TextTokens: TextTokens("system") + TextTokens("Be brief.") + TextTokens("user") + TextTokens("bo") + TextTokens("hello world")},
+			want: Prompt{Messages: 2, Names: 1, Inputs: 1, TextTokens: TextTokens("system") + TextTokens("Be brief.") + TextTokens("user") + TextTokens("bo") + TextTokens("hello world"),
+				TextBytes: 32, Texts: 5},
 		},
 		{
 			name: "assistant tool call without content", api: APIChatCompletions,
 			body: `{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]}]}`,
-			want: Prompt{Messages: 1, Inputs: 1, TextTokens: TextTokens("assistant") + TextTokens("f") + TextTokens(`{"x":1}`)},
+			want: Prompt{Messages: 1, Inputs: 1, TextTokens: TextTokens("assistant") + TextTokens("f") + TextTokens(`{"x":1}`),
+				TextBytes: 9, Texts: 1, ToolBytes: 8, Tools: 1},
 		},
 		{
 			name: "completions token ids", api: APICompletions,
@@ -119,17 +117,18 @@ func TestParseRequestPrompt(t *testing.T) {
 		{
 			name: "embeddings strings", api: APIEmbeddings,
 			body: `{"input":["one two","three"]}`,
-			want: Prompt{Inputs: 2, TextTokens: TextTokens("one two") + TextTokens("three")},
+			want: Prompt{Inputs: 2, TextTokens: TextTokens("one two") + TextTokens("three"), TextBytes: 12, Texts: 2},
 		},
 		{
 			name: "anthropic system blocks and tool use", api: APIAnthropicMessages,
 			body: `{"max_tokens":5,"system":[{"type":"text","text":"sys"}],"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"get","input":{"q":1}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"ok"}]}]}`,
-			want: Prompt{Messages: 3, Inputs: 1, TextTokens: TextTokens("sys") + TextTokens("assistant") + TextTokens("get") + TextTokens(`{"q":1}`) + TextTokens("user") + TextTokens("ok")},
+			want: Prompt{Messages: 3, Inputs: 1, TextTokens: TextTokens("sys") + TextTokens("assistant") + TextTokens("get") + TextTokens(`{"q":1}`) + TextTokens("user") + TextTokens("ok"),
+				TextBytes: 18, Texts: 4, ToolBytes: 10, Tools: 1},
 		},
 		{
 			name: "anthropic document counted as file", api: APIAnthropicMessages,
 			body: `{"max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://x/y.pdf"}}]}]}`,
-			want: Prompt{Messages: 1, Inputs: 1, Files: 1, TextTokens: TextTokens("user")},
+			want: Prompt{Messages: 1, Inputs: 1, Files: 1, TextTokens: TextTokens("user"), TextBytes: 4, Texts: 1},
 		},
 	}
 	for _, tc := range tests {
@@ -141,10 +140,25 @@ func TestParseRequestPrompt(t *testing.T) {
 	}
 }
 
-func TestParseRequestRepeatedKeyInMessageTakesLast(t *testing.T) {
-	req, err := ParseRequest(APIChatCompletions, []byte(`{"messages":[{"role":"user","content":"a","content":"one two three four five six"}]}`))
-	require.NoError(t, err)
-	assert.Equal(t, TextTokens("user")+TextTokens("one two three four five six"), req.Prompt.TextTokens)
+// Bodies two JSON parsers could read differently are refused by the
+// canonical view (the upstream might read the other value).
+func TestParseRequestAmbiguousRefused(t *testing.T) {
+	for _, body := range []string{
+		`{"messages":[{"role":"user","content":"a","content":"one two three four five six"}]}`,
+		`{"model":"m","stream":true,"stream\u005foptions":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}`,
+		`{"max_tokens":1,"Max_tokens":40,"messages":[{"role":"user","content":"hi"}]}`,
+		`{"max_tokens":1,"messages":[{"role":"user","Content":"hi","content":"x"}]}`,
+	} {
+		_, err := ParseRequest(APIChatCompletions, []byte(body))
+		var re *RequestError
+		require.ErrorAs(t, err, &re, body)
+		assert.Equal(t, "ambiguous_json", re.Code, body)
+		assert.Equal(t, 400, re.Status, body)
+	}
+	_, err := ParseRequest(APIChatCompletions, []byte(`{"messages":[{"role":"user","content":`+strings.Repeat("[", 5000)+strings.Repeat("]", 5000)+`}]}`))
+	var re *RequestError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "json_too_deep", re.Code)
 }
 
 func TestParseRequestDoesNotAliasBody(t *testing.T) {
@@ -172,7 +186,7 @@ func TestParseRequestErrors(t *testing.T) {
 		{"model not string", APIChatCompletions, `{"model":3,"messages":[]}`, "model"},
 		{"stream not bool", APIChatCompletions, `{"stream":"yes","messages":[{"role":"user","content":"x"}]}`, "stream"},
 		{"stream_options not object", APIChatCompletions, `{"stream_options":true,"messages":[{"role":"user","content":"x"}]}`, "stream_options"},
-		{"include_usage not bool", APIChatCompletions, `{"stream_options":{"include_usage":1},"messages":[{"role":"user","content":"x"}]}`, "include_usage"},
+		{"include_usage not bool", APIChatCompletions, `{"stream_options":{"include_usage":1},"messages":[{"role":"user","content":"x"}]}`, "stream_options.include_usage"},
 		{"messages missing", APIChatCompletions, `{"model":"m"}`, "messages"},
 		{"messages empty", APIChatCompletions, `{"messages":[]}`, "messages"},
 		{"message not object", APIChatCompletions, `{"messages":["hi"]}`, "messages[0]"},
@@ -200,9 +214,9 @@ func TestParseRequestErrors(t *testing.T) {
 		{"anthropic block text wrong", APIAnthropicMessages, `{"messages":[{"role":"user","content":[{"type":"text","text":1}]}]}`, "messages[0].content[0].text"},
 		{"anthropic nested tool_result", APIAnthropicMessages, `{"messages":[{"role":"user","content":[{"type":"tool_result","content":[{"type":"text","text":false}]}]}]}`, "messages[0].content[0].content[0].text"},
 		{"unsupported api", APIUnknown, `{}`, ""},
-		{"duplicate max_tokens", APIChatCompletions, `{"max_tokens":1,"messages":[{"role":"user","content":"x"}],"max_tokens":100000}`, "max_tokens"},
-		{"duplicate model", APIChatCompletions, `{"model":"cheap","model":"expensive","messages":[{"role":"user","content":"x"}]}`, "model"},
-		{"duplicate stream", APIChatCompletions, `{"stream":false,"stream":true,"messages":[{"role":"user","content":"x"}]}`, "stream"},
+		{"duplicate max_tokens", APIChatCompletions, `{"max_tokens":1,"messages":[{"role":"user","content":"x"}],"max_tokens":100000}`, ""},
+		{"duplicate model", APIChatCompletions, `{"model":"cheap","model":"expensive","messages":[{"role":"user","content":"x"}]}`, ""},
+		{"duplicate stream", APIChatCompletions, `{"stream":false,"stream":true,"messages":[{"role":"user","content":"x"}]}`, ""},
 		{"detail not a string", APIChatCompletions, `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x","detail":1}}]}]}`, "messages[0].content[0].image_url.detail"},
 	}
 	for _, tc := range tests {

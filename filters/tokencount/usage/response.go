@@ -1,7 +1,9 @@
 package usage
 
 import (
-	"github.com/tidwall/gjson"
+	"math"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // Usage is the token count of one request, normalised across vendors.
@@ -25,6 +27,27 @@ type Usage struct {
 	// Estimated is true when the response carried no usage and the counts
 	// come from the estimator.
 	Estimated bool
+	// Invalid is true when the upstream reported a field that is not a
+	// count: negative, fractional, not a number, or above MaxCount. Such a
+	// field reads as 0 here; the filter charges the request's bound instead.
+	Invalid bool
+}
+
+// MaxCount is the largest token count read from an upstream (2^53, the
+// counter engine's limit); larger values are Invalid.
+const MaxCount = 1 << 53
+
+// count reads one usage field: absent or null is 0; anything but an
+// integer in [0, MaxCount] is 0 and marks the usage Invalid.
+func count(v reqview.Value, invalid *bool) int64 {
+	if v.IsNull() {
+		return 0
+	}
+	if f, ok := v.Num(); ok && f >= 0 && f <= MaxCount && f == math.Trunc(f) {
+		return int64(f)
+	}
+	*invalid = true
+	return 0
 }
 
 // Add sums two usages (for several responses of one logical request).
@@ -37,23 +60,43 @@ func (u Usage) Add(o Usage) Usage {
 		CacheWriteTokens: u.CacheWriteTokens + o.CacheWriteTokens,
 		ReasoningTokens:  u.ReasoningTokens + o.ReasoningTokens,
 		Estimated:        u.Estimated || o.Estimated,
+		Invalid:          u.Invalid || o.Invalid,
 	}
 }
 
 // FromJSON reads the usage object of a complete JSON response body. ok is
 // false when the body has no usage object (an error body, for instance).
 func FromJSON(api API, body []byte) (u Usage, ok bool) {
-	return fromUsage(api, gjson.GetBytes(body, "usage"))
+	o, ok := parseJSON(body)
+	if !ok {
+		return Usage{}, false
+	}
+	v := o.Get("usage")
+	if !v.IsNull() && !isObject(v) {
+		return Usage{Invalid: true}, true // a usage that is not an object is no count
+	}
+	return fromUsage(api, v)
+}
+
+// count2 reads a count from a details object (absent or null: 0).
+func count2(details reqview.Value, key string, invalid *bool) int64 {
+	if details.IsNull() {
+		return 0
+	}
+	if !isObject(details) {
+		*invalid = true
+		return 0
+	}
+	return count(details.Get(key), invalid)
 }
 
 // fromUsage reads one usage object in the given dialect.
-func fromUsage(api API, v gjson.Result) (Usage, bool) {
-	if !v.IsObject() {
+func fromUsage(api API, v reqview.Value) (Usage, bool) {
+	if !isObject(v) {
 		return Usage{}, false
 	}
-	// count reads a field; a misbehaving upstream cannot make it negative.
-	count := func(key string) int64 { return max(v.Get(key).Int(), 0) }
 	var u Usage
+	count := func(key string) int64 { return count(v.Get(key), &u.Invalid) }
 	if api == APIAnthropicMessages {
 		u.CacheWriteTokens = count("cache_creation_input_tokens")
 		u.CachedTokens = count("cache_read_input_tokens")
@@ -68,7 +111,7 @@ func fromUsage(api API, v gjson.Result) (Usage, bool) {
 	if u.TotalTokens == 0 {
 		u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	}
-	u.CachedTokens = count("prompt_tokens_details.cached_tokens")
-	u.ReasoningTokens = count("completion_tokens_details.reasoning_tokens")
+	u.CachedTokens = count2(v.Get("prompt_tokens_details"), "cached_tokens", &u.Invalid)
+	u.ReasoningTokens = count2(v.Get("completion_tokens_details"), "reasoning_tokens", &u.Invalid)
 	return u, true
 }

@@ -39,7 +39,13 @@ func TestFromJSONCases(t *testing.T) {
 		{"total computed when absent", APIChatCompletions, `{"usage":{"prompt_tokens":3,"completion_tokens":4}}`, Usage{PromptTokens: 3, CompletionTokens: 4, TotalTokens: 7}, true},
 		{"usage null", APIChatCompletions, `{"usage":null}`, Usage{}, false},
 		{"not json", APIChatCompletions, `<html>`, Usage{}, false},
-		{"negative ignored", APIEmbeddings, `{"usage":{"prompt_tokens":-3,"total_tokens":-3}}`, Usage{}, true},
+		{"negative is invalid", APIEmbeddings, `{"usage":{"prompt_tokens":-3,"total_tokens":-3}}`, Usage{Invalid: true}, true},
+		{"absurd is invalid", APIChatCompletions, `{"usage":{"prompt_tokens":1e18,"completion_tokens":2}}`, Usage{CompletionTokens: 2, TotalTokens: 2, Invalid: true}, true},
+		{"fraction is invalid", APIChatCompletions, `{"usage":{"prompt_tokens":1.5,"completion_tokens":2}}`, Usage{CompletionTokens: 2, TotalTokens: 2, Invalid: true}, true},
+		{"string is invalid", APIChatCompletions, `{"usage":{"prompt_tokens":"7","completion_tokens":2}}`, Usage{CompletionTokens: 2, TotalTokens: 2, Invalid: true}, true},
+		{"usage not an object is invalid", APIChatCompletions, `{"usage":12}`, Usage{Invalid: true}, true},
+		{"integral float and null details accepted", APIChatCompletions, `{"usage":{"prompt_tokens":4.0,"completion_tokens":2,"prompt_tokens_details":null}}`, Usage{PromptTokens: 4, CompletionTokens: 2, TotalTokens: 6}, true},
+		{"anthropic negative output is invalid", APIAnthropicMessages, `{"usage":{"input_tokens":9,"output_tokens":-2}}`, Usage{PromptTokens: 9, TotalTokens: 9, Invalid: true}, true},
 		{"anthropic without cache fields", APIAnthropicMessages, `{"usage":{"input_tokens":9,"output_tokens":2}}`, Usage{PromptTokens: 9, CompletionTokens: 2, TotalTokens: 11}, true},
 	}
 	for _, tc := range tests {
@@ -133,11 +139,11 @@ func TestIncludeUsage(t *testing.T) {
 		{"embeddings untouched", APIEmbeddings, `{"stream":true}`, false, false, "-"},
 		{"anthropic untouched", APIAnthropicMessages, `{"stream":true}`, false, false, "-"},
 		{"bad stream_options", APIChatCompletions, `{"stream":true,"stream_options":[1]}`, false, false, "stream_options"},
-		{"bad include_usage", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":"yes"}}`, false, false, "include_usage"},
+		{"bad include_usage", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":"yes"}}`, false, false, "stream_options.include_usage"},
 		{"bad stream", APIChatCompletions, `{"stream":1}`, false, false, "stream"},
 		{"not json", APIChatCompletions, `{"stream":tru`, false, false, ""},
-		{"duplicate stream_options", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":true},"stream_options":{}}`, false, false, "stream_options"},
-		{"duplicate include_usage", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}`, false, false, "include_usage"},
+		{"duplicate stream_options", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":true},"stream_options":{}}`, false, false, ""},
+		{"duplicate include_usage", APIChatCompletions, `{"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}`, false, false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,6 +189,7 @@ func FuzzIncludeUsage(f *testing.F) {
 			require.Equal(t, errA == nil, errB == nil)
 			if errA == nil {
 				a.IncludeUsage, a.StreamOptions = true, true
+				a.View, b.View = nil, nil
 				require.Equal(t, a, b)
 			}
 		} else {

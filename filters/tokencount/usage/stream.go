@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"strings"
 
-	"github.com/tidwall/gjson"
-
+	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/shared/sse"
 )
 
@@ -32,6 +31,7 @@ type StreamCounter struct {
 	choices []TextCounter
 	// Anthropic usage fields, merged across message_start and message_delta
 	aIn, aOut, aCacheW, aCacheR int64
+	invalid                     bool // an Anthropic usage field was not a count
 }
 
 // maxChoices bounds the per-choice counters (n is capped at maxN).
@@ -83,59 +83,76 @@ func (s *StreamCounter) Observe(ev *sse.Event) {
 		return
 	}
 	// The event's bytes outlive this call only in copies: no string kept.
-	var o object
-	o.index(gjson.Parse(unsafeString(ev.Data)))
-	if o.get("error").IsObject() {
+	o, ok := parseJSON(ev.Data)
+	if !ok {
+		return
+	}
+	if isObject(o.Get("error")) {
 		s.failed = true
 	}
-	if v := o.get("usage"); v.IsObject() {
+	if v := o.Get("usage"); isObject(v) {
 		if u, ok := fromUsage(s.api, v); ok {
 			s.usage, s.found = u, true
 		}
 	}
-	o.get("choices").ForEach(func(_, c gjson.Result) bool {
-		tc := s.choice(c.Get("index").Int())
+	o.Get("choices").Elems(func(_ int, c reqview.Value) bool {
+		idx, _ := c.Get("index").Int()
+		tc := s.choice(idx)
 		if s.api == APICompletions {
-			tc.WriteString(c.Get("text").Str)
+			tc.WriteString(c.Get("text").View())
 			return true
 		}
 		d := c.Get("delta")
-		if !d.IsObject() {
+		if !isObject(d) {
 			d = c.Get("message") // some servers stream whole messages
 		}
 		for _, k := range [...]string{"content", "reasoning_content", "reasoning", "refusal"} {
-			if t := d.Get(k); t.Type == gjson.String {
-				tc.WriteString(t.Str)
+			if t := d.Get(k); isString(t) {
+				tc.WriteString(t.View())
 			}
 		}
-		d.Get("tool_calls").ForEach(func(_, call gjson.Result) bool {
-			tc.WriteString(call.Get("function.name").Str)
-			tc.WriteString(call.Get("function.arguments").Str)
+		d.Get("tool_calls").Elems(func(_ int, call reqview.Value) bool {
+			f := call.Get("function")
+			tc.WriteString(f.Get("name").View())
+			tc.WriteString(f.Get("arguments").View())
 			return true
 		})
 		return true
 	})
 }
 
+// parseJSON reads one upstream JSON document (an event's data, a response
+// body) through the canonical view: iterative, depth-bounded, and refusing
+// what two parsers could read differently; ok is false for anything else.
+func parseJSON(b []byte) (reqview.Value, bool) {
+	d, err := reqview.Parse(b, reqview.Limits{MaxBytes: len(b) + 1})
+	if err != nil {
+		return reqview.Value{}, false
+	}
+	return d.Root(), true
+}
+
 func (s *StreamCounter) anthropic(ev *sse.Event) {
-	var o object
-	o.index(gjson.Parse(unsafeString(ev.Data)))
-	switch o.get("type").Str {
+	o, ok := parseJSON(ev.Data)
+	if !ok {
+		return
+	}
+	switch o.Get("type").View() {
 	case "message_start":
-		s.anthropicUsage(o.get("message").Get("usage"))
+		s.anthropicUsage(o.Get("message").Get("usage"))
 	case "message_delta":
-		s.anthropicUsage(o.get("usage"))
+		s.anthropicUsage(o.Get("usage"))
 	case "content_block_start":
-		b := o.get("content_block")
+		b := o.Get("content_block")
 		tc := s.choice(0)
-		tc.WriteString(b.Get("text").Str)
-		tc.WriteString(b.Get("name").Str)
+		tc.WriteString(b.Get("text").View())
+		tc.WriteString(b.Get("name").View())
 	case "content_block_delta":
-		d := o.get("delta")
+		d := o.Get("delta")
 		tc := s.choice(0)
 		for _, k := range [...]string{"text", "partial_json", "thinking"} {
-			if t := d.Get(k); t.Type == gjson.String {
-				tc.WriteString(t.Str)
+			if t := d.Get(k); isString(t) {
+				tc.WriteString(t.View())
 			}
 		}
 	case "message_stop":
@@ -147,14 +164,14 @@ func (s *StreamCounter) anthropic(ev *sse.Event) {
 
 // anthropicUsage merges a usage object: present fields replace earlier
 // ones (message_delta carries cumulative counts).
-func (s *StreamCounter) anthropicUsage(v gjson.Result) {
-	if !v.IsObject() {
+func (s *StreamCounter) anthropicUsage(v reqview.Value) {
+	if !isObject(v) {
 		return
 	}
 	s.found = true
 	set := func(dst *int64, key string) {
-		if f := v.Get(key); f.Type == gjson.Number {
-			*dst = max(f.Int(), 0)
+		if f := v.Get(key); f.Exists() {
+			*dst = count(f, &s.invalid)
 		}
 	}
 	set(&s.aIn, "input_tokens")
@@ -167,6 +184,7 @@ func (s *StreamCounter) anthropicUsage(v gjson.Result) {
 		TotalTokens:      s.aIn + s.aCacheW + s.aCacheR + s.aOut,
 		CachedTokens:     s.aCacheR,
 		CacheWriteTokens: s.aCacheW,
+		Invalid:          s.invalid,
 	}
 }
 
@@ -223,13 +241,12 @@ func IsUsageOnlyChunk(ev *sse.Event) bool {
 	if !hasUsageObject(ev.Data) {
 		return false
 	}
-	var o object
-	o.index(gjson.Parse(unsafeString(ev.Data)))
-	if !o.get("usage").IsObject() {
+	o, ok := parseJSON(ev.Data)
+	if !ok || !isObject(o.Get("usage")) {
 		return false
 	}
-	ch := o.get("choices")
-	return !ch.Exists() || ch.Type == gjson.Null || (ch.IsArray() && len(ch.Raw) > 0 && isEmptyArray(ch.Raw))
+	ch := o.Get("choices")
+	return ch.IsNull() || (isArray(ch) && ch.Len() == 0)
 }
 
 // hasUsageObject is a cheap pre-check before parsing: some "usage" key is

@@ -131,9 +131,14 @@ func TestStreamCases(t *testing.T) {
 			want:   Usage{Estimated: true},
 		},
 		{
-			name: "negative usage clamped", api: APIChatCompletions, found: true, done: true,
+			name: "negative usage is invalid", api: APIChatCompletions, found: true, done: true,
 			stream: `data: {"choices":[],"usage":{"prompt_tokens":-5,"completion_tokens":3}}` + "\n\ndata: [DONE]\n\n",
-			want:   Usage{CompletionTokens: 3, TotalTokens: 3},
+			want:   Usage{CompletionTokens: 3, TotalTokens: 3, Invalid: true},
+		},
+		{
+			name: "anthropic absurd output is invalid", api: APIAnthropicMessages, found: true,
+			stream: "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":1e18}}\n\n",
+			want:   Usage{Invalid: true},
 		},
 		{
 			name: "anthropic error event", api: APIAnthropicMessages, failed: true,
