@@ -149,10 +149,9 @@ func (p *Policy) Pick(h Host, x *Index, req Request) Decision {
 		c := Candidate{Endpoint: e, Metrics: ReadMetrics(st, e.Address), InFlight: InFlight(st, e.Address), Ejected: Ejected(st, e.Address, now)}
 		c.AgeMs = now - c.AtMs
 		c.Stale = c.AtMs == 0 || c.AgeMs > p.StaleAfter.Milliseconds() || !c.Complete()
-		c.Waiting = c.Snapshot.Waiting
-		if excess := float64(c.InFlight) - c.Running; excess > c.Waiting {
-			c.Waiting = excess
-		}
+		// Requests sent since the scrape are assumed to queue, requests
+		// finished since leave the queue: the scrape lags, our count does not.
+		c.Waiting = max(0, c.Snapshot.Waiting+float64(c.InFlight-c.InFlightAtScrape))
 		if c.Stale {
 			c.Saturation = 1
 		} else {
@@ -222,10 +221,12 @@ func (p *Policy) Pick(h Host, x *Index, req Request) Decision {
 // score fills each candidate's parts and weighted score.
 func (p *Policy) score(cs []Candidate, x *Index, req Request, isLora bool, now int64) {
 	minL, maxL := -1.0, -1.0
+	// Load is this Envoy's in-flight requests plus what others had on the
+	// endpoint at the last scrape (its running and waiting beyond ours).
 	load := func(c *Candidate) float64 {
 		l := float64(c.InFlight)
 		if !c.Stale {
-			l = max(l, c.Snapshot.Waiting+c.Running, c.Waiting+c.Running)
+			l += max(0, c.Snapshot.Waiting+c.Running-float64(c.InFlightAtScrape))
 		}
 		return l
 	}

@@ -418,3 +418,29 @@ func FuzzDecodeRecords(f *testing.F) {
 		}
 	})
 }
+
+func TestScrapeLagIsCompensated(t *testing.T) {
+	p := policy(t, "")
+	h := newHost()
+	h.allIdle(t)
+	d := p.Pick(h, nil, Request{Model: "m", HasSubset: true, Subset: []string{a}})
+	require.NoError(t, p.Commit(h, nil, &d))
+	h.metrics(t, a, 0, 1, 0) // the scrape sees our request running
+	require.NoError(t, p.Done(h, a))
+	// The scrape still says running 1, but that request was ours and has
+	// finished: a is as idle as the others.
+	seen := map[string]bool{}
+	for i := 0; i < 40; i++ {
+		d := p.Pick(h, nil, Request{Model: "m"})
+		seen[d.Endpoints[0]] = true
+		if d.Endpoints[0] == a {
+			assert.Equal(t, 1.0, d.Primary.Parts.Queue)
+		}
+	}
+	assert.True(t, seen[a])
+	// Another client's load on b still counts.
+	h.metrics(t, b, 2, 4, 0)
+	for i := 0; i < 10; i++ {
+		assert.NotEqual(t, b, p.Pick(h, nil, Request{Model: "m"}).Endpoints[0])
+	}
+}

@@ -41,6 +41,9 @@ type Metrics struct {
 	AtMs int64
 	// ScrapeFailures counts consecutive failed scrapes.
 	ScrapeFailures int
+	// InFlightAtScrape is this Envoy's in-flight count when the scrape
+	// arrived: the scrape's running+waiting minus it is other clients' load.
+	InFlightAtScrape int64
 }
 
 // encodeMetrics writes a Metrics record.
@@ -48,6 +51,7 @@ func encodeMetrics(m Metrics) []byte {
 	b := make([]byte, 0, 64)
 	b = binary.AppendVarint(b, m.AtMs)
 	b = binary.AppendUvarint(b, uint64(m.ScrapeFailures))
+	b = binary.AppendVarint(b, m.InFlightAtScrape)
 	b = append(b, byte(m.Has))
 	for _, f := range []float64{m.Waiting, m.Running, m.KVUsage} {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
@@ -68,6 +72,7 @@ func decodeMetrics(b []byte) (m Metrics, ok bool) {
 	r := reader{b: b}
 	m.AtMs = r.varint()
 	m.ScrapeFailures = int(r.uvarint())
+	m.InFlightAtScrape = r.varint()
 	m.Has = scrape.Field(r.byte())
 	m.Waiting, m.Running, m.KVUsage = r.float(), r.float(), r.float()
 	m.BlockSize, m.NumBlocks, m.MaxLoras = int(r.uvarint()), int(r.uvarint()), int(r.uvarint())
@@ -156,9 +161,11 @@ func ReadMetrics(st table.Store, addr string) Metrics {
 	return m
 }
 
-// StoreScrape records a successful scrape of addr.
+// StoreScrape records a successful scrape of addr, with this Envoy's
+// in-flight count at that moment.
 func StoreScrape(st table.Store, addr string, snap scrape.Snapshot, nowMs int64) error {
-	_, err := st.Set(keySnap+addr, encodeMetrics(Metrics{Snapshot: snap, AtMs: nowMs}), 0)
+	m := Metrics{Snapshot: snap, AtMs: nowMs, InFlightAtScrape: InFlight(st, addr)}
+	_, err := st.Set(keySnap+addr, encodeMetrics(m), 0)
 	return err
 }
 
@@ -297,4 +304,15 @@ func Lead(st table.Store, id uint64, nowMs, leaseMs int64) (bool, error) {
 	b := binary.LittleEndian.AppendUint64(nil, id)
 	b = binary.LittleEndian.AppendUint64(b, uint64(nowMs+leaseMs))
 	return st.Set(keyLeader, b, cas)
+}
+
+// InitLeader creates the lease key before any VM competes for it, since
+// shared data has no create-if-absent and a missing key accepts any CAS.
+func InitLeader(st table.Store) error {
+	_, _, found, err := st.Get(keyLeader)
+	if err != nil || found {
+		return err
+	}
+	_, err = st.Set(keyLeader, make([]byte, 16), 0)
+	return err
 }

@@ -1,0 +1,214 @@
+package picker
+
+import (
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/mockllm"
+)
+
+// TestOriginalDst runs the single-pick setup (ORIGINAL_DST reads one
+// address from the header): the header contract, subset hints, LoRA
+// affinity and shedding under saturation, on one Envoy.
+func TestOriginalDst(t *testing.T) {
+	// The second server has the adapter loaded.
+	sims := startSims(t, 3, func(i int) mockllm.SimOptions {
+		o := mockllm.SimOptions{TimeScale: 0.1, NumBlocks: 64, MaxNumSeqs: 4, Loras: []string{"ad-x", "ad-y"}, MaxLoras: 2}
+		if i == 1 {
+			o.PreloadedLoras = []string{"ad-x"}
+		}
+		return o
+	})
+	e := startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"sheddable":["sheddable"]`))
+	waitScraped(t, e, sims)
+
+	t.Run("header contract", func(t *testing.T) {
+		before := total(sims)
+		r := chat(t, e, "m", "sys", "hello", 3, map[string]string{destHeader: "10.255.255.1:9"})
+		require.NoError(t, r.err)
+		require.Equal(t, 200, r.status, "%s", r.body)
+		assert.Equal(t, before+1, total(sims))
+		served := servedBy(t, sims)
+		assert.Equal(t, served.addr, served.dest(), "the upstream got the picked endpoint, not the client's value")
+	})
+
+	t.Run("subset hint", func(t *testing.T) {
+		for i := 0; i < 4; i++ {
+			before := sims[2].posts.Load()
+			r := chat(t, e, "m", "sys", "subset", 2, map[string]string{"x-gateway-destination-endpoint-subset": "10.9.9.9:1, " + sims[2].addr})
+			require.Equal(t, 200, r.status, "%s", r.body)
+			assert.Equal(t, before+1, sims[2].posts.Load())
+		}
+		r := chat(t, e, "m", "sys", "subset", 2, map[string]string{"x-gateway-destination-endpoint-subset": "10.9.9.9:1"})
+		assert.Equal(t, 503, r.status)
+		assert.Equal(t, "no_endpoint_available", errorCode(t, r.body))
+		assert.Equal(t, "application/json", r.header.Get("content-type"))
+	})
+
+	t.Run("LoRA affinity", func(t *testing.T) {
+		before := sims[1].posts.Load()
+		for i := 0; i < 6; i++ {
+			r := chat(t, e, "ad-x", "sys", "lora", 2, nil)
+			require.Equal(t, 200, r.status, "%s", r.body)
+		}
+		assert.Equal(t, before+6, sims[1].posts.Load(), "every adapter request went to the server that has it loaded")
+	})
+
+	t.Run("shed sheddable, serve critical", func(t *testing.T) {
+		// One long-prompt stream per server holds its whole KV cache
+		// (64 blocks): every server is saturated while slots stay free.
+		long := words("hold", 1400)
+		var wg sync.WaitGroup
+		for _, s := range sims {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := chat(t, e, "m", long, "hold", 40, map[string]string{
+					"x-gateway-destination-endpoint-subset": s.addr, "x-tollgate-priority": "critical"})
+				assert.Equal(t, 200, r.status, "%s", r.body)
+			}()
+		}
+		var shed result
+		envoytest.Eventually(t, 10*time.Second, func() bool {
+			shed = chat(t, e, "m", "sys", "batch job", 2, map[string]string{"x-tollgate-priority": "sheddable"})
+			return shed.status == 429
+		}, "sheddable requests were never shed (last status %d)", shed.status)
+		assert.Equal(t, "pool_saturated", errorCode(t, shed.body))
+		assert.Equal(t, "1", shed.header.Get("retry-after"))
+		crit := chat(t, e, "m", "sys", "important", 2, map[string]string{"x-tollgate-priority": "critical"})
+		assert.Equal(t, 200, crit.status, "critical requests are never shed: %s", crit.body)
+		wg.Wait()
+		envoytest.Eventually(t, 10*time.Second, func() bool {
+			return chat(t, e, "m", "sys", "batch job", 2, map[string]string{"x-tollgate-priority": "sheddable"}).status == 200
+		}, "sheddable requests are served again once the load is gone")
+	})
+	e.RequireNoCrash(t)
+}
+
+// TestStaleMetricsFailOpen: no metrics ever arrive (every scrape gets
+// 404), so every endpoint counts as saturated; requests are still served.
+func TestStaleMetricsFailOpen(t *testing.T) {
+	sims := startSims(t, 2, same(mockllm.SimOptions{TimeScale: 0.1}))
+	e := startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"metrics_path":"/no-metrics-here"`))
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		return stat(t, e, "tollgate_picker.scrape_errors.endpoint."+statName(sims[0].addr)) > 2
+	}, "scrapes never failed")
+	for i := 0; i < 6; i++ {
+		r := chat(t, e, "m", "sys", "still served", 2, nil)
+		require.NoError(t, r.err)
+		assert.Equal(t, 200, r.status, "stale metrics fail open, not 503: %s", r.body)
+	}
+	assert.GreaterOrEqual(t, stat(t, e, "tollgate_picker.decisions.fail_open"), uint64(6))
+	e.RequireNoCrash(t)
+}
+
+// TestOverrideHostFallbacks runs the list setup (override_host walks the
+// header's list on retries): the upstream sees the primary and its
+// fallbacks, and a server killed mid-run costs no client error.
+func TestOverrideHostFallbacks(t *testing.T) {
+	sims := startSims(t, 3, same(mockllm.SimOptions{TimeScale: 0.05}))
+	e := startEnvoy(t, sims, modeOverrideHost, pickerConfig(sims, `,"fallbacks":2,"eject":{"failures":1,"backoff_ms":5000}`))
+	waitScraped(t, e, sims)
+
+	// Exactly one poller per Envoy: two workers, one scrape per interval.
+	before := sims[1].scrapes.Load()
+	window := time.NewTimer(time.Second)
+	<-window.C
+	n := sims[1].scrapes.Load() - before
+	assert.LessOrEqual(t, n, int64(28), "one poller scrapes every 50 ms, not one per worker")
+	assert.GreaterOrEqual(t, n, int64(4))
+
+	r := chat(t, e, "m", "sys", "list", 2, nil)
+	require.Equal(t, 200, r.status, "%s", r.body)
+	served := servedBy(t, sims)
+	list := strings.Split(served.dest(), ",")
+	require.Len(t, list, 3, "primary and two fallbacks: %q", served.dest())
+	assert.Equal(t, served.addr, list[0], "Envoy used the primary")
+	assert.ElementsMatch(t, []string{sims[0].addr, sims[1].addr, sims[2].addr}, list)
+
+	const workers, perWorker = 4, 15
+	var mu sync.Mutex
+	failures := []string{}
+	var wg sync.WaitGroup
+	var started sync.WaitGroup
+	started.Add(workers)
+	killAt := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				if i == 3 {
+					started.Done()
+				}
+				r := chat(t, e, "m", "sys", "load", 4, nil)
+				if r.err != nil || r.status != 200 {
+					mu.Lock()
+					failures = append(failures, string(r.body)+errString(r.err))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	go func() {
+		started.Wait()
+		sims[0].kill()
+		close(killAt)
+	}()
+	wg.Wait()
+	<-killAt
+	assert.Empty(t, failures, "the fallbacks and Envoy's retries hide the killed server")
+	t.Logf("picks of the killed server: %d; posts it saw: %d", stat(t, e, "tollgate_picker.picks.endpoint."+statName(sims[0].addr)), sims[0].posts.Load())
+	e.RequireNoCrash(t)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// stat reads a picker metric (Envoy may prefix custom metrics).
+func stat(t *testing.T, e *envoytest.Envoy, name string) uint64 {
+	t.Helper()
+	m, err := e.StatsMatching(regexp.QuoteMeta(name) + "$")
+	require.NoError(t, err)
+	var v uint64
+	for _, x := range m {
+		v += x
+	}
+	return v
+}
+
+func statName(addr string) string {
+	return strings.NewReplacer(".", "_", ":", "_").Replace(addr)
+}
+
+func total(sims []*sim) int64 {
+	var n int64
+	for _, s := range sims {
+		n += s.posts.Load()
+	}
+	return n
+}
+
+// servedBy returns the simulator that received the latest POST.
+func servedBy(t *testing.T, sims []*sim) *sim {
+	t.Helper()
+	var best *sim
+	for _, s := range sims {
+		if s.seq() > 0 && (best == nil || s.seq() > best.seq()) {
+			best = s
+		}
+	}
+	require.NotNil(t, best, "no simulator saw a request")
+	return best
+}

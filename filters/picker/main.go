@@ -1,0 +1,330 @@
+// Command picker is the endpoint picker: it chooses the model-server
+// endpoint of each inference request from the servers' own metrics, this
+// Envoy's in-flight counts, a shared prefix-cache index and LoRA state, and
+// hands the choice to Envoy the way a Gateway API Inference Extension
+// endpoint picker (EPP) does: the x-gateway-destination-endpoint header
+// with the primary and its fallbacks, 503 when nothing is eligible, 429
+// when a sheddable request meets a saturated pool. The policy lives in
+// filters/picker/pick, the metrics parser in filters/picker/scrape; this
+// file only wires them to the proxy-wasm callbacks.
+//
+// One VM per Envoy wins the poller lease in shared data and scrapes every
+// endpoint's /metrics through scrape_cluster on each tick.
+//
+// The PluginConfig must set allow_on_headers_stop_iteration: true, or Envoy
+// never delivers the body callbacks this filter pauses for.
+package main
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/filters/picker/pick"
+	"github.com/tollgate/tollgate/filters/picker/scrape"
+	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/proxywasm"
+	"github.com/tollgate/tollgate/shared/reqview"
+	"github.com/tollgate/tollgate/shared/table"
+	"github.com/tollgate/tollgate/shared/table/shareddata"
+)
+
+func main() {}
+
+func init() {
+	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
+}
+
+// host is the policy's view of the Wasm environment.
+type host struct{}
+
+func (host) Store() table.Store { return shareddata.Store{} }
+func (host) NowMs() int64       { return time.Now().UnixMilli() }
+func (host) Intn(n int) int     { return rand.IntN(n) }
+
+// plugin is one configured instance of the filter in one VM.
+type plugin struct {
+	proxywasm.DefaultPluginContext
+	pol      *pick.Policy
+	idx      *pick.Index
+	id       uint64          // this VM's poller identity
+	pending  map[string]bool // endpoints with a scrape in flight
+	counters map[string]proxywasm.Counter
+	gauges   map[string]proxywasm.Gauge
+}
+
+// OnPluginStart parses the configuration, creates the shared index and
+// starts the poller tick.
+func (p *plugin) OnPluginStart(config []byte) error {
+	pol, err := pick.Parse(config)
+	if err != nil {
+		return err
+	}
+	idx, err := pol.NewIndex(shareddata.Store{})
+	if err != nil {
+		return err
+	}
+	if err := idx.Init(); err != nil {
+		return err
+	}
+	if err := pick.InitLeader(shareddata.Store{}); err != nil {
+		return err
+	}
+	p.pol, p.idx, p.id = pol, idx, rand.Uint64()|1
+	p.pending = map[string]bool{}
+	p.counters = map[string]proxywasm.Counter{}
+	p.gauges = map[string]proxywasm.Gauge{}
+	for _, e := range pol.Endpoints() {
+		p.inc(metricName("picks", e.Address), 0)
+		p.inc(metricName("scrape_errors", e.Address), 0)
+	}
+	for _, r := range []string{pick.ReasonShed, pick.ReasonNoPool, pick.ReasonNoEligible, pick.ReasonFailOpen, pick.ReasonEjectedOnly} {
+		p.inc("tollgate_picker.decisions."+r, 0)
+	}
+	if err := proxywasm.SetTickPeriod(pol.ScrapeInterval); err != nil {
+		return err
+	}
+	proxywasm.Logf(proxywasm.LogLevelInfo, "picker: %d pool(s), %d endpoint(s), scraping every %v", len(pol.Pools), len(pol.Endpoints()), pol.ScrapeInterval)
+	return nil
+}
+
+// metricName is a per-endpoint stat name; the address's dots and colon
+// become underscores so that it stays one stat-name segment.
+func metricName(kind, addr string) string {
+	return "tollgate_picker." + kind + ".endpoint." + strings.NewReplacer(".", "_", ":", "_", "[", "", "]", "").Replace(addr)
+}
+
+// inc adds to a counter, defining it on first use; metrics never fail a request.
+func (p *plugin) inc(name string, delta uint64) {
+	c, ok := p.counters[name]
+	if !ok {
+		var err error
+		if c, err = proxywasm.DefineCounter(name); err != nil {
+			return
+		}
+		p.counters[name] = c
+	}
+	if delta > 0 {
+		_ = c.Increment(delta)
+	}
+}
+
+// gauge sets a gauge, defining it on first use.
+func (p *plugin) gauge(name string, v uint64) {
+	g, ok := p.gauges[name]
+	if !ok {
+		var err error
+		if g, err = proxywasm.DefineGauge(name); err != nil {
+			return
+		}
+		p.gauges[name] = g
+	}
+	_ = g.Set(v)
+}
+
+// OnTick renews the poller lease and, while this VM holds it, scrapes
+// every endpoint that has no scrape in flight.
+func (p *plugin) OnTick() {
+	st := shareddata.Store{}
+	now := time.Now().UnixMilli()
+	lease := 3 * p.pol.ScrapeInterval.Milliseconds()
+	if ok, err := pick.Lead(st, p.id, now, lease); err != nil || !ok {
+		return
+	}
+	timeout := max(4*p.pol.ScrapeInterval, 250*time.Millisecond)
+	for _, e := range p.pol.Endpoints() {
+		if p.pending[e.Address] {
+			continue
+		}
+		headers := [][2]string{
+			{":method", "GET"}, {":path", p.pol.MetricsPath}, {":authority", e.Address},
+			{p.pol.DestinationHeader, e.Address}, {"accept", "text/plain"},
+		}
+		_, err := proxywasm.DispatchHttpCall(p.pol.ScrapeCluster, headers, nil, nil, timeout, p.scraped(e))
+		if err != nil {
+			p.failedScrape(e, err.Error())
+			continue
+		}
+		p.pending[e.Address] = true
+	}
+}
+
+// scraped handles one endpoint's metrics answer.
+func (p *plugin) scraped(e pick.Endpoint) proxywasm.CallResponseHandler {
+	return func(resp *proxywasm.CallResponse) {
+		delete(p.pending, e.Address)
+		if resp.Failed || resp.Status != 200 {
+			p.failedScrape(e, "status "+strconv.Itoa(resp.Status))
+			return
+		}
+		snap, err := scrape.Parse(e.Engine, resp.Body)
+		if err != nil && !errors.Is(err, scrape.ErrTruncated) {
+			p.failedScrape(e, err.Error())
+			return
+		}
+		st := shareddata.Store{}
+		if err := pick.StoreScrape(st, e.Address, snap, time.Now().UnixMilli()); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: store metrics of %s: %v", e.Address, err)
+		}
+		p.gauge(metricName("waiting", e.Address), uint64(snap.Waiting))
+		p.gauge(metricName("running", e.Address), uint64(snap.Running))
+		p.gauge(metricName("kv_cache_permille", e.Address), uint64(snap.KVUsage*1000))
+		p.gauge(metricName("in_flight", e.Address), uint64(pick.InFlight(st, e.Address)))
+	}
+}
+
+func (p *plugin) failedScrape(e pick.Endpoint, why string) {
+	p.inc(metricName("scrape_errors", e.Address), 1)
+	n, _ := pick.StoreScrapeFailure(shareddata.Store{}, e.Address)
+	if n == 1 || n%100 == 0 {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: scrape %s failed (%d in a row): %s", e.Address, n, why)
+	}
+}
+
+// NewHttpContext starts the state of one stream.
+func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
+
+// stream follows one request from the pick to its end.
+type stream struct {
+	proxywasm.DefaultHttpContext
+	p       *plugin
+	body    proxywasm.BodyGatherer
+	primary string // the picked endpoint, "" until a pick
+}
+
+func header(name string) (string, bool) {
+	v, err := proxywasm.RequestHeaders.Get(name)
+	return v, err == nil
+}
+
+func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
+	pol := s.p.pol
+	// The destination is the picker's to set, never the client's.
+	_ = proxywasm.RequestHeaders.Remove(pol.DestinationHeader)
+	if pol.ReasonHeader != "" {
+		_ = proxywasm.RequestHeaders.Remove(pol.ReasonHeader)
+	}
+	ct, _ := header("content-type")
+	if endOfStream || !strings.Contains(strings.ToLower(ct), "json") {
+		return s.decide("", nil)
+	}
+	s.body.Limit = pol.MaxBodyBytes
+	return s.body.Start()
+}
+
+func (s *stream) OnRequestBody(bodySize int, endOfStream bool) proxywasm.Action {
+	return s.body.OnBody(bodySize, endOfStream, s)
+}
+
+// OnRequestTrailers finishes a body that ended with trailers.
+func (s *stream) OnRequestTrailers(int) proxywasm.Action { return s.body.OnTrailers(s) }
+
+// BodyTooLarge answers 413 before the whole body is read.
+func (s *stream) BodyTooLarge() proxywasm.Action {
+	return s.reject(apierror.New(413, "request_too_large", "the request body exceeds "+strconv.FormatInt(s.p.pol.MaxBodyBytes, 10)+" bytes"), "too_large")
+}
+
+// BodyUnreadable answers 500 when the host cannot return the body.
+func (s *stream) BodyUnreadable(err error) proxywasm.Action {
+	proxywasm.Logf(proxywasm.LogLevelError, "picker: read request body: %v", err)
+	return s.reject(apierror.New(500, "internal_error", "the gateway could not read the request"), "internal")
+}
+
+// BodyComplete reads the model and prompt through the canonical request
+// view and picks.
+func (s *stream) BodyComplete(body []byte) proxywasm.Action {
+	if len(body) == 0 {
+		return s.decide("", nil)
+	}
+	req, err := reqview.ParseRequest(body, reqview.Limits{MaxBytes: int(s.p.pol.MaxBodyBytes)})
+	if err != nil {
+		var re *reqview.Error
+		if errors.As(err, &re) {
+			return s.reject(re.API(), "invalid_body")
+		}
+		return s.reject(apierror.New(400, "invalid_json", err.Error()), "invalid_body")
+	}
+	pol := s.p.pol
+	texts := func(yield func(string) bool) {
+		req.Texts(func(_ string, v reqview.Value) bool { return yield(v.View()) })
+	}
+	return s.decide(req.Model, pick.Blocks(req.Model, texts, pol.BlockBytes, pol.MaxBlocks))
+}
+
+// decide picks and applies the decision.
+func (s *stream) decide(model string, blocks []uint64) proxywasm.Action {
+	pol := s.p.pol
+	r := pick.Request{Model: model, Blocks: blocks}
+	r.PoolHint, _ = header(pol.PoolHeader)
+	r.Priority, _ = header(pol.PriorityHeader)
+	if v, ok := header(pol.SubsetHeader); ok {
+		r.HasSubset = true
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				r.Subset = append(r.Subset, e)
+			}
+		}
+	}
+	d := pol.Pick(host{}, s.p.idx, r)
+	if d.Status != 0 {
+		var extra [][2]string
+		if d.Status == 429 {
+			extra = append(extra, [2]string{"retry-after", strconv.Itoa(d.RetryAfter)})
+		}
+		s.p.inc("tollgate_picker.decisions."+d.Reason, 1)
+		_ = proxywasm.SetProperty([]string{"tollgate.picker.pick"}, []byte("- "+d.Reason))
+		if err := proxywasm.SendError(d.Err, apierror.StyleOpenAI, extra...); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelError, "picker: send %d: %v", d.Status, err)
+		}
+		return proxywasm.ActionPause
+	}
+	if err := proxywasm.RequestHeaders.Replace(pol.DestinationHeader, d.Header()); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "picker: set %s: %v", pol.DestinationHeader, err)
+		return s.reject(apierror.New(500, "internal_error", "the gateway could not route this request"), "internal")
+	}
+	if pol.ReasonHeader != "" {
+		_ = proxywasm.RequestHeaders.Replace(pol.ReasonHeader, d.Reason)
+	}
+	if err := pol.Commit(host{}, s.p.idx, &d); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: record pick: %v", err)
+	}
+	s.primary = d.Endpoints[0]
+	s.p.inc(metricName("picks", s.primary), 1)
+	if d.Reason != pick.ReasonScored && d.Reason != pick.ReasonSingleEndpoint {
+		s.p.inc("tollgate_picker.decisions."+d.Reason, 1)
+	}
+	_ = proxywasm.SetProperty([]string{"tollgate.picker.pick"}, []byte(s.primary+" "+d.Reason))
+	return proxywasm.ActionContinue
+}
+
+func (s *stream) reject(e *apierror.Error, why string) proxywasm.Action {
+	_ = proxywasm.SetProperty([]string{"tollgate.picker.pick"}, []byte("- "+why))
+	if err := proxywasm.SendError(e, apierror.StyleOpenAI); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "picker: send %d: %v", e.Status, err)
+	}
+	return proxywasm.ActionPause
+}
+
+// OnLog ends the pick: the in-flight count falls, and a primary that
+// failed before answering (Envoy's retry went elsewhere, or nothing
+// answered) counts towards its ejection.
+func (s *stream) OnLog() {
+	if s.primary == "" {
+		return
+	}
+	pol := s.p.pol
+	st := shareddata.Store{}
+	if err := pol.Done(host{}, s.primary); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: in-flight of %s: %v", s.primary, err)
+	}
+	served, _ := proxywasm.GetProperty("upstream", "address")
+	details, _ := proxywasm.GetProperty("response", "code_details")
+	failed := strings.HasPrefix(string(details), "upstream_reset_before_response_started") ||
+		(len(served) > 0 && string(served) != s.primary)
+	if ejected, err := pol.Outcome(st, s.primary, failed, time.Now().UnixMilli()); err == nil && ejected {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: %s ejected for %v after repeated failures", s.primary, pol.EjectBackoff)
+	}
+	s.primary = ""
+}
