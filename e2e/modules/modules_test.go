@@ -15,7 +15,21 @@ import (
 	"github.com/tollgate/tollgate/e2e/envoytest"
 )
 
-var filters = []string{"apikey", "quota", "tokencount", "modelroute"}
+// filterNames lists every filter module the tree builds (filters/<name>/wasm
+// or filters/<name>/main.go), so a new filter is checked without a list to edit.
+func filterNames(t *testing.T) []string {
+	t.Helper()
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	mods, err := envoytest.FilterModules(root)
+	require.NoError(t, err)
+	require.NotEmpty(t, mods)
+	names := make([]string, len(mods))
+	for i, m := range mods {
+		names[i] = m.Name
+	}
+	return names
+}
 
 var requiredExports = []string{
 	"proxy_abi_version_0_2_1",
@@ -30,7 +44,7 @@ func TestFilterModules(t *testing.T) {
 	ctx := context.Background()
 	rt := wazero.NewRuntime(ctx)
 	t.Cleanup(func() { _ = rt.Close(ctx) })
-	for _, name := range filters {
+	for _, name := range filterNames(t) {
 		t.Run(name, func(t *testing.T) {
 			code, err := os.ReadFile(envoytest.WasmPath(t, name))
 			require.NoError(t, err)
