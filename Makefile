@@ -63,7 +63,7 @@ OCI_VARIANT  ?= compat
 OCI_TAG      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TOLLGATE_BIN := $(BUILD_DIR)/tollgate
 
-.PHONY: help envoy build test e2e lint bench fuzz clean distclean run oci cli
+.PHONY: help envoy build test unit e2e lint bench fuzz clean distclean run oci cli
 
 help: ## List the targets
 	@echo "Tollgate make targets:"
@@ -83,6 +83,8 @@ $(ENVOY_STAMP):
 	*) echo "error: $(ENVOY) is not Envoy $(ENVOY_VERSION)" >&2; exit 1 ;; esac
 	@touch $@
 
+# build/<name>.wasm.pkg records the package each module came from: the e2e
+# harness refuses a module older than that package's sources (go list -deps).
 build: ## Build stripped build/<name>.wasm for each filter and test plugin
 	@mkdir -p $(BUILD_DIR)
 	@if [ -z "$(strip $(MODULES))" ]; then echo "build: no filters/*/wasm/main.go yet, nothing to build"; exit 0; fi
@@ -90,6 +92,7 @@ build: ## Build stripped build/<name>.wasm for each filter and test plugin
 		dir="$${m%%=*}"; name="$${m#*=}"; \
 		echo "go build ./$$dir -> $(BUILD_DIR)/$$name.wasm"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_BUILDFLAGS) -o $(BUILD_DIR)/$$name.wasm ./$$dir; \
+		echo "./$$dir" > $(BUILD_DIR)/$$name.wasm.pkg; \
 		if [ "$(WASM_OPT)" = 1 ]; then \
 			command -v wasm-opt >/dev/null || { echo "error: WASM_OPT=1 but wasm-opt is not on PATH (apt-get install binaryen)" >&2; exit 1; }; \
 			echo "wasm-opt $(WASM_OPT_LEVEL) $(BUILD_DIR)/$$name.wasm"; \
@@ -103,6 +106,13 @@ build: ## Build stripped build/<name>.wasm for each filter and test plugin
 
 test: lint build envoy ## lint, build, envoy, then every test: unit, wazero and real Envoy
 	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+
+# Every package but the real-Envoy ones; filter packages build their own
+# module for their wazero tests, so neither Envoy nor `make build` is needed.
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e/')
+
+unit: ## Unit and wazero tests (every package but e2e/..., -short): no Envoy, no build/ needed
+	$(GO) test -short -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(UNIT_PKGS)
 
 e2e: build envoy ## Only the real-Envoy tests (./e2e/...)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./e2e/...

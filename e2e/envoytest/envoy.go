@@ -69,13 +69,11 @@ type process struct {
 // Start renders cfg, starts Envoy with --concurrency 2 (or cfg.Concurrency),
 // waits until the admin interface reports LIVE and the listener is bound,
 // and registers cleanup that stops it (dumping the log tail when
-// the test failed). Any failure to start fails the test.
+// the test failed). Any failure to start fails the test; without Envoy, or
+// under -short, the test is skipped as RequireEnvoy says.
 func Start(t testing.TB, cfg Config) *Envoy {
 	t.Helper()
-	bin, err := FindEnvoy()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
+	bin := RequireEnvoy(t)
 	dir := t.TempDir()
 	e := &Envoy{
 		t:             t,

@@ -55,6 +55,19 @@ func FindEnvoy() (string, error) {
 	return p, nil
 }
 
+// RequireEnvoy returns the Envoy binary for a real-Envoy test. Under -short
+// it skips the test; when no Envoy is found it skips outside CI and fails
+// in CI (CI=true), so a CI machine without Envoy can never pass silently.
+func RequireEnvoy(t testing.TB) string {
+	t.Helper()
+	skipShort(t)
+	bin, err := FindEnvoy()
+	if err != nil {
+		unavailable(t, "%v", err)
+	}
+	return bin
+}
+
 // BuildDir returns the directory holding the built filters: $TOLLGATE_BUILD_DIR
 // when set, else <repo root>/build.
 func BuildDir() (string, error) {
@@ -68,10 +81,14 @@ func BuildDir() (string, error) {
 	return filepath.Join(root, "build"), nil
 }
 
-// WasmPath returns the absolute path of build/<name>.wasm and fails the test,
-// saying to run `make build`, when the module has not been built.
+// WasmPath returns the absolute path of build/<name>.wasm for a real-Envoy
+// test. Under -short it skips the test; when the module is missing it skips
+// (outside CI) or fails (CI=true), saying to run `make build`; when the module
+// is older than a source file it was built from, it fails: a stale module
+// would test yesterday's code.
 func WasmPath(t testing.TB, name string) string {
 	t.Helper()
+	skipShort(t)
 	dir, err := BuildDir()
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -81,7 +98,10 @@ func WasmPath(t testing.TB, name string) string {
 		t.Fatalf("envoytest: %v", err)
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("envoytest: %s is missing (%v): run `make build` first", p, err)
+		unavailable(t, "%s is missing (%v): run `make build`", p, err)
+	}
+	if err := checkFresh(p); err != nil {
+		t.Fatalf("envoytest: %v", err)
 	}
 	return p
 }

@@ -71,8 +71,7 @@ var (
 func TestRunDemo(t *testing.T) {
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
-	envoy, err := envoytest.FindEnvoy()
-	require.NoError(t, err)
+	envoy := envoytest.RequireEnvoy(t)
 	buildDir, err := envoytest.BuildDir()
 	require.NoError(t, err)
 	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount"} {
