@@ -148,9 +148,9 @@ run: build envoy cli ## The demo gateway on loopback (keystore, mock-llm or UPST
 	@$(GO) build -trimpath -o $(BUILD_DIR)/run-demo ./scripts/run-demo
 	@TOLLGATE_RUN_T0="$(RUN_T0)" exec $(BUILD_DIR)/run-demo
 
-cli: ## Build the tollgate CLI into build/tollgate
+cli: ## Build the tollgate CLI into build/tollgate (version from git describe: tollgate --version)
 	@mkdir -p $(BUILD_DIR)
-	$(GO) build -trimpath -o $(TOLLGATE_BIN) ./cmd/tollgate
+	$(GO) build -trimpath -ldflags '-X main.version=$(OCI_TAG)' -o $(TOLLGATE_BIN) ./cmd/tollgate
 
 oci: build cli ## Wasm OCI images of each filter in build/oci (compat + oci variants); OCI_REGISTRY=host/path pushes them
 	@epoch="$$(git log -1 --format=%ct 2>/dev/null || echo 0)"; \

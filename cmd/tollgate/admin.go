@@ -176,6 +176,11 @@ func runProductsApply(ctx context.Context, e env, args []string) error {
 		}
 		return fmt.Errorf("%d problem(s); nothing applied", len(problems))
 	}
+	if len(docs) == 0 {
+		// An empty file is almost always the wrong file: say so and fail,
+		// rather than report success for applying nothing.
+		return fmt.Errorf("nothing to apply: %s hold(s) no %s or %s document", strings.Join(files, ", "), manifest.KindProduct, manifest.KindOperationSet)
+	}
 	if *dryRun {
 		for _, d := range docs {
 			fmt.Fprintf(e.stdout, "%s valid (dry run)\n", d.Ref())
@@ -264,9 +269,10 @@ func runProductsGet(ctx context.Context, e env, args []string) error {
 	return printJSON(e.stdout, p)
 }
 
-func deleter(what string, del func(*client.Client, context.Context, string) error) func(context.Context, env, []string) error {
+// deleter is the "<group> delete NAME" command of cmd, deleting one what.
+func deleter(cmd, what string, del func(*client.Client, context.Context, string) error) func(context.Context, env, []string) error {
 	return func(ctx context.Context, e env, args []string) error {
-		fs := newFlags(e, what+" delete")
+		fs := newFlags(e, cmd)
 		af := addAdminFlags(fs, e)
 		pos, err := parse(fs, args)
 		if err != nil {
@@ -288,11 +294,11 @@ func deleter(what string, del func(*client.Client, context.Context, string) erro
 }
 
 func runProductsDelete(ctx context.Context, e env, args []string) error {
-	return deleter("product", (*client.Client).DeleteProduct)(ctx, e, args)
+	return deleter("products delete", "product", (*client.Client).DeleteProduct)(ctx, e, args)
 }
 
 func runOperationSetsDelete(ctx context.Context, e env, args []string) error {
-	return deleter("operation set", (*client.Client).DeleteOperationSet)(ctx, e, args)
+	return deleter("operationsets delete", "operation set", (*client.Client).DeleteOperationSet)(ctx, e, args)
 }
 
 func runOperationSetsList(ctx context.Context, e env, args []string) error {
@@ -359,7 +365,7 @@ func runDevelopersList(ctx context.Context, e env, args []string) error {
 }
 
 func runDevelopersDelete(ctx context.Context, e env, args []string) error {
-	return deleter("developer", (*client.Client).DeleteDeveloper)(ctx, e, args)
+	return deleter("developers delete", "developer", (*client.Client).DeleteDeveloper)(ctx, e, args)
 }
 
 // --- apps ---
@@ -410,7 +416,7 @@ func runAppsList(ctx context.Context, e env, args []string) error {
 }
 
 func runAppsDelete(ctx context.Context, e env, args []string) error {
-	return deleter("app", (*client.Client).DeleteApp)(ctx, e, args)
+	return deleter("apps delete", "app", (*client.Client).DeleteApp)(ctx, e, args)
 }
 
 // --- keys ---
@@ -497,5 +503,5 @@ func runKeysApprove(ctx context.Context, e env, args []string) error {
 }
 
 func runKeysDelete(ctx context.Context, e env, args []string) error {
-	return deleter("key", (*client.Client).DeleteKey)(ctx, e, args)
+	return deleter("keys delete", "key", (*client.Client).DeleteKey)(ctx, e, args)
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -80,8 +83,89 @@ func commands() map[string]command {
 		"oci build":            {"package .wasm filters as Wasm OCI image layouts, both variants (--out build/oci)", runOCIBuild},
 		"oci push":             {"push a .wasm filter as a Wasm OCI image (--variant compat|oci FILE REF)", runOCIPush},
 		"oci pull":             {"pull a Wasm OCI image as Istio / Envoy Gateway do (-o FILE REF)", runOCIPull},
-		"help":                 {"show this help", nil},
+		"help":                 {"show this help, or a command's (help products, help keys create)", nil},
+		"version":              {"print the version (also --version)", nil},
 	}
+}
+
+// version is the release this binary was built from, stamped by `make cli`
+// with -ldflags "-X main.version=…" (git describe); it is written only by
+// the linker. A plain `go build` leaves it empty and versionString falls
+// back to the module version and VCS revision Go recorded.
+var version string
+
+// versionString is what `tollgate --version` prints: the version, then the
+// Go toolchain and the VCS revision when the build recorded one.
+func versionString() string {
+	v := version
+	var rev, modified string
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+			v = info.Main.Version
+		}
+		for _, kv := range info.Settings {
+			switch kv.Key {
+			case "vcs.revision":
+				rev = kv.Value
+			case "vcs.modified":
+				if kv.Value == "true" {
+					modified = "-dirty"
+				}
+			}
+		}
+	}
+	if v == "" {
+		v = "devel"
+	}
+	out := "tollgate " + v + " (" + runtime.Version()
+	if rev != "" {
+		out += ", " + rev[:min(12, len(rev))] + modified
+	}
+	return out + ")"
+}
+
+// isHelp reports whether arg asks for help, as the flag package spells it.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "--h", "help":
+		return true
+	}
+	return false
+}
+
+// wantsHelp reports whether a command's arguments ask for help before "--".
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a != "help" && isHelp(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// groupUsage lists the subcommands of a command group ("products", "keys").
+// It returns false when group is not one.
+func groupUsage(w io.Writer, group string) bool {
+	cmds := commands()
+	var names []string
+	for n := range cmds {
+		if g, _, ok := strings.Cut(n, " "); ok && g == group {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return false
+	}
+	sort.Strings(names)
+	fmt.Fprintf(w, "Usage: tollgate %s <command> [flags]\n\nCommands:\n", group)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-22s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintf(w, "\nRun 'tollgate %s <command> --help' for a command's flags.\n", group)
+	return true
 }
 
 func usage(w io.Writer) {
@@ -97,29 +181,52 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nAdmin commands take --admin-url (env "+envAdminURL+", default http://"+keystore.DefaultAdminListen+")")
 	fmt.Fprintln(w, "and --admin-token (env "+keystore.AdminTokenEnv+", else the token file in --data-dir).")
-	fmt.Fprintln(w, "Run 'tollgate <command> -h' for a command's flags.")
+	fmt.Fprintln(w, "Run 'tollgate <command> --help' for a command's flags, 'tollgate <group> --help' for a group's commands.")
 }
 
 // run executes one CLI invocation and returns the exit code.
 func run(ctx context.Context, args []string, e env) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(e.stdout)
-		if len(args) == 0 {
-			return exitUsage
-		}
+	switch {
+	case len(args) == 0:
+		usage(e.stderr)
+		return exitUsage
+	case args[0] == "--version" || args[0] == "-version" || args[0] == "version":
+		fmt.Fprintln(e.stdout, versionString())
 		return exitOK
+	case isHelp(args[0]) && len(args) == 1:
+		usage(e.stdout)
+		return exitOK
+	case isHelp(args[0]):
+		// "tollgate help products apply" is "tollgate products apply --help".
+		return run(ctx, append(append([]string{}, args[1:]...), "--help"), e)
 	}
 	cmds := commands()
 	name := args[0]
 	rest := args[1:]
-	if _, ok := cmds[name]; !ok && len(args) > 1 {
+	if _, ok := cmds[name]; !ok && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
 		name, rest = args[0]+" "+args[1], args[2:]
 	}
 	cmd, ok := cmds[name]
 	if !ok || cmd.run == nil {
-		fmt.Fprintf(e.stderr, "tollgate: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
+		var group bytes.Buffer
+		if groupUsage(&group, args[0]) {
+			if len(args) == 1 || (len(args) == 2 && wantsHelp(args[1:])) {
+				if len(args) == 2 {
+					fmt.Fprint(e.stdout, group.String())
+					return exitOK
+				}
+				fmt.Fprintf(e.stderr, "tollgate %s: missing command\n\n%s", args[0], group.String())
+				return exitUsage
+			}
+			fmt.Fprintf(e.stderr, "tollgate: unknown command %q\n\n%s", strings.Join(args[:2], " "), group.String())
+			return exitUsage
+		}
+		fmt.Fprintf(e.stderr, "tollgate: unknown command %q\n\n", name)
 		usage(e.stderr)
 		return exitUsage
+	}
+	if wantsHelp(rest) {
+		e.stderr = e.stdout // asked-for help is output, not a diagnostic
 	}
 	err := cmd.run(ctx, e, rest)
 	switch {
@@ -140,6 +247,15 @@ func run(ctx context.Context, args []string, e env) int {
 func newFlags(e env, name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("tollgate "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: tollgate %s [flags]\n", name)
+		if c, ok := commands()[name]; ok {
+			fmt.Fprintf(w, "\n%s\n", c.summary)
+		}
+		fmt.Fprintln(w, "\nFlags:")
+		fs.PrintDefaults()
+	}
 	return fs
 }
 

@@ -373,7 +373,7 @@ func TestCLIErrors(t *testing.T) {
 	assert.Contains(t, r.stdout, "products apply")
 	r = cli(t, good, "", "keys", "create", "-h")
 	assert.Equal(t, 0, r.code)
-	assert.Contains(t, r.stderr, "-expires")
+	assert.Contains(t, r.stdout, "-expires", "asked-for help is on stdout")
 }
 
 func TestServeFailsOnBusyPort(t *testing.T) {
