@@ -117,13 +117,18 @@ unit: ## Unit and wazero tests (every package but e2e/..., -short): no Envoy, no
 e2e: build envoy ## Only the real-Envoy tests (./e2e/...)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./e2e/...
 
-lint: ## gofmt must be clean; go vet natively and for GOOS=wasip1 GOARCH=wasm
+lint: ## gofmt must be clean; go vet and staticcheck, natively and for GOOS=wasip1 GOARCH=wasm
 	@files="$$(find . -name '*.go' -not -path './.venv/*' -not -path './.git/*' -not -path './build/*')"; \
 	bad="$$(gofmt -l $$files)"; \
 	if [ -n "$$bad" ]; then echo "gofmt -l reports unformatted files:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 ifneq ($(strip $(WASM_VET_PKGS)),)
 	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASM_VET_PKGS)
+endif
+	$(GO) tool staticcheck ./...
+ifneq ($(strip $(WASM_VET_PKGS)),)
+	@# `go tool` would build staticcheck for GOOS=wasip1 too: build it for the host, run it for Wasm.
+	sc="$$($(GO) tool -n staticcheck)"; GOOS=wasip1 GOARCH=wasm "$$sc" $(WASM_VET_PKGS)
 endif
 
 bench: build envoy ## Benchmarks (BENCH, BENCH_COUNT, BENCH_PKGS) into build/bench.txt; compare runs with benchstat

@@ -135,10 +135,6 @@ func (s *Service) DataHandler() http.Handler { return s.data }
 // AdminHandler serves /admin/v1/..., /healthz and /metrics.
 func (s *Service) AdminHandler() http.Handler { return s.admin }
 
-// checkToken compares a presented admin token with the configured one in
-// constant time (hashing first so the length does not leak either).
-func (s *Service) checkToken(presented string) bool { return tokenEqual(presented, &s.tokenSum) }
-
 // tokenEqual compares a presented token with a configured token's SHA-256 in
 // constant time.
 func tokenEqual(presented string, want *[sha256.Size]byte) bool {

@@ -137,13 +137,10 @@ func (w *gatedWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the real writer's Flush.
 func (w *gatedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// upstream is the model server behind the chain: mockllm with an optional
-// gate, and a record of the model names it was asked for.
+// upstream is the model server behind the chain: mockllm with an optional gate.
 type upstream struct {
-	srv    *httptest.Server
-	gate   *gate
-	mu     sync.Mutex
-	models []string
+	srv  *httptest.Server
+	gate *gate
 }
 
 func startUpstream(t testing.TB) *upstream {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // BoltFile is the name of the embedded database file inside the data dir.
@@ -28,7 +29,7 @@ func OpenBolt(path string, timeout time.Duration) (*bolt.DB, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: locked by another process (is another tollgate running?): %w", path, err)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)

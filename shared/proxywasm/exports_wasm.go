@@ -2,6 +2,8 @@
 
 package proxywasm
 
+//lint:file-ignore U1000 the host calls these through //go:wasmexport, which staticcheck does not follow
+
 import "unsafe"
 
 // This file is the Wasm entry point: the callbacks the host invokes.

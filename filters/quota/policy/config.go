@@ -364,7 +364,7 @@ func ruleName(n string) bool {
 // compile builds a rule; base supplies inherited settings.
 func (rj RuleJSON) compile(where string, base RuleJSON) (*Rule, error) {
 	if !ruleName(rj.Name) {
-		return nil, fmt.Errorf("%s.name %q: want 1 to 64 of A-Z a-z 0-9 - _ .", where, rj.Name)
+		return nil, fmt.Errorf("%s.name %q: want 1 to 64 characters from [A-Za-z0-9._-]", where, rj.Name)
 	}
 	r := &Rule{Name: rj.Name, PathPrefix: rj.PathPrefix, Path: rj.Path, RouteName: rj.RouteName}
 	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {

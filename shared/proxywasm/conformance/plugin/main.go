@@ -92,7 +92,6 @@ type stream struct {
 	p     *plugin
 	path  string
 	query url.Values
-	op    string
 }
 
 // reply sends a local JSON response with a marker header.
