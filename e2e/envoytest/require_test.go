@@ -26,6 +26,10 @@ func (v *verdictTB) Skipf(format string, args ...any) {
 	v.skipped = fmt.Sprintf(format, args...)
 	panic(stopped{})
 }
+func (v *verdictTB) Skip(args ...any) {
+	v.skipped = fmt.Sprint(args...)
+	panic(stopped{})
+}
 func (v *verdictTB) Fatalf(format string, args ...any) {
 	v.failed = fmt.Sprintf(format, args...)
 	panic(stopped{})
@@ -76,7 +80,8 @@ func TestRequireEnvoyWithoutEnvoy(t *testing.T) {
 	t.Setenv(EnvCI, "true")
 	v := outcome(func(tb testing.TB) { RequireEnvoy(tb) })
 	if testing.Short() {
-		return // RequireEnvoy skipped through the real t before looking
+		assert.Contains(t, v.skipped, "-short", "under -short it skips before looking")
+		return
 	}
 	assert.Contains(t, v.failed, EnvEnvoy, "in CI a missing Envoy fails")
 }
@@ -146,6 +151,7 @@ func TestWasmPathMissingModule(t *testing.T) {
 	t.Setenv(EnvCI, "")
 	v := outcome(func(tb testing.TB) { WasmPath(tb, "nothing") })
 	if testing.Short() {
+		assert.Contains(t, v.skipped, "-short")
 		return
 	}
 	assert.Contains(t, v.skipped, "make build")

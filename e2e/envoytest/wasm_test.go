@@ -136,6 +136,7 @@ func (r *fatalRecorder) Fatalf(format string, args ...any) {
 func (r *fatalRecorder) Failed() bool { return false }
 
 func TestStartFailsLoudlyWhenEnvoyRejectsTheModule(t *testing.T) {
+	RequireEnvoy(t) // skip here, not inside the recorder's goroutine
 	bogus := filepath.Join(t.TempDir(), "bogus.wasm")
 	require.NoError(t, os.WriteFile(bogus, []byte("not a wasm module"), 0o644))
 	rec := &fatalRecorder{T: t}
@@ -147,6 +148,7 @@ func TestStartFailsLoudlyWhenEnvoyRejectsTheModule(t *testing.T) {
 }
 
 func TestEnvoyDyingMidTestIsReported(t *testing.T) {
+	RequireEnvoy(t) // skip here, not inside the recorder's goroutine
 	rec := &fatalRecorder{T: t}
 	env := Start(rec, Config{})
 	require.True(t, env.Running())
