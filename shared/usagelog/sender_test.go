@@ -17,8 +17,6 @@ type fakeHost struct {
 	posts   [][]byte
 	pending func(failed bool, status int)
 	postErr error
-	// deliver, when set, receives each posted body (a keystore) before the answer.
-	deliver func(body []byte) int
 }
 
 func (h *fakeHost) Enqueue(rec []byte) error {
