@@ -2,7 +2,6 @@ package usage
 
 import (
 	"bytes"
-	"strings"
 
 	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/shared/sse"
@@ -274,9 +273,4 @@ func skipSpace(b []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-// isEmptyArray reports "[]" with any whitespace inside.
-func isEmptyArray(raw string) bool {
-	return strings.TrimSpace(raw[1:len(raw)-1]) == ""
 }
