@@ -109,6 +109,10 @@ func (h *Host) NewStream() *Stream {
 	return s
 }
 
+// Upstream is the request as it reached the upstream; nil while the filter
+// holds it or when it never will.
+func (s *Stream) Upstream() *Upstream { return s.upstream }
+
 // ID is the stream's context id.
 func (s *Stream) ID() uint32 { return s.id }
 
