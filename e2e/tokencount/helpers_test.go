@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
@@ -72,7 +72,7 @@ func (k *keystore) used(t testing.TB, team string, limit int64) int64 {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, 200, resp.StatusCode, "%s", b)
-	return gjson.GetBytes(b, "results.0.used").Int()
+	return jsontest.Get(b, "results.0.used").Int()
 }
 
 // waitUsed polls the counter until cond holds (bounded).
@@ -129,14 +129,14 @@ func headerMs(r *http.Request, name string, def time.Duration) time.Duration {
 
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	if !gjson.GetBytes(body, "stream").Bool() {
+	if !jsontest.Get(body, "stream").Bool() {
 		w.Header().Set("content-type", "application/json")
 		w.Header().Set("content-length", strconv.Itoa(len(b.json)))
 		_, _ = w.Write(b.json)
 		return
 	}
 	evs := b.noUsage
-	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
+	if jsontest.Get(body, "stream_options.include_usage").Bool() {
 		evs = b.usage
 	}
 	first, pace := headerMs(r, "x-test-first-ms", 20*time.Millisecond), headerMs(r, "x-test-pace-ms", 10*time.Millisecond)

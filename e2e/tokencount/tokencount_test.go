@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
@@ -70,7 +70,7 @@ func TestTokencount(t *testing.T) {
 		require.Equal(t, 200, r.Status, "%s", r.Body)
 		last, ok := up.Last()
 		require.True(t, ok)
-		assert.True(t, gjson.GetBytes(last.Body, "stream_options.include_usage").Bool(), "the upstream was asked for usage")
+		assert.True(t, jsontest.Get(last.Body, "stream_options.include_usage").Bool(), "the upstream was asked for usage")
 		var want []byte
 		for _, ev := range be.usage {
 			if !bytes.Contains(ev, []byte(`"choices":[],`)) {
@@ -92,8 +92,8 @@ func TestTokencount(t *testing.T) {
 		before := up.Count()
 		r := send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "tiny"}))
 		assert.Equal(t, 429, r.Status)
-		assert.Equal(t, meter.CodeRequestOverLimit, gjson.GetBytes(r.Body, "error.code").Str)
-		assert.Equal(t, "rate_limit_error", gjson.GetBytes(r.Body, "error.type").Str)
+		assert.Equal(t, meter.CodeRequestOverLimit, jsontest.Get(r.Body, "error.code").Str())
+		assert.Equal(t, "rate_limit_error", jsontest.Get(r.Body, "error.type").Str())
 		assert.Equal(t, before, up.Count(), "the upstream never saw it")
 		// Identity headers sent by the client are not trusted here.
 		r = send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "tiny",

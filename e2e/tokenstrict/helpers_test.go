@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
@@ -62,7 +62,7 @@ func (k *keystore) used(t testing.TB, team string, limit int64) int64 {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, 200, resp.StatusCode, "%s", b)
-	return gjson.GetBytes(b, "results.0.used").Int()
+	return jsontest.Get(b, "results.0.used").Int()
 }
 
 // waitUsed polls the counter until cond holds (bounded).

@@ -14,7 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
@@ -99,9 +99,9 @@ func (w *worstCase) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, aerr.Message, 400)
 		return
 	}
-	out := gjson.GetBytes(body, "max_completion_tokens").Int()
+	out := jsontest.Get(body, "max_completion_tokens").Int()
 	if out == 0 {
-		out = gjson.GetBytes(body, "max_tokens").Int()
+		out = jsontest.Get(body, "max_tokens").Int()
 	}
 	if out == 0 {
 		w.uncapped.Add(1)
@@ -122,7 +122,7 @@ func (w *worstCase) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	usageJSON, _ := json.Marshal(u)
 	w.inflight.Add(1)
 	defer w.inflight.Add(-1)
-	if !gjson.GetBytes(body, "stream").Bool() {
+	if !jsontest.Get(body, "stream").Bool() {
 		rw.Header().Set("content-type", "application/json")
 		fmt.Fprintf(rw, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"length"}],"usage":%s}`,
 			strings.Repeat("x ", int(min(completion, 64))), usageJSON)
@@ -160,7 +160,7 @@ func (w *worstCase) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		time.Sleep(2 * time.Millisecond) // pacing of a generating model, not synchronisation
 	}
-	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
+	if jsontest.Get(body, "stream_options.include_usage").Bool() {
 		if !event(`{"id":"x","object":"chat.completion.chunk","choices":[],"usage":` + string(usageJSON) + `}`) {
 			return
 		}
@@ -218,7 +218,7 @@ func burst(t *testing.T, c *http.Client, url, team string, n int) map[int]int {
 			defer mu.Unlock()
 			status[r.Status]++
 			if i%4 == 3 {
-				if r.Status != 400 || gjson.GetBytes(r.Body, "error.code").Str != "ambiguous_json" {
+				if r.Status != 400 || jsontest.Get(r.Body, "error.code").Str() != "ambiguous_json" {
 					status[-1]++ // a smuggling attempt not refused
 				}
 			}
@@ -325,7 +325,7 @@ func TestStrictQuotas(t *testing.T) {
 			before := up.Count()
 			r := post(t, c, url, path, `{"model":"m","input":"hello"}`, h)
 			assert.Equal(t, 403, r.Status, path)
-			assert.Equal(t, meter.CodeUnmeteredPath, gjson.GetBytes(r.Body, "error.code").Str, "%s: %s", path, r.Body)
+			assert.Equal(t, meter.CodeUnmeteredPath, jsontest.Get(r.Body, "error.code").Str(), "%s: %s", path, r.Body)
 			assert.Equal(t, before, up.Count(), "%s never reached the upstream", path)
 		}
 		before := up.Count()
@@ -359,7 +359,7 @@ func TestStrictQuotas(t *testing.T) {
 		require.Equal(t, 200, r.Status, "%s", r.Body)
 		last, ok := up.Last()
 		require.True(t, ok)
-		assert.Equal(t, 1000-prompt, gjson.GetBytes(last.Body, "max_tokens").Int(), "clamped to the whole limit")
+		assert.Equal(t, 1000-prompt, jsontest.Get(last.Body, "max_tokens").Int(), "clamped to the whole limit")
 		ks.waitUsed(t, "clamp", 1000, "settled", func(u int64) bool { return u == 1000 })
 
 		// A gated stream holds most of another team's 1M budget.
@@ -375,7 +375,7 @@ func TestStrictQuotas(t *testing.T) {
 		require.Equal(t, 200, r.Status, "%s", r.Body)
 		last, ok = up.Last()
 		require.True(t, ok)
-		assert.Equal(t, 1000000-(prompt+999000)-prompt, gjson.GetBytes(last.Body, "max_tokens").Int(), "clamped to what the held budget left")
+		assert.Equal(t, 1000000-(prompt+999000)-prompt, jsontest.Get(last.Body, "max_tokens").Int(), "clamped to what the held budget left")
 		require.Equal(t, 200, (<-done).Status)
 	})
 

@@ -24,7 +24,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/counter/httpapi"
@@ -168,14 +168,14 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"error":{"message":"model overloaded","type":"server_error"}}`)
 		return
 	}
-	if !gjson.GetBytes(body, "stream").Bool() {
+	if !jsontest.Get(body, "stream").Bool() {
 		w.Header().Set("content-type", "application/json")
 		w.Header().Set("content-length", strconv.Itoa(len(b.json)))
 		_, _ = w.Write(b.json)
 		return
 	}
 	stream := b.noUsage
-	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
+	if jsontest.Get(body, "stream_options.include_usage").Bool() {
 		stream = b.usage
 	}
 	w.Header().Set("content-type", "text/event-stream")
@@ -340,8 +340,8 @@ func TestStreamRemovesTheInjectedUsageChunk(t *testing.T) {
 			// The upstream was asked for usage; the client, who did not ask, never sees it.
 			reqs := up.requests()
 			require.Len(t, reqs, 1)
-			assert.True(t, gjson.GetBytes(reqs[0], "stream_options.include_usage").Bool())
-			assert.Equal(t, gjson.Get(chatJSON+`}`, "messages").Raw, gjson.GetBytes(reqs[0], "messages").Raw)
+			assert.True(t, jsontest.Get(reqs[0], "stream_options.include_usage").Bool())
+			assert.Equal(t, jsontest.Get([]byte(chatJSON+`}`), "messages").Raw(), jsontest.Get(reqs[0], "messages").Raw())
 			assert.Equal(t, withoutUsageChunk(t, up.usage), resp.Body)
 			assert.True(t, bytes.HasSuffix(resp.Body, []byte("data: [DONE]\n\n")))
 			// Headers went out with the stream: remaining counts the reservation.
@@ -387,7 +387,7 @@ func TestStreamWithoutUsageIsEstimated(t *testing.T) {
 	resp := g.do(t, chatJSON+`,"stream":true}`, map[string]string{"x-team": "blue"})
 	require.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, up.noUsage, resp.Body)
-	assert.False(t, gjson.GetBytes(up.requests()[0], "stream_options").Exists())
+	assert.False(t, jsontest.Get(up.requests()[0], "stream_options").Exists())
 	// Prompt estimate plus the streamed text: near the real 71.
 	var got int64
 	eventually(t, func() bool {
@@ -402,8 +402,8 @@ func TestRefusedBeforeTheUpstream(t *testing.T) {
 		g := start(t, staticConfig(200, ""), newKeystore(t), newBackend(t))
 		resp := g.do(t, chatJSON+`}`, map[string]string{"x-team": "blue"}) // 256 output tokens alone exceed 200
 		assert.Equal(t, 429, resp.StatusCode)
-		assert.Equal(t, meter.CodeRequestOverLimit, gjson.GetBytes(resp.Body, "error.code").Str)
-		assert.Equal(t, "rate_limit_error", gjson.GetBytes(resp.Body, "error.type").Str)
+		assert.Equal(t, meter.CodeRequestOverLimit, jsontest.Get(resp.Body, "error.code").Str())
+		assert.Equal(t, "rate_limit_error", jsontest.Get(resp.Body, "error.type").Str())
 		assert.Empty(t, g.up.requests())
 		assert.Zero(t, g.ks.count(meter.PathReserve), "no callout for what can never fit")
 		assert.Equal(t, uint64(1), g.counter(t, meter.RefusedMetric(meter.Labels{Model: "gpt-4o-mini", App: "blue"})))
@@ -415,7 +415,7 @@ func TestRefusedBeforeTheUpstream(t *testing.T) {
 		g := start(t, staticConfig(1000, ""), ks, newBackend(t))
 		resp := g.do(t, chatJSON+`}`, map[string]string{"x-team": "blue"})
 		assert.Equal(t, 429, resp.StatusCode)
-		assert.Equal(t, meter.CodeQuotaExceeded, gjson.GetBytes(resp.Body, "error.code").Str)
+		assert.Equal(t, meter.CodeQuotaExceeded, jsontest.Get(resp.Body, "error.code").Str())
 		assert.Equal(t, "1000", resp.Header.Get("x-ratelimit-limit-tokens"))
 		assert.Equal(t, "100", resp.Header.Get("x-ratelimit-remaining-tokens"))
 		ra, err := strconv.Atoi(resp.Header.Get("retry-after"))
@@ -510,7 +510,7 @@ func TestKeystoreDown(t *testing.T) {
 		g := start(t, staticConfig(10000, ""), ks, newBackend(t))
 		resp := g.do(t, chatJSON+`}`, map[string]string{"x-team": "blue"})
 		assert.Equal(t, 503, resp.StatusCode)
-		assert.Equal(t, meter.CodeKeystoreError, gjson.GetBytes(resp.Body, "error.code").Str)
+		assert.Equal(t, meter.CodeKeystoreError, jsontest.Get(resp.Body, "error.code").Str())
 		assert.Empty(t, g.up.requests())
 		assert.Equal(t, uint64(1), g.counter(t, meter.KeystoreErrorsMetric(meter.OpReserve)))
 	})
@@ -551,8 +551,8 @@ func TestBadRequests(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := g.do(t, tt.body, map[string]string{"x-team": "blue"})
 			assert.Equal(t, tt.status, resp.StatusCode, "%s", resp.Body)
-			assert.Equal(t, tt.code, gjson.GetBytes(resp.Body, "error.code").Str)
-			assert.Equal(t, tt.param, gjson.GetBytes(resp.Body, "error.param").Str)
+			assert.Equal(t, tt.code, jsontest.Get(resp.Body, "error.code").Str())
+			assert.Equal(t, tt.param, jsontest.Get(resp.Body, "error.param").Str())
 			assert.Equal(t, "application/json", resp.Header.Get("content-type"))
 		})
 	}
@@ -576,7 +576,7 @@ func TestApikeyIdentityQuota(t *testing.T) {
 
 	resp = g.do(t, chatJSON+`}`, map[string]string{"x-tollgate-app": "demo", "x-tollgate-token-quota": "garbage"})
 	assert.Equal(t, 500, resp.StatusCode)
-	assert.Equal(t, meter.CodeInvalidIdentity, gjson.GetBytes(resp.Body, "error.code").Str)
+	assert.Equal(t, meter.CodeInvalidIdentity, jsontest.Get(resp.Body, "error.code").Str())
 }
 
 func TestUnmeteredAndUntouched(t *testing.T) {
@@ -700,7 +700,7 @@ func TestPublicModelHeader(t *testing.T) {
 			require.Equal(t, 200, resp.StatusCode, "%s", resp.Body)
 			reqs := g.up.requests()
 			require.Len(t, reqs, 1)
-			assert.Equal(t, backendModel, gjson.GetBytes(reqs[0], "model").String(), "the body goes upstream unchanged")
+			assert.Equal(t, backendModel, jsontest.Get(reqs[0], "model").Str(), "the body goes upstream unchanged")
 
 			l := meter.Labels{Model: meter.LabelValue(tt.wantModel), App: "blue"}
 			tm := meter.TokenMetrics(l)

@@ -7,8 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tidwall/gjson"
-
+	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -170,60 +169,66 @@ func ParseAnswer(failed bool, status int, body []byte) (State, error) {
 	if failed {
 		return State{}, fmt.Errorf("%w: no response", ErrKeystore)
 	}
+	doc, perr := reqview.Parse(body, reqview.Limits{MaxBytes: len(body) + 1, MaxDepth: 16})
 	if status != 200 {
-		msg := gjson.GetBytes(body, "error.message").Str
+		msg := ""
+		if perr == nil {
+			msg = doc.Root().Get("error").Get("message").Str()
+		}
 		if msg == "" {
 			msg = "no error message"
 		}
 		return State{}, fmt.Errorf("%w: status %d: %.200s", ErrKeystore, status, msg)
 	}
-	if !gjson.ValidBytes(body) {
+	if perr != nil {
 		return State{}, fmt.Errorf("%w: the answer is not JSON", ErrKeystore)
 	}
-	r := gjson.GetBytes(body, "results.0")
-	if !r.IsObject() {
+	r := doc.Root().Get("results").Index(0)
+	if r.Kind() != reqview.Object {
 		return State{}, fmt.Errorf("%w: the answer has no results", ErrKeystore)
 	}
-	// One pass over the result's members.
-	var st State
-	var allowed, limit, errObj gjson.Result
-	ms := func(v gjson.Result) time.Duration {
-		return time.Duration(min(max(v.Int(), 0), int64(100*365*24*time.Hour/time.Millisecond))) * time.Millisecond
-	}
-	r.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "allowed":
-			allowed = v
-		case "limit":
-			limit = v
-		case "used":
-			st.Used = max(v.Int(), 0)
-		case "remaining":
-			st.Remaining = max(v.Int(), 0)
-		case "reset_after_ms":
-			st.ResetAfter = ms(v)
-		case "retry_after_ms":
-			st.RetryAfter = ms(v)
-		case "id":
-			st.ID = v.Str
-		case "error":
-			errObj = v
-		}
-		return true
-	})
-	if errObj.Exists() {
-		code := errObj.Get("code").Str
+	if e := r.Get("error"); e.Exists() {
+		code := e.Get("code").Str()
 		if code == "reservation_not_found" {
 			return State{}, ErrNotFound
 		}
-		return State{}, fmt.Errorf("%w: %s: %.200s", ErrKeystore, code, errObj.Get("message").Str)
+		return State{}, fmt.Errorf("%w: %s: %.200s", ErrKeystore, code, e.Get("message").Str())
 	}
-	if (allowed.Type != gjson.True && allowed.Type != gjson.False) || limit.Type != gjson.Number {
+	allowed, ok := r.Get("allowed").Bool()
+	limit := r.Get("limit")
+	if !ok || limit.Kind() != reqview.Number {
 		return State{}, fmt.Errorf("%w: the answer lacks allowed or limit", ErrKeystore)
 	}
-	st.Allowed = allowed.Type == gjson.True
-	st.Limit = max(limit.Int(), 0)
-	return st, nil
+	ms := func(v reqview.Value) time.Duration {
+		return time.Duration(min(max(intOf(v), 0), int64(100*365*24*time.Hour/time.Millisecond))) * time.Millisecond
+	}
+	return State{
+		Allowed:    allowed,
+		Limit:      max(intOf(limit), 0),
+		Used:       max(intOf(r.Get("used")), 0),
+		Remaining:  max(intOf(r.Get("remaining")), 0),
+		ResetAfter: ms(r.Get("reset_after_ms")),
+		RetryAfter: ms(r.Get("retry_after_ms")),
+		ID:         r.Get("id").Str(),
+	}, nil
+}
+
+// intOf reads a number as an int64, truncating a fraction and saturating
+// at the int64 range (0 for anything else), as the answer's counts need.
+func intOf(v reqview.Value) int64 {
+	if n, ok := v.Int(); ok {
+		return n
+	}
+	f, ok := v.Num()
+	switch {
+	case !ok || f != f:
+		return 0
+	case f >= 1<<63:
+		return 1<<63 - 1
+	case f <= -(1 << 63):
+		return -1 << 63
+	}
+	return int64(f)
 }
 
 // ParseReserve reads the answer to a reservation: an allowed answer must

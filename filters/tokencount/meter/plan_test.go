@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/window"
@@ -110,8 +110,8 @@ func TestPlanRequest(t *testing.T) {
 				return
 			}
 			require.NotNil(t, pl.Body)
-			assert.True(t, gjson.GetBytes(pl.Body, "stream_options.include_usage").Bool())
-			assert.Equal(t, gjson.Get(tt.body, "messages").Raw, gjson.GetBytes(pl.Body, "messages").Raw)
+			assert.True(t, jsontest.Get(pl.Body, "stream_options.include_usage").Bool())
+			assert.Equal(t, jsontest.Get([]byte(tt.body), "messages").Raw(), jsontest.Get(pl.Body, "messages").Raw())
 		})
 	}
 }
@@ -201,7 +201,7 @@ func FuzzInjectIncludeUsage(f *testing.F) {
 			require.Nil(t, pl.Body)
 			return
 		}
-		require.True(t, gjson.ValidBytes(pl.Body))
+		require.True(t, jsontest.Valid(pl.Body))
 		after, err := usage.ParseRequest(usage.APIChatCompletions, pl.Body)
 		require.NoError(t, err, "%s", pl.Body)
 		before.IncludeUsage, before.StreamOptions = true, true

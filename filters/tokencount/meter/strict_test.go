@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/table"
@@ -84,17 +84,16 @@ func TestStrictPlan(t *testing.T) {
 			} else {
 				assert.Nil(t, pl.Body)
 			}
-			got := map[string]any{}
+			got := map[string]string{}
 			for _, k := range []string{"max_tokens", "max_completion_tokens"} {
-				if v := gjson.GetBytes(sent, k); v.Exists() {
-					got[k] = v.Int()
+				if v := jsontest.Get(sent, k); v.Exists() {
+					got[k] = v.Raw()
 				}
 			}
-			want := map[string]any{}
-			gjson.Parse(tc.wantBody).ForEach(func(k, v gjson.Result) bool {
-				want[k.Str] = v.Int()
-				return true
-			})
+			want := map[string]string{}
+			for k, v := range jsontest.Get([]byte(tc.wantBody), "").Members() {
+				want[k] = string(v)
+			}
 			assert.Equal(t, want, got)
 		})
 	}
@@ -223,7 +222,7 @@ func TestClampOutput(t *testing.T) {
 
 	out, err := p.Clamp(pl, pl.Sent, per)
 	require.NoError(t, err)
-	assert.Equal(t, int64(300), gjson.GetBytes(out, "max_tokens").Int())
+	assert.Equal(t, int64(300), jsontest.Get(out, "max_tokens").Int())
 	assert.Equal(t, prompt+600, pl.Amount)
 	assert.Equal(t, int64(600), pl.CompletionBound)
 
@@ -231,7 +230,7 @@ func TestClampOutput(t *testing.T) {
 	pl, aerr = p.PlanRequest(usage.APIChatCompletions, body, quota(prompt+2*100, usage.MetricTotal))
 	require.Nil(t, aerr)
 	assert.Equal(t, int64(200), pl.OutputReserve)
-	assert.Equal(t, int64(100), gjson.GetBytes(pl.Body, "max_tokens").Int())
+	assert.Equal(t, int64(100), jsontest.Get(pl.Body, "max_tokens").Int())
 
 	// Without the option the same request is a 429.
 	plain := mustParse(t, `{"strict": {"enabled": true}}`)
