@@ -28,7 +28,7 @@ type plugin struct {
 	proxywasm.DefaultPluginContext
 	pol     *policy.Policy
 	lim     *limiter.Limiter
-	metrics map[string]proxywasm.Counter
+	metrics *proxywasm.Metrics
 }
 
 func (p *plugin) OnPluginStart(raw []byte) error {
@@ -65,15 +65,8 @@ func (p *plugin) defineMetrics() error {
 			}
 		}
 	}
-	p.metrics = make(map[string]proxywasm.Counter, len(names))
-	for _, n := range names {
-		c, err := proxywasm.DefineCounter(n)
-		if err != nil {
-			return err
-		}
-		p.metrics[n] = c
-	}
-	return nil
+	p.metrics = proxywasm.NewMetrics("quota")
+	return p.metrics.Define(names...)
 }
 
 func (p *plugin) OnTick() { p.lim.Tick() }
@@ -93,11 +86,7 @@ func (h host) Call(body []byte, done func(int, []byte, bool)) error {
 	return err
 }
 
-func (h host) Count(name string, n uint64) {
-	if c, ok := h.p.metrics[name]; ok && n > 0 {
-		_ = c.Increment(n)
-	}
-}
+func (h host) Count(name string, n uint64) { h.p.metrics.Add(name, n) }
 
 func (host) Warn(msg string) { proxywasm.Log(proxywasm.LogLevelWarn, msg) }
 
