@@ -351,3 +351,19 @@ func TestRetryable(t *testing.T) {
 		assert.Equal(t, tc.want, Retryable(tc.failed, tc.status), "%+v", tc)
 	}
 }
+
+// Queue entries come from shared data: any bytes decode or fail cleanly,
+// and what encode writes decodes back.
+func FuzzSettleQueueEntry(f *testing.F) {
+	f.Add((&entry{op: 1, attempts: 3, next: 10, claim: 20, path: PathSettle, body: []byte(`{"items":[]}`)}).encode())
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := decodeEntry(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeEntry(e.encode())
+		require.NoError(t, err)
+		require.Equal(t, e, again)
+	})
+}

@@ -168,3 +168,35 @@ func TestSetMaxOutput(t *testing.T) {
 	_, err := SetMaxOutput(APIChatCompletions, []byte(`{"max_tokens":1,"max_tokens":2}`), 5)
 	require.Error(t, err)
 }
+
+// SetMaxOutput keeps the body a request the view accepts, with every cap
+// at n and everything else read the same; the bound never falls below
+// the text bytes.
+func FuzzSetMaxOutput(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`), int64(5))
+	f.Add([]byte(`{"max_tokens":null,"max_completion_tokens":9,"messages":[{"role":"user","content":"hi"}]}`), int64(1))
+	f.Add([]byte(`{ "messages" : [ {"role":"user","content":[{"type":"text","text":"x"}]} ] , "max_tokens" : 100 }`), int64(7))
+	f.Fuzz(func(t *testing.T, body []byte, n int64) {
+		if n < 1 || n > 1<<31-1 {
+			return
+		}
+		req, err := ParseRequest(APIChatCompletions, body)
+		if err != nil {
+			return
+		}
+		require.GreaterOrEqual(t, Bounds{}.Prompt(req, Estimator{}), req.Prompt.TextBytes)
+		out, err := SetMaxOutput(APIChatCompletions, body, n)
+		require.NoError(t, err)
+		after, err := ParseRequest(APIChatCompletions, out)
+		require.NoError(t, err, "%s", out)
+		require.True(t, after.MaxOutputSet)
+		require.Equal(t, n, after.MaxOutput)
+		if v := after.View.MaxTokens; v.Exists() {
+			got, _ := v.Int()
+			require.Equal(t, n, got)
+		}
+		req.View, after.View = nil, nil
+		after.MaxOutput, after.MaxOutputSet = req.MaxOutput, req.MaxOutputSet
+		require.Equal(t, req, after)
+	})
+}
