@@ -85,19 +85,32 @@ func (m *Metrics) Record(name string, v uint64) {
 
 // GaugeAdd changes a gauge by delta, which may be negative.
 func (m *Metrics) GaugeAdd(name string, delta int64) {
+	if g, ok := m.gauge(name); ok {
+		_ = g.Add(delta)
+	}
+}
+
+// GaugeSet sets a gauge to v.
+func (m *Metrics) GaugeSet(name string, v uint64) {
+	if g, ok := m.gauge(name); ok {
+		_ = g.Set(v)
+	}
+}
+
+func (m *Metrics) gauge(name string) (Gauge, bool) {
 	if m.refused[name] {
-		return
+		return 0, false
 	}
 	g, ok := m.gauges[name]
 	if !ok {
 		var err error
 		if g, err = DefineGauge(name); err != nil {
 			m.refuse(name, err)
-			return
+			return 0, false
 		}
 		m.gauges[name] = g
 	}
-	_ = g.Add(delta)
+	return g, true
 }
 
 func (m *Metrics) refuse(name string, err error) {

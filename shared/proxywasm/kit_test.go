@@ -64,6 +64,7 @@ func (s *kitStream) BodyComplete([]byte) proxywasm.Action {
 	s.p.metrics.Inc("kit_replaced")
 	s.p.metrics.Record("kit_sizes", uint64(len(s.p.body)))
 	s.p.metrics.GaugeAdd("kit_gauge", 2)
+	s.p.metrics.GaugeSet("kit_set", 7)
 	return proxywasm.ActionContinue
 }
 
@@ -90,6 +91,7 @@ func TestReplaceRequestBodyFixesContentLength(t *testing.T) {
 	assert.Contains(t, h.Metrics(), "kit_defined", "defined up front, shown at zero")
 	assert.Equal(t, []uint64{23}, h.Histogram("kit_sizes"))
 	assert.EqualValues(t, 2, h.Gauge("kit_gauge"))
+	assert.EqualValues(t, 7, h.Gauge("kit_set"))
 
 	chunked := h.Do(hosttest.Request{Chunks: [][]byte{[]byte(`{"model":`), []byte(`"m"}`)}})
 	require.Equal(t, 200, chunked.Status)

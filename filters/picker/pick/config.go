@@ -3,7 +3,7 @@
 // in-flight counts, an approximate prefix-cache index and LoRA state, all
 // kept in proxy-wasm shared data so that every worker of one Envoy sees the
 // same state. It is plain Go behind a small Host (shared data, clock,
-// random numbers); filters/picker/main.go wires it to Envoy.
+// random numbers); filters/picker/filter.go wires it to Envoy.
 //
 // The scheduling follows llm-d's defaults (filters, then weighted scorers
 // queue 2, KV cache 2, prefix 3, max score with a random tie-break) and

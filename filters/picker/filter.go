@@ -1,4 +1,4 @@
-// Command picker is the endpoint picker: it chooses the model-server
+// Package picker is the endpoint picker: it chooses the model-server
 // endpoint of each inference request from the servers' own metrics, this
 // Envoy's in-flight counts, a shared prefix-cache index and LoRA state, and
 // hands the choice to Envoy the way a Gateway API Inference Extension
@@ -13,7 +13,7 @@
 //
 // The PluginConfig must set allow_on_headers_stop_iteration: true, or Envoy
 // never delivers the body callbacks this filter pauses for.
-package main
+package picker
 
 import (
 	"errors"
@@ -31,11 +31,12 @@ import (
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 )
 
-func main() {}
+// RootID is the root_id a module holding several filters registers New under.
+const RootID = "picker"
 
-func init() {
-	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
-}
+// New creates the filter's root context, for proxywasm.SetPluginFactory or
+// proxywasm.RegisterPlugin; wasm/ is the standalone module.
+func New(uint32) proxywasm.PluginContext { return &plugin{} }
 
 // host is the policy's view of the Wasm environment.
 type host struct{}
@@ -47,12 +48,11 @@ func (host) Intn(n int) int     { return rand.IntN(n) }
 // plugin is one configured instance of the filter in one VM.
 type plugin struct {
 	proxywasm.DefaultPluginContext
-	pol      *pick.Policy
-	idx      *pick.Index
-	id       uint64          // this VM's poller identity
-	pending  map[string]bool // endpoints with a scrape in flight
-	counters map[string]proxywasm.Counter
-	gauges   map[string]proxywasm.Gauge
+	pol     *pick.Policy
+	idx     *pick.Index
+	id      uint64          // this VM's poller identity
+	pending map[string]bool // endpoints with a scrape in flight
+	metrics *proxywasm.Metrics
 }
 
 // OnPluginStart parses the configuration, creates the shared index and
@@ -74,15 +74,17 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	}
 	p.pol, p.idx, p.id = pol, idx, rand.Uint64()|1
 	p.pending = map[string]bool{}
-	p.counters = map[string]proxywasm.Counter{}
-	p.gauges = map[string]proxywasm.Gauge{}
+	// Defined up front so that every endpoint and reason shows at zero;
+	// best effort, like every metric here.
+	p.metrics = proxywasm.NewMetrics("picker")
+	var names []string
 	for _, e := range pol.Endpoints() {
-		p.inc(metricName("picks", e.Address), 0)
-		p.inc(metricName("scrape_errors", e.Address), 0)
+		names = append(names, metricName("picks", e.Address), metricName("scrape_errors", e.Address))
 	}
 	for _, r := range []string{pick.ReasonShed, pick.ReasonNoPool, pick.ReasonNoEligible, pick.ReasonFailOpen, pick.ReasonEjectedOnly} {
-		p.inc("tollgate_picker.decisions."+r, 0)
+		names = append(names, "tollgate_picker.decisions."+r)
 	}
+	_ = p.metrics.Define(names...)
 	if err := proxywasm.SetTickPeriod(pol.ScrapeInterval); err != nil {
 		return err
 	}
@@ -96,33 +98,11 @@ func metricName(kind, addr string) string {
 	return "tollgate_picker." + kind + ".endpoint." + strings.NewReplacer(".", "_", ":", "_", "[", "", "]", "").Replace(addr)
 }
 
-// inc adds to a counter, defining it on first use; metrics never fail a request.
-func (p *plugin) inc(name string, delta uint64) {
-	c, ok := p.counters[name]
-	if !ok {
-		var err error
-		if c, err = proxywasm.DefineCounter(name); err != nil {
-			return
-		}
-		p.counters[name] = c
-	}
-	if delta > 0 {
-		_ = c.Increment(delta)
-	}
-}
+// inc adds to a counter; metrics never fail a request.
+func (p *plugin) inc(name string, delta uint64) { p.metrics.Add(name, delta) }
 
-// gauge sets a gauge, defining it on first use.
-func (p *plugin) gauge(name string, v uint64) {
-	g, ok := p.gauges[name]
-	if !ok {
-		var err error
-		if g, err = proxywasm.DefineGauge(name); err != nil {
-			return
-		}
-		p.gauges[name] = g
-	}
-	_ = g.Set(v)
-}
+// gauge sets a gauge.
+func (p *plugin) gauge(name string, v uint64) { p.metrics.GaugeSet(name, v) }
 
 // OnTick renews the poller lease and, while this VM holds it, scrapes
 // every endpoint that has no scrape in flight.
