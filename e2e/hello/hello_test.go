@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/examples/filter/hello/greet"
+	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 )
 
 func TestHelloInEnvoy(t *testing.T) {
@@ -72,4 +75,43 @@ func TestHelloInEnvoy(t *testing.T) {
 		e.WaitPromMetric(t, greet.MetricGreeted, nil, 5*time.Second, func(v float64) bool { return v == 1 })
 		e.WaitPromMetric(t, greet.MetricDenied, nil, 5*time.Second, func(v float64) bool { return v == 1 })
 	})
+}
+
+// TestRootIDRegistry loads one module twice in one VM under two root_ids,
+// as a suite module holding every filter is loaded: each PluginConfig gets
+// the plugin its root_id names (read from plugin_root_id while Envoy creates
+// the root context), with its own configuration.
+func TestRootIDRegistry(t *testing.T) {
+	envoytest.RequireEnvoy(t)
+	mod, err := wasmtest.Build("./testdata/suite", "-ldflags=-s -w")
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "suite.wasm")
+	require.NoError(t, os.WriteFile(path, mod, 0o644))
+	filter := func(rootID, config string) envoytest.WasmFilter {
+		return envoytest.WasmFilter{Name: rootID, RootID: rootID, VMID: "suite", WasmPath: path, Configuration: config}
+	}
+
+	up := envoytest.NewUpstream(t, envoytest.WithName("backend"))
+	e := envoytest.Start(t, envoytest.Config{
+		Filters: []envoytest.WasmFilter{
+			filter("hello", `{"greeting":"hi","deny_prefixes":["/private"]}`),
+			filter("hola", `{"greeting":"hola","deny_prefixes":["/secret"]}`),
+		},
+		Clusters: []envoytest.Cluster{up.Cluster("backend")},
+	})
+	c := e.Client()
+	status := func(path string) int {
+		t.Helper()
+		resp, err := c.Get(e.URL(path))
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, 403, status("/private/x"), "the hello root's configuration")
+	assert.Equal(t, 403, status("/secret/x"), "the hola root's configuration")
+	require.Equal(t, 200, status("/open"))
+	last, ok := up.Last()
+	require.True(t, ok)
+	assert.Equal(t, []string{"hola, stranger"}, last.Header.Values("x-hello"), "both roots ran, in filter order")
 }
