@@ -44,9 +44,9 @@ func (l *lockedBuffer) String() string {
 
 // server is a `tollgate serve` running in-process on loopback port 0.
 type server struct {
-	data, admin string
-	logs        *lockedBuffer
-	stop        func() int
+	data, admin, portal string
+	logs                *lockedBuffer
+	stop                func() int
 }
 
 func startServe(t *testing.T, environ map[string]string, args ...string) *server {
@@ -93,7 +93,7 @@ func startServe(t *testing.T, environ map[string]string, args ...string) *server
 		return code
 	}
 	t.Cleanup(func() { stop() })
-	return &server{data: addrs["data"], admin: addrs["admin"], logs: logs, stop: stop}
+	return &server{data: addrs["data"], admin: addrs["admin"], portal: addrs["portal"], logs: logs, stop: stop}
 }
 
 func mapEnv(m map[string]string) func(string) string {

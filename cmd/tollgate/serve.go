@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tollgate/tollgate/keystore"
 	"github.com/tollgate/tollgate/keystore/analytics"
+	"github.com/tollgate/tollgate/keystore/portal"
 	"github.com/tollgate/tollgate/keystore/store"
 )
 
@@ -31,7 +33,21 @@ type serveConfig struct {
 	logLevel, logFormat string
 	readyFile           string
 	usage               analytics.Config
+	portal              portalFlags
 }
+
+// portalFlags configure the developer portal's listener (off when addr is empty).
+type portalFlags struct {
+	addr, signup, gatewayURL string
+	secureCookies            bool
+	admin, demo              string
+}
+
+// Environment variables holding the seeded portal accounts' passwords.
+const (
+	envPortalAdminPassword = "TOLLGATE_PORTAL_ADMIN_PASSWORD"
+	envPortalDemoPassword  = "TOLLGATE_PORTAL_DEMO_PASSWORD"
+)
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lvl slog.Level
@@ -68,6 +84,12 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&c.usage.MinuteRetention, "usage-retention-minutes", analytics.DefaultMinuteRetention, "how long per-minute usage aggregates are kept")
 	fs.DurationVar(&c.usage.HourRetention, "usage-retention-hours", analytics.DefaultHourRetention, "how long per-hour usage aggregates are kept")
 	fs.DurationVar(&c.usage.DayRetention, "usage-retention-days", analytics.DefaultDayRetention, "how long per-day usage aggregates are kept")
+	fs.StringVar(&c.portal.addr, "portal", "", "serve the developer portal on this address, e.g. "+portal.DefaultListen+" (off when empty)")
+	fs.StringVar(&c.portal.signup, "portal-signup", portal.SignupOpen, "portal sign-up: open, invite or approval")
+	fs.StringVar(&c.portal.gatewayURL, "portal-gateway-url", portal.DefaultGatewayURL, "gateway URL the portal's key snippets call")
+	fs.BoolVar(&c.portal.secureCookies, "portal-secure-cookies", false, "mark portal cookies Secure (TLS ends at a proxy in front of the portal)")
+	fs.StringVar(&c.portal.admin, "portal-admin", "", "create this portal admin account at start unless it exists (password from env "+envPortalAdminPassword+")")
+	fs.StringVar(&c.portal.demo, "portal-demo-developer", "", "create this developer account at start unless it exists (password from env "+envPortalDemoPassword+")")
 	fs.StringVar(&c.readyFile, "ready-file", "", "write {\"data\":ADDR,\"admin\":ADDR} here once listening (useful with port 0)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -174,21 +196,64 @@ func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err err
 	if err != nil {
 		return err
 	}
+	var pt *portal.Portal
+	if c.portal.addr != "" {
+		if pt, err = startPortal(ctx, e, c.portal, st, backend, usage, log); err != nil {
+			return err
+		}
+	}
 	data, admin, err := keystore.Listen(ctx, c.listen, c.adminListen)
 	if err != nil {
 		return err
 	}
 	warnIfPublic(log, "data plane", data.Addr().String())
 	warnIfPublic(log, "admin API", admin.Addr().String())
-	if c.readyFile != "" {
-		if err := writeReadyFile(c.readyFile, data.Addr().String(), admin.Addr().String()); err != nil {
+	var portalL net.Listener
+	if pt != nil {
+		var lc net.ListenConfig
+		if portalL, err = lc.Listen(ctx, "tcp", c.portal.addr); err != nil {
 			data.Close()
 			admin.Close()
+			return fmt.Errorf("listen on %s (portal): %w", c.portal.addr, err)
+		}
+		warnIfPublic(log, "portal", portalL.Addr().String())
+		log.Info("portal listening", "addr", portalL.Addr().String(), "signup", c.portal.signup)
+	}
+	if c.readyFile != "" {
+		addrs := map[string]string{"data": data.Addr().String(), "admin": admin.Addr().String()}
+		if portalL != nil {
+			addrs["portal"] = portalL.Addr().String()
+		}
+		if err := writeReadyAddrs(c.readyFile, addrs); err != nil {
+			data.Close()
+			admin.Close()
+			if portalL != nil {
+				portalL.Close()
+			}
 			return err
 		}
 	}
-	if err := svc.Serve(ctx, data, admin); err != nil {
-		return err
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	portalErr := make(chan error, 1)
+	if portalL != nil {
+		go func() {
+			err := pt.Serve(sctx, portalL)
+			if err != nil {
+				stop() // a failed portal stops the keystore too
+			}
+			portalErr <- err
+		}()
+	} else {
+		portalErr <- nil
+	}
+	serveErr := svc.Serve(sctx, data, admin)
+	stop()
+	if perr := <-portalErr; serveErr == nil && perr != nil {
+		serveErr = perr
+	}
+	if serveErr != nil {
+		return serveErr
 	}
 	log.Info("keystore stopped")
 	return nil
@@ -200,9 +265,40 @@ func warnIfPublic(log *slog.Logger, what, addr string) {
 	}
 }
 
+// startPortal builds the portal and seeds the accounts the flags name.
+func startPortal(ctx context.Context, e env, f portalFlags, st store.Store, b *store.Backend, usage *analytics.Store, log *slog.Logger) (*portal.Portal, error) {
+	pt, err := portal.New(portal.Config{Store: st, Backend: b, Analytics: usage, Signup: f.signup, GatewayURL: f.gatewayURL,
+		SecureCookies: f.secureCookies, Logger: log})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	for _, seed := range []struct{ email, env, name, role string }{
+		{f.admin, envPortalAdminPassword, "Portal admin", portal.RoleAdmin},
+		{f.demo, envPortalDemoPassword, "Demo developer", portal.RoleDeveloper},
+	} {
+		if seed.email == "" {
+			continue
+		}
+		pw := e.getenv(seed.env)
+		if pw == "" {
+			return nil, usagef("seeding portal account %s needs its password in %s", seed.email, seed.env)
+		}
+		if err := pt.Seed(ctx, seed.email, seed.name, pw, seed.role); err != nil {
+			return nil, err
+		}
+		log.Info("portal account ready", "email", seed.email, "role", seed.role)
+	}
+	return pt, nil
+}
+
 // writeReadyFile atomically publishes the bound addresses.
 func writeReadyFile(path, data, admin string) error {
-	raw, err := json.Marshal(map[string]string{"data": data, "admin": admin})
+	return writeReadyAddrs(path, map[string]string{"data": data, "admin": admin})
+}
+
+// writeReadyAddrs atomically publishes named addresses as a JSON object.
+func writeReadyAddrs(path string, addrs map[string]string) error {
+	raw, err := json.Marshal(addrs)
 	if err != nil {
 		return fmt.Errorf("encode ready file: %w", err)
 	}
