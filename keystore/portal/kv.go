@@ -70,13 +70,13 @@ func (k *boltKV) put(_ context.Context, bucket, key string, v []byte, _ time.Dur
 }
 
 func (k *boltKV) del(_ context.Context, bucket, key string) error {
-	return k.db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("portal."+bucket)).Delete([]byte(key)) })
+	return k.db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("portal." + bucket)).Delete([]byte(key)) })
 }
 
 func (k *boltKV) list(_ context.Context, bucket string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	err := k.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("portal."+bucket)).ForEach(func(key, v []byte) error {
+		return tx.Bucket([]byte("portal." + bucket)).ForEach(func(key, v []byte) error {
 			out[string(key)] = append([]byte(nil), v...)
 			return nil
 		})

@@ -299,6 +299,7 @@ func TestSignupModes(t *testing.T) {
 		b.get("/signup?invite=" + link[1])
 		code, body, _ = b.post("/signup", url.Values{"email": {"other@example.com"}, "password": {testPassword}, "invite": {link[1]}})
 		assert.Equal(t, http.StatusBadRequest, code, "an invitation is for one address")
+		assert.Contains(t, body, "needs an invitation")
 		code, body, _ = b.post("/signup", url.Values{"email": {"ivy@example.com"}, "password": {testPassword}, "invite": {link[1]}})
 		require.Equal(t, http.StatusOK, code, body)
 		code, _ = b.signin("ivy@example.com", testPassword)

@@ -152,6 +152,7 @@ func TestXSSIsEscaped(t *testing.T) {
 	b.createApp("xss-app", payload, "chat")
 	code, body, _ = b.post("/apps", url.Values{"name": {payload}, "description": {payload}, "product": {"chat"}})
 	assert.Equal(t, http.StatusBadRequest, code, "an app name is a resource name")
+	assert.NotContains(t, body, "<script>alert", "the refused form is echoed escaped")
 
 	a := e.browser(t)
 	a.signin("admin@example.com", testPassword)
