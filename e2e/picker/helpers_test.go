@@ -42,7 +42,7 @@ type sim struct {
 var arrivals atomic.Int64
 
 // startSims serves n simulators on loopback; opts gives each one's options.
-func startSims(t *testing.T, n int, opts func(i int) mockllm.SimOptions) []*sim {
+func startSims(t testing.TB, n int, opts func(i int) mockllm.SimOptions) []*sim {
 	t.Helper()
 	out := make([]*sim, n)
 	for i := range out {
@@ -108,7 +108,7 @@ const (
 )
 
 // startEnvoy runs Envoy with the picker in front of sims.
-func startEnvoy(t *testing.T, sims []*sim, mode, filterConfig string) *envoytest.Envoy {
+func startEnvoy(t testing.TB, sims []*sim, mode, filterConfig string) *envoytest.Envoy {
 	t.Helper()
 	cluster := map[string]any{
 		"name":            "sim",
@@ -144,14 +144,18 @@ func startEnvoy(t *testing.T, sims []*sim, mode, filterConfig string) *envoytest
 		}}}}
 		route["retry_policy"] = map[string]any{"retry_on": "reset,connect-failure,refused-stream", "num_retries": 2}
 	}
-	return envoytest.Start(t, envoytest.Config{
-		Filters: []envoytest.WasmFilter{{
+	var filters []envoytest.WasmFilter
+	if filterConfig != "" { // "" is the same Envoy without the picker
+		filters = append(filters, envoytest.WasmFilter{
 			Name: "picker", RootID: "picker", VMID: "picker",
 			WasmPath:                    envoytest.WasmPath(t, "picker"),
 			Configuration:               filterConfig,
 			AllowOnHeadersStopIteration: true,
-		}},
-		Routes: []envoytest.Route{{Prefix: "/", Cluster: "sim", Extra: map[string]any{}}},
+		})
+	}
+	return envoytest.Start(t, envoytest.Config{
+		Filters: filters,
+		Routes:  []envoytest.Route{{Prefix: "/", Cluster: "sim", Extra: map[string]any{}}},
 		Customize: func(b map[string]any) {
 			sr := b["static_resources"].(map[string]any)
 			sr["clusters"] = append(sr["clusters"].([]any), cluster)
@@ -219,7 +223,7 @@ func errorCode(t testing.TB, body []byte) string {
 }
 
 // waitScraped waits until the picker has stored metrics of every sim.
-func waitScraped(t *testing.T, e *envoytest.Envoy, sims []*sim) {
+func waitScraped(t testing.TB, e *envoytest.Envoy, sims []*sim) {
 	t.Helper()
 	envoytest.Eventually(t, 20*time.Second, func() bool {
 		stats, err := e.StatsMatching(`tollgate_picker\.kv_cache_permille`)

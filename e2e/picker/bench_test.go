@@ -1,0 +1,325 @@
+package picker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/mockllm"
+)
+
+// The scheduling benchmark (docs/scheduling.md) runs only with
+// TOLLGATE_BENCH_PICKER=1: real Envoy in front of 4 simulated vLLM servers
+// (4 sequences each, 0.5 ms prefill per token, 512 blocks of 16 tokens),
+// a shared-prefix workload (8 groups, each a long system prompt and 4
+// users, 50 output tokens, Poisson arrivals at rising rates), comparing
+// Envoy's round robin and least request with the picker without and with
+// its prefix scorer. TOLLGATE_BENCH_SCALE (default 0.25) runs the
+// simulators that much faster with rates divided by it, so the schedule is
+// the same; reported times are in simulated seconds.
+func TestBenchScheduling(t *testing.T) {
+	if os.Getenv("TOLLGATE_BENCH_PICKER") != "1" {
+		t.Skip("set TOLLGATE_BENCH_PICKER=1 to run the scheduling benchmark")
+	}
+	scale := 0.25
+	if v := os.Getenv("TOLLGATE_BENCH_SCALE"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		require.NoError(t, err)
+		scale = f
+	}
+	rates := []float64{2, 4, 6, 8, 10}
+	if v := os.Getenv("TOLLGATE_BENCH_RATES"); v != "" {
+		rates = nil
+		for _, s := range strings.Split(v, ",") {
+			f, err := strconv.ParseFloat(s, 64)
+			require.NoError(t, err)
+			rates = append(rates, f)
+		}
+	}
+	perRate := 120
+	if v := os.Getenv("TOLLGATE_BENCH_REQUESTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(t, err)
+		perRate = n
+	}
+	groups := workload(8, 4, 1100)
+	policies := []string{"round-robin", "least-request", "picker-no-prefix", "picker"}
+	fmt.Printf("| rate | policy | p50 TTFT | p90 TTFT | output tok/s | prefix-cache hits | errors |\n|---|---|---|---|---|---|---|\n")
+	for _, rate := range rates {
+		for _, pol := range policies {
+			res := runPolicy(t, pol, groups, rate, perRate, scale)
+			fmt.Printf("| %.0f req/s | %s | %.2f s | %.2f s | %.0f | %.0f%% | %d |\n",
+				rate, pol, res.p50, res.p90, res.tokPerSec, 100*res.hitRate, res.errors)
+		}
+	}
+}
+
+// group is one shared-prefix group: a system prompt and its users' questions.
+type group struct {
+	system    string
+	questions []string
+}
+
+// workload builds groups with systemWords-word system prompts of short words
+// (one token each under the mock's tokenizer).
+func workload(groups, users, systemWords int) []group {
+	r := rand.New(rand.NewPCG(7, 11))
+	const letters = "abcdefghijklmnopqrstuvwxyz"
+	word := func() string {
+		n := 3 + r.IntN(4)
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = letters[r.IntN(len(letters))]
+		}
+		return string(b)
+	}
+	out := make([]group, groups)
+	for g := range out {
+		var sb strings.Builder
+		for i := 0; i < systemWords; i++ {
+			sb.WriteString(word())
+			sb.WriteByte(' ')
+		}
+		out[g].system = sb.String()
+		for u := 0; u < users; u++ {
+			var q strings.Builder
+			for i := 0; i < 40; i++ {
+				q.WriteString(word())
+				q.WriteByte(' ')
+			}
+			out[g].questions = append(out[g].questions, q.String())
+		}
+	}
+	return out
+}
+
+// benchResult summarises one policy at one rate.
+type benchResult struct {
+	p50, p90  float64 // simulated seconds
+	tokPerSec float64 // simulated
+	hitRate   float64
+	errors    int
+}
+
+func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int, scale float64) benchResult {
+	t.Helper()
+	sims := startSims(t, 4, same(mockllm.SimOptions{MaxNumSeqs: 4, PrefillPerToken: 500 * time.Microsecond,
+		Overhead: 20 * time.Millisecond, ITL: 45 * time.Millisecond, NumBlocks: 512, BlockSize: 16, TimeScale: scale}))
+	var e *envoytest.Envoy
+	switch policy {
+	case "round-robin", "least-request":
+		e = startPlainEnvoy(t, sims, map[string]string{"round-robin": "ROUND_ROBIN", "least-request": "LEAST_REQUEST"}[policy])
+	case "picker-no-prefix":
+		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"weights":{"prefix":0}`))
+		waitScraped(t, e, sims)
+	default:
+		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0`))
+		waitScraped(t, e, sims)
+	}
+	client := &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}}
+	r := rand.New(rand.NewPCG(uint64(rate*1000), 3))
+	var (
+		mu     sync.Mutex
+		ttfts  []float64
+		tokens int
+		errs   int
+		wg     sync.WaitGroup
+	)
+	start := time.Now()
+	next := start
+	for i := 0; i < n; i++ {
+		g := groups[r.IntN(len(groups))]
+		q := g.questions[r.IntN(len(g.questions))]
+		wait := time.Until(next)
+		if wait > 0 {
+			tm := time.NewTimer(wait)
+			<-tm.C
+		}
+		next = next.Add(time.Duration(r.ExpFloat64() / (rate / scale) * float64(time.Second)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ttft, out, err := streamChat(client, e.URL("/v1/chat/completions"), g.system, q)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs++
+				return
+			}
+			ttfts = append(ttfts, ttft.Seconds()/scale)
+			tokens += out
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds() / scale
+	var hits, queries float64
+	for _, s := range sims {
+		h, q := prefixCounters(t, s)
+		hits += h
+		queries += q
+	}
+	slices.Sort(ttfts)
+	res := benchResult{tokPerSec: float64(tokens) / elapsed, errors: errs}
+	if len(ttfts) > 0 {
+		res.p50 = ttfts[len(ttfts)/2]
+		res.p90 = ttfts[int(math.Ceil(0.9*float64(len(ttfts))))-1]
+	}
+	if queries > 0 {
+		res.hitRate = hits / queries
+	}
+	return res
+}
+
+// streamChat sends one streamed chat and returns the time to the first
+// event and the completion tokens.
+func streamChat(c *http.Client, url, system, question string) (time.Duration, int, error) {
+	body, _ := json.Marshal(map[string]any{
+		"model": "m", "max_tokens": 50, "stream": true, "stream_options": map[string]any{"include_usage": true},
+		"messages": []any{map[string]any{"role": "system", "content": system}, map[string]any{"role": "user", "content": question}},
+	})
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("content-type", "application/json")
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return 0, 0, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var ttft time.Duration
+	out := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "data: ") {
+			continue
+		}
+		if ttft == 0 {
+			ttft = time.Since(start)
+		}
+		if i := strings.Index(line, `"completion_tokens":`); i >= 0 {
+			rest := line[i+len(`"completion_tokens":`):]
+			j := strings.IndexAny(rest, ",}")
+			out, _ = strconv.Atoi(rest[:j])
+		}
+	}
+	return ttft, out, sc.Err()
+}
+
+// prefixCounters reads a simulator's prefix-cache hit and query counters.
+func prefixCounters(t *testing.T, s *sim) (hits, queries float64) {
+	t.Helper()
+	resp, err := http.Get(s.hs.URL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		switch {
+		case strings.HasPrefix(line, "vllm:prefix_cache_hits_total"):
+			hits = v
+		case strings.HasPrefix(line, "vllm:prefix_cache_queries_total"):
+			queries = v
+		}
+	}
+	return hits, queries
+}
+
+// startPlainEnvoy is Envoy without the picker, balancing over sims with lb.
+func startPlainEnvoy(t *testing.T, sims []*sim, lb string) *envoytest.Envoy {
+	t.Helper()
+	var lbs []any
+	for _, s := range sims {
+		host, port, _ := strings.Cut(s.addr, ":")
+		p, _ := strconv.Atoi(port)
+		lbs = append(lbs, map[string]any{"endpoint": map[string]any{"address": map[string]any{
+			"socket_address": map[string]any{"address": host, "port_value": p}}}})
+	}
+	cluster := map[string]any{
+		"name": "sim", "connect_timeout": "0.5s", "type": "STATIC", "lb_policy": lb,
+		"load_assignment": map[string]any{"cluster_name": "sim", "endpoints": []any{map[string]any{"lb_endpoints": lbs}}},
+	}
+	return envoytest.Start(t, envoytest.Config{
+		Routes: []envoytest.Route{{Prefix: "/", Cluster: "sim"}},
+		Customize: func(b map[string]any) {
+			sr := b["static_resources"].(map[string]any)
+			sr["clusters"] = append(sr["clusters"].([]any), cluster)
+			setRoute(b, map[string]any{"timeout": "300s"})
+		},
+	})
+}
+
+// BenchmarkPickerAddedLatency measures what the picker adds per request:
+// each iteration sends the same chat request (a 6 KB shared system prompt,
+// one output token, simulators with no delays) through an Envoy whose
+// ORIGINAL_DST cluster gets a fixed endpoint from the client's header, and
+// through the same Envoy setup with the picker choosing among 4
+// endpoints. Reported: fixed-p50-us, picker-p50-us and added-p50-us.
+//
+//	go test -run '^$' -bench PickerAddedLatency ./e2e/picker/
+func BenchmarkPickerAddedLatency(b *testing.B) {
+	sims := startSims(b, 4, same(mockllm.SimOptions{TimeScale: 1e-6}))
+	fixed := startEnvoy(b, sims, modeOriginalDst, "")
+	picked := startEnvoy(b, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0`))
+	waitScraped(b, picked, sims)
+	g := workload(1, 4, 1100)[0]
+	body, _ := json.Marshal(map[string]any{
+		"model": "m", "max_tokens": 1,
+		"messages": []any{map[string]any{"role": "system", "content": g.system}, map[string]any{"role": "user", "content": g.questions[0]}},
+	})
+	send := func(e *envoytest.Envoy, hdr string) time.Duration {
+		req, err := http.NewRequest(http.MethodPost, e.URL("/v1/chat/completions"), bytes.NewReader(body))
+		require.NoError(b, err)
+		req.Header.Set("content-type", "application/json")
+		if hdr != "" {
+			req.Header.Set(destHeader, hdr)
+		}
+		start := time.Now()
+		resp, err := e.Client().Do(req)
+		require.NoError(b, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(b, 200, resp.StatusCode)
+		return time.Since(start)
+	}
+	var tf, tp []time.Duration
+	for b.Loop() {
+		tf = append(tf, send(fixed, sims[0].addr))
+		tp = append(tp, send(picked, ""))
+	}
+	med := func(ts []time.Duration) float64 {
+		slices.Sort(ts)
+		return float64(ts[len(ts)/2].Microseconds())
+	}
+	f, p := med(tf), med(tp)
+	b.ReportMetric(f, "fixed-p50-us")
+	b.ReportMetric(p, "picker-p50-us")
+	b.ReportMetric(p-f, "added-p50-us")
+}
