@@ -52,7 +52,7 @@ func TestBenchScheduling(t *testing.T) {
 			rates = append(rates, f)
 		}
 	}
-	perRate := 120
+	perRate := 200
 	if v := os.Getenv("TOLLGATE_BENCH_REQUESTS"); v != "" {
 		n, err := strconv.Atoi(v)
 		require.NoError(t, err)

@@ -221,14 +221,15 @@ func (p *Policy) Pick(h Host, x *Index, req Request) Decision {
 // score fills each candidate's parts and weighted score.
 func (p *Policy) score(cs []Candidate, x *Index, req Request, isLora bool, now int64) {
 	minL, maxL := -1.0, -1.0
-	// Load is this Envoy's in-flight requests plus what others had on the
-	// endpoint at the last scrape (its running and waiting beyond ours).
+	// The queue scorer reads the waiting queue, as llm-d's does: the
+	// scraped queue corrected by this Envoy's requests sent or finished
+	// since the scrape; running sequences show in the KV use. Without
+	// fresh metrics only this Envoy's in-flight count is known.
 	load := func(c *Candidate) float64 {
-		l := float64(c.InFlight)
-		if !c.Stale {
-			l += max(0, c.Snapshot.Waiting+c.Running-float64(c.InFlightAtScrape))
+		if c.Stale {
+			return float64(c.InFlight)
 		}
-		return l
+		return c.Waiting
 	}
 	for i := range cs {
 		l := load(&cs[i])
