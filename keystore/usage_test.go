@@ -7,7 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+
+	"github.com/tollgate/tollgate/internal/jsontest"
 )
 
 // usageBatch is three records of two apps around the harness clock (12:00 UTC).
@@ -30,19 +31,20 @@ func TestUsageIngestAndQuery(t *testing.T) {
 	rec = h.admin(t, http.MethodGet, AnalyticsPath+"?step=minute&group_by=app,model&from=2026-03-01T11:00:00Z", nil)
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	body := rec.Body.String()
-	assert.Equal(t, int64(3), gjson.Get(body, "totals.requests").Int())
-	assert.Equal(t, int64(33), gjson.Get(body, "totals.total_tokens").Int())
-	assert.InDelta(t, 0.5, gjson.Get(body, "totals.cost").Float(), 1e-9)
-	assert.Equal(t, "2026-03-01T11:00:00Z", gjson.Get(body, "from").String())
-	assert.Equal(t, "2026-03-01T12:01:00Z", gjson.Get(body, "to").String(), "to (now) rounds up to the next minute")
-	require.Equal(t, int64(3), gjson.Get(body, "series.#").Int())
-	assert.Equal(t, `{"app":"alpha","model":"gemma"}`, gjson.Get(body, "series.0.group").Raw)
-	assert.Equal(t, "2026-03-01T11:58:00Z", gjson.Get(body, "series.0.points.0.start").String())
-	assert.Equal(t, int64(30), gjson.Get(body, "series.0.points.0.total_tokens").Int())
+	assert.Equal(t, int64(3), jsontest.Get([]byte(body), "totals.requests").Int())
+	assert.Equal(t, int64(33), jsontest.Get([]byte(body), "totals.total_tokens").Int())
+	assert.Equal(t, "0.5", jsontest.Get([]byte(body), "totals.cost").Raw())
+	assert.Equal(t, "2026-03-01T11:00:00Z", jsontest.Get([]byte(body), "from").Str())
+	assert.Equal(t, "2026-03-01T12:01:00Z", jsontest.Get([]byte(body), "to").Str(), "to (now) rounds up to the next minute")
+	require.True(t, jsontest.Get([]byte(body), "series.2").Exists())
+	assert.False(t, jsontest.Get([]byte(body), "series.3").Exists(), "three series")
+	assert.Equal(t, `{"app":"alpha","model":"gemma"}`, jsontest.Get([]byte(body), "series.0.group").Raw())
+	assert.Equal(t, "2026-03-01T11:58:00Z", jsontest.Get([]byte(body), "series.0.points.0.start").Str())
+	assert.Equal(t, int64(30), jsontest.Get([]byte(body), "series.0.points.0.total_tokens").Int())
 
 	rec = h.admin(t, http.MethodGet, AnalyticsPath+"?developer=bob@example.com&step=day", nil)
-	assert.Equal(t, int64(1), gjson.Get(rec.Body.String(), "totals.refused").Int(), rec.Body.String())
-	assert.Equal(t, int64(1), gjson.Get(rec.Body.String(), "totals.requests").Int())
+	assert.Equal(t, int64(1), jsontest.Get(rec.Body.Bytes(), "totals.refused").Int(), rec.Body.String())
+	assert.Equal(t, int64(1), jsontest.Get(rec.Body.Bytes(), "totals.requests").Int())
 
 	rec = h.admin(t, http.MethodGet, AnalyticsPath+"?group_by=model&format=csv", nil)
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
@@ -94,7 +96,7 @@ func TestUsageBadInput(t *testing.T) {
 	for _, q := range queries {
 		rec := h.admin(t, http.MethodGet, AnalyticsPath+q.query, nil)
 		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", q.query, rec.Body.String())
-		assert.Equal(t, q.param, gjson.Get(rec.Body.String(), "error.param").String(), q.query)
+		assert.Equal(t, q.param, jsontest.Get(rec.Body.Bytes(), "error.param").Str(), q.query)
 	}
 }
 
@@ -102,7 +104,7 @@ func TestUsageDisabled(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Analytics = nil })
 	rec := do(t, h.svc.DataHandler(), http.MethodPost, UsagePath, `{"records":[]}`, "")
 	assert.Equal(t, http.StatusNotFound, rec.Code)
-	assert.Equal(t, CodeAnalyticsOff, gjson.Get(rec.Body.String(), "error.code").String())
+	assert.Equal(t, CodeAnalyticsOff, jsontest.Get(rec.Body.Bytes(), "error.code").Str())
 }
 
 func TestUsageNeedsDataToken(t *testing.T) {
@@ -115,5 +117,5 @@ func TestUsageNeedsDataToken(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, rec.Code)
 	rec = do(t, data, http.MethodPost, UsagePath, usageBatch, "Bearer "+token)
 	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-	assert.Equal(t, int64(3), gjson.Get(rec.Body.String(), "accepted").Int())
+	assert.Equal(t, int64(3), jsontest.Get(rec.Body.Bytes(), "accepted").Int())
 }

@@ -12,7 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
+
+	"github.com/tollgate/tollgate/internal/jsontest"
 )
 
 // TestServePortalAndUsage: `serve --portal` seeds the admin, serves the portal
@@ -30,7 +31,7 @@ func TestServePortalAndUsage(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-	assert.Equal(t, int64(1), gjson.GetBytes(body, "accepted").Int())
+	assert.Equal(t, int64(1), jsontest.Get(body, "accepted").Int())
 
 	req, _ := http.NewRequest(http.MethodGet, "http://"+srv.admin+"/admin/v1/analytics/usage?group_by=model", nil)
 	req.Header.Set("Authorization", "Bearer admin-token-0123456789")
@@ -39,7 +40,7 @@ func TestServePortalAndUsage(t *testing.T) {
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-	assert.Equal(t, int64(14), gjson.GetBytes(body, "totals.total_tokens").Int())
+	assert.Equal(t, int64(14), jsontest.Get(body, "totals.total_tokens").Int())
 
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
