@@ -116,6 +116,10 @@ func (p *Policy) PlanRequestAs(api usage.API, body []byte, q *Quota, publicModel
 	if err != nil {
 		return nil, badRequest(err)
 	}
+	if p.Strict && req.Prompt.Template {
+		// A client-supplied template can expand a prompt without bound.
+		return nil, Unbounded([]string{"chat_template"})
+	}
 	if p.Strict && p.RefuseUnbounded {
 		if kinds := req.Prompt.Unbounded(); kinds != nil {
 			return nil, Unbounded(kinds)

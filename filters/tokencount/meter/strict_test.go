@@ -126,7 +126,16 @@ func TestStrictUnboundedInputs(t *testing.T) {
 		assert.Equal(t, 400, aerr.Status)
 		assert.Equal(t, CodeUnboundedInput, aerr.Code)
 	}
+	tmpl := `{"model":"m","max_tokens":5,"chat_template":"{{ messages }}","messages":[{"role":"user","content":"x"}]}`
 	reserve := mustParse(t, `{"strict": {"enabled": true}, "prompt_bound": {"image_tokens": 5000}}`)
+	for _, p := range []*Policy{refuse, reserve} {
+		_, aerr := p.PlanRequest(usage.APIChatCompletions, []byte(tmpl), quota(100000, usage.MetricTotal))
+		require.NotNil(t, aerr, "a client chat template is always refused in strict mode")
+		assert.Equal(t, CodeUnboundedInput, aerr.Code)
+		assert.Contains(t, aerr.Message, "chat_template")
+	}
+	_, aerr := mustParse(t, `{}`).PlanRequest(usage.APIChatCompletions, []byte(tmpl), nil)
+	assert.Nil(t, aerr, "outside strict mode it is metered as before")
 	pl, aerr := reserve.PlanRequest(usage.APIChatCompletions, []byte(image), quota(100000, usage.MetricTotal))
 	require.Nil(t, aerr)
 	assert.Greater(t, pl.PromptEstimate, int64(5000), "the image reserves its configured maximum")

@@ -100,14 +100,17 @@ func (p *Prompt) Unbounded() []string {
 
 // Prompt is the strict upper bound of a request's prompt tokens, summed
 // over all its prompts (several for /v1/completions and /v1/embeddings
-// batches): text bytes plus the framing constants, token ids exactly, and
-// every image, audio input and file at max(configured maximum, estimate).
+// batches): text bytes plus the framing constants, the whole JSON of every
+// member the filter does not read (a template might render it), token ids
+// exactly, and every image, audio input and file at max(configured
+// maximum, estimate). A request with its own chat template has no bound
+// (Prompt.Template): strict mode refuses it.
 func (b Bounds) Prompt(req *Request, e Estimator) int64 {
 	b = b.WithDefaults()
 	e = e.withDefaults()
 	p := &req.Prompt
 	inputs := int64(max(p.Inputs, 1))
-	t := p.TextBytes + int64(p.Texts)*b.PerText + p.TokenIDs + inputs*b.PerRequest
+	t := p.TextBytes + int64(p.Texts)*b.PerText + p.ExtraBytes + p.TokenIDs + inputs*b.PerRequest
 	t += int64(p.Messages) * b.PerMessage
 	if p.HasTools {
 		t += b.ToolsPreamble

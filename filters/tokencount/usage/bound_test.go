@@ -96,6 +96,13 @@ func TestBoundArithmetic(t *testing.T) {
 			want: 4 + 1 + 10 + 4 + 1500, // the estimator's 1500 per file beats 300
 		},
 		{
+			name: "members the filter does not read count whole", api: APIChatCompletions,
+			// documents (vLLM RAG templates) raw 11 bytes, reasoning_content 3 bytes,
+			// an unknown part whole; temperature is a sampling parameter (free)
+			body: `{"temperature":0.5,"documents":["abcdefg"],"messages":[{"role":"assistant","reasoning_content":"abc","content":[{"type":"x_text","text":"zz"}]}]}`,
+			want: 9 + 1 + 10 + 4 + int64(len(`["abcdefg"]`)) + 3 + int64(len(`{"type":"x_text","text":"zz"}`)),
+		},
+		{
 			name: "token ids exact, one framing per prompt", api: APICompletions,
 			body: `{"prompt":[[1,2,3],[4,5]]}`,
 			want: 5 + 2*10,
@@ -113,6 +120,13 @@ func TestBoundArithmetic(t *testing.T) {
 			assert.Equal(t, tc.want, b.Prompt(req, Estimator{}))
 		})
 	}
+}
+
+func TestBoundChatTemplate(t *testing.T) {
+	req, err := ParseRequest(APIChatCompletions, []byte(`{"chat_template":"{% for i in range(99999) %}x{% endfor %}","messages":[{"role":"user","content":"hi"}]}`))
+	require.NoError(t, err)
+	assert.True(t, req.Prompt.Template)
+	assert.Zero(t, req.Prompt.ExtraBytes, "the template itself is not counted: strict mode refuses it")
 }
 
 func TestBoundDefaultsAndUnbounded(t *testing.T) {

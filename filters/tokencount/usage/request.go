@@ -150,7 +150,61 @@ type Prompt struct {
 	ToolBytes int64 // JSON bytes of tool definitions, tool-call arguments and tool inputs
 	Tools     int   // tool definitions and tool calls
 	HasTools  bool  // the request defines tools (a template adds its tool preamble)
+	// ExtraBytes are the JSON bytes of members the filter does not read
+	// but an upstream's template might render (unknown top-level, message
+	// and content-part members): counted whole in the bound, so no field
+	// reaches the model unbounded.
+	ExtraBytes int64
+	// Template is true when the request carries its own chat template
+	// (vLLM's chat_template), which can expand a prompt without bound.
+	Template bool
 }
+
+// nonPrompt are top-level members that steer generation but never reach
+// the model as prompt text (OpenAI, vLLM and Anthropic parameters).
+var nonPrompt = map[string]bool{
+	"model": true, "stream": true, "stream_options": true, "max_tokens": true, "max_completion_tokens": true,
+	"max_output_tokens": true, "n": true, "best_of": true, "temperature": true, "top_p": true, "top_k": true,
+	"min_p": true, "frequency_penalty": true, "presence_penalty": true, "repetition_penalty": true,
+	"length_penalty": true, "logit_bias": true, "logprobs": true, "top_logprobs": true, "prompt_logprobs": true,
+	"seed": true, "stop": true, "stop_token_ids": true, "stop_sequences": true, "user": true, "metadata": true,
+	"store": true, "service_tier": true, "parallel_tool_calls": true, "echo": true, "ignore_eos": true,
+	"min_tokens": true, "skip_special_tokens": true, "spaces_between_special_tokens": true,
+	"include_stop_str_in_output": true, "add_generation_prompt": true, "continue_final_message": true,
+	"add_special_tokens": true, "priority": true, "request_id": true, "encoding_format": true,
+	"dimensions": true, "truncate_prompt_tokens": true, "reasoning_effort": true, "modalities": true,
+	"use_beam_search": true, "guided_decoding_backend": true,
+}
+
+// promptMembers are the top-level members the API readers count themselves.
+var promptMembers = map[string]bool{
+	"messages": true, "tools": true, "functions": true, "prompt": true, "suffix": true, "input": true, "system": true,
+}
+
+// rawLen is what a member counts in ExtraBytes: a string's unescaped
+// bytes, any other value's JSON bytes (never fewer than its strings').
+func rawLen(v reqview.Value) int64 {
+	if isString(v) {
+		return int64(v.StrLen())
+	}
+	return int64(len(v.Raw()))
+}
+
+// extraMembers adds the members of o that are not in known (nor skipped)
+// to the prompt's ExtraBytes.
+func (p *Prompt) extraMembers(o reqview.Value, known, skip map[string]bool) {
+	o.Members(func(k string, v reqview.Value) bool {
+		if !known[k] && !skip[k] && !v.IsNull() {
+			p.ExtraBytes += rawLen(v)
+		}
+		return true
+	})
+}
+
+var (
+	chatMessageMembers      = map[string]bool{"role": true, "content": true, "name": true, "refusal": true, "tool_calls": true, "function_call": true}
+	anthropicMessageMembers = map[string]bool{"role": true, "content": true}
+)
 
 // text counts one text field: its heuristic tokens and its exact bytes.
 func (p *Prompt) text(s string) {
@@ -257,6 +311,13 @@ func FromView(api API, rv *reqview.Request) (*Request, error) {
 		View:          rv,
 	}
 	o := rv.Root()
+	if t := o.Get("chat_template"); !t.IsNull() {
+		req.Prompt.Template = true
+	}
+	req.Prompt.extraMembers(o, promptMembers, nonPrompt)
+	if req.Prompt.Template {
+		req.Prompt.ExtraBytes -= rawLen(o.Get("chat_template"))
+	}
 	var err error
 	switch api {
 	case APIChatCompletions:
@@ -327,6 +388,7 @@ func chatMessage(m reqview.Value, i int, p *Prompt) error {
 	}
 	p.Messages++
 	p.text(role.View())
+	p.extraMembers(m, chatMessageMembers, nil)
 	if name := m.Get("name"); !name.IsNull() {
 		if !isString(name) {
 			return bad(fmt.Sprintf("messages[%d].name", i), "must be a string")
@@ -423,8 +485,11 @@ func chatPart(part reqview.Value, p *Prompt) error {
 		p.Audio = append(p.Audio, a)
 	case "file":
 		p.Files++
+	default:
+		// Unknown part types are left to the upstream to accept or
+		// refuse; if it renders one, the bound has counted all of it.
+		p.ExtraBytes += int64(len(part.Raw()))
 	}
-	// Unknown part types are left to the upstream to accept or refuse.
 	return nil
 }
 
@@ -544,6 +609,7 @@ func parseAnthropic(o reqview.Value, rv *reqview.Request, req *Request) error {
 		}
 		p.Messages++
 		p.text(role.View())
+		p.extraMembers(m, anthropicMessageMembers, nil)
 		if err = anthropicContent(m.Get("content"), ".content", p); err != nil {
 			prefixParam(err, param.String())
 		}
@@ -623,6 +689,8 @@ func anthropicBlocks(c reqview.Value, param string, p *Prompt, outer bool) error
 			}
 		case "":
 			err = bad(bp.String()+".type", "must be a string")
+		default:
+			p.ExtraBytes += int64(len(b.Raw())) // unknown block: counted whole in the bound
 		}
 		return err == nil
 	})
