@@ -25,7 +25,7 @@ filter_name   = $(word 2,$(subst /, ,$(1)))
 FILTERS := $(foreach m,$(FILTER_MAINS),$(call filter_name,$(m)))
 # Test plugins built next to the filters, as <package dir>=<module name>;
 # entries whose directory holds no Go file yet are skipped.
-TEST_PLUGINS := shared/proxywasm/conformance/plugin=conformance examples/filter/hello/wasm=hello
+TEST_PLUGINS := shared/proxywasm/conformance/plugin/wasm=conformance examples/filter/hello/wasm=hello
 MODULES := $(foreach m,$(FILTER_MAINS),$(patsubst %/,%,$(dir $(m)))=$(call filter_name,$(m))) \
            $(foreach p,$(TEST_PLUGINS),$(if $(wildcard $(firstword $(subst =, ,$(p)))/*.go),$(p)))
 WASM_BUILDFLAGS := -buildmode=c-shared -trimpath -ldflags='-s -w'

@@ -344,9 +344,10 @@ func (a *abi) SetSharedData(key string, value []byte, cas uint32) status {
 func (a *abi) RegisterSharedQueue(name string) (uint32, status) {
 	h := (*Host)(a)
 	if id, _ := a.ResolveSharedQueue(h.cfg.VMID, name); id != 0 {
+		h.queues[id-1].owner = h
 		return id, ok
 	}
-	h.queues = append(h.queues, &queue{name: name})
+	h.queues = append(h.queues, &queue{name: name, owner: h})
 	return uint32(len(h.queues)), ok
 }
 
@@ -372,7 +373,8 @@ func (a *abi) EnqueueSharedQueue(id uint32, data []byte) status {
 	}
 	q := h.queues[id-1]
 	q.items = append(q.items, slices.Clone(data))
-	h.later(func() { h.call(h.root, func() { h.guest.OnQueueReady(h.root, id) }) })
+	o := q.owner
+	o.later(func() { o.call(o.root, func() { o.guest.OnQueueReady(o.root, id) }) })
 	return ok
 }
 

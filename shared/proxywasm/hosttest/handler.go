@@ -32,3 +32,11 @@ func ServeCallouts(handler http.Handler) func(*Callout) *Response {
 		return resp
 	}
 }
+
+// ServeUpstream answers requests that reach the upstream with an
+// http.Handler (for Config.Upstream), e.g. an echo server.
+func ServeUpstream(handler http.Handler) func(*Upstream) *Response {
+	return func(u *Upstream) *Response {
+		return ServeCallouts(handler)(&Callout{Headers: u.Headers, Body: u.Body})
+	}
+}

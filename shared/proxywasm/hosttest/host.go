@@ -95,6 +95,16 @@ type sharedValue struct {
 type queue struct {
 	name  string
 	items [][]byte
+	owner *Host // the VM that registered it last: OnQueueReady runs there
+}
+
+// envoy is what one Envoy process shares between its workers' VMs.
+type envoy struct {
+	shared  map[string]sharedValue
+	cas     uint32
+	queues  []*queue
+	metrics []*metric
+	byName  map[string]uint32
 }
 
 // Host is one Envoy worker with the plugin loaded, for one test.
@@ -108,11 +118,7 @@ type Host struct {
 	inConfig bool // the plugin configuration is readable
 	inVM     bool
 
-	shared  map[string]sharedValue
-	cas     uint32
-	queues  []*queue
-	metrics []*metric
-	byName  map[string]uint32
+	*envoy // shared data, queues and metrics, shared with the other workers
 
 	callouts  []*Callout
 	answering *Response // the callout answer being delivered
@@ -129,13 +135,26 @@ type Host struct {
 // configuration. The host is removed when the test ends.
 func Start(t testing.TB, cfg Config) (*Host, error) {
 	t.Helper()
+	return start(t, cfg, &envoy{shared: map[string]sharedValue{}, cas: 1, byName: map[string]uint32{}})
+}
+
+// NewWorker starts another worker VM of the same Envoy: its own plugin
+// instance and contexts, the same shared data, queues and metrics.
+func (h *Host) NewWorker(t testing.TB) *Host {
+	t.Helper()
+	w, err := start(t, h.cfg, h.envoy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func start(t testing.TB, cfg Config, env *envoy) (*Host, error) {
+	t.Helper()
 	if cfg.LogLevel == 0 {
 		cfg.LogLevel = proxywasm.LogLevelInfo
 	}
-	h := &Host{
-		t: t, cfg: cfg, streams: map[uint32]*Stream{},
-		shared: map[string]sharedValue{}, cas: 1, byName: map[string]uint32{},
-	}
+	h := &Host{t: t, cfg: cfg, streams: map[uint32]*Stream{}, envoy: env}
 	h.guest = proxywasm.Attach((*abi)(h))
 	if cfg.Plugin != nil {
 		h.guest.Use(cfg.Plugin)

@@ -1,7 +1,8 @@
-// Command plugin is the proxy-wasm conformance plugin: each request path
+// Package plugin is the proxy-wasm conformance plugin: each request path
 // exercises one ABI feature so that the same test cases can run against the
-// wazero host and real Envoy. It is a test artefact, not a product filter.
-package main
+// wazero host, the native hosttest host and real Envoy (module: wasm/). It
+// is a test artefact, not a product filter.
+package plugin
 
 import (
 	"encoding/json"
@@ -15,11 +16,8 @@ import (
 	"github.com/tollgate/tollgate/shared/proxywasm"
 )
 
-func init() {
-	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
-}
-
-func main() {}
+// New creates the plugin's root context.
+func New(uint32) proxywasm.PluginContext { return &plugin{} }
 
 // config is the plugin configuration (JSON).
 type config struct {
