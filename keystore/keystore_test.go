@@ -18,8 +18,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
 
+	"github.com/tollgate/tollgate/internal/jsontest"
 	"github.com/tollgate/tollgate/keystore/analytics"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/keystore/store"
@@ -163,9 +163,9 @@ func assertError(t *testing.T, rec *httptest.ResponseRecorder, status int, code,
 	require.Equal(t, status, rec.Code, rec.Body.String())
 	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
 	body := rec.Body.String()
-	assert.Equal(t, code, gjson.Get(body, "error.code").String(), body)
-	assert.NotEmpty(t, gjson.Get(body, "error.type").String(), body)
-	assert.Contains(t, gjson.Get(body, "error.message").String(), msgContains, body)
+	assert.Equal(t, code, jsontest.Get([]byte(body), "error.code").Str(), body)
+	assert.NotEmpty(t, jsontest.Get([]byte(body), "error.type").Str(), body)
+	assert.Contains(t, jsontest.Get([]byte(body), "error.message").Str(), msgContains, body)
 }
 
 func TestVerifyDecisions(t *testing.T) {
@@ -226,31 +226,31 @@ func TestVerifyDecisions(t *testing.T) {
 			body := rec.Body.String()
 			require.Equal(t, tt.status, rec.Code, body)
 			assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
-			assert.Equal(t, int64(tt.status), gjson.Get(body, "status").Int())
-			assert.Equal(t, tt.status == 200, gjson.Get(body, "valid").Bool())
-			assert.Equal(t, tt.ttl, gjson.Get(body, "cache_ttl_seconds").Int(), body)
+			assert.Equal(t, int64(tt.status), jsontest.Get([]byte(body), "status").Int())
+			assert.Equal(t, tt.status == 200, jsontest.Get([]byte(body), "valid").Bool())
+			assert.Equal(t, tt.ttl, jsontest.Get([]byte(body), "cache_ttl_seconds").Int(), body)
 			if tt.status != 200 {
-				assert.Equal(t, tt.reason, gjson.Get(body, "reason").String(), body)
-				assert.NotEmpty(t, gjson.Get(body, "message").String())
-				assert.False(t, gjson.Get(body, "product").Exists())
+				assert.Equal(t, tt.reason, jsontest.Get([]byte(body), "reason").Str(), body)
+				assert.NotEmpty(t, jsontest.Get([]byte(body), "message").Str())
+				assert.False(t, jsontest.Get([]byte(body), "product").Exists())
 				if tt.status == 403 {
-					assert.Equal(t, "demo", gjson.Get(body, "app").String(), "403 answers still identify the key")
-					assert.True(t, gjson.Get(body, "entitlements.#").Int() > 0)
+					assert.Equal(t, "demo", jsontest.Get([]byte(body), "app").Str(), "403 answers still identify the key")
+					assert.True(t, int64(jsontest.Get([]byte(body), "entitlements").Len()) > 0)
 				} else {
-					assert.False(t, gjson.Get(body, "app").Exists(), "401 answers reveal nothing about the key")
+					assert.False(t, jsontest.Get([]byte(body), "app").Exists(), "401 answers reveal nothing about the key")
 				}
 				return
 			}
-			assert.False(t, gjson.Get(body, "reason").Exists())
-			assert.Equal(t, "demo", gjson.Get(body, "app").String())
-			assert.Equal(t, "ada@example.com", gjson.Get(body, "developer").String())
-			assert.True(t, strings.HasPrefix(gjson.Get(body, "key_id").String(), "key_"))
-			assert.Equal(t, tt.product, gjson.Get(body, "product").String())
-			assert.Equal(t, tt.opPath, gjson.Get(body, "operation.path").String())
-			assert.Equal(t, tt.modelsLen, gjson.Get(body, "allowed_models.#").Int())
-			assert.Equal(t, tt.reqLimit, gjson.Get(body, "request_quota.limit").Int())
-			assert.Equal(t, tt.reqScope, gjson.Get(body, "request_quota.scope").String())
-			assert.Equal(t, tt.tokLimit, gjson.Get(body, "token_quota.limit").Int())
+			assert.False(t, jsontest.Get([]byte(body), "reason").Exists())
+			assert.Equal(t, "demo", jsontest.Get([]byte(body), "app").Str())
+			assert.Equal(t, "ada@example.com", jsontest.Get([]byte(body), "developer").Str())
+			assert.True(t, strings.HasPrefix(jsontest.Get([]byte(body), "key_id").Str(), "key_"))
+			assert.Equal(t, tt.product, jsontest.Get([]byte(body), "product").Str())
+			assert.Equal(t, tt.opPath, jsontest.Get([]byte(body), "operation.path").Str())
+			assert.Equal(t, tt.modelsLen, int64(jsontest.Get([]byte(body), "allowed_models").Len()))
+			assert.Equal(t, tt.reqLimit, jsontest.Get([]byte(body), "request_quota.limit").Int())
+			assert.Equal(t, tt.reqScope, jsontest.Get([]byte(body), "request_quota.scope").Str())
+			assert.Equal(t, tt.tokLimit, jsontest.Get([]byte(body), "token_quota.limit").Int())
 			assert.NotContains(t, body, `"hash"`)
 		})
 	}
@@ -263,17 +263,17 @@ func TestVerifyKeyOnlyReturnsEntitlements(t *testing.T) {
 	rec := h.verify(t, map[string]string{"key": k.Secret})
 	require.Equal(t, 200, rec.Code, rec.Body.String())
 	body := rec.Body.String()
-	assert.Equal(t, `["chat","embed"]`, gjson.Get(body, "products").Raw)
-	assert.Equal(t, "2026-03-02T12:00:00Z", gjson.Get(body, "expires_at").String())
-	assert.False(t, gjson.Get(body, "product").Exists(), "no operation was asked for")
-	ents := gjson.Get(body, "entitlements")
-	require.Equal(t, int64(2), ents.Get("#").Int())
-	assert.Equal(t, "chat", ents.Get("0.product").String())
-	assert.Equal(t, "free", ents.Get("0.attributes.tier").String())
-	assert.Equal(t, `["/v1/models/**","/v1/chat/completions","/v1/completions","/v1/embeddings"]`, ents.Get("0.operations.#.path").Raw)
-	assert.Equal(t, "minute", ents.Get("0.operations.0.request_quota.time_unit").String())
-	assert.Equal(t, "total", ents.Get("0.operations.0.token_quota.counted").String())
-	assert.Equal(t, `["POST"]`, ents.Get("1.operations.0.methods").Raw)
+	assert.Equal(t, `["chat","embed"]`, jsontest.Get([]byte(body), "products").Raw())
+	assert.Equal(t, "2026-03-02T12:00:00Z", jsontest.Get([]byte(body), "expires_at").Str())
+	assert.False(t, jsontest.Get([]byte(body), "product").Exists(), "no operation was asked for")
+	ents := func(path string) jsontest.Field { return jsontest.Get([]byte(body), "entitlements."+path) }
+	require.Equal(t, 2, jsontest.Get([]byte(body), "entitlements").Len())
+	assert.Equal(t, "chat", ents("0.product").Str())
+	assert.Equal(t, "free", ents("0.attributes.tier").Str())
+	assert.Equal(t, []string{"/v1/models/**", "/v1/chat/completions", "/v1/completions", "/v1/embeddings"}, ents("0.operations").Pluck("path"))
+	assert.Equal(t, "minute", ents("0.operations.0.request_quota.time_unit").Str())
+	assert.Equal(t, "total", ents("0.operations.0.token_quota.counted").Str())
+	assert.Equal(t, `["POST"]`, ents("1.operations.0.methods").Raw())
 
 	// The entitlements let a filter decide later requests itself, with the same rules.
 	var resp model.VerifyResponse
@@ -344,7 +344,7 @@ func TestStorageFailures(t *testing.T) {
 	assertError(t, h.verify(t, map[string]string{"key": k}), 503, CodeUnavailable, "storage")
 	rec := do(t, h.svc.DataHandler(), "GET", "/healthz", nil, "")
 	assert.Equal(t, 503, rec.Code)
-	assert.Equal(t, "unavailable", gjson.Get(rec.Body.String(), "status").String())
+	assert.Equal(t, "unavailable", jsontest.Get(rec.Body.Bytes(), "status").Str())
 	rec = h.admin(t, "GET", "/admin/v1/products", nil)
 	assertError(t, rec, 503, CodeUnavailable, "storage")
 	assert.NotContains(t, rec.Body.String(), "connection refused", "internal errors are logged, not returned")
@@ -444,8 +444,8 @@ func TestAdminProducts(t *testing.T) {
 
 	rec := h.admin(t, "POST", "/admin/v1/products", chat)
 	require.Equal(t, 201, rec.Code, rec.Body.String())
-	assert.Equal(t, "2026-03-01T12:00:00Z", gjson.Get(rec.Body.String(), "createdAt").String())
-	assert.Equal(t, int64(1), gjson.Get(rec.Body.String(), "requestQuota.interval").Int())
+	assert.Equal(t, "2026-03-01T12:00:00Z", jsontest.Get(rec.Body.Bytes(), "createdAt").Str())
+	assert.Equal(t, int64(1), jsontest.Get(rec.Body.Bytes(), "requestQuota.interval").Int())
 	assertError(t, h.admin(t, "POST", "/admin/v1/products", chat), 409, CodeAlreadyExists, `"chat"`)
 
 	rec = h.admin(t, "PUT", "/admin/v1/products/chat", chat)
@@ -460,8 +460,8 @@ func TestAdminProducts(t *testing.T) {
 	rec = h.admin(t, "PUT", "/admin/v1/products/chat", p)
 	require.Equal(t, 200, rec.Code)
 	assert.Equal(t, "configured", rec.Header().Get(ResultHeader))
-	assert.Equal(t, "2026-03-01T12:00:00Z", gjson.Get(rec.Body.String(), "createdAt").String())
-	assert.Equal(t, "2026-03-01T12:01:00Z", gjson.Get(rec.Body.String(), "updatedAt").String())
+	assert.Equal(t, "2026-03-01T12:00:00Z", jsontest.Get(rec.Body.Bytes(), "createdAt").Str())
+	assert.Equal(t, "2026-03-01T12:01:00Z", jsontest.Get(rec.Body.Bytes(), "updatedAt").Str())
 
 	rec = h.admin(t, "PUT", "/admin/v1/products/other", `{"operations":[{"path":"/**"}]}`)
 	require.Equal(t, 201, rec.Code)
@@ -469,10 +469,10 @@ func TestAdminProducts(t *testing.T) {
 
 	rec = h.admin(t, "GET", "/admin/v1/products", nil)
 	require.Equal(t, 200, rec.Code)
-	assert.Equal(t, `["chat","other"]`, gjson.Get(rec.Body.String(), "items.#.name").Raw)
+	assert.Equal(t, []string{"chat", "other"}, jsontest.Get(rec.Body.Bytes(), "items").Pluck("name"))
 	rec = h.admin(t, "GET", "/admin/v1/products/chat", nil)
 	require.Equal(t, 200, rec.Code)
-	assert.Equal(t, "changed", gjson.Get(rec.Body.String(), "description").String())
+	assert.Equal(t, "changed", jsontest.Get(rec.Body.Bytes(), "description").Str())
 
 	tests := []struct {
 		name, method, path, body, code, msg string
@@ -499,7 +499,7 @@ func TestAdminProducts(t *testing.T) {
 			}
 			rec := h.admin(t, tt.method, tt.path, body)
 			assertError(t, rec, tt.status, tt.code, tt.msg)
-			assert.Equal(t, tt.param, gjson.Get(rec.Body.String(), "error.param").String())
+			assert.Equal(t, tt.param, jsontest.Get(rec.Body.Bytes(), "error.param").Str())
 		})
 	}
 	require.Equal(t, 204, h.admin(t, "DELETE", "/admin/v1/products/other", nil).Code)
@@ -511,7 +511,7 @@ func TestAdminDevelopersAndApps(t *testing.T) {
 	h.seedDemo(t)
 	rec := h.admin(t, "GET", "/admin/v1/developers/ADA@example.com", nil)
 	require.Equal(t, 200, rec.Code)
-	assert.Equal(t, "Ada", gjson.Get(rec.Body.String(), "name").String())
+	assert.Equal(t, "Ada", jsontest.Get(rec.Body.Bytes(), "name").Str())
 	assertError(t, h.admin(t, "POST", "/admin/v1/developers", `{"email":"nope"}`), 422, CodeValidationFailed, "e-mail")
 	assertError(t, h.admin(t, "POST", "/admin/v1/developers", `{"email":"ada@example.com"}`), 409, CodeAlreadyExists, "ada@example.com")
 	assertError(t, h.admin(t, "POST", "/admin/v1/apps", `{"name":"x","developer":"bob@example.com"}`), 422, CodeUnknownReference, "bob@example.com")
@@ -522,16 +522,16 @@ func TestAdminDevelopersAndApps(t *testing.T) {
 	require.Equal(t, 201, h.admin(t, "POST", "/admin/v1/developers", `{"email":"bob@example.com"}`).Code)
 	require.Equal(t, 201, h.admin(t, "POST", "/admin/v1/apps", `{"name":"bobs","developer":"bob@example.com","products":["embed"]}`).Code)
 	rec = h.admin(t, "GET", "/admin/v1/apps?developer=bob@example.com", nil)
-	assert.Equal(t, `["bobs"]`, gjson.Get(rec.Body.String(), "items.#.name").Raw)
+	assert.Equal(t, []string{"bobs"}, jsontest.Get(rec.Body.Bytes(), "items").Pluck("name"))
 	rec = h.admin(t, "GET", "/admin/v1/apps", nil)
-	assert.Equal(t, `["bobs","demo"]`, gjson.Get(rec.Body.String(), "items.#.name").Raw)
+	assert.Equal(t, []string{"bobs", "demo"}, jsontest.Get(rec.Body.Bytes(), "items").Pluck("name"))
 	rec = h.admin(t, "PUT", "/admin/v1/apps/bobs", `{"developer":"bob@example.com","products":["chat"]}`)
 	require.Equal(t, 200, rec.Code, rec.Body.String())
 	assert.Equal(t, "configured", rec.Header().Get(ResultHeader))
 
 	k := h.newKey(t, "bobs", nil)
 	require.Equal(t, 204, h.admin(t, "DELETE", "/admin/v1/apps/bobs", nil).Code)
-	assert.Equal(t, "unknown_key", gjson.Get(h.verify(t, map[string]string{"key": k.Secret}).Body.String(), "reason").String(), "deleting an app revokes its keys")
+	assert.Equal(t, "unknown_key", jsontest.Get(h.verify(t, map[string]string{"key": k.Secret}).Body.Bytes(), "reason").Str(), "deleting an app revokes its keys")
 	require.Equal(t, 204, h.admin(t, "DELETE", "/admin/v1/developers/bob@example.com", nil).Code)
 }
 
@@ -541,14 +541,14 @@ func TestAdminKeys(t *testing.T) {
 	rec := h.admin(t, "POST", "/admin/v1/apps/demo/keys", `{"products":["chat"],"expiresIn":"30d"}`)
 	require.Equal(t, 201, rec.Code, rec.Body.String())
 	created := rec.Body.String()
-	secret := gjson.Get(created, "key").String()
-	id := gjson.Get(created, "id").String()
+	secret := jsontest.Get([]byte(created), "key").Str()
+	id := jsontest.Get([]byte(created), "id").Str()
 	require.True(t, model.WellFormedKey(secret))
-	assert.Equal(t, model.HashKey(secret), gjson.Get(created, "hash").String())
-	assert.Equal(t, secret[:9], gjson.Get(created, "prefix").String())
-	assert.Equal(t, "approved", gjson.Get(created, "status").String())
-	assert.Equal(t, "2026-03-31T12:00:00Z", gjson.Get(created, "expiresAt").String())
-	assert.Equal(t, `["chat"]`, gjson.Get(created, "products").Raw)
+	assert.Equal(t, model.HashKey(secret), jsontest.Get([]byte(created), "hash").Str())
+	assert.Equal(t, secret[:9], jsontest.Get([]byte(created), "prefix").Str())
+	assert.Equal(t, "approved", jsontest.Get([]byte(created), "status").Str())
+	assert.Equal(t, "2026-03-31T12:00:00Z", jsontest.Get([]byte(created), "expiresAt").Str())
+	assert.Equal(t, `["chat"]`, jsontest.Get([]byte(created), "products").Raw())
 
 	for _, path := range []string{"/admin/v1/apps/demo/keys", "/admin/v1/keys", "/admin/v1/keys?app=demo", "/admin/v1/keys/" + id} {
 		rec := h.admin(t, "GET", path, nil)
@@ -557,13 +557,13 @@ func TestAdminKeys(t *testing.T) {
 		assert.NotContains(t, rec.Body.String(), secret[9:])
 		assert.Contains(t, rec.Body.String(), id)
 	}
-	assert.Equal(t, int64(0), gjson.Get(h.admin(t, "GET", "/admin/v1/keys?app=other", nil).Body.String(), "items.#").Int())
+	assert.Equal(t, int64(0), int64(jsontest.Get(h.admin(t, "GET", "/admin/v1/keys?app=other", nil).Body.Bytes(), "items").Len()))
 
 	require.Equal(t, 200, h.verify(t, map[string]string{"key": secret}).Code)
 	rec = h.admin(t, "POST", "/admin/v1/keys/"+id+"/revoke", nil)
 	require.Equal(t, 200, rec.Code)
-	assert.Equal(t, "revoked", gjson.Get(rec.Body.String(), "status").String())
-	assert.Equal(t, "revoked", gjson.Get(h.verify(t, map[string]string{"key": secret}).Body.String(), "reason").String())
+	assert.Equal(t, "revoked", jsontest.Get(rec.Body.Bytes(), "status").Str())
+	assert.Equal(t, "revoked", jsontest.Get(h.verify(t, map[string]string{"key": secret}).Body.Bytes(), "reason").Str())
 	require.Equal(t, 200, h.admin(t, "POST", "/admin/v1/keys/"+id+"/approve", nil).Code)
 	require.Equal(t, 200, h.verify(t, map[string]string{"key": secret}).Code)
 
@@ -607,7 +607,7 @@ func TestAdminKeys(t *testing.T) {
 
 	require.Equal(t, 204, h.admin(t, "DELETE", "/admin/v1/keys/"+id, nil).Code)
 	assertError(t, h.admin(t, "DELETE", "/admin/v1/keys/"+id, nil), 404, CodeNotFound, id)
-	assert.Equal(t, "unknown_key", gjson.Get(h.verify(t, map[string]string{"key": secret}).Body.String(), "reason").String())
+	assert.Equal(t, "unknown_key", jsontest.Get(h.verify(t, map[string]string{"key": secret}).Body.Bytes(), "reason").Str())
 }
 
 func TestDataMountsAndCollectors(t *testing.T) {

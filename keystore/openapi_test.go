@@ -8,8 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/internal/jsontest"
 )
 
 // TestOpenAPIMatchesRoutes checks docs/openapi.yaml against the handlers:
@@ -49,7 +50,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 				body = "{"
 			}
 			rec := do(t, handler, m, concrete, body, "Bearer "+testToken)
-			code := gjson.Get(rec.Body.String(), "error.code").String()
+			code := jsontest.Get(rec.Body.Bytes(), "error.code").Str()
 			if documented {
 				assert.NotEqual(t, http.StatusMethodNotAllowed, rec.Code, "%s %s is documented but not served", m, path)
 				assert.NotContains(t, rec.Body.String(), "no such endpoint", "%s %s is documented but not routed", m, path)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tidwall/gjson"
 
+	"github.com/tollgate/tollgate/internal/jsontest"
 	"github.com/tollgate/tollgate/keystore/model"
 )
 
@@ -32,7 +32,7 @@ func TestServeAndGracefulShutdown(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, 401, resp.StatusCode)
-	assert.Equal(t, "unknown_key", gjson.GetBytes(body, "reason").String())
+	assert.Equal(t, "unknown_key", jsontest.Get(body, "reason").Str())
 
 	req, _ := http.NewRequest("GET", "http://"+admin.Addr().String()+"/admin/v1/products", nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
@@ -129,7 +129,7 @@ func FuzzDecodeVerifyRequest(f *testing.F) {
 		if e != nil {
 			require.GreaterOrEqual(t, e.Status, 400)
 			require.Less(t, e.Status, 500)
-			require.True(t, gjson.ValidBytes(e.Body(0)))
+			require.True(t, jsontest.Valid(e.Body(0)))
 			return
 		}
 		// Accepted requests are internally consistent.

@@ -73,3 +73,24 @@ func (f Field) Members() map[string][]byte {
 
 // Raw is the value's JSON text ("" when missing).
 func (f Field) Raw() string { return string(f.v.Raw()) }
+
+// Len is the number of elements of an array or members of an object (0 for
+// other kinds).
+func (f Field) Len() int { return f.v.Len() }
+
+// Float is a number as a float64 (0 for other kinds).
+func (f Field) Float() float64 {
+	x, _ := f.v.Num()
+	return x
+}
+
+// Pluck lists the string member key of each element of an array, in order
+// ("" where an element has none): Get(b, "items").Pluck("name").
+func (f Field) Pluck(key string) []string {
+	var out []string
+	f.v.Elems(func(_ int, e reqview.Value) bool {
+		out = append(out, e.Get(key).Str())
+		return true
+	})
+	return out
+}
