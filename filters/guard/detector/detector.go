@@ -30,13 +30,23 @@ const (
 	NeedColon
 )
 
-// Classes returns the byte classes present in s.
-func Classes(s string) Need {
+// Stats is what one pass over a text learns for the prefilters.
+type Stats struct {
+	// Classes are the byte classes present.
+	Classes Need
+	// Digits counts ASCII digits.
+	Digits int
+}
+
+// Scan returns the Stats of s.
+func Scan(s string) Stats {
 	var n Need
+	d := 0
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c >= '0' && c <= '9':
 			n |= NeedDigit
+			d++
 		case c >= 'A' && c <= 'Z':
 			n |= NeedUpper
 		case c == '@':
@@ -51,7 +61,16 @@ func Classes(s string) Need {
 			n |= NeedColon
 		}
 	}
-	return n
+	return Stats{Classes: n, Digits: d}
+}
+
+// Classes returns the byte classes present in s.
+func Classes(s string) Need { return Scan(s).Classes }
+
+// Possible reports whether text with these stats could hold a match: the
+// byte classes, the digit count and the length all allow one.
+func (d *Detector) Possible(st Stats, n int) bool {
+	return n >= d.MinLen && st.Classes&d.Need == d.Need && st.Digits >= d.MinDigits
 }
 
 // Detector is one compiled built-in detector.
@@ -64,15 +83,31 @@ type Detector struct {
 	Need Need
 	// MinLen is the shortest possible match.
 	MinLen int
-	re     *regexp.Regexp
-	valid  func(s string, text string, start, end int) bool
+	// MinDigits is the fewest ASCII digits a match holds.
+	MinDigits int
+	// Hints, when set, are literals one of which every match contains.
+	Hints []string
+	re    *regexp.Regexp
+	valid func(s string, text string, start, end int) bool
 }
 
 // Find calls emit for every validated match in text, left to right, with
 // byte offsets. A candidate that fails validation is skipped.
-func (d *Detector) Find(text string, cls Need, emit func(start, end int)) {
-	if len(text) < d.MinLen || cls&d.Need != d.Need {
+func (d *Detector) Find(text string, st Stats, emit func(start, end int)) {
+	if !d.Possible(st, len(text)) {
 		return
+	}
+	if len(d.Hints) > 0 {
+		hit := false
+		for _, h := range d.Hints {
+			if strings.Contains(text, h) {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			return
+		}
 	}
 	for _, m := range d.re.FindAllStringIndex(text, -1) {
 		if d.valid == nil || d.valid(text[m[0]:m[1]], text, m[0], m[1]) {
@@ -86,6 +121,8 @@ type spec struct {
 	placeholder string
 	need        Need
 	minLen      int
+	minDigits   int
+	hints       []string
 	pattern     string
 	valid       func(s, text string, start, end int) bool
 }
@@ -94,38 +131,39 @@ type spec struct {
 // no mutable globals.
 func specs() map[string]spec {
 	return map[string]spec{
-		"email": {"[EMAIL]", NeedAt | NeedDot, 6,
-			`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}`, validEmail},
-		"phone": {"[PHONE]", NeedDigit, 10,
-			`(?:\+|\(|\b)\d[\d ().\-]{6,20}\d\b`, validPhone},
-		"payment_card": {"[PAYMENT_CARD]", NeedDigit, 13,
-			`\b\d(?:[ \-]?\d){12,18}\b`, validCard},
-		"iban": {"[IBAN]", NeedDigit | NeedUpper, 15,
-			`\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b`, validIBAN},
-		"us_ssn": {"[US_SSN]", NeedDigit | NeedDash, 11,
-			`\b\d{3}-\d{2}-\d{4}\b`, validSSN},
-		"es_dni": {"[ES_DNI]", NeedDigit | NeedUpper, 9,
-			`\b(?:\d{8}|[XYZ]-?\d{7})-?[A-Z]\b`, validDNI},
-		"br_cpf": {"[BR_CPF]", NeedDigit | NeedDot | NeedDash, 14,
-			`\b\d{3}\.\d{3}\.\d{3}-\d{2}\b`, validCPF},
-		"ipv4": {"[IP_ADDRESS]", NeedDigit | NeedDot, 7,
-			`\b\d{1,3}(?:\.\d{1,3}){3}\b`, validIPv4},
-		"ipv6": {"[IP_ADDRESS]", NeedColon, 3,
-			`[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}`, validIPv6},
-		"aws_access_key": {"[AWS_ACCESS_KEY]", NeedUpper, 20,
-			`\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z2-7]{16}\b`, nil},
-		"google_api_key": {"[GOOGLE_API_KEY]", NeedUpper, 39,
-			`\bAIza[0-9A-Za-z_\-]{35}\b`, nil},
-		"github_token": {"[GITHUB_TOKEN]", NeedUnderscore, 40,
-			`\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})\b`, nil},
-		"gitlab_token": {"[GITLAB_TOKEN]", NeedDash, 26,
-			`\bglpat-[A-Za-z0-9_\-]{20}\b`, nil},
-		"slack_token": {"[SLACK_TOKEN]", NeedDash, 15,
-			`\bxox[abposr]-[A-Za-z0-9\-]{10,250}\b`, nil},
-		"private_key": {"[PRIVATE_KEY]", NeedDash | NeedUpper, 31,
-			`-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----|\z)`, nil},
-		"tollgate_key": {"[TOLLGATE_KEY]", NeedUnderscore, 41,
-			`\btg_[0-9A-Za-z]{38}\b`, validTollgateKey},
+		"email": {placeholder: "[EMAIL]", need: NeedAt | NeedDot, minLen: 6, hints: []string{"@"},
+			pattern: `[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}`, valid: validEmail},
+		"phone": {placeholder: "[PHONE]", need: NeedDigit, minLen: 10, minDigits: 8,
+			pattern: `(?:\+|\(|\b)\d[\d ().\-]{6,20}\d\b`, valid: validPhone},
+		"payment_card": {placeholder: "[PAYMENT_CARD]", need: NeedDigit, minLen: 13, minDigits: 13,
+			pattern: `\b\d(?:[ \-]?\d){12,18}\b`, valid: validCard},
+		"iban": {placeholder: "[IBAN]", need: NeedDigit | NeedUpper, minLen: 15, minDigits: 2,
+			pattern: `\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b`, valid: validIBAN},
+		"us_ssn": {placeholder: "[US_SSN]", need: NeedDigit | NeedDash, minLen: 11, minDigits: 9,
+			pattern: `\b\d{3}-\d{2}-\d{4}\b`, valid: validSSN},
+		"es_dni": {placeholder: "[ES_DNI]", need: NeedDigit | NeedUpper, minLen: 9, minDigits: 7,
+			pattern: `\b(?:\d{8}|[XYZ]-?\d{7})-?[A-Z]\b`, valid: validDNI},
+		"br_cpf": {placeholder: "[BR_CPF]", need: NeedDigit | NeedDot | NeedDash, minLen: 14, minDigits: 11,
+			pattern: `\b\d{3}\.\d{3}\.\d{3}-\d{2}\b`, valid: validCPF},
+		"ipv4": {placeholder: "[IP_ADDRESS]", need: NeedDigit | NeedDot, minLen: 7, minDigits: 4,
+			pattern: `\b\d{1,3}(?:\.\d{1,3}){3}\b`, valid: validIPv4},
+		"ipv6": {placeholder: "[IP_ADDRESS]", need: NeedColon, minLen: 3, hints: []string{":"},
+			pattern: `[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}`, valid: validIPv6},
+		"aws_access_key": {placeholder: "[AWS_ACCESS_KEY]", need: NeedUpper, minLen: 20,
+			hints:   []string{"AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "APKA"},
+			pattern: `\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z2-7]{16}\b`},
+		"google_api_key": {placeholder: "[GOOGLE_API_KEY]", need: NeedUpper, minLen: 39, hints: []string{"AIza"},
+			pattern: `\bAIza[0-9A-Za-z_\-]{35}\b`},
+		"github_token": {placeholder: "[GITHUB_TOKEN]", need: NeedUnderscore, minLen: 40, hints: []string{"gh", "github_pat_"},
+			pattern: `\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})\b`},
+		"gitlab_token": {placeholder: "[GITLAB_TOKEN]", need: NeedDash, minLen: 26, hints: []string{"glpat-"},
+			pattern: `\bglpat-[A-Za-z0-9_\-]{20}\b`},
+		"slack_token": {placeholder: "[SLACK_TOKEN]", need: NeedDash, minLen: 15, hints: []string{"xox"},
+			pattern: `\bxox[abposr]-[A-Za-z0-9\-]{10,250}\b`},
+		"private_key": {placeholder: "[PRIVATE_KEY]", need: NeedDash | NeedUpper, minLen: 31, hints: []string{"-----BEGIN "},
+			pattern: `-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----|\z)`},
+		"tollgate_key": {placeholder: "[TOLLGATE_KEY]", need: NeedUnderscore, minLen: 41, minDigits: 0, hints: []string{"tg_"},
+			pattern: `\btg_[0-9A-Za-z]{38}\b`, valid: validTollgateKey},
 	}
 }
 
@@ -155,5 +193,6 @@ func Compile(name string) (*Detector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("detector %s: %w", name, err)
 	}
-	return &Detector{Name: name, Placeholder: sp.placeholder, Need: sp.need, MinLen: sp.minLen, re: re, valid: sp.valid}, nil
+	return &Detector{Name: name, Placeholder: sp.placeholder, Need: sp.need, MinLen: sp.minLen,
+		MinDigits: sp.minDigits, Hints: sp.hints, re: re, valid: sp.valid}, nil
 }

@@ -16,7 +16,7 @@ func find(t *testing.T, name, text string) []string {
 	d, err := detector.Compile(name)
 	require.NoError(t, err)
 	var out []string
-	d.Find(text, detector.Classes(text), func(a, b int) { out = append(out, text[a:b]) })
+	d.Find(text, detector.Scan(text), func(a, b int) { out = append(out, text[a:b]) })
 	return out
 }
 
@@ -107,10 +107,10 @@ func FuzzFind(f *testing.F) {
 		dets = append(dets, d)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		cls := detector.Classes(text)
+		st := detector.Scan(text)
 		for _, d := range dets {
 			last := 0
-			d.Find(text, cls, func(a, b int) {
+			d.Find(text, st, func(a, b int) {
 				if a < last || b <= a || b > len(text) {
 					t.Fatalf("%s: bad span [%d,%d) after %d in %q", d.Name, a, b, last, text)
 				}

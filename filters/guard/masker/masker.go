@@ -88,12 +88,12 @@ func Custom(name, pattern, placeholder string, a Action) (Rule, error) {
 // Scanner is a compiled set of rules; it is immutable and shared by every
 // request of one configuration.
 type Scanner struct {
-	rules  []Rule
-	allow  []*regexp.Regexp
-	mode   Mode
-	max    int
-	need   []detector.Need // per rule; custom rules need nothing
-	custom bool
+	rules    []Rule
+	allow    []*regexp.Regexp
+	mode     Mode
+	max      int
+	custom   bool // some rule is a custom pattern
+	builtins bool // some rule is a built-in detector
 }
 
 // DefaultMaxSegment bounds a segment (and so what a stream holds back) when
@@ -111,9 +111,8 @@ func New(rules []Rule, allow []string, maxSegment int) (*Scanner, error) {
 		if r.re != nil {
 			s.custom = true
 			s.mode = ModeLine
-			s.need = append(s.need, 0)
 		} else {
-			s.need = append(s.need, r.det.Need)
+			s.builtins = true
 		}
 	}
 	for i, a := range allow {
@@ -177,9 +176,9 @@ func (s *Scanner) possible(text string) bool {
 	if s.custom {
 		return true
 	}
-	cls := detector.Classes(text)
-	for _, n := range s.need {
-		if cls&n == n {
+	st := detector.Scan(text)
+	for _, r := range s.rules {
+		if r.det != nil && r.det.Possible(st, len(text)) {
 			return true
 		}
 	}
@@ -205,30 +204,39 @@ type finding struct {
 	start, end, rule int
 }
 
-// scan appends seg with its matches acted on to dst.
-func (s *Scanner) scan(seg []byte, dst []byte, rep *Report, fs []finding) ([]byte, []finding) {
+// scan appends seg with its matches acted on to dst. Built-in detectors
+// run on word segments (in line mode, on the words of the line, so their
+// prefilters stay effective); custom patterns run on the whole line.
+func (st *Stream) scan(seg []byte, dst []byte) []byte {
+	s := st.s
 	text := string(seg)
-	cls := detector.Classes(text)
-	fs = fs[:0]
-	for i, r := range s.rules {
-		n := s.need[i]
-		if cls&n != n {
-			continue
+	st.fs = st.fs[:0]
+	if s.mode == ModeLine && s.builtins {
+		off := 0
+		word := func(w []byte) {
+			st.builtins(text[off:off+len(w)], off)
+			off += len(w)
 		}
-		if r.det != nil {
-			r.det.Find(text, cls, func(a, b int) { fs = append(fs, finding{a, b, i}) })
+		st.words.feed(text, word)
+		st.words.flush(word)
+	} else if s.builtins {
+		st.builtins(text, 0)
+	}
+	for i, r := range s.rules {
+		if r.re == nil {
 			continue
 		}
 		for _, m := range r.re.FindAllStringIndex(text, -1) {
 			if m[1] > m[0] {
-				fs = append(fs, finding{m[0], m[1], i})
+				st.fs = append(st.fs, finding{m[0], m[1], i})
 			}
 		}
 	}
-	if len(fs) == 0 {
-		return append(dst, seg...), fs
+	if len(st.fs) == 0 {
+		return append(dst, seg...)
 	}
-	fs = s.resolve(text, fs)
+	fs := s.resolve(text, st.fs)
+	rep := &st.rep
 	at := 0
 	for _, f := range fs {
 		r := &s.rules[f.rule]
@@ -242,7 +250,18 @@ func (s *Scanner) scan(seg []byte, dst []byte, rep *Report, fs []finding) ([]byt
 			at = f.end
 		}
 	}
-	return append(dst, text[at:]...), fs
+	return append(dst, text[at:]...)
+}
+
+// builtins adds the built-in detectors' findings in sub (at offset off).
+func (st *Stream) builtins(sub string, off int) {
+	stats := detector.Scan(sub)
+	for i, r := range st.s.rules {
+		if r.det == nil || !r.det.Possible(stats, len(sub)) {
+			continue
+		}
+		r.det.Find(sub, stats, func(a, b int) { st.fs = append(st.fs, finding{a + off, b + off, i}) })
+	}
 }
 
 // resolve drops findings an allow pattern covers and keeps a set of
@@ -303,16 +322,17 @@ func (s *Scanner) resolve(text string, fs []finding) []finding {
 // Stream masks text that arrives in pieces. It is not safe for concurrent
 // use; one per streamed choice.
 type Stream struct {
-	s   *Scanner
-	seg *segmenter
-	rep Report
-	out []byte
-	fs  []finding
+	s     *Scanner
+	seg   *segmenter
+	words *segmenter // line mode: the words of a line, for built-ins
+	rep   Report
+	out   []byte
+	fs    []finding
 }
 
 // NewStream starts a stream.
 func (s *Scanner) NewStream() *Stream {
-	return &Stream{s: s, seg: newSegmenter(s.mode, s.max), rep: newReport(len(s.rules))}
+	return &Stream{s: s, seg: newSegmenter(s.mode, s.max), words: newSegmenter(ModeWord, s.max), rep: newReport(len(s.rules))}
 }
 
 // Write adds text and returns the masked text of every segment it
@@ -330,7 +350,7 @@ func (st *Stream) Flush() string {
 	return string(st.out)
 }
 
-func (st *Stream) cut(seg []byte) { st.out, st.fs = st.s.scan(seg, st.out, &st.rep, st.fs) }
+func (st *Stream) cut(seg []byte) { st.out = st.scan(seg, st.out) }
 
 // Held is the number of bytes held back.
 func (st *Stream) Held() int { return st.seg.held() }

@@ -193,10 +193,15 @@ func (m *StreamMasker) emit(name []byte, data []byte) {
 		m.out = append(m.out, name...)
 		m.out = append(m.out, '\n')
 	}
-	for _, line := range bytes.Split(data, []byte("\n")) {
+	for {
+		line, rest, more := bytes.Cut(data, []byte("\n"))
 		m.out = append(m.out, "data: "...)
 		m.out = append(m.out, line...)
 		m.out = append(m.out, '\n')
+		if !more {
+			break
+		}
+		data = rest
 	}
 	m.out = append(m.out, '\n')
 }
@@ -281,11 +286,11 @@ func (m *StreamMasker) event(ev *sse.Event, now time.Time) {
 
 // collect folds the per-text reports into the stream's report.
 func (m *StreamMasker) collect() {
-	rep := m.sc.NewReport()
+	clear(m.rep.Counts)
+	m.rep.Block = -1
 	for _, k := range m.order {
-		rep.Merge(m.texts[k].st.Report())
+		m.rep.Merge(m.texts[k].st.Report())
 	}
-	m.rep = rep
 }
 
 func (m *StreamMasker) track(h *held, now time.Time) {
