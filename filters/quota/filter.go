@@ -13,8 +13,10 @@ import (
 
 	"github.com/tollgate/tollgate/filters/quota/limiter"
 	"github.com/tollgate/tollgate/filters/quota/policy"
+	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/proxywasm"
 	"github.com/tollgate/tollgate/shared/table/shareddata"
+	"github.com/tollgate/tollgate/shared/usagelog"
 )
 
 // RootID is the root_id a module holding several filters registers New under.
@@ -26,9 +28,11 @@ func New(uint32) proxywasm.PluginContext { return &plugin{} }
 
 type plugin struct {
 	proxywasm.DefaultPluginContext
-	pol     *policy.Policy
-	lim     *limiter.Limiter
-	metrics *proxywasm.Metrics
+	pol      *policy.Policy
+	lim      *limiter.Limiter
+	metrics  *proxywasm.Metrics
+	usage    *usagelog.Sender // nil unless usage.enabled
+	lastSync time.Time
 }
 
 func (p *plugin) OnPluginStart(raw []byte) error {
@@ -48,8 +52,22 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 		return err
 	}
 	p.lim = lim
+	period := time.Duration(0)
 	if pol.UsesMode[policy.Async] {
-		return proxywasm.SetTickPeriod(pol.SyncPeriod)
+		period = pol.SyncPeriod
+	}
+	if pol.Usage.Enabled {
+		h, err := usagelog.NewProxyHost(pol.Keystore.Keystore, pol.Usage)
+		if err != nil {
+			return err
+		}
+		p.usage = usagelog.New(pol.Usage, h)
+		if period == 0 || pol.Usage.FlushInterval < period {
+			period = pol.Usage.FlushInterval
+		}
+	}
+	if period > 0 {
+		return proxywasm.SetTickPeriod(period)
 	}
 	return nil
 }
@@ -69,7 +87,20 @@ func (p *plugin) defineMetrics() error {
 	return p.metrics.Define(names...)
 }
 
-func (p *plugin) OnTick() { p.lim.Tick() }
+// OnTick syncs async counters every sync period and flushes usage records;
+// the tick runs at the shorter of the two periods.
+func (p *plugin) OnTick() {
+	now := time.Now()
+	if p.pol.UsesMode[policy.Async] && now.Sub(p.lastSync) >= p.pol.SyncPeriod*9/10 {
+		p.lastSync = now
+		p.lim.Tick()
+	}
+	if p.usage != nil {
+		if err := p.usage.Tick(now); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "quota: usage: %v", err)
+		}
+	}
+}
 
 func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
 
@@ -95,6 +126,8 @@ type stream struct {
 	p       *plugin
 	rate    *policy.State
 	replied bool
+	start   time.Time
+	get     func(name string) string // request headers, kept for the usage record
 }
 
 func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
@@ -110,6 +143,7 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 		}
 		return ""
 	}
+	s.start, s.get = time.Now(), get
 	r := policy.Request{
 		Method: get(":method"),
 		Path:   get(":path"),
@@ -147,7 +181,23 @@ func (s *stream) apply(v limiter.Verdict) bool {
 	if err := proxywasm.SendError(v.Err, s.p.pol.Style, v.Headers...); err != nil {
 		proxywasm.Logf(proxywasm.LogLevelWarn, "quota: send %d: %v", v.Err.Status, err)
 	}
+	s.report(v.Err.Status)
 	return true
+}
+
+// report queues the usage record of a request this filter refused (the
+// requests it lets through are reported by tokencount when it meters them).
+func (s *stream) report(status int) {
+	if s.p.usage == nil || s.get == nil {
+		return
+	}
+	id, _, _ := identity.Parse(s.p.pol.Identity, s.get)
+	now := time.Now()
+	rec := usagelog.Record{RequestID: usagelog.RequestID(s.get("x-request-id"), now), Time: now, App: id.App, Product: id.Product,
+		Developer: id.Developer, KeyID: id.KeyID, Status: status, Outcome: usagelog.OutcomeRefused, Latency: now.Sub(s.start)}
+	if err := s.p.usage.Report(&rec); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "quota: usage: %v", err)
+	}
 }
 
 func (s *stream) OnResponseHeaders(int, bool) proxywasm.Action {

@@ -7,13 +7,19 @@ package quota
 // counter engine's real handler. main_test.go checks the built module.
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/filters/quota/policy"
+	"github.com/tollgate/tollgate/keystore/analytics"
+	"github.com/tollgate/tollgate/keystore/store"
 	"github.com/tollgate/tollgate/shared/proxywasm/hosttest"
 )
 
@@ -161,4 +167,62 @@ func TestNativeSpikeArrestAndConfig(t *testing.T) {
 
 	_, err := hosttest.Start(t, hosttest.Config{Plugin: New, PluginConfig: []byte(`{"quotas": [{"limit": 1, "timeUnit": "minute"}]}`)})
 	assert.Error(t, err, "a configuration without key_sources is refused")
+}
+
+// TestNativeUsageRecordsForRefusals: with usage.enabled, every request quota
+// refuses is queued as a usage record and posted to the keystore's
+// analytics on a tick, with the caller's identity and the request id; the
+// requests it lets through are left to tokencount.
+func TestNativeUsageRecordsForRefusals(t *testing.T) {
+	ks := newKeystore(t)
+	b, err := store.OpenBackend(context.Background(), store.BackendOptions{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, b.Close()) })
+	usage, err := analytics.Open(b, analytics.Config{})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/", ks)
+	mux.HandleFunc("POST /v1/usage", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		batch, err := analytics.DecodeBatch(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ack, err := usage.Ingest(r.Context(), batch.Records)
+		if err != nil || ack.Invalid > 0 {
+			http.Error(w, fmt.Sprint(err, ack.Errors), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{}`))
+	})
+	cfg := hosttest.Config{Plugin: New, RootID: "quota", VMID: "tollgate", Clusters: []string{"keystore"},
+		PluginConfig: []byte(config("local", `, "usage": {"enabled": true, "flush_interval": "100ms"}, "keystore": {"cluster": "keystore"}`)),
+		Callouts:     hosttest.ServeCallouts(mux)}
+	h := hosttest.New(t, cfg)
+	assert.Equal(t, 100*time.Millisecond, h.TickPeriod())
+	refused := 0
+	for i := range 8 {
+		res := nativeDo(h, [2]string{"x-tollgate-app", "chatbot"}, [2]string{"x-tollgate-developer", "ada@example.com"},
+			[2]string{"x-tollgate-product", "chat"}, [2]string{"x-tollgate-key-id", "key_1"}, [2]string{"x-request-id", fmt.Sprintf("req-%d", i)})
+		if res.Status == 429 {
+			refused++
+		}
+	}
+	require.Equal(t, 3, refused)
+	h.Tick()
+	now := time.Now()
+	res, err := usage.Query(context.Background(), analytics.Query{From: now.Add(-time.Hour), To: now.Add(time.Minute), GroupBy: []string{analytics.DimApp, analytics.DimDeveloper}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), res.Totals.Requests)
+	assert.Equal(t, int64(3), res.Totals.Refused)
+	assert.Equal(t, int64(3), res.Totals.Status4xx)
+	require.Len(t, res.Series, 1)
+	assert.Equal(t, analytics.Dims{App: "chatbot", Developer: "ada@example.com"}, res.Series[0].Group)
+
+	h.Tick() // nothing new: nothing posted twice
+	res, err = usage.Query(context.Background(), analytics.Query{From: now.Add(-time.Hour), To: now.Add(time.Minute)})
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), res.Totals.Requests)
 }

@@ -8,6 +8,10 @@
 package usagelog
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/shared/jsonenc"
@@ -74,4 +78,16 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = jsonenc.AppendField(b, "outcome")
 	b = jsonenc.AppendString(b, r.Outcome)
 	return append(b, '}')
+}
+
+// RequestID returns the stream's x-request-id when it is one the keystore
+// accepts, or else a fresh random id (the record is still counted once: it
+// is sent, and retried, under that one id).
+func RequestID(header string, now time.Time) string {
+	if header != "" && len(header) <= 128 && !strings.ContainsFunc(header, func(c rune) bool { return c <= 0x20 || c >= 0x7f }) {
+		return header
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "tg-" + strconv.FormatInt(now.UnixMilli(), 36) + "-" + hex.EncodeToString(b[:])
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/keystoreconf"
+	"github.com/tollgate/tollgate/shared/usagelog"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -126,6 +127,8 @@ type Policy struct {
 	UsesMode [3]bool
 	// NeedsRouteName is set when some rule matches on Envoy's route name.
 	NeedsRouteName bool
+	// Usage is the usage reporting of refused requests (shared/usagelog).
+	Usage usagelog.Settings
 }
 
 // Limits and defaults of the configuration.
@@ -155,6 +158,8 @@ type Config struct {
 	Local           LocalJSON        `json:"local"`
 	ErrorStyle      string           `json:"error_style"`
 	IdentityHeaders identity.Headers `json:"identity_headers"`
+	// Usage reports the requests this filter refuses to the keystore's analytics.
+	Usage usagelog.Config `json:"usage"`
 }
 
 // RuleJSON is one entry of "rules". Unset settings inherit the top level;
@@ -242,6 +247,9 @@ func (c Config) compile() (*Policy, error) {
 		return nil, err
 	}
 	p.Keystore = ks
+	if p.Usage, err = c.Usage.Compile(); err != nil {
+		return nil, err
+	}
 	p.SyncPeriod = DefaultSyncPeriod
 	if c.Async.SyncPeriod != "" {
 		if p.SyncPeriod, err = parseDuration("async.sync_period", c.Async.SyncPeriod, 10*time.Millisecond, time.Minute); err != nil {
@@ -292,8 +300,8 @@ func (c Config) compile() (*Policy, error) {
 			p.NeedsRouteName = true
 		}
 	}
-	if (p.UsesMode[Strict] || p.UsesMode[Async]) && p.Keystore.Cluster == "" {
-		return nil, errors.New("keystore.cluster is empty, but strict and async modes call the keystore")
+	if (p.UsesMode[Strict] || p.UsesMode[Async] || p.Usage.Enabled) && p.Keystore.Cluster == "" {
+		return nil, errors.New("keystore.cluster is empty, but strict and async modes and usage reporting call the keystore")
 	}
 	p.Namespace = fmt.Sprintf("tollgate.quota.v1.%d", p.MaxEntries)
 	return p, nil
