@@ -1,9 +1,9 @@
-package main
+package tokencount
 
 // These tests run the built Wasm module in shared/wasmhost (wazero with
 // Envoy's callback semantics) in front of the real counter engine
 // (counter/httpapi over an in-memory store) and an OpenAI-style upstream
-// replaying the usage package's recorded streams, so the wiring in main.go
+// replaying the usage package's recorded streams, so the wiring in filter.go
 // is exercised without Envoy: JSON and streamed responses in any split,
 // usage-chunk removal, refusals, keystore failures and releases on abort.
 
@@ -45,7 +45,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(wasmtest.Main(m, ".", &wasmModule))
+	os.Exit(wasmtest.Main(m, "./wasm", &wasmModule))
 }
 
 const fixtures = "usage/testdata"

@@ -1,6 +1,6 @@
 //go:build !wasip1
 
-package main
+package tokencount
 
 // Native tests of the glue on shared/proxywasm/hosttest: the filter runs in
 // the test binary (covered, debuggable) in front of the real counter engine's
@@ -47,7 +47,7 @@ func nativeBackend(t *testing.T, status int) func(*hosttest.Upstream) *hosttest.
 
 func nativeGateway(t *testing.T, config string, ks *keystore, status int) *hosttest.Host {
 	t.Helper()
-	cfg := hosttest.Config{PluginConfig: []byte(config), AllowOnHeadersStopIteration: true,
+	cfg := hosttest.Config{Plugin: New, PluginConfig: []byte(config), AllowOnHeadersStopIteration: true,
 		Clusters: []string{"keystore"}, Upstream: nativeBackend(t, status)}
 	if ks != nil {
 		cfg.Callouts = hosttest.ServeCallouts(ks)
@@ -190,7 +190,7 @@ func TestNativeKeystoreDown(t *testing.T) {
 		return &hosttest.Response{Status: 503, Body: []byte(`{"error":{"message":"backend down"}}`)}
 	}
 	t.Run("fail closed", func(t *testing.T) {
-		h := hosttest.New(t, hosttest.Config{PluginConfig: []byte(staticConfig(10000, "")), AllowOnHeadersStopIteration: true,
+		h := hosttest.New(t, hosttest.Config{Plugin: New, PluginConfig: []byte(staticConfig(10000, "")), AllowOnHeadersStopIteration: true,
 			Callouts: down, Upstream: nativeBackend(t, 200)})
 		res := h.Do(chat(chatJSON+`}`, blue))
 		assert.Equal(t, 503, res.Status)
@@ -201,7 +201,7 @@ func TestNativeKeystoreDown(t *testing.T) {
 	t.Run("fail open records afterwards", func(t *testing.T) {
 		ks := newKeystore(t)
 		serve := hosttest.ServeCallouts(ks)
-		h := hosttest.New(t, hosttest.Config{PluginConfig: []byte(staticConfig(10000, `, "failure_mode": "open"`)), AllowOnHeadersStopIteration: true,
+		h := hosttest.New(t, hosttest.Config{Plugin: New, PluginConfig: []byte(staticConfig(10000, `, "failure_mode": "open"`)), AllowOnHeadersStopIteration: true,
 			Upstream: nativeBackend(t, 200), Callouts: func(c *hosttest.Callout) *hosttest.Response {
 				if c.Header(":path") == meter.PathReserve {
 					return down(c)
@@ -218,7 +218,7 @@ func TestNativeKeystoreDown(t *testing.T) {
 		ks := newKeystore(t)
 		serve := hosttest.ServeCallouts(ks)
 		settleDown := true
-		h := hosttest.New(t, hosttest.Config{PluginConfig: []byte(staticConfig(10000, "")), AllowOnHeadersStopIteration: true,
+		h := hosttest.New(t, hosttest.Config{Plugin: New, PluginConfig: []byte(staticConfig(10000, "")), AllowOnHeadersStopIteration: true,
 			Upstream: nativeBackend(t, 200), Callouts: func(c *hosttest.Callout) *hosttest.Response {
 				if c.Header(":path") == meter.PathSettle && settleDown {
 					return down(c)
@@ -253,6 +253,6 @@ func TestNativeUnmetered(t *testing.T) {
 		assert.Equal(t, 200, h.Do(r).Status, r.Path)
 	}
 	assert.Zero(t, ks.count(meter.PathReserve))
-	_, err := hosttest.Start(t, hosttest.Config{PluginConfig: []byte(`{"nope":1}`)})
+	_, err := hosttest.Start(t, hosttest.Config{Plugin: New, PluginConfig: []byte(`{"nope":1}`)})
 	assert.Error(t, err)
 }

@@ -3,7 +3,7 @@
 // request needs and whether it may go on, the keystore callouts (reserve,
 // settle, release, consume) and their answers, the usage a response
 // settles, the rate-limit headers and the metric names. It makes no
-// proxy-wasm calls; filters/tokencount/main.go wires it to the callbacks.
+// proxy-wasm calls; filters/tokencount/filter.go wires it to the callbacks.
 package meter
 
 import (

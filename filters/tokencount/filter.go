@@ -1,4 +1,4 @@
-// Command tokencount is the token metering filter: it estimates what an
+// Package tokencount is the token metering filter: it estimates what an
 // OpenAI-compatible (or Anthropic) request may cost, reserves that against
 // the caller's token quota in the counter engine before the upstream sees
 // the request (429 when it does not fit, so concurrent requests cannot
@@ -10,7 +10,7 @@
 //
 // The PluginConfig must set allow_on_headers_stop_iteration: true, or Envoy
 // never delivers the request body this filter pauses for.
-package main
+package tokencount
 
 import (
 	"errors"
@@ -24,11 +24,12 @@ import (
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 )
 
-func main() {}
+// RootID is the root_id a module holding several filters registers New under.
+const RootID = "tokencount"
 
-func init() {
-	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
-}
+// New creates the filter's root context, for proxywasm.SetPluginFactory or
+// proxywasm.RegisterPlugin; wasm/ is the standalone module.
+func New(uint32) proxywasm.PluginContext { return &plugin{} }
 
 // plugin is one configured instance of the filter in one VM.
 type plugin struct {
@@ -558,31 +559,19 @@ func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func
 			_ = proxywasm.SetProperty([]string{kv[0]}, []byte(kv[1]))
 		}
 	}
-	var o meter.Outcome
-	var c meter.Callout
-	op := meter.OpSettle
-	switch {
-	case s.quota == nil:
-		s.p.add(meter.RequestsMetric(l, meter.OutcomeUnmetered), 1)
-		return false
-	case s.failOpen:
-		s.p.add(meter.RequestsMetric(l, meter.OutcomeFailOpen), 1)
-		if src == meter.SourceNone {
-			return false
-		}
-		c, op = meter.Record(s.quota, charged), meter.OpConsume
-	case !s.open:
-		return false
-	case src == meter.SourceNone || (aborted && s.p.pol.ReleaseOnAbort):
-		o, c, op = meter.OutcomeReleased, meter.Release(s.reserved.ID), meter.OpRelease
-	case aborted:
-		o, c = meter.OutcomeAborted, meter.Settle(s.reserved.ID, charged)
-	default:
-		o, c = meter.OutcomeSettled, meter.Settle(s.reserved.ID, charged)
+	e := meter.Ending{Quota: s.quota, FailOpen: s.failOpen, Open: s.open, Source: src,
+		Aborted: aborted, ReleaseOnAbort: s.p.pol.ReleaseOnAbort, Charged: charged}
+	if s.reserved != nil {
+		e.ReservationID = s.reserved.ID
 	}
-	if o != "" {
-		s.p.add(meter.RequestsMetric(l, o), 1)
+	d := e.Decide()
+	if d.Outcome != "" {
+		s.p.add(meter.RequestsMetric(l, d.Outcome), 1)
 	}
+	if d.Op == "" {
+		return false
+	}
+	op, c := d.Op, d.Callout
 	s.open = false
 	if then == nil && !s.ended {
 		// Fire and forget, once the stream is over: the last bytes of the
