@@ -34,6 +34,7 @@ type StrictConfig struct {
 // takes the default.
 type BoundConfig struct {
 	PerRequestTokens    int64 `json:"per_request_tokens"`
+	PerPromptTokens     int64 `json:"per_prompt_tokens"`
 	PerMessageTokens    int64 `json:"per_message_tokens"`
 	PerTextTokens       int64 `json:"per_text_tokens"`
 	ToolsPreambleTokens int64 `json:"tools_preamble_tokens"`
@@ -105,7 +106,7 @@ func (c *Config) compileHardening(p *Policy) error {
 		name string
 		v    int64
 	}{
-		{"per_request_tokens", b.PerRequestTokens}, {"per_message_tokens", b.PerMessageTokens},
+		{"per_request_tokens", b.PerRequestTokens}, {"per_prompt_tokens", b.PerPromptTokens}, {"per_message_tokens", b.PerMessageTokens},
 		{"per_text_tokens", b.PerTextTokens}, {"tools_preamble_tokens", b.ToolsPreambleTokens},
 		{"per_tool_tokens", b.PerToolTokens}, {"image_tokens", b.ImageTokens},
 		{"audio_tokens", b.AudioTokens}, {"file_tokens", b.FileTokens},
@@ -118,7 +119,7 @@ func (c *Config) compileHardening(p *Policy) error {
 		return fmt.Errorf("prompt_bound.tool_bytes_factor %d out of range [0, 16]", b.ToolBytesFactor)
 	}
 	p.Bounds = usage.Bounds{
-		PerRequest: b.PerRequestTokens, PerMessage: b.PerMessageTokens, PerText: b.PerTextTokens,
+		PerRequest: b.PerRequestTokens, PerPrompt: b.PerPromptTokens, PerMessage: b.PerMessageTokens, PerText: b.PerTextTokens,
 		ToolsPreamble: b.ToolsPreambleTokens, PerTool: b.PerToolTokens, ToolBytesFactor: b.ToolBytesFactor,
 		Image: b.ImageTokens, Audio: b.AudioTokens, File: b.FileTokens,
 	}.WithDefaults()

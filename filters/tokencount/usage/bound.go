@@ -21,9 +21,14 @@ package usage
 // docs/tokencount.md. A template that injects more (a long default system
 // prompt) needs larger values.
 type Bounds struct {
-	// PerRequest covers what a template adds once per prompt: BOS, the
-	// generation prompt, a default system prompt (default 128).
+	// PerRequest covers what a chat template adds once per chat or
+	// Anthropic request: BOS, the generation prompt, a default system
+	// prompt (default 128).
 	PerRequest int64
+	// PerPrompt covers the special tokens (BOS, EOS) around each prompt of
+	// /v1/completions and each input of /v1/embeddings, which no chat
+	// template wraps (default 4).
+	PerPrompt int64
 	// PerMessage covers the framing of one chat message: the special
 	// tokens and separators around its role and content (default 8).
 	PerMessage int64
@@ -49,6 +54,7 @@ type Bounds struct {
 // Documented defaults of Bounds.
 const (
 	DefaultBoundPerRequest      = 128
+	DefaultBoundPerPrompt       = 4
 	DefaultBoundPerMessage      = 8
 	DefaultBoundPerText         = 1
 	DefaultBoundToolsPreamble   = 512
@@ -67,6 +73,7 @@ func (b Bounds) WithDefaults() Bounds {
 		}
 	}
 	set(&b.PerRequest, DefaultBoundPerRequest)
+	set(&b.PerPrompt, DefaultBoundPerPrompt)
 	set(&b.PerMessage, DefaultBoundPerMessage)
 	set(&b.PerText, DefaultBoundPerText)
 	set(&b.ToolsPreamble, DefaultBoundToolsPreamble)
@@ -109,8 +116,12 @@ func (b Bounds) Prompt(req *Request, e Estimator) int64 {
 	b = b.WithDefaults()
 	e = e.withDefaults()
 	p := &req.Prompt
-	inputs := int64(max(p.Inputs, 1))
-	t := p.TextBytes + int64(p.Texts)*b.PerText + p.ExtraBytes + p.TokenIDs + inputs*b.PerRequest
+	t := p.TextBytes + int64(p.Texts)*b.PerText + p.ExtraBytes + p.TokenIDs
+	if req.API == APIChatCompletions || req.API == APIAnthropicMessages {
+		t += b.PerRequest
+	} else {
+		t += int64(max(p.Inputs, 1)) * b.PerPrompt
+	}
 	t += int64(p.Messages) * b.PerMessage
 	if p.HasTools {
 		t += b.ToolsPreamble

@@ -50,7 +50,7 @@ func jsonString(s string) string {
 }
 
 func TestBoundArithmetic(t *testing.T) {
-	b := Bounds{PerRequest: 10, PerMessage: 4, PerText: 1, ToolsPreamble: 100, PerTool: 7, ToolBytesFactor: 3, Image: 2000, Audio: 50, File: 300}
+	b := Bounds{PerRequest: 10, PerPrompt: 3, PerMessage: 4, PerText: 1, ToolsPreamble: 100, PerTool: 7, ToolBytesFactor: 3, Image: 2000, Audio: 50, File: 300}
 	tests := []struct {
 		name string
 		api  API
@@ -103,14 +103,19 @@ func TestBoundArithmetic(t *testing.T) {
 			want: 9 + 1 + 10 + 4 + int64(len(`["abcdefg"]`)) + 3 + int64(len(`{"type":"x_text","text":"zz"}`)),
 		},
 		{
-			name: "token ids exact, one framing per prompt", api: APICompletions,
+			name: "token ids exact, framing per prompt", api: APICompletions,
 			body: `{"prompt":[[1,2,3],[4,5]]}`,
-			want: 5 + 2*10,
+			want: 5 + 2*3,
 		},
 		{
 			name: "completions batch of strings", api: APICompletions,
 			body: `{"prompt":["abc","de"]}`,
-			want: 5 + 2*1 + 2*10,
+			want: 5 + 2*1 + 2*3,
+		},
+		{
+			name: "embeddings batch: no chat template", api: APIEmbeddings,
+			body: `{"input":["abc","de","f"]}`,
+			want: 6 + 3*1 + 3*3,
 		},
 	}
 	for _, tc := range tests {
@@ -131,7 +136,7 @@ func TestBoundChatTemplate(t *testing.T) {
 
 func TestBoundDefaultsAndUnbounded(t *testing.T) {
 	d := Bounds{}.WithDefaults()
-	assert.Equal(t, Bounds{PerRequest: 128, PerMessage: 8, PerText: 1, ToolsPreamble: 512, PerTool: 32, ToolBytesFactor: 2, Image: 1600, Audio: 1500, File: 8000}, d)
+	assert.Equal(t, Bounds{PerRequest: 128, PerPrompt: 4, PerMessage: 8, PerText: 1, ToolsPreamble: 512, PerTool: 32, ToolBytesFactor: 2, Image: 1600, Audio: 1500, File: 8000}, d)
 	req, err := ParseRequest(APIChatCompletions, []byte(`{"messages":[{"role":"user","content":"hi"}]}`))
 	require.NoError(t, err)
 	assert.Nil(t, req.Prompt.Unbounded())
