@@ -102,6 +102,19 @@ func reply(status int, v any, extra ...[2]string) proxywasm.Action {
 	return proxywasm.ActionPause
 }
 
+// recurse calls itself n deep; each frame keeps a little state so the
+// compiler can neither inline nor loop it.
+//
+//go:noinline
+func recurse(n int) int {
+	if n == 0 {
+		return 0
+	}
+	var pad [8]byte
+	pad[n%8] = byte(n)
+	return recurse(n-1) + int(pad[n%8]&1)
+}
+
 func errString(err error) string {
 	if err == nil {
 		return "ok"
@@ -152,6 +165,11 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 		return reply(418, map[string]string{"teapot": "yes", "path": s.path}, [2]string{"x-conf-local", "1"})
 	case "/panic":
 		panic("deliberate panic in request headers")
+	case "/trap/stack":
+		// A genuine Wasm trap, not a recovered Go panic: recursion deeper than
+		// the engine's native stack (V8: "RangeError: Maximum call stack size
+		// exceeded") kills the VM. FAIL_RELOAD replaces it on the next request.
+		return reply(200, map[string]int{"depth": recurse(1 << 20)})
 	case "/vmid":
 		return reply(200, map[string]string{"vm": s.p.vmID})
 	case "/property":
