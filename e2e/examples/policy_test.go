@@ -117,7 +117,8 @@ func TestShippedConfigPolicy(t *testing.T) {
 				vhosts := at(hcm, "route_config", "virtual_hosts").([]any)
 				for _, vh := range vhosts {
 					removed := map[string]bool{}
-					for _, h := range at(vh, "request_headers_to_remove").([]any) {
+					hs, _ := at(vh, "request_headers_to_remove").([]any)
+					for _, h := range hs {
 						removed[h.(string)] = true
 					}
 					wasm := wasmFilters(hcm)
