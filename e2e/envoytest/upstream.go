@@ -246,17 +246,6 @@ func EchoHandler(name string) http.Handler {
 	})
 }
 
-// StaticHandler answers every request with the given status, headers and body.
-func StaticHandler(status int, header http.Header, body string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		for k, v := range header {
-			w.Header()[http.CanonicalHeaderKey(k)] = v
-		}
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, body)
-	})
-}
-
 // StreamHandler answers 200 with the chunks written one by one, each flushed
 // at once and spaced by pace, so filters see the body arrive in pieces (an
 // SSE stream, for example). It stops early when the client goes away.

@@ -78,12 +78,6 @@ func (f Field) Raw() string { return string(f.v.Raw()) }
 // other kinds).
 func (f Field) Len() int { return f.v.Len() }
 
-// Float is a number as a float64 (0 for other kinds).
-func (f Field) Float() float64 {
-	x, _ := f.v.Num()
-	return x
-}
-
 // Pluck lists the string member key of each element of an array, in order
 // ("" where an element has none): Get(b, "items").Pluck("name").
 func (f Field) Pluck(key string) []string {
