@@ -432,3 +432,23 @@ func TestNamedPathsExist(t *testing.T) {
 	}
 	require.Greater(t, named, 20)
 }
+
+// TestProxywasmAPITable: every name the API table of docs/proxywasm.md lists
+// is declared in shared/proxywasm, so the table cannot advertise a call that
+// was removed or renamed.
+func TestProxywasmAPITable(t *testing.T) {
+	raw, err := os.ReadFile("proxywasm.md")
+	require.NoError(t, err)
+	start := strings.Index(string(raw), "| area | API |")
+	require.GreaterOrEqual(t, start, 0, "proxywasm.md has no API table")
+	table, _, _ := strings.Cut(string(raw[start:]), "\n\n")
+	ident := regexp.MustCompile("`([A-Z][A-Za-z0-9]*)")
+	names := 0
+	for _, m := range ident.FindAllStringSubmatch(table, -1) {
+		names++
+		if !declared(t, "../shared/proxywasm", m[1]) {
+			t.Errorf("docs/proxywasm.md lists %s, which shared/proxywasm does not declare", m[1])
+		}
+	}
+	require.Greater(t, names, 30)
+}

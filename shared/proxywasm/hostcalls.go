@@ -39,27 +39,9 @@ func Logf(level LogLevel, format string, args ...any) {
 	Log(level, fmt.Sprintf(format, args...))
 }
 
-// LogLevelEnabled reports the host's current log level, so plugins can skip building debug messages.
-func LogLevelEnabled() (LogLevel, error) {
-	var l uint32
-	if err := StatusToError(Status(proxy_get_log_level(&l))); err != nil {
-		return LogLevelInfo, err
-	}
-	return LogLevel(l), nil
-}
-
 // SetTickPeriod asks the host to call OnTick every d (0 stops the ticks); Envoy's resolution is milliseconds.
 func SetTickPeriod(d time.Duration) error {
 	return StatusToError(Status(proxy_set_tick_period_milliseconds(uint32(d / time.Millisecond))))
-}
-
-// HostTime returns the host's clock; time.Now works too, through WASI clock_time_get.
-func HostTime() (time.Time, error) {
-	var ns uint64
-	if err := StatusToError(Status(proxy_get_current_time_nanoseconds(&ns))); err != nil {
-		return time.Time{}, err
-	}
-	return time.Unix(0, int64(ns)), nil
 }
 
 // ---- header maps ----
@@ -177,9 +159,6 @@ func (b Buffer) Append(data []byte) error {
 // Prepend inserts data at the start of the buffer.
 func (b Buffer) Prepend(data []byte) error { return b.set(0, 0, data) }
 
-// ReplacePrefix replaces the first n bytes with data (Envoy supports ranges only at the start).
-func (b Buffer) ReplacePrefix(n int, data []byte) error { return b.set(0, uint32(n), data) }
-
 func (b Buffer) set(start, size uint32, data []byte) error {
 	return StatusToError(Status(proxy_set_buffer_bytes(uint32(b), start, size, bytesPtr(data), uint32(len(data)))))
 }
@@ -190,15 +169,6 @@ func getBufferBytes(t BufferType, start, max uint32) ([]byte, error) {
 		return nil, err
 	}
 	return takePinned(addr, n)
-}
-
-// PluginConfiguration returns the raw plugin configuration (normally delivered to OnPluginStart).
-func PluginConfiguration() ([]byte, error) {
-	size, err := Buffer(BufferPluginConfiguration).Size()
-	if err != nil || size == 0 {
-		return nil, err
-	}
-	return getBufferBytes(BufferPluginConfiguration, 0, uint32(size))
 }
 
 // ---- stream control ----
@@ -212,12 +182,6 @@ func ContinueRequest() error {
 func ContinueResponse() error {
 	return StatusToError(Status(proxy_continue_stream(uint32(StreamResponse))))
 }
-
-// CloseRequest resets the request stream.
-func CloseRequest() error { return StatusToError(Status(proxy_close_stream(uint32(StreamRequest)))) }
-
-// CloseResponse resets the response stream.
-func CloseResponse() error { return StatusToError(Status(proxy_close_stream(uint32(StreamResponse)))) }
 
 // SendLocalResponse answers the client directly; the request never reaches the upstream.
 // details is recorded as the response-code detail (whitespace becomes '_', as Envoy requires).
@@ -270,9 +234,6 @@ func DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers
 	vm.callouts[token] = callout{handler: handler, ctxID: vm.current}
 	return token, nil
 }
-
-// PendingHttpCalls reports how many dispatched calls await a response in this VM (for metrics and tests).
-func PendingHttpCalls() int { return len(vm.callouts) }
 
 // ---- shared data ----
 

@@ -9,14 +9,8 @@ import "unsafe"
 //go:wasmimport env proxy_log
 func proxy_log(level uint32, msg unsafe.Pointer, msgLen uint32) uint32
 
-//go:wasmimport env proxy_get_log_level
-func proxy_get_log_level(level *uint32) uint32
-
 //go:wasmimport env proxy_set_tick_period_milliseconds
 func proxy_set_tick_period_milliseconds(ms uint32) uint32
-
-//go:wasmimport env proxy_get_current_time_nanoseconds
-func proxy_get_current_time_nanoseconds(ns *uint64) uint32
 
 //go:wasmimport env proxy_get_buffer_status
 func proxy_get_buffer_status(bufferType uint32, size *uint32, flags *uint32) uint32
@@ -47,9 +41,6 @@ func proxy_remove_header_map_value(mapType uint32, key unsafe.Pointer, keyLen ui
 
 //go:wasmimport env proxy_continue_stream
 func proxy_continue_stream(streamType uint32) uint32
-
-//go:wasmimport env proxy_close_stream
-func proxy_close_stream(streamType uint32) uint32
 
 //go:wasmimport env proxy_send_local_response
 func proxy_send_local_response(status uint32, details unsafe.Pointer, detailsLen uint32, body unsafe.Pointer, bodyLen uint32, headers unsafe.Pointer, headersLen uint32, grpcStatus int32) uint32

@@ -17,7 +17,9 @@ import (
 
 // NativeHost is the host side of ABI v0.2.1 for natively built plugins, with
 // pointers already turned into Go values. Every method answers a Status as
-// the Wasm host would; header maps are decoded pairs.
+// the Wasm host would; header maps are decoded pairs. Like a real host it
+// covers the whole ABI, also calls this package does not wrap (the host's
+// log level and clock, proxy_close_stream).
 type NativeHost interface {
 	Log(level LogLevel, msg string) Status
 	LogLevel() (LogLevel, Status)
@@ -258,29 +260,11 @@ func proxy_log(level uint32, msg unsafe.Pointer, msgLen uint32) uint32 {
 	return uint32(native.host.Log(LogLevel(level), goString(msg, msgLen)))
 }
 
-func proxy_get_log_level(level *uint32) uint32 {
-	if native.host == nil {
-		return unimplemented
-	}
-	l, st := native.host.LogLevel()
-	*level = uint32(l)
-	return uint32(st)
-}
-
 func proxy_set_tick_period_milliseconds(ms uint32) uint32 {
 	if native.host == nil {
 		return unimplemented
 	}
 	return uint32(native.host.SetTickPeriod(ms))
-}
-
-func proxy_get_current_time_nanoseconds(ns *uint64) uint32 {
-	if native.host == nil {
-		return unimplemented
-	}
-	v, st := native.host.CurrentTimeNanos()
-	*ns = v
-	return uint32(st)
 }
 
 func proxy_get_buffer_status(bufferType uint32, size *uint32, flags *uint32) uint32 {
@@ -369,13 +353,6 @@ func proxy_continue_stream(streamType uint32) uint32 {
 		return unimplemented
 	}
 	return uint32(native.host.ContinueStream(StreamType(streamType)))
-}
-
-func proxy_close_stream(streamType uint32) uint32 {
-	if native.host == nil {
-		return unimplemented
-	}
-	return uint32(native.host.CloseStream(StreamType(streamType)))
 }
 
 func proxy_send_local_response(status uint32, details unsafe.Pointer, detailsLen uint32, body unsafe.Pointer, bodyLen uint32, headers unsafe.Pointer, headersLen uint32, grpcStatus int32) uint32 {
