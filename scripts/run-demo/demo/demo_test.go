@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
+	"github.com/tollgate/tollgate/filters/modelroute/route"
 	"github.com/tollgate/tollgate/keystore"
 	"github.com/tollgate/tollgate/keystore/client"
 	"github.com/tollgate/tollgate/keystore/store"
@@ -159,7 +160,7 @@ func TestRenderLocal(t *testing.T) {
 			assert.Equal(t, "/opt/tollgate/build/"+fm["name"].(string)+".wasm", fn)
 		}
 	}
-	assert.Equal(t, []string{"apikey", "quota", "modelroute", "tokencount", "envoy.filters.http.router"}, names, "the chain order")
+	assert.Equal(t, []string{"apikey", "quota", "modelroute", "tokencount", "envoy.filters.http.header_to_metadata", "envoy.filters.http.router"}, names, "the chain order")
 	assert.Nil(t, dig(t, h, "route_config", "virtual_hosts", 0, "request_headers_to_add"))
 }
 
@@ -187,7 +188,18 @@ func TestRenderExternalUpstream(t *testing.T) {
 		var cfg map[string]any
 		require.NoError(t, json.Unmarshal([]byte(raw), &cfg), raw)
 		assert.Equal(t, "passthrough", cfg["unknown_models"])
-		assert.NotEmpty(t, cfg["models"])
+		assert.Empty(t, cfg["models"], "the demo's aliases and rewrites are not the upstream's")
+		// modelroute itself, with this configuration, sends every name on
+		// unchanged: no gemma -> /gcs/... rewrite, no alias.
+		pol, err := route.Parse([]byte(raw))
+		require.NoError(t, err)
+		for _, model := range []string{"gemma", "gemma-3-1b-it", "llama-3.1-8b", "my-org/custom:7b"} {
+			d, aerr := pol.Decide([]byte(`{"model":"`+model+`","messages":[]}`), route.HeaderMap{}, nil)
+			require.Nil(t, aerr, model)
+			assert.Equal(t, model, d.BackendModel, "%s is passed through", model)
+			assert.Nil(t, d.Body, "%s: the body is not rewritten", model)
+			assert.False(t, d.MapResponse)
+		}
 	}
 	// Unset options keep the example's addresses.
 	_, port := endpoint(t, clusterByName(t, doc, KeystoreCluster))

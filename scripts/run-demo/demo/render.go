@@ -5,6 +5,7 @@
 package demo
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -269,7 +270,7 @@ func editFilters(hcm map[string]any, o RenderOptions) error {
 			setVMEnv(vm, DataTokenEnv, o.DataToken)
 		}
 		if o.AnyModel && fm["name"] == "modelroute" {
-			if err := setJSONField(cfg, "unknown_models", `"passthrough"`); err != nil {
+			if err := anyModel(cfg); err != nil {
 				return err
 			}
 		}
@@ -310,18 +311,27 @@ func setVMEnv(vm map[string]any, name, value string) {
 	ev["key_values"] = kv
 }
 
-// setJSONField adds a top-level field to a filter's JSON configuration.
-func setJSONField(cfg map[string]any, field, value string) error {
+// anyModel makes modelroute pass every model name through unchanged: the
+// example's models (aliases, backend rewrites such as gemma ->
+// /gcs/google/gemma-3-1b-it, weighted splits) belong to the demo backend,
+// not to an external upstream with its own names.
+func anyModel(cfg map[string]any) error {
 	c, err := mapAt(cfg, "configuration")
 	if err != nil {
 		return err
 	}
 	v, _ := c["value"].(string)
-	v = strings.TrimSpace(v)
-	if !strings.HasPrefix(v, "{") {
-		return errors.New("gateway config: filter configuration is not a JSON object")
+	var conf map[string]any
+	if err := json.Unmarshal([]byte(v), &conf); err != nil {
+		return fmt.Errorf("gateway config: modelroute configuration: %w", err)
 	}
-	c["value"] = "{" + strconv.Quote(field) + ": " + value + ", " + strings.TrimPrefix(v, "{")
+	conf["unknown_models"] = "passthrough"
+	conf["models"] = []any{}
+	out, err := json.Marshal(conf)
+	if err != nil {
+		return fmt.Errorf("gateway config: modelroute configuration: %w", err)
+	}
+	c["value"] = string(out)
 	return nil
 }
 
