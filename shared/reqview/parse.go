@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tollgate/tollgate/shared/apierror"
 )
@@ -86,17 +87,32 @@ func ambiguous(off int, msg string) *Error {
 type Doc struct {
 	body []byte
 	root Value
-	// objects caches member indexes of the objects read so far, keyed by
-	// their start offset, so repeated lookups do not rescan large values.
-	// A short slice searched linearly: a request reads a few objects.
-	objects  []objectIndex
-	objectAt map[int]int // index of objects by start, once there are many
-	arena    []member    // backing store of the indexes
-	ends     []span      // container ends recorded by the validating pass
+	// ends are the shallow containers the validating pass recorded, in
+	// order of their starts: their ends, and for objects the member index
+	// built on first use, so lookups never rescan large values.
+	ends []span
+	// arena backs the member indexes. Members hold offsets, not pointers,
+	// so indexes cost the garbage collector nothing.
+	arena []member
+
+	endsBuf    [16]span
+	arenaBuf   [24]member
+	stackBuf   [16]byte
+	keyBaseBuf [16]int
+	recsBuf    [16]int
+	keysBuf    [32]keyRec
 }
 
-// containerEnd is the recorded end of the container starting at start.
-func (d *Doc) containerEnd(start int) (int, bool) {
+// span is a recorded container: its byte range and, once indexed, where
+// its members sit in the arena.
+type span struct {
+	start, end uint32
+	first, n   uint32 // members in arena[first:first+n]
+	indexed    bool
+}
+
+// record is the index in ends of the container starting at start, or -1.
+func (d *Doc) record(start int) int32 {
 	lo, hi := 0, len(d.ends)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -107,23 +123,34 @@ func (d *Doc) containerEnd(start int) (int, bool) {
 		}
 	}
 	if lo < len(d.ends) && int(d.ends[lo].start) == start {
-		return int(d.ends[lo].end), true
+		return int32(lo)
 	}
-	return 0, false
+	return -1
 }
 
-// objectIndex is the cached member index of one object.
-type objectIndex struct {
-	start   int
-	members []member
-}
-
-// member is one object member: its key (unescaped) and value.
+// member is one object member, as offsets into the body.
 type member struct {
-	key   string
-	esc   bool // the key was written with escapes
-	ascii bool // the key is ASCII, so case folding cannot change its length
-	val   Value
+	keyStart, keyEnd uint32 // the raw key, quotes excluded
+	valStart, valEnd uint32
+	rec              int32 // the value's record in ends, or -1
+	kind             Kind
+	esc              bool // the key was written with escapes
+	ascii            bool // the key is ASCII, so case folding cannot change its length
+	valEsc           bool // a string value written with escapes
+}
+
+// key is the member's unescaped key: a view of the body unless escaped.
+func (d *Doc) key(m *member) string {
+	raw := d.body[m.keyStart:m.keyEnd]
+	if m.esc {
+		raw = unescape(raw)
+	}
+	return unsafe.String(unsafe.SliceData(raw), len(raw))
+}
+
+// value is the member's value.
+func (d *Doc) value(m *member) Value {
+	return Value{d: d, start: int(m.valStart), end: int(m.valEnd), kind: m.kind, esc: m.valEsc, rec: m.rec}
 }
 
 // Root is the top-level value.
@@ -138,26 +165,45 @@ func (d *Doc) Body() []byte { return d.body }
 // one object that are equal under encoding/json's case folding: each is a
 // body that two parsers may read differently.
 func Parse(body []byte, lim Limits) (*Doc, error) {
-	lim = lim.withDefaults()
-	if len(body) > lim.MaxBytes {
-		return nil, &Error{Status: 413, Code: CodeTooLarge, Msg: "the body is larger than " + strconv.Itoa(lim.MaxBytes) + " bytes", Offset: -1}
-	}
-	if !utf8.Valid(body) {
-		return nil, &Error{Status: 400, Code: CodeInvalidJSON, Msg: "the body is not valid UTF-8", Offset: invalidUTF8At(body)}
-	}
-	// Stack buffers: typical bodies validate without heap growth.
-	var stackBuf [16]byte
-	var keyBaseBuf [16]int
-	var keysBuf [64]keyRec
-	var recsBuf [16]int
-	p := parser{b: body, maxDepth: lim.MaxDepth, stack: stackBuf[:0], keyBase: keyBaseBuf[:0], keys: keysBuf[:0], recs: recsBuf[:0]}
-	start, kind, esc, err := p.run()
-	if err != nil {
+	// The Doc carries the parser's buffers too, so a typical body costs one
+	// allocation.
+	d := new(Doc)
+	if err := d.Parse(body, lim); err != nil {
 		return nil, err
 	}
-	d := &Doc{body: body, ends: p.ends}
-	d.root = Value{d: d, start: start, end: p.rootEnd, kind: kind, esc: esc}
 	return d, nil
+}
+
+// Parse validates body like the package's Parse into d, reusing d's
+// buffers: a filter that reads many bodies in a row (SSE events of one
+// stream) keeps one Doc and allocates nothing per event. Values of the
+// previous body are invalid afterwards.
+func (d *Doc) Parse(body []byte, lim Limits) error {
+	lim = lim.withDefaults()
+	if len(body) > lim.MaxBytes {
+		return &Error{Status: 413, Code: CodeTooLarge, Msg: "the body is larger than " + strconv.Itoa(lim.MaxBytes) + " bytes", Offset: -1}
+	}
+	if !utf8.Valid(body) {
+		return &Error{Status: 400, Code: CodeInvalidJSON, Msg: "the body is not valid UTF-8", Offset: invalidUTF8At(body)}
+	}
+	ends, arena := d.ends, d.arena
+	if cap(ends) == 0 {
+		ends, arena = d.endsBuf[:0], d.arenaBuf[:0]
+	}
+	d.body, d.root = body, Value{}
+	p := parser{b: body, maxDepth: lim.MaxDepth, stack: d.stackBuf[:0], keyBase: d.keyBaseBuf[:0], keys: d.keysBuf[:0],
+		recs: d.recsBuf[:0], ends: ends[:0]}
+	start, kind, esc, err := p.run()
+	d.ends, d.arena = p.ends[:len(p.ends):cap(p.ends)], arena[:0]
+	if err != nil {
+		d.body, d.ends = nil, d.ends[:0]
+		return err
+	}
+	d.root = Value{d: d, start: start, end: p.rootEnd, kind: kind, esc: esc, rec: -1}
+	if kind == Object || kind == Array {
+		d.root.rec = d.record(start)
+	}
+	return nil
 }
 
 func invalidUTF8At(b []byte) int {
@@ -187,7 +233,6 @@ type parser struct {
 	keyBase  []int  // per open object: index in keys where its keys start
 	keys     []keyRec
 	rootEnd  int
-	scratch  [][]byte
 	ends     []span // recorded containers, in order of their starts
 	recs     []int  // per open container: its index in ends, or -1
 }
@@ -392,23 +437,21 @@ const (
 	maxRecorded = 1 << 16
 )
 
-// span is a recorded container: its start and end offsets in the body.
-type span struct{ start, end uint32 }
-
 // checkKeys finds two keys of one object that a parser could confuse: equal
 // after unescaping, or equal under encoding/json's case-insensitive matching.
 func (p *parser) checkKeys(keys []keyRec) *Error {
-	names := p.scratch[:0]
-	for _, k := range keys {
-		raw := p.b[k.start:k.end]
+	name := func(k keyRec) []byte {
 		if k.esc {
-			raw = unescape(raw)
+			return unescape(p.b[k.start:k.end])
 		}
-		names = append(names, raw)
+		return p.b[k.start:k.end]
 	}
-	p.scratch = names[:0]
-	if len(names) <= 16 {
-		for i := 1; i < len(names); i++ {
+	if len(keys) <= 16 {
+		var names [16][]byte
+		for i, k := range keys {
+			names[i] = name(k)
+		}
+		for i := 1; i < len(keys); i++ {
 			for j := 0; j < i; j++ {
 				if equalFold(names[i], names[j]) {
 					return keyClash(keys[i].start-1, names[i], names[j])
@@ -417,11 +460,12 @@ func (p *parser) checkKeys(keys []keyRec) *Error {
 		}
 		return nil
 	}
-	seen := make(map[string]int, len(names))
-	for i, n := range names {
+	seen := make(map[string]int, len(keys))
+	for i, k := range keys {
+		n := name(k)
 		f := string(fold(n))
 		if j, ok := seen[f]; ok {
-			return keyClash(keys[i].start-1, n, names[j])
+			return keyClash(k.start-1, n, name(keys[j]))
 		}
 		seen[f] = i
 	}

@@ -280,3 +280,31 @@ func TestSpecial8(t *testing.T) {
 		}
 	}
 }
+
+func TestDocReuse(t *testing.T) {
+	var d Doc
+	for i, body := range []string{`{"a":{"b":1}}`, `[1,{"c":"x"}]`, `{"a":`, `{"z":true,"a":{"b":2}}`} {
+		err := d.Parse([]byte(body), Limits{})
+		if i == 2 {
+			if err == nil {
+				t.Fatal("truncated body accepted")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+	}
+	if n, _ := d.Root().Get("a").Get("b").Int(); n != 2 {
+		t.Fatalf("reused Doc read %d, want 2", n)
+	}
+	event := []byte(`{"choices":[{"delta":{"content":"hi"}}],"usage":null}`)
+	if got := testing.AllocsPerRun(100, func() {
+		if err := d.Parse(event, Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Root().Get("choices").Index(0).Get("delta").Get("content").View()
+	}); got != 0 {
+		t.Fatalf("reused Doc allocates %v times per event", got)
+	}
+}

@@ -47,6 +47,7 @@ func (k Kind) String() string {
 type Value struct {
 	d          *Doc
 	start, end int
+	rec        int32 // a container's record in Doc.ends, or -1
 	kind       Kind
 	esc        bool // a string value written with escapes
 }
@@ -174,21 +175,74 @@ func (v Value) Bool() (val, ok bool) {
 // missing Value otherwise). Parse refused duplicate keys, so there is at
 // most one. The object's members are indexed on first use.
 func (v Value) Get(key string) Value {
-	for _, m := range v.members() {
-		if m.key == key {
-			return m.val
+	var out Value
+	v.each(func(m member) bool {
+		if v.d.keyIs(&m, key) {
+			out = v.d.value(&m)
+			return false
 		}
-	}
-	return Value{}
+		return true
+	})
+	return out
 }
 
 // Members visits an object's members in order until fn returns false.
 func (v Value) Members(fn func(key string, val Value) bool) {
-	for _, m := range v.members() {
-		if !fn(m.key, m.val) {
+	v.each(func(m member) bool { return fn(v.d.key(&m), v.d.value(&m)) })
+}
+
+// each visits an object's members: through its index for the shallow
+// objects readers walk (built on first use into the Doc's arena, inline
+// for the first members, so small bodies such as SSE chunks are read
+// without allocating), scanned in place for deeper ones.
+func (v Value) each(fn func(m member) bool) {
+	if v.kind != Object {
+		return
+	}
+	if v.rec >= 0 {
+		for _, m := range v.members() {
+			if !fn(m) {
+				return
+			}
+		}
+		return
+	}
+	b := v.d.body
+	i := skipWS(b, v.start+1)
+	for b[i] != '}' {
+		var m member
+		i = v.d.memberAt(i, &m)
+		if !fn(m) {
 			return
 		}
 	}
+}
+
+// keyIs compares a member's unescaped key with key without allocating
+// (unless the key was written with escapes).
+func (d *Doc) keyIs(m *member, key string) bool {
+	if !m.esc {
+		return string(d.body[m.keyStart:m.keyEnd]) == key
+	}
+	return d.key(m) == key
+}
+
+// memberAt reads the member whose key starts at i and returns the offset of
+// the next member's key (or of the closing brace).
+func (d *Doc) memberAt(i int, m *member) int {
+	b := d.body
+	ke, kesc := skipString(b, i)
+	m.keyStart, m.keyEnd, m.esc = uint32(i+1), uint32(ke-1), kesc
+	m.ascii = !kesc && isASCII(b[i+1:ke-1])
+	i = skipWS(b, ke)
+	i = skipWS(b, i+1) // ':'
+	val := d.valueAt(i)
+	m.valStart, m.valEnd, m.kind, m.valEsc, m.rec = uint32(val.start), uint32(val.end), val.kind, val.esc, val.rec
+	i = skipWS(b, val.end)
+	if b[i] == ',' {
+		i = skipWS(b, i+1)
+	}
+	return i
 }
 
 // Elems visits an array's elements in order until fn returns false.
@@ -231,7 +285,9 @@ func (v Value) Index(i int) Value {
 func (v Value) Len() int {
 	switch v.kind {
 	case Object:
-		return len(v.members())
+		n := 0
+		v.each(func(member) bool { n++; return true })
+		return n
 	case Array:
 		n := 0
 		v.Elems(func(int, Value) bool { n++; return true })
@@ -252,81 +308,57 @@ func (v Value) StrictKeys(fields ...string) error {
 
 // strictKeys reports the field as Param; callers prefix its path.
 func (v Value) strictKeys(fields []string) *Error {
-	for _, m := range v.members() {
-		for _, f := range fields {
-			// Fields are ASCII: an ASCII key of another length cannot fold to one.
-			if m.ascii && len(m.key) != len(f) || !equalFoldString(m.key, f) {
-				continue
-			}
-			switch {
-			case m.key != f:
-				return &Error{Status: 400, Code: CodeAmbiguousJSON, Param: f, Offset: -1,
-					Msg: "a key differs from " + strconv.Quote(f) + " only in case; spell it exactly " + strconv.Quote(f)}
-			case m.esc:
-				return &Error{Status: 400, Code: CodeAmbiguousJSON, Param: f, Offset: -1,
-					Msg: "the key " + strconv.Quote(f) + " must not be written with escapes"}
-			}
+	var err *Error
+	v.each(func(m member) bool {
+		err = m.strict(v.d.key(&m), fields)
+		return err == nil
+	})
+	return err
+}
+
+// strict checks one key against the fields the gateway reads.
+func (m *member) strict(key string, fields []string) *Error {
+	for _, f := range fields {
+		// Fields are ASCII: an ASCII key of another length cannot fold to one.
+		if m.ascii && len(key) != len(f) || !equalFoldString(key, f) {
+			continue
+		}
+		switch {
+		case key != f:
+			return &Error{Status: 400, Code: CodeAmbiguousJSON, Param: f, Offset: -1,
+				Msg: "a key differs from " + strconv.Quote(f) + " only in case; spell it exactly " + strconv.Quote(f)}
+		case m.esc:
+			return &Error{Status: 400, Code: CodeAmbiguousJSON, Param: f, Offset: -1,
+				Msg: "the key " + strconv.Quote(f) + " must not be written with escapes"}
 		}
 	}
 	return nil
 }
 
-// members indexes an object once and caches the index in the Doc.
+// members is a recorded object's member index, built on first use.
 func (v Value) members() []member {
-	if v.kind != Object {
-		return nil
-	}
 	d := v.d
-	if d.objectAt != nil {
-		if i, ok := d.objectAt[v.start]; ok {
-			return d.objects[i].members
-		}
-	} else {
-		for i := len(d.objects) - 1; i >= 0; i-- {
-			if d.objects[i].start == v.start {
-				return d.objects[i].members
-			}
-		}
+	sp := &d.ends[v.rec]
+	if sp.indexed {
+		return d.arena[sp.first : sp.first+sp.n : sp.first+sp.n]
 	}
-	b := d.body
 	first := len(d.arena)
+	b := d.body
 	i := skipWS(b, v.start+1)
 	for b[i] != '}' {
-		ke, kesc := skipString(b, i)
-		raw := b[i+1 : ke-1]
-		if kesc {
-			raw = unescape(raw)
-		}
-		// Keys are views of the body (or of their unescaped copy), which
-		// the Doc keeps unmodified.
-		key := unsafe.String(unsafe.SliceData(raw), len(raw))
-		i = skipWS(b, ke)
-		i = skipWS(b, i+1) // ':'
-		val := d.valueAt(i)
-		d.arena = append(d.arena, member{key: key, esc: kesc, ascii: isASCII(raw), val: val})
-		i = skipWS(b, val.end)
-		if b[i] == ',' {
-			i = skipWS(b, i+1)
-		}
+		var m member
+		i = d.memberAt(i, &m)
+		d.arena = append(d.arena, m)
 	}
-	ms := d.arena[first:len(d.arena):len(d.arena)]
-	d.objects = append(d.objects, objectIndex{start: v.start, members: ms})
-	switch n := len(d.objects); {
-	case n == 16: // many objects read: look them up by a map from now on
-		d.objectAt = make(map[int]int, 64)
-		for i, o := range d.objects {
-			d.objectAt[o.start] = i
-		}
-	case n > 16:
-		d.objectAt[v.start] = n - 1
-	}
-	return ms
+	sp = &d.ends[v.rec]
+	sp.first, sp.n, sp.indexed = uint32(first), uint32(len(d.arena)-first), true
+	return d.arena[first:len(d.arena):len(d.arena)]
 }
 
 // valueAt is the value starting at offset i of the validated body.
 func (d *Doc) valueAt(i int) Value {
 	b := d.body
-	v := Value{d: d, start: i}
+	v := Value{d: d, start: i, rec: -1}
 	switch c := b[i]; {
 	case c == '"':
 		v.kind = String
@@ -336,11 +368,11 @@ func (d *Doc) valueAt(i int) Value {
 		if c == '{' {
 			v.kind = Object
 		}
-		end, ok := d.containerEnd(i)
-		if !ok {
-			end = skipContainer(b, i)
+		if v.rec = d.record(i); v.rec >= 0 {
+			v.end = int(d.ends[v.rec].end)
+		} else {
+			v.end = skipContainer(b, i)
 		}
-		v.end = end
 	case c == 't':
 		v.kind, v.end = True, i+4
 	case c == 'f':
