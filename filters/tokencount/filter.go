@@ -20,8 +20,10 @@ import (
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/proxywasm"
 	"github.com/tollgate/tollgate/shared/table/shareddata"
+	"github.com/tollgate/tollgate/shared/usagelog"
 )
 
 // RootID is the root_id a module holding several filters registers New under.
@@ -40,7 +42,8 @@ type plugin struct {
 	metrics *proxywasm.Metrics
 	queue   *meter.SettleQueue // failed settles, retried on the tick
 	ticks   int
-	sweep   bool // the queue held entries at the last look
+	sweep   bool             // the queue held entries at the last look
+	usage   *usagelog.Sender // usage records for analytics (nil: usage.enabled is off)
 }
 
 // orphanSweepTicks is how often an idle VM still sweeps the shared queue,
@@ -76,7 +79,16 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	if err := p.queue.Init(); err != nil {
 		return err
 	}
-	if err := proxywasm.SetTickPeriod(pol.SettleRetryInterval); err != nil {
+	tick := pol.SettleRetryInterval
+	if pol.Usage.Enabled {
+		h, err := usagelog.NewProxyHost(pol.Keystore, pol.Usage)
+		if err != nil {
+			return err
+		}
+		p.usage = usagelog.New(pol.Usage, h)
+		tick = min(tick, pol.Usage.FlushInterval)
+	}
+	if err := proxywasm.SetTickPeriod(tick); err != nil {
 		return err
 	}
 	proxywasm.Logf(proxywasm.LogLevelInfo, "tokencount: keystore cluster %s, counted %s, include_usage %v, fail_open %v",
@@ -112,6 +124,11 @@ func (p *plugin) enqueue(op string, c meter.Callout) {
 
 // OnTick retries the queued settles that are due.
 func (p *plugin) OnTick() {
+	if p.usage != nil {
+		if err := p.usage.Tick(time.Now()); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: usage records: %v", err)
+		}
+	}
 	p.ticks++
 	if !p.sweep && p.ticks%orphanSweepTicks != 0 {
 		return
@@ -182,6 +199,15 @@ type stream struct {
 	holding bool            // a JSON response's headers wait for the settlement
 	done    bool            // the usage was accounted
 	pending *pendingCallout // the settlement, sent from OnDone
+
+	// The usage record (only kept when usage reporting is on).
+	start    time.Time
+	reqID    string
+	ident    identity.Identity
+	status   int          // the status the client got
+	used     *usage.Usage // what was charged
+	aborted  bool
+	reported bool
 }
 
 func header(name string) string {
@@ -196,6 +222,12 @@ func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 		return proxywasm.ActionContinue
 	}
 	pol := s.p.pol
+	if s.p.usage != nil {
+		s.start, s.reqID = time.Now(), header("x-request-id")
+		if pol.TrustIdentity {
+			s.ident, _, _ = identity.Parse(pol.Identity, header)
+		}
+	}
 	s.api = usage.APIForPath(path)
 	q, id, aerr := pol.Resolve(header)
 	s.app = id.App
@@ -355,6 +387,7 @@ func (s *stream) reject(e *apierror.Error, o meter.Outcome, extra ...[2]string) 
 	}
 	s.p.add(meter.RequestsMetric(s.labels(model), o), 1)
 	s.replied = true
+	s.status = e.Status
 	if err := proxywasm.SendError(e, s.p.pol.Style, extra...); err != nil {
 		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: send %d: %v", e.Status, err)
 	}
@@ -379,6 +412,7 @@ func (s *stream) OnResponseHeaders(_ int, endOfStream bool) proxywasm.Action {
 	pol := s.p.pol
 	status, _ := proxywasm.ResponseHeaders.Get(":status")
 	code, _ := strconv.Atoi(status)
+	s.status = code
 	ct, _ := proxywasm.ResponseHeaders.Get("content-type")
 	ce, _ := proxywasm.ResponseHeaders.Get("content-encoding")
 	s.resp = pol.NewResponse(s.plan, code, ct, ce)
@@ -538,6 +572,7 @@ func (s *stream) account(then func(*proxywasm.CallResponse, error, meter.State))
 // and the settle, release or fail-open record callout.
 func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func(*proxywasm.CallResponse, error, meter.State)) bool {
 	pl := s.plan
+	s.used, s.aborted = &u, aborted
 	l := s.labels(pl.Model)
 	vals := meter.TokenValues(u)
 	for i, name := range meter.TokenMetrics(l) {
@@ -619,6 +654,7 @@ func (s *stream) dispatch(op string, c meter.Callout, then func(*proxywasm.CallR
 // OnDone settles or releases whatever the stream still holds: a client
 // abort, an upstream reset or a local reply after the reservation.
 func (s *stream) OnDone() {
+	defer s.report()
 	s.ended = true
 	if s.pending != nil {
 		s.dispatch(s.pending.op, s.pending.c, nil)
@@ -639,4 +675,40 @@ func (s *stream) OnDone() {
 	}
 	u, src := s.resp.Partial()
 	s.charge(u, src, true, nil)
+}
+
+// report queues the request's usage record once the stream is over: ok when
+// the response was metered to its end, aborted when it was cut (or never
+// began), refused when this filter answered locally.
+func (s *stream) report() {
+	p := s.p
+	if p.usage == nil || s.reported || s.start.IsZero() || (s.plan == nil && !s.replied) {
+		return
+	}
+	s.reported = true
+	now := time.Now()
+	rec := usagelog.Record{RequestID: usagelog.RequestID(s.reqID, now), Time: now, App: s.ident.App, Product: s.ident.Product,
+		Developer: s.ident.Developer, KeyID: s.ident.KeyID, Status: s.status, Latency: now.Sub(s.start)}
+	if s.plan != nil {
+		rec.Model = s.plan.Model
+	}
+	switch {
+	case s.replied:
+		rec.Outcome = usagelog.OutcomeRefused
+	case s.used == nil || s.aborted:
+		rec.Outcome = usagelog.OutcomeAborted
+	default:
+		rec.Outcome = usagelog.OutcomeOK
+	}
+	if s.used != nil {
+		u := *s.used
+		rec.PromptTokens, rec.CompletionTokens, rec.TotalTokens = u.PromptTokens, u.CompletionTokens, u.TotalTokens
+		if rec.TotalTokens == 0 {
+			rec.TotalTokens = u.PromptTokens + u.CompletionTokens
+		}
+		rec.Cost = float64(usage.Charge(usage.MetricCost, u, p.pol.Pricing.For(rec.Model))) / 1e6
+	}
+	if err := p.usage.Report(&rec); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: usage record: %v", err)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/keystoreconf"
+	"github.com/tollgate/tollgate/shared/usagelog"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -108,6 +109,9 @@ type Config struct {
 	// in metric labels, the access-log model and price lookups. It is only
 	// read when trust_identity_headers is on.
 	PublicModelHeader string `json:"public_model_header"`
+	// Usage reports every metered request to the keystore's usage analytics
+	// (shared/usagelog: queued, posted in batches on the tick).
+	Usage usagelog.Config `json:"usage"`
 	// StaticQuota applies when the request carries no token quota from the
 	// apikey filter, so the filter also works on its own.
 	StaticQuota *StaticQuotaConfig `json:"static_quota"`
@@ -271,6 +275,8 @@ type Policy struct {
 	SettleQueueEntries int
 	// SettleRetryInterval is the tick that retries queued settles.
 	SettleRetryInterval time.Duration
+	// Usage is the usage reporting (disabled unless usage.enabled).
+	Usage usagelog.Settings
 }
 
 // HeaderNames are the lower-case rate-limit header names.
@@ -337,6 +343,9 @@ func (c *Config) compile() (*Policy, error) {
 	}
 	if c.Keystore.ReservationTTLMs > 0 {
 		p.ReservationTTL = time.Duration(c.Keystore.ReservationTTLMs) * time.Millisecond
+	}
+	if p.Usage, err = c.Usage.Compile(); err != nil {
+		return nil, err
 	}
 	if p.Metric, err = usage.ParseMetric(c.Counted); err != nil {
 		return nil, fmt.Errorf("counted: %w", err)
