@@ -3,6 +3,7 @@ package mockllm
 import (
 	"bytes"
 	"encoding/json"
+	tcusage "github.com/tollgate/tollgate/filters/tokencount/usage"
 	"net/http"
 	"strconv"
 	"strings"
@@ -227,11 +228,24 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 		return
 	}
 
+	mode, e := s.usageMode(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+
 	seed := seedOf("chat", req.Model, key)
 	if req.Seed != nil {
 		seed = seedWith(seed, *req.Seed)
 	}
 	replies := s.simReplies(seed, n, limit)
+	reported := prompt
+	if mode == UsageWorst {
+		if limit > 0 {
+			replies = worstReplies(seed, n, limit)
+		}
+		reported = worstPrompt(tcusage.APIChatCompletions, body, prompt)
+	}
 	completion, longest := 0, 0
 	for _, rep := range replies {
 		completion += len(rep.pieces)
@@ -239,7 +253,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	id := responseID("chatcmpl-", seed)
 	created := s.opts.Now().Unix()
-	u := newUsage(prompt, completion)
+	u := newUsage(reported, completion)
 
 	pace, e := s.schedule(r.Context(), req.Model, key, prompt, completion)
 	if e != nil {
@@ -259,7 +273,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		finish = replies[0].finish
 		resp := chatResponse{ID: id, Object: "chat.completion", Created: created, Model: req.Model,
-			Usage: u, SystemFingerprint: systemFingerprint, Choices: make([]chatChoice, n)}
+			Usage: reportedUsage(mode, u), SystemFingerprint: systemFingerprint, Choices: make([]chatChoice, n)}
 		for i, rep := range replies {
 			resp.Choices[i] = chatChoice{Index: i, Message: chatMessageOut{Role: "assistant", Content: rep.text()}, FinishReason: rep.finish}
 		}
@@ -299,8 +313,8 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 			return
 		}
 	}
-	if include {
-		if sw.event(chunk([]chatChunkChoice{}, usageField(true, u))) != nil {
+	if ru := reportedUsage(mode, u); include && ru != nil {
+		if sw.event(chunk([]chatChunkChoice{}, usageField(true, ru))) != nil {
 			return
 		}
 	}

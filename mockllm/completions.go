@@ -3,6 +3,7 @@ package mockllm
 import (
 	"bytes"
 	"encoding/json"
+	tcusage "github.com/tollgate/tollgate/filters/tokencount/usage"
 	"net/http"
 	"strconv"
 	"strings"
@@ -136,6 +137,12 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 		return
 	}
 
+	mode, e := s.usageMode(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+
 	base := seedOf("completions", req.Model)
 	if req.Seed != nil {
 		base = seedWith(base, *req.Seed)
@@ -146,7 +153,11 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 		key, t := ps.at(p)
 		prompt += t
 		seed := seedOf(strconv.FormatUint(base, 16), key)
-		for _, rep := range s.simReplies(seed, n, limit) {
+		reps := s.simReplies(seed, n, limit)
+		if mode == UsageWorst {
+			reps = worstReplies(seed, n, limit)
+		}
+		for _, rep := range reps {
 			replies = append(replies, rep)
 			completion += len(rep.pieces)
 			longest = max(longest, len(rep.pieces))
@@ -155,7 +166,11 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 	first, _ := ps.at(0)
 	id := responseID("cmpl-", seedOf(strconv.FormatUint(base, 16), first, strconv.Itoa(ps.count())))
 	created := s.opts.Now().Unix()
-	u := newUsage(prompt, completion)
+	reported := prompt
+	if mode == UsageWorst {
+		reported = worstPrompt(tcusage.APICompletions, body, prompt)
+	}
+	u := newUsage(reported, completion)
 	u.PromptTokensDetails, u.CompletionTokensDetails = nil, nil
 
 	var text strings.Builder
@@ -189,7 +204,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 			choices[i] = completionChoice{Text: rep.text(), Index: i, FinishReason: &finish}
 		}
 		w.Header().Set("X-Request-Id", id)
-		writeJSON(w, http.StatusOK, resp(choices, usageField(true, u)))
+		writeJSON(w, http.StatusOK, resp(choices, usageField(true, reportedUsage(mode, u))))
 		return
 	}
 
@@ -214,8 +229,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 			return
 		}
 	}
-	if include {
-		if sw.event(resp([]completionChoice{}, usageField(true, u))) != nil {
+	if ru := reportedUsage(mode, u); include && ru != nil {
+		if sw.event(resp([]completionChoice{}, usageField(true, ru))) != nil {
 			return
 		}
 	}

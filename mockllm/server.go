@@ -10,9 +10,12 @@
 // Moderate), GET /v1/models, GET /v1/models/{id}, GET /healthz.
 // Errors use OpenAI's shape, {"error":{"message","type","param","code"}}.
 //
-// Two request headers help tests: X-Mock-Status: <400-599> answers with an
-// OpenAI-shaped error of that status, and X-Mock-Abort-After: <n> drops the
-// connection after n streamed tokens.
+// Three request headers help tests: X-Mock-Status: <400-599> answers with an
+// OpenAI-shaped error of that status, X-Mock-Abort-After: <n> drops the
+// connection after n streamed tokens, and X-Mock-Usage: <mode> reports the
+// usage of a usage mode (UsageWorst: the most the request permits; or
+// absurd, negative, fractional or missing usage), as Options.Usage does for
+// every request.
 //
 // With Options.Sim it is a simulated vLLM server under load (SimOptions):
 // a bounded batch with a waiting queue, a prefix cache, LoRA slots and
@@ -84,6 +87,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives one debug line per request (default: discard).
 	Logger *slog.Logger
+	// Usage is the usage mode of every request (UsageExact when empty; see
+	// ParseUsageMode); X-Mock-Usage overrides it per request.
+	Usage string
 	// Sim, when set, makes the server a simulated vLLM under load (see
 	// SimOptions); TimeToFirstToken and InterTokenDelay are then unused for
 	// chat and completions, and GET /metrics is served.
@@ -97,7 +103,8 @@ type Server struct {
 	listed  []string
 	prefix  []string
 	handler http.Handler
-	sim     *sim // nil unless Options.Sim
+	sim     *sim   // nil unless Options.Sim
+	usage   string // the default usage mode
 }
 
 // New returns a Server for opts.
@@ -118,6 +125,11 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, exact: map[string]bool{}}
+	if m, err := ParseUsageMode(opts.Usage); err == nil {
+		s.usage = m
+	} else {
+		s.usage = UsageExact
+	}
 	models := opts.Models
 	if opts.Sim != nil {
 		s.sim = newSim(*opts.Sim)

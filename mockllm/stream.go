@@ -16,6 +16,7 @@ type streamOptions struct {
 // usage is the token accounting of a response, in OpenAI's shape.
 type usage struct {
 	PromptTokens            int                `json:"prompt_tokens"`
+	fraction                bool               // UsageFraction: rendered with a half token
 	CompletionTokens        int                `json:"completion_tokens"`
 	TotalTokens             int                `json:"total_tokens"`
 	PromptTokensDetails     *promptDetails     `json:"prompt_tokens_details,omitempty"`

@@ -24,6 +24,7 @@ func runMockLLM(ctx context.Context, e env, args []string) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	readyFile := fs.String("ready-file", "", `write {"data":ADDR,...} here once listening (useful with port 0); with --replicas, ADDR lists every address, comma-separated`)
+	usageMode := fs.String("usage", mockllm.UsageExact, "usage reported: exact, worst (each choice generates its whole output cap; prompt_tokens = tokencount's default prompt bound), absurd, negative, fraction or missing; X-Mock-Usage overrides it per request")
 	simulate := fs.Bool("sim", false, "simulate a vLLM server under load: max-num-seqs, a waiting queue, a prefix cache, LoRA slots and vLLM's /metrics (the --sim-* flags)")
 	replicas := fs.Int("replicas", 1, "serve this many independent servers (each its own state), on consecutive ports from --listen's, or each on a free port with port 0")
 	var so mockllm.SimOptions
@@ -49,6 +50,9 @@ func runMockLLM(ctx context.Context, e env, args []string) error {
 	}
 	if *ttft < 0 || *itl < 0 {
 		return usagef("--ttft and --itl must not be negative")
+	}
+	if _, err := mockllm.ParseUsageMode(*usageMode); err != nil {
+		return usagef("--usage: %v", err)
 	}
 	var names []string
 	for _, m := range strings.Split(*models, ",") {
@@ -119,7 +123,7 @@ func runMockLLM(ctx context.Context, e env, args []string) error {
 	for _, ln := range lns {
 		srv := mockllm.New(mockllm.Options{
 			Models: names, TimeToFirstToken: *ttft, InterTokenDelay: *itl,
-			EmbeddingDimensions: *dims, MaxBodyBytes: *maxBody, Logger: log, Sim: sim,
+			EmbeddingDimensions: *dims, MaxBodyBytes: *maxBody, Logger: log, Sim: sim, Usage: *usageMode,
 		})
 		go func() { errc <- srv.Serve(ctx, ln) }()
 	}
