@@ -30,7 +30,8 @@ type StreamCounter struct {
 	choices []TextCounter
 	// Anthropic usage fields, merged across message_start and message_delta
 	aIn, aOut, aCacheW, aCacheR int64
-	invalid                     bool // an Anthropic usage field was not a count
+	invalid                     bool        // an Anthropic usage field was not a count
+	doc                         reqview.Doc // reused for every event: no allocation per event
 }
 
 // maxChoices bounds the per-choice counters (n is capped at maxN).
@@ -47,7 +48,8 @@ func (s *StreamCounter) Reset() {
 	for i := range s.choices {
 		s.choices[i].Reset()
 	}
-	*s = StreamCounter{api: s.api, r: s.r, choices: s.choices[:0]}
+	doc := s.doc
+	*s = StreamCounter{api: s.api, r: s.r, choices: s.choices[:0], doc: doc}
 }
 
 // Feed parses the next body chunk and observes the events it completes.
@@ -82,7 +84,7 @@ func (s *StreamCounter) Observe(ev *sse.Event) {
 		return
 	}
 	// The event's bytes outlive this call only in copies: no string kept.
-	o, ok := parseJSON(ev.Data)
+	o, ok := s.parse(ev.Data)
 	if !ok {
 		return
 	}
@@ -124,15 +126,27 @@ func (s *StreamCounter) Observe(ev *sse.Event) {
 // body) through the canonical view: iterative, depth-bounded, and refusing
 // what two parsers could read differently; ok is false for anything else.
 func parseJSON(b []byte) (reqview.Value, bool) {
-	d, err := reqview.Parse(b, reqview.Limits{MaxBytes: len(b) + 1})
+	d, err := reqview.Parse(b, reqview.Limits{MaxBytes: len(b) + 1, MaxDepth: eventDepth})
 	if err != nil {
 		return reqview.Value{}, false
 	}
 	return d.Root(), true
 }
 
+// parse reads one event's data into the counter's reused Doc (see parseJSON).
+func (s *StreamCounter) parse(b []byte) (reqview.Value, bool) {
+	if err := s.doc.Parse(b, reqview.Limits{MaxBytes: len(b) + 1, MaxDepth: eventDepth}); err != nil {
+		return reqview.Value{}, false
+	}
+	return s.doc.Root(), true
+}
+
+// eventDepth bounds the nesting of an upstream event or response: usage
+// and deltas sit a few levels deep.
+const eventDepth = 32
+
 func (s *StreamCounter) anthropic(ev *sse.Event) {
-	o, ok := parseJSON(ev.Data)
+	o, ok := s.parse(ev.Data)
 	if !ok {
 		return
 	}
