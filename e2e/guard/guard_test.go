@@ -52,7 +52,7 @@ func (s *stack) accessLines(t *testing.T) []string {
 
 func chat(prompt string, extra string) string {
 	p, _ := json.Marshal(prompt)
-	return `{"model":"llama-3.1-8b","max_tokens":16,"messages":[{"role":"user","content":` + string(p) + `}]` + extra + `}`
+	return `{"model":"llama-3.1-8b","max_tokens":64,"messages":[{"role":"user","content":` + string(p) + `}]` + extra + `}`
 }
 
 // errorCode reads an OpenAI-shaped error body.
@@ -273,6 +273,45 @@ func TestGuard(t *testing.T) {
 		require.NoError(t, stream.Err())
 		require.Len(t, acc.Choices, 1)
 		assert.Equal(t, strings.Replace(streamedAnswer, "jane.doe@example.com", "[EMAIL]", 1), acc.Choices[0].Message.Content)
+	})
+
+	t.Run("a JSON answer reaches the client masked, with a matching content-length", func(t *testing.T) {
+		status, b := s.post(t, "g", "/v1/chat/completions", chat("Who do I mail?", ""), map[string]string{headerEmailStream: "json"})
+		require.Equal(t, 200, status, string(b))
+		var got struct {
+			Choices []struct {
+				Message struct{ Content string } `json:"message"`
+			} `json:"choices"`
+			Usage struct {
+				TotalTokens int `json:"total_tokens"`
+			} `json:"usage"`
+		}
+		require.NoError(t, json.Unmarshal(b, &got), string(b))
+		require.Len(t, got.Choices, 1)
+		assert.Equal(t, `Mail "[EMAIL]" today.`, got.Choices[0].Message.Content)
+		assert.Equal(t, 28, got.Usage.TotalTokens)
+	})
+
+	t.Run("a blocking rule ends a stream with an error event the SDK raises", func(t *testing.T) {
+		c := openai.NewClient(option.WithBaseURL(s.url("/v1")), option.WithAPIKey(s.keys["g"]),
+			option.WithMaxRetries(0), option.WithRequestTimeout(30*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stream := c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
+			Model:    "llama-3.1-8b",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is my number?")},
+		}, option.WithHeader(headerEmailStream, "ssn"))
+		defer stream.Close()
+		var text strings.Builder
+		for stream.Next() {
+			for _, ch := range stream.Current().Choices {
+				text.WriteString(ch.Delta.Content)
+			}
+		}
+		err := stream.Err()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "guard_us_ssn")
+		assert.Equal(t, "Your number is ", text.String(), "text before the match went out; the match never did")
 	})
 
 	s.envoy.RequireNoCrash(t)

@@ -47,7 +47,8 @@ func runMain(m *testing.M) int {
 // Test hooks of the upstream.
 const (
 	// headerEmailStream makes the upstream stream a fixed answer that holds
-	// an e-mail address, one byte per event, flushing after each.
+	// an e-mail address, one byte per event, flushing after each ("json":
+	// answer it as JSON; "ssn": stream ssnAnswer instead).
 	headerEmailStream = "X-Test-Email-Stream"
 	// streamedAnswer is that answer.
 	streamedAnswer = "Sure, write to jane.doe@example.com and I will reply."
@@ -75,8 +76,16 @@ func startUpstream(t testing.TB) *upstream {
 		u.mu.Lock()
 		u.bodies = append(u.bodies, string(body))
 		u.mu.Unlock()
-		if r.Header.Get(headerEmailStream) != "" {
-			streamEmail(w)
+		switch r.Header.Get(headerEmailStream) {
+		case "":
+		case "json":
+			answerJSON(w)
+			return
+		case "ssn":
+			streamText(w, ssnAnswer)
+			return
+		default:
+			streamText(w, streamedAnswer)
 			return
 		}
 		r.Body = io.NopCloser(strings.NewReader(string(body)))
@@ -86,9 +95,20 @@ func startUpstream(t testing.TB) *upstream {
 	return u
 }
 
-// streamEmail writes streamedAnswer one byte per SSE event, then a finish
-// chunk, a usage chunk and [DONE].
-func streamEmail(w http.ResponseWriter) {
+// ssnAnswer is a streamed answer that a blocking response rule stops.
+const ssnAnswer = "Your number is 536-22-1234, keep it safe."
+
+// answerJSON writes a chat completion whose content holds an e-mail.
+func answerJSON(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"id":"chatcmpl-guard","object":"chat.completion","created":1767225600,"model":"llama-3.1-8b",`+
+		`"choices":[{"index":0,"message":{"role":"assistant","content":"Mail \"jane.doe@example.com\" today."},"finish_reason":"stop"}],`+
+		`"usage":{"prompt_tokens":11,"completion_tokens":17,"total_tokens":28}}`)
+}
+
+// streamText writes text one byte per SSE event, then a finish chunk, a
+// usage chunk and [DONE].
+func streamText(w http.ResponseWriter, text string) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	rc := http.NewResponseController(w)
 	ev := func(data string) {
@@ -97,8 +117,8 @@ func streamEmail(w http.ResponseWriter) {
 	}
 	const head = `{"id":"chatcmpl-guard","object":"chat.completion.chunk","created":1767225600,"model":"llama-3.1-8b","choices":`
 	ev(head + `[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}`)
-	for i := 0; i < len(streamedAnswer); i++ {
-		ev(head + `[{"index":0,"delta":{"content":` + strconv.Quote(streamedAnswer[i:i+1]) + `},"finish_reason":null}]}`)
+	for i := 0; i < len(text); i++ {
+		ev(head + `[{"index":0,"delta":{"content":` + strconv.Quote(text[i:i+1]) + `},"finish_reason":null}]}`)
 	}
 	ev(head + `[{"index":0,"delta":{},"finish_reason":"stop"}]}`)
 	ev(head + fmt.Sprintf(`[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`,

@@ -113,6 +113,10 @@ func TestCheckBody(t *testing.T) {
 		{"custom deny", `{"model":"m","messages":[{"role":"system","content":"about Project  Falcon"}]}`, "guard_codename", "messages[0].content", ""},
 		{"tool arguments", `{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{\"card\":\"4111111111111111\"}"}}]}]}`, "", "", `[PAYMENT_CARD]`},
 		{"invalid json", `{"model":`, "invalid_json", "", ""},
+		{"not a json request", "--boundary\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n4111111111111111", "", "", ""},
+		{"empty body", "", "", "", ""},
+		{"json with a bom is not skipped", "\xef\xbb\xbf{\"model\":\"m\",\"prompt\":\"4111111111111111\"}", "invalid_json", "", ""},
+		{"json array", `["4111111111111111"]`, "invalid_json", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := c.CheckBody([]byte(tc.body), 1<<20)

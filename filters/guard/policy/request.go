@@ -84,7 +84,14 @@ type RequestResult struct {
 // CheckBody parses a request body and applies the profile: threat sets on
 // the configured fields (and on prompts if opted in), then the request
 // detectors on every text that reaches the model, masking in place.
+//
+// An empty body and a multipart body (an audio upload: it starts with its
+// "--" boundary) carry no JSON text fields and pass unchanged; any other
+// body must be a JSON request, so that nothing slips past unscanned.
 func (c *Compiled) CheckBody(body []byte, maxBytes int64) RequestResult {
+	if len(body) == 0 || bytes.HasPrefix(body, []byte("--")) {
+		return RequestResult{}
+	}
 	req, err := reqview.ParseRequest(body, reqview.Limits{MaxBytes: int(maxBytes)})
 	if err != nil {
 		var re *reqview.Error
