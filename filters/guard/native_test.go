@@ -1,9 +1,9 @@
 //go:build !wasip1
 
-package main
+package guard
 
 // Native tests of the glue on shared/proxywasm/hosttest: the filter runs in
-// the test binary, so main.go is covered; e2e/guard runs the built module in
+// the test binary, so filter.go is covered; e2e/guard runs the built module in
 // real Envoy.
 
 import (
@@ -57,7 +57,7 @@ func answer(*hosttest.Upstream) *hosttest.Response {
 
 func guardHost(t *testing.T, down bool) *hosttest.Host {
 	t.Helper()
-	return hosttest.New(t, hosttest.Config{PluginConfig: []byte(nativeConfig), AllowOnHeadersStopIteration: true,
+	return hosttest.New(t, hosttest.Config{Plugin: New, PluginConfig: []byte(nativeConfig), AllowOnHeadersStopIteration: true,
 		Clusters: []string{"moderation"}, Callouts: moderation(down), Upstream: answer})
 }
 
@@ -121,6 +121,6 @@ func TestNativeModerationDown(t *testing.T) {
 	assert.NotNil(t, res.Upstream)
 	assert.True(t, h.Logged("guard: moderation"))
 
-	_, err := hosttest.Start(t, hosttest.Config{PluginConfig: []byte(`{"products":{"p":{"nope":1}}}`)})
+	_, err := hosttest.Start(t, hosttest.Config{Plugin: New, PluginConfig: []byte(`{"products":{"p":{"nope":1}}}`)})
 	assert.Error(t, err)
 }

@@ -3,7 +3,7 @@
 // product and app that the apikey filter put in the identity headers), and
 // what to do with a request, a JSON answer or a streamed answer. It makes
 // no proxy-wasm calls, so every rule is tested natively; filters/guard's
-// main.go only wires it to the callbacks.
+// filter.go only wires it to the callbacks.
 package policy
 
 import (

@@ -1,4 +1,4 @@
-// Command guard is the guardrails filter: threat protection on the path,
+// Package guard is the guardrails filter: threat protection on the path,
 // query, headers and named JSON fields; sensitive-data detectors on the
 // texts that reach the model and on its answers, JSON and streamed, with
 // block, mask or log actions per product and app; and an optional
@@ -9,7 +9,7 @@
 //
 // The PluginConfig must set allow_on_headers_stop_iteration: true, or Envoy
 // never delivers the request body this filter pauses for.
-package main
+package guard
 
 import (
 	"strconv"
@@ -23,18 +23,19 @@ import (
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 )
 
-func main() {}
+// RootID is the root_id a module holding several filters registers New under.
+const RootID = "guard"
 
-func init() {
-	proxywasm.SetPluginFactory(func(uint32) proxywasm.PluginContext { return &plugin{} })
-}
+// New creates the filter's root context, for proxywasm.SetPluginFactory or
+// proxywasm.RegisterPlugin; wasm/ is the standalone module.
+func New(uint32) proxywasm.PluginContext { return &plugin{} }
 
 // plugin is one configured instance of the filter in one VM.
 type plugin struct {
 	proxywasm.DefaultPluginContext
 	pol      *policy.Policy
 	verdicts *cache.Cache // nil without moderation or cache
-	counters map[string]proxywasm.Counter
+	metrics  *proxywasm.Metrics
 }
 
 // OnPluginStart compiles the configuration once for every stream.
@@ -44,7 +45,7 @@ func (p *plugin) OnPluginStart(config []byte) error {
 		return err
 	}
 	p.pol = pol
-	p.counters = map[string]proxywasm.Counter{}
+	p.metrics = proxywasm.NewMetrics("guard")
 	if m := pol.Moderation; m != nil && m.CacheTTL > 0 {
 		c, err := cache.New(shareddata.Store{}, cache.Options{Namespace: "tollgate.guard.v1.moderation", MaxEntries: m.CacheEntries})
 		if err != nil {
@@ -63,17 +64,9 @@ func (p *plugin) OnPluginStart(config []byte) error {
 // without custom metrics still run the filter).
 func (p *plugin) count(product string, ds []policy.Decision) {
 	for _, d := range ds {
-		name := policy.MetricName(d, product)
-		c, ok := p.counters[name]
-		if !ok {
-			var err error
-			if c, err = proxywasm.DefineCounter(name); err != nil {
-				proxywasm.Logf(proxywasm.LogLevelDebug, "guard: metric %s: %v", name, err)
-				continue
-			}
-			p.counters[name] = c
+		if d.Count > 0 {
+			p.metrics.Add(policy.MetricName(d, product), uint64(d.Count))
 		}
-		_ = c.Increment(uint64(d.Count))
 	}
 }
 
@@ -158,12 +151,9 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 		return s.reject(res.Err)
 	}
 	if res.Body != nil {
-		if err := proxywasm.RequestBody.Replace(res.Body); err != nil {
+		if err := proxywasm.ReplaceRequestBody(res.Body); err != nil {
 			proxywasm.Logf(proxywasm.LogLevelError, "guard: rewrite request body: %v", err)
 			return s.reject(apierror.New(500, "internal_error", "the gateway could not rewrite the request body"))
-		}
-		if _, err := proxywasm.RequestHeaders.Get("content-length"); err == nil {
-			_ = proxywasm.RequestHeaders.Replace("content-length", strconv.Itoa(len(res.Body)))
 		}
 	}
 	if len(res.Texts) == 0 {
