@@ -138,6 +138,8 @@ type StreamMasker struct {
 	out     []byte
 	rep     masker.Report
 	events  int
+	doc     reqview.Doc // reused for every event: no allocation per parse
+	tdoc    reqview.Doc // for the template of synthesized chunks
 }
 
 // NewStreamMasker starts masking one streamed answer.
@@ -212,12 +214,11 @@ func (m *StreamMasker) event(ev *sse.Event, now time.Time) {
 		m.emit(ev.Name, ev.Data)
 		return
 	}
-	d, err := reqview.Parse(ev.Data, reqview.Limits{MaxDepth: 32})
-	if err != nil || d.Root().Kind() != reqview.Object {
+	if err := m.doc.Parse(ev.Data, reqview.Limits{MaxDepth: 32}); err != nil || m.doc.Root().Kind() != reqview.Object {
 		m.emit(ev.Name, ev.Data)
 		return
 	}
-	root := d.Root()
+	root := m.doc.Root()
 	choices := root.Get("choices")
 	if choices.Kind() != reqview.Array || choices.Len() == 0 {
 		m.emit(ev.Name, ev.Data)
@@ -337,11 +338,10 @@ func (m *StreamMasker) flush(k textKey) {
 	if m.rep.Block >= 0 || text == "" || m.tmpl == nil {
 		return
 	}
-	d, err := reqview.Parse(m.tmpl, reqview.Limits{MaxDepth: 32})
-	if err != nil {
+	if err := m.tdoc.Parse(m.tmpl, reqview.Limits{MaxDepth: 32}); err != nil {
 		return
 	}
-	root := d.Root()
+	root := m.tdoc.Root()
 	var choice []byte
 	idx := strconv.FormatInt(k.choice, 10)
 	if k.field == "text" {
