@@ -9,8 +9,6 @@ package quota
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"testing"
 	"time"
 
@@ -19,7 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/filters/quota/policy"
 	"github.com/tollgate/tollgate/keystore/analytics"
-	"github.com/tollgate/tollgate/keystore/store"
+	"github.com/tollgate/tollgate/keystore/analytics/analyticstest"
 	"github.com/tollgate/tollgate/shared/proxywasm/hosttest"
 )
 
@@ -175,28 +173,7 @@ func TestNativeSpikeArrestAndConfig(t *testing.T) {
 // requests it lets through are left to tokencount.
 func TestNativeUsageRecordsForRefusals(t *testing.T) {
 	ks := newKeystore(t)
-	b, err := store.OpenBackend(context.Background(), store.BackendOptions{DataDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, b.Close()) })
-	usage, err := analytics.Open(b, analytics.Config{})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/", ks)
-	mux.HandleFunc("POST /v1/usage", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		batch, err := analytics.DecodeBatch(body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		ack, err := usage.Ingest(r.Context(), batch.Records)
-		if err != nil || ack.Invalid > 0 {
-			http.Error(w, fmt.Sprint(err, ack.Errors), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{}`))
-	})
+	mux, usage := analyticstest.Keystore(t, ks)
 	cfg := hosttest.Config{Plugin: New, RootID: "quota", VMID: "tollgate", Clusters: []string{"keystore"},
 		PluginConfig: []byte(config("local", `, "usage": {"enabled": true, "flush_interval": "100ms"}, "keystore": {"cluster": "keystore"}`)),
 		Callouts:     hosttest.ServeCallouts(mux)}

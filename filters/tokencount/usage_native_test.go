@@ -4,9 +4,6 @@ package tokencount
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"net/http"
 	"testing"
 	"time"
 
@@ -14,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/keystore/analytics"
-	"github.com/tollgate/tollgate/keystore/store"
+	"github.com/tollgate/tollgate/keystore/analytics/analyticstest"
 	"github.com/tollgate/tollgate/shared/proxywasm/hosttest"
 )
 
@@ -23,27 +20,7 @@ import (
 // analytics equal what the counter engine charged.
 func TestNativeUsageRecords(t *testing.T) {
 	ks := newKeystore(t)
-	b, err := store.OpenBackend(context.Background(), store.BackendOptions{DataDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, b.Close()) })
-	st, err := analytics.Open(b, analytics.Config{})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/", ks)
-	mux.HandleFunc("POST /v1/usage", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		batch, err := analytics.DecodeBatch(body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		ack, err := st.Ingest(r.Context(), batch.Records)
-		if err != nil || ack.Invalid > 0 {
-			http.Error(w, fmt.Sprint(err, ack.Errors), http.StatusInternalServerError)
-			return
-		}
-		_, _ = w.Write([]byte(`{}`))
-	})
+	mux, st := analyticstest.Keystore(t, ks)
 	h := hosttest.New(t, hosttest.Config{Plugin: New, AllowOnHeadersStopIteration: true, Clusters: []string{"keystore"},
 		PluginConfig: []byte(staticConfig(10000, `, "usage": {"enabled": true, "flush_interval": "100ms"}`)),
 		Upstream:     nativeBackend(t, 200), Callouts: hosttest.ServeCallouts(mux)})
