@@ -1,0 +1,246 @@
+// Package hostile is the hostile-input suite: real Envoy running the shipped
+// chain (examples/envoy/gateway.yaml: apikey → quota → modelroute →
+// tokencount) in front of the real keystore and a stub upstream that records
+// what it receives and can answer like a broken or malicious model server.
+//
+// Every case states the status the client must get, whether the upstream may
+// see the request (a refusal never reaches it), and gets an OpenAI-shaped
+// JSON error body when refused; after every case a normal request must still
+// be served, so a case that kills a Wasm VM or wedges a worker fails there.
+// Classes: nesting, duplicate and case-folded keys, encodings, huge and slow
+// inputs, spoofed identity, smuggling, path tricks and hostile upstream
+// answers (whose counters must stay sane).
+package hostile
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/e2e/keystoretest"
+	"github.com/tollgate/tollgate/scripts/run-demo/demo"
+)
+
+func TestMain(m *testing.M) { os.Exit(keystoretest.Main(m)) }
+
+// Apps of the suite and their products (testdata/products.yaml).
+const (
+	appFull   = "full"   // every model
+	appGemma  = "gemma"  // gemma-3-1b-it only
+	appVictim = "victim" // faces the hostile upstream; a 10^6-token hourly quota
+)
+
+// suite is the running gateway.
+type suite struct {
+	envoy *envoytest.Envoy
+	ks    *keystoretest.Server
+	up    *upstream
+	keys  map[string]string // app → key
+}
+
+// start renders examples/envoy/gateway.yaml for a fresh keystore and the
+// stub upstream (as `make run` does, with Envoy choosing its ports and the
+// harness's access log), provisions the apps and starts Envoy.
+func start(t *testing.T) *suite {
+	t.Helper()
+	ks := keystoretest.Start(t, keystoretest.Options{})
+	up := startUpstream(t)
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", "gateway.yaml"))
+	require.NoError(t, err)
+	buildDir, err := envoytest.BuildDir()
+	require.NoError(t, err)
+	buildDir, err = filepath.Abs(buildDir)
+	require.NoError(t, err)
+	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount"} {
+		envoytest.WasmPath(t, f) // fails early, with advice, when a module is missing or stale
+	}
+	host, port := up.hostPort(t)
+	yml, err := demo.Render(src, demo.RenderOptions{
+		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Keystore: ks.DataAddr(),
+		Upstream: demo.Upstream{Host: host, Port: port}, BuildDir: buildDir, AccessLog: "{{.AccessLog}}",
+	})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	raw, err := os.ReadFile(filepath.Join("testdata", "products.yaml"))
+	require.NoError(t, err)
+	c := ks.Client(t)
+	require.NoError(t, demo.ApplyProducts(ctx, c, "testdata/products.yaml", raw))
+	s := &suite{ks: ks, up: up, keys: map[string]string{}}
+	for app, product := range map[string]string{appFull: "hostile-full", appGemma: "hostile-gemma", appVictim: "hostile-victim"} {
+		k, err := demo.IssueKey(ctx, c, demo.Account{Developer: "hostile@tollgate.test", App: app, Products: []string{product}})
+		require.NoError(t, err)
+		s.keys[app] = k.Secret
+	}
+	s.envoy = envoytest.Start(t, envoytest.Config{YAML: string(yml), ListenerName: "gateway", StartTimeout: 3 * time.Minute})
+	return s
+}
+
+// result is what the client got back.
+type result struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	Err    error // transport error, e.g. a stream cut mid-way
+}
+
+// client sends every request on its own connection: a hostile case must not
+// leave state behind for the next one.
+func client() *http.Client {
+	return &http.Client{
+		Timeout:   20 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true},
+	}
+}
+
+func (s *suite) url(path string) string { return "http://" + s.envoy.ListenerAddr() + path }
+
+// send issues one request through the gateway.
+func (s *suite) send(t *testing.T, method, path string, header map[string]string, body []byte) result {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.url(path), rd)
+	require.NoError(t, err)
+	for k, v := range header {
+		if strings.EqualFold(k, "host") {
+			req.Host = v
+			continue
+		}
+		req.Header[k] = []string{v} // as given: no canonicalisation, so spellings reach Envoy
+	}
+	resp, err := client().Do(req)
+	if err != nil {
+		return result{Err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return result{Status: resp.StatusCode, Header: resp.Header, Body: b, Err: err}
+}
+
+// sendRaw writes raw bytes to the listener and reads one HTTP response (or
+// the connection's end), bounded by timeout.
+func (s *suite) sendRaw(t *testing.T, raw string, timeout time.Duration) result {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", s.envoy.ListenerAddr(), 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(timeout)))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		return result{Err: err}
+	}
+	return readResponse(conn)
+}
+
+// readResponse reads one HTTP/1.1 response from conn.
+func readResponse(conn net.Conn) result {
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return result{Err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return result{Status: resp.StatusCode, Header: resp.Header, Body: b, Err: err}
+}
+
+// requireOpenAIError checks an OpenAI-shaped JSON error body and, when code
+// is not empty, its code.
+func requireOpenAIError(t *testing.T, r result, code string) {
+	t.Helper()
+	require.Contains(t, r.Header.Get("content-type"), "application/json", "error body: %s", r.Body)
+	var doc struct {
+		Error *struct {
+			Message *string `json:"message"`
+			Type    *string `json:"type"`
+			Code    any     `json:"code"`
+		} `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &doc), "error body is not JSON: %q", r.Body)
+	require.NotNil(t, doc.Error, "no error object: %s", r.Body)
+	require.NotNil(t, doc.Error.Message, "no error.message: %s", r.Body)
+	require.NotEmpty(t, *doc.Error.Message, "empty error.message: %s", r.Body)
+	require.NotNil(t, doc.Error.Type, "no error.type: %s", r.Body)
+	require.NotEmpty(t, *doc.Error.Type, "empty error.type: %s", r.Body)
+	if code != "" {
+		require.Equal(t, code, doc.Error.Code, "error code: %s", r.Body)
+	}
+}
+
+// chat is a chat-completion body for model with one user message.
+func chat(model string) []byte {
+	return []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"Hello!"}],"max_tokens":8}`, model))
+}
+
+// keyHeader is the x-api-key header of app.
+func (s *suite) keyHeader(app string) map[string]string {
+	return map[string]string{"x-api-key": s.keys[app], "content-type": "application/json"}
+}
+
+// requireServes proves the gateway still works: a normal chat completion
+// with app's key is answered 200 by the upstream.
+func (s *suite) requireServes(t *testing.T, app string) {
+	t.Helper()
+	before := s.up.count()
+	r := s.send(t, "POST", "/v1/chat/completions", s.keyHeader(app), chat("gemma-3-1b-it"))
+	require.NoError(t, r.Err, "normal request after the case")
+	require.Equal(t, http.StatusOK, r.Status, "normal request after the case: %s", r.Body)
+	var doc struct {
+		Choices []json.RawMessage `json:"choices"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &doc), "normal answer: %s", r.Body)
+	require.NotEmpty(t, doc.Choices)
+	require.Equal(t, before+1, s.up.count(), "the normal request reaches the upstream once")
+}
+
+// tokenCounters sums the tokencount token counters of app.
+func (s *suite) tokenCounters(t *testing.T, app string) float64 {
+	t.Helper()
+	samples, err := s.envoy.PromMetrics()
+	require.NoError(t, err)
+	var sum float64
+	for _, name := range []string{"tollgate_tokencount_prompt_tokens_total", "tollgate_tokencount_completion_tokens_total"} {
+		for _, smp := range envoytest.FindSamples(samples, name, map[string]string{"app": app}) {
+			sum += smp.Value
+		}
+	}
+	return sum
+}
+
+// dial opens a raw connection to the gateway's listener.
+func dial(s *suite) (net.Conn, error) {
+	return net.DialTimeout("tcp", s.envoy.ListenerAddr(), 5*time.Second)
+}
+
+// reader reads successive responses from one connection.
+type reader struct{ br *bufio.Reader }
+
+func newReader(conn net.Conn) *reader { return &reader{br: bufio.NewReader(conn)} }
+
+// next reads the next response.
+func (r *reader) next() result {
+	resp, err := http.ReadResponse(r.br, nil)
+	if err != nil {
+		return result{Err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return result{Status: resp.StatusCode, Header: resp.Header, Body: b, Err: err}
+}
