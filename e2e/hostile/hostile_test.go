@@ -136,6 +136,8 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 		},
 		"huge and slow": {
 			{name: "9 MiB body", body: big(9 << 20), status: []int{http.StatusRequestEntityTooLarge}},
+			{name: "11 MiB body, over the listener buffer", body: big(11 << 20), status: []int{http.StatusRequestEntityTooLarge}},
+			{name: "200 headers", header: manyHeaders(200), body: chat("gemma-3-1b-it"), status: []int{http.StatusRequestHeaderFieldsTooLarge}},
 			{name: "100 KiB header", header: map[string]string{"x-big": strings.Repeat("h", 100<<10)}, body: chat("gemma-3-1b-it"),
 				status: []int{http.StatusRequestHeaderFieldsTooLarge}},
 			{name: "slow headers are cut", check: slowHeaders},
@@ -147,6 +149,13 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 				body: chat("gemma-3-1b-it"), status: ok, reached: true, check: noSpoof},
 			{name: "case and underscore spellings", header: map[string]string{"X-TOLLGATE-APP": "spoof", "x_tollgate_app": "spoof", "X_Tollgate_Token_Quota": "spoof", "x_api_key": "spoof"},
 				body: chat("gemma-3-1b-it"), status: ok, reached: true, check: noSpoof},
+			{name: "identity stays inside the gateway", body: chat("gemma-3-1b-it"), status: ok, reached: true,
+				check: func(t *testing.T, s *suite, _ result, got []seen) {
+					require.Len(t, got, 1)
+					for name := range got[0].Header {
+						require.False(t, strings.HasPrefix(strings.ToLower(name), "x-tollgate-"), "identity header %s reached the upstream", name)
+					}
+				}},
 			{name: "allowed-models spoof does not widen a key", app: appGemma, header: map[string]string{"x-tollgate-allowed-models": "*"},
 				body: chat("llama-3.1-8b"), status: []int{http.StatusForbidden}},
 		},
@@ -194,6 +203,15 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 				body: body(gemma, hello, `"stream":true`), status: ok, reached: true, check: sane},
 		},
 	}
+}
+
+// manyHeaders returns n distinct small headers.
+func manyHeaders(n int) map[string]string {
+	h := map[string]string{}
+	for i := range n {
+		h[fmt.Sprintf("x-h%d", i)] = "v"
+	}
+	return h
 }
 
 // utf16 encodes ASCII s as UTF-16LE with a byte order mark.
