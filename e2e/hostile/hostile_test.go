@@ -126,7 +126,7 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 			{name: "gzip content-encoding", header: map[string]string{"content-encoding": "gzip"}, body: gzipped(t, chat("gemma-3-1b-it")),
 				status: []int{http.StatusBadRequest, http.StatusUnsupportedMediaType}},
 			{name: "text/plain body", header: map[string]string{"content-type": "text/plain"}, app: appGemma, body: chat("llama-3.1-8b"),
-				status: []int{http.StatusForbidden, http.StatusUnsupportedMediaType}},
+				status: []int{http.StatusBadRequest, http.StatusUnsupportedMediaType}},
 			{name: "form-encoded body", header: map[string]string{"content-type": "application/x-www-form-urlencoded"}, body: []byte("model=gemma-3-1b-it&messages=hi"),
 				status: []int{http.StatusBadRequest, http.StatusUnsupportedMediaType}},
 			{name: "UTF-16 body", body: utf16(string(chat("gemma-3-1b-it"))), status: bad},
@@ -196,11 +196,11 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 			{name: "usage that is not integers", app: appVictim, header: withMode(modeUsageGarbage), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: sane},
 			{name: "body that is not JSON", app: appVictim, header: withMode(modeNotJSON), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: sane},
 			{name: "stream usage of 10^18 tokens", app: appVictim, header: withMode(modeStreamAbsurd),
-				body: body(gemma, hello, `"stream":true`, `"stream_options":{"include_usage":true}`), status: ok, reached: true, check: sane},
+				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`, `"stream_options":{"include_usage":true}`), status: ok, reached: true, check: sane},
 			{name: "stream reset mid-way", app: appVictim, header: withMode(modeStreamReset),
-				body: body(gemma, hello, `"stream":true`), status: ok, reached: true, check: sane},
+				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`), status: ok, reached: true, check: sane},
 			{name: "invalid SSE", app: appVictim, header: withMode(modeStreamInvalid),
-				body: body(gemma, hello, `"stream":true`), status: ok, reached: true, check: sane},
+				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`), status: ok, reached: true, check: sane},
 		},
 	}
 }

@@ -43,6 +43,10 @@ const (
 	appVictim = "victim" // faces the hostile upstream; a 10^6-token hourly quota
 )
 
+// dataToken is the keystore's data-plane token: the keystore requires it
+// and the rendered filters send it.
+const dataToken = "hostile-data-plane-token-0123456789"
+
 // suite is the running gateway.
 type suite struct {
 	envoy *envoytest.Envoy
@@ -56,7 +60,7 @@ type suite struct {
 // harness's access log), provisions the apps and starts Envoy.
 func start(t *testing.T) *suite {
 	t.Helper()
-	ks := keystoretest.Start(t, keystoretest.Options{})
+	ks := keystoretest.Start(t, keystoretest.Options{DataToken: dataToken})
 	up := startUpstream(t)
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
@@ -72,7 +76,7 @@ func start(t *testing.T) *suite {
 	host, port := up.hostPort(t)
 	yml, err := demo.Render(src, demo.RenderOptions{
 		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Keystore: ks.DataAddr(),
-		Upstream: demo.Upstream{Host: host, Port: port}, BuildDir: buildDir, AccessLog: "{{.AccessLog}}",
+		Upstream: demo.Upstream{Host: host, Port: port}, BuildDir: buildDir, AccessLog: "{{.AccessLog}}", DataToken: dataToken,
 	})
 	require.NoError(t, err)
 
