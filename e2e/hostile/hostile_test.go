@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
 )
 
 // hcase is one hostile input.
@@ -66,6 +68,15 @@ func noSpoof(t *testing.T, _ *suite, _ result, got []seen) {
 			require.NotEqual(t, "spoof", v, "spoofed header %s reached the upstream", name)
 		}
 	}
+}
+
+// distrusted is sane plus: the usage was refused as a violation and
+// counted in tollgate_tokencount_usage_violations_total.
+func distrusted(t *testing.T, s *suite, r result, got []seen) {
+	t.Helper()
+	sane(t, s, r, got)
+	envoytest.Eventually(t, 5*time.Second, func() bool { return s.violations(t) > s.violationsBefore },
+		"the usage violation was not counted")
 }
 
 // sane fails when the hostile upstream's usage moved the victim's token
@@ -190,13 +201,13 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 				status: []int{http.StatusUnauthorized}, check: notLogged},
 		},
 		"hostile upstream": {
-			{name: "usage of 10^18 tokens", app: appVictim, header: withMode(modeUsageAbsurd), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: sane},
-			{name: "negative usage", app: appVictim, header: withMode(modeUsageNegative), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: sane},
+			{name: "usage of 10^18 tokens", app: appVictim, header: withMode(modeUsageAbsurd), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: distrusted},
+			{name: "negative usage", app: appVictim, header: withMode(modeUsageNegative), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: distrusted},
 			{name: "missing usage", app: appVictim, header: withMode(modeUsageMissing), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: sane},
-			{name: "usage that is not integers", app: appVictim, header: withMode(modeUsageGarbage), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: sane},
+			{name: "usage that is not integers", app: appVictim, header: withMode(modeUsageGarbage), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: distrusted},
 			{name: "body that is not JSON", app: appVictim, header: withMode(modeNotJSON), body: chat("gemma-3-1b-it"), status: ok, reached: true, check: sane},
 			{name: "stream usage of 10^18 tokens", app: appVictim, header: withMode(modeStreamAbsurd),
-				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`, `"stream_options":{"include_usage":true}`), status: ok, reached: true, check: sane},
+				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`, `"stream_options":{"include_usage":true}`), status: ok, reached: true, check: distrusted},
 			{name: "stream reset mid-way", app: appVictim, header: withMode(modeStreamReset),
 				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`), status: ok, reached: true, check: sane},
 			{name: "invalid SSE", app: appVictim, header: withMode(modeStreamInvalid),
@@ -259,6 +270,9 @@ func (s *suite) run(t *testing.T, c hcase) {
 		return strings.ReplaceAll(v, "{OTHER}", s.keys[other])
 	}
 	before := s.up.count()
+	if app == appVictim {
+		s.violationsBefore = s.violations(t)
+	}
 	var r result
 	switch {
 	case c.raw != "":
@@ -386,7 +400,7 @@ func notLogged(t *testing.T, s *suite, _ result, _ []seen) {
 	require.Eventually(t, func() bool {
 		var err error
 		raw, err = os.ReadFile(s.envoy.AccessLogPath)
-		return err == nil && bytes.Contains(raw, []byte(`"status":401`)) || bytes.Contains(raw, []byte(`"status":"401"`))
+		return err == nil && (bytes.Contains(raw, []byte(`"status":401`)) || bytes.Contains(raw, []byte(`"status":"401"`)))
 	}, 5*time.Second, 20*time.Millisecond, "the refusal was never logged")
 	require.NotContains(t, string(raw), s.keys[appFull], "a key reached the access log")
 }

@@ -53,6 +53,8 @@ type suite struct {
 	ks    *keystoretest.Server
 	up    *upstream
 	keys  map[string]string // app → key
+	// violationsBefore is violations() before the running case was sent.
+	violationsBefore float64
 }
 
 // start renders examples/envoy/gateway.yaml for a fresh keystore and the
@@ -212,6 +214,20 @@ func (s *suite) requireServes(t *testing.T, app string) {
 	require.NoError(t, json.Unmarshal(r.Body, &doc), "normal answer: %s", r.Body)
 	require.NotEmpty(t, doc.Choices)
 	require.Equal(t, before+1, s.up.count(), "the normal request reaches the upstream once")
+}
+
+// violations sums tokencount's usage-violation counters, whatever their labels.
+func (s *suite) violations(t *testing.T) float64 {
+	t.Helper()
+	samples, err := s.envoy.PromMetrics()
+	require.NoError(t, err)
+	var sum float64
+	for _, smp := range samples {
+		if strings.HasPrefix(smp.Name, "tollgate_tokencount_usage_violations_total") {
+			sum += smp.Value
+		}
+	}
+	return sum
 }
 
 // tokenCounters sums the tokencount token counters of app.
