@@ -196,6 +196,13 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 			{name: "dot-dot-semicolon", method: "GET", path: "/v1/models/..;/..;/admin", status: bad},
 			{name: "encoded backslashes", method: "GET", path: "/v1/models/x%5c..%5c..%5cadmin", status: bad},
 			{name: "encoded NUL", method: "GET", path: "/v1/models/gemma%00", status: bad},
+			{name: "unmetered endpoint under a token quota", path: "/v1/responses", body: body(gemma, `"input":"hi"`),
+				status: []int{http.StatusForbidden}, code: "unmetered_endpoint"},
+			{name: "unmetered endpoint, escaped", path: "/v1/respons%65s", body: body(gemma, `"input":"hi"`),
+				status: []int{http.StatusForbidden}, code: "unmetered_endpoint"},
+			{name: "unmetered multipart upload", path: "/v1/audio/transcriptions", header: map[string]string{"content-type": "multipart/form-data; boundary=x"},
+				body: []byte("--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--x--\r\n"),
+				status: []int{http.StatusForbidden, http.StatusUnsupportedMediaType, http.StatusBadRequest}},
 			{name: "raw dot segments", method: "GET", path: "/v1/models/../../admin", status: []int{http.StatusBadRequest, http.StatusForbidden}},
 			{name: "refused query key stays out of the access log", app: "-", method: "GET", path: "/v1/models?key={FULL}",
 				status: []int{http.StatusUnauthorized}, check: notLogged},
@@ -301,6 +308,7 @@ func (s *suite) run(t *testing.T, c hcase) {
 		r = s.send(t, method, fill(path), h, b)
 	}
 	if c.status != nil {
+		t.Logf("status %d, %d bytes", r.Status, len(r.Body))
 		if !c.reached || r.Status >= 300 {
 			require.NoError(t, r.Err)
 		}
