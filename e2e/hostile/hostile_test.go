@@ -201,7 +201,7 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 			{name: "unmetered endpoint, escaped", path: "/v1/respons%65s", body: body(gemma, `"input":"hi"`),
 				status: []int{http.StatusForbidden}, code: "unmetered_endpoint"},
 			{name: "unmetered multipart upload", path: "/v1/audio/transcriptions", header: map[string]string{"content-type": "multipart/form-data; boundary=x"},
-				body: []byte("--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--x--\r\n"),
+				body:   []byte("--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--x--\r\n"),
 				status: []int{http.StatusForbidden, http.StatusUnsupportedMediaType, http.StatusBadRequest}},
 			{name: "raw dot segments", method: "GET", path: "/v1/models/../../admin", status: []int{http.StatusBadRequest, http.StatusForbidden}},
 			{name: "refused query key stays out of the access log", app: "-", method: "GET", path: "/v1/models?key={FULL}",
