@@ -145,6 +145,11 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 		"huge and slow": {
 			{name: "9 MiB body", body: big(9 << 20), status: []int{http.StatusRequestEntityTooLarge}},
 			{name: "11 MiB body, over the listener buffer", body: big(11 << 20), status: []int{http.StatusRequestEntityTooLarge}},
+			{name: "200 headers", header: manyHeaders(200), body: chat("gemma-3-1b-it"), status: []int{http.StatusRequestHeaderFieldsTooLarge}},
+			{name: "100 KiB header", header: map[string]string{"x-big": strings.Repeat("h", 100<<10)}, body: chat("gemma-3-1b-it"),
+				status: []int{http.StatusRequestHeaderFieldsTooLarge}},
+			{name: "slow headers are cut", check: slowHeaders},
+			{name: "slow body is cut", check: slowBody},
 		},
 		"spoofed identity": {
 			{name: "x-tollgate-* spoofs", header: map[string]string{"x-tollgate-app": "spoof", "x-tollgate-token-quota": "spoof", "x-tollgate-request-quota": "spoof",
@@ -152,10 +157,23 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 				body: chat("gemma-3-1b-it"), status: ok, reached: true, check: noSpoof},
 			{name: "case and underscore spellings", header: map[string]string{"X-TOLLGATE-APP": "spoof", "x_tollgate_app": "spoof", "X_Tollgate_Token_Quota": "spoof", "x_api_key": "spoof"},
 				body: chat("gemma-3-1b-it"), status: ok, reached: true, check: noSpoof},
+			{name: "identity stays inside the gateway", body: chat("gemma-3-1b-it"), status: ok, reached: true,
+				check: func(t *testing.T, s *suite, _ result, got []seen) {
+					require.Len(t, got, 1)
+					for name := range got[0].Header {
+						require.False(t, strings.HasPrefix(strings.ToLower(name), "x-tollgate-"), "identity header %s reached the upstream", name)
+					}
+				}},
 			{name: "allowed-models spoof does not widen a key", app: appGemma, header: map[string]string{"x-tollgate-allowed-models": "*"},
 				body: chat("llama-3.1-8b"), status: []int{http.StatusForbidden}},
 		},
 		"smuggling": {
+			{name: "content-length and chunked", raw: "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\n" +
+				"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: bad},
+			{name: "two content-lengths", raw: "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\n" +
+				"Content-Length: 2\r\nContent-Length: 90\r\n\r\n{}", status: bad},
+			{name: "malformed chunk size", raw: "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\n" +
+				"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", status: bad},
 			{name: "pipelined request needs its own key", check: pipelined},
 			{name: "query key beside a header key", method: "GET", path: "/v1/models?x=1&key={OTHER}&api_key={OTHER}", status: ok, reached: true,
 				check: func(t *testing.T, s *suite, _ result, got []seen) {
@@ -201,6 +219,15 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`), status: ok, reached: true, check: sane},
 		},
 	}
+}
+
+// manyHeaders returns n distinct small headers.
+func manyHeaders(n int) map[string]string {
+	h := map[string]string{}
+	for i := range n {
+		h[fmt.Sprintf("x-h%d", i)] = "v"
+	}
+	return h
 }
 
 // utf16 encodes ASCII s as UTF-16LE with a byte order mark.
@@ -304,6 +331,48 @@ func (s *suite) run(t *testing.T, c hcase) {
 	}
 	s.requireServes(t, app)
 }
+
+// slowHeaders sends a request line and one header, then nothing: the
+// gateway must close the connection (or answer 408) within its header
+// timeout instead of holding it.
+func slowHeaders(t *testing.T, s *suite, _ result, _ []seen) {
+	t.Helper()
+	conn, err := dial(s)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: %s\r\n", s.keys[appFull])
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, conn.SetDeadline(start.Add(slowBound)))
+	r := readResponse(conn)
+	require.Less(t, time.Since(start), slowBound, "the gateway held a half-sent request: %v", r.Err)
+	if r.Err == nil {
+		require.Equal(t, http.StatusRequestTimeout, r.Status)
+		requireOpenAIError(t, r, "")
+	}
+}
+
+// slowBody sends complete headers and part of the body, then nothing: the
+// gateway must answer 408 (JSON) within its request timeout.
+func slowBody(t *testing.T, s *suite, _ result, _ []seen) {
+	t.Helper()
+	before := s.up.count()
+	conn, err := dial(s)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: %s\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":", s.keys[appFull])
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, conn.SetDeadline(start.Add(slowBound)))
+	r := readResponse(conn)
+	require.NoError(t, r.Err, "no answer within %s", slowBound)
+	require.Equal(t, http.StatusRequestTimeout, r.Status, "%s", r.Body)
+	requireOpenAIError(t, r, "")
+	require.Equal(t, before, s.up.count(), "a half-sent body reached the upstream")
+}
+
+// slowBound is how long a slow client may hold the gateway before being cut.
+const slowBound = 15 * time.Second
 
 // pipelined sends a keyed request and, in the same bytes, a second request
 // without a key: each is judged on its own.
