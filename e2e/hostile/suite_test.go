@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
@@ -81,6 +82,7 @@ func start(t *testing.T) *suite {
 		Upstream: demo.Upstream{Host: host, Port: port}, BuildDir: buildDir, AccessLog: "{{.AccessLog}}", DataToken: dataToken,
 	})
 	require.NoError(t, err)
+	yml = shortenTimeouts(t, yml)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -96,6 +98,43 @@ func start(t *testing.T) *suite {
 	}
 	s.envoy = envoytest.Start(t, envoytest.Config{YAML: string(yml), ListenerName: "gateway", StartTimeout: 3 * time.Minute})
 	return s
+}
+
+// Timeouts of the slow-client cases. The shipped values (10 s for the
+// headers, 60 s for the whole request) are checked to be set and bounded;
+// the running copy uses these, so that the cases prove the mechanism without
+// waiting a minute.
+const (
+	headersTimeout = 2 * time.Second
+	requestTimeout = 3 * time.Second
+	// slowBound is how long a slow client may hold the gateway before being cut.
+	slowBound = 10 * time.Second
+)
+
+// shortenTimeouts checks that the rendered gateway bounds slow clients
+// (request_headers_timeout ≤ 10 s, request_timeout ≤ 120 s) and returns it
+// with those two timeouts set to headersTimeout and requestTimeout.
+func shortenTimeouts(t *testing.T, yml []byte) []byte {
+	t.Helper()
+	var doc map[string]any
+	require.NoError(t, yaml.Unmarshal(yml, &doc))
+	listeners := doc["static_resources"].(map[string]any)["listeners"].([]any)
+	require.Len(t, listeners, 1)
+	chains := listeners[0].(map[string]any)["filter_chains"].([]any)
+	hcm := chains[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+	for field, limit := range map[string]time.Duration{"request_headers_timeout": 10 * time.Second, "request_timeout": 2 * time.Minute} {
+		raw, ok := hcm[field].(string)
+		require.True(t, ok, "the shipped gateway sets no %s", field)
+		d, err := time.ParseDuration(raw)
+		require.NoError(t, err, field)
+		require.Positive(t, d, field)
+		require.LessOrEqual(t, d, limit, field)
+	}
+	hcm["request_headers_timeout"] = headersTimeout.String()
+	hcm["request_timeout"] = requestTimeout.String()
+	out, err := yaml.Marshal(doc)
+	require.NoError(t, err)
+	return out
 }
 
 // result is what the client got back.
