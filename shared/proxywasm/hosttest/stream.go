@@ -238,28 +238,17 @@ func (s *Stream) result(paused bool) *Result {
 
 // RequestHeaders runs proxy_on_request_headers with these headers (keys are lower-cased).
 func (s *Stream) RequestHeaders(headers [][2]string, endOfStream bool) proxywasm.Action {
-	d := &s.req
-	for _, kv := range headers {
-		d.headers = append(d.headers, [2]string{strings.ToLower(kv[0]), kv[1]})
-	}
-	d.end = endOfStream
-	a := s.headers(d, endOfStream)
-	s.h.drain()
-	return a
+	return s.sendHeaders(&s.req, headers, endOfStream)
 }
 
 // RequestBody runs proxy_on_request_body with one more data frame.
 func (s *Stream) RequestBody(data []byte, endOfStream bool) proxywasm.Action {
-	a := s.body(&s.req, data, endOfStream)
-	s.h.drain()
-	return a
+	return s.settled(s.body(&s.req, data, endOfStream))
 }
 
 // RequestTrailers runs proxy_on_request_trailers.
 func (s *Stream) RequestTrailers(trailers [][2]string) proxywasm.Action {
-	a := s.trailers(&s.req, trailers)
-	s.h.drain()
-	return a
+	return s.settled(s.trailers(&s.req, trailers))
 }
 
 // ResponseHeaders runs proxy_on_response_headers.
@@ -267,26 +256,29 @@ func (s *Stream) ResponseHeaders(headers [][2]string, endOfStream bool) proxywas
 	if s.replied || s.reset {
 		return proxywasm.ActionContinue
 	}
-	d := &s.resp
-	for _, kv := range headers {
-		d.headers = append(d.headers, [2]string{strings.ToLower(kv[0]), kv[1]})
-	}
-	d.end = endOfStream
-	a := s.headers(d, endOfStream)
-	s.h.drain()
-	return a
+	return s.sendHeaders(&s.resp, headers, endOfStream)
 }
 
 // ResponseBody runs proxy_on_response_body with one more data frame.
 func (s *Stream) ResponseBody(data []byte, endOfStream bool) proxywasm.Action {
-	a := s.body(&s.resp, data, endOfStream)
-	s.h.drain()
-	return a
+	return s.settled(s.body(&s.resp, data, endOfStream))
 }
 
 // ResponseTrailers runs proxy_on_response_trailers.
 func (s *Stream) ResponseTrailers(trailers [][2]string) proxywasm.Action {
-	a := s.trailers(&s.resp, trailers)
+	return s.settled(s.trailers(&s.resp, trailers))
+}
+
+func (s *Stream) sendHeaders(d *direction, headers [][2]string, endOfStream bool) proxywasm.Action {
+	for _, kv := range headers {
+		d.headers = append(d.headers, [2]string{strings.ToLower(kv[0]), kv[1]})
+	}
+	d.end = endOfStream
+	return s.settled(s.headers(d, endOfStream))
+}
+
+// settled runs the work Envoy does after a callback, then returns its action.
+func (s *Stream) settled(a proxywasm.Action) proxywasm.Action {
 	s.h.drain()
 	return a
 }
