@@ -4,6 +4,7 @@ package countertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Batch", func(t *testing.T) { testBatch(t, h) })
 	t.Run("ReserveBlocksOvershoot", func(t *testing.T) { testReserve(t, h) })
 	t.Run("Settle", func(t *testing.T) { testSettle(t, h) })
+	t.Run("SettleOncePerReservation", func(t *testing.T) { testSettleOnce(t, h) })
 	t.Run("Release", func(t *testing.T) { testRelease(t, h) })
 	t.Run("ReservationExpiry", func(t *testing.T) { testExpiry(t, h) })
 	t.Run("SettleAfterWindowEnded", func(t *testing.T) { testSettleOldWindow(t, h) })
@@ -125,6 +127,54 @@ func Run(t *testing.T, h Harness) {
 	if h.Persistent {
 		t.Run("RestartKeepsCounts", func(t *testing.T) { testRestart(t, h) })
 	}
+}
+
+// testSettleOnce: a reservation is charged once, whatever repeats its
+// settle or release: retried settles (the tokencount filter retries those
+// the keystore did not answer, from every Envoy worker) answer
+// ErrReservationNotFound and change nothing, also when they race.
+func testSettleOnce(t *testing.T, h Harness) {
+	e := setup(t, h)
+	ctx := context.Background()
+	s := spec(t, 10000, 1, "hour", "calendar")
+	r, err := e.eng.Reserve(ctx, tokKey("once"), s, 800, time.Minute)
+	require.NoError(t, err)
+	d, err := e.eng.Settle(ctx, r.ID, 300)
+	require.NoError(t, err)
+	require.Equal(t, int64(300), d.Used)
+	for _, again := range []func() error{
+		func() error { _, err := e.eng.Settle(ctx, r.ID, 300); return err },
+		func() error { _, err := e.eng.Settle(ctx, r.ID, 5000); return err },
+		func() error { _, err := e.eng.Release(ctx, r.ID); return err },
+	} {
+		require.ErrorIs(t, again(), counter.ErrReservationNotFound)
+		assert.Equal(t, int64(300), consume(t, e.eng, tokKey("once"), s, 0).Used, "a repeat changes nothing")
+	}
+
+	// Racing settles of one reservation: exactly one applies.
+	const racers = 8
+	var ids []string
+	for range 20 {
+		r, err := e.eng.Reserve(ctx, tokKey("race"), s, 100, time.Minute)
+		require.NoError(t, err)
+		ids = append(ids, r.ID)
+	}
+	var wg sync.WaitGroup
+	var applied atomic.Int64
+	for _, id := range ids {
+		for range racers {
+			wg.Go(func() {
+				if _, err := e.eng.Settle(ctx, id, 7); err == nil {
+					applied.Add(1)
+				} else if !errors.Is(err, counter.ErrReservationNotFound) {
+					t.Errorf("settle: %v", err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	assert.Equal(t, int64(len(ids)), applied.Load(), "one settle per reservation applied")
+	assert.Equal(t, int64(7*len(ids)), consume(t, e.eng, tokKey("race"), s, 0).Used)
 }
 
 func testConsumeToLimit(t *testing.T, h Harness) {
