@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -24,30 +23,19 @@ import (
 // post sends a chat request through the gateway and returns status and body.
 func (s *stack) post(t *testing.T, app, path, body string, hdr map[string]string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.url(path), strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, s.URL(path), strings.NewReader(body))
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+s.keys[app])
+	req.Header.Set("Authorization", "Bearer "+s.Keys[app])
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := s.envoy.Client().Do(req)
+	resp, err := s.Envoy.Client().Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, b
-}
-
-// accessLines returns the access log's lines written so far.
-func (s *stack) accessLines(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile(s.envoy.AccessLogPath)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	require.NoError(t, err)
-	return strings.Split(string(b), "\n")
 }
 
 func chat(prompt string, extra string) string {
@@ -77,7 +65,7 @@ func TestGuard(t *testing.T) {
 
 	blocked := func(t *testing.T, app, path, body, code, param string) {
 		t.Helper()
-		before := s.up.count()
+		before := s.Upstream.Count()
 		status, b := s.post(t, app, path, body, nil)
 		require.Equal(t, 400, status, string(b))
 		c, p, _ := errorCode(t, b)
@@ -85,7 +73,7 @@ func TestGuard(t *testing.T) {
 		if param != "" {
 			assert.Equal(t, param, p)
 		}
-		assert.Equal(t, before, s.up.count(), "the upstream must not be reached")
+		assert.Equal(t, before, s.Upstream.Count(), "the upstream must not be reached")
 	}
 
 	t.Run("threats in a query parameter are refused before the upstream", func(t *testing.T) {
@@ -105,7 +93,9 @@ func TestGuard(t *testing.T) {
 		var got struct {
 			Messages []struct{ Content string } `json:"messages"`
 		}
-		require.NoError(t, json.Unmarshal([]byte(s.up.last()), &got))
+		last, ok := s.Upstream.Last()
+		require.True(t, ok)
+		require.NoError(t, json.Unmarshal(last.Body, &got))
 		require.Len(t, got.Messages, 1)
 		assert.Equal(t, prompt, got.Messages[0].Content)
 	})
@@ -113,13 +103,15 @@ func TestGuard(t *testing.T) {
 	t.Run("a payment card reaches the upstream as a placeholder", func(t *testing.T) {
 		status, b := s.post(t, "g", "/v1/chat/completions", chat("Charge my card 4111 1111 1111 1111 please", ""), nil)
 		require.Equal(t, 200, status, string(b))
-		up := s.up.last()
+		last, ok := s.Upstream.Last()
+		require.True(t, ok)
+		up := string(last.Body)
 		assert.True(t, json.Valid([]byte(up)), up)
 		assert.Contains(t, up, `"Charge my card [PAYMENT_CARD] please"`)
 		assert.NotContains(t, up, "4111")
 		var line string
 		envoytest.Eventually(t, 10*time.Second, func() bool {
-			for _, l := range s.accessLines(t) {
+			for _, l := range s.AccessLines(t) {
 				if strings.Contains(l, "request:payment_card:mask:1") {
 					line = l
 					return true
@@ -128,19 +120,19 @@ func TestGuard(t *testing.T) {
 			return false
 		}, "the access log names the decision")
 		assert.NotContains(t, line, "4111")
-		s.envoy.WaitPromMetric(t, "tollgate_guard_decisions_total", map[string]string{
+		s.Envoy.WaitPromMetric(t, "tollgate_guard_decisions_total", map[string]string{
 			"detector": "payment_card", "action": "mask", "product": "guarded", "direction": "request"}, 10*time.Second,
 			func(v float64) bool { return v >= 1 })
 	})
 
 	t.Run("an e-mail streamed byte by byte reaches the client masked, usage unchanged", func(t *testing.T) {
-		req, err := http.NewRequest(http.MethodPost, s.url("/v1/chat/completions"),
+		req, err := http.NewRequest(http.MethodPost, s.URL("/v1/chat/completions"),
 			strings.NewReader(chat("Who do I write to?", `,"stream":true,"stream_options":{"include_usage":true}`)))
 		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+s.keys["g"])
+		req.Header.Set("Authorization", "Bearer "+s.Keys["g"])
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(headerEmailStream, "1")
-		resp, err := s.envoy.Client().Do(req)
+		resp, err := s.Envoy.Client().Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		require.Equal(t, 200, resp.StatusCode)
@@ -188,7 +180,7 @@ func TestGuard(t *testing.T) {
 		assert.Equal(t, int64(streamedCompletion), usage.CompletionTokens)
 		// tokencount metered the upstream's usage, unchanged by the masking.
 		envoytest.Eventually(t, 10*time.Second, func() bool {
-			for _, l := range s.accessLines(t) {
+			for _, l := range s.AccessLines(t) {
 				if strings.Contains(l, "response:email:mask:1") {
 					var f struct {
 						Prompt     string `json:"prompt_tokens"`
@@ -216,15 +208,15 @@ func TestGuard(t *testing.T) {
 	t.Run("moderation down: fail closed refuses, fail open passes", func(t *testing.T) {
 		s.mod.down.Store(true)
 		defer s.mod.down.Store(false)
-		before := s.up.count()
+		before := s.Upstream.Count()
 		status, b := s.post(t, "g", "/v1/chat/completions", chat("A fresh question while the checker is down", ""), nil)
 		require.Equal(t, 503, status, string(b))
 		code, _, _ := errorCode(t, b)
 		assert.Equal(t, "guard_moderation_unavailable", code)
-		assert.Equal(t, before, s.up.count())
+		assert.Equal(t, before, s.Upstream.Count())
 		status, b = s.post(t, "go", "/v1/chat/completions", chat("Another fresh question while the checker is down", ""), nil)
 		require.Equal(t, 200, status, string(b))
-		assert.Equal(t, before+1, s.up.count())
+		assert.Equal(t, before+1, s.Upstream.Count())
 	})
 
 	t.Run("pathological input does not slow the gateway", func(t *testing.T) {
@@ -247,7 +239,7 @@ func TestGuard(t *testing.T) {
 	})
 
 	t.Run("the OpenAI SDK sees a BadRequestError with the policy code", func(t *testing.T) {
-		c := openai.NewClient(option.WithBaseURL(s.url("/v1")), option.WithAPIKey(s.keys["g"]),
+		c := openai.NewClient(option.WithBaseURL(s.URL("/v1")), option.WithAPIKey(s.Keys["g"]),
 			option.WithMaxRetries(0), option.WithRequestTimeout(30*time.Second))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -293,7 +285,7 @@ func TestGuard(t *testing.T) {
 	})
 
 	t.Run("a blocking rule ends a stream with an error event the SDK raises", func(t *testing.T) {
-		c := openai.NewClient(option.WithBaseURL(s.url("/v1")), option.WithAPIKey(s.keys["g"]),
+		c := openai.NewClient(option.WithBaseURL(s.URL("/v1")), option.WithAPIKey(s.Keys["g"]),
 			option.WithMaxRetries(0), option.WithRequestTimeout(30*time.Second))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -314,5 +306,5 @@ func TestGuard(t *testing.T) {
 		assert.Equal(t, "Your number is ", text.String(), "text before the match went out; the match never did")
 	})
 
-	s.envoy.RequireNoCrash(t)
+	s.Envoy.RequireNoCrash(t)
 }
