@@ -160,16 +160,27 @@ func startEnvoy(t testing.TB, sims []*sim, mode, filterConfig string) *envoytest
 			sr := b["static_resources"].(map[string]any)
 			sr["clusters"] = append(sr["clusters"].([]any), cluster)
 			setRoute(b, route)
+			logPick(b)
 		},
 	})
 }
 
-// setRoute merges fields into the single route's "route" action.
-func setRoute(b map[string]any, fields map[string]any) {
+// hcm returns the generated HTTP connection manager's config.
+func hcm(b map[string]any) map[string]any {
 	l := b["static_resources"].(map[string]any)["listeners"].([]any)[0].(map[string]any)
 	fc := l["filter_chains"].([]any)[0].(map[string]any)
-	hcm := fc["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
-	vh := hcm["route_config"].(map[string]any)["virtual_hosts"].([]any)[0].(map[string]any)
+	return fc["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+}
+
+// logPick adds the picker's filter state to the access log as "pick".
+func logPick(b map[string]any) {
+	al := hcm(b)["access_log"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+	al["log_format"].(map[string]any)["json_format"].(map[string]any)["pick"] = "%FILTER_STATE(wasm.tollgate.picker.pick:PLAIN)%"
+}
+
+// setRoute merges fields into the single route's "route" action.
+func setRoute(b map[string]any, fields map[string]any) {
+	vh := hcm(b)["route_config"].(map[string]any)["virtual_hosts"].([]any)[0].(map[string]any)
 	r := vh["routes"].([]any)[0].(map[string]any)["route"].(map[string]any)
 	for k, v := range fields {
 		r[k] = v

@@ -1,6 +1,7 @@
 package picker
 
 import (
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -37,6 +38,10 @@ func TestOriginalDst(t *testing.T) {
 		assert.Equal(t, before+1, total(sims))
 		served := servedBy(t, sims)
 		assert.Equal(t, served.addr, served.dest(), "the upstream got the picked endpoint, not the client's value")
+		envoytest.Eventually(t, 5*time.Second, func() bool {
+			raw, _ := os.ReadFile(e.AccessLogPath)
+			return strings.Contains(string(raw), `"pick":"`+served.addr+` scored"`)
+		}, "the access log names the pick and its reason")
 	})
 
 	t.Run("subset hint", func(t *testing.T) {
@@ -50,6 +55,10 @@ func TestOriginalDst(t *testing.T) {
 		assert.Equal(t, 503, r.status)
 		assert.Equal(t, "no_endpoint_available", errorCode(t, r.body))
 		assert.Equal(t, "application/json", r.header.Get("content-type"))
+		envoytest.Eventually(t, 5*time.Second, func() bool {
+			raw, _ := os.ReadFile(e.AccessLogPath)
+			return strings.Contains(string(raw), `"pick":"- no_eligible"`)
+		}, "the access log names the refusal")
 	})
 
 	t.Run("LoRA affinity", func(t *testing.T) {
