@@ -254,9 +254,11 @@ func (p *Policy) score(cs []Candidate, x *Index, req Request, isLora bool, now i
 		if !c.Stale {
 			pt.KV = 1 - c.KVUsage
 		}
-		// The prefix score fades as the queue grows: a cache hit saves a
-		// prefill, a long queue costs more than that.
-		pt.Prefix = match[c.Address] * max(0, 1-c.Waiting/p.LoadCutoff)
+		// The prefix score fades as the endpoint's queue grows beyond the
+		// shortest one: a cache hit saves a prefill, a much longer queue
+		// costs more than that. When every queue is long (overload), the
+		// affinity stays, since hits are then the only spare capacity.
+		pt.Prefix = match[c.Address] * max(0, 1-(load(c)-minL)/p.LoadCutoff)
 		if isLora {
 			switch {
 			case slices.Contains(c.RunningLoras, req.Model):

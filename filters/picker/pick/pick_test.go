@@ -444,3 +444,26 @@ func TestScrapeLagIsCompensated(t *testing.T) {
 		assert.NotEqual(t, b, p.Pick(h, nil, Request{Model: "m"}).Endpoints[0])
 	}
 }
+
+func TestPrefixAffinityHoldsUnderUniformOverload(t *testing.T) {
+	p := policy(t, "")
+	h := newHost()
+	x, err := p.NewIndex(h.st)
+	require.NoError(t, err)
+	require.NoError(t, x.Init())
+	h.allIdle(t)
+	system := strings.Repeat("Overloaded group prompt. ", 120)
+	d := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, "q"), HasSubset: true, Subset: []string{c}})
+	require.NoError(t, p.Commit(h, x, &d))
+	require.NoError(t, p.Done(h, c))
+	for _, e := range []string{a, b, c} {
+		h.metrics(t, e, 8, 4, 0.9) // every server saturated alike
+	}
+	for i := 0; i < 10; i++ {
+		d := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, fmt.Sprint("q", i))})
+		assert.Equal(t, ReasonFailOpen, d.Reason)
+		assert.Equal(t, c, d.Endpoints[0], "equal queues: the cache hit decides")
+	}
+	h.metrics(t, c, 18, 4, 0.9) // now far longer than the others
+	assert.NotEqual(t, c, p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, "late")}).Endpoints[0])
+}
