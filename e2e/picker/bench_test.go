@@ -26,9 +26,10 @@ import (
 
 // The scheduling benchmark (docs/scheduling.md) runs only with
 // TOLLGATE_BENCH_PICKER=1: real Envoy in front of 4 simulated vLLM servers
-// (4 sequences each, 0.5 ms prefill per token, 512 blocks of 16 tokens),
-// a shared-prefix workload (8 groups, each a long system prompt and 4
-// users, 50 output tokens, Poisson arrivals at rising rates), comparing
+// (4 sequences each, 0.5 ms prefill per token, 45 ms per output token, 512
+// blocks of 16 tokens), a shared-prefix workload (8 groups, each a long
+// system prompt and 4 users, 50 output tokens, Poisson arrivals at rising
+// rates, TOLLGATE_BENCH_REQUESTS (200) per rate), comparing
 // Envoy's round robin and least request with the picker without and with
 // its prefix scorer. TOLLGATE_BENCH_SCALE (default 0.25) runs the
 // simulators that much faster with rates divided by it, so the schedule is
