@@ -21,7 +21,7 @@ import (
 func TestOriginalDst(t *testing.T) {
 	// The second server has the adapter loaded.
 	sims := startSims(t, 3, func(i int) mockllm.SimOptions {
-		o := mockllm.SimOptions{TimeScale: 0.1, NumBlocks: 64, MaxNumSeqs: 4, Loras: []string{"ad-x", "ad-y"}, MaxLoras: 2}
+		o := mockllm.SimOptions{TimeScale: 0.1, ITL: 100 * time.Millisecond, NumBlocks: 64, MaxNumSeqs: 4, Loras: []string{"ad-x", "ad-y"}, MaxLoras: 2}
 		if i == 1 {
 			o.PreloadedLoras = []string{"ad-x"}
 		}
@@ -79,7 +79,8 @@ func TestOriginalDst(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := chat(t, e, "m", long, "hold", 40, map[string]string{
+				// 200 tokens at 10 ms: each hold lasts about 2 s.
+				r := chat(t, e, "m", long, "hold", 200, map[string]string{
 					"x-gateway-destination-endpoint-subset": s.addr, "x-tollgate-priority": "critical"})
 				assert.Equal(t, 200, r.status, "%s", r.body)
 			}()
