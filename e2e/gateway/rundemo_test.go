@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -155,6 +156,42 @@ func TestRunDemo(t *testing.T) {
 	require.Len(t, completion.Choices, 1)
 	assert.NotEmpty(t, completion.Choices[0].Message.Content)
 	assert.Positive(t, completion.Usage.TotalTokens)
+
+	// The keystore dies: the gateway goes on serving the key it cached, and
+	// run-demo restarts the keystore (logged) instead of stopping the demo.
+	m := regexp.MustCompile(`msg=started process=keystore pid=(\d+)`).FindStringSubmatch(errs.text())
+	require.NotNil(t, m, errs.text())
+	pid, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	models := func() int {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addrs["listen"]+"/v1/models", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key[1])
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, models(), "a cached key keeps working while the keystore is away")
+	require.Eventually(t, func() bool { return strings.Contains(errs.text(), "msg=restarted process=keystore") },
+		30*time.Second, 50*time.Millisecond, "the keystore is restarted:\n%s", errs.text())
+	assert.Contains(t, errs.text(), `msg="process exited; restarting" process=keystore error="signal: killed"`)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addrs["keystore"] + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "the restarted keystore answers")
+	assert.Equal(t, http.StatusOK, models(), "the gateway still serves after the restart")
+	select {
+	case err := <-exited:
+		t.Fatalf("run-demo stopped when the keystore died (%v):\n%s", err, errs.text())
+	default:
+	}
 
 	// Ctrl-C: everything stops, and every port is free again.
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))

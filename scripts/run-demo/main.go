@@ -5,6 +5,13 @@
 // checks that a completion gets through and prints a ready banner. Ctrl-C
 // (or SIGTERM) stops everything it started, in reverse order.
 //
+// It supervises the keystore and the mock model server: one that dies is
+// logged and restarted with backoff (250 ms doubling to 10 s), so the
+// gateway's documented behaviour without a keystore (cached keys keep
+// working) can be watched instead of the demo ending. Only Envoy's death
+// ends the demo. A fresh data-plane token is made for every run and given to
+// the keystore and to Envoy (TOLLGATE_DATA_TOKEN), never written to a file.
+//
 // Everything it writes lives under the data dir (.tollgate/): the keystore's
 // database and admin token, and run/ with the rendered Envoy configuration,
 // each process's log and the access log.
@@ -143,17 +150,19 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		}
 	}
 
-	var procs []*proc
+	// stops end what was started, in reverse order: Envoy first, the
+	// keystore last.
+	var stops []func()
 	defer func() {
-		// Stop in reverse start order: Envoy first, the keystore last.
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop(log)
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
 		}
 		if err == nil {
 			fmt.Fprintln(out, "tollgate: stopped everything; data kept in "+o.dataDir)
 		}
 	}()
 	died := make(chan *proc, 4)
+	superr := make(chan error, 4)
 	// The keystore's data plane requires this token; Envoy hands it to the
 	// filters (host_env_keys in the example), so it never sits in a file.
 	dataToken, err := demo.NewDataToken()
@@ -161,14 +170,45 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		return err
 	}
 	procEnv := append(os.Environ(), demo.DataTokenEnv+"="+dataToken)
-	start := func(name string, args ...string) (*proc, error) {
-		p, err := startProc(name, filepath.Join(runDir, name+".log"), died, procEnv, args...)
+	launch := func(name string, restart bool, report chan<- *proc, args ...string) (*proc, error) {
+		p, err := startProc(name, filepath.Join(runDir, name+".log"), report, restart, procEnv, args...)
 		if err != nil {
 			return nil, err
 		}
-		procs = append(procs, p)
+		p.log = log
 		log.Info("started", "process", name, "pid", p.cmd.Process.Pid, "log", p.logPath)
 		return p, nil
+	}
+	// start runs a process whose death ends the demo (Envoy).
+	start := func(name string, args ...string) (*proc, error) {
+		p, err := launch(name, false, died, args...)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, func() { p.stop(log) })
+		return p, nil
+	}
+	// supervise keeps a started process running: a keystore or mock-llm
+	// that dies is logged and restarted with backoff, and the gateway goes
+	// on meanwhile (cached keys keep working).
+	supervise := func(p *proc, args ...string) {
+		sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
+		s := &demo.Supervisor{Name: p.name, Backoff: demo.DefaultBackoff, Log: log,
+			Start: func() (demo.Process, error) {
+				np, err := launch(p.name, true, nil, args...)
+				if err != nil {
+					return nil, err
+				}
+				return np, nil
+			}}
+		finished := make(chan struct{})
+		go func() {
+			defer close(finished)
+			if err := s.Run(sctx, p); err != nil {
+				superr <- fmt.Errorf("%s could not be restarted: %w", p.name, err)
+			}
+		}()
+		stops = append(stops, func() { scancel(); <-finished })
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, o.readyTimeout)
 	defer cancel()
@@ -176,26 +216,32 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	// 1. The keystore, on its embedded store in the data dir.
 	ksReady := filepath.Join(runDir, "keystore.ready")
 	_ = os.Remove(ksReady)
-	ks, err := start("keystore", o.tollgate, "serve", "--data-dir", o.dataDir, "--listen", o.keystoreData,
-		"--admin-listen", o.keystoreAdmin, "--ready-file", ksReady)
+	ksArgs := []string{o.tollgate, "serve", "--data-dir", o.dataDir, "--listen", o.keystoreData,
+		"--admin-listen", o.keystoreAdmin, "--ready-file", ksReady}
+	ks, err := launch("keystore", false, nil, ksArgs...)
 	if err != nil {
 		return err
 	}
 	if err := waitFile(waitCtx, ks, ksReady); err != nil {
+		ks.stop(log)
 		return err
 	}
+	supervise(ks, ksArgs...)
 
 	// 2. The model server.
 	if o.upstream == "" {
 		mockReady := filepath.Join(runDir, "mock-llm.ready")
 		_ = os.Remove(mockReady)
-		m, err := start("mock-llm", o.tollgate, "mock-llm", "--listen", o.mock, "--ready-file", mockReady)
+		mockArgs := []string{o.tollgate, "mock-llm", "--listen", o.mock, "--ready-file", mockReady}
+		m, err := launch("mock-llm", false, nil, mockArgs...)
 		if err != nil {
 			return err
 		}
 		if err := waitFile(waitCtx, m, mockReady); err != nil {
+			m.stop(log)
 			return err
 		}
+		supervise(m, mockArgs...)
 		host, port, _ := net.SplitHostPort(o.mock)
 		up.Host = host
 		up.Port, _ = strconv.Atoi(port)
@@ -271,6 +317,8 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		return nil
 	case p := <-died:
 		return fmt.Errorf("%s exited unexpectedly (%v); last lines of %s:\n%s", p.name, p.err, p.logPath, tailFile(p.logPath, 20))
+	case err := <-superr:
+		return err
 	}
 }
 
@@ -297,6 +345,7 @@ func printBanner(w io.Writer, o options, secret, keyID, model string, up demo.Up
 	fmt.Fprintf(&b, "    -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n", secret)
 	fmt.Fprintf(&b, "    -d '{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'\n\n", model)
 	fmt.Fprintf(&b, "  Streaming: add \"stream\": true (and curl -N). Without the key: 401.\n")
+	fmt.Fprintf(&b, "  A keystore or mock-llm that dies is restarted; cached keys keep working meanwhile.\n")
 	fmt.Fprintf(&b, "  Press Ctrl-C to stop.\n%s\n", line)
 	fmt.Fprint(w, b.String())
 }
@@ -317,13 +366,18 @@ type proc struct {
 	done          chan struct{}
 	err           error
 	stopping      atomic.Bool
+	log           *slog.Logger
 }
 
 // startProc starts a child in its own process group (so the terminal's
 // Ctrl-C reaches only run-demo, which stops children in order), killed by
 // the kernel should run-demo itself die, with output in logPath.
-func startProc(name, logPath string, died chan<- *proc, env []string, args ...string) (*proc, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+func startProc(name, logPath string, died chan<- *proc, restart bool, env []string, args ...string) (*proc, error) {
+	mode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if restart {
+		mode = os.O_CREATE | os.O_WRONLY | os.O_APPEND // keep the log of the run that died
+	}
+	f, err := os.OpenFile(logPath, mode, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open %s log: %w", name, err)
 	}
@@ -340,7 +394,7 @@ func startProc(name, logPath string, died chan<- *proc, env []string, args ...st
 		p.err = cmd.Wait()
 		f.Close()
 		close(p.done)
-		if !p.stopping.Load() {
+		if died != nil && !p.stopping.Load() {
 			select {
 			case died <- p:
 			default:
@@ -349,6 +403,15 @@ func startProc(name, logPath string, died chan<- *proc, env []string, args ...st
 	}()
 	return p, nil
 }
+
+// Done is closed once the process has exited.
+func (p *proc) Done() <-chan struct{} { return p.done }
+
+// Err is how the process exited.
+func (p *proc) Err() error { return p.err }
+
+// Stop is stop with the process's logger (for demo.Supervisor).
+func (p *proc) Stop() { p.stop(p.log) }
 
 // stop asks the process to exit (SIGTERM) and kills it after ten seconds.
 func (p *proc) stop(log *slog.Logger) {
