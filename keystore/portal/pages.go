@@ -276,15 +276,24 @@ func (p *Portal) appsPage(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 }
 
 func (p *Portal) renderApps(w http.ResponseWriter, r *http.Request, rc reqCtx, status int, msg string, form map[string]any) {
-	apps, err := p.cfg.Store.ListApps(r.Context(), rc.user.Email)
+	views, ps, err := p.appViews(r, rc.user.Email)
 	if err != nil {
 		p.fail(w, r, err)
 		return
 	}
+	p.render(w, r, status, "apps", &rc, map[string]any{"Apps": views, "Products": ps, "Error": msg}, form)
+}
+
+// appViews lists a developer's apps ("": every app) with their pending
+// approvals, and the catalogue's products.
+func (p *Portal) appViews(r *http.Request, developer string) ([]appView, []productView, error) {
+	apps, err := p.cfg.Store.ListApps(r.Context(), developer)
+	if err != nil {
+		return nil, nil, err
+	}
 	pend, err := p.approvals(r)
 	if err != nil {
-		p.fail(w, r, err)
-		return
+		return nil, nil, err
 	}
 	views := make([]appView, 0, len(apps))
 	for _, a := range apps {
@@ -292,14 +301,9 @@ func (p *Portal) renderApps(w http.ResponseWriter, r *http.Request, rc reqCtx, s
 	}
 	ps, err := p.products(r)
 	if err != nil {
-		p.fail(w, r, err)
-		return
+		return nil, nil, err
 	}
-	data := map[string]any{"Apps": views, "Products": ps, "Error": msg}
-	for k, v := range form {
-		data[k] = v
-	}
-	p.render(w, r, status, "apps", &rc, data)
+	return views, ps, nil
 }
 
 func (p *Portal) createApp(w http.ResponseWriter, r *http.Request, rc reqCtx) {
@@ -358,12 +362,7 @@ func (p *Portal) appPage(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 
 func (p *Portal) renderApp(w http.ResponseWriter, r *http.Request, rc reqCtx, status int, extra map[string]any) {
 	a, err := p.ownApp(r, rc, r.PathValue("app"))
-	if errors.Is(err, store.ErrNotFound) {
-		p.notFound(w, r, &rc)
-		return
-	}
-	if err != nil {
-		p.fail(w, r, err)
+	if p.failed(w, r, rc, err) {
 		return
 	}
 	keys, err := p.cfg.Store.ListKeys(r.Context(), a.Name)
@@ -379,10 +378,22 @@ func (p *Portal) renderApp(w http.ResponseWriter, r *http.Request, rc reqCtx, st
 	}
 	data := map[string]any{"App": appView{App: a, Description: a.Attributes["description"], Pending: pending, Revoked: a.Attributes["status"] == "revoked"},
 		"Keys": keys, "Gateway": p.cfg.GatewayURL}
-	for k, v := range extra {
-		data[k] = v
+	p.render(w, r, status, "app", &rc, data, extra)
+}
+
+// failed answers a store error: 404 for a missing record (or one the user
+// may not see, which ownApp reports the same way), 500 for the rest. It
+// reports whether it answered.
+func (p *Portal) failed(w http.ResponseWriter, r *http.Request, rc reqCtx, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, store.ErrNotFound):
+		p.notFound(w, r, &rc)
+	default:
+		p.fail(w, r, err)
 	}
-	p.render(w, r, status, "app", &rc, data)
+	return true
 }
 
 // issueKey creates a key for app and returns its secret (shown once).
@@ -405,14 +416,16 @@ func (p *Portal) issueKey(r *http.Request, app string) (string, model.Key, error
 
 func (p *Portal) createKey(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	a, err := p.ownApp(r, rc, r.PathValue("app"))
-	if errors.Is(err, store.ErrNotFound) {
-		p.notFound(w, r, &rc)
+	if p.failed(w, r, rc, err) {
 		return
 	}
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
+	p.newKey(w, r, rc, a, nil)
+}
+
+// newKey issues a key for a and shows it once; with old set (a rotation)
+// it then revokes old: gateways refuse it once their cached verify answer
+// expires (the keystore's --cache-ttl).
+func (p *Portal) newKey(w http.ResponseWriter, r *http.Request, rc reqCtx, a model.App, old *model.Key) {
 	if a.Attributes["status"] == "revoked" {
 		p.renderApp(w, r, rc, http.StatusForbidden, map[string]any{"Error": "This app was revoked by an administrator."})
 		return
@@ -422,8 +435,16 @@ func (p *Portal) createKey(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 		p.fail(w, r, err)
 		return
 	}
-	p.log.Info("portal: key created", "app", a.Name, "key_id", k.ID)
-	p.renderApp(w, r, rc, http.StatusCreated, map[string]any{"Secret": secret, "NewKey": k})
+	data := map[string]any{"Secret": secret, "NewKey": k}
+	if old != nil {
+		if _, err := p.cfg.Store.SetKeyStatus(r.Context(), old.ID, model.KeyRevoked); err != nil {
+			p.fail(w, r, err)
+			return
+		}
+		data["Rotated"] = old.ID
+	}
+	p.log.Info("portal: key created", "app", a.Name, "key_id", k.ID, "replaces", data["Rotated"])
+	p.renderApp(w, r, rc, http.StatusCreated, data)
 }
 
 // appKey loads a key of an app the user may see; others are ErrNotFound.
@@ -444,12 +465,7 @@ func (p *Portal) appKey(r *http.Request, rc reqCtx) (model.App, model.Key, error
 
 func (p *Portal) revokeKey(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	a, k, err := p.appKey(r, rc)
-	if errors.Is(err, store.ErrNotFound) {
-		p.notFound(w, r, &rc)
-		return
-	}
-	if err != nil {
-		p.fail(w, r, err)
+	if p.failed(w, r, rc, err) {
 		return
 	}
 	if _, err := p.cfg.Store.SetKeyStatus(r.Context(), k.ID, model.KeyRevoked); err != nil {
@@ -460,33 +476,13 @@ func (p *Portal) revokeKey(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	http.Redirect(w, r, "/apps/"+a.Name, http.StatusSeeOther)
 }
 
-// rotateKey issues a new key and revokes the old one; gateways refuse the
-// old key once their cached verify answer expires (the keystore's --cache-ttl).
+// rotateKey replaces a key by a new one (see newKey).
 func (p *Portal) rotateKey(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	a, k, err := p.appKey(r, rc)
-	if errors.Is(err, store.ErrNotFound) {
-		p.notFound(w, r, &rc)
+	if p.failed(w, r, rc, err) {
 		return
 	}
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	if a.Attributes["status"] == "revoked" {
-		p.renderApp(w, r, rc, http.StatusForbidden, map[string]any{"Error": "This app was revoked by an administrator."})
-		return
-	}
-	secret, nk, err := p.issueKey(r, a.Name)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	if _, err := p.cfg.Store.SetKeyStatus(r.Context(), k.ID, model.KeyRevoked); err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	p.log.Info("portal: key rotated", "app", a.Name, "old_key_id", k.ID, "key_id", nk.ID)
-	p.renderApp(w, r, rc, http.StatusCreated, map[string]any{"Secret": secret, "NewKey": nk, "Rotated": k.ID})
+	p.newKey(w, r, rc, a, &k)
 }
 
 // scope is the apps whose usage the user may see (nil: all, for admins).
@@ -498,28 +494,34 @@ func (p *Portal) scope(r *http.Request, rc reqCtx) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(apps))
+	names := make([]string, 0, len(apps)) // non-nil even when empty: no app, no usage
 	for _, a := range apps {
 		names = append(names, a.Name)
 	}
 	return names, nil
 }
 
-func (p *Portal) usagePage(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	if p.cfg.Analytics == nil {
-		p.notFound(w, r, &rc)
-		return
+// withScope runs h with the apps whose usage the user may see (nil: all,
+// for admins); without analytics the usage pages do not exist.
+func (p *Portal) withScope(h func(http.ResponseWriter, *http.Request, reqCtx, []string)) handler {
+	return func(w http.ResponseWriter, r *http.Request, rc reqCtx) {
+		if p.cfg.Analytics == nil {
+			p.notFound(w, r, &rc)
+			return
+		}
+		sc, err := p.scope(r, rc)
+		if err != nil {
+			p.fail(w, r, err)
+			return
+		}
+		h(w, r, rc, sc)
 	}
-	sc, err := p.scope(r, rc)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
+}
+
+func (p *Portal) usagePage(w http.ResponseWriter, r *http.Request, rc reqCtx, scope []string) {
 	now := p.cfg.Now()
-	q := analytics.Query{From: now.Add(-30 * 24 * time.Hour), To: now.Add(time.Second), Step: analytics.Day, GroupBy: []string{analytics.DimApp, analytics.DimModel}}
-	if sc != nil {
-		q.Scoped, q.ScopeApps = true, sc
-	}
+	q := analytics.Query{From: now.Add(-30 * 24 * time.Hour), To: now.Add(time.Second), Step: analytics.Day,
+		GroupBy: []string{analytics.DimApp, analytics.DimModel}, Scoped: scope != nil, ScopeApps: scope}
 	res, err := p.cfg.Analytics.Query(r.Context(), q)
 	if err != nil {
 		p.fail(w, r, err)
@@ -530,20 +532,8 @@ func (p *Portal) usagePage(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 
 // usageData is the analytics API for the signed-in user: the admin API's
 // query parameters, restricted to the user's own apps (admins see all).
-func (p *Portal) usageData(w http.ResponseWriter, r *http.Request, rc reqCtx) {
-	if p.cfg.Analytics == nil {
-		p.notFound(w, r, &rc)
-		return
-	}
-	sc, err := p.scope(r, rc)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	if sc == nil && rc.user.Role != RoleAdmin {
-		sc = []string{}
-	}
-	if err := keystore.ServeAnalytics(w, r, p.cfg.Analytics, p.cfg.Now(), sc); err != nil {
+func (p *Portal) usageData(w http.ResponseWriter, r *http.Request, _ reqCtx, scope []string) {
+	if err := keystore.ServeAnalytics(w, r, p.cfg.Analytics, p.cfg.Now(), scope); err != nil {
 		p.log.Error("portal: usage query failed", "error", err)
 	}
 }
@@ -567,30 +557,12 @@ func (p *Portal) renderAdmin(w http.ResponseWriter, r *http.Request, rc reqCtx, 
 		}
 	}
 	sort.Slice(users, func(i, j int) bool { return users[i].Email < users[j].Email })
-	apps, err := p.cfg.Store.ListApps(r.Context(), "")
+	views, ps, err := p.appViews(r, "")
 	if err != nil {
 		p.fail(w, r, err)
 		return
 	}
-	pend, err := p.approvals(r)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	views := make([]appView, 0, len(apps))
-	for _, a := range apps {
-		views = append(views, appView{App: a, Description: a.Attributes["description"], Pending: pend[a.Name].Pending, Revoked: a.Attributes["status"] == "revoked"})
-	}
-	ps, err := p.products(r)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	data := map[string]any{"Users": users, "Apps": views, "Products": ps}
-	for k, v := range extra {
-		data[k] = v
-	}
-	p.render(w, r, status, "admin", &rc, data)
+	p.render(w, r, status, "admin", &rc, map[string]any{"Users": users, "Apps": views, "Products": ps}, extra)
 }
 
 func (p *Portal) adminUser(w http.ResponseWriter, r *http.Request, rc reqCtx) {
@@ -629,12 +601,7 @@ func (p *Portal) adminUser(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 func (p *Portal) adminApp(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	ctx := r.Context()
 	a, err := p.cfg.Store.GetApp(ctx, r.PathValue("app"))
-	if errors.Is(err, store.ErrNotFound) {
-		p.notFound(w, r, &rc)
-		return
-	}
-	if err != nil {
-		p.fail(w, r, err)
+	if p.failed(w, r, rc, err) {
 		return
 	}
 	if a.Attributes == nil {
@@ -708,12 +675,7 @@ func (p *Portal) adminInvite(w http.ResponseWriter, r *http.Request, rc reqCtx) 
 
 func (p *Portal) productPage(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	pr, err := p.cfg.Store.GetProduct(r.Context(), r.PathValue("product"))
-	if errors.Is(err, store.ErrNotFound) {
-		p.notFound(w, r, &rc)
-		return
-	}
-	if err != nil {
-		p.fail(w, r, err)
+	if p.failed(w, r, rc, err) {
 		return
 	}
 	p.render(w, r, http.StatusOK, "product", &rc, map[string]any{"Product": productView{Product: pr, Manual: pr.Attributes[ApprovalAttr] == "manual"}})
@@ -722,12 +684,7 @@ func (p *Portal) productPage(w http.ResponseWriter, r *http.Request, rc reqCtx) 
 func (p *Portal) editProduct(w http.ResponseWriter, r *http.Request, rc reqCtx) {
 	ctx := r.Context()
 	pr, err := p.cfg.Store.GetProduct(ctx, r.PathValue("product"))
-	if errors.Is(err, store.ErrNotFound) {
-		p.notFound(w, r, &rc)
-		return
-	}
-	if err != nil {
-		p.fail(w, r, err)
+	if p.failed(w, r, rc, err) {
 		return
 	}
 	pr.DisplayName = strings.TrimSpace(r.PostForm.Get("display_name"))

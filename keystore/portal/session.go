@@ -188,10 +188,15 @@ func (p *Portal) admin(h handler) http.HandlerFunc {
 }
 
 // render executes a page into a buffer first, so a template error never
-// sends half a page.
-func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, rc *reqCtx, data map[string]any) {
+// sends half a page; extra maps are merged into data.
+func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, rc *reqCtx, data map[string]any, extra ...map[string]any) {
 	if data == nil {
 		data = map[string]any{}
+	}
+	for _, m := range extra {
+		for k, v := range m {
+			data[k] = v
+		}
 	}
 	if rc != nil {
 		data["User"] = rc.user
