@@ -193,3 +193,80 @@ func TestDeployManifests(t *testing.T) {
 	require.NoError(t, parsers()["apikey"](raw))
 	assert.True(t, strings.Contains(string(raw), `"local"`))
 }
+
+// hardenedHCM are the connection-manager settings every shipped
+// configuration shares (docs/configuration.md, "Limits and timeouts").
+var hardenedHCM = []string{"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "use_remote_address",
+	"request_headers_timeout", "request_timeout", "stream_idle_timeout", "max_request_headers_kb",
+	"common_http_protocol_options", "http2_protocol_options", "local_reply_config"}
+
+// TestDeployHardening holds the Istio and Envoy Gateway manifests to the
+// shipped gateway's limits: the same connection-manager settings as
+// examples/envoy/gateway.yaml (compared as JSON, so they cannot drift) and
+// every route removing the identity and routing headers.
+func TestDeployHardening(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	gw := yamlDocs(t, filepath.Join(root, "examples", "envoy", "gateway.yaml"))[0]
+	hcm := gw["static_resources"].(map[string]any)["listeners"].([]any)[0].(map[string]any)["filter_chains"].([]any)[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+	vhost := hcm["route_config"].(map[string]any)["virtual_hosts"].([]any)[0].(map[string]any)
+	var identity []string
+	for _, h := range vhost["request_headers_to_remove"].([]any) {
+		identity = append(identity, h.(string))
+	}
+	require.NotEmpty(t, identity)
+
+	// Istio: one EnvoyFilter merges the settings into the gateway's HCM.
+	ef := yamlDocs(t, filepath.Join(root, "deploy", "istio", "gateway-hardening.yaml"))[0]
+	patch := ef["spec"].(map[string]any)["configPatches"].([]any)[0].(map[string]any)
+	assert.Equal(t, "NETWORK_FILTER", patch["applyTo"])
+	assert.Equal(t, "MERGE", patch["patch"].(map[string]any)["operation"])
+	merged := patch["patch"].(map[string]any)["value"].(map[string]any)["typed_config"].(map[string]any)
+	for _, k := range hardenedHCM {
+		require.Contains(t, merged, k, "istio: %s", k)
+		assert.JSONEq(t, string(toJSON(t, hcm[k])), string(toJSON(t, merged[k])), "istio: %s differs from gateway.yaml", k)
+	}
+
+	// Envoy Gateway: the patch policy adds each setting to the listener's HCM.
+	patched := map[string]any{}
+	pp := yamlDocs(t, filepath.Join(root, "deploy", "envoy-gateway", "envoy-patch-policy.yaml"))[0]
+	for _, p := range pp["spec"].(map[string]any)["jsonPatches"].([]any) {
+		op := p.(map[string]any)["operation"].(map[string]any)
+		if jp, _ := op["jsonPath"].(string); strings.Contains(jp, "envoy.filters.network.http_connection_manager") {
+			patched[strings.TrimPrefix(op["path"].(string), "/")] = op["value"]
+		}
+	}
+	for _, k := range hardenedHCM {
+		require.Contains(t, patched, k, "envoy gateway: %s", k)
+		assert.JSONEq(t, string(toJSON(t, hcm[k])), string(toJSON(t, patched[k])), "envoy gateway: %s differs from gateway.yaml", k)
+	}
+
+	// Every route removes the identity and routing headers.
+	for _, d := range yamlDocs(t, filepath.Join(root, "deploy", "istio", "wasmplugins.yaml")) {
+		if d["kind"] != "VirtualService" {
+			continue
+		}
+		for i, r := range d["spec"].(map[string]any)["http"].([]any) {
+			req := r.(map[string]any)["headers"].(map[string]any)["request"].(map[string]any)
+			assert.ElementsMatch(t, identity, toStrings(req["remove"]), "istio route %d", i)
+		}
+	}
+	for _, d := range yamlDocs(t, filepath.Join(root, "deploy", "envoy-gateway", "extension-policy.yaml")) {
+		if d["kind"] != "HTTPRoute" {
+			continue
+		}
+		for i, r := range d["spec"].(map[string]any)["rules"].([]any) {
+			f := r.(map[string]any)["filters"].([]any)[0].(map[string]any)
+			assert.Equal(t, "RequestHeaderModifier", f["type"])
+			assert.ElementsMatch(t, identity, toStrings(f["requestHeaderModifier"].(map[string]any)["remove"]), "envoy gateway rule %d", i)
+		}
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, s := range v.([]any) {
+		out = append(out, s.(string))
+	}
+	return out
+}
