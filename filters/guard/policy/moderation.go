@@ -3,7 +3,6 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/jsonenc"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
@@ -82,10 +82,15 @@ type ModerationCall struct {
 
 // NewCall builds the /v1/moderations request for texts.
 func (m *Moderation) NewCall(texts []string) ModerationCall {
-	body, _ := json.Marshal(struct {
-		Model string   `json:"model"`
-		Input []string `json:"input"`
-	}{m.Model, texts})
+	body := jsonenc.AppendString(append(make([]byte, 0, 64), `{"model":`...), m.Model)
+	body = append(body, `,"input":[`...)
+	for i, t := range texts {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = jsonenc.AppendString(body, t)
+	}
+	body = append(body, "]}"...)
 	h := sha256.New()
 	h.Write([]byte(m.Model))
 	for _, t := range texts {

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"sort"
-	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/filters/guard/masker"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/jsonenc"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
@@ -167,44 +167,6 @@ func splice(body []byte, edits []edit) []byte {
 	return out.Bytes()
 }
 
-// Quote encodes s as a JSON string; invalid UTF-8 becomes U+FFFD, as
-// encoding/json does, so the output is always valid JSON.
-func Quote(s string) []byte { return AppendQuote(make([]byte, 0, len(s)+2), s) }
-
-// AppendQuote appends s as a JSON string to dst.
-func AppendQuote(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
-			dst = append(dst, "\\ufffd"...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
-		default:
-			dst = append(dst, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(dst, '"')
-}
+// Quote encodes s as a JSON string (shared/jsonenc: invalid UTF-8 becomes
+// U+FFFD), so a rewritten body is always valid JSON.
+func Quote(s string) []byte { return jsonenc.AppendString(make([]byte, 0, len(s)+2), s) }
