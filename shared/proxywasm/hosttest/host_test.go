@@ -227,3 +227,82 @@ func TestRegisterPluginByRootID(t *testing.T) {
 	_, err := hosttest.Start(t, hosttest.Config{RootID: "c"})
 	assert.Error(t, err)
 }
+
+func TestResponsePhaseLocalReplyAndReset(t *testing.T) {
+	p := &probe{onRsp: func(*probeStream) proxywasm.Action {
+		st, _ := proxywasm.ResponseHeaders.Get(":status")
+		if st == "502" {
+			require.NoError(t, proxywasm.SendLocalResponse(503, nil, []byte("replaced"), "swap"))
+		}
+		return proxywasm.ActionContinue
+	}}
+	up := 502
+	h := start(t, p, hosttest.Config{Upstream: func(*hosttest.Upstream) *hosttest.Response {
+		return &hosttest.Response{Status: up, Body: []byte("upstream")}
+	}})
+	res := h.Do(hosttest.Request{})
+	assert.Equal(t, 503, res.Status, "a reply from the response headers callback replaces the response")
+	assert.Equal(t, "replaced", string(res.Body))
+	assert.NotNil(t, res.Upstream)
+	assert.True(t, res.LocalReply)
+}
+
+func TestTrailersEndAGatheredBody(t *testing.T) {
+	p := &probe{onBdy: func(_ *probeStream, _ int, eos bool) proxywasm.Action {
+		assert.False(t, eos, "the body frames of a request with trailers never end the stream")
+		return proxywasm.ActionPause
+	}}
+	h := start(t, p, hosttest.Config{AllowOnHeadersStopIteration: true})
+	s := h.NewStream()
+	s.SendRequest(hosttest.Request{Chunks: [][]byte{[]byte("ab"), []byte("cd")}, Trailers: [][2]string{{"x-sum", "1"}}})
+	res := s.Finish()
+	require.Equal(t, 200, res.Status)
+	assert.Equal(t, "abcd", string(res.Upstream.Body), "trailers release the buffered body")
+	assert.Equal(t, [][2]string{{"x-sum", "1"}}, res.Upstream.Trailers)
+}
+
+func TestQueueWakesTheRegisteringWorker(t *testing.T) {
+	var ready []uint32
+	reg := &queuePlugin{ready: &ready}
+	h := hosttest.New(t, hosttest.Config{VMID: "vm", Plugin: func(uint32) proxywasm.PluginContext { return reg }})
+	other := h.NewWorker(t)
+	require.Equal(t, 200, h.Do(hosttest.Request{Path: "/register"}).Status)
+	require.Equal(t, 200, other.Do(hosttest.Request{Path: "/put"}).Status)
+	h.Do(hosttest.Request{Path: "/"}) // the registering worker runs its deferred wake-up
+	require.Len(t, ready, 1)
+	assert.Equal(t, "item", reg.last)
+}
+
+// queuePlugin registers a queue on /register, enqueues on /put and reads
+// what OnQueueReady delivered.
+type queuePlugin struct {
+	proxywasm.DefaultPluginContext
+	ready *[]uint32
+	last  string
+}
+
+func (q *queuePlugin) OnQueueReady(id uint32) {
+	*q.ready = append(*q.ready, id)
+	b, err := proxywasm.DequeueSharedQueue(id)
+	if err == nil {
+		q.last = string(b)
+	}
+}
+
+func (q *queuePlugin) NewHttpContext(uint32) proxywasm.HttpContext { return &queueStream{} }
+
+type queueStream struct{ proxywasm.DefaultHttpContext }
+
+func (queueStream) OnRequestHeaders(int, bool) proxywasm.Action {
+	path, _ := proxywasm.RequestHeaders.Get(":path")
+	switch path {
+	case "/register":
+		_, _ = proxywasm.RegisterSharedQueue("q")
+	case "/put":
+		id, err := proxywasm.ResolveSharedQueue("vm", "q")
+		if err == nil {
+			_ = proxywasm.EnqueueSharedQueue(id, []byte("item"))
+		}
+	}
+	return proxywasm.ActionContinue
+}

@@ -91,6 +91,7 @@ type Stream struct {
 	resp     direction
 	reply    *localReply // requested by the plugin
 	replied  bool
+	replying bool // the local reply is running through the response callbacks
 	local    bool // the client got a local reply
 	details  string
 	reset    bool
@@ -299,9 +300,17 @@ func (s *Stream) End() {
 	h.drain()
 }
 
-// blocked reports whether callbacks of this direction are no longer delivered.
+// blocked reports whether callbacks of this direction are no longer
+// delivered, and whether what the filter holds must stay where it is: after
+// a local reply, only the reply itself runs through the response callbacks.
 func (s *Stream) blocked(d *direction) bool {
-	return s.reset || s.ended || (d.request && s.replied) || (!d.request && s.local)
+	if s.reset || s.ended {
+		return true
+	}
+	if d.request {
+		return s.replied
+	}
+	return (s.replied || s.local) && !s.replying
 }
 
 func (s *Stream) headers(d *direction, eos bool) proxywasm.Action {
@@ -454,7 +463,7 @@ func (s *Stream) sendReply() {
 	if r == nil || s.local || s.reset {
 		return
 	}
-	s.local, s.details = true, r.details
+	s.details = r.details
 	hdrs := [][2]string{{":status", strconv.Itoa(r.status)}}
 	for _, kv := range r.headers {
 		hdrs = append(hdrs, [2]string{strings.ToLower(kv[0]), kv[1]})
@@ -469,13 +478,14 @@ func (s *Stream) sendReply() {
 	switch {
 	case d.state == idle:
 		// During the request: the reply runs through this filter's response callbacks.
-		s.local = false
+		s.replying = true
 		d.headers, d.end = hdrs, len(r.body) == 0
 		s.headers(d, d.end)
 		if len(r.body) > 0 {
 			d.end = false
 			s.body(d, r.body, true)
 		}
+		s.replying = false
 		s.local = true
 		if !d.complete {
 			// A filter that paused its own local reply: Envoy sends it as it stands.
@@ -484,9 +494,11 @@ func (s *Stream) sendReply() {
 		}
 	case d.outHeaders == nil:
 		// From the response headers callback: the reply replaces the response.
+		s.local = true
 		d.outHeaders, d.outBody, d.complete = hdrs, r.body, true
 	default:
 		// The client has the response headers already: Envoy can only reset.
+		s.local = true
 		s.reset = true
 	}
 }
