@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/e2e/tokencount/tokentest"
 )
 
 // BenchmarkAddedLatency measures what the filter adds to bare Envoy in the
@@ -28,7 +29,7 @@ import (
 //
 //	go test -run '^$' -bench AddedLatency ./e2e/tokencount/
 func BenchmarkAddedLatency(b *testing.B) {
-	ks := startKeystore(b)
+	ks := tokentest.StartKeystore(b)
 	be := newBackend(b)
 	up := envoytest.NewUpstream(b, envoytest.WithHandler(be), envoytest.WithRecordLimit(8))
 	bare := startGateway(b, up, ks, false)
@@ -39,9 +40,9 @@ func BenchmarkAddedLatency(b *testing.B) {
 		url  string
 		c    *http.Client
 	}{
-		{"bare", "http://" + bare.ListenerAddr(), newClient(1)},
-		{"unmetered", "http://" + unmetered.ListenerAddr(), newClient(1)},
-		{"metered", "http://" + metered.ListenerAddr(), newClient(1)},
+		{"bare", "http://" + bare.ListenerAddr(), tokentest.NewClient(1)},
+		{"unmetered", "http://" + unmetered.ListenerAddr(), tokentest.NewClient(1)},
+		{"metered", "http://" + metered.ListenerAddr(), tokentest.NewClient(1)},
 	}
 	headers := map[string]string{"x-team": "bench", "x-test-first-ms": "0", "x-test-pace-ms": "1"}
 	cases := []struct {
@@ -109,7 +110,7 @@ func BenchmarkAddedLatency(b *testing.B) {
 }
 
 // startGatewayConfig starts Envoy with the filter under another configuration.
-func startGatewayConfig(t testing.TB, up *envoytest.Upstream, ks *keystore, config string) *envoytest.Envoy {
+func startGatewayConfig(t testing.TB, up *envoytest.Upstream, ks *tokentest.Keystore, config string) *envoytest.Envoy {
 	t.Helper()
 	return envoytest.Start(t, envoytest.Config{
 		Filters: []envoytest.WasmFilter{{
@@ -120,7 +121,7 @@ func startGatewayConfig(t testing.TB, up *envoytest.Upstream, ks *keystore, conf
 			Configuration:               config,
 			AllowOnHeadersStopIteration: true,
 		}},
-		Clusters: []envoytest.Cluster{up.Cluster("backend"), {Name: "keystore", Addr: ks.dataAddr}},
+		Clusters: []envoytest.Cluster{up.Cluster("backend"), {Name: "keystore", Addr: ks.DataAddr()}},
 		Routes:   []envoytest.Route{{Prefix: "/", Cluster: "backend", Timeout: 30 * time.Second}},
 	})
 }

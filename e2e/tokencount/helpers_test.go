@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -23,11 +22,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
+	"github.com/tollgate/tollgate/e2e/tokencount/tokentest"
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
+	"github.com/tollgate/tollgate/internal/jsontest"
 )
 
 func TestMain(m *testing.M) { os.Exit(keystoretest.Main(m)) }
@@ -40,50 +40,6 @@ func fixture(t testing.TB, path string) []byte {
 	b, err := os.ReadFile(filepath.Join(root, "filters/tokencount/usage/testdata", path))
 	require.NoError(t, err)
 	return b
-}
-
-// keystore is one `tollgate serve` process on loopback with an embedded
-// store in a temporary directory; its data plane serves /v1/quota/*.
-type keystore struct {
-	*keystoretest.Server
-	dataAddr string
-}
-
-func startKeystore(t testing.TB) *keystore {
-	t.Helper()
-	s := keystoretest.Start(t, keystoretest.Options{Args: []string{"--log-level", "warn"}})
-	return &keystore{Server: s, dataAddr: s.DataAddr()}
-}
-
-// counterState asks the counter engine's data plane for a counter's state
-// without counting (consume n=0).
-func (k *keystore) used(t testing.TB, team string, limit int64) int64 {
-	t.Helper()
-	body := fmt.Sprintf(`{"items":[{"key":{"app":%q,"product":%q,"kind":"tokens"},"spec":{"limit":%d,"interval":1,"timeUnit":"hour","window":"calendar"},"n":0}]}`,
-		team, meter.DefaultStaticProduct, limit)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+k.dataAddr+meter.PathConsume, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("content-type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Equal(t, 200, resp.StatusCode, "%s", b)
-	return jsontest.Get(b, "results.0.used").Int()
-}
-
-// waitUsed polls the counter until cond holds (bounded).
-func (k *keystore) waitUsed(t testing.TB, team string, limit int64, what string, cond func(int64) bool) int64 {
-	t.Helper()
-	var got int64
-	envoytest.Eventually(t, 10*time.Second, func() bool {
-		got = k.used(t, team, limit)
-		return cond(got)
-	}, "counter of %s: %s (last %d)", team, what, got)
-	return got
 }
 
 // backend is an OpenAI-compatible upstream replaying recorded answers. A
@@ -230,22 +186,14 @@ func limitOf(team string) int64 {
 	return 1000000
 }
 
-func statsTags() []envoytest.StatsTag {
-	var out []envoytest.StatsTag
-	for _, st := range meter.StatsTags() {
-		out = append(out, envoytest.StatsTag{Name: st.Name, Regex: st.Regex})
-	}
-	return out
-}
-
 // gateways starts Envoy with the tokencount filter and, when bare is true,
 // a second Envoy without it, both routing to the same backend.
-func startGateway(t testing.TB, up *envoytest.Upstream, ks *keystore, withFilter bool) *envoytest.Envoy {
+func startGateway(t testing.TB, up *envoytest.Upstream, ks *tokentest.Keystore, withFilter bool) *envoytest.Envoy {
 	t.Helper()
 	cfg := envoytest.Config{
-		Clusters:  []envoytest.Cluster{up.Cluster("backend"), {Name: "keystore", Addr: ks.dataAddr}},
+		Clusters:  []envoytest.Cluster{up.Cluster("backend"), {Name: "keystore", Addr: ks.DataAddr()}},
 		Routes:    []envoytest.Route{{Prefix: "/", Cluster: "backend", Timeout: 30 * time.Second}},
-		StatsTags: statsTags(),
+		StatsTags: tokentest.StatsTags(),
 		Customize: addAccessLogFields,
 	}
 	if withFilter {
@@ -262,7 +210,7 @@ func startGateway(t testing.TB, up *envoytest.Upstream, ks *keystore, withFilter
 }
 
 // chatBody is the recorded request the fixtures answer (43 prompt tokens).
-const chatBody = `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a concise assistant for an online bookshop. Answer in at most three sentences."},{"role":"user","content":"Do you ship to Canada, and how long does delivery usually take?"}],"max_tokens":256`
+const chatBody = tokentest.ChatBody
 
 func chatRequest(t testing.TB, ctx context.Context, url string, stream bool, headers map[string]string) *http.Request {
 	t.Helper()
@@ -277,28 +225,4 @@ func chatRequest(t testing.TB, ctx context.Context, url string, stream bool, hea
 		req.Header.Set(k, v)
 	}
 	return req
-}
-
-// reply is a response read to its end.
-type reply struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-func send(t testing.TB, c *http.Client, req *http.Request) reply {
-	t.Helper()
-	resp, err := c.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return reply{Status: resp.StatusCode, Header: resp.Header, Body: b}
-}
-
-func newClient(conns int) *http.Client {
-	return &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: conns, DisableCompression: true},
-	}
 }

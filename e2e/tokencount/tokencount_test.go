@@ -13,11 +13,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/e2e/tokencount/tokentest"
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
+	"github.com/tollgate/tollgate/internal/jsontest"
 )
 
 // reservation is what the filter reserves for chatBody (prompt estimate
@@ -43,18 +44,18 @@ func reservation(t testing.TB, stream bool) int64 {
 }
 
 func TestTokencount(t *testing.T) {
-	ks := startKeystore(t)
+	ks := tokentest.StartKeystore(t)
 	be := newBackend(t)
 	up := envoytest.NewUpstream(t, envoytest.WithHandler(be), envoytest.WithRecordLimit(64))
 	env := startGateway(t, up, ks, true)
 	url := "http://" + env.ListenerAddr()
-	c := newClient(64)
+	c := tokentest.NewClient(64)
 	ctx := context.Background()
 	streamAmount := reservation(t, true)
 	const full = 71 // usage of the recorded answer: 43 prompt + 28 completion
 
 	t.Run("JSON answer: exact usage, headers after settlement", func(t *testing.T) {
-		r := send(t, c, chatRequest(t, ctx, url, false, map[string]string{"x-team": "json"}))
+		r := tokentest.Send(t, c, chatRequest(t, ctx, url, false, map[string]string{"x-team": "json"}))
 		require.Equal(t, 200, r.Status, "%s", r.Body)
 		assert.Equal(t, be.json, r.Body)
 		assert.Equal(t, "1000000", r.Header.Get("x-ratelimit-limit-tokens"))
@@ -62,11 +63,11 @@ func TestTokencount(t *testing.T) {
 		reset, err := time.ParseDuration(r.Header.Get("x-ratelimit-reset-tokens"))
 		require.NoError(t, err)
 		assert.True(t, reset > 0 && reset <= time.Hour, "reset %v", reset)
-		assert.Equal(t, int64(full), ks.used(t, "json", limitOf("json")), "settled before the answer went out")
+		assert.Equal(t, int64(full), ks.Used(t, "json", limitOf("json")), "settled before the answer went out")
 	})
 
 	t.Run("streamed answer: exact usage, injected usage chunk removed", func(t *testing.T) {
-		r := send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "stream", "x-test-first-ms": "5", "x-test-pace-ms": "2"}))
+		r := tokentest.Send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "stream", "x-test-first-ms": "5", "x-test-pace-ms": "2"}))
 		require.Equal(t, 200, r.Status, "%s", r.Body)
 		last, ok := up.Last()
 		require.True(t, ok)
@@ -81,22 +82,22 @@ func TestTokencount(t *testing.T) {
 		// Headers left with the first byte: remaining counts the reservation.
 		assert.Equal(t, "1000000", r.Header.Get("x-ratelimit-limit-tokens"))
 		assert.Equal(t, strconv.FormatInt(1000000-streamAmount, 10), r.Header.Get("x-ratelimit-remaining-tokens"))
-		ks.waitUsed(t, "stream", limitOf("stream"), "settled to the real usage", func(u int64) bool { return u == full })
+		ks.WaitUsed(t, "stream", limitOf("stream"), "settled to the real usage", func(u int64) bool { return u == full })
 		// The next answer's headers reflect the settled usage of both.
-		r = send(t, c, chatRequest(t, ctx, url, false, map[string]string{"x-team": "stream"}))
+		r = tokentest.Send(t, c, chatRequest(t, ctx, url, false, map[string]string{"x-team": "stream"}))
 		require.Equal(t, 200, r.Status)
 		assert.Equal(t, strconv.Itoa(1000000-2*full), r.Header.Get("x-ratelimit-remaining-tokens"))
 	})
 
 	t.Run("refused before the upstream", func(t *testing.T) {
 		before := up.Count()
-		r := send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "tiny"}))
+		r := tokentest.Send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "tiny"}))
 		assert.Equal(t, 429, r.Status)
 		assert.Equal(t, meter.CodeRequestOverLimit, jsontest.Get(r.Body, "error.code").Str())
 		assert.Equal(t, "rate_limit_error", jsontest.Get(r.Body, "error.type").Str())
 		assert.Equal(t, before, up.Count(), "the upstream never saw it")
 		// Identity headers sent by the client are not trusted here.
-		r = send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "tiny",
+		r = tokentest.Send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "tiny",
 			"x-tollgate-app": "spoof", "x-tollgate-token-quota": "999999999/1hour/calendar;scope=x"}))
 		assert.Equal(t, 429, r.Status)
 		assert.Equal(t, before, up.Count())
@@ -116,7 +117,7 @@ func TestTokencount(t *testing.T) {
 		for range n {
 			wg.Go(func() {
 				<-start
-				r := send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "burst"}))
+				r := tokentest.Send(t, c, chatRequest(t, ctx, url, true, map[string]string{"x-team": "burst"}))
 				mu.Lock()
 				defer mu.Unlock()
 				status[r.Status]++
@@ -143,14 +144,14 @@ func TestTokencount(t *testing.T) {
 		for _, rem := range remainingSeen {
 			assert.GreaterOrEqual(t, rem, int64(0))
 		}
-		used := ks.waitUsed(t, "burst", limitOf("burst"), "every admitted stream settled",
+		used := ks.WaitUsed(t, "burst", limitOf("burst"), "every admitted stream settled",
 			func(u int64) bool { return u == int64(status[200]*full) })
 		assert.LessOrEqual(t, used, limitOf("burst"), "zero overshoot")
 	})
 
 	t.Run("client disconnect mid-stream releases the unused reservation", func(t *testing.T) {
 		req := chatRequest(t, ctx, url, true, map[string]string{"x-team": "abort", "x-test-first-ms": "0", "x-test-pace-ms": "30"})
-		resp, err := newClient(1).Do(req)
+		resp, err := tokentest.NewClient(1).Do(req)
 		require.NoError(t, err)
 		require.Equal(t, 200, resp.StatusCode)
 		rd := bufio.NewReader(resp.Body)
@@ -162,9 +163,9 @@ func TestTokencount(t *testing.T) {
 			}
 		}
 		// Mid-stream, the whole reservation is held.
-		assert.Equal(t, streamAmount, ks.used(t, "abort", limitOf("abort")))
+		assert.Equal(t, streamAmount, ks.Used(t, "abort", limitOf("abort")))
 		require.NoError(t, resp.Body.Close()) // the client goes away
-		used := ks.waitUsed(t, "abort", limitOf("abort"), "released down to what was streamed",
+		used := ks.WaitUsed(t, "abort", limitOf("abort"), "released down to what was streamed",
 			func(u int64) bool { return u < streamAmount })
 		t.Logf("aborted stream: reserved %d, charged %d", streamAmount, used)
 		assert.Positive(t, used, "the prompt and the streamed tokens are charged")
@@ -226,12 +227,12 @@ func TestTokencount(t *testing.T) {
 // generous enough for a loaded shared machine; the figure to read is the
 // logged difference.
 func TestTimeToFirstToken(t *testing.T) {
-	ks := startKeystore(t)
+	ks := tokentest.StartKeystore(t)
 	be := newBackend(t)
 	up := envoytest.NewUpstream(t, envoytest.WithHandler(be), envoytest.WithRecordLimit(8))
 	filtered := startGateway(t, up, ks, true)
 	bare := startGateway(t, up, ks, false)
-	cf, cb := newClient(1), newClient(1)
+	cf, cb := tokentest.NewClient(1), tokentest.NewClient(1)
 	ctx := context.Background()
 	headers := map[string]string{"x-team": "ttft", "x-test-first-ms": "0", "x-test-pace-ms": "1"}
 	measure := func(c *http.Client, url string) time.Duration {

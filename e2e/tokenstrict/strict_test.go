@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/internal/jsontest"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/e2e/tokencount/tokentest"
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 )
@@ -171,12 +172,12 @@ func (w *worstCase) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func startStrictGateway(t testing.TB, up *envoytest.Upstream, ks *keystore, cfg string) *envoytest.Envoy {
+func startStrictGateway(t testing.TB, up *envoytest.Upstream, ks *tokentest.Keystore, cfg string) *envoytest.Envoy {
 	t.Helper()
 	return envoytest.Start(t, envoytest.Config{
-		Clusters:  []envoytest.Cluster{up.Cluster("backend"), {Name: "keystore", Addr: ks.dataAddr}},
+		Clusters:  []envoytest.Cluster{up.Cluster("backend"), {Name: "keystore", Addr: ks.DataAddr()}},
 		Routes:    []envoytest.Route{{Prefix: "/", Cluster: "backend", Timeout: 30 * time.Second}},
-		StatsTags: statsTags(),
+		StatsTags: tokentest.StatsTags(),
 		Filters: []envoytest.WasmFilter{{
 			Name: "tokencount", RootID: "tokencount", VMID: "tokencount",
 			WasmPath:                    envoytest.WasmPath(t, "tokencount"),
@@ -186,7 +187,7 @@ func startStrictGateway(t testing.TB, up *envoytest.Upstream, ks *keystore, cfg 
 	})
 }
 
-func post(t testing.TB, c *http.Client, url, path, body string, headers map[string]string) reply {
+func post(t testing.TB, c *http.Client, url, path, body string, headers map[string]string) tokentest.Reply {
 	t.Helper()
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url+path, strings.NewReader(body))
 	require.NoError(t, err)
@@ -194,7 +195,7 @@ func post(t testing.TB, c *http.Client, url, path, body string, headers map[stri
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	return send(t, c, req)
+	return tokentest.Send(t, c, req)
 }
 
 // burst sends n concurrent streamed chat requests, every fourth trying to
@@ -234,7 +235,7 @@ func burst(t *testing.T, c *http.Client, url, team string, n int) map[int]int {
 // behaviour each case picks, and two gateways: strict, and strict with
 // clamp_max_tokens.
 func TestStrictQuotas(t *testing.T) {
-	ks := startKeystore(t)
+	ks := tokentest.StartKeystore(t)
 	up := envoytest.NewUpstream(t, envoytest.WithRecordLimit(128))
 	plain := startStrictGateway(t, up, ks, strictConfig(false))
 	clamping := startStrictGateway(t, up, ks, strictConfig(true))
@@ -258,7 +259,7 @@ func TestStrictQuotas(t *testing.T) {
 			if clamp {
 				env, team = clamping, "proof-clamp"
 			}
-			status := burst(t, newClient(64), "http://"+env.ListenerAddr(), team, 64)
+			status := burst(t, tokentest.NewClient(64), "http://"+env.ListenerAddr(), team, 64)
 			t.Logf("64 streams against %d tokens: %v; upstream served %d tokens in %d answers (caps %d..%d)",
 				strictLimit(team), status, wc.served.Load(), wc.answers.Load(), wc.minSeen.Load(), wc.maxSeen.Load())
 			assert.Zero(t, status[-1], "every case-variant smuggling attempt gets 400 ambiguous_json")
@@ -269,7 +270,7 @@ func TestStrictQuotas(t *testing.T) {
 			assert.Zero(t, wc.sawCase.Load(), "no case variant reached the upstream")
 			assert.Equal(t, int64(status[200]), wc.answers.Load())
 			assert.LessOrEqual(t, wc.served.Load(), strictLimit(team), "the upstream's own count stays within the budget")
-			used := ks.waitUsed(t, team, strictLimit(team), "every stream settled to the upstream's count",
+			used := ks.WaitUsed(t, team, strictLimit(team), "every stream settled to the upstream's count",
 				func(u int64) bool { return u == wc.served.Load() })
 			assert.LessOrEqual(t, used, strictLimit(team))
 			if clamp {
@@ -285,7 +286,7 @@ func TestStrictQuotas(t *testing.T) {
 	// and the token counters do not jump.
 	t.Run("hostile upstream usage is charged the bound", func(t *testing.T) {
 		wc := worst(t, modeAbsurd)
-		c := newClient(2)
+		c := tokentest.NewClient(2)
 		pl, aerr := wc.pol.PlanRequest(usage.APIChatCompletions, []byte(chatBody+`}`), nil)
 		require.Nil(t, aerr)
 		bound := pl.PromptBound + 256
@@ -297,7 +298,7 @@ func TestStrictQuotas(t *testing.T) {
 			}
 			r := post(t, c, "http://"+plain.ListenerAddr(), "/v1/chat/completions", body, map[string]string{"x-team": team})
 			require.Equal(t, 200, r.Status, "%s", r.Body)
-			used := ks.waitUsed(t, team, strictLimit(team), "charged the bound", func(u int64) bool { return u == bound })
+			used := ks.WaitUsed(t, team, strictLimit(team), "charged the bound", func(u int64) bool { return u == bound })
 			assert.Equal(t, bound, used)
 		}
 		v := plain.WaitPromMetric(t, meter.MetricViolations, map[string]string{"model": "gpt-4o-mini", "reason": string(meter.ViolationInvalid)},
@@ -318,7 +319,7 @@ func TestStrictQuotas(t *testing.T) {
 	t.Run("unmetered endpoints refused", func(t *testing.T) {
 		up.SetHandler(envoytest.EchoHandler("upstream"))
 		url := "http://" + plain.ListenerAddr()
-		c := newClient(2)
+		c := tokentest.NewClient(2)
 		h := map[string]string{"x-team": "paths"}
 		for _, path := range []string{"/v1/responses", "/v1/audio/speech", "/v1/audio/transcriptions", "/v1/images/generations",
 			"/v1/chat%2Fcompletions", "/v1/Chat/Completions", "/v2/anything"} {
@@ -333,7 +334,7 @@ func TestStrictQuotas(t *testing.T) {
 		assert.Equal(t, 200, r.Status, "an allowed path passes")
 		req, err := http.NewRequest(http.MethodGet, url+"/v1/models", nil)
 		require.NoError(t, err)
-		r = send(t, c, req)
+		r = tokentest.Send(t, c, req)
 		assert.Equal(t, 200, r.Status, "GETs pass")
 		assert.Equal(t, before+2, up.Count())
 		worst(t, modeWorst)
@@ -349,7 +350,7 @@ func TestStrictQuotas(t *testing.T) {
 	t.Run("clamp_max_tokens", func(t *testing.T) {
 		wc := worst(t, modeWorst)
 		url := "http://" + clamping.ListenerAddr()
-		c := newClient(4)
+		c := tokentest.NewClient(4)
 		pl, aerr := wc.pol.PlanRequest(usage.APIChatCompletions, []byte(chatBody+`}`), nil)
 		require.Nil(t, aerr)
 		prompt := pl.PromptBound
@@ -360,13 +361,13 @@ func TestStrictQuotas(t *testing.T) {
 		last, ok := up.Last()
 		require.True(t, ok)
 		assert.Equal(t, 1000-prompt, jsontest.Get(last.Body, "max_tokens").Int(), "clamped to the whole limit")
-		ks.waitUsed(t, "clamp", 1000, "settled", func(u int64) bool { return u == 1000 })
+		ks.WaitUsed(t, "clamp", 1000, "settled", func(u int64) bool { return u == 1000 })
 
 		// A gated stream holds most of another team's 1M budget.
 		wc.gate = make(chan struct{})
 		h2 := map[string]string{"x-team": "clamp2"}
 		first := strings.Replace(chatBody, `"max_tokens":256`, `"max_tokens":999000`, 1) + `,"stream":true}`
-		done := make(chan reply, 1)
+		done := make(chan tokentest.Reply, 1)
 		go func() { done <- post(t, c, url, "/v1/chat/completions", first, h2) }()
 		envoytest.Eventually(t, 10*time.Second, func() bool { return wc.inflight.Load() == 1 }, "the first stream holds its reservation")
 		second := strings.Replace(chatBody, `"max_tokens":256`, `"max_tokens":5000`, 1) + `}`
@@ -388,7 +389,7 @@ func TestStrictQuotas(t *testing.T) {
 		wc := worst(t, modeHalf)
 		wc.gate = make(chan struct{})
 		url := "http://" + plain.ListenerAddr()
-		c := newClient(32)
+		c := tokentest.NewClient(32)
 		const n = 32
 		var wg sync.WaitGroup
 		statuses := make(chan int, n)
@@ -410,10 +411,13 @@ func TestStrictQuotas(t *testing.T) {
 			func(v float64) bool { return v == n })
 		require.Equal(t, float64(n), queued, "every settle failed and was queued")
 		ks.Restart(t)
-		used := ks.waitUsed(t, "restart", strictLimit("restart"), "the counter reaches the upstream's count",
+		used := ks.WaitUsed(t, "restart", strictLimit("restart"), "the counter reaches the upstream's count",
 			func(u int64) bool { return u == wc.served.Load() })
 		t.Logf("keystore restarted under %d streams: counter %d = upstream's own count %d", n, used, wc.served.Load())
-		delivered, _ := plain.PromMetric(meter.MetricSettleQueue, map[string]string{"event": "delivered"})
+		// The counter can show the settles before Envoy has read the
+		// keystore's answers: poll the metric.
+		delivered := plain.WaitPromMetric(t, meter.MetricSettleQueue, map[string]string{"event": "delivered"}, 30*time.Second,
+			func(v float64) bool { return v == n })
 		assert.Equal(t, float64(n), delivered)
 		dropped, _ := plain.PromMetric(meter.MetricSettleQueue, map[string]string{"event": "dropped"})
 		assert.Zero(t, dropped)

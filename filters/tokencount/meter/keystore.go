@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"github.com/tollgate/tollgate/shared/jsonenc"
 	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/window"
 )
@@ -77,7 +77,7 @@ func (p *Policy) Reserve(q *Quota, amount int64) Callout {
 func Settle(id string, actual int64) Callout {
 	b := make([]byte, 0, 160)
 	b = append(b, `{"items":[{"id":`...)
-	b = appendString(b, id)
+	b = jsonenc.AppendString(b, id)
 	b = append(b, `,"actual":`...)
 	b = strconv.AppendInt(b, min(max(actual, 0), window.MaxLimit), 10)
 	return Callout{Path: PathSettle, Body: append(b, "}]}"...), ID: id}
@@ -87,7 +87,7 @@ func Settle(id string, actual int64) Callout {
 func Release(id string) Callout {
 	b := make([]byte, 0, 140)
 	b = append(b, `{"items":[{"id":`...)
-	b = appendString(b, id)
+	b = jsonenc.AppendString(b, id)
 	return Callout{Path: PathRelease, Body: append(b, "}]}"...), ID: id}
 }
 
@@ -103,25 +103,25 @@ func Record(q *Quota, n int64) Callout {
 // appendItem writes one {key, spec, n[, force]} item.
 func appendItem(b []byte, q *Quota, n int64, force bool) []byte {
 	b = append(b, `{"key":{"app":`...)
-	b = appendString(b, q.Key.App)
+	b = jsonenc.AppendString(b, q.Key.App)
 	if q.Key.Product != "" {
 		b = append(b, `,"product":`...)
-		b = appendString(b, q.Key.Product)
+		b = jsonenc.AppendString(b, q.Key.Product)
 	}
 	if q.Key.Operation != "" {
 		b = append(b, `,"operation":`...)
-		b = appendString(b, q.Key.Operation)
+		b = jsonenc.AppendString(b, q.Key.Operation)
 	}
 	b = append(b, `,"kind":`...)
-	b = appendString(b, q.Key.Kind)
+	b = jsonenc.AppendString(b, q.Key.Kind)
 	b = append(b, `},"spec":{"limit":`...)
 	b = strconv.AppendInt(b, q.Spec.Limit, 10)
 	b = append(b, `,"interval":`...)
 	b = strconv.AppendInt(b, int64(q.Spec.Interval), 10)
 	b = append(b, `,"timeUnit":`...)
-	b = appendString(b, q.Spec.Unit.String())
+	b = jsonenc.AppendString(b, q.Spec.Unit.String())
 	b = append(b, `,"window":`...)
-	b = appendString(b, q.Spec.Kind.String())
+	b = jsonenc.AppendString(b, q.Spec.Kind.String())
 	b = append(b, `},"n":`...)
 	b = strconv.AppendInt(b, n, 10)
 	if force {
@@ -130,36 +130,6 @@ func appendItem(b []byte, q *Quota, n int64, force bool) []byte {
 	return append(b, '}')
 }
 
-// appendString writes s as a JSON string. Quotes, backslashes and control
-// characters are escaped; invalid UTF-8 becomes U+FFFD, as encoding/json
-// writes it.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, "\\ufffd"...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
-}
 
 // ParseAnswer reads the keystore's answer to any of the four callouts:
 // the first item's state. failed is true when the host got no response at
