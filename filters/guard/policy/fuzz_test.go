@@ -75,3 +75,40 @@ func FuzzVerdict(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckHeaders: any path, query and header value is decided without
+// panicking, and a refusal names a known set.
+func FuzzCheckHeaders(f *testing.F) {
+	f.Add("/v1/chat/completions?q=1%27%20OR%20%271%27%3D%271", "<img src=x onerror=alert(1)>")
+	f.Add("/v1/%3C!--%23exec%20cmd=%22ls%22--%3E?a=%zz&b", "")
+	c := profile(f, load(f), "guarded", "")
+	f.Fuzz(func(t *testing.T, path, note string) {
+		e, ds := c.CheckHeaders(path, func(k string) string {
+			if k == "x-client-note" {
+				return note
+			}
+			return ""
+		})
+		if e == nil {
+			return
+		}
+		switch e.Code {
+		case "guard_sqli", "guard_xss", "guard_ssi":
+		default:
+			t.Fatalf("unexpected code %q", e.Code)
+		}
+		if len(ds) != 1 || ds[0].Action != "block" {
+			t.Fatalf("decisions %+v", ds)
+		}
+	})
+}
+
+// FuzzParse: any configuration is compiled or refused with an error, never
+// a panic.
+func FuzzParse(f *testing.F) {
+	f.Add(`{"default":{"request":{"detectors":{"secrets":"block"}}}}`)
+	f.Add(`{"products":{"p":{"threat":{"query":true,"json_fields":["a.*.b"]},"response":{"deny":[{"name":"x","pattern":"a+","action":"mask"}]}}}}`)
+	f.Fuzz(func(t *testing.T, cfg string) {
+		_, _ = policy.Parse([]byte(cfg))
+	})
+}
