@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/filters/picker/pick"
 	"github.com/tollgate/tollgate/mockllm"
 )
 
@@ -153,9 +154,14 @@ func startEnvoy(t testing.TB, sims []*sim, mode, filterConfig string) *envoytest
 			AllowOnHeadersStopIteration: true,
 		})
 	}
+	var tags []envoytest.StatsTag
+	for _, st := range pick.StatsTags() {
+		tags = append(tags, envoytest.StatsTag{Name: st.Name, Regex: st.Regex})
+	}
 	return envoytest.Start(t, envoytest.Config{
-		Filters: filters,
-		Routes:  []envoytest.Route{{Prefix: "/", Cluster: "sim", Extra: map[string]any{}}},
+		Filters:   filters,
+		StatsTags: tags,
+		Routes:    []envoytest.Route{{Prefix: "/", Cluster: "sim", Extra: map[string]any{}}},
 		Customize: func(b map[string]any) {
 			sr := b["static_resources"].(map[string]any)
 			sr["clusters"] = append(sr["clusters"].([]any), cluster)

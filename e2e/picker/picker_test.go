@@ -99,6 +99,15 @@ func TestOriginalDst(t *testing.T) {
 			return chat(t, e, "m", "sys", "batch job", 2, map[string]string{"x-tollgate-priority": "sheddable"}).status == 200
 		}, "sheddable requests are served again once the load is gone")
 	})
+
+	t.Run("prometheus labels", func(t *testing.T) {
+		prom, err := e.AdminGet("/stats/prometheus")
+		require.NoError(t, err)
+		assert.Regexp(t, `tollgate_picker_picks\{endpoint="`+regexp.QuoteMeta(statName(sims[1].addr))+`"\} [1-9]`, prom)
+		assert.Regexp(t, `tollgate_picker_decisions\{reason="shed"\} [1-9]`, prom)
+		assert.Regexp(t, `tollgate_picker_kv_cache_permille\{endpoint="`, prom)
+		assert.Regexp(t, `tollgate_picker_score_bucket\{part="prefix",le=`, prom)
+	})
 	e.RequireNoCrash(t)
 }
 

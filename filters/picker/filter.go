@@ -82,7 +82,7 @@ func (p *plugin) OnPluginStart(config []byte) error {
 		names = append(names, metricName("picks", e.Address), metricName("scrape_errors", e.Address))
 	}
 	for _, r := range []string{pick.ReasonShed, pick.ReasonNoPool, pick.ReasonNoEligible, pick.ReasonFailOpen, pick.ReasonEjectedOnly} {
-		names = append(names, "tollgate_picker.decisions."+r)
+		names = append(names, pick.DecisionMetric(r))
 	}
 	_ = p.metrics.Define(names...)
 	if err := proxywasm.SetTickPeriod(pol.ScrapeInterval); err != nil {
@@ -92,11 +92,8 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	return nil
 }
 
-// metricName is a per-endpoint stat name; the address's dots and colon
-// become underscores so that it stays one stat-name segment.
-func metricName(kind, addr string) string {
-	return "tollgate_picker." + kind + ".endpoint." + strings.NewReplacer(".", "_", ":", "_", "[", "", "]", "").Replace(addr)
-}
+// metricName is a per-endpoint stat name.
+func metricName(kind, addr string) string { return pick.EndpointMetric(kind, addr) }
 
 // inc adds to a counter; metrics never fail a request.
 func (p *plugin) inc(name string, delta uint64) { p.metrics.Add(name, delta) }
@@ -152,12 +149,19 @@ func (p *plugin) scraped(e pick.Endpoint) proxywasm.CallResponseHandler {
 		p.gauge(metricName("running", e.Address), uint64(snap.Running))
 		p.gauge(metricName("kv_cache_permille", e.Address), uint64(snap.KVUsage*1000))
 		p.gauge(metricName("in_flight", e.Address), uint64(pick.InFlight(st, e.Address)))
+		p.gauge(metricName("saturation_permille", e.Address), uint64(min(p.pol.Saturation(pick.Metrics{Snapshot: snap}), 1000)*1000))
+		p.gauge(metricName("scrape_age_ms", e.Address), 0)
 	}
 }
 
 func (p *plugin) failedScrape(e pick.Endpoint, why string) {
 	p.inc(metricName("scrape_errors", e.Address), 1)
-	n, _ := pick.StoreScrapeFailure(shareddata.Store{}, e.Address)
+	st := shareddata.Store{}
+	n, _ := pick.StoreScrapeFailure(st, e.Address)
+	if m := pick.ReadMetrics(st, e.Address); m.AtMs > 0 {
+		p.gauge(metricName("scrape_age_ms", e.Address), uint64(max(0, time.Now().UnixMilli()-m.AtMs)))
+	}
+	p.gauge(metricName("saturation_permille", e.Address), 1000) // no fresh metrics: saturated
 	if n == 1 || n%100 == 0 {
 		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: scrape %s failed (%d in a row): %s", e.Address, n, why)
 	}
@@ -253,7 +257,7 @@ func (s *stream) decide(model string, blocks []uint64) proxywasm.Action {
 		if d.Status == 429 {
 			extra = append(extra, [2]string{"retry-after", strconv.Itoa(d.RetryAfter)})
 		}
-		s.p.inc("tollgate_picker.decisions."+d.Reason, 1)
+		s.p.inc(pick.DecisionMetric(d.Reason), 1)
 		_ = proxywasm.SetProperty([]string{"tollgate.picker.pick"}, []byte("- "+d.Reason))
 		if err := proxywasm.SendError(d.Err, apierror.StyleOpenAI, extra...); err != nil {
 			proxywasm.Logf(proxywasm.LogLevelError, "picker: send %d: %v", d.Status, err)
@@ -272,8 +276,15 @@ func (s *stream) decide(model string, blocks []uint64) proxywasm.Action {
 	}
 	s.primary = d.Endpoints[0]
 	s.p.inc(metricName("picks", s.primary), 1)
+	if d.Primary.Parts.Prefix > 0 {
+		s.p.inc(metricName("prefix_picks", s.primary), 1)
+	}
+	pt := d.Primary.Parts
+	for i, v := range []float64{pt.Queue, pt.KV, pt.Prefix, pt.Lora, d.Primary.Score} {
+		s.p.metrics.Record(pick.ScoreMetric(pick.ScoreParts[i]), uint64(v*100))
+	}
 	if d.Reason != pick.ReasonScored && d.Reason != pick.ReasonSingleEndpoint {
-		s.p.inc("tollgate_picker.decisions."+d.Reason, 1)
+		s.p.inc(pick.DecisionMetric(d.Reason), 1)
 	}
 	_ = proxywasm.SetProperty([]string{"tollgate.picker.pick"}, []byte(s.primary+" "+d.Reason))
 	return proxywasm.ActionContinue
