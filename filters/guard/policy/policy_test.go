@@ -243,3 +243,58 @@ func TestStreamMaskerTimeBound(t *testing.T) {
 	late, _ := readStream(t, string(m.Feed([]byte(": keep-alive\n\n"), t0.Add(150*time.Millisecond))))
 	assert.Equal(t, "unfinishedword", late, "held text goes out once the bound passed")
 }
+
+// anthropicStream renders an Anthropic Messages stream of text in pieces.
+func anthropicStream(text string, n int) string {
+	var b strings.Builder
+	ev := func(name string, v any) {
+		raw, _ := json.Marshal(v)
+		b.WriteString("event: " + name + "\ndata: " + string(raw) + "\n\n")
+	}
+	ev("message_start", map[string]any{"type": "message_start", "message": map[string]any{"id": "m1", "usage": map[string]any{"input_tokens": 5, "output_tokens": 1}}})
+	ev("content_block_start", map[string]any{"type": "content_block_start", "index": 0, "content_block": map[string]any{"type": "text", "text": ""}})
+	for i := 0; i < len(text); i += n {
+		ev("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0, "delta": map[string]any{"type": "text_delta", "text": text[i:min(len(text), i+n)]}})
+	}
+	ev("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
+	ev("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn"}, "usage": map[string]any{"output_tokens": 9}})
+	ev("message_stop", map[string]any{"type": "message_stop"})
+	return b.String()
+}
+
+func TestStreamMaskerAnthropic(t *testing.T) {
+	c := profile(t, load(t), "guarded", "")
+	for _, n := range []int{1, 3, 100} {
+		up := anthropicStream("Mail jane.doe@example.com today", n)
+		m := c.NewStreamMasker(time.Hour)
+		var out strings.Builder
+		for i := 0; i < len(up); i += 5 {
+			out.Write(m.Feed([]byte(up[i:min(len(up), i+5)]), time.Unix(0, 0)))
+		}
+		out.Write(m.Finish(time.Unix(0, 0)))
+		var text strings.Builder
+		var names []string
+		for _, block := range strings.Split(strings.TrimSuffix(out.String(), "\n\n"), "\n\n") {
+			name, data, ok := strings.Cut(block, "\ndata: ")
+			require.True(t, ok, block)
+			require.True(t, json.Valid([]byte(data)), data)
+			names = append(names, strings.TrimPrefix(name, "event: "))
+			var ev struct {
+				Type  string `json:"type"`
+				Delta struct{ Text string } `json:"delta"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(data), &ev))
+			if ev.Type == "content_block_delta" {
+				text.WriteString(ev.Delta.Text)
+			}
+		}
+		assert.Equal(t, "Mail [EMAIL] today", text.String(), "pieces %d", n)
+		assert.Equal(t, "message_stop", names[len(names)-1])
+		assert.Contains(t, out.String(), `"usage":{"output_tokens":9}`, "usage passes")
+	}
+	m := c.NewStreamMasker(time.Hour)
+	out := string(m.Feed([]byte(anthropicStream("SSN 536-22-1234 ok", 2)), time.Unix(0, 0)))
+	assert.True(t, m.Blocked())
+	assert.Contains(t, out, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"code\":\"guard_us_ssn\"")
+	assert.NotContains(t, out, "536")
+}

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/guard/masker"
@@ -138,7 +139,8 @@ type StreamMasker struct {
 	out     []byte
 	rep     masker.Report
 	events  int
-	doc     reqview.Doc // reused for every event: no allocation per parse
+	doc       reqview.Doc // reused for every event: no allocation per parse
+	anthropic bool        // the stream is an Anthropic Messages stream
 	tdoc    reqview.Doc // for the template of synthesized chunks
 }
 
@@ -219,6 +221,10 @@ func (m *StreamMasker) event(ev *sse.Event, now time.Time) {
 		return
 	}
 	root := m.doc.Root()
+	if typ := root.Get("type"); typ.Kind() == reqview.String {
+		m.anthropicEvent(ev, root, typ.View(), now)
+		return
+	}
 	choices := root.Get("choices")
 	if choices.Kind() != reqview.Array || choices.Len() == 0 {
 		m.emit(ev.Name, ev.Data)
@@ -285,6 +291,60 @@ func (m *StreamMasker) event(ev *sse.Event, now time.Time) {
 	m.emit(ev.Name, splice(ev.Data, edits))
 }
 
+// anthropicFields maps the text fields of an Anthropic content_block_delta
+// to their delta types.
+var anthropicFields = [...][2]string{{"text", "text_delta"}, {"thinking", "thinking_delta"}, {"partial_json", "input_json_delta"}}
+
+// anthropicEvent masks an Anthropic Messages stream event: the text of
+// content_block_delta events, per content block; held text goes out before
+// the block's content_block_stop and before message_stop.
+func (m *StreamMasker) anthropicEvent(ev *sse.Event, root reqview.Value, typ string, now time.Time) {
+	m.anthropic = true
+	idx, _ := root.Get("index").Int()
+	switch typ {
+	case "content_block_delta":
+		delta := root.Get("delta")
+		var edits []edit
+		for _, f := range anthropicFields {
+			v := delta.Get(f[0])
+			if v.Kind() != reqview.String {
+				continue
+			}
+			k := textKey{idx, "anthropic:" + f[0]}
+			h := m.texts[k]
+			if h == nil {
+				h = &held{st: m.sc.NewStream()}
+				m.texts[k] = h
+				m.order = append(m.order, k)
+			}
+			out := h.st.Write(v.Str())
+			m.track(h, now)
+			s, e := v.Span()
+			edits = append(edits, edit{s, e, Quote(out)})
+		}
+		m.collect()
+		if m.rep.Block >= 0 {
+			m.block()
+			return
+		}
+		m.emit(ev.Name, splice(ev.Data, edits))
+		return
+	case "content_block_stop":
+		for _, k := range m.order {
+			if k.choice == idx && strings.HasPrefix(k.field, "anthropic:") {
+				m.flush(k)
+			}
+		}
+	case "message_stop":
+		m.flushAll()
+	}
+	if m.rep.Block >= 0 {
+		m.block()
+		return
+	}
+	m.emit(ev.Name, ev.Data)
+}
+
 // collect folds the per-text reports into the stream's report.
 func (m *StreamMasker) collect() {
 	clear(m.rep.Counts)
@@ -335,7 +395,23 @@ func (m *StreamMasker) flush(k textKey) {
 	text := h.st.Flush()
 	h.since = time.Time{}
 	m.collect()
-	if m.rep.Block >= 0 || text == "" || m.tmpl == nil {
+	if m.rep.Block >= 0 || text == "" {
+		return
+	}
+	if f, ok := strings.CutPrefix(k.field, "anthropic:"); ok {
+		dt := "text_delta"
+		for _, af := range anthropicFields {
+			if af[0] == f {
+				dt = af[1]
+			}
+		}
+		data := []byte(`{"type":"content_block_delta","index":` + strconv.FormatInt(k.choice, 10) +
+			`,"delta":{"type":"` + dt + `","` + f + `":`)
+		data = append(append(data, Quote(text)...), "}}"...)
+		m.emit([]byte("content_block_delta"), data)
+		return
+	}
+	if m.tmpl == nil {
 		return
 	}
 	if err := m.tdoc.Parse(m.tmpl, reqview.Limits{MaxDepth: 32}); err != nil {
@@ -358,10 +434,17 @@ func (m *StreamMasker) flush(k textKey) {
 	m.emit(nil, splice(m.tmpl, edits))
 }
 
-// block ends the stream with an error event the OpenAI SDKs raise, then [DONE].
+// block ends the stream with an error event the SDKs raise: OpenAI's
+// shape then [DONE], or Anthropic's "event: error".
 func (m *StreamMasker) block() {
 	m.blocked = true
 	e := BlockError(m.sc.Rules()[m.rep.Block].Name, "", Response)
+	if m.anthropic {
+		data := append([]byte(`{"type":"error","error":{"type":"invalid_request_error","code":`), Quote(e.Code)...)
+		data = append(append(append(data, `,"message":`...), Quote(e.Message)...), "}}"...)
+		m.emit([]byte("error"), data)
+		return
+	}
 	m.emit(nil, e.Body(apierror.StyleOpenAI))
 	m.emit(nil, []byte("[DONE]"))
 }
