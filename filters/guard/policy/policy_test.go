@@ -280,7 +280,7 @@ func TestStreamMaskerAnthropic(t *testing.T) {
 			require.True(t, json.Valid([]byte(data)), data)
 			names = append(names, strings.TrimPrefix(name, "event: "))
 			var ev struct {
-				Type  string `json:"type"`
+				Type  string                `json:"type"`
 				Delta struct{ Text string } `json:"delta"`
 			}
 			require.NoError(t, json.Unmarshal([]byte(data), &ev))

@@ -129,19 +129,19 @@ type held struct {
 // usage set to null). A blocking match ends the stream with an OpenAI
 // error event and [DONE]; what the upstream sends afterwards is dropped.
 type StreamMasker struct {
-	sc      *masker.Scanner
-	maxHold time.Duration
-	r       *sse.Reader
-	texts   map[textKey]*held
-	order   []textKey
-	tmpl    []byte // the last chunk's data, for synthesized chunks
-	blocked bool
-	out     []byte
-	rep     masker.Report
-	events  int
+	sc        *masker.Scanner
+	maxHold   time.Duration
+	r         *sse.Reader
+	texts     map[textKey]*held
+	order     []textKey
+	tmpl      []byte // the last chunk's data, for synthesized chunks
+	blocked   bool
+	out       []byte
+	rep       masker.Report
+	events    int
 	doc       reqview.Doc // reused for every event: no allocation per parse
 	anthropic bool        // the stream is an Anthropic Messages stream
-	tdoc    reqview.Doc // for the template of synthesized chunks
+	tdoc      reqview.Doc // for the template of synthesized chunks
 }
 
 // NewStreamMasker starts masking one streamed answer.
