@@ -298,3 +298,47 @@ func TestStreamMaskerAnthropic(t *testing.T) {
 	assert.Contains(t, out, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"code\":\"guard_us_ssn\"")
 	assert.NotContains(t, out, "536")
 }
+
+func TestStreamMaskerToolArguments(t *testing.T) {
+	c := profile(t, load(t), "guarded", "")
+	args := `{"to": "jane.doe@example.com", "body": "hi"}`
+	var up strings.Builder
+	ev := func(v any) {
+		raw, _ := json.Marshal(v)
+		up.WriteString("data: " + string(raw) + "\n\n")
+	}
+	ev(map[string]any{"id": "c1", "choices": []any{map[string]any{"index": 0, "delta": map[string]any{"role": "assistant",
+		"tool_calls": []any{map[string]any{"index": 0, "id": "call_1", "type": "function", "function": map[string]any{"name": "send", "arguments": ""}}}}}}})
+	for i := 0; i < len(args); i += 3 {
+		ev(map[string]any{"id": "c1", "choices": []any{map[string]any{"index": 0, "delta": map[string]any{
+			"tool_calls": []any{map[string]any{"index": 0, "function": map[string]any{"arguments": args[i:min(len(args), i+3)]}}}}}}})
+	}
+	ev(map[string]any{"id": "c1", "choices": []any{map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "tool_calls"}}})
+	up.WriteString("data: [DONE]\n\n")
+	m := c.NewStreamMasker(time.Hour)
+	out := string(m.Feed([]byte(up.String()), time.Unix(0, 0))) + string(m.Finish(time.Unix(0, 0)))
+	var got strings.Builder
+	for _, block := range strings.Split(strings.TrimSuffix(out, "\n\n"), "\n\n") {
+		data := strings.TrimPrefix(block, "data: ")
+		if data == "[DONE]" {
+			continue
+		}
+		var ch struct {
+			Choices []struct {
+				Delta struct {
+					ToolCalls []struct {
+						Function struct{ Arguments string } `json:"function"`
+					} `json:"tool_calls"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(data), &ch), data)
+		for _, c := range ch.Choices {
+			for _, tc := range c.Delta.ToolCalls {
+				got.WriteString(tc.Function.Arguments)
+			}
+		}
+	}
+	assert.Equal(t, `{"to": "[EMAIL]", "body": "hi"}`, got.String())
+	assert.True(t, json.Valid([]byte(got.String())))
+}

@@ -103,6 +103,10 @@ func (c *Compiled) CheckAnswer(body []byte, maxBytes int64) AnswerResult {
 	return res
 }
 
+// toolField prefixes the text key of a streamed tool call's arguments
+// (followed by the tool call's index).
+const toolField = "tool:"
+
 // streamFields are the delta members of a chat chunk that carry text.
 var streamFields = [...]string{"content", "refusal", "reasoning_content"}
 
@@ -266,6 +270,16 @@ func (m *StreamMasker) event(ev *sse.Event, now time.Time) {
 				write(f, v)
 			}
 		}
+		delta.Get("tool_calls").Elems(func(pos int, tc reqview.Value) bool {
+			ti, ok := tc.Get("index").Int()
+			if !ok {
+				ti = int64(pos)
+			}
+			if v := tc.Get("function").Get("arguments"); v.Kind() == reqview.String {
+				write(toolField+strconv.FormatInt(ti, 10), v)
+			}
+			return true
+		})
 		if done {
 			finished = append(finished, idx)
 		}
@@ -420,7 +434,10 @@ func (m *StreamMasker) flush(k textKey) {
 	root := m.tdoc.Root()
 	var choice []byte
 	idx := strconv.FormatInt(k.choice, 10)
-	if k.field == "text" {
+	if ti, ok := strings.CutPrefix(k.field, toolField); ok {
+		choice = []byte(`[{"index":` + idx + `,"delta":{"tool_calls":[{"index":` + ti + `,"function":{"arguments":` +
+			string(Quote(text)) + `}}]},"logprobs":null,"finish_reason":null}]`)
+	} else if k.field == "text" {
 		choice = []byte(`[{"index":` + idx + `,"text":` + string(Quote(text)) + `,"logprobs":null,"finish_reason":null}]`)
 	} else {
 		choice = []byte(`[{"index":` + idx + `,"delta":{"` + k.field + `":` + string(Quote(text)) + `},"logprobs":null,"finish_reason":null}]`)
