@@ -141,6 +141,10 @@ func TestShippedGateway(t *testing.T) {
 		assert.Contains(t, body, "invalid_data_token")
 		_, body = verify("Bearer " + dataToken)
 		assert.Contains(t, body, `"valid":false`, "with the token the keystore answers")
+		// The filters sent it on every callout above; no log holds it.
+		for name, log := range map[string]string{"envoy": g.envoy.Log(), "access": accessLog(t, g), "keystore": g.keystore.Log()} {
+			assert.NotContains(t, log, dataToken, "the %s log holds the data-plane token", name)
+		}
 	})
 
 	t.Run("a VM that traps is replaced and the next request is served", func(t *testing.T) {
