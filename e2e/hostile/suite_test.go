@@ -56,6 +56,8 @@ type suite struct {
 	keys  map[string]string // app → key
 	// violationsBefore is violations() before the running case was sent.
 	violationsBefore float64
+	// logBefore is the access log's length before the running case was sent.
+	logBefore int
 }
 
 // start renders examples/envoy/gateway.yaml for a fresh keystore and the
