@@ -198,6 +198,7 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 			{name: "encoded dots", method: "GET", path: "/v1/models/%2e%2e/%2e%2e/admin", status: []int{http.StatusForbidden}, code: "operation_not_allowed"},
 			{name: "dot-dot-semicolon", method: "GET", path: "/v1/models/..;/..;/admin", status: []int{http.StatusForbidden}, code: "operation_not_allowed"},
 			{name: "encoded backslashes", method: "GET", path: "/v1/models/x%5c..%5c..%5cadmin", status: bad},
+			{name: "double-encoded dots (apikey's own check)", method: "GET", path: "/v1/models/%252e%252e/%252e%252e/admin", status: bad, code: "invalid_path"},
 			{name: "encoded NUL", method: "GET", path: "/v1/models/gemma%00", status: bad},
 			{name: "unmetered endpoint under a token quota", path: "/v1/responses", body: body(gemma, `"input":"hi"`),
 				status: []int{http.StatusForbidden}, code: "unmetered_endpoint"},
