@@ -452,3 +452,66 @@ func TestProxywasmAPITable(t *testing.T) {
 	}
 	require.Greater(t, names, 30)
 }
+
+// TestReadmeLayout: the Layout block of README.md names only paths that
+// exist, and lists every package directory under shared/ (a new shared
+// package is announced where newcomers look first).
+func TestReadmeLayout(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, after, ok := strings.Cut(string(raw), "## Layout\n\n```\n")
+	require.True(t, ok, "README.md has no Layout block")
+	block, _, _ := strings.Cut(after, "```")
+	listed := map[string]bool{}
+	for _, line := range strings.Split(block, "\n") {
+		for _, f := range strings.Fields(line) {
+			p := strings.TrimSuffix(strings.TrimSuffix(f, ","), "/")
+			if !strings.Contains(f, "/") || strings.ContainsAny(p, "<>()") || strings.HasPrefix(p, "--") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join("..", p)); err != nil {
+				if strings.Contains(line, "   ") && strings.Index(line, f) > strings.Index(line, "   ") {
+					continue // a word of the description, not a path
+				}
+				t.Errorf("README.md Layout names %s, which does not exist", p)
+			}
+			listed[p] = true
+		}
+	}
+	dirs, err := filepath.Glob("../shared/*")
+	require.NoError(t, err)
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			p := strings.TrimPrefix(d, "../")
+			if !listed[p] && !strings.Contains(block, p) {
+				t.Errorf("README.md Layout does not list %s", p)
+			}
+		}
+	}
+}
+
+// linkRe finds Markdown links; only relative ones are checked.
+var linkRe = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// TestRelativeLinksResolve: every relative link in the docs points at a file
+// or directory that exists (anchors are not checked).
+func TestRelativeLinksResolve(t *testing.T) {
+	links := 0
+	for _, f := range markdown(t) {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for n, line := range strings.Split(string(raw), "\n") {
+			for _, m := range linkRe.FindAllStringSubmatch(line, -1) {
+				target, _, _ := strings.Cut(m[1], "#")
+				if target == "" || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				links++
+				if _, err := os.Stat(filepath.Join(filepath.Dir(f), target)); err != nil {
+					t.Errorf("%s:%d links to %s, which does not exist", f, n+1, m[1])
+				}
+			}
+		}
+	}
+	require.Greater(t, links, 10)
+}
