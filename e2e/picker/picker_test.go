@@ -1,6 +1,7 @@
 package picker
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -185,6 +186,32 @@ func TestOverrideHostFallbacks(t *testing.T) {
 	<-killAt
 	assert.Empty(t, failures, "the fallbacks and Envoy's retries hide the killed server")
 	t.Logf("picks of the killed server: %d; posts it saw: %d", stat(t, e, "tollgate_picker.picks.endpoint."+statName(sims[0].addr)), sims[0].posts.Load())
+
+	t.Run("a hot prefix group spills to a second server", func(t *testing.T) {
+		// The two live servers only; the group's first request makes a home.
+		subset := map[string]string{"x-gateway-destination-endpoint-subset": sims[1].addr + "," + sims[2].addr}
+		system := words("group", 600)
+		r := chat(t, e, "m", system, "first", 2, subset)
+		require.Equal(t, 200, r.status, "%s", r.body)
+		home, other := servedBy(t, sims), sims[1]
+		if home == sims[1] {
+			other = sims[2]
+		}
+		before := other.posts.Load()
+		var wg sync.WaitGroup
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := chat(t, e, "m", system, fmt.Sprint("burst ", i), 200, subset)
+				assert.Equal(t, 200, r.status, "%s", r.body)
+			}()
+		}
+		wg.Wait()
+		assert.GreaterOrEqual(t, other.posts.Load()-before, int64(2), "the home's queue made the group spill")
+		hits, _ := prefixCounters(t, other)
+		assert.Positive(t, hits, "the second server became a second home: later requests hit its cache")
+	})
 	e.RequireNoCrash(t)
 }
 
