@@ -230,12 +230,15 @@ func TestGuard(t *testing.T) {
 			status, b := s.post(t, "g", "/v1/chat/completions", chat(prompt, ""), nil)
 			took := time.Since(start)
 			require.Equal(t, 200, status, "%s: %.200s", name, b)
-			assert.Less(t, took, 10*time.Second, name)
+			// A backtracking engine would need years for the bait; a
+			// linear one needs well under a second (bound generous for a
+			// loaded CI machine).
+			assert.Less(t, took, 20*time.Second, name)
 		}
 		start := time.Now()
 		status, _ := s.post(t, "g", "/v1/chat/completions", chat("quick one after", ""), nil)
 		assert.Equal(t, 200, status)
-		assert.Less(t, time.Since(start), 5*time.Second)
+		assert.Less(t, time.Since(start), 10*time.Second)
 	})
 
 	t.Run("the OpenAI SDK sees a BadRequestError with the policy code", func(t *testing.T) {
