@@ -132,7 +132,7 @@ func TestSimQueueAndMetrics(t *testing.T) {
 		_, _, raw := get(t, srv, "/metrics")
 		body = string(raw)
 		return strings.Contains(body, `vllm:num_requests_waiting{model_name="sim"} 2`)
-	}, 5*time.Second, 5*time.Millisecond)
+	}, 30*time.Second, 5*time.Millisecond)
 	assert.Equal(t, "2", metricValue(t, body, "vllm:num_requests_running{"))
 	assert.NotEqual(t, "0", metricValue(t, body, "vllm:kv_cache_usage_perc{"))
 	assert.Contains(t, body, `vllm:cache_config_info{block_size="16",enable_prefix_caching="True",num_gpu_blocks="512"} 1.0`)
@@ -149,7 +149,7 @@ func TestSimQueueAndMetrics(t *testing.T) {
 		_, _, raw := get(t, srv, "/metrics")
 		return strings.Contains(string(raw), `vllm:num_requests_running{model_name="sim"} 0`) &&
 			strings.Contains(string(raw), `vllm:num_requests_waiting{model_name="sim"} 0`)
-	}, 5*time.Second, 5*time.Millisecond, "cancelled requests free their slots and leave the queue")
+	}, 30*time.Second, 5*time.Millisecond, "cancelled requests free their slots and leave the queue")
 }
 
 // get issues a GET and reads the whole answer.
@@ -233,7 +233,7 @@ func TestSimLoraWaitsForSlot(t *testing.T) {
 		p, _ := m.admit(ctx, "b", "p", 1, 1)
 		got <- p
 	}()
-	require.Eventually(t, func() bool { return m.state().Waiting == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return m.state().Waiting == 1 }, 30*time.Second, time.Millisecond)
 	assert.Equal(t, []string{"b"}, m.state().WaitingLoras)
 	// A request for the resident adapter overtakes the waiting one.
 	pa2, e := m.admit(ctx, "a", "p", 1, 1)

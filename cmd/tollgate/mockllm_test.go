@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,32 +12,9 @@ import (
 )
 
 func TestMockLLMCommand(t *testing.T) {
-	ready := filepath.Join(t.TempDir(), "ready.json")
-	logs := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan int, 1)
-	args := []string{"mock-llm", "--listen", "127.0.0.1:0", "--ready-file", ready, "--ttft", "0s", "--itl", "0s", "--models", "demo, other*"}
-	go func() {
-		done <- run(ctx, args, env{getenv: mapEnv(nil), stdin: strings.NewReader(""), stdout: logs, stderr: logs})
-	}()
-	var addrs map[string]string
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(10 * time.Second)
-	for addrs == nil {
-		select {
-		case code := <-done:
-			t.Fatalf("mock-llm exited with %d before it was ready:\n%s", code, logs.String())
-		case <-deadline:
-			t.Fatalf("mock-llm not ready after 10s:\n%s", logs.String())
-		case <-tick.C:
-			if raw, err := os.ReadFile(ready); err == nil {
-				require.NoError(t, json.Unmarshal(raw, &addrs))
-			}
-		}
-	}
-	base := "http://" + addrs["data"]
+	m := startMock(t, "mock-llm", "--ttft", "0s", "--itl", "0s", "--models", "demo, other*")
+	require.Len(t, m.addrs, 1)
+	base := "http://" + m.addrs[0]
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Post(base+"/v1/chat/completions", "application/json",
 		strings.NewReader(`{"model":"other-model","messages":[{"role":"user","content":"hi"}]}`))
@@ -58,13 +31,7 @@ func TestMockLLMCommand(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"object":"list","data":[{"id":"demo","object":"model","created":1735689600,"owned_by":"tollgate-mock"}]}`, string(body))
 
-	cancel()
-	select {
-	case code := <-done:
-		assert.Equal(t, exitOK, code, logs.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("mock-llm did not stop after cancel")
-	}
+	m.stop(t)
 }
 
 func TestMockLLMCommandErrors(t *testing.T) {

@@ -15,26 +15,63 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestMockLLMSimReplicas(t *testing.T) {
+// runningMock is a `tollgate mock-llm` command started by a test.
+type runningMock struct {
+	addrs  []string // the ready file's addresses
+	logs   *lockedBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+// startMock runs `tollgate <args> --listen 127.0.0.1:0 --ready-file …` and
+// waits for its ready file.
+func startMock(t *testing.T, args ...string) *runningMock {
+	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready.json")
-	logs := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan int, 1)
-	args := []string{"mock-llm", "--sim", "--replicas", "3", "--listen", "127.0.0.1:0", "--ready-file", ready,
-		"--models", "base", "--sim-loras", "ad-a,ad-b", "--sim-preloaded-loras", "ad-a", "--sim-max-num-seqs", "2", "--sim-time-scale", "0.01"}
+	m := &runningMock{logs: &lockedBuffer{}, done: make(chan int, 1)}
+	var ctx context.Context
+	ctx, m.cancel = context.WithCancel(context.Background())
+	t.Cleanup(m.cancel)
+	args = append(args, "--listen", "127.0.0.1:0", "--ready-file", ready)
 	go func() {
-		done <- run(ctx, args, env{getenv: mapEnv(nil), stdin: strings.NewReader(""), stdout: logs, stderr: logs})
+		m.done <- run(ctx, args, env{getenv: mapEnv(nil), stdin: strings.NewReader(""), stdout: m.logs, stderr: m.logs})
 	}()
 	var addrs map[string]string
+	exited := -1
 	require.Eventually(t, func() bool {
+		select {
+		case exited = <-m.done:
+			return true
+		default:
+		}
 		raw, err := os.ReadFile(ready)
 		return err == nil && json.Unmarshal(raw, &addrs) == nil
-	}, 10*time.Second, 10*time.Millisecond, "not ready: %s", logs.String())
-	list := strings.Split(addrs["data"], ",")
-	require.Len(t, list, 3)
+	}, 30*time.Second, 10*time.Millisecond, "mock-llm not ready: %s", m.logs)
+	if exited >= 0 {
+		t.Fatalf("mock-llm exited with %d before it was ready:\n%s", exited, m.logs.String())
+	}
+	m.addrs = strings.Split(addrs["data"], ",")
+	return m
+}
+
+// stop cancels the command and checks that it exits cleanly.
+func (m *runningMock) stop(t *testing.T) {
+	t.Helper()
+	m.cancel()
+	select {
+	case code := <-m.done:
+		assert.Equal(t, exitOK, code, m.logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("mock-llm did not stop after cancel")
+	}
+}
+
+func TestMockLLMSimReplicas(t *testing.T) {
+	m := startMock(t, "mock-llm", "--sim", "--replicas", "3", "--models", "base", "--sim-loras", "ad-a,ad-b",
+		"--sim-preloaded-loras", "ad-a", "--sim-max-num-seqs", "2", "--sim-time-scale", "0.01")
+	require.Len(t, m.addrs, 3)
 	c := &http.Client{Timeout: 5 * time.Second}
-	for _, a := range list {
+	for _, a := range m.addrs {
 		resp, err := c.Post("http://"+a+"/v1/chat/completions", "application/json",
 			strings.NewReader(`{"model":"ad-a","max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`))
 		require.NoError(t, err)
@@ -51,13 +88,7 @@ func TestMockLLMSimReplicas(t *testing.T) {
 		assert.Contains(t, string(body), `running_lora_adapters="ad-a"`)
 		assert.Contains(t, string(body), `vllm:generation_tokens_total{model_name="sim"} 3.0`, "each replica keeps its own state")
 	}
-	cancel()
-	select {
-	case code := <-done:
-		assert.Equal(t, exitOK, code, logs.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("mock-llm did not stop after cancel")
-	}
+	m.stop(t)
 }
 
 func TestMockLLMSimErrors(t *testing.T) {
