@@ -50,6 +50,15 @@ func (h *testHost) metrics(t *testing.T, addr string, waiting, running, kv float
 	require.NoError(t, StoreScrape(h.st, addr, s, h.now))
 }
 
+// newIndex creates p's prefix index in h's store.
+func newIndex(t *testing.T, p *Policy, h *testHost) *Index {
+	t.Helper()
+	x, err := p.NewIndex(h.st)
+	require.NoError(t, err)
+	require.NoError(t, x.Init())
+	return x
+}
+
 func (h *testHost) allIdle(t *testing.T) {
 	t.Helper()
 	for _, e := range []string{a, b, c} {
@@ -263,9 +272,7 @@ func TestLoraAffinity(t *testing.T) {
 func TestPrefixAffinityAndSpill(t *testing.T) {
 	p := policy(t, "")
 	h := newHost()
-	x, err := p.NewIndex(h.st)
-	require.NoError(t, err)
-	require.NoError(t, x.Init())
+	x := newIndex(t, p, h)
 	h.allIdle(t)
 	system := strings.Repeat("You are a helpful assistant for group seven. ", 60)
 	first := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, "q0")})
@@ -323,9 +330,7 @@ func TestBlocks(t *testing.T) {
 func TestIndexIsBounded(t *testing.T) {
 	p := policy(t, `,"prefix":{"blocks_per_endpoint":16}`)
 	h := newHost()
-	x, err := p.NewIndex(h.st)
-	require.NoError(t, err)
-	require.NoError(t, x.Init())
+	x := newIndex(t, p, h)
 	keys := h.st.Keys()
 	for i := 0; i < 200; i++ {
 		require.NoError(t, x.Record(chatBlocks(fmt.Sprint(i, strings.Repeat("z", 200)), ""), a, h.now))
@@ -448,9 +453,7 @@ func TestScrapeLagIsCompensated(t *testing.T) {
 func TestPrefixAffinityHoldsUnderUniformOverload(t *testing.T) {
 	p := policy(t, "")
 	h := newHost()
-	x, err := p.NewIndex(h.st)
-	require.NoError(t, err)
-	require.NoError(t, x.Init())
+	x := newIndex(t, p, h)
 	h.allIdle(t)
 	system := strings.Repeat("Overloaded group prompt. ", 120)
 	d := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, "q"), HasSubset: true, Subset: []string{c}})
