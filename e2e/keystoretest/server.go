@@ -60,6 +60,7 @@ type Server struct {
 	bin                 string
 	opts                Options
 	dataAddr, adminAddr string
+	portalAddr          string
 	token               string
 	proc                *process
 }
@@ -167,9 +168,9 @@ func (s *Server) ready(t testing.TB, readyFile string) bool {
 	if err != nil || len(b) == 0 {
 		return false
 	}
-	var addrs struct{ Data, Admin string }
+	var addrs struct{ Data, Admin, Portal string }
 	require.NoError(t, json.Unmarshal(b, &addrs), "%s", b)
-	s.dataAddr, s.adminAddr = addrs.Data, addrs.Admin
+	s.dataAddr, s.adminAddr, s.portalAddr = addrs.Data, addrs.Admin, addrs.Portal
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.DataURL()+"/healthz", nil)
@@ -210,6 +211,14 @@ func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop()
 	s.start(t, s.dataAddr, s.adminAddr)
+}
+
+// PortalURL is the developer portal's base URL ("" unless Args hold --portal).
+func (s *Server) PortalURL() string {
+	if s.portalAddr == "" {
+		return ""
+	}
+	return "http://" + s.portalAddr
 }
 
 // DataAddr is the data plane's host:port (what an Envoy cluster points at).

@@ -377,7 +377,7 @@ func (p *Portal) renderApp(w http.ResponseWriter, r *http.Request, rc reqCtx, st
 		pending = ap.Pending
 	}
 	data := map[string]any{"App": appView{App: a, Description: a.Attributes["description"], Pending: pending, Revoked: a.Attributes["status"] == "revoked"},
-		"Keys": keys, "Gateway": p.cfg.GatewayURL}
+		"Keys": keys, "Gateway": p.cfg.GatewayURL, "Model": p.snippetModel(r, a)}
 	p.render(w, r, status, "app", &rc, data, extra)
 }
 
@@ -394,6 +394,23 @@ func (p *Portal) failed(w http.ResponseWriter, r *http.Request, rc reqCtx, err e
 		p.fail(w, r, err)
 	}
 	return true
+}
+
+// snippetModel is the model the key snippets name: the first one the app's
+// products allow by exact name, or a placeholder.
+func (p *Portal) snippetModel(r *http.Request, a model.App) string {
+	for _, name := range a.Products {
+		pr, err := p.cfg.Store.GetProduct(r.Context(), name)
+		if err != nil {
+			continue
+		}
+		for _, m := range pr.AllowedModels {
+			if !strings.ContainsAny(m, "*?") {
+				return m
+			}
+		}
+	}
+	return "MODEL"
 }
 
 // issueKey creates a key for app and returns its secret (shown once).

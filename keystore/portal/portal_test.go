@@ -208,13 +208,23 @@ func TestDeveloperJourney(t *testing.T) {
 
 	secret := b.createKey("ada-bot")
 	assert.True(t, model.WellFormedKey(secret))
+	_, page, _ := b.post("/apps/ada-bot/keys", nil)
+	assert.Contains(t, page, `{"model": "gemma-3-1b-it"`, "the curl snippet names a model the app may use")
+	assert.Contains(t, page, `base_url="http://127.0.0.1:8080/v1"`)
 	_, body = b.get("/apps/ada-bot")
 	assert.NotContains(t, body, secret, "a key is shown once")
 	assert.Contains(t, body, "waiting for approval: premium")
 	keys, err := e.st.ListKeys(context.Background(), "ada-bot")
 	require.NoError(t, err)
-	require.Len(t, keys, 1)
-	assert.Equal(t, model.HashKey(secret), keys[0].Hash)
+	require.Len(t, keys, 2)
+	var first model.Key
+	for _, k := range keys {
+		if k.Hash == model.HashKey(secret) {
+			first = k
+		}
+	}
+	require.NotEmpty(t, first.ID, "the key is stored by its hash")
+	keys = []model.Key{first}
 	raw, err := os.ReadFile(filepath.Join(e.dir, store.BoltFile))
 	require.NoError(t, err)
 	assert.NotContains(t, string(raw), secret, "only the key's hash is stored")

@@ -1,0 +1,193 @@
+// Package portal drives the developer portal (`tollgate serve --portal`) in
+// headless Chromium (Debian's chromium package, through chromedp) in front
+// of the shipped chain in real Envoy: a developer signs up, signs in,
+// creates an app and a key, calls the gateway with it, and the usage page
+// shows the model server's token count in its table and chart; another
+// developer cannot open that app. The test writes the screenshots that
+// docs/portal.md shows.
+package portal
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/e2e/keystoretest"
+	"github.com/tollgate/tollgate/e2e/stacktest"
+	"github.com/tollgate/tollgate/internal/jsontest"
+	"github.com/tollgate/tollgate/scripts/run-demo/demo"
+)
+
+func TestMain(m *testing.M) { os.Exit(keystoretest.Main(m)) }
+
+// browserPath finds Chromium; without it the test is skipped locally and
+// fails in CI (where .ci/run installs it).
+func browserPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed (apt-get install chromium)")
+	}
+	t.Skip("chromium is not installed (apt-get install chromium); CI runs this test")
+	return ""
+}
+
+const dataToken = "e2e-portal-data-token-0123456789"
+
+// The chain: apikey verifies the portal's keys, tokencount meters and
+// reports usage every 200ms (quota and modelroute are left out: each module
+// costs Envoy seconds of V8 compilation, and neither is under test here).
+const (
+	apikeyConfig = `{"key_sources": [{"bearer": true}],
+	  "keystore": {"cluster": "keystore", "timeout": "500ms", "token": "` + dataToken + `"}, "cache": {"ttl": "30s", "negative_ttl": "1s"}}`
+	tokencountConfig = `{"keystore": {"cluster": "keystore", "timeout": "500ms", "token": "` + dataToken + `"},
+	  "usage": {"enabled": true, "flush_interval": "200ms"}}`
+)
+
+func TestPortalInBrowser(t *testing.T) {
+	began := time.Now()
+	chromium := browserPath(t)
+	t.Setenv("TOLLGATE_PORTAL_ADMIN_PASSWORD", "portal-admin-password")
+	ks := keystoretest.Start(t, keystoretest.Options{DataToken: dataToken,
+		Args: []string{"--portal", "127.0.0.1:0", "--portal-admin", "admin@tollgate.test", "--log-level", "warn"}})
+	raw, err := os.ReadFile("testdata/products.yaml")
+	require.NoError(t, err)
+	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer acancel()
+	require.NoError(t, demo.ApplyProducts(actx, ks.Client(t), "testdata/products.yaml", raw))
+	up := stacktest.NewUpstream(t, nil)
+	gw := envoytest.Start(t, envoytest.Config{
+		Filters: []envoytest.WasmFilter{
+			{Name: "apikey", RootID: "apikey", VMID: "portal-apikey", WasmPath: envoytest.WasmPath(t, "apikey"), Configuration: apikeyConfig},
+			{Name: "tokencount", RootID: "tokencount", VMID: "portal-tokencount", WasmPath: envoytest.WasmPath(t, "tokencount"),
+				Configuration: tokencountConfig, AllowOnHeadersStopIteration: true},
+		},
+		Clusters: []envoytest.Cluster{{Name: "upstream", Addr: up.Addr()}, {Name: "keystore", Addr: ks.DataAddr()}},
+		Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream"}},
+	})
+	t.Logf("stack up after %v", time.Since(began))
+	portal := ks.PortalURL()
+	require.NotEmpty(t, portal)
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	shots := filepath.Join(root, "docs", "portal")
+	require.NoError(t, os.MkdirAll(shots, 0o755))
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.WindowSize(1100, 900), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name), png, 0o644)
+		})
+	}
+	const password = "a long browser password"
+	signUpAndIn := func(email string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.Navigate(portal+"/signup"),
+			chromedp.SendKeys(chromedp.CSS(`input[name=name]`), "Ada Browser"),
+			chromedp.SendKeys(chromedp.CSS(`input[name=email]`), email),
+			chromedp.SendKeys(chromedp.CSS(`input[name=password]`), password),
+			chromedp.Click(chromedp.CSS(`#signup`)),
+			chromedp.WaitVisible(chromedp.CSS(`#message`)),
+			chromedp.Navigate(portal+"/signin"),
+			chromedp.SendKeys(chromedp.CSS(`input[name=email]`), email),
+			chromedp.SendKeys(chromedp.CSS(`input[name=password]`), password),
+			chromedp.Click(chromedp.CSS(`#signin`)),
+			chromedp.WaitVisible(chromedp.CSS(`#create-app`)),
+		)
+	}
+
+	require.NoError(t, chromedp.Do(ctx,
+		signUpAndIn("ada@example.com"),
+		chromedp.Navigate(portal+"/catalogue"),
+		chromedp.WaitVisible(chromedp.CSS(`#product-chat`)),
+		shot("catalogue.png"),
+		chromedp.Navigate(portal+"/apps"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=name]`), "ada-browser"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=description]`), "My first app <b>bold?</b>"),
+		chromedp.Click(chromedp.CSS(`input[name=product][value=chat]`)),
+		chromedp.Click(chromedp.CSS(`#create-app`)),
+		chromedp.WaitVisible(chromedp.CSS(`#create-key`)),
+		chromedp.Click(chromedp.CSS(`#create-key`)),
+		chromedp.WaitVisible(chromedp.CSS(`#secret`)),
+	))
+	secret, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#secret`)))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(secret, "tg_"), secret)
+	t.Logf("key issued after %v", time.Since(began))
+	// The screenshot must not carry a usable key, even a test one.
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelectorAll("#secret, #curl, #sdk").forEach(e => e.textContent = e.textContent.replaceAll(`+strconv.Quote(secret)+`, "tg_…")); true`))
+	require.NoError(t, err)
+	require.NoError(t, chromedp.Do(ctx, shot("app.png")))
+
+	// A request through the gateway with the new key.
+	req, err := http.NewRequest(http.MethodPost, gw.URL("/v1/chat/completions"), strings.NewReader(
+		`{"model": "gemma-3-1b-it", "max_tokens": 30, "messages": [{"role": "user", "content": "Hello from the portal test"}]}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	tokens := jsontest.Get(body, "usage.total_tokens").Int()
+	require.Positive(t, tokens)
+	want := strconv.FormatInt(tokens, 10)
+
+	// The usage page shows the model server's count once the record arrives.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(portal+"/usage")))
+		shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#total-tokens`)))
+		require.NoError(t, err)
+		if shown == want {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the usage page shows %s tokens, the model server counted %s", shown, want)
+		time.Sleep(250 * time.Millisecond) // polling the page, with a deadline
+	}
+	t.Logf("usage shown after %v", time.Since(began))
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#chart[data-drawn="true"]`)), shot("usage.png")))
+	chartTotal, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#chart`), "data-total-tokens"))
+	require.NoError(t, err)
+	require.Equal(t, want, chartTotal.Value, "the chart drew the same total")
+
+	// Another developer cannot open that app by its URL.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`header form button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#signin`)),
+		signUpAndIn("bob@example.com"),
+		chromedp.Navigate(portal+"/apps/ada-browser"),
+	))
+	page, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))
+	require.NoError(t, err)
+	require.Contains(t, page, "Page not found.")
+	require.NotContains(t, page, "ada-browser")
+}
