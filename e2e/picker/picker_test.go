@@ -2,6 +2,8 @@ package picker
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -28,7 +30,7 @@ func TestOriginalDst(t *testing.T) {
 		}
 		return o
 	})
-	e := startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"sheddable":["sheddable"]`))
+	e := startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"sheddable":["sheddable"],"max_body_bytes":262144`))
 	waitScraped(t, e, sims)
 
 	t.Run("header contract", func(t *testing.T) {
@@ -60,6 +62,36 @@ func TestOriginalDst(t *testing.T) {
 			raw, _ := os.ReadFile(e.AccessLogPath)
 			return strings.Contains(string(raw), `"pick":"- no_eligible"`)
 		}, "the access log names the refusal")
+	})
+
+	t.Run("bad bodies get JSON errors and reach no server", func(t *testing.T) {
+		before := total(sims)
+		tests := []struct {
+			name, body string
+			status     int
+			code       string
+		}{
+			{"invalid JSON", `{"model":"m","messages":[`, 400, "invalid_json"},
+			{"duplicate keys", `{"model":"m","model":"x","messages":[]}`, 400, "ambiguous_json"},
+			{"too large", `{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("x", 300<<10) + `"}]}`, 413, "request_too_large"},
+		}
+		for _, tc := range tests {
+			req, err := http.NewRequest(http.MethodPost, e.URL("/v1/chat/completions"), strings.NewReader(tc.body))
+			require.NoError(t, err)
+			req.Header.Set("content-type", "application/json")
+			resp, err := e.Client().Do(req)
+			require.NoError(t, err)
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, tc.status, resp.StatusCode, "%s: %s", tc.name, raw)
+			assert.Equal(t, tc.code, errorCode(t, raw), tc.name)
+		}
+		assert.Equal(t, before, total(sims))
+		// A request without a body is picked by load alone.
+		resp, err := e.Client().Get(e.URL("/v1/models"))
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode)
 	})
 
 	t.Run("LoRA affinity", func(t *testing.T) {
