@@ -25,6 +25,7 @@ type hcase struct {
 	header map[string]string // more headers, names sent exactly as written
 	body   []byte
 	raw    string // a raw HTTP/1.1 request instead; "{KEY}" is replaced by app's key
+	h2     bool   // send over cleartext HTTP/2
 	// status lists the acceptable statuses: one, unless the shipped
 	// configuration may answer before the filters do.
 	status  []int
@@ -191,6 +192,19 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 					require.Empty(t, got[0].Header.Values("authorization"))
 				}},
 		},
+		"http2": {
+			{name: "nesting", h2: true, body: body(gemma, `"messages":[{"role":"user","content":`+objects(deep)+`}]`), status: bad},
+			{name: "Model beside model", h2: true, app: appGemma, body: body(gemma, `"Model":"llama-3.1-8b"`, hello), status: bad},
+			{name: "x-tollgate-* spoofs", h2: true, header: map[string]string{"x-tollgate-app": "spoof", "x-tollgate-token-quota": "spoof", "x-tollgate-model": "spoof"},
+				body: chat("gemma-3-1b-it"), status: ok, reached: true, check: noSpoof},
+			{name: "query key beside a header key", h2: true, method: "GET", path: "/v1/models?key={OTHER}&x=1", status: ok, reached: true,
+				check: func(t *testing.T, s *suite, _ result, got []seen) {
+					require.Len(t, got, 1)
+					require.Equal(t, "/v1/models?x=1", got[0].Path)
+				}},
+			{name: "double-encoded dots", h2: true, method: "GET", path: "/v1/models/%252e%252e/admin", status: bad, code: "invalid_path"},
+			{name: "9 MiB body", h2: true, body: big(9 << 20), status: []int{http.StatusRequestEntityTooLarge}},
+		},
 		"path tricks": {
 			{name: "encoded slashes", method: "GET", path: "/v1/models/..%2f..%2fadmin", status: bad},
 			// Envoy normalises these three to /admin (normalize_path), which the key may not call;
@@ -250,7 +264,7 @@ func TestHostileInput(t *testing.T) {
 	s := start(t)
 	s.requireServes(t, appFull)
 	all := cases(t, s)
-	classes := []string{"nesting", "duplicates and case variants", "encodings", "huge and slow", "spoofed identity", "smuggling", "path tricks", "hostile upstream"}
+	classes := []string{"nesting", "duplicates and case variants", "encodings", "huge and slow", "spoofed identity", "smuggling", "http2", "path tricks", "hostile upstream"}
 	n := 0
 	for _, class := range classes {
 		for _, c := range all[class] {
@@ -315,7 +329,7 @@ func (s *suite) run(t *testing.T, c hcase) {
 		if method == "POST" {
 			b = c.body
 		}
-		r = s.send(t, method, fill(path), h, b)
+		r = s.sendProto(t, c.h2, method, fill(path), h, b)
 	}
 	if c.status != nil {
 		t.Logf("status %d, %d bytes", r.Status, len(r.Body))

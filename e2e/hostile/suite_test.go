@@ -148,18 +148,28 @@ type result struct {
 }
 
 // client sends every request on its own connection: a hostile case must not
-// leave state behind for the next one.
-func client() *http.Client {
-	return &http.Client{
-		Timeout:   20 * time.Second,
-		Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true},
+// leave state behind for the next one. h2 selects cleartext HTTP/2 (prior
+// knowledge), which the shipped listener also speaks.
+func client(h2 bool) *http.Client {
+	tr := &http.Transport{DisableKeepAlives: true, DisableCompression: true}
+	if h2 {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		tr.Protocols = &p
 	}
+	return &http.Client{Timeout: 20 * time.Second, Transport: tr}
 }
 
 func (s *suite) url(path string) string { return "http://" + s.envoy.ListenerAddr() + path }
 
-// send issues one request through the gateway.
+// send issues one HTTP/1.1 request through the gateway.
 func (s *suite) send(t *testing.T, method, path string, header map[string]string, body []byte) result {
+	t.Helper()
+	return s.sendProto(t, false, method, path, header, body)
+}
+
+// sendProto issues one request through the gateway, over HTTP/2 when h2.
+func (s *suite) sendProto(t *testing.T, h2 bool, method, path string, header map[string]string, body []byte) result {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -174,9 +184,13 @@ func (s *suite) send(t *testing.T, method, path string, header map[string]string
 		}
 		req.Header[k] = []string{v} // as given: no canonicalisation, so spellings reach Envoy
 	}
-	resp, err := client().Do(req)
+	resp, err := client(h2).Do(req)
 	if err != nil {
 		return result{Err: err}
+	}
+	if h2 && resp.ProtoMajor != 2 {
+		resp.Body.Close()
+		return result{Err: fmt.Errorf("want HTTP/2, got %s", resp.Proto)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
