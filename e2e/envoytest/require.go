@@ -56,8 +56,9 @@ var fresh sync.Map // string → error
 // checkFresh fails when wasm is older than one of the files of the main
 // module that the package it was built from depends on (for GOOS=wasip1),
 // or than go.mod and go.sum. The package is the one `make build` recorded
-// next to the module; a module without that record (built by hand) is taken
-// from filters/<name> when that exists, and is not checked otherwise.
+// next to the module; a module without that record (built by hand) is the
+// filter module FilterModules finds under that name, and is not checked
+// otherwise.
 func checkFresh(wasm string) error {
 	st, err := os.Stat(wasm)
 	if err != nil {
@@ -118,9 +119,15 @@ func modulePackage(root, wasm string) (string, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}
-	dir := filepath.Join("filters", strings.TrimSuffix(filepath.Base(wasm), ".wasm"))
-	if fi, err := os.Stat(filepath.Join(root, dir)); err == nil && fi.IsDir() {
-		return "./" + filepath.ToSlash(dir), nil
+	mods, err := FilterModules(root)
+	if err != nil {
+		return "", err
+	}
+	name := strings.TrimSuffix(filepath.Base(wasm), ".wasm")
+	for _, m := range mods {
+		if m.Name == name {
+			return "./" + m.Dir, nil
+		}
 	}
 	return "", nil
 }

@@ -156,3 +156,20 @@ func TestWasmPathMissingModule(t *testing.T) {
 	}
 	assert.Contains(t, v.skipped, "make build")
 }
+
+func TestStaleCheckFindsFilterModulesWithoutRecord(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	root, _ := module(t, t0, t0.Add(time.Minute))
+	main := filepath.Join(root, "filters", "demo", "wasm", "main.go")
+	require.NoError(t, os.MkdirAll(filepath.Dir(main), 0o755))
+	require.NoError(t, os.WriteFile(main, []byte("package main\n\nimport _ \"example.test/m/lib\"\n\nfunc main() {}\n"), 0o644))
+	require.NoError(t, os.Chtimes(main, t0, t0))
+	wasm := filepath.Join(root, "build", "demo.wasm")
+	require.NoError(t, os.WriteFile(wasm, []byte("\x00asm"), 0o644))
+	require.NoError(t, os.Chtimes(wasm, t0.Add(time.Minute), t0.Add(time.Minute)))
+	require.NoError(t, checkFresh(wasm))
+	lib := filepath.Join(root, "lib", "lib.go")
+	require.NoError(t, os.Chtimes(lib, t0.Add(time.Hour), t0.Add(time.Hour)))
+	require.NoError(t, os.Chtimes(wasm, t0.Add(2*time.Minute), t0.Add(2*time.Minute))) // a new check, not the memo
+	assert.ErrorContains(t, checkFresh(wasm), filepath.Join("lib", "lib.go"))
+}
