@@ -309,5 +309,38 @@ func TestGuard(t *testing.T) {
 		assert.Equal(t, "Your number is ", text.String(), "text before the match went out; the match never did")
 	})
 
+	t.Run("an Anthropic Messages stream is masked too", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodPost, s.URL("/v1/messages"), strings.NewReader(
+			`{"model":"llama-3.1-8b","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Who do I write to?"}]}`))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+s.Keys["g"])
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(headerEmailStream, "anthropic")
+		resp, err := s.Envoy.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode, string(body))
+		var text strings.Builder
+		var last string
+		for _, block := range strings.Split(strings.TrimSpace(string(body)), "\n\n") {
+			name, data, ok := strings.Cut(block, "\ndata: ")
+			require.True(t, ok, "event %q", block)
+			require.True(t, json.Valid([]byte(data)), "event is not valid JSON: %q", data)
+			last = strings.TrimPrefix(name, "event: ")
+			var ev struct {
+				Type  string                `json:"type"`
+				Delta struct{ Text string } `json:"delta"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(data), &ev))
+			if ev.Type == "content_block_delta" {
+				text.WriteString(ev.Delta.Text)
+			}
+		}
+		assert.Equal(t, strings.Replace(streamedAnswer, "jane.doe@example.com", "[EMAIL]", 1), text.String())
+		assert.Equal(t, "message_stop", last)
+	})
+
 	s.Envoy.RequireNoCrash(t)
 }

@@ -50,10 +50,31 @@ func upstream() http.Handler {
 			answerJSON(w)
 		case "ssn":
 			streamText(w, ssnAnswer)
+		case "anthropic":
+			streamAnthropic(w, streamedAnswer)
 		default:
 			streamText(w, streamedAnswer)
 		}
 	})
+}
+
+// streamAnthropic writes text as an Anthropic Messages stream, one byte
+// per content_block_delta event.
+func streamAnthropic(w http.ResponseWriter, text string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	rc := http.NewResponseController(w)
+	ev := func(name, data string) {
+		io.WriteString(w, "event: "+name+"\ndata: "+data+"\n\n")
+		_ = rc.Flush()
+	}
+	ev("message_start", fmt.Sprintf(`{"type":"message_start","message":{"id":"msg_guard","type":"message","role":"assistant","model":"llama-3.1-8b","content":[],"stop_reason":null,"usage":{"input_tokens":%d,"output_tokens":1}}}`, streamedPrompt))
+	ev("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`)
+	for i := 0; i < len(text); i++ {
+		ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":`+strconv.Quote(text[i:i+1])+`}}`)
+	}
+	ev("content_block_stop", `{"type":"content_block_stop","index":0}`)
+	ev("message_delta", fmt.Sprintf(`{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":%d}}`, streamedCompletion))
+	ev("message_stop", `{"type":"message_stop"}`)
 }
 
 // ssnAnswer is a streamed answer that a blocking response rule stops.
