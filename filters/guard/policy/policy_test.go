@@ -342,3 +342,23 @@ func TestStreamMaskerToolArguments(t *testing.T) {
 	assert.Equal(t, `{"to": "[EMAIL]", "body": "hi"}`, got.String())
 	assert.True(t, json.Valid([]byte(got.String())))
 }
+
+func TestStreamMaskerBlocksOnFinalFlush(t *testing.T) {
+	c := profile(t, load(t), "guarded", "")
+	for name, up := range map[string]string{
+		"openai, [DONE] without a finish chunk": "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"id 536-22-1234\"},\"finish_reason\":null}]}\n\ndata: [DONE]\n\n",
+		"openai, no [DONE]":                     "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"id 536-22-1234\"},\"finish_reason\":null}]}\n\n",
+		"anthropic": "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"id 536-22-1234\"}}\n\n" +
+			"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := c.NewStreamMasker(time.Hour)
+			out := string(m.Feed([]byte(up), time.Unix(0, 0))) + string(m.Finish(time.Unix(0, 0)))
+			assert.True(t, m.Blocked())
+			assert.NotContains(t, out, "536")
+			assert.Equal(t, 1, strings.Count(out, "guard_us_ssn"), out)
+			assert.LessOrEqual(t, strings.Count(out, "[DONE]"), 1, out)
+			assert.NotContains(t, out, "message_stop", "nothing after the error event")
+		})
+	}
+}

@@ -217,7 +217,9 @@ func (m *StreamMasker) emit(name []byte, data []byte) {
 func (m *StreamMasker) event(ev *sse.Event, now time.Time) {
 	if ev.IsDone() {
 		m.flushAll()
-		m.emit(ev.Name, ev.Data)
+		if !m.blocked {
+			m.emit(ev.Name, ev.Data)
+		}
 		return
 	}
 	if err := m.doc.Parse(ev.Data, reqview.Limits{MaxDepth: 32}); err != nil || m.doc.Root().Kind() != reqview.Object {
@@ -354,9 +356,10 @@ func (m *StreamMasker) anthropicEvent(ev *sse.Event, root reqview.Value, typ str
 	}
 	if m.rep.Block >= 0 {
 		m.block()
-		return
 	}
-	m.emit(ev.Name, ev.Data)
+	if !m.blocked {
+		m.emit(ev.Name, ev.Data)
+	}
 }
 
 // collect folds the per-text reports into the stream's report.
@@ -454,6 +457,9 @@ func (m *StreamMasker) flush(k textKey) {
 // block ends the stream with an error event the SDKs raise: OpenAI's
 // shape then [DONE], or Anthropic's "event: error".
 func (m *StreamMasker) block() {
+	if m.blocked {
+		return
+	}
 	m.blocked = true
 	e := BlockError(m.sc.Rules()[m.rep.Block].Name, "", Response)
 	if m.anthropic {
