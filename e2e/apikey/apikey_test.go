@@ -171,6 +171,23 @@ func TestAPIKey(t *testing.T) {
 		assert.Equal(t, []string{"chat"}, got.Header.Values(identity.HeaderProduct))
 		assert.Equal(t, "gemma-3-1b-it,llama-*", got.Header.Get(identity.HeaderAllowedModels))
 		assert.Equal(t, "600/1minute/rolling;scope=chat:set:openai-discovery", got.Header.Get(identity.HeaderRequestQuota))
+
+		// Other spellings (this Envoy lets '_' through), and the rest of the
+		// x-tollgate- namespace, never reach the upstream.
+		spoof = map[string]string{
+			"x-api-key": good.Key, "X-TOLLGATE-APP": "spoof", "x_tollgate_app": "spoof", "X_Tollgate_Token_Quota": "spoof",
+			"x-tollgate-model": "spoof", "x-tollgate-whatever": "spoof", "x_api_key": good.Key,
+		}
+		r = do(t, f.c, "GET", url("/v1/models"), spoof)
+		require.Equal(t, http.StatusOK, r.StatusCode)
+		upstream++
+		got = f.forwarded(t, upstream)
+		for name, vs := range got.Header {
+			assert.NotContains(t, vs, "spoof", name)
+			assert.NotContains(t, vs, good.Key, name)
+			assert.NotContains(t, strings.ToLower(name), "_", "header %s reached the upstream", name)
+		}
+		assert.Equal(t, []string{"demo"}, got.Header.Values(identity.HeaderApp))
 	})
 
 	t.Run("wrong path or method is 403", func(t *testing.T) {
