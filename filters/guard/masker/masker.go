@@ -125,8 +125,13 @@ func New(rules []Rule, allow []string, maxSegment int) (*Scanner, error) {
 	return s, nil
 }
 
-// Rules returns the scanner's rules (do not modify).
-func (s *Scanner) Rules() []Rule { return s.rules }
+// Rules returns the scanner's rules (do not modify); nil for a nil scanner.
+func (s *Scanner) Rules() []Rule {
+	if s == nil {
+		return nil
+	}
+	return s.rules
+}
 
 // Empty reports whether the scanner has no rules, so callers skip it.
 func (s *Scanner) Empty() bool { return s == nil || len(s.rules) == 0 }
@@ -168,8 +173,8 @@ func (r *Report) Merge(o Report) {
 	}
 }
 
-// NewReport returns an empty report for s's rules.
-func (s *Scanner) NewReport() Report { return newReport(len(s.rules)) }
+// NewReport returns an empty report for s's rules (a nil scanner has none).
+func (s *Scanner) NewReport() Report { return newReport(len(s.Rules())) }
 
 // possible reports whether any rule could match text (by byte classes).
 func (s *Scanner) possible(text string) bool {

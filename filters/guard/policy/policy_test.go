@@ -362,3 +362,30 @@ func TestStreamMaskerBlocksOnFinalFlush(t *testing.T) {
 		})
 	}
 }
+
+// TestPartialProfiles: profiles that only check threats or only moderate
+// scan bodies and answers without request or response detectors.
+func TestPartialProfiles(t *testing.T) {
+	p, err := policy.Parse([]byte(`{"moderation":{"cluster":"m","fail":"open"},
+		"products":{"threat-only":{"threat":{"json_fields":["user"]}},
+		            "moderate-only":{"moderation":{"request":true,"response":true}}}}`))
+	require.NoError(t, err)
+	body := []byte(`{"model":"m","user":"ok","messages":[{"role":"user","content":"mail a@b.co"}]}`)
+	answer := []byte(`{"choices":[{"index":0,"message":{"content":"mail a@b.co"}}]}`)
+
+	c := profile(t, p, "threat-only", "")
+	assert.True(t, c.ScansRequestBody())
+	assert.False(t, c.ScansResponse())
+	r := c.CheckBody(body, 1<<20)
+	assert.Nil(t, r.Err)
+	assert.Nil(t, r.Body)
+	assert.Empty(t, r.Texts)
+
+	c = profile(t, p, "moderate-only", "")
+	r = c.CheckBody(body, 1<<20)
+	assert.Nil(t, r.Err)
+	assert.Equal(t, []string{"mail a@b.co"}, r.Texts)
+	a := c.CheckAnswer(answer, 1<<20)
+	assert.Nil(t, a.Err)
+	assert.Equal(t, []string{"mail a@b.co"}, a.Texts)
+}
