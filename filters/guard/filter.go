@@ -86,6 +86,7 @@ type stream struct {
 
 	sse      *policy.StreamMasker
 	jsonResp bool
+	dropRest bool // the answer was replaced: later upstream bytes never reach the client
 }
 
 func header(name string) string {
@@ -270,6 +271,11 @@ func (s *stream) OnResponseHeaders(_ int, endOfStream bool) proxywasm.Action {
 
 func (s *stream) OnResponseBody(bodySize int, endOfStream bool) proxywasm.Action {
 	switch {
+	case s.dropRest:
+		if bodySize > 0 {
+			_ = proxywasm.ResponseBody.Replace(nil)
+		}
+		return proxywasm.ActionContinue
 	case s.sse != nil:
 		var chunk []byte
 		if bodySize > 0 {
@@ -289,6 +295,7 @@ func (s *stream) OnResponseBody(bodySize int, endOfStream bool) proxywasm.Action
 		if int64(bodySize) > s.p.pol.MaxResponseBytes {
 			s.jsonResp = false
 			s.replaceAnswer(apierror.New(502, "guard_answer_too_large", "the answer is larger than the gateway scans"))
+			s.dropRest = !endOfStream
 			return proxywasm.ActionContinue
 		}
 		if !endOfStream {

@@ -124,3 +124,19 @@ func TestNativeModerationDown(t *testing.T) {
 	_, err := hosttest.Start(t, hosttest.Config{Plugin: New, PluginConfig: []byte(`{"products":{"p":{"nope":1}}}`)})
 	assert.Error(t, err)
 }
+
+// TestNativeAnswerTooLarge: a JSON answer over max_response_bytes becomes a
+// 502 whose body is only the error, whatever the upstream sends after.
+func TestNativeAnswerTooLarge(t *testing.T) {
+	big := `{"choices":[{"message":{"content":"` + strings.Repeat("x", 200) + ` ada@example.com"}}]}`
+	h := hosttest.New(t, hosttest.Config{Plugin: New, AllowOnHeadersStopIteration: true,
+		PluginConfig: []byte(`{"max_response_bytes": 64, "products": {"p": {"response": {"detectors": {"email": "mask"}}}}}`),
+		Upstream: func(*hosttest.Upstream) *hosttest.Response {
+			return &hosttest.Response{Headers: [][2]string{{"content-type", "application/json"}},
+				Chunks: [][]byte{[]byte(big[:50]), []byte(big[50:100]), []byte(big[100:])}}
+		}})
+	res := h.Do(chat("p", "hi"))
+	assert.Equal(t, 502, res.Status)
+	assert.JSONEq(t, `{"error":{"message":"the answer is larger than the gateway scans","type":"server_error","param":null,"code":"guard_answer_too_large"}}`, string(res.Body))
+	assert.NotContains(t, string(res.Body), "ada@example.com")
+}
