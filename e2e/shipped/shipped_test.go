@@ -192,6 +192,16 @@ func TestShippedGateway(t *testing.T) {
 		failed, _ := g.envoy.StatsValue("wasm.conformance.vm_reload_failure")
 		assert.Zero(t, failed)
 	})
+
+	// Last: it takes the model server away.
+	t.Run("an unreachable model server is a JSON 503", func(t *testing.T) {
+		g.up.srv.Close()
+		status, hdr, body := raw(t, addr, g.get("/v1/models"))
+		e := requireOpenAIError(t, status, hdr, body, 503)
+		assert.Equal(t, "server_error", *e.Error.Type)
+		assert.Contains(t, e.Error.Code, "upstream_reset_before_response_started", "%s", body)
+		assert.NotEmpty(t, *e.Error.Message)
+	})
 }
 
 // accessLog is the access log so far.
