@@ -286,6 +286,7 @@ func (s *stream) OnResponseBody(bodySize int, endOfStream bool) proxywasm.Action
 		if endOfStream {
 			out = append(out, s.sse.Finish(now)...)
 			s.note(s.sse.Decisions())
+			s.sse = nil
 		}
 		if err := proxywasm.ResponseBody.Replace(out); err != nil {
 			proxywasm.Logf(proxywasm.LogLevelWarn, "guard: rewrite stream: %v", err)
@@ -343,5 +344,12 @@ func (s *stream) replaceAnswer(e *apierror.Error) {
 	_ = proxywasm.ResponseBody.Replace(body)
 }
 
-// OnDone marks the stream gone so late callouts do nothing.
-func (s *stream) OnDone() { s.ended = true }
+// OnDone marks the stream gone so late callouts do nothing, and counts
+// the decisions of a streamed answer cut short.
+func (s *stream) OnDone() {
+	s.ended = true
+	if s.sse != nil {
+		s.note(s.sse.Decisions())
+		s.sse = nil
+	}
+}
