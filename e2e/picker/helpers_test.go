@@ -109,7 +109,7 @@ const (
 )
 
 // startEnvoy runs Envoy with the picker in front of sims.
-func startEnvoy(t testing.TB, sims []*sim, mode, filterConfig string) *envoytest.Envoy {
+func startEnvoy(t testing.TB, sims []*sim, mode, filterConfig string, extra ...envoytest.Cluster) *envoytest.Envoy {
 	t.Helper()
 	cluster := map[string]any{
 		"name":            "sim",
@@ -161,6 +161,7 @@ func startEnvoy(t testing.TB, sims []*sim, mode, filterConfig string) *envoytest
 	return envoytest.Start(t, envoytest.Config{
 		Filters:   filters,
 		StatsTags: tags,
+		Clusters:  extra,
 		Routes:    []envoytest.Route{{Prefix: "/", Cluster: "sim", Extra: map[string]any{}}},
 		Customize: func(b map[string]any) {
 			sr := b["static_resources"].(map[string]any)

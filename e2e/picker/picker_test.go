@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,18 +148,62 @@ func TestOriginalDst(t *testing.T) {
 
 // TestStaleMetricsFailOpen: no metrics ever arrive (every scrape gets
 // 404), so every endpoint counts as saturated; requests are still served.
+// The same Envoy takes its pools from a pools source, whose changes
+// reach the filter without a restart.
 func TestStaleMetricsFailOpen(t *testing.T) {
 	sims := startSims(t, 2, same(mockllm.SimOptions{TimeScale: 0.1}))
-	e := startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"metrics_path":"/no-metrics-here"`))
-	envoytest.Eventually(t, 10*time.Second, func() bool {
-		return stat(t, e, "tollgate_picker.scrape_errors.endpoint."+statName(sims[0].addr)) > 2
-	}, "scrapes never failed")
-	for i := 0; i < 6; i++ {
-		r := chat(t, e, "m", "sys", "still served", 2, nil)
-		require.NoError(t, r.err)
-		assert.Equal(t, 200, r.status, "stale metrics fail open, not 503: %s", r.body)
+	var doc atomic.Value
+	poolsDoc := func(ss ...*sim) string {
+		var eps []string
+		for _, s := range ss {
+			eps = append(eps, `{"address":"`+s.addr+`"}`)
+		}
+		return `{"pools":[{"name":"pool","models":["m"],"endpoints":[` + strings.Join(eps, ",") + `]}]}`
 	}
-	assert.GreaterOrEqual(t, stat(t, e, "tollgate_picker.decisions.fail_open"), uint64(6))
+	doc.Store(poolsDoc(sims[1], sims[0]))
+	source := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("content-type", "application/json")
+		io.WriteString(w, doc.Load().(string))
+	}))
+	t.Cleanup(source.Close)
+	e := startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"metrics_path":"/no-metrics-here",`+
+		`"pools_source":{"cluster":"pools","path":"/pools","interval_ms":200}`),
+		envoytest.Cluster{Name: "pools", Addr: strings.TrimPrefix(source.URL, "http://")})
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		return stat(t, e, "tollgate_picker.scrape_errors.endpoint."+statName(sims[1].addr)) > 2
+	}, "scrapes never failed")
+
+	t.Run("stale metrics fail open", func(t *testing.T) {
+		for i := 0; i < 6; i++ {
+			r := chat(t, e, "m", "sys", "still served", 2, nil)
+			require.NoError(t, r.err)
+			assert.Equal(t, 200, r.status, "stale metrics fail open, not 503: %s", r.body)
+		}
+		assert.GreaterOrEqual(t, stat(t, e, "tollgate_picker.decisions.fail_open"), uint64(6))
+	})
+
+	t.Run("pools from a pools source replace the configured ones without a restart", func(t *testing.T) {
+		onlyTo := func(s *sim) func() bool {
+			return func() bool {
+				for i := 0; i < 6; i++ {
+					before := s.posts.Load()
+					if r := chat(t, e, "m", "sys", "pool", 2, nil); r.status != 200 || s.posts.Load() != before+1 {
+						return false
+					}
+				}
+				return true
+			}
+		}
+		doc.Store(poolsDoc(sims[1]))
+		envoytest.Eventually(t, 10*time.Second, onlyTo(sims[1]), "the changed pool (second server only) never took effect")
+		doc.Store(poolsDoc(sims[0]))
+		envoytest.Eventually(t, 10*time.Second, onlyTo(sims[0]), "the changed pool (first server only) never took effect")
+		doc.Store(`{"pools":[{"name":"pool","endpoints":[{"address":"not an address"}]}]}`)
+		envoytest.Eventually(t, 10*time.Second, func() bool {
+			return stat(t, e, "tollgate_picker.decisions.pools_source_errors") > 0
+		}, "an invalid document was not refused")
+		assert.True(t, onlyTo(sims[0])(), "an invalid document leaves the pools as they were")
+	})
 	e.RequireNoCrash(t)
 }
 

@@ -52,7 +52,12 @@ type plugin struct {
 	idx     *pick.Index
 	id      uint64          // this VM's poller identity
 	pending map[string]bool // endpoints with a scrape in flight
-	metrics *proxywasm.Metrics
+	// Pools from a pools source: the shared document's version this VM
+	// runs with, and when the leader last asked the source.
+	poolsVersion uint32
+	poolsAsked   int64
+	poolsPending bool
+	metrics      *proxywasm.Metrics
 }
 
 // OnPluginStart parses the configuration, creates the shared index and
@@ -106,10 +111,12 @@ func (p *plugin) gauge(name string, v uint64) { p.metrics.GaugeSet(name, v) }
 func (p *plugin) OnTick() {
 	st := shareddata.Store{}
 	now := time.Now().UnixMilli()
+	p.syncPools(st)
 	lease := 3 * p.pol.ScrapeInterval.Milliseconds()
 	if ok, err := pick.Lead(st, p.id, now, lease); err != nil || !ok {
 		return
 	}
+	p.askPools(now)
 	timeout := max(4*p.pol.ScrapeInterval, 250*time.Millisecond)
 	for _, e := range p.pol.Endpoints() {
 		if p.pending[e.Address] {
@@ -126,6 +133,55 @@ func (p *plugin) OnTick() {
 		}
 		p.pending[e.Address] = true
 	}
+}
+
+// syncPools adopts the pools document the leader shared, when it changed.
+func (p *plugin) syncPools(st shareddata.Store) {
+	if p.pol.PoolsSource == nil {
+		return
+	}
+	raw, version, found := pick.ReadPools(st)
+	if !found || version == p.poolsVersion {
+		return
+	}
+	p.poolsVersion = version
+	if err := p.pol.SetPools(raw); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: shared pools refused: %v", err)
+		return
+	}
+	proxywasm.Logf(proxywasm.LogLevelInfo, "picker: pools updated: %d pool(s), %d endpoint(s)", len(p.pol.Pools), len(p.pol.Endpoints()))
+}
+
+// askPools polls the pools source (leader only); a valid answer is shared
+// with every worker through shared data.
+func (p *plugin) askPools(now int64) {
+	src := p.pol.PoolsSource
+	if src == nil || p.poolsPending || now-p.poolsAsked < int64(src.IntervalMs) {
+		return
+	}
+	p.poolsAsked = now
+	headers := [][2]string{{":method", "GET"}, {":path", src.Path}, {":authority", src.Authority}, {"accept", "application/json"}}
+	_, err := proxywasm.DispatchHttpCall(src.Cluster, headers, nil, nil, 2*time.Second, func(resp *proxywasm.CallResponse) {
+		p.poolsPending = false
+		if resp.Failed || resp.Status != 200 {
+			p.inc(pick.DecisionMetric("pools_source_errors"), 1)
+			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: pools source answered %d", resp.Status)
+			return
+		}
+		if err := p.pol.SetPools(resp.Body); err != nil {
+			p.inc(pick.DecisionMetric("pools_source_errors"), 1)
+			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: pools source: %v", err)
+			return
+		}
+		if _, err := pick.StorePools(shareddata.Store{}, resp.Body); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: share pools: %v", err)
+		}
+	})
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: pools source: %v", err)
+		return
+	}
+	p.poolsPending = true
 }
 
 // scraped handles one endpoint's metrics answer.

@@ -83,6 +83,19 @@ type Config struct {
 	Eject *EjectConfig `json:"eject"`
 	// MaxBodyBytes bounds the buffered request body (default 8 MiB; larger → 413).
 	MaxBodyBytes int64 `json:"max_body_bytes"`
+	// PoolsSource, when set, is polled for the pools ({"pools": [...]}),
+	// which then replace Pools without an Envoy restart.
+	PoolsSource *PoolsSource `json:"pools_source"`
+}
+
+// PoolsSource is an HTTP endpoint serving the pools document.
+type PoolsSource struct {
+	// Cluster and Path locate it; Authority is the Host header (default: the cluster name).
+	Cluster   string `json:"cluster"`
+	Path      string `json:"path"`
+	Authority string `json:"authority"`
+	// IntervalMs is the polling period (100..3600000, default 1000).
+	IntervalMs int `json:"interval_ms"`
 }
 
 // PoolConfig is one named set of endpoints.
@@ -188,6 +201,7 @@ type Policy struct {
 	EjectFailures     int
 	EjectBackoff      time.Duration
 	MaxBodyBytes      int64
+	PoolsSource       *PoolsSource
 	endpoints         []Endpoint // every distinct endpoint of every pool
 }
 
@@ -344,24 +358,83 @@ func build(c Config) (*Policy, error) {
 		}
 		p.MaxBodyBytes = c.MaxBodyBytes
 	}
-	if len(c.Pools) == 0 || len(c.Pools) > MaxPools {
-		return nil, fmt.Errorf("picker config: pools needs 1..%d pools", MaxPools)
+	if c.PoolsSource != nil {
+		ps := *c.PoolsSource
+		if ps.Cluster == "" || !strings.HasPrefix(ps.Path, "/") {
+			return nil, errors.New("picker config: pools_source needs a cluster and a path starting with /")
+		}
+		if ps.IntervalMs == 0 {
+			ps.IntervalMs = 1000
+		}
+		if ps.IntervalMs < 100 || ps.IntervalMs > 3600000 {
+			return nil, fmt.Errorf("picker config: pools_source.interval_ms %d out of range 100..3600000", ps.IntervalMs)
+		}
+		if ps.Authority == "" {
+			ps.Authority = ps.Cluster
+		}
+		p.PoolsSource = &ps
 	}
+	if len(c.Pools) == 0 && p.PoolsSource == nil {
+		return nil, fmt.Errorf("picker config: pools needs 1..%d pools (or a pools_source)", MaxPools)
+	}
+	pools, eps, err := buildPools(c.Pools)
+	if err != nil {
+		return nil, fmt.Errorf("picker config: %w", err)
+	}
+	p.Pools, p.endpoints = pools, eps
+	if p.DefaultPool != "" && p.PoolsSource == nil && p.named(p.DefaultPool) == nil {
+		return nil, fmt.Errorf("picker config: default_pool %q is not a pool", p.DefaultPool)
+	}
+	p.IndexEntries = min(perEndpoint*max(len(p.endpoints), MinIndexedEndpoints), 1<<20)
+	return p, nil
+}
+
+// MinIndexedEndpoints sizes the prefix index for pools that grow later
+// (pools_source): the index cannot be resized once created.
+const MinIndexedEndpoints = 8
+
+// PoolsDoc is what a pools source serves: the pools, as in the configuration.
+type PoolsDoc struct {
+	Pools []PoolConfig `json:"pools"`
+}
+
+// SetPools replaces the pools with a pools source's document; on error the
+// current pools stay.
+func (p *Policy) SetPools(raw []byte) error {
+	var doc PoolsDoc
+	if err := config.Decode(raw, &doc); err != nil {
+		return fmt.Errorf("pools: %w", err)
+	}
+	pools, eps, err := buildPools(doc.Pools)
+	if err != nil {
+		return fmt.Errorf("pools: %w", err)
+	}
+	p.Pools, p.endpoints = pools, eps
+	return nil
+}
+
+// buildPools validates pool declarations.
+func buildPools(pcs []PoolConfig) ([]Pool, []Endpoint, error) {
+	if len(pcs) > MaxPools {
+		return nil, nil, fmt.Errorf("pools needs at most %d pools", MaxPools)
+	}
+	var out []Pool
+	var all []Endpoint
 	seen := map[string]bool{}
 	models := map[string]string{}
 	addrs := map[string]Endpoint{}
-	for i, pc := range c.Pools {
+	for i, pc := range pcs {
 		if pc.Name == "" || seen[pc.Name] {
-			return nil, fmt.Errorf("picker config: pools[%d] needs a unique name", i)
+			return nil, nil, fmt.Errorf("pools[%d] needs a unique name", i)
 		}
 		seen[pc.Name] = true
 		if len(pc.Endpoints) == 0 {
-			return nil, fmt.Errorf("picker config: pool %q has no endpoints", pc.Name)
+			return nil, nil, fmt.Errorf("pool %q has no endpoints", pc.Name)
 		}
 		pool := Pool{Name: pc.Name, Models: append(slices.Clone(pc.Models), pc.Adapters...), Adapters: pc.Adapters}
 		for _, m := range pool.Models {
 			if other, ok := models[m]; ok {
-				return nil, fmt.Errorf("picker config: model %q is in pools %q and %q", m, other, pc.Name)
+				return nil, nil, fmt.Errorf("model %q is in pools %q and %q", m, other, pc.Name)
 			}
 			models[m] = pc.Name
 		}
@@ -369,30 +442,26 @@ func build(c Config) (*Policy, error) {
 		for j, ec := range pc.Endpoints {
 			ep, err := endpoint(ec)
 			if err != nil {
-				return nil, fmt.Errorf("picker config: pool %q endpoints[%d]: %w", pc.Name, j, err)
+				return nil, nil, fmt.Errorf("pool %q endpoints[%d]: %w", pc.Name, j, err)
 			}
 			if inPool[ep.Address] {
-				return nil, fmt.Errorf("picker config: pool %q lists %s twice", pc.Name, ep.Address)
+				return nil, nil, fmt.Errorf("pool %q lists %s twice", pc.Name, ep.Address)
 			}
 			inPool[ep.Address] = true
 			if prev, ok := addrs[ep.Address]; ok && prev.Engine != ep.Engine {
-				return nil, fmt.Errorf("picker config: %s has two engines", ep.Address)
+				return nil, nil, fmt.Errorf("%s has two engines", ep.Address)
 			} else if !ok {
 				addrs[ep.Address] = ep
-				p.endpoints = append(p.endpoints, ep)
+				all = append(all, ep)
 			}
 			pool.Endpoints = append(pool.Endpoints, ep)
 		}
-		p.Pools = append(p.Pools, pool)
+		out = append(out, pool)
 	}
-	if len(p.endpoints) > MaxEndpoints {
-		return nil, fmt.Errorf("picker config: %d endpoints, at most %d", len(p.endpoints), MaxEndpoints)
+	if len(all) > MaxEndpoints {
+		return nil, nil, fmt.Errorf("%d endpoints, at most %d", len(all), MaxEndpoints)
 	}
-	if p.DefaultPool != "" && !seen[p.DefaultPool] {
-		return nil, fmt.Errorf("picker config: default_pool %q is not a pool", p.DefaultPool)
-	}
-	p.IndexEntries = min(perEndpoint*len(p.endpoints), 1<<20)
-	return p, nil
+	return out, all, nil
 }
 
 // endpoint validates one endpoint.

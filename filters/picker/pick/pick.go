@@ -94,14 +94,11 @@ func (p *Policy) IsSheddable(priority string) bool {
 	return err == nil && n < 0
 }
 
-// PoolFor finds the request's pool.
+// PoolFor finds the request's pool: by name (the pool header), by model,
+// the default pool, or the only pool.
 func (p *Policy) PoolFor(hint, model string) *Pool {
-	if hint != "" {
-		for i := range p.Pools {
-			if p.Pools[i].Name == hint {
-				return &p.Pools[i]
-			}
-		}
+	if pool := p.named(hint); pool != nil {
+		return pool
 	}
 	if model != "" {
 		for i := range p.Pools {
@@ -110,11 +107,21 @@ func (p *Policy) PoolFor(hint, model string) *Pool {
 			}
 		}
 	}
-	if p.DefaultPool != "" {
-		return p.PoolFor(p.DefaultPool, "")
+	if pool := p.named(p.DefaultPool); pool != nil {
+		return pool
 	}
 	if len(p.Pools) == 1 {
 		return &p.Pools[0]
+	}
+	return nil
+}
+
+// named finds a pool by name ("" finds none).
+func (p *Policy) named(name string) *Pool {
+	for i := range p.Pools {
+		if name != "" && p.Pools[i].Name == name {
+			return &p.Pools[i]
+		}
 	}
 	return nil
 }
@@ -187,7 +194,7 @@ func (p *Policy) Pick(h Host, x *Index, req Request) Decision {
 	} else if d.Reason == ReasonScored {
 		d.Reason = ReasonFailOpen
 	}
-	if len(cands) == 1 {
+	if len(cands) == 1 && d.Reason == ReasonScored {
 		d.Reason = ReasonSingleEndpoint
 	}
 	order := func(cs []Candidate) {

@@ -181,6 +181,8 @@ func TestPoolSelection(t *testing.T) {
 	d := p.Pick(h, nil, Request{Model: "other"})
 	assert.Equal(t, 503, d.Status)
 	assert.Equal(t, ReasonNoPool, d.Reason)
+	assert.Equal(t, ReasonFailOpen, p.Pick(h, nil, Request{Model: "my"}).Reason, "no metrics yet")
+	h.metrics(t, "10.0.0.2:1", 0, 0, 0)
 	assert.Equal(t, ReasonSingleEndpoint, p.Pick(h, nil, Request{Model: "my"}).Reason)
 }
 
@@ -469,4 +471,47 @@ func TestPrefixAffinityHoldsUnderUniformOverload(t *testing.T) {
 	}
 	h.metrics(t, c, 18, 4, 0.9) // now far longer than the others
 	assert.NotEqual(t, c, p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, "late")}).Endpoints[0])
+}
+
+func TestPoolsSource(t *testing.T) {
+	p, err := Parse([]byte(`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"/v1/pools"}}`))
+	require.NoError(t, err, "a pools source may stand in for configured pools")
+	assert.Equal(t, 1000, p.PoolsSource.IntervalMs)
+	assert.Equal(t, "ks", p.PoolsSource.Authority)
+	assert.Empty(t, p.Pools)
+	h := newHost()
+	assert.Equal(t, ReasonNoPool, p.Pick(h, nil, Request{Model: "m"}).Reason, "no pools yet: 503")
+
+	doc := []byte(`{"pools":[{"name":"p","models":["m"],"endpoints":[{"address":"10.0.0.1:80"},{"address":"10.0.0.2:80"}]}]}`)
+	require.NoError(t, p.SetPools(doc))
+	assert.Len(t, p.Endpoints(), 2)
+	d := p.Pick(h, nil, Request{Model: "m"})
+	require.Zero(t, d.Status)
+	assert.Len(t, d.Endpoints, 2)
+
+	for _, bad := range []string{`{"pools":[{"name":"p","endpoints":[{"address":"x"}]}]}`, `{"pool":[]}`, `{"pools":[]}}`} {
+		assert.Error(t, p.SetPools([]byte(bad)), bad)
+	}
+	assert.Len(t, p.Endpoints(), 2, "a refused document leaves the pools as they were")
+
+	st := table.NewMemStore()
+	changed, err := StorePools(st, doc)
+	require.NoError(t, err)
+	assert.True(t, changed)
+	raw, v1, found := ReadPools(st)
+	require.True(t, found)
+	assert.Equal(t, doc, raw)
+	changed, _ = StorePools(st, doc)
+	assert.False(t, changed, "an unchanged document is not written again")
+	_, v2, _ := ReadPools(st)
+	assert.Equal(t, v1, v2)
+
+	for _, cfg := range []string{
+		`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"v1"}}`,
+		`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"/p","interval_ms":5}}`,
+		`{"scrape_cluster":"s"}`,
+	} {
+		_, err := Parse([]byte(cfg))
+		assert.Error(t, err, cfg)
+	}
 }

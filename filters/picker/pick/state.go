@@ -316,3 +316,29 @@ func InitLeader(st table.Store) error {
 	_, err = st.Set(keyLeader, make([]byte, 16), 0)
 	return err
 }
+
+// keyPools holds the pools document a pools source last served.
+const keyPools = keyPrefix + "pools"
+
+// ReadPools returns the shared pools document and its version (found false before any).
+func ReadPools(st table.Store) (raw []byte, version uint32, found bool) {
+	raw, cas, found, err := st.Get(keyPools)
+	if err != nil {
+		return nil, 0, false
+	}
+	return raw, cas, found
+}
+
+// StorePools shares a validated pools document with every worker; an
+// unchanged document is not written again, so workers re-read only changes.
+func StorePools(st table.Store, raw []byte) (changed bool, err error) {
+	old, cas, found, err := st.Get(keyPools)
+	if err != nil {
+		return false, err
+	}
+	if found && string(old) == string(raw) {
+		return false, nil
+	}
+	ok, err := st.Set(keyPools, raw, cas)
+	return ok, err
+}
