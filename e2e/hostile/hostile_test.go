@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/e2e/stacktest"
 )
 
 // hcase is one hostile input.
@@ -31,7 +32,7 @@ type hcase struct {
 	status  []int
 	code    string // expected OpenAI error code ("" any)
 	reached bool   // whether the upstream may see the request
-	check   func(t *testing.T, s *suite, r result, got []seen)
+	check   func(t *testing.T, s *suite, r result, got []stacktest.Request)
 }
 
 const deep = 5000 // nesting of the nesting cases (the crash of issue 10 needed about 5,000)
@@ -61,7 +62,7 @@ func gzipped(t *testing.T, b []byte) []byte {
 }
 
 // noSpoof fails when any header the upstream saw carries the value "spoof".
-func noSpoof(t *testing.T, _ *suite, _ result, got []seen) {
+func noSpoof(t *testing.T, _ *suite, _ result, got []stacktest.Request) {
 	t.Helper()
 	require.Len(t, got, 1)
 	for name, vs := range got[0].Header {
@@ -73,7 +74,7 @@ func noSpoof(t *testing.T, _ *suite, _ result, got []seen) {
 
 // distrusted is sane plus: the usage was refused as a violation and
 // counted in tollgate_tokencount_usage_violations_total.
-func distrusted(t *testing.T, s *suite, r result, got []seen) {
+func distrusted(t *testing.T, s *suite, r result, got []stacktest.Request) {
 	t.Helper()
 	sane(t, s, r, got)
 	envoytest.Eventually(t, 5*time.Second, func() bool { return s.violations(t) > s.violationsBefore },
@@ -82,7 +83,7 @@ func distrusted(t *testing.T, s *suite, r result, got []seen) {
 
 // sane fails when the hostile upstream's usage moved the victim's token
 // counters beyond any real request's size (or wrapped them below zero).
-func sane(t *testing.T, s *suite, _ result, _ []seen) {
+func sane(t *testing.T, s *suite, _ result, _ []stacktest.Request) {
 	t.Helper()
 	require.Less(t, s.tokenCounters(t, appVictim), 1e7, "token counters of the victim app")
 }
@@ -90,7 +91,7 @@ func sane(t *testing.T, s *suite, _ result, _ []seen) {
 func cases(t *testing.T, s *suite) map[string][]hcase {
 	bad := []int{http.StatusBadRequest}
 	ok := []int{http.StatusOK}
-	victim := map[string]string{"x-api-key": s.keys[appVictim], "content-type": "application/json"}
+	victim := map[string]string{"x-api-key": s.Keys[appVictim], "content-type": "application/json"}
 	withMode := func(mode string) map[string]string {
 		h := map[string]string{headerMode: mode}
 		for k, v := range victim {
@@ -163,7 +164,7 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 			{name: "underscore spellings", header: map[string]string{"x_tollgate_app": "spoof", "x_api_key": "spoof"},
 				body: chat("gemma-3-1b-it"), status: bad},
 			{name: "identity stays inside the gateway", body: chat("gemma-3-1b-it"), status: ok, reached: true,
-				check: func(t *testing.T, s *suite, _ result, got []seen) {
+				check: func(t *testing.T, s *suite, _ result, got []stacktest.Request) {
 					require.Len(t, got, 1)
 					for name := range got[0].Header {
 						require.False(t, strings.HasPrefix(strings.ToLower(name), "x-tollgate-"), "identity header %s reached the upstream", name)
@@ -181,12 +182,12 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 				"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", status: bad},
 			{name: "pipelined request needs its own key", check: pipelined},
 			{name: "query key beside a header key", method: "GET", path: "/v1/models?x=1&key={OTHER}&api_key={OTHER}", status: ok, reached: true,
-				check: func(t *testing.T, s *suite, _ result, got []seen) {
+				check: func(t *testing.T, s *suite, _ result, got []stacktest.Request) {
 					require.Len(t, got, 1)
 					require.Equal(t, "/v1/models?x=1", got[0].Path)
 				}},
 			{name: "header key beside a bearer key", header: map[string]string{"authorization": "Bearer {OTHER}"}, body: chat("gemma-3-1b-it"), status: ok, reached: true,
-				check: func(t *testing.T, s *suite, _ result, got []seen) {
+				check: func(t *testing.T, s *suite, _ result, got []stacktest.Request) {
 					require.Len(t, got, 1)
 					require.Empty(t, got[0].Header.Values("x-api-key"))
 					require.Empty(t, got[0].Header.Values("authorization"))
@@ -198,7 +199,7 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 			{name: "x-tollgate-* spoofs", h2: true, header: map[string]string{"x-tollgate-app": "spoof", "x-tollgate-token-quota": "spoof", "x-tollgate-model": "spoof"},
 				body: chat("gemma-3-1b-it"), status: ok, reached: true, check: noSpoof},
 			{name: "query key beside a header key", h2: true, method: "GET", path: "/v1/models?key={OTHER}&x=1", status: ok, reached: true,
-				check: func(t *testing.T, s *suite, _ result, got []seen) {
+				check: func(t *testing.T, s *suite, _ result, got []stacktest.Request) {
 					require.Len(t, got, 1)
 					require.Equal(t, "/v1/models?x=1", got[0].Path)
 				}},
@@ -274,7 +275,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	require.Len(t, all, len(classes))
 	require.GreaterOrEqual(t, n, 40)
-	s.envoy.RequireNoCrash(t)
+	s.Envoy.RequireNoCrash(t)
 	for _, app := range []string{appFull, appGemma, appVictim} {
 		require.Less(t, s.tokenCounters(t, app), 1e7, "token counters of %s after the suite", app)
 	}
@@ -293,15 +294,15 @@ func (s *suite) run(t *testing.T, c hcase) {
 		other = appFull
 	}
 	fill := func(v string) string {
-		v = strings.ReplaceAll(v, "{KEY}", s.keys[app])
-		v = strings.ReplaceAll(v, "{FULL}", s.keys[appFull])
-		return strings.ReplaceAll(v, "{OTHER}", s.keys[other])
+		v = strings.ReplaceAll(v, "{KEY}", s.Keys[app])
+		v = strings.ReplaceAll(v, "{FULL}", s.Keys[appFull])
+		return strings.ReplaceAll(v, "{OTHER}", s.Keys[other])
 	}
-	before := s.up.count()
+	before := s.Upstream.Count()
 	if app == appVictim {
 		s.violationsBefore = s.violations(t)
 	}
-	if logged, err := os.ReadFile(s.envoy.AccessLogPath); err == nil {
+	if logged, err := os.ReadFile(s.Envoy.AccessLogPath); err == nil {
 		s.logBefore = len(logged)
 	}
 	var r result
@@ -313,7 +314,7 @@ func (s *suite) run(t *testing.T, c hcase) {
 	default:
 		h := map[string]string{"content-type": "application/json"}
 		if app != "" {
-			h["x-api-key"] = s.keys[app]
+			h["x-api-key"] = s.Keys[app]
 		}
 		for k, v := range c.header {
 			h[k] = fill(v)
@@ -342,10 +343,10 @@ func (s *suite) run(t *testing.T, c hcase) {
 		}
 	}
 	if c.check != nil {
-		c.check(t, s, r, s.up.since(before))
+		c.check(t, s, r, s.Upstream.Since(before))
 	}
 	if c.status != nil {
-		got := s.up.since(before)
+		got := s.Upstream.Since(before)
 		if c.reached {
 			require.NotEmpty(t, got, "the upstream never saw the request")
 		} else {
@@ -361,12 +362,12 @@ func (s *suite) run(t *testing.T, c hcase) {
 // slowHeaders sends a request line and one header, then nothing: the
 // gateway must close the connection (or answer 408) within its header
 // timeout instead of holding it.
-func slowHeaders(t *testing.T, s *suite, _ result, _ []seen) {
+func slowHeaders(t *testing.T, s *suite, _ result, _ []stacktest.Request) {
 	t.Helper()
 	conn, err := dial(s)
 	require.NoError(t, err)
 	defer conn.Close()
-	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: %s\r\n", s.keys[appFull])
+	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: %s\r\n", s.Keys[appFull])
 	require.NoError(t, err)
 	start := time.Now()
 	require.NoError(t, conn.SetDeadline(start.Add(slowBound)))
@@ -380,13 +381,13 @@ func slowHeaders(t *testing.T, s *suite, _ result, _ []seen) {
 
 // slowBody sends complete headers and part of the body, then nothing: the
 // gateway must answer 408 (JSON) within its request timeout.
-func slowBody(t *testing.T, s *suite, _ result, _ []seen) {
+func slowBody(t *testing.T, s *suite, _ result, _ []stacktest.Request) {
 	t.Helper()
-	before := s.up.count()
+	before := s.Upstream.Count()
 	conn, err := dial(s)
 	require.NoError(t, err)
 	defer conn.Close()
-	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: %s\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":", s.keys[appFull])
+	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: %s\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":", s.Keys[appFull])
 	require.NoError(t, err)
 	start := time.Now()
 	require.NoError(t, conn.SetDeadline(start.Add(slowBound)))
@@ -394,21 +395,21 @@ func slowBody(t *testing.T, s *suite, _ result, _ []seen) {
 	require.NoError(t, r.Err, "no answer within %s", slowBound)
 	require.Equal(t, http.StatusRequestTimeout, r.Status, "%s", r.Body)
 	requireOpenAIError(t, r, "")
-	require.Equal(t, before, s.up.count(), "a half-sent body reached the upstream")
+	require.Equal(t, before, s.Upstream.Count(), "a half-sent body reached the upstream")
 }
 
 // pipelined sends a keyed request and, in the same bytes, a second request
 // without a key: each is judged on its own.
-func pipelined(t *testing.T, s *suite, _ result, _ []seen) {
+func pipelined(t *testing.T, s *suite, _ result, _ []stacktest.Request) {
 	t.Helper()
-	before := s.up.count()
+	before := s.Upstream.Count()
 	conn, err := dial(s)
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
 	b := chat("gemma-3-1b-it")
 	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nx-api-key: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"+
-		"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n", s.keys[appFull], len(b), b)
+		"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n", s.Keys[appFull], len(b), b)
 	require.NoError(t, err)
 	rd := newReader(conn)
 	first := rd.next()
@@ -418,18 +419,18 @@ func pipelined(t *testing.T, s *suite, _ result, _ []seen) {
 	require.NoError(t, second.Err)
 	require.Equal(t, http.StatusUnauthorized, second.Status, "%s", second.Body)
 	requireOpenAIError(t, second, "missing_api_key")
-	require.Equal(t, before+1, s.up.count(), "only the keyed request reaches the upstream")
+	require.Equal(t, before+1, s.Upstream.Count(), "only the keyed request reaches the upstream")
 }
 
 // notLogged checks that the access log never holds the full key, though the
 // refused request carried it in the query.
-func notLogged(t *testing.T, s *suite, _ result, _ []seen) {
+func notLogged(t *testing.T, s *suite, _ result, _ []stacktest.Request) {
 	t.Helper()
 	var raw []byte
 	require.Eventually(t, func() bool {
 		var err error
-		raw, err = os.ReadFile(s.envoy.AccessLogPath)
+		raw, err = os.ReadFile(s.Envoy.AccessLogPath)
 		return err == nil && len(raw) > s.logBefore && bytes.Contains(raw[s.logBefore:], []byte(`"status":401`))
 	}, 5*time.Second, 20*time.Millisecond, "the refusal was never logged")
-	require.NotContains(t, string(raw), s.keys[appFull], "a key reached the access log")
+	require.NotContains(t, string(raw), s.Keys[appFull], "a key reached the access log")
 }

@@ -15,7 +15,6 @@ package hostile
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,11 +27,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
-	"github.com/tollgate/tollgate/scripts/run-demo/demo"
+	"github.com/tollgate/tollgate/e2e/stacktest"
 )
 
 func TestMain(m *testing.M) { os.Exit(keystoretest.Main(m)) }
@@ -44,62 +42,28 @@ const (
 	appVictim = "victim" // faces the hostile upstream; a 10^6-token hourly quota
 )
 
-// dataToken is the keystore's data-plane token: the keystore requires it
-// and the rendered filters send it.
-const dataToken = "hostile-data-plane-token-0123456789"
-
 // suite is the running gateway.
 type suite struct {
-	envoy *envoytest.Envoy
-	ks    *keystoretest.Server
-	up    *upstream
-	keys  map[string]string // app → key
+	*stacktest.Stack
 	// violationsBefore is violations() before the running case was sent.
 	violationsBefore float64
 	// logBefore is the access log's length before the running case was sent.
 	logBefore int
 }
 
-// start renders examples/envoy/gateway.yaml for a fresh keystore and the
-// stub upstream (as `make run` does, with Envoy choosing its ports and the
-// harness's access log), provisions the apps and starts Envoy.
+// start runs the shipped chain (stacktest: examples/envoy/gateway.yaml
+// rendered as `make run` does) in front of the hostile upstream, with the
+// suite's products and apps, and the slow-client timeouts shortened.
 func start(t *testing.T) *suite {
 	t.Helper()
-	ks := keystoretest.Start(t, keystoretest.Options{DataToken: dataToken})
-	up := startUpstream(t)
-	root, err := envoytest.RepoRoot()
-	require.NoError(t, err)
-	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", "gateway.yaml"))
-	require.NoError(t, err)
-	buildDir, err := envoytest.BuildDir()
-	require.NoError(t, err)
-	buildDir, err = filepath.Abs(buildDir)
-	require.NoError(t, err)
-	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount"} {
-		envoytest.WasmPath(t, f) // fails early, with advice, when a module is missing or stale
-	}
-	host, port := up.hostPort(t)
-	yml, err := demo.Render(src, demo.RenderOptions{
-		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Keystore: ks.DataAddr(),
-		Upstream: demo.Upstream{Host: host, Port: port}, BuildDir: buildDir, AccessLog: "{{.AccessLog}}", DataToken: dataToken,
+	st := stacktest.Start(t, stacktest.Options{
+		Upstream:  upstream(),
+		Products:  filepath.Join("testdata", "products.yaml"),
+		Apps:      map[string][]string{appFull: {"hostile-full"}, appGemma: {"hostile-gemma"}, appVictim: {"hostile-victim"}},
+		Developer: "hostile@tollgate.test",
+		Edit:      shortenTimeouts,
 	})
-	require.NoError(t, err)
-	yml = shortenTimeouts(t, yml)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	raw, err := os.ReadFile(filepath.Join("testdata", "products.yaml"))
-	require.NoError(t, err)
-	c := ks.Client(t)
-	require.NoError(t, demo.ApplyProducts(ctx, c, "testdata/products.yaml", raw))
-	s := &suite{ks: ks, up: up, keys: map[string]string{}}
-	for app, product := range map[string]string{appFull: "hostile-full", appGemma: "hostile-gemma", appVictim: "hostile-victim"} {
-		k, err := demo.IssueKey(ctx, c, demo.Account{Developer: "hostile@tollgate.test", App: app, Products: []string{product}})
-		require.NoError(t, err)
-		s.keys[app] = k.Secret
-	}
-	s.envoy = envoytest.Start(t, envoytest.Config{YAML: string(yml), ListenerName: "gateway", StartTimeout: 3 * time.Minute})
-	return s
+	return &suite{Stack: st}
 }
 
 // Timeouts of the slow-client cases. The shipped values (10 s for the
@@ -114,16 +78,11 @@ const (
 )
 
 // shortenTimeouts checks that the rendered gateway bounds slow clients
-// (request_headers_timeout ≤ 10 s, request_timeout ≤ 120 s) and returns it
-// with those two timeouts set to headersTimeout and requestTimeout.
-func shortenTimeouts(t *testing.T, yml []byte) []byte {
+// (request_headers_timeout ≤ 10 s, request_timeout ≤ 2 min) and sets those
+// two timeouts to headersTimeout and requestTimeout.
+func shortenTimeouts(t testing.TB, doc map[string]any) {
 	t.Helper()
-	var doc map[string]any
-	require.NoError(t, yaml.Unmarshal(yml, &doc))
-	listeners := doc["static_resources"].(map[string]any)["listeners"].([]any)
-	require.Len(t, listeners, 1)
-	chains := listeners[0].(map[string]any)["filter_chains"].([]any)
-	hcm := chains[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+	hcm := stacktest.HCM(t, doc)
 	for field, limit := range map[string]time.Duration{"request_headers_timeout": 10 * time.Second, "request_timeout": 2 * time.Minute} {
 		raw, ok := hcm[field].(string)
 		require.True(t, ok, "the shipped gateway sets no %s", field)
@@ -134,9 +93,6 @@ func shortenTimeouts(t *testing.T, yml []byte) []byte {
 	}
 	hcm["request_headers_timeout"] = headersTimeout.String()
 	hcm["request_timeout"] = requestTimeout.String()
-	out, err := yaml.Marshal(doc)
-	require.NoError(t, err)
-	return out
 }
 
 // result is what the client got back.
@@ -160,8 +116,6 @@ func client(h2 bool) *http.Client {
 	return &http.Client{Timeout: 20 * time.Second, Transport: tr}
 }
 
-func (s *suite) url(path string) string { return "http://" + s.envoy.ListenerAddr() + path }
-
 // send issues one HTTP/1.1 request through the gateway.
 func (s *suite) send(t *testing.T, method, path string, header map[string]string, body []byte) result {
 	t.Helper()
@@ -175,7 +129,7 @@ func (s *suite) sendProto(t *testing.T, h2 bool, method, path string, header map
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequest(method, s.url(path), rd)
+	req, err := http.NewRequest(method, s.URL(path), rd)
 	require.NoError(t, err)
 	for k, v := range header {
 		if strings.EqualFold(k, "host") {
@@ -201,7 +155,7 @@ func (s *suite) sendProto(t *testing.T, h2 bool, method, path string, header map
 // the connection's end), bounded by timeout.
 func (s *suite) sendRaw(t *testing.T, raw string, timeout time.Duration) result {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", s.envoy.ListenerAddr(), 5*time.Second)
+	conn, err := net.DialTimeout("tcp", s.Envoy.ListenerAddr(), 5*time.Second)
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(timeout)))
@@ -252,14 +206,14 @@ func chat(model string) []byte {
 
 // keyHeader is the x-api-key header of app.
 func (s *suite) keyHeader(app string) map[string]string {
-	return map[string]string{"x-api-key": s.keys[app], "content-type": "application/json"}
+	return map[string]string{"x-api-key": s.Keys[app], "content-type": "application/json"}
 }
 
 // requireServes proves the gateway still works: a normal chat completion
 // with app's key is answered 200 by the upstream.
 func (s *suite) requireServes(t *testing.T, app string) {
 	t.Helper()
-	before := s.up.count()
+	before := s.Upstream.Count()
 	r := s.send(t, "POST", "/v1/chat/completions", s.keyHeader(app), chat("gemma-3-1b-it"))
 	require.NoError(t, r.Err, "normal request after the case")
 	require.Equal(t, http.StatusOK, r.Status, "normal request after the case: %s", r.Body)
@@ -268,13 +222,13 @@ func (s *suite) requireServes(t *testing.T, app string) {
 	}
 	require.NoError(t, json.Unmarshal(r.Body, &doc), "normal answer: %s", r.Body)
 	require.NotEmpty(t, doc.Choices)
-	require.Equal(t, before+1, s.up.count(), "the normal request reaches the upstream once")
+	require.Equal(t, before+1, s.Upstream.Count(), "the normal request reaches the upstream once")
 }
 
 // violations sums tokencount's usage-violation counters, whatever their labels.
 func (s *suite) violations(t *testing.T) float64 {
 	t.Helper()
-	samples, err := s.envoy.PromMetrics()
+	samples, err := s.Envoy.PromMetrics()
 	require.NoError(t, err)
 	var sum float64
 	for _, smp := range samples {
@@ -288,7 +242,7 @@ func (s *suite) violations(t *testing.T) float64 {
 // tokenCounters sums the tokencount token counters of app.
 func (s *suite) tokenCounters(t *testing.T, app string) float64 {
 	t.Helper()
-	samples, err := s.envoy.PromMetrics()
+	samples, err := s.Envoy.PromMetrics()
 	require.NoError(t, err)
 	var sum float64
 	for _, name := range []string{"tollgate_tokencount_prompt_tokens_total", "tollgate_tokencount_completion_tokens_total"} {
@@ -301,7 +255,7 @@ func (s *suite) tokenCounters(t *testing.T, app string) float64 {
 
 // dial opens a raw connection to the gateway's listener.
 func dial(s *suite) (net.Conn, error) {
-	return net.DialTimeout("tcp", s.envoy.ListenerAddr(), 5*time.Second)
+	return net.DialTimeout("tcp", s.Envoy.ListenerAddr(), 5*time.Second)
 }
 
 // reader reads successive responses from one connection.

@@ -1,18 +1,11 @@
 package hostile
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
-	"testing"
-
-	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/mockllm"
 )
@@ -34,70 +27,18 @@ const (
 	modeNotJSON       = "not-json"       // 200 application/json whose body is not JSON
 )
 
-// seen is what the upstream received for one request.
-type seen struct {
-	Method, Path string
-	Header       http.Header
-	Body         []byte
-}
-
 // upstream is the model server behind the chain: mockllm, plus the hostile
-// answers above, recording every request it receives.
-type upstream struct {
-	srv  *httptest.Server
-	mock *mockllm.Server
-	mu   sync.Mutex
-	reqs []seen
-}
-
-func startUpstream(t testing.TB) *upstream {
-	t.Helper()
-	u := &upstream{mock: mockllm.New(mockllm.Options{Models: append(mockllm.DefaultModels(), "*")})}
-	u.srv = httptest.NewServer(http.HandlerFunc(u.serve))
-	t.Cleanup(u.srv.Close)
-	return u
-}
-
-// hostPort returns the upstream's host and port.
-func (u *upstream) hostPort(t testing.TB) (string, int) {
-	t.Helper()
-	host, port, err := net.SplitHostPort(u.srv.Listener.Addr().String())
-	require.NoError(t, err)
-	p, err := strconv.Atoi(port)
-	require.NoError(t, err)
-	return host, p
-}
-
-// count is the number of requests received so far.
-func (u *upstream) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.reqs)
-}
-
-// since returns the requests received after the first n.
-func (u *upstream) since(n int) []seen {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]seen(nil), u.reqs[n:]...)
-}
-
-func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
-	if err != nil {
-		http.Error(w, "read body", http.StatusBadRequest)
-		return
-	}
-	u.mu.Lock()
-	u.reqs = append(u.reqs, seen{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
-	u.mu.Unlock()
-	mode := r.Header.Get(headerMode)
-	if mode == "" {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		u.mock.ServeHTTP(w, r)
-		return
-	}
-	serveHostile(w, mode)
+// answers above when a request carries headerMode. stacktest records what
+// it receives.
+func upstream() http.Handler {
+	mock := mockllm.New(mockllm.Options{Models: append(mockllm.DefaultModels(), "*")})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mode := r.Header.Get(headerMode); mode != "" {
+			serveHostile(w, mode)
+			return
+		}
+		mock.ServeHTTP(w, r)
+	})
 }
 
 // completion is a chat completion JSON with the given raw usage member ("" omits it).
