@@ -1,4 +1,4 @@
-package main
+package apikey
 
 // These tests run the built module (rebuilt by TestMain exactly as `make
 // build` does) in shared/wasmhost — wazero with Envoy's callback semantics —
@@ -35,7 +35,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(wasmtest.Main(m, ".", &wasmModule, "-ldflags=-s -w"))
+	os.Exit(wasmtest.Main(m, "./wasm", &wasmModule, "-ldflags=-s -w"))
 }
 
 // keystore answers verify callouts from a table and counts them per hash;

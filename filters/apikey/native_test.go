@@ -1,6 +1,6 @@
 //go:build !wasip1
 
-package main
+package apikey
 
 // Native tests of this file's glue: the plugin runs in the test binary on
 // shared/proxywasm/hosttest, so main.go is covered and debuggable; the Wasm
@@ -21,7 +21,7 @@ import (
 // (nil leaves them pending for Respond).
 func nativeHost(t *testing.T, config string, ks *keystore) *hosttest.Host {
 	t.Helper()
-	cfg := hosttest.Config{PluginConfig: []byte(config), RootID: "apikey", VMID: "apikey", Clusters: []string{"keystore"}}
+	cfg := hosttest.Config{Plugin: New, PluginConfig: []byte(config), RootID: "apikey", VMID: "apikey", Clusters: []string{"keystore"}}
 	if ks != nil {
 		cfg.Callouts = hosttest.ServeCallouts(ks)
 	}
@@ -208,7 +208,7 @@ func TestNativeModesAndConfig(t *testing.T) {
 	assert.Equal(t, "kept", res.Upstream.Header("x-other"))
 
 	for _, bad := range []string{`{"mode":"nope"}`, `{"cache":{"ttl":5}}`, `not json`} {
-		_, err := hosttest.Start(t, hosttest.Config{PluginConfig: []byte(bad)})
+		_, err := hosttest.Start(t, hosttest.Config{Plugin: New, PluginConfig: []byte(bad)})
 		assert.Error(t, err, bad)
 	}
 }

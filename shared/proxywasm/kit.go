@@ -26,15 +26,21 @@ func NewMetrics(filter string) *Metrics {
 		gauges: map[string]Gauge{}, refused: map[string]bool{}}
 }
 
-// Define defines counters up front, so they show at zero before any request;
-// the first the host refuses is the error.
+// Define defines counters up front, so they show at zero before any
+// request. Every name is tried; one the host refuses is logged and skipped
+// from then on, and the first refusal is returned, so a filter may fail its
+// configuration on it or, best effort, ignore it.
 func (m *Metrics) Define(names ...string) error {
+	var first error
 	for _, n := range names {
 		if _, err := m.Counter(n); err != nil {
-			return err
+			m.refuse(n, err)
+			if first == nil {
+				first = err
+			}
 		}
 	}
-	return nil
+	return first
 }
 
 // Counter finds or defines a counter.

@@ -1,10 +1,10 @@
-// Command apikey is the Tollgate API-key filter: it verifies the caller's key
+// Package apikey is the Tollgate API-key filter: it verifies the caller's key
 // against the keystore (or a local table), authorises the method and path
 // against the key's API products, strips the key and sets identity headers
 // for the filters after it. This file only wires proxy-wasm callbacks to the
 // pure packages: policy (decisions), gate (cache and coalescing) and
 // identity (the header contract). See docs/apikey.md.
-package main
+package apikey
 
 import (
 	"crypto/rand"
@@ -18,21 +18,21 @@ import (
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 )
 
-func init() {
-	proxywasm.SetPluginFactory(func(rootID uint32) proxywasm.PluginContext { return &plugin{rootID: rootID} })
-}
+// RootID is the root_id a module holding several filters registers New under.
+const RootID = "apikey"
 
-func main() {}
+// New creates the filter's root context, for proxywasm.SetPluginFactory or
+// proxywasm.RegisterPlugin; wasm/ is the standalone module.
+func New(rootID uint32) proxywasm.PluginContext { return &plugin{rootID: rootID} }
 
 type plugin struct {
 	proxywasm.DefaultPluginContext
-	rootID   uint32
-	pol      *policy.Policy
-	gate     *gate.Gate
-	outcomes map[policy.Outcome]proxywasm.Counter
-	events   map[gate.Event]proxywasm.Counter
-	waiting  map[uint32]*stream // streams paused until the gate finishes them
-	hasher   *policy.Hasher     // nil when no random secret could be drawn
+	rootID  uint32
+	pol     *policy.Policy
+	gate    *gate.Gate
+	metrics *proxywasm.Metrics
+	waiting map[uint32]*stream // streams paused until the gate finishes them
+	hasher  *policy.Hasher     // nil when no random secret could be drawn
 }
 
 func (p *plugin) OnPluginStart(raw []byte) error {
@@ -69,38 +69,36 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 	return nil
 }
 
+// eventMetric names the counter of a gate event.
+func eventMetric(e gate.Event) string {
+	switch e {
+	case gate.CacheHit:
+		return policy.CacheMetric("hit")
+	case gate.CacheMiss:
+		return policy.CacheMetric("miss")
+	case gate.CalloutOK:
+		return policy.CalloutsMetric("ok")
+	case gate.CalloutError:
+		return policy.CalloutsMetric("error")
+	case gate.Coalesced:
+		return policy.MetricCoalesced
+	}
+	return policy.MetricCacheErrors
+}
+
 // defineMetrics is best effort: hosts without custom metrics (Google Cloud
 // Service Extensions) must still run the filter, so a metric the host refuses
 // is logged once and then simply not counted.
 func (p *plugin) defineMetrics() {
-	define := func(name string) (proxywasm.Counter, bool) {
-		c, err := proxywasm.DefineCounter(name)
-		if err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: metric %s unavailable: %v", name, err)
-			return 0, false
-		}
-		return c, true
-	}
-	p.outcomes = map[policy.Outcome]proxywasm.Counter{}
+	p.metrics = proxywasm.NewMetrics("apikey")
+	names := make([]string, 0, len(policy.Outcomes)+len(gate.Events))
 	for _, o := range policy.Outcomes {
-		if c, ok := define(policy.RequestsMetric(o)); ok {
-			p.outcomes[o] = c
-		}
+		names = append(names, policy.RequestsMetric(o))
 	}
-	p.events = map[gate.Event]proxywasm.Counter{}
-	names := map[gate.Event]string{
-		gate.CacheHit:     policy.CacheMetric("hit"),
-		gate.CacheMiss:    policy.CacheMetric("miss"),
-		gate.CalloutOK:    policy.CalloutsMetric("ok"),
-		gate.CalloutError: policy.CalloutsMetric("error"),
-		gate.Coalesced:    policy.MetricCoalesced,
-		gate.CacheError:   policy.MetricCacheErrors,
+	for _, e := range gate.Events {
+		names = append(names, eventMetric(e))
 	}
-	for e, name := range names {
-		if c, ok := define(name); ok {
-			p.events[e] = c
-		}
-	}
+	_ = p.metrics.Define(names...)
 }
 
 // ownerID is this VM's identity in cache claims: random, so a restarted VM
@@ -160,11 +158,7 @@ func (host) SetTick(d time.Duration) {
 	}
 }
 
-func (h host) Count(e gate.Event) {
-	if c, ok := h.p.events[e]; ok {
-		_ = c.Increment(1)
-	}
-}
+func (h host) Count(e gate.Event) { h.p.metrics.Inc(eventMetric(e)) }
 
 // hash is the key's SHA-256 hex, remembered per VM under a keyed fingerprint.
 func (p *plugin) hash(key string) string {
@@ -236,9 +230,7 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 // local reply was sent.
 func (s *stream) finish(d policy.Decision) (replied bool) {
 	s.x.Key = ""
-	if c, ok := s.p.outcomes[d.Outcome]; ok {
-		_ = c.Increment(1)
-	}
+	s.p.metrics.Inc(policy.RequestsMetric(d.Outcome))
 	s.write(d)
 	if d.Pass {
 		return false
