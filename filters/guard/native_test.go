@@ -140,3 +140,65 @@ func TestNativeAnswerTooLarge(t *testing.T) {
 	assert.JSONEq(t, `{"error":{"message":"the answer is larger than the gateway scans","type":"server_error","param":null,"code":"guard_answer_too_large"}}`, string(res.Body))
 	assert.NotContains(t, string(res.Body), "ada@example.com")
 }
+
+// TestNativeAnswers: streamed answers are masked event by event, a flagged
+// answer is replaced by an error, limits answer 413 and 502, and trailers
+// end a gathered body.
+func TestNativeAnswers(t *testing.T) {
+	cfg := `{"max_body_bytes": 512, "max_response_bytes": 256, "moderation": {"cluster": "moderation", "fail": "closed", "timeout_ms": 1000},
+	  "products": {"p": {"request": {"detectors": {"payment_card": "mask"}}, "response": {"detectors": {"email": "mask"}},
+	    "moderation": {"response": true, "thresholds": {"violence": 0.5}}}}}`
+	var answerBody []byte
+	var sse [][]byte
+	h := hosttest.New(t, hosttest.Config{Plugin: New, PluginConfig: []byte(cfg), AllowOnHeadersStopIteration: true,
+		Clusters: []string{"moderation"}, Callouts: moderation(false),
+		Upstream: func(*hosttest.Upstream) *hosttest.Response {
+			if sse != nil {
+				return &hosttest.Response{Headers: [][2]string{{"content-type", "text/event-stream"}}, Chunks: sse}
+			}
+			return &hosttest.Response{Headers: [][2]string{{"content-type", "application/json"}}, Body: answerBody}
+		}})
+
+	t.Run("streamed e-mail split across frames is masked", func(t *testing.T) {
+		ev := func(s string) string { return `data: {"choices":[{"delta":{"content":"` + s + `"}}]}` + "\n\n" }
+		stream := ev("mail ada@exa") + ev("mple.com now") + "data: [DONE]\n\n"
+		sse = [][]byte{[]byte(stream[:30]), []byte(stream[30:70]), []byte(stream[70:])}
+		defer func() { sse = nil }()
+		res := h.Do(chat("p", "hi"))
+		require.Equal(t, 200, res.Status, string(res.Body))
+		assert.NotContains(t, strings.ReplaceAll(string(res.Body), `"}}]}`+"\n\ndata: "+`{"choices":[{"delta":{"content":"`, ""), "ada@example.com")
+		assert.True(t, strings.HasSuffix(string(res.Body), "data: [DONE]\n\n"))
+	})
+
+	t.Run("a flagged answer is replaced by an error", func(t *testing.T) {
+		answerBody = []byte(`{"choices":[{"message":{"content":"a fight it is"}}]}`)
+		res := h.Do(chat("p", "hi"))
+		assert.GreaterOrEqual(t, res.Status, 400, string(res.Body))
+		assert.Equal(t, "application/json", res.Header("content-type"))
+		assert.Equal(t, strconv.Itoa(len(res.Body)), res.Header("content-length"))
+		assert.Contains(t, string(res.Body), "moderation")
+	})
+
+	t.Run("an answer over max_response_bytes is a 502", func(t *testing.T) {
+		answerBody = []byte(`{"choices":[{"message":{"content":"` + strings.Repeat("x", 400) + `"}}]}`)
+		res := h.Do(chat("p", "hi"))
+		assert.Equal(t, 502, res.Status, string(res.Body))
+		assert.Contains(t, string(res.Body), "guard_answer_too_large")
+	})
+
+	t.Run("a body over max_body_bytes is a 413", func(t *testing.T) {
+		res := h.Do(chat("p", strings.Repeat("y", 600)))
+		assert.Equal(t, 413, res.Status, string(res.Body))
+		assert.Nil(t, res.Upstream)
+	})
+
+	t.Run("trailers end the gathered body", func(t *testing.T) {
+		answerBody = []byte(`{"choices":[{"message":{"content":"ok"}}]}`)
+		body := `{"model":"m","messages":[{"role":"user","content":"card ` + card + `"}]}`
+		res := h.Do(hosttest.Request{Method: "POST", Path: "/v1/chat/completions",
+			Headers: [][2]string{{"content-type", "application/json"}, {"x-tollgate-product", "p"}},
+			Chunks:  [][]byte{[]byte(body[:20]), []byte(body[20:])}, Trailers: [][2]string{{"x-sum", "1"}}})
+		require.Equal(t, 200, res.Status, string(res.Body))
+		assert.NotContains(t, string(res.Upstream.Body), card)
+	})
+}
