@@ -44,6 +44,32 @@ func TestShippedGateway(t *testing.T) {
 	g := startGateway(t)
 	addr := g.envoy.ListenerAddr()
 
+	// A client that never finishes its headers is cut off after
+	// request_headers_timeout (10 s); measured in the background while the
+	// other cases run.
+	type slowResult struct {
+		after time.Duration
+		got   string
+		err   error
+	}
+	slow := make(chan slowResult, 1)
+	go func() {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			slow <- slowResult{err: err}
+			return
+		}
+		defer c.Close()
+		start := time.Now()
+		_ = c.SetDeadline(start.Add(40 * time.Second))
+		if _, err := io.WriteString(c, "GET /v1/models HTTP/1.1\r\nHost: g\r\nX-Slow: "); err != nil {
+			slow <- slowResult{err: err}
+			return
+		}
+		got, err := io.ReadAll(c) // until Envoy closes the connection
+		slow <- slowResult{after: time.Since(start), got: string(got), err: err}
+	}()
+
 	// A normal request works: the baseline every refusal is measured against.
 	status, _, body := raw(t, addr, g.get("/v1/models"))
 	require.Equal(t, 200, status, "%s", body)
@@ -191,6 +217,22 @@ func TestShippedGateway(t *testing.T) {
 		}
 		failed, _ := g.envoy.StatsValue("wasm.conformance.vm_reload_failure")
 		assert.Zero(t, failed)
+	})
+
+	t.Run("a client that dribbles its headers is cut off", func(t *testing.T) {
+		before := g.up.count()
+		r := <-slow
+		require.NoError(t, r.err, "Envoy must close the connection, not leave it open")
+		assert.GreaterOrEqual(t, r.after, 9*time.Second, "not before request_headers_timeout")
+		assert.Less(t, r.after, 30*time.Second)
+		t.Logf("closed after %v with %q", r.after.Round(time.Millisecond), r.got)
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(r.got)), nil)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		e := requireOpenAIError(t, resp.StatusCode, resp.Header, body, http.StatusRequestTimeout)
+		assert.Equal(t, "request_header_timeout", e.Error.Code)
+		assert.Empty(t, g.up.since(before))
 	})
 
 	// Last: it takes the model server away.
