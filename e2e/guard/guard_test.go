@@ -2,6 +2,7 @@ package guard_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -126,20 +127,13 @@ func TestGuard(t *testing.T) {
 	})
 
 	t.Run("an e-mail streamed byte by byte reaches the client masked, usage unchanged", func(t *testing.T) {
-		req, err := http.NewRequest(http.MethodPost, s.URL("/v1/chat/completions"),
-			strings.NewReader(chat("Who do I write to?", `,"stream":true,"stream_options":{"include_usage":true}`)))
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+s.Keys["g"])
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(headerEmailStream, "1")
-		resp, err := s.Envoy.Client().Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		require.Equal(t, 200, resp.StatusCode)
+		status, b := s.post(t, "g", "/v1/chat/completions",
+			chat("Who do I write to?", `,"stream":true,"stream_options":{"include_usage":true}`), map[string]string{headerEmailStream: "1"})
+		require.Equal(t, 200, status, string(b))
 		var content strings.Builder
 		var usage *struct{ PromptTokens, CompletionTokens, TotalTokens int64 }
 		events, done := 0, false
-		sc := bufio.NewScanner(resp.Body)
+		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			line := sc.Text()
 			data, ok := strings.CutPrefix(line, "data: ")
@@ -310,18 +304,10 @@ func TestGuard(t *testing.T) {
 	})
 
 	t.Run("an Anthropic Messages stream is masked too", func(t *testing.T) {
-		req, err := http.NewRequest(http.MethodPost, s.URL("/v1/messages"), strings.NewReader(
-			`{"model":"llama-3.1-8b","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Who do I write to?"}]}`))
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+s.Keys["g"])
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(headerEmailStream, "anthropic")
-		resp, err := s.Envoy.Client().Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		require.Equal(t, 200, resp.StatusCode, string(body))
+		status, body := s.post(t, "g", "/v1/messages",
+			`{"model":"llama-3.1-8b","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Who do I write to?"}]}`,
+			map[string]string{headerEmailStream: "anthropic"})
+		require.Equal(t, 200, status, string(body))
 		var text strings.Builder
 		var last string
 		for _, block := range strings.Split(strings.TrimSpace(string(body)), "\n\n") {
