@@ -212,7 +212,7 @@ func TestStaleMetricsFailOpen(t *testing.T) {
 // fallbacks, and a server killed mid-run costs no client error.
 func TestOverrideHostFallbacks(t *testing.T) {
 	sims := startSims(t, 3, same(mockllm.SimOptions{TimeScale: 0.05}))
-	e := startEnvoy(t, sims, modeOverrideHost, pickerConfig(sims, `,"fallbacks":2,"eject":{"failures":1,"backoff_ms":5000}`))
+	e := startEnvoy(t, sims, modeOverrideHost, pickerConfig(sims, `,"fallbacks":2,"eject":{"failures":1,"backoff_ms":5000},"weights":{"session":5}`))
 	waitScraped(t, e, sims)
 
 	// Exactly one poller per Envoy: two workers, one scrape per interval.
@@ -230,6 +230,18 @@ func TestOverrideHostFallbacks(t *testing.T) {
 	require.Len(t, list, 3, "primary and two fallbacks: %q", served.dest())
 	assert.Equal(t, served.addr, list[0], "Envoy used the primary")
 	assert.ElementsMatch(t, []string{sims[0].addr, sims[1].addr, sims[2].addr}, list)
+
+	t.Run("session affinity", func(t *testing.T) {
+		token := r.header.Get("x-session-token")
+		require.NotEmpty(t, token, "the response carries a session token")
+		for i := 0; i < 5; i++ {
+			before := served.posts.Load()
+			r := chat(t, e, "m", "sys", fmt.Sprint("session ", i), 2, map[string]string{"x-session-token": token})
+			require.Equal(t, 200, r.status, "%s", r.body)
+			assert.Equal(t, before+1, served.posts.Load(), "the session stays on its server")
+			assert.Equal(t, token, r.header.Get("x-session-token"))
+		}
+	})
 
 	const workers, perWorker = 4, 15
 	var mu sync.Mutex

@@ -299,6 +299,11 @@ func (s *stream) decide(model string, blocks []uint64) proxywasm.Action {
 	r := pick.Request{Model: model, Blocks: blocks}
 	r.PoolHint, _ = header(pol.PoolHeader)
 	r.Priority, _ = header(pol.PriorityHeader)
+	if pol.WSession > 0 {
+		if v, ok := header(pick.SessionHeader); ok {
+			r.Session = pick.SessionEndpoint(v)
+		}
+	}
 	if v, ok := header(pol.SubsetHeader); ok {
 		r.HasSubset = true
 		for _, e := range strings.Split(v, ",") {
@@ -352,6 +357,19 @@ func (s *stream) reject(e *apierror.Error, why string) proxywasm.Action {
 		proxywasm.Logf(proxywasm.LogLevelError, "picker: send %d: %v", e.Status, err)
 	}
 	return proxywasm.ActionPause
+}
+
+// OnResponseHeaders hands the client a session token naming the endpoint
+// that served, when session affinity is weighted in.
+func (s *stream) OnResponseHeaders(int, bool) proxywasm.Action {
+	if s.primary != "" && s.p.pol.WSession > 0 {
+		served := s.primary
+		if up, err := proxywasm.GetProperty("upstream", "address"); err == nil && len(up) > 0 {
+			served = string(up)
+		}
+		_ = proxywasm.ResponseHeaders.Replace(pick.SessionHeader, pick.SessionToken(served))
+	}
+	return proxywasm.ActionContinue
 }
 
 // OnLog ends the pick: the in-flight count falls, and a primary that

@@ -1,6 +1,9 @@
 package pick
 
-import "strings"
+import (
+	"encoding/base64"
+	"strings"
+)
 
 // Metric stems: per-endpoint metrics are "<stem>.<kind>.endpoint.<ep>",
 // decisions "<stem>.decisions.<reason>", score parts "<stem>.score.<part>".
@@ -45,4 +48,24 @@ func (p *Policy) Saturation(m Metrics) float64 {
 		return 1
 	}
 	return max(m.Waiting/p.SatQueue, m.KVUsage/p.SatKV)
+}
+
+// SessionHeader carries the session token (llm-d's session-affinity
+// scorer reads the same header): the response names the endpoint that
+// served, the next request of the session brings it back.
+const SessionHeader = "x-session-token"
+
+// SessionToken is the token for an endpoint: its address, base64url.
+func SessionToken(addr string) string { return base64.RawURLEncoding.EncodeToString([]byte(addr)) }
+
+// SessionEndpoint reads a token back; "" for anything that is not one.
+func SessionEndpoint(token string) string {
+	if len(token) == 0 || len(token) > 128 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return ""
+	}
+	return string(raw)
 }

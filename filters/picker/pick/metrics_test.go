@@ -2,6 +2,7 @@ package pick
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -33,5 +34,22 @@ func TestStatsTagsExtractLabels(t *testing.T) {
 			}
 			assert.Equal(t, 1, matched, "exactly one tag applies")
 		})
+	}
+}
+
+func TestSessionToken(t *testing.T) {
+	for _, addr := range []string{"10.0.0.1:8000", "[::1]:80"} {
+		assert.Equal(t, addr, SessionEndpoint(SessionToken(addr)))
+	}
+	for _, bad := range []string{"", "!!!", strings.Repeat("A", 200)} {
+		assert.Empty(t, SessionEndpoint(bad))
+	}
+	p := policy(t, `,"weights":{"session":5}`)
+	h := newHost()
+	h.allIdle(t)
+	for i := 0; i < 10; i++ {
+		d := p.Pick(h, nil, Request{Model: "m", Session: SessionEndpoint(SessionToken(b))})
+		assert.Equal(t, b, d.Endpoints[0])
+		assert.Equal(t, 1.0, d.Primary.Parts.Session)
 	}
 }
