@@ -235,7 +235,12 @@ func cases(t *testing.T, s *suite) map[string][]hcase {
 			{name: "stream usage of 10^18 tokens", app: appVictim, header: withMode(modeStreamAbsurd),
 				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`, `"stream_options":{"include_usage":true}`), status: ok, reached: true, check: distrusted},
 			{name: "stream reset mid-way", app: appVictim, header: withMode(modeStreamReset),
-				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`), status: ok, reached: true, check: sane},
+				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`), status: ok, reached: true,
+				check: func(t *testing.T, s *suite, r result, got []stacktest.Request) {
+					t.Helper()
+					require.NotContains(t, string(r.Body), "[DONE]", "the cut stream reached its end")
+					sane(t, s, r, got)
+				}},
 			{name: "invalid SSE", app: appVictim, header: withMode(modeStreamInvalid),
 				body: body(gemma, hello, `"max_tokens":8`, `"stream":true`), status: ok, reached: true, check: sane},
 		},
@@ -372,7 +377,9 @@ func slowHeaders(t *testing.T, s *suite, _ result, _ []stacktest.Request) {
 	start := time.Now()
 	require.NoError(t, conn.SetDeadline(start.Add(slowBound)))
 	r := readResponse(conn)
-	require.Less(t, time.Since(start), slowBound, "the gateway held a half-sent request: %v", r.Err)
+	elapsed := time.Since(start)
+	require.Less(t, elapsed, slowBound, "the gateway held a half-sent request: %v", r.Err)
+	require.GreaterOrEqual(t, elapsed, headersTimeout/2, "cut before the header timeout, so by something else: %v", r.Err)
 	if r.Err == nil {
 		require.Equal(t, http.StatusRequestTimeout, r.Status)
 		requireOpenAIError(t, r, "")
@@ -393,6 +400,7 @@ func slowBody(t *testing.T, s *suite, _ result, _ []stacktest.Request) {
 	require.NoError(t, conn.SetDeadline(start.Add(slowBound)))
 	r := readResponse(conn)
 	require.NoError(t, r.Err, "no answer within %s", slowBound)
+	require.GreaterOrEqual(t, time.Since(start), requestTimeout/2, "answered before the request timeout: %s", r.Body)
 	require.Equal(t, http.StatusRequestTimeout, r.Status, "%s", r.Body)
 	requireOpenAIError(t, r, "")
 	require.Equal(t, before, s.Upstream.Count(), "a half-sent body reached the upstream")
