@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	neturl "net/url"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -65,6 +67,8 @@ var (
 	bannerKey  = regexp.MustCompile(`API key\s+(tg_[A-Za-z0-9]+)`)
 	bannerURL  = regexp.MustCompile(`curl -s (http://\S+)`)
 	bannerBody = regexp.MustCompile(`-d '(\{.*\})'`)
+	// bannerPortal is the portal line: URL, the demo developer's e-mail and password.
+	bannerPortal = regexp.MustCompile(`portal\s+(http://\S+)\s+developer (\S+) / (\S+),`)
 )
 
 // TestRunDemo runs `make run`'s program on free ports with a fresh data
@@ -79,7 +83,7 @@ func TestRunDemo(t *testing.T) {
 		envoytest.WasmPath(t, f)
 	}
 	addrs := map[string]string{}
-	for _, k := range []string{"listen", "admin", "keystore", "keystore-admin", "mock"} {
+	for _, k := range []string{"listen", "admin", "keystore", "keystore-admin", "mock", "portal"} {
 		addrs[k] = freeAddr(t)
 	}
 	dataDir := t.TempDir()
@@ -156,6 +160,7 @@ func TestRunDemo(t *testing.T) {
 	require.Len(t, completion.Choices, 1)
 	assert.NotEmpty(t, completion.Choices[0].Message.Content)
 	assert.Positive(t, completion.Usage.TotalTokens)
+	demoSeesUsage(t, banner, int64(completion.Usage.TotalTokens))
 
 	// The keystore dies: the gateway goes on serving the key it cached, and
 	// run-demo restarts the keystore (logged) instead of stopping the demo.
@@ -210,5 +215,46 @@ func TestRunDemo(t *testing.T) {
 	}
 	for _, p := range []string{"envoy", "keystore", "mock-llm"} {
 		assert.Contains(t, errs.text(), "msg=stopped process="+p)
+	}
+}
+
+// demoSeesUsage signs in to the printed portal as the demo developer and
+// waits until its usage page counts the printed curl's tokens.
+func demoSeesUsage(t *testing.T, banner string, tokens int64) {
+	t.Helper()
+	m := bannerPortal.FindStringSubmatch(banner)
+	require.NotNil(t, m, banner)
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := c.Get(m[1] + "/signin")
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	require.NotNil(t, csrf, "%s", page)
+	resp, err = c.PostForm(m[1]+"/signin", neturl.Values{"csrf": {string(csrf[1])}, "email": {m[2]}, "password": {m[3]}})
+	require.NoError(t, err)
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "/apps", resp.Request.URL.Path, "the demo developer signs in: %s", page)
+	assert.Contains(t, string(page), `href="/apps/demo"`, "the demo app is the demo developer's")
+	// run-demo's own readiness probe used the key too, so the page counts
+	// at least the printed curl's tokens.
+	total := regexp.MustCompile(`<strong id="total-tokens">(\d+)</strong>`)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := c.Get(m[1] + "/usage")
+		require.NoError(t, err)
+		page, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if n := total.FindSubmatch(page); n != nil {
+			if got, _ := strconv.ParseInt(string(n[1]), 10, 64); got >= tokens {
+				assert.Contains(t, string(page), "<td>demo</td><td>gemma-3-1b-it</td>")
+				return
+			}
+		}
+		require.True(t, time.Now().Before(deadline), "the portal's usage page never counted the curl's %d tokens:\n%s", tokens, page)
+		time.Sleep(250 * time.Millisecond) // polling the page, with a deadline
 	}
 }

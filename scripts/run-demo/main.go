@@ -41,6 +41,7 @@ import (
 
 	"github.com/tollgate/tollgate/keystore"
 	"github.com/tollgate/tollgate/keystore/client"
+	"github.com/tollgate/tollgate/keystore/portal"
 	"github.com/tollgate/tollgate/scripts/run-demo/demo"
 )
 
@@ -48,6 +49,7 @@ import (
 type options struct {
 	dataDir, envoy, tollgate, config, products, buildDir string
 	listen, admin, keystoreData, keystoreAdmin, mock     string
+	portal                                               string
 	upstream, upstreamKey                                string
 	concurrency                                          int
 	readyTimeout                                         time.Duration
@@ -76,6 +78,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:9901", "Envoy admin interface")
 	fs.StringVar(&o.keystoreData, "keystore", keystore.DefaultListen, "keystore data plane")
 	fs.StringVar(&o.keystoreAdmin, "keystore-admin", keystore.DefaultAdminListen, "keystore admin API")
+	fs.StringVar(&o.portal, "portal", portal.DefaultListen, "developer portal")
 	fs.StringVar(&o.mock, "mock", "127.0.0.1:8000", "mock-llm address (unused with --upstream)")
 	fs.StringVar(&o.upstream, "upstream", os.Getenv("UPSTREAM"), "external OpenAI-compatible server, e.g. http://127.0.0.1:8000 (env UPSTREAM)")
 	fs.StringVar(&o.upstreamKey, "upstream-api-key", "", "API key sent to the upstream as a bearer token (env UPSTREAM_API_KEY)")
@@ -140,7 +143,8 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		}
 	}
 	addrs := map[string]string{"gateway listener (--listen, PORT)": o.listen, "Envoy admin (--admin)": o.admin,
-		"keystore data plane (--keystore)": o.keystoreData, "keystore admin (--keystore-admin)": o.keystoreAdmin}
+		"keystore data plane (--keystore)": o.keystoreData, "keystore admin (--keystore-admin)": o.keystoreAdmin,
+		"developer portal (--portal)": o.portal}
 	if o.upstream == "" {
 		addrs["mock-llm (--mock)"] = o.mock
 	}
@@ -169,7 +173,12 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	if err != nil {
 		return err
 	}
+	accounts, err := demo.PortalAccounts(o.dataDir)
+	if err != nil {
+		return err
+	}
 	procEnv := append(os.Environ(), demo.DataTokenEnv+"="+dataToken)
+	procEnv = append(procEnv, accounts.Env()...)
 	launch := func(name string, restart bool, report chan<- *proc, args ...string) (*proc, error) {
 		p, err := startProc(name, filepath.Join(runDir, name+".log"), report, restart, procEnv, args...)
 		if err != nil {
@@ -217,7 +226,9 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	ksReady := filepath.Join(runDir, "keystore.ready")
 	_ = os.Remove(ksReady)
 	ksArgs := []string{o.tollgate, "serve", "--data-dir", o.dataDir, "--listen", o.keystoreData,
-		"--admin-listen", o.keystoreAdmin, "--ready-file", ksReady}
+		"--admin-listen", o.keystoreAdmin, "--ready-file", ksReady,
+		"--portal", o.portal, "--portal-gateway-url", "http://" + o.listen,
+		"--portal-admin", accounts.Admin.Email, "--portal-demo-developer", accounts.Demo.Email}
 	ks, err := launch("keystore", false, nil, ksArgs...)
 	if err != nil {
 		return err
@@ -263,7 +274,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	if err := demo.ApplyProducts(waitCtx, admin, o.products, raw); err != nil {
 		return err
 	}
-	acct := demo.Account{Developer: "demo@tollgate.local", App: "demo", Products: []string{"demo"}, KeyLifetime: "720h"}
+	acct := demo.Account{Developer: accounts.Demo.Email, App: "demo", Products: []string{"demo"}, KeyLifetime: "720h"}
 	if o.upstream != "" {
 		acct.App, acct.Products = "demo-upstream", []string{"demo-open"}
 	}
@@ -309,7 +320,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		model = firstModel(probe) // the upstream's own list, through the chain
 	}
 
-	printBanner(out, o, key.Secret, key.ID, model, up, runDir, time.Since(o.t0))
+	printBanner(out, o, accounts, key.Secret, key.ID, model, up, runDir, time.Since(o.t0))
 
 	select {
 	case <-ctx.Done():
@@ -323,7 +334,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 }
 
 // printBanner shows how to use the running gateway.
-func printBanner(w io.Writer, o options, secret, keyID, model string, up demo.Upstream, runDir string, took time.Duration) {
+func printBanner(w io.Writer, o options, accounts demo.PortalLogins, secret, keyID, model string, up demo.Upstream, runDir string, took time.Duration) {
 	backend := "tollgate mock-llm (deterministic demo model server) on " + up.Addr()
 	if o.upstream != "" {
 		backend = up.URL()
@@ -338,6 +349,8 @@ func printBanner(w io.Writer, o options, secret, keyID, model string, up demo.Up
 	fmt.Fprintf(&b, "  backend     %s\n", backend)
 	fmt.Fprintf(&b, "  keystore    http://%s (admin http://%s, token in %s)\n", o.keystoreData, o.keystoreAdmin, filepath.Join(o.dataDir, keystore.AdminTokenFile))
 	fmt.Fprintf(&b, "  metrics     http://%s/stats/prometheus\n", o.admin)
+	fmt.Fprintf(&b, "  portal      http://%s   developer %s / %s, admin %s / %s\n", o.portal,
+		accounts.Demo.Email, accounts.Demo.Password, accounts.Admin.Email, accounts.Admin.Password)
 	fmt.Fprintf(&b, "  logs        %s/{envoy,keystore,mock-llm}.log, access.log\n\n", runDir)
 	fmt.Fprintf(&b, "  API key     %s   (%s; shown once, replaced on the next run)\n\n", secret, keyID)
 	fmt.Fprintf(&b, "  Try it:\n\n")

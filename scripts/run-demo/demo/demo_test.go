@@ -326,3 +326,22 @@ func TestApplyProductsAndIssueKey(t *testing.T) {
 	_, err = IssueKey(ctx, c, Account{Developer: "demo@tollgate.local", App: "x", Products: []string{"no-such-product"}})
 	assert.ErrorContains(t, err, "create app")
 }
+
+func TestPortalAccountsPersist(t *testing.T) {
+	dir := t.TempDir()
+	first, err := PortalAccounts(dir)
+	require.NoError(t, err)
+	assert.Equal(t, "demo@tollgate.local", first.Demo.Email)
+	assert.GreaterOrEqual(t, len(first.Admin.Password), 12, "long enough for the portal")
+	assert.NotEqual(t, first.Admin.Password, first.Demo.Password)
+	again, err := PortalAccounts(dir)
+	require.NoError(t, err)
+	assert.Equal(t, first, again, "a rerun prints the passwords the accounts were created with")
+	info, err := os.Stat(filepath.Join(dir, PortalLoginsFile))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	assert.Equal(t, []string{PortalAdminPasswordEnv + "=" + first.Admin.Password, PortalDemoPasswordEnv + "=" + first.Demo.Password}, first.Env())
+	require.NoError(t, os.WriteFile(filepath.Join(dir, PortalLoginsFile), []byte("{"), 0o600))
+	_, err = PortalAccounts(dir)
+	assert.ErrorContains(t, err, "damaged")
+}
