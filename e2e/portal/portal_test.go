@@ -3,8 +3,8 @@
 // of the shipped chain in real Envoy: a developer signs up, signs in,
 // creates an app and a key, calls the gateway with it, and the usage page
 // shows the model server's token count in its table and chart; another
-// developer cannot open that app. The test writes the screenshots that
-// docs/portal.md shows.
+// developer cannot open that app. The test takes the screenshots that
+// docs/portal.md shows (TOLLGATE_UPDATE_SCREENSHOTS=1 writes them there).
 package portal
 
 import (
@@ -30,6 +30,23 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(keystoretest.Main(m)) }
+
+// UpdateScreenshotsEnv set to 1 makes the test write its screenshots into
+// docs/portal (what docs/portal.md shows); otherwise they go to
+// e2e/.logs/portal, so a test run leaves the work tree clean.
+const UpdateScreenshotsEnv = "TOLLGATE_UPDATE_SCREENSHOTS"
+
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	dir := filepath.Join(root, "e2e", ".logs", "portal")
+	if os.Getenv(UpdateScreenshotsEnv) == "1" {
+		dir = filepath.Join(root, "docs", "portal")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
 
 // browserPath finds Chromium; without it the test is skipped locally and
 // fails in CI (where .ci/run installs it).
@@ -83,10 +100,7 @@ func TestPortalInBrowser(t *testing.T) {
 	t.Logf("stack up after %v", time.Since(began))
 	portal := ks.PortalURL()
 	require.NotEmpty(t, portal)
-	root, err := envoytest.RepoRoot()
-	require.NoError(t, err)
-	shots := filepath.Join(root, "docs", "portal")
-	require.NoError(t, os.MkdirAll(shots, 0o755))
+	shots := screenshotDir(t)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
 		chromedp.WindowSize(1100, 900), chromedp.Flag("disable-dev-shm-usage", true))
