@@ -2,6 +2,7 @@ package shipped
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -235,6 +236,18 @@ func TestShippedGateway(t *testing.T) {
 		assert.Empty(t, g.up.since(before))
 	})
 
+	t.Run("HTTP/2 connections allow 100 concurrent streams", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+		// Prior-knowledge h2c: the preface and an empty SETTINGS frame.
+		_, err = c.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0))
+		require.NoError(t, err)
+		settings := h2ServerSettings(t, bufio.NewReader(c))
+		assert.Equal(t, uint32(100), settings[0x3], "SETTINGS_MAX_CONCURRENT_STREAMS: %v", settings)
+	})
+
 	// Last: it takes the model server away.
 	t.Run("an unreachable model server is a JSON 503", func(t *testing.T) {
 		g.up.srv.Close()
@@ -244,6 +257,32 @@ func TestShippedGateway(t *testing.T) {
 		assert.Contains(t, e.Error.Code, "upstream_reset_before_response_started", "%s", body)
 		assert.NotEmpty(t, *e.Error.Message)
 	})
+}
+
+// h2ServerSettings reads frames until the server's first non-ACK SETTINGS
+// frame and returns its parameters by identifier.
+func h2ServerSettings(t *testing.T, r *bufio.Reader) map[uint16]uint32 {
+	t.Helper()
+	for range 10 {
+		var hdr [9]byte
+		_, err := io.ReadFull(r, hdr[:])
+		require.NoError(t, err)
+		n := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
+		require.LessOrEqual(t, n, 1<<14)
+		payload := make([]byte, n)
+		_, err = io.ReadFull(r, payload)
+		require.NoError(t, err)
+		if hdr[3] != 0x4 || hdr[4]&0x1 != 0 { // not SETTINGS, or an ACK
+			continue
+		}
+		out := map[uint16]uint32{}
+		for i := 0; i+6 <= len(payload); i += 6 {
+			out[binary.BigEndian.Uint16(payload[i:])] = binary.BigEndian.Uint32(payload[i+2:])
+		}
+		return out
+	}
+	t.Fatal("no SETTINGS frame from the server")
+	return nil
 }
 
 // accessLog is the access log so far.
