@@ -196,9 +196,9 @@ type stream struct {
 	failOpen bool         // the keystore failed and the request went on unreserved
 
 	resp    *meter.Response
-	holding bool            // a JSON response's headers wait for the settlement
-	done    bool            // the usage was accounted
-	pending *pendingCallout // the settlement, sent from OnDone
+	holding bool             // a JSON response's headers wait for the settlement
+	done    bool             // the usage was accounted
+	pending meter.Settlement // the settlement, sent from OnDone
 
 	// The usage record (only kept when usage reporting is on).
 	start    time.Time
@@ -309,7 +309,7 @@ func (s *stream) onReserve(r *proxywasm.CallResponse) {
 	if s.ended {
 		// The client left while we waited: give the reservation back.
 		if err == nil && st.Allowed {
-			s.dispatch(meter.OpRelease, meter.Release(st.ID), nil)
+			meter.Send(accountHost{s.p}, meter.Settlement{Op: meter.OpRelease, Callout: meter.Release(st.ID)}, nil)
 		}
 		return
 	}
@@ -521,7 +521,7 @@ func (s *stream) settleHeld() proxywasm.Action {
 	body, _ := proxywasm.ResponseBody.GetAll()
 	s.resp.Feed(body, true)
 	held := *s.reserved
-	ok := s.account(func(r *proxywasm.CallResponse, err error, st meter.State) {
+	ok := s.account(func(err error, st meter.State) {
 		if s.ended {
 			return
 		}
@@ -559,7 +559,7 @@ func (s *stream) finish() { s.account(nil) }
 // account records the response's usage (metrics, filter state) and settles
 // or releases the reservation; then runs when the counter answered. It
 // reports whether a callout is on its way (then will run).
-func (s *stream) account(then func(*proxywasm.CallResponse, error, meter.State)) bool {
+func (s *stream) account(then func(error, meter.State)) bool {
 	if s.done {
 		return false
 	}
@@ -568,97 +568,61 @@ func (s *stream) account(then func(*proxywasm.CallResponse, error, meter.State))
 	return s.charge(u, src, false, then)
 }
 
-// charge is the common end of every metered stream: metrics, filter state,
-// and the settle, release or fail-open record callout.
-func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func(*proxywasm.CallResponse, error, meter.State)) bool {
-	pl := s.plan
+// charge ends a metered stream through meter.Charge (metrics, filter state,
+// the settle/release decision) and sends the settlement: now when then waits
+// for it, else from OnDone, so the last bytes of the answer never wait for a
+// callout to be sent.
+func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func(error, meter.State)) bool {
 	s.used, s.aborted = &u, aborted
-	l := s.labels(pl.Model)
-	vals := meter.TokenValues(u)
-	for i, name := range meter.TokenMetrics(l) {
-		s.p.add(name, vals[i])
-	}
-	if pct, ok := meter.EstimateErrorPercent(pl.PromptEstimate, u, src); ok {
-		s.p.record(meter.EstimateErrorMetric(l.Model), pct)
-	}
-	if src == meter.SourceBound {
-		r := s.resp.Reported()
-		s.p.add(meter.ViolationsMetric(l.Model, s.resp.Violation()), 1)
-		proxywasm.Logf(proxywasm.LogLevelWarn,
-			"tokencount: upstream usage broke the request's bound (%s): reported prompt %d, completion %d, total %d (invalid %v); charged the bound, prompt %d, completion %d",
-			s.resp.Violation(), r.PromptTokens, r.CompletionTokens, r.TotalTokens, r.Invalid, u.PromptTokens, u.CompletionTokens)
-	}
-	charged := pl.Charge(u)
-	if !s.ended {
-		for _, kv := range meter.FilterState(pl, u, src, charged) {
-			_ = proxywasm.SetProperty([]string{kv[0]}, []byte(kv[1]))
-		}
-	}
 	e := meter.Ending{Quota: s.quota, FailOpen: s.failOpen, Open: s.open, Source: src,
-		Aborted: aborted, ReleaseOnAbort: s.p.pol.ReleaseOnAbort, Charged: charged}
+		Aborted: aborted, ReleaseOnAbort: s.p.pol.ReleaseOnAbort}
 	if s.reserved != nil {
 		e.ReservationID = s.reserved.ID
 	}
-	d := e.Decide()
-	if d.Outcome != "" {
-		s.p.add(meter.RequestsMetric(l, d.Outcome), 1)
-	}
+	d := meter.Charge(accountHost{s.p}, meter.Charging{Plan: s.plan, Labels: s.labels(s.plan.Model), Usage: u,
+		Response: s.resp, Ended: s.ended, Ending: e})
 	if d.Op == "" {
 		return false
 	}
-	op, c := d.Op, d.Callout
 	s.open = false
 	if then == nil && !s.ended {
-		// Fire and forget, once the stream is over: the last bytes of the
-		// answer need not wait for the callout to be sent.
-		s.pending = &pendingCallout{op: op, c: c}
+		s.pending = d
 		return false
 	}
-	return s.dispatch(op, c, then)
+	return meter.Send(accountHost{s.p}, d, then)
 }
 
-// pendingCallout is a settle, release or record sent from OnDone.
-type pendingCallout struct {
-	op string
-	c  meter.Callout
+// accountHost adapts proxy-wasm to meter.AccountHost.
+type accountHost struct{ p *plugin }
+
+func (h accountHost) Add(name string, n int64)     { h.p.add(name, n) }
+func (h accountHost) Record(name string, v uint64) { h.p.record(name, v) }
+func (accountHost) Warn(msg string)                { proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: "+msg) }
+
+func (accountHost) SetFilterState(pairs [][2]string) {
+	for _, kv := range pairs {
+		_ = proxywasm.SetProperty([]string{kv[0]}, []byte(kv[1]))
+	}
 }
 
-// dispatch sends a keystore callout; then, if set, runs with its answer.
-// It reports whether the callout is on its way.
-func (s *stream) dispatch(op string, c meter.Callout, then func(*proxywasm.CallResponse, error, meter.State)) bool {
-	p, pol := s.p, s.p.pol
-	handler := func(r *proxywasm.CallResponse) {
-		st, err := meter.ParseAnswer(r.Failed, r.Status, r.Body)
-		if err != nil && !errors.Is(err, meter.ErrNotFound) {
-			p.add(meter.KeystoreErrorsMetric(op), 1)
-			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
-			if c.ID != "" && meter.Retryable(r.Failed, r.Status) {
-				p.enqueue(op, c)
-			}
-		}
-		if then != nil {
-			then(r, err, st)
-		}
-	}
-	if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, handler); err != nil {
-		p.add(meter.KeystoreErrorsMetric(op), 1)
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: %s: %v", op, err)
-		if c.ID != "" {
-			p.enqueue(op, c)
-		}
-		return false
-	}
-	return then != nil
+func (h accountHost) Dispatch(c meter.Callout, done func(failed bool, status int, body []byte)) error {
+	pol := h.p.pol
+	_, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, func(r *proxywasm.CallResponse) {
+		done(r.Failed, r.Status, r.Body)
+	})
+	return err
 }
+
+func (h accountHost) Enqueue(op string, c meter.Callout) { h.p.enqueue(op, c) }
 
 // OnDone settles or releases whatever the stream still holds: a client
 // abort, an upstream reset or a local reply after the reservation.
 func (s *stream) OnDone() {
 	defer s.report()
 	s.ended = true
-	if s.pending != nil {
-		s.dispatch(s.pending.op, s.pending.c, nil)
-		s.pending = nil
+	if s.pending.Op != "" {
+		meter.Send(accountHost{s.p}, s.pending, nil)
+		s.pending = meter.Settlement{}
 	}
 	if s.done || s.plan == nil || s.replied {
 		return
@@ -669,7 +633,7 @@ func (s *stream) OnDone() {
 		if s.open {
 			s.p.add(meter.RequestsMetric(s.labels(s.plan.Model), meter.OutcomeReleased), 1)
 			s.open = false
-			s.dispatch(meter.OpRelease, meter.Release(s.reserved.ID), nil)
+			meter.Send(accountHost{s.p}, meter.Settlement{Op: meter.OpRelease, Callout: meter.Release(s.reserved.ID)}, nil)
 		}
 		return
 	}

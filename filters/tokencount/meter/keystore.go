@@ -130,7 +130,6 @@ func appendItem(b []byte, q *Quota, n int64, force bool) []byte {
 	return append(b, '}')
 }
 
-
 // ParseAnswer reads the keystore's answer to any of the four callouts:
 // the first item's state. failed is true when the host got no response at
 // all (timeout, connection failure). A denial is a State with Allowed
