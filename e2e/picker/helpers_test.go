@@ -111,6 +111,17 @@ const (
 // startEnvoy runs Envoy with the picker in front of sims.
 func startEnvoy(t testing.TB, sims []*sim, mode, filterConfig string, extra ...envoytest.Cluster) *envoytest.Envoy {
 	t.Helper()
+	return startEnvoyWith(t, sims, mode, nil, filterConfig, extra...)
+}
+
+// startEnvoyChain runs Envoy with before ahead of the picker (single pick).
+func startEnvoyChain(t testing.TB, sims []*sim, before envoytest.WasmFilter, filterConfig string) *envoytest.Envoy {
+	t.Helper()
+	return startEnvoyWith(t, sims, modeOriginalDst, []envoytest.WasmFilter{before}, filterConfig)
+}
+
+func startEnvoyWith(t testing.TB, sims []*sim, mode string, filters []envoytest.WasmFilter, filterConfig string, extra ...envoytest.Cluster) *envoytest.Envoy {
+	t.Helper()
 	cluster := map[string]any{
 		"name":            "sim",
 		"connect_timeout": "0.5s",
@@ -145,7 +156,6 @@ func startEnvoy(t testing.TB, sims []*sim, mode, filterConfig string, extra ...e
 		}}}}
 		route["retry_policy"] = map[string]any{"retry_on": "reset,connect-failure,refused-stream", "num_retries": 2}
 	}
-	var filters []envoytest.WasmFilter
 	if filterConfig != "" { // "" is the same Envoy without the picker
 		filters = append(filters, envoytest.WasmFilter{
 			Name: "picker", RootID: "picker", VMID: "picker",
