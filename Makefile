@@ -26,7 +26,11 @@ FILTERS := $(foreach m,$(FILTER_MAINS),$(call filter_name,$(m)))
 # Test plugins built next to the filters, as <package dir>=<module name>;
 # entries whose directory holds no Go file yet are skipped.
 TEST_PLUGINS := shared/proxywasm/conformance/plugin/wasm=conformance examples/filter/hello/wasm=hello
-MODULES := $(foreach m,$(FILTER_MAINS),$(patsubst %/,%,$(dir $(m)))=$(call filter_name,$(m))) \
+# The suite module: every filter in one Go runtime (build/tollgate.wasm),
+# which the shipped configurations load once per worker.
+SUITE := suite=tollgate
+MODULES := $(SUITE) \
+           $(foreach m,$(FILTER_MAINS),$(patsubst %/,%,$(dir $(m)))=$(call filter_name,$(m))) \
            $(foreach p,$(TEST_PLUGINS),$(if $(wildcard $(firstword $(subst =, ,$(p)))/*.go),$(p)))
 WASM_BUILDFLAGS := -buildmode=c-shared -trimpath -ldflags='-s -w'
 
@@ -159,14 +163,14 @@ cli: ## Build the tollgate CLI into build/tollgate (version from git describe: t
 	@mkdir -p $(BUILD_DIR)
 	$(GO) build -trimpath -ldflags '-X main.version=$(OCI_TAG)' -o $(TOLLGATE_BIN) ./cmd/tollgate
 
-oci: build cli ## Wasm OCI images of each filter in build/oci (compat + oci variants); OCI_REGISTRY=host/path pushes them
+oci: build cli ## Wasm OCI images of the suite and of each filter in build/oci (compat + oci variants); OCI_REGISTRY=host/path pushes them
 	@epoch="$$(git log -1 --format=%ct 2>/dev/null || echo 0)"; \
 	SOURCE_DATE_EPOCH="$$epoch" $(TOLLGATE_BIN) oci build --out $(OCI_DIR) --version "$(OCI_TAG)" \
 		--revision "$$(git rev-parse HEAD 2>/dev/null || true)" \
-		$(foreach f,$(FILTERS),$(BUILD_DIR)/$(f).wasm)
+		$(foreach f,tollgate $(FILTERS),$(BUILD_DIR)/$(f).wasm)
 	@if [ -n "$(OCI_REGISTRY)" ]; then \
 		epoch="$$(git log -1 --format=%ct 2>/dev/null || echo 0)"; \
-		for f in $(FILTERS); do \
+		for f in tollgate $(FILTERS); do \
 			SOURCE_DATE_EPOCH="$$epoch" $(TOLLGATE_BIN) oci push --variant $(OCI_VARIANT) --version "$(OCI_TAG)" \
 				--revision "$$(git rev-parse HEAD 2>/dev/null || true)" \
 				$(BUILD_DIR)/$$f.wasm $(OCI_REGISTRY)/$$f:$(OCI_TAG); \
