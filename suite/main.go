@@ -6,6 +6,7 @@
 package main
 
 import (
+	"github.com/tollgate/tollgate/filters/guard"
 	"github.com/tollgate/tollgate/filters/modelroute"
 	"github.com/tollgate/tollgate/filters/picker"
 	"github.com/tollgate/tollgate/filters/quota"
@@ -18,6 +19,7 @@ func init() {
 	proxywasm.RegisterPlugin(modelroute.RootID, modelroute.New)
 	proxywasm.RegisterPlugin(tokencount.RootID, tokencount.New)
 	proxywasm.RegisterPlugin(picker.RootID, picker.New)
+	proxywasm.RegisterPlugin(guard.RootID, guard.New)
 }
 
 func main() {}
