@@ -156,8 +156,10 @@ func TestRenderLocal(t *testing.T) {
 		fm := f.(map[string]any)
 		names = append(names, fm["name"].(string))
 		if file, ok := dig(t, fm, "typed_config").(map[string]any)["config"]; ok {
+			// Every Tollgate filter runs in the suite module's one VM per worker.
 			fn := dig(t, file, "vm_config", "code", "local", "filename").(string)
-			assert.Equal(t, "/opt/tollgate/build/"+fm["name"].(string)+".wasm", fn)
+			assert.Equal(t, "/opt/tollgate/build/tollgate.wasm", fn)
+			assert.Equal(t, "tollgate", dig(t, file, "vm_config", "vm_id"))
 		}
 	}
 	assert.Equal(t, []string{"apikey", "quota", "modelroute", "tokencount", "envoy.filters.http.header_to_metadata", "envoy.filters.http.router"}, names, "the chain order")
@@ -209,10 +211,13 @@ func TestRenderExternalUpstream(t *testing.T) {
 
 // Every filter that calls the keystore reads the data-plane token from its
 // VM environment: Envoy's own by default, the rendered value with DataToken.
+// All Tollgate filters keep one identical vm_config, so that Envoy runs them
+// in one VM per worker.
 func TestRenderDataToken(t *testing.T) {
 	for _, tok := range []string{"", "tgdata_0123456789abcdef"} {
 		h := hcm(t, rendered(t, RenderOptions{DataToken: tok}))
 		callers := 0
+		var vm any
 		for _, f := range dig(t, h, "http_filters").([]any) {
 			fm := f.(map[string]any)
 			cfg, ok := dig(t, fm, "typed_config").(map[string]any)["config"]
@@ -224,9 +229,12 @@ func TestRenderDataToken(t *testing.T) {
 				Keystore map[string]any `json:"keystore"`
 			}
 			require.NoError(t, json.Unmarshal([]byte(raw), &c), raw)
+			if vm == nil {
+				vm = dig(t, cfg, "vm_config")
+			}
+			assert.Equal(t, vm, dig(t, cfg, "vm_config"), "%s shares the suite's VM", fm["name"])
 			env, _ := dig(t, cfg, "vm_config").(map[string]any)["environment_variables"].(map[string]any)
 			if c.Keystore == nil {
-				assert.Nil(t, env, "%s reads no token", fm["name"])
 				continue
 			}
 			callers++
