@@ -6,6 +6,7 @@
 package main
 
 import (
+	"github.com/tollgate/tollgate/filters/apikey"
 	"github.com/tollgate/tollgate/filters/guard"
 	"github.com/tollgate/tollgate/filters/modelroute"
 	"github.com/tollgate/tollgate/filters/picker"
@@ -15,6 +16,7 @@ import (
 )
 
 func init() {
+	proxywasm.RegisterPlugin(apikey.RootID, apikey.New)
 	proxywasm.RegisterPlugin(quota.RootID, quota.New)
 	proxywasm.RegisterPlugin(modelroute.RootID, modelroute.New)
 	proxywasm.RegisterPlugin(tokencount.RootID, tokencount.New)
