@@ -464,13 +464,15 @@ func (s *Stream) sendReply() {
 		return
 	}
 	s.details = r.details
+	// Envoy's local reply headers: :status, the plugin's headers, its own
+	// content-length, and text/plain when a body has no content-type.
 	hdrs := [][2]string{{":status", strconv.Itoa(r.status)}}
 	for _, kv := range r.headers {
-		hdrs = append(hdrs, [2]string{strings.ToLower(kv[0]), kv[1]})
+		if k := strings.ToLower(kv[0]); k != "content-length" {
+			hdrs = append(hdrs, [2]string{k, kv[1]})
+		}
 	}
-	if len(r.body) > 0 || get(hdrs, "content-length") == "" {
-		hdrs = append(hdrs, [2]string{"content-length", strconv.Itoa(len(r.body))})
-	}
+	hdrs = append(hdrs, [2]string{"content-length", strconv.Itoa(len(r.body))})
 	if get(hdrs, "content-type") == "" && len(r.body) > 0 {
 		hdrs = append(hdrs, [2]string{"content-type", "text/plain"})
 	}
