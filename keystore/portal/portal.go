@@ -16,6 +16,7 @@ package portal
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -229,17 +230,53 @@ func clientAddr(r *http.Request) string {
 	return host
 }
 
-// Serve answers on l until ctx ends.
+// pruneInterval is how often Serve deletes expired sessions and invitations.
+const pruneInterval = 10 * time.Minute
+
+// Prune deletes expired sessions and invitations (Redis also expires them by TTL).
+func (p *Portal) Prune(ctx context.Context) error {
+	now := p.cfg.Now()
+	for _, bucket := range []string{bucketSessions, bucketInvites} {
+		all, err := p.kv.list(ctx, bucket)
+		if err != nil {
+			return fmt.Errorf("prune %s: %w", bucket, err)
+		}
+		for k, raw := range all {
+			var rec struct {
+				Expires time.Time `json:"expires"`
+			}
+			if json.Unmarshal(raw, &rec) == nil && now.Before(rec.Expires) {
+				continue
+			}
+			if err := p.kv.del(ctx, bucket, k); err != nil {
+				return fmt.Errorf("prune %s: %w", bucket, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Serve answers on l until ctx ends, pruning expired sessions meanwhile.
 func (p *Portal) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: p.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("portal: %w", err)
-	case <-ctx.Done():
+	tick := time.NewTicker(pruneInterval)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("portal: %w", err)
+		case <-tick.C:
+			if err := p.Prune(ctx); err != nil {
+				p.log.Warn("portal: prune failed", "error", err)
+			}
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
