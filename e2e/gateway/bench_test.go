@@ -228,9 +228,31 @@ func activeVMs(e *envoytest.Envoy) uint64 {
 	return v
 }
 
-// BenchmarkChainMemory measures what the suite costs in memory: bare Envoy,
-// the chain with one and with two workers, and the chain with every filter
-// under one vm_id, each after a warm-up and then after
+// chainFilters are the Tollgate filters of the shipped chain, in order.
+var chainFilters = []string{"apikey", "quota", "modelroute", "tokencount"}
+
+// fourModules turns the shipped configuration (every filter in the suite
+// module's one VM) into the pre-suite shape: each filter its own module and
+// vm_id, so benchmarks compare both in one run.
+func fourModules(t testing.TB, yaml string) string {
+	t.Helper()
+	for _, f := range chainFilters {
+		i := strings.Index(yaml, "vm_id: tollgate\n")
+		j := strings.Index(yaml, "/tollgate.wasm")
+		if i < 0 || j < 0 {
+			t.Fatalf("the rendered gateway has no suite vm_config left for %s", f)
+		}
+		yaml = yaml[:i] + "vm_id: tollgate-" + f + "\n" + yaml[i+len("vm_id: tollgate\n"):]
+		j = strings.Index(yaml, "/tollgate.wasm")
+		yaml = yaml[:j] + "/" + f + ".wasm" + yaml[j+len("/tollgate.wasm"):]
+	}
+	return yaml
+}
+
+// BenchmarkChainMemory measures what the chain costs in memory: bare Envoy,
+// the shipped chain (the suite module, one VM per worker) with one and with
+// two workers, and the same chain as four separate modules (the first
+// wave's shape), each after a warm-up and then after
 // TOLLGATE_BENCH_REQUESTS requests (JSON and streamed alternately).
 //
 //	TOLLGATE_BENCH_MEMORY=1 go test -run '^$' -bench ChainMemory -benchtime 1x -timeout 60m ./e2e/gateway/
@@ -244,21 +266,12 @@ func BenchmarkChainMemory(b *testing.B) {
 	s := startBenchStack(b)
 	total := benchEnv("TOLLGATE_BENCH_REQUESTS", 100_000)
 	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
-	one := envoytest.Start(b, envoytest.Config{YAML: renderGateway(b, s.keystore.data, s.upstreamSpec(b)), ListenerName: "gateway",
+	suiteYAML := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
+	one := envoytest.Start(b, envoytest.Config{YAML: suiteYAML, ListenerName: "gateway",
 		Concurrency: 1, StartTimeout: 3 * time.Minute})
-	sharedYAML := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
-	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount"} {
-		sharedYAML = strings.ReplaceAll(sharedYAML, "vm_id: tollgate-"+f, "vm_id: tollgate")
-	}
-	shared := envoytest.Start(b, envoytest.Config{YAML: sharedYAML, ListenerName: "gateway", StartTimeout: 3 * time.Minute})
-	// One filter alone, to split the suite's cost into per-module and per-VM parts.
-	single := envoytest.Start(b, envoytest.Config{
-		Filters: []envoytest.WasmFilter{{Name: "modelroute", RootID: "modelroute", VMID: "modelroute",
-			WasmPath: envoytest.WasmPath(b, "modelroute"), AllowOnHeadersStopIteration: true,
-			Configuration: `{"models":[{"name":"llama-3.1-8b","route":"upstream"}]}`}},
-		Clusters: []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}},
-		Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream"}},
-	})
+	four := envoytest.Start(b, envoytest.Config{YAML: fourModules(b, suiteYAML), ListenerName: "gateway", StartTimeout: 3 * time.Minute})
+	fourOne := envoytest.Start(b, envoytest.Config{YAML: fourModules(b, suiteYAML), ListenerName: "gateway",
+		Concurrency: 1, StartTimeout: 3 * time.Minute})
 
 	type target struct {
 		name string
@@ -268,10 +281,10 @@ func BenchmarkChainMemory(b *testing.B) {
 	}
 	targets := []target{
 		{"bare-2w", s.bare, "", true},
-		{"chain-1w", one, s.keys["bench"], true},
-		{"chain-2w", s.envoy, s.keys["bench"], true},
-		{"chain-2w-one-vm_id", shared, s.keys["bench"], false},
-		{"modelroute-only-2w", single, "", false},
+		{"suite-1w", one, s.keys["bench"], true},
+		{"suite-2w", s.envoy, s.keys["bench"], true},
+		{"four-modules-1w", fourOne, s.keys["bench"], true},
+		{"four-modules-2w", four, s.keys["bench"], true},
 	}
 	reqs := benchRequests()
 	for b.Loop() {
@@ -302,6 +315,50 @@ func BenchmarkChainMemory(b *testing.B) {
 		}
 		w.Flush()
 		b.Logf("resident memory:\n%s", rows.String())
+	}
+}
+
+// BenchmarkChainStartup measures how long Envoy takes from exec to LIVE
+// with the shipped chain as the suite module and as four modules (mostly
+// V8 compiling Wasm), against bare Envoy, started in turn, median of
+// TOLLGATE_BENCH_STARTS (default 3) starts each.
+//
+//	TOLLGATE_BENCH_STARTUP=1 go test -run '^$' -bench ChainStartup -benchtime 1x ./e2e/gateway/
+func BenchmarkChainStartup(b *testing.B) {
+	if os.Getenv("TOLLGATE_BENCH_STARTUP") != "1" {
+		b.Skip("set TOLLGATE_BENCH_STARTUP=1 to run the start-up benchmark (a minute or more)")
+	}
+	s := startBenchStack(b)
+	suiteYAML := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
+	configs := []struct {
+		name string
+		cfg  envoytest.Config
+	}{
+		{"bare", envoytest.Config{
+			Clusters: []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}},
+			Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream"}},
+		}},
+		{"suite", envoytest.Config{YAML: suiteYAML, ListenerName: "gateway", StartTimeout: 3 * time.Minute}},
+		{"four-modules", envoytest.Config{YAML: fourModules(b, suiteYAML), ListenerName: "gateway", StartTimeout: 3 * time.Minute}},
+	}
+	starts := benchEnv("TOLLGATE_BENCH_STARTS", 3)
+	for b.Loop() {
+		took := map[string][]time.Duration{}
+		for range starts {
+			for _, c := range configs {
+				t0 := time.Now()
+				e := envoytest.Start(b, c.cfg)
+				took[c.name] = append(took[c.name], time.Since(t0))
+				e.Stop()
+			}
+		}
+		for _, c := range configs {
+			d := took[c.name]
+			slices.Sort(d)
+			med := d[len(d)/2]
+			b.ReportMetric(med.Seconds(), c.name+"-start-s")
+			b.Logf("%-13s start to LIVE, median of %d: %v (all: %v)", c.name, len(d), med.Round(time.Millisecond), d)
+		}
 	}
 }
 

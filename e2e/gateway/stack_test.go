@@ -194,7 +194,7 @@ func renderGateway(t testing.TB, ksData string, up demo.Upstream) string {
 	require.NoError(t, err)
 	buildDir, err = filepath.Abs(buildDir)
 	require.NoError(t, err)
-	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount"} {
+	for _, f := range []string{"tollgate", "apikey", "quota", "modelroute", "tokencount"} {
 		envoytest.WasmPath(t, f)
 	}
 	out, err := demo.Render(src, demo.RenderOptions{
