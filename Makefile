@@ -123,10 +123,12 @@ unit: ## Unit and wazero tests (every package but e2e/..., -short): no Envoy, no
 e2e: build envoy ## Only the real-Envoy tests (./e2e/...)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./e2e/...
 
-lint: ## gofmt must be clean; go vet and staticcheck, natively and for GOOS=wasip1 GOARCH=wasm
+lint: ## gofmt and go mod tidy must be clean; go vet and staticcheck, natively and for GOOS=wasip1 GOARCH=wasm
 	@files="$$(find . -name '*.go' -not -path './.venv/*' -not -path './.git/*' -not -path './build/*')"; \
 	bad="$$(gofmt -l $$files)"; \
 	if [ -n "$$bad" ]; then echo "gofmt -l reports unformatted files:"; echo "$$bad"; exit 1; fi
+	@# go.mod must be tidy: direct requirements not marked // indirect, nothing unused.
+	@$(GO) mod tidy -diff || { echo "go.mod is not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
 ifneq ($(strip $(MODULES)),)
 	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASM_VET_PKGS)
