@@ -2,8 +2,9 @@
 // headless Chromium (Debian's chromium package, through chromedp) in front
 // of the shipped chain in real Envoy: a developer signs up, signs in,
 // creates an app and a key, calls the gateway with it, and the usage page
-// shows the model server's token count in its table and chart; another
-// developer cannot open that app. The test takes the screenshots that
+// shows the model server's token count in its table and chart; a rotated
+// key is refused, an app waits for the admin's approval of a manual
+// product; another developer cannot open that app. The test takes the screenshots that
 // docs/portal.md shows (TOLLGATE_UPDATE_SCREENSHOTS=1 writes them there).
 package portal
 
@@ -71,7 +72,7 @@ const dataToken = "e2e-portal-data-token-0123456789"
 // costs Envoy seconds of V8 compilation, and neither is under test here).
 const (
 	apikeyConfig = `{"key_sources": [{"bearer": true}],
-	  "keystore": {"cluster": "keystore", "timeout": "500ms", "token": "` + dataToken + `"}, "cache": {"ttl": "30s", "negative_ttl": "1s"}}`
+	  "keystore": {"cluster": "keystore", "timeout": "500ms", "token": "` + dataToken + `"}, "cache": {"ttl": "1s", "negative_ttl": "1s"}}`
 	tokencountConfig = `{"keystore": {"cluster": "keystore", "timeout": "500ms", "token": "` + dataToken + `"},
 	  "usage": {"enabled": true, "flush_interval": "200ms"}}`
 )
@@ -79,7 +80,8 @@ const (
 func TestPortalInBrowser(t *testing.T) {
 	began := time.Now()
 	chromium := browserPath(t)
-	t.Setenv("TOLLGATE_PORTAL_ADMIN_PASSWORD", "portal-admin-password")
+	const adminPassword = "portal-admin-password"
+	t.Setenv("TOLLGATE_PORTAL_ADMIN_PASSWORD", adminPassword)
 	ks := keystoretest.Start(t, keystoretest.Options{DataToken: dataToken,
 		Args: []string{"--portal", "127.0.0.1:0", "--portal-admin", "admin@tollgate.test", "--log-level", "warn"}})
 	raw, err := os.ReadFile("testdata/products.yaml")
@@ -160,17 +162,8 @@ func TestPortalInBrowser(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, shot("app.png")))
 
 	// A request through the gateway with the new key.
-	req, err := http.NewRequest(http.MethodPost, gw.URL("/v1/chat/completions"), strings.NewReader(
-		`{"model": "gemma-3-1b-it", "max_tokens": 30, "messages": [{"role": "user", "content": "Hello from the portal test"}]}`))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+secret)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	code, body := call(t, gw, secret)
+	require.Equal(t, http.StatusOK, code, "%s", body)
 	tokens := jsontest.Get(body, "usage.total_tokens").Int()
 	require.Positive(t, tokens)
 	want := strconv.FormatInt(tokens, 10)
@@ -193,7 +186,43 @@ func TestPortalInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, want, chartTotal.Value, "the chart drew the same total")
 
-	// Another developer cannot open that app by its URL.
+	// Rotate: a new key works at once, the old one is refused once the
+	// gateway's cached answer expires (apikey cache ttl, 1 s here).
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(portal+"/apps/ada-browser"),
+		chromedp.Click(chromedp.CSS(`form[action$="/rotate"] button`)), chromedp.WaitVisible(chromedp.CSS(`#secret`))))
+	rotated, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#secret`)))
+	require.NoError(t, err)
+	require.NotEqual(t, secret, rotated)
+	code, body = call(t, gw, rotated)
+	require.Equal(t, http.StatusOK, code, "%s", body)
+	eventually(t, "the old key is refused after rotation", func() bool { c, _ := call(t, gw, secret); return c == http.StatusUnauthorized })
+
+	// Manual approval: the premium product waits for an admin.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(portal+"/apps"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=name]`), "ada-premium"),
+		chromedp.Click(chromedp.CSS(`input[name=product][value=premium]`)),
+		chromedp.Click(chromedp.CSS(`#create-app`)),
+		chromedp.WaitVisible(chromedp.CSS(`#create-key`)),
+		chromedp.Click(chromedp.CSS(`#create-key`)),
+		chromedp.WaitVisible(chromedp.CSS(`#secret`))))
+	premium, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#secret`)))
+	require.NoError(t, err)
+	code, body = call(t, gw, premium)
+	require.Equal(t, http.StatusForbidden, code, "not approved yet: %s", body)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`header form button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#signin`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=email]`), "admin@tollgate.test"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), adminPassword),
+		chromedp.Click(chromedp.CSS(`#signin`)),
+		chromedp.WaitVisible(chromedp.CSS(`#create-app`)),
+		chromedp.Navigate(portal+"/admin"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/apps/ada-premium/approve"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#all-apps`)),
+	))
+	eventually(t, "the approved app's key works", func() bool { c, _ := call(t, gw, premium); return c == http.StatusOK })
+
+	// Another developer cannot open an app of ada's by its URL.
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`header form button`)),
 		chromedp.WaitVisible(chromedp.CSS(`#signin`)),
@@ -204,4 +233,30 @@ func TestPortalInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, page, "Page not found.")
 	require.NotContains(t, page, "ada-browser")
+}
+
+// call sends one chat completion through the gateway with key.
+func call(t *testing.T, gw *envoytest.Envoy, key string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, gw.URL("/v1/chat/completions"), strings.NewReader(
+		`{"model": "gemma-3-1b-it", "max_tokens": 30, "messages": [{"role": "user", "content": "Hello from the portal test"}]}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	return resp.StatusCode, body
+}
+
+// eventually polls cond for up to 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		require.True(t, time.Now().Before(deadline), what)
+		time.Sleep(200 * time.Millisecond) // polling the gateway, with a deadline
+	}
 }
