@@ -14,13 +14,10 @@ package tokencount
 
 import (
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
-	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
-	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/proxywasm"
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 	"github.com/tollgate/tollgate/shared/usagelog"
@@ -103,8 +100,6 @@ func (p *plugin) add(name string, n int64) {
 	}
 }
 
-func (p *plugin) record(name string, v uint64) { p.metrics.Record(name, v) }
-
 // enqueue keeps a settle or release the keystore did not answer, for the
 // tick to retry.
 func (p *plugin) enqueue(op string, c meter.Callout) {
@@ -173,82 +168,31 @@ func (p *plugin) OnTick() {
 }
 
 // NewHttpContext starts the state of one stream.
-func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }
-
-// stream follows one request: buffering, reservation, response metering,
-// settlement.
-type stream struct {
-	proxywasm.DefaultHttpContext
-	p *plugin
-
-	api       usage.API
-	quota     *meter.Quota
-	app       string
-	body      proxywasm.BodyGatherer // the request body, gathered before the reservation
-	reserving bool                   // the reserve callout is in flight
-	clamped   bool                   // the output cap was lowered after a denial
-	replied   bool                   // this filter answered locally
-	ended     bool                   // OnDone ran: the stream is gone
-
-	plan     *meter.Plan
-	reserved *meter.State // the reservation (nil: none held)
-	open     bool         // the reservation still awaits settle or release
-	failOpen bool         // the keystore failed and the request went on unreserved
-
-	resp    *meter.Response
-	holding bool             // a JSON response's headers wait for the settlement
-	done    bool             // the usage was accounted
-	pending meter.Settlement // the settlement, sent from OnDone
-
-	// The usage record (only kept when usage reporting is on).
-	start    time.Time
-	reqID    string
-	ident    identity.Identity
-	status   int          // the status the client got
-	used     *usage.Usage // what was charged
-	aborted  bool
-	reported bool
+func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext {
+	return &stream{m: meter.NewStream(host{p}, p.pol, p.models, p.apps, p.usage != nil), limit: p.pol.MaxRequestBytes}
 }
 
-func header(name string) string {
-	v, _ := proxywasm.RequestHeaders.Get(name)
-	return v
+// stream adapts the proxy-wasm callbacks of one stream to meter.Stream.
+type stream struct {
+	proxywasm.DefaultHttpContext
+	m     *meter.Stream
+	body  proxywasm.BodyGatherer // the request body, gathered before the reservation
+	limit int64
+}
+
+func action(a meter.Action) proxywasm.Action {
+	if a == meter.Continue {
+		return proxywasm.ActionContinue
+	}
+	return proxywasm.ActionPause
 }
 
 func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
-	method, _ := proxywasm.RequestHeaders.Get(":method")
-	path, _ := proxywasm.RequestHeaders.Get(":path")
-	if method != "POST" {
-		return proxywasm.ActionContinue
+	a := s.m.OnRequestHeaders(endOfStream)
+	if a != meter.Gather {
+		return action(a)
 	}
-	pol := s.p.pol
-	if s.p.usage != nil {
-		s.start, s.reqID = time.Now(), header("x-request-id")
-		if pol.TrustIdentity {
-			s.ident, _, _ = identity.Parse(pol.Identity, header)
-		}
-	}
-	s.api = usage.APIForPath(path)
-	q, id, aerr := pol.Resolve(header)
-	s.app = id.App
-	if s.api == usage.APIUnknown && aerr == nil {
-		// Not an API the filter meters: refused when a token quota applies
-		// (unless allowed), so no endpoint consumes tokens uncounted.
-		if aerr = pol.Unmetered(path, q); aerr == nil {
-			return proxywasm.ActionContinue
-		}
-	}
-	if aerr != nil {
-		return s.reject(aerr, meter.OutcomeRejected)
-	}
-	s.quota = q
-	if pol.StripAcceptEncoding {
-		_ = proxywasm.RequestHeaders.Remove("accept-encoding")
-	}
-	if endOfStream {
-		return s.reject(meter.BodyRequired(), meter.OutcomeRejected)
-	}
-	s.body.Limit = pol.MaxRequestBytes
+	s.body.Limit = s.limit
 	return s.body.Start()
 }
 
@@ -257,355 +201,44 @@ func (s *stream) OnRequestBody(bodySize int, endOfStream bool) proxywasm.Action 
 }
 
 // OnRequestTrailers finishes a request whose body ended with trailers.
-func (s *stream) OnRequestTrailers(int) proxywasm.Action {
-	return s.body.OnTrailers(s)
-}
+func (s *stream) OnRequestTrailers(int) proxywasm.Action { return s.body.OnTrailers(s) }
 
-// BodyTooLarge answers 413 before the whole body is read.
-func (s *stream) BodyTooLarge() proxywasm.Action {
-	return s.reject(s.p.pol.TooLarge(), meter.OutcomeRejected)
-}
+// BodyTooLarge, BodyUnreadable and BodyComplete end the body's gathering.
+func (s *stream) BodyTooLarge() proxywasm.Action { return action(s.m.BodyTooLarge()) }
 
-// BodyUnreadable answers 500 when the host cannot return the body.
-func (s *stream) BodyUnreadable(err error) proxywasm.Action {
-	return s.internal("read request body", err)
-}
+func (s *stream) BodyUnreadable(err error) proxywasm.Action { return action(s.m.BodyUnreadable(err)) }
 
-// BodyComplete plans the reservation on the whole body and asks for it.
-func (s *stream) BodyComplete(body []byte) proxywasm.Action {
-	pol := s.p.pol
-	pl, aerr := pol.PlanRequestAs(s.api, body, s.quota, pol.PublicModel(header))
-	if aerr != nil {
-		if aerr.Status != 429 {
-			return s.reject(aerr, meter.OutcomeRejected)
-		}
-		s.plan = pl // for the model label; the request never reaches the upstream
-		s.p.add(meter.RefusedMetric(s.labels(pl.Model)), 1)
-		return s.reject(aerr, meter.OutcomeRefused)
-	}
-	s.plan = pl
-	if pl.Body != nil {
-		if err := proxywasm.ReplaceRequestBody(pl.Body); err != nil {
-			return s.internal("rewrite request body", err)
-		}
-		pl.Body = nil // the proxy holds the body now
-	}
-	if s.quota == nil {
-		return proxywasm.ActionContinue
-	}
-	c := pol.Reserve(s.quota, pl.Amount)
-	if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, s.onReserve); err != nil {
-		return s.keystoreFailed(err)
-	}
-	s.reserving = true
-	return proxywasm.ActionPause
-}
-
-// onReserve runs with the paused stream current (or the root context when
-// the stream has gone meanwhile).
-func (s *stream) onReserve(r *proxywasm.CallResponse) {
-	s.reserving = false
-	st, err := meter.ParseReserve(r.Failed, r.Status, r.Body)
-	if s.ended {
-		// The client left while we waited: give the reservation back.
-		if err == nil && st.Allowed {
-			meter.Send(accountHost{s.p}, meter.Settlement{Op: meter.OpRelease, Callout: meter.Release(st.ID)}, nil)
-		}
-		return
-	}
-	if err != nil {
-		if s.keystoreFailed(err) == proxywasm.ActionContinue {
-			s.resume()
-		}
-		return
-	}
-	if !st.Allowed && !s.clamped && s.clamp(st) {
-		return
-	}
-	if !st.Allowed {
-		s.p.add(meter.RefusedMetric(s.labels(s.plan.Model)), 1)
-		e, h := s.p.pol.Refusal(s.plan, st)
-		s.reject(e, meter.OutcomeRefused, h...)
-		return
-	}
-	s.reserved, s.open = &st, true
-	s.resume()
-}
-
-// clamp answers a denied reservation, when clamp_max_tokens allows, by
-// lowering the output cap to what the budget has left: the forwarded body
-// is rewritten and the smaller amount reserved again. It reports whether
-// that second reservation is on its way.
-func (s *stream) clamp(st meter.State) bool {
-	pol := s.p.pol
-	per, ok := pol.ClampOutput(s.plan, st.Remaining)
-	if !ok {
-		return false
-	}
-	body, err := pol.Clamp(s.plan, s.plan.Sent, per)
-	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: clamp output: %v", err)
-		return false
-	}
-	if err := proxywasm.ReplaceRequestBody(body); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: clamp output: %v", err)
-		return false
-	}
-	s.plan.Sent, s.clamped = body, true
-	c := pol.Reserve(s.quota, s.plan.Amount)
-	if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, s.onReserve); err != nil {
-		if s.keystoreFailed(err) == proxywasm.ActionContinue {
-			s.resume()
-		}
-		return true
-	}
-	s.reserving = true
-	return true
-}
-
-func (s *stream) resume() {
-	if err := proxywasm.ContinueRequest(); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: resume request: %v", err)
-	}
-}
-
-// keystoreFailed applies the failure mode: Continue (fail open) or a 503.
-func (s *stream) keystoreFailed(err error) proxywasm.Action {
-	s.p.add(meter.KeystoreErrorsMetric(meter.OpReserve), 1)
-	proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: reserve: %v", err)
-	if s.p.pol.FailOpen {
-		s.failOpen = true
-		return proxywasm.ActionContinue
-	}
-	return s.reject(meter.KeystoreUnavailable(), meter.OutcomeFailed)
-}
-
-func (s *stream) reject(e *apierror.Error, o meter.Outcome, extra ...[2]string) proxywasm.Action {
-	model := ""
-	if s.plan != nil {
-		model = s.plan.Model
-	}
-	s.p.add(meter.RequestsMetric(s.labels(model), o), 1)
-	s.replied = true
-	s.status = e.Status
-	if err := proxywasm.SendError(e, s.p.pol.Style, extra...); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: send %d: %v", e.Status, err)
-	}
-	return proxywasm.ActionPause
-}
-
-func (s *stream) internal(what string, err error) proxywasm.Action {
-	proxywasm.Logf(proxywasm.LogLevelError, "tokencount: %s: %v", what, err)
-	return s.reject(apierror.New(500, meter.CodeInternal, "the gateway could not meter this request"), meter.OutcomeRejected)
-}
-
-func (s *stream) labels(model string) meter.Labels {
-	return meter.Labels{Model: s.p.models.Label(model), App: s.p.apps.Label(s.app)}
-}
-
-// ---- response ----
+func (s *stream) BodyComplete(body []byte) proxywasm.Action { return action(s.m.OnRequestBody(body)) }
 
 func (s *stream) OnResponseHeaders(_ int, endOfStream bool) proxywasm.Action {
-	if s.plan == nil || s.replied {
-		return proxywasm.ActionContinue
-	}
-	pol := s.p.pol
-	status, _ := proxywasm.ResponseHeaders.Get(":status")
-	code, _ := strconv.Atoi(status)
-	s.status = code
-	ct, _ := proxywasm.ResponseHeaders.Get("content-type")
-	ce, _ := proxywasm.ResponseHeaders.Get("content-encoding")
-	s.resp = pol.NewResponse(s.plan, code, ct, ce)
-	switch s.resp.Kind() {
-	case meter.KindError:
-		// Nothing was generated: release now and show the budget without it.
-		if s.reserved != nil {
-			s.setHeaders(meter.Released(*s.reserved, s.plan.Amount))
-		}
-		s.finish()
-		return proxywasm.ActionContinue
-	case meter.KindSSE:
-		if s.resp.Rewrites() {
-			_ = proxywasm.ResponseHeaders.Remove("content-length")
-		}
-	case meter.KindJSON:
-		if endOfStream {
-			s.finish()
-			break
-		}
-		if s.open && pol.HoldResponseBytes > 0 && contentLength() <= pol.HoldResponseBytes {
-			// Hold the headers until the body is read and settled, so the
-			// client's remaining-tokens header shows the settled usage.
-			s.holding = true
-			return proxywasm.ActionPause
-		}
-	}
-	if s.reserved != nil {
-		s.setHeaders(*s.reserved)
-	}
-	return proxywasm.ActionContinue
-}
-
-// contentLength is the response's content-length, or 0 when absent.
-func contentLength() int64 {
-	v, err := proxywasm.ResponseHeaders.Get("content-length")
-	if err != nil {
-		return 0
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 1 << 62
-	}
-	return n
-}
-
-func (s *stream) setHeaders(st meter.State) {
-	for _, h := range s.p.pol.RateLimitHeaders(st) {
-		if err := proxywasm.ResponseHeaders.Replace(h[0], h[1]); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelDebug, "tokencount: set %s: %v", h[0], err)
-		}
-	}
+	return action(s.m.OnResponseHeaders(endOfStream))
 }
 
 func (s *stream) OnResponseBody(bodySize int, endOfStream bool) proxywasm.Action {
-	if s.resp == nil || s.done {
-		return proxywasm.ActionContinue
-	}
-	if s.holding {
-		return s.holdBody(bodySize, endOfStream)
-	}
-	var chunk []byte
-	if bodySize > 0 {
-		var err error
-		if chunk, err = proxywasm.ResponseBody.Get(0, bodySize); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: read response body: %v", err)
-		}
-	}
-	out, changed := s.resp.Feed(chunk, endOfStream)
-	if changed {
-		if err := proxywasm.ResponseBody.Replace(out); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: rewrite response body: %v", err)
-		}
-	}
-	if endOfStream {
-		s.finish()
-	}
-	return proxywasm.ActionContinue
+	return action(s.m.OnResponseBody(bodySize, endOfStream))
 }
 
-// holdBody buffers a held JSON response; at its end the usage is settled
-// before headers and body go on. A body outgrowing the hold limit is let
-// through, headers showing the reservation.
-func (s *stream) holdBody(bodySize int, endOfStream bool) proxywasm.Action {
-	pol := s.p.pol
-	if int64(bodySize) > pol.HoldResponseBytes {
-		s.holding = false
-		body, _ := proxywasm.ResponseBody.GetAll()
-		s.resp.Feed(body, endOfStream)
-		s.setHeaders(*s.reserved)
-		if endOfStream {
-			s.finish()
-		}
-		return proxywasm.ActionContinue
-	}
-	if !endOfStream {
-		return proxywasm.ActionPause
-	}
-	return s.settleHeld()
-}
+func (s *stream) OnResponseTrailers(int) proxywasm.Action { return action(s.m.OnResponseTrailers()) }
 
-// settleHeld reads the held body, settles and resumes the response when
-// the counter answers.
-func (s *stream) settleHeld() proxywasm.Action {
-	s.holding = false
-	body, _ := proxywasm.ResponseBody.GetAll()
-	s.resp.Feed(body, true)
-	held := *s.reserved
-	ok := s.account(func(err error, st meter.State) {
-		if s.ended {
-			return
-		}
-		if err == nil {
-			held = st
-		}
-		s.setHeaders(held)
-		if err := proxywasm.ContinueResponse(); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: resume response: %v", err)
-		}
-	})
-	if !ok {
-		s.setHeaders(held)
-		return proxywasm.ActionContinue
-	}
-	return proxywasm.ActionPause
-}
+func (s *stream) OnDone() { s.m.OnDone() }
 
-// OnResponseTrailers ends a response whose body ended with trailers.
-func (s *stream) OnResponseTrailers(int) proxywasm.Action {
-	if s.resp == nil || s.done {
-		return proxywasm.ActionContinue
-	}
-	if s.holding {
-		return s.settleHeld()
-	}
-	s.resp.Feed(nil, true)
-	s.finish()
-	return proxywasm.ActionContinue
-}
+// host adapts proxy-wasm to meter.StreamHost (and meter.AccountHost); the
+// stream it acts on is the current one.
+type host struct{ p *plugin }
 
-// finish accounts the ended response without waiting for the counter.
-func (s *stream) finish() { s.account(nil) }
+func (h host) Add(name string, n int64)     { h.p.add(name, n) }
+func (h host) Record(name string, v uint64) { h.p.metrics.Record(name, v) }
+func (host) Warn(msg string)                { proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: "+msg) }
+func (host) Error(msg string)               { proxywasm.Log(proxywasm.LogLevelError, "tokencount: "+msg) }
+func (host) Now() time.Time                 { return time.Now() }
 
-// account records the response's usage (metrics, filter state) and settles
-// or releases the reservation; then runs when the counter answered. It
-// reports whether a callout is on its way (then will run).
-func (s *stream) account(then func(error, meter.State)) bool {
-	if s.done {
-		return false
-	}
-	s.done = true
-	u, src := s.resp.Usage()
-	return s.charge(u, src, false, then)
-}
-
-// charge ends a metered stream through meter.Charge (metrics, filter state,
-// the settle/release decision) and sends the settlement: now when then waits
-// for it, else from OnDone, so the last bytes of the answer never wait for a
-// callout to be sent.
-func (s *stream) charge(u usage.Usage, src meter.Source, aborted bool, then func(error, meter.State)) bool {
-	s.used, s.aborted = &u, aborted
-	e := meter.Ending{Quota: s.quota, FailOpen: s.failOpen, Open: s.open, Source: src,
-		Aborted: aborted, ReleaseOnAbort: s.p.pol.ReleaseOnAbort}
-	if s.reserved != nil {
-		e.ReservationID = s.reserved.ID
-	}
-	d := meter.Charge(accountHost{s.p}, meter.Charging{Plan: s.plan, Labels: s.labels(s.plan.Model), Usage: u,
-		Response: s.resp, Ended: s.ended, Ending: e})
-	if d.Op == "" {
-		return false
-	}
-	s.open = false
-	if then == nil && !s.ended {
-		s.pending = d
-		return false
-	}
-	return meter.Send(accountHost{s.p}, d, then)
-}
-
-// accountHost adapts proxy-wasm to meter.AccountHost.
-type accountHost struct{ p *plugin }
-
-func (h accountHost) Add(name string, n int64)     { h.p.add(name, n) }
-func (h accountHost) Record(name string, v uint64) { h.p.record(name, v) }
-func (accountHost) Warn(msg string)                { proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: "+msg) }
-
-func (accountHost) SetFilterState(pairs [][2]string) {
+func (host) SetFilterState(pairs [][2]string) {
 	for _, kv := range pairs {
 		_ = proxywasm.SetProperty([]string{kv[0]}, []byte(kv[1]))
 	}
 }
 
-func (h accountHost) Dispatch(c meter.Callout, done func(failed bool, status int, body []byte)) error {
+func (h host) Dispatch(c meter.Callout, done func(failed bool, status int, body []byte)) error {
 	pol := h.p.pol
 	_, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(c), c.Body, nil, pol.Timeout, func(r *proxywasm.CallResponse) {
 		done(r.Failed, r.Status, r.Body)
@@ -613,66 +246,69 @@ func (h accountHost) Dispatch(c meter.Callout, done func(failed bool, status int
 	return err
 }
 
-func (h accountHost) Enqueue(op string, c meter.Callout) { h.p.enqueue(op, c) }
+func (h host) Enqueue(op string, c meter.Callout) { h.p.enqueue(op, c) }
 
-// OnDone settles or releases whatever the stream still holds: a client
-// abort, an upstream reset or a local reply after the reservation.
-func (s *stream) OnDone() {
-	defer s.report()
-	s.ended = true
-	if s.pending.Op != "" {
-		meter.Send(accountHost{s.p}, s.pending, nil)
-		s.pending = meter.Settlement{}
-	}
-	if s.done || s.plan == nil || s.replied {
-		return
-	}
-	s.done = true
-	if s.resp == nil {
-		// No response began: nothing was generated that we can see.
-		if s.open {
-			s.p.add(meter.RequestsMetric(s.labels(s.plan.Model), meter.OutcomeReleased), 1)
-			s.open = false
-			meter.Send(accountHost{s.p}, meter.Settlement{Op: meter.OpRelease, Callout: meter.Release(s.reserved.ID)}, nil)
-		}
-		return
-	}
-	u, src := s.resp.Partial()
-	s.charge(u, src, true, nil)
+func (host) RequestHeader(name string) string {
+	v, _ := proxywasm.RequestHeaders.Get(name)
+	return v
 }
 
-// report queues the request's usage record once the stream is over: ok when
-// the response was metered to its end, aborted when it was cut (or never
-// began), refused when this filter answered locally.
-func (s *stream) report() {
-	p := s.p
-	if p.usage == nil || s.reported || s.start.IsZero() || (s.plan == nil && !s.replied) {
-		return
+func (host) RemoveRequestHeader(name string) { _ = proxywasm.RequestHeaders.Remove(name) }
+
+func (host) ReplaceRequestBody(body []byte) error { return proxywasm.ReplaceRequestBody(body) }
+
+func (host) ResumeRequest() {
+	if err := proxywasm.ContinueRequest(); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: resume request: %v", err)
 	}
-	s.reported = true
-	now := time.Now()
-	rec := usagelog.Record{RequestID: usagelog.RequestID(s.reqID, now), Time: now, App: s.ident.App, Product: s.ident.Product,
-		Developer: s.ident.Developer, KeyID: s.ident.KeyID, Status: s.status, Latency: now.Sub(s.start)}
-	if s.plan != nil {
-		rec.Model = s.plan.Model
+}
+
+func (h host) SendError(e *apierror.Error, extra ...[2]string) {
+	if err := proxywasm.SendError(e, h.p.pol.Style, extra...); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: send %d: %v", e.Status, err)
 	}
-	switch {
-	case s.replied:
-		rec.Outcome = usagelog.OutcomeRefused
-	case s.used == nil || s.aborted:
-		rec.Outcome = usagelog.OutcomeAborted
-	default:
-		rec.Outcome = usagelog.OutcomeOK
+}
+
+func (host) ResponseHeader(name string) (string, bool) {
+	v, err := proxywasm.ResponseHeaders.Get(name)
+	return v, err == nil
+}
+
+func (host) RemoveResponseHeader(name string) { _ = proxywasm.ResponseHeaders.Remove(name) }
+
+func (host) SetResponseHeader(name, value string) {
+	if err := proxywasm.ResponseHeaders.Replace(name, value); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelDebug, "tokencount: set %s: %v", name, err)
 	}
-	if s.used != nil {
-		u := *s.used
-		rec.PromptTokens, rec.CompletionTokens, rec.TotalTokens = u.PromptTokens, u.CompletionTokens, u.TotalTokens
-		if rec.TotalTokens == 0 {
-			rec.TotalTokens = u.PromptTokens + u.CompletionTokens
-		}
-		rec.Cost = float64(usage.Charge(usage.MetricCost, u, p.pol.Pricing.For(rec.Model))) / 1e6
+}
+
+func (host) ResponseChunk(size int) []byte {
+	b, err := proxywasm.ResponseBody.Get(0, size)
+	if err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: read response body: %v", err)
 	}
-	if err := p.usage.Report(&rec); err != nil {
+	return b
+}
+
+func (host) ResponseBody() []byte {
+	b, _ := proxywasm.ResponseBody.GetAll()
+	return b
+}
+
+func (host) ReplaceResponseBody(body []byte) {
+	if err := proxywasm.ResponseBody.Replace(body); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: rewrite response body: %v", err)
+	}
+}
+
+func (host) ResumeResponse() {
+	if err := proxywasm.ContinueResponse(); err != nil {
+		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: resume response: %v", err)
+	}
+}
+
+func (h host) Report(rec *usagelog.Record) {
+	if err := h.p.usage.Report(rec); err != nil {
 		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: usage record: %v", err)
 	}
 }
