@@ -13,7 +13,6 @@
 package tokencount
 
 import (
-	"errors"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
@@ -100,24 +99,7 @@ func (p *plugin) add(name string, n int64) {
 	}
 }
 
-// enqueue keeps a settle or release the keystore did not answer, for the
-// tick to retry.
-func (p *plugin) enqueue(op string, c meter.Callout) {
-	evicted, err := p.queue.Push(op, c, time.Now())
-	if err != nil {
-		p.add(meter.SettleQueueMetric(meter.QueueDropped), 1)
-		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: queue %s for retry: %v", op, err)
-		return
-	}
-	p.add(meter.SettleQueueMetric(meter.QueueQueued), 1)
-	if evicted {
-		p.add(meter.SettleQueueMetric(meter.QueueDropped), 1)
-		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: settle queue full: an older entry was dropped")
-	}
-	p.sweep = true
-}
-
-// OnTick retries the queued settles that are due.
+// OnTick flushes usage records and retries the queued settles that are due.
 func (p *plugin) OnTick() {
 	if p.usage != nil {
 		if err := p.usage.Tick(time.Now()); err != nil {
@@ -128,43 +110,7 @@ func (p *plugin) OnTick() {
 	if !p.sweep && p.ticks%orphanSweepTicks != 0 {
 		return
 	}
-	pol := p.pol
-	now := time.Now()
-	pend, live, err := p.queue.Claim(now, pol.Timeout+time.Second, retryBatch)
-	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: settle queue: %v", err)
-	}
-	p.sweep = live > 0
-	for _, e := range pend {
-		id, op := e.ID, e.Op
-		handler := func(r *proxywasm.CallResponse) {
-			_, err := meter.ParseAnswer(r.Failed, r.Status, r.Body)
-			now := time.Now()
-			switch {
-			case err == nil || errors.Is(err, meter.ErrNotFound):
-				// Delivered; not found means an earlier attempt was counted
-				// (or the counter released the reservation).
-				p.add(meter.SettleQueueMetric(meter.QueueDelivered), 1)
-				err = p.queue.Delivered(id, now)
-			case meter.Retryable(r.Failed, r.Status):
-				p.add(meter.SettleQueueMetric(meter.QueueRetried), 1)
-				err = p.queue.Retry(id, now)
-			default:
-				p.add(meter.SettleQueueMetric(meter.QueueDropped), 1)
-				proxywasm.Logf(proxywasm.LogLevelError, "tokencount: queued %s refused by the keystore: %v", op, err)
-				err = p.queue.Delivered(id, now)
-			}
-			if err != nil {
-				proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: settle queue: %v", err)
-			}
-		}
-		if _, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(e.Callout), e.Callout.Body, nil, pol.Timeout, handler); err != nil {
-			p.add(meter.SettleQueueMetric(meter.QueueRetried), 1)
-			if err := p.queue.Retry(id, now); err != nil {
-				proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: settle queue: %v", err)
-			}
-		}
-	}
+	p.sweep = p.queue.RetryDue(host{p}, p.pol.Timeout+time.Second, retryBatch) > 0
 }
 
 // NewHttpContext starts the state of one stream.
@@ -246,7 +192,12 @@ func (h host) Dispatch(c meter.Callout, done func(failed bool, status int, body 
 	return err
 }
 
-func (h host) Enqueue(op string, c meter.Callout) { h.p.enqueue(op, c) }
+// Enqueue queues a settle or release for OnTick's retries.
+func (h host) Enqueue(op string, c meter.Callout) {
+	if h.p.queue.Enqueue(h, op, c) {
+		h.p.sweep = true
+	}
+}
 
 func (host) RequestHeader(name string) string {
 	v, _ := proxywasm.RequestHeaders.Get(name)
