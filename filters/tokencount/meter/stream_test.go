@@ -212,6 +212,48 @@ func TestStream(t *testing.T) {
 				h.answer(t, false, 200, denied)
 				s.OnDone()
 			}, status: 429, paths: []string{PathReserve, PathReserve}, outcome: OutcomeRefused},
+		{name: "clamp cannot rewrite the body: refused",
+			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}}`,
+			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
+				assert.Equal(t, Gather, s.OnRequestHeaders(false))
+				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				h.replaceErr = errors.New("no buffer")
+				h.answer(t, false, 200, denied)
+				assert.Len(t, h.warns, 1)
+				s.OnDone()
+			}, status: 429, paths: []string{PathReserve}, outcome: OutcomeRefused},
+		{name: "clamp's second reservation not sent, fail closed",
+			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}}`,
+			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
+				assert.Equal(t, Gather, s.OnRequestHeaders(false))
+				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				h.refuse = errors.New("no cluster")
+				h.answer(t, false, 200, denied)
+				s.OnDone()
+			}, status: 503, paths: []string{PathReserve}, outcome: OutcomeFailed},
+		{name: "clamp's second reservation not sent, fail open",
+			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}, "failure_mode": "open"}`,
+			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
+				assert.Equal(t, Gather, s.OnRequestHeaders(false))
+				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				h.refuse = errors.New("no cluster")
+				h.answer(t, false, 200, denied)
+				assert.Equal(t, 1, h.resumedReq, "the clamped request goes on unreserved")
+				respond(s, h, "200", "application/json", jsonAnswer)
+				s.OnDone()
+				assert.EqualValues(t, 1, h.counts[KeystoreErrorsMetric(OpConsume)], "the consume could not be sent either")
+			}, paths: []string{PathReserve}, outcome: OutcomeFailOpen, resumed: 1},
+		{name: "SSE ended by trailers", drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
+			reserved(t, s, h)
+			h.resp[":status"], h.resp["content-type"] = "200", "text/event-stream"
+			assert.Equal(t, Continue, s.OnResponseHeaders(false))
+			h.respBody = []byte(sseUsage)
+			assert.Equal(t, Continue, s.OnResponseBody(len(sseUsage), false))
+			assert.Equal(t, Continue, s.OnResponseTrailers())
+			assert.Equal(t, Continue, s.OnResponseTrailers(), "accounted once")
+			s.OnDone()
+			assert.Contains(t, string(h.sent[1].Body), `"actual":25`)
+		}, paths: []string{PathReserve, PathSettle}, outcome: OutcomeSettled, record: usagelog.OutcomeOK, resumed: 1},
 		{name: "keystore down, fail closed", drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
 			assert.Equal(t, Gather, s.OnRequestHeaders(false))
 			assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
