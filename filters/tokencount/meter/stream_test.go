@@ -93,6 +93,7 @@ func (h *fakeStreamHost) paths() []string {
 
 const (
 	streamCfg  = `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "usage": {"enabled": true}}`
+	clampCfg   = `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}}`
 	streamChat = `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello there"}],"max_tokens":100}`
 	allowed    = `{"results":[{"allowed":true,"limit":100000,"used":300,"remaining":99700,"reset_after_ms":60000,"id":"r1"}]}`
 	allowed2   = `{"results":[{"allowed":true,"limit":100000,"used":90,"remaining":10,"reset_after_ms":60000,"id":"r2"}]}`
@@ -106,12 +107,18 @@ const (
 		"data: [DONE]\n\n"
 )
 
-// reserved drives a stream to an allowed reservation and a resumed request.
-func reserved(t *testing.T, s *Stream, h *fakeStreamHost) {
+// asked drives a stream to its reservation in flight.
+func asked(t *testing.T, s *Stream) {
 	t.Helper()
 	require.Equal(t, Gather, s.OnRequestHeaders(false))
 	require.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
 	require.True(t, s.Reserving())
+}
+
+// reserved drives a stream to an allowed reservation and a resumed request.
+func reserved(t *testing.T, s *Stream, h *fakeStreamHost) {
+	t.Helper()
+	asked(t, s)
 	h.answer(t, false, 200, allowed)
 	require.False(t, s.Reserving())
 	require.Equal(t, 1, h.resumedReq)
@@ -179,8 +186,7 @@ func TestStream(t *testing.T) {
 				s.OnDone()
 			}, outcome: OutcomeUnmetered, record: usagelog.OutcomeOK},
 		{name: "reserve denied", drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-			assert.Equal(t, Gather, s.OnRequestHeaders(false))
-			assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+			asked(t, s)
 			h.answer(t, false, 200, denied)
 			assert.EqualValues(t, 1, h.counts[RefusedMetric(s.labels("gpt-4o-mini"))])
 			assert.NotEmpty(t, h.replyHeaders, "the refusal carries the budget headers")
@@ -190,8 +196,7 @@ func TestStream(t *testing.T) {
 		{name: "denied, clamped and reserved again",
 			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}, "usage": {"enabled": true}}`,
 			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-				assert.Equal(t, Gather, s.OnRequestHeaders(false))
-				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				asked(t, s)
 				h.answer(t, false, 200, denied)
 				require.True(t, s.Reserving(), "a smaller reservation is on its way")
 				assert.Contains(t, string(h.reqBody), `"max_tokens":`)
@@ -204,29 +209,26 @@ func TestStream(t *testing.T) {
 				s.OnDone()
 			}, paths: []string{PathReserve, PathReserve, PathSettle}, outcome: OutcomeSettled, record: usagelog.OutcomeOK, resumed: 1},
 		{name: "denied twice: no second clamp",
-			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}}`,
+			cfg: clampCfg,
 			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-				assert.Equal(t, Gather, s.OnRequestHeaders(false))
-				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				asked(t, s)
 				h.answer(t, false, 200, denied)
 				h.answer(t, false, 200, denied)
 				s.OnDone()
 			}, status: 429, paths: []string{PathReserve, PathReserve}, outcome: OutcomeRefused},
 		{name: "clamp cannot rewrite the body: refused",
-			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}}`,
+			cfg: clampCfg,
 			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-				assert.Equal(t, Gather, s.OnRequestHeaders(false))
-				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				asked(t, s)
 				h.replaceErr = errors.New("no buffer")
 				h.answer(t, false, 200, denied)
 				assert.Len(t, h.warns, 1)
 				s.OnDone()
 			}, status: 429, paths: []string{PathReserve}, outcome: OutcomeRefused},
 		{name: "clamp's second reservation not sent, fail closed",
-			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}}`,
+			cfg: clampCfg,
 			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-				assert.Equal(t, Gather, s.OnRequestHeaders(false))
-				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				asked(t, s)
 				h.refuse = errors.New("no cluster")
 				h.answer(t, false, 200, denied)
 				s.OnDone()
@@ -234,8 +236,7 @@ func TestStream(t *testing.T) {
 		{name: "clamp's second reservation not sent, fail open",
 			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "strict": {"enabled": true, "clamp_max_tokens": true}, "failure_mode": "open"}`,
 			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-				assert.Equal(t, Gather, s.OnRequestHeaders(false))
-				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				asked(t, s)
 				h.refuse = errors.New("no cluster")
 				h.answer(t, false, 200, denied)
 				assert.Equal(t, 1, h.resumedReq, "the clamped request goes on unreserved")
@@ -255,8 +256,7 @@ func TestStream(t *testing.T) {
 			assert.Contains(t, string(h.sent[1].Body), `"actual":25`)
 		}, paths: []string{PathReserve, PathSettle}, outcome: OutcomeSettled, record: usagelog.OutcomeOK, resumed: 1},
 		{name: "keystore down, fail closed", drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-			assert.Equal(t, Gather, s.OnRequestHeaders(false))
-			assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+			asked(t, s)
 			h.answer(t, true, 0, "")
 			assert.EqualValues(t, 1, h.counts[KeystoreErrorsMetric(OpReserve)])
 			s.OnDone()
@@ -264,8 +264,7 @@ func TestStream(t *testing.T) {
 		{name: "keystore down, fail open: the usage is consumed",
 			cfg: `{"static_quota": {"header": "x-team", "limit": 100000, "time_unit": "hour"}, "failure_mode": "open"}`,
 			drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-				assert.Equal(t, Gather, s.OnRequestHeaders(false))
-				assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+				asked(t, s)
 				h.answer(t, false, 503, `{"error":{"message":"down"}}`)
 				assert.Equal(t, 1, h.resumedReq)
 				a, b := respond(s, h, "200", "application/json", jsonAnswer)
@@ -391,15 +390,13 @@ func TestStream(t *testing.T) {
 			s.OnDone()
 		}, paths: []string{PathReserve, PathRelease}, outcome: OutcomeReleased, record: usagelog.OutcomeAborted, resumed: 1},
 		{name: "gone while reserving: the late reservation is released", drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-			assert.Equal(t, Gather, s.OnRequestHeaders(false))
-			assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+			asked(t, s)
 			s.OnDone()
 			h.answer(t, false, 200, allowed)
 			assert.Zero(t, h.resumedReq)
 		}, paths: []string{PathReserve, PathRelease}, record: usagelog.OutcomeAborted},
 		{name: "gone while reserving, then denied: nothing to release", drive: func(t *testing.T, s *Stream, h *fakeStreamHost) {
-			assert.Equal(t, Gather, s.OnRequestHeaders(false))
-			assert.Equal(t, Pause, s.OnRequestBody([]byte(streamChat)))
+			asked(t, s)
 			s.OnDone()
 			h.answer(t, false, 200, denied)
 			assert.Empty(t, h.replies)
