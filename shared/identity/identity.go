@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Default header names; each can be renamed in the apikey configuration.
@@ -81,8 +83,8 @@ func (h Headers) All() []string {
 func (h Headers) Validate() error {
 	seen := map[string]bool{}
 	for _, n := range h.All() {
-		if !validHeaderName(n) {
-			return fmt.Errorf("identity header name %q is not a lower-case HTTP header name", n)
+		if _, err := config.HeaderName("identity header name", n); err != nil {
+			return err
 		}
 		if seen[n] {
 			return fmt.Errorf("identity header name %q is used twice", n)
@@ -90,19 +92,6 @@ func (h Headers) Validate() error {
 		seen[n] = true
 	}
 	return nil
-}
-
-func validHeaderName(n string) bool {
-	if n == "" || n[0] == ':' {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // Quota is an effective quota as later filters need it: the limit, its

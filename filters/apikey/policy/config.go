@@ -270,10 +270,11 @@ func (c Config) compile() (*Policy, error) {
 		n := 0
 		if s.Header != "" {
 			n++
-			s.Header = strings.ToLower(s.Header)
-			if !validHeaderName(s.Header) {
-				return nil, fmt.Errorf("key_sources[%d].header %q is not an HTTP header name", i, s.Header)
+			h, err := config.HeaderName(fmt.Sprintf("key_sources[%d].header", i), s.Header)
+			if err != nil {
+				return nil, err
 			}
+			s.Header = h
 			if s.Header == "authorization" {
 				return nil, fmt.Errorf("key_sources[%d]: use {\"bearer\": true} for the Authorization header", i)
 			}
@@ -343,8 +344,8 @@ func (p *Policy) compileRemote(c Config) error {
 		return fmt.Errorf("keystore.path %q must start with '/'", k.Path)
 	}
 	for name := range k.Headers {
-		if !validHeaderName(strings.ToLower(name)) {
-			return fmt.Errorf("keystore.headers: %q is not an HTTP header name", name)
+		if _, err := config.HeaderName("keystore.headers", name); err != nil {
+			return err
 		}
 		if k.Token != "" && strings.EqualFold(name, keystoreconf.AuthorizationHeader) {
 			return errors.New("keystore.headers: authorization is set by keystore.token")
@@ -398,19 +399,6 @@ func (p *Policy) CacheNamespace() string {
 	fmt.Fprintf(h, "%s|%s|%s|%d|%d|%d|%d", p.Keystore.Cluster, p.Keystore.Authority, p.Keystore.Path,
 		p.Cache.TTL, p.Cache.NegativeTTL, p.Cache.ErrorTTL, p.Cache.MaxEntries)
 	return "tollgate.apikey.v1." + strconv.FormatUint(uint64(h.Sum32()), 16)
-}
-
-func validHeaderName(n string) bool {
-	if n == "" {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func validQueryName(n string) bool {

@@ -219,11 +219,16 @@ func compile(c *Config) (*Policy, error) {
 	p := &Policy{Style: style, ProductHeader: identity.HeaderProduct, AppHeader: identity.HeaderApp,
 		MaxBodyBytes: c.MaxBodyBytes, MaxResponseBytes: c.MaxResponseBytes,
 		products: map[string]*Compiled{}, apps: map[string]*Compiled{}}
+	var err error
 	if c.ProductHeader != "" {
-		p.ProductHeader = strings.ToLower(c.ProductHeader)
+		if p.ProductHeader, err = config.HeaderName("guard: product_header", c.ProductHeader); err != nil {
+			return nil, err
+		}
 	}
 	if c.AppHeader != "" {
-		p.AppHeader = strings.ToLower(c.AppHeader)
+		if p.AppHeader, err = config.HeaderName("guard: app_header", c.AppHeader); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case p.MaxBodyBytes == 0:
@@ -276,7 +281,6 @@ func compile(c *Config) (*Policy, error) {
 		}
 		return cp, nil
 	}
-	var err error
 	if c.Default != nil {
 		if p.def, err = comp("default", c.Default); err != nil {
 			return nil, err

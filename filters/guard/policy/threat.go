@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
@@ -86,11 +87,12 @@ func compileThreat(c *ThreatConfig) (*Threat, error) {
 		}
 		t.sets = append(t.sets, ts)
 	}
-	for _, h := range c.Headers {
-		if h == "" {
-			return nil, fmt.Errorf("empty header name")
+	for i, h := range c.Headers {
+		name, err := config.HeaderName(fmt.Sprintf("headers[%d]", i), h)
+		if err != nil {
+			return nil, err
 		}
-		t.headers = append(t.headers, strings.ToLower(h))
+		t.headers = append(t.headers, name)
 	}
 	for _, f := range c.JSONFields {
 		parts := strings.Split(f, ".")

@@ -425,23 +425,11 @@ func headerName(field, v, def string) (string, error) {
 	if v == "" {
 		v = def
 	}
-	if v == "" {
-		return "", fmt.Errorf("modelroute config: %s is empty", field)
+	h, err := config.HeaderName(field, v)
+	if err != nil {
+		return "", fmt.Errorf("modelroute config: %w", err)
 	}
-	for i := 0; i < len(v); i++ {
-		if !isTokenChar(v[i]) {
-			return "", fmt.Errorf("modelroute config: %s %q is not a valid header name", field, v)
-		}
-	}
-	return strings.ToLower(v), nil
-}
-
-func isTokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	return h, nil
 }
 
 // headerValue validates a value that will be written into a header: visible

@@ -243,15 +243,20 @@ func build(c Config) (*Policy, error) {
 		field string
 		v     *string
 	}{{"pool_header", &p.PoolHeader}, {"destination_header", &p.DestinationHeader}, {"subset_header", &p.SubsetHeader}, {"priority_header", &p.PriorityHeader}} {
-		*h.v = strings.ToLower(*h.v)
-		if !validHeader(*h.v) {
-			return nil, fmt.Errorf("picker config: %s %q is not a header name", h.field, *h.v)
+		v, err := config.HeaderName(h.field, *h.v)
+		if err != nil {
+			return nil, fmt.Errorf("picker config: %w", err)
 		}
+		*h.v = v
 	}
 	if c.ReasonHeader != nil {
-		p.ReasonHeader = strings.ToLower(*c.ReasonHeader)
-		if p.ReasonHeader != "" && !validHeader(p.ReasonHeader) {
-			return nil, fmt.Errorf("picker config: reason_header %q is not a header name", p.ReasonHeader)
+		p.ReasonHeader = ""
+		if *c.ReasonHeader != "" {
+			v, err := config.HeaderName("reason_header", *c.ReasonHeader)
+			if err != nil {
+				return nil, fmt.Errorf("picker config: %w", err)
+			}
+			p.ReasonHeader = v
 		}
 	}
 	if p.ScrapeCluster == "" {
@@ -482,18 +487,4 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
-}
-
-// validHeader accepts lower-case token header names.
-func validHeader(h string) bool {
-	if h == "" || h[0] == ':' {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

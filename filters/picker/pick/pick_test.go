@@ -392,7 +392,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"fallbacks", `{` + base + `,"fallbacks":9}`, "fallbacks"},
 		{"interval", `{` + base + `,"scrape_interval_ms":5}`, "scrape_interval_ms"},
 		{"saturation", `{` + base + `,"saturation":{"queue":5,"kv":2}}`, "saturation"},
-		{"header", `{` + base + `,"destination_header":"X Bad"}`, "not a header name"},
+		{"header", `{` + base + `,"destination_header":"X Bad"}`, "not an HTTP header name"},
 		{"trailing", `{` + base + `}}`, "trailing"},
 	}
 	for _, tc := range tests {

@@ -320,8 +320,11 @@ func (k KeystoreJSON) compile() (Keystore, error) {
 		return ks, fmt.Errorf("keystore.path %q must start with / and hold no spaces", ks.Path)
 	}
 	for name, v := range k.Headers {
-		n := strings.ToLower(name)
-		if !headerName(n) || n[0] == ':' || n == "content-type" || n == "content-length" || (n == keystoreconf.AuthorizationHeader && ks.Token != "") {
+		n, err := config.HeaderName("keystore.headers", name)
+		if err != nil {
+			return ks, err
+		}
+		if n == "content-type" || n == "content-length" || (n == keystoreconf.AuthorizationHeader && ks.Token != "") {
 			return ks, fmt.Errorf("keystore.headers: %q is not a header the filter may set", name)
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {
@@ -341,19 +344,6 @@ func parseDuration(field, s string, lo, hi time.Duration) (time.Duration, error)
 		return 0, fmt.Errorf("%s %v: want %v to %v", field, d, lo, hi)
 	}
 	return d, nil
-}
-
-func headerName(n string) bool {
-	if n == "" {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || (c == ':' && i == 0)) {
-			return false
-		}
-	}
-	return true
 }
 
 func ruleName(n string) bool {
@@ -459,9 +449,9 @@ func (s KeySourceJSON) compile() (KeySource, error) {
 		n, ks = n+1, KeySource{Kind: FromIdentity}
 	}
 	if s.Header != "" {
-		h := strings.ToLower(s.Header)
-		if !headerName(h) || h[0] == ':' {
-			return ks, fmt.Errorf("header %q is not a header name", s.Header)
+		h, err := config.HeaderName("header", s.Header)
+		if err != nil {
+			return ks, err
 		}
 		n, ks = n+1, KeySource{Kind: FromHeader, Header: h}
 	}

@@ -87,7 +87,7 @@ func TestParseErrors(t *testing.T) {
 		{"stray closing brace", `{` + keys + `}}`, "trailing data"},
 		{"no key sources", `{}`, "key_sources is required"},
 		{"two kinds in one source", `{"key_sources": [{"identity": true, "client_ip": true}]}`, "exactly one"},
-		{"bad header source", `{"key_sources": [{"header": "x y"}]}`, "not a header name"},
+		{"bad header source", `{"key_sources": [{"header": "x y"}]}`, "not an HTTP header name"},
 		{"bad mode", `{` + keys + `, "mode": "fast"}`, `mode "fast"`},
 		{"bad failure mode", `{` + keys + `, "failure_mode": "maybe"}`, "failure_mode"},
 		{"bad style", `{` + keys + `, "error_style": "xml"}`, "error_style"},

@@ -360,8 +360,8 @@ func (c *Config) compile() (*Policy, error) {
 	if err := p.Identity.Validate(); err != nil {
 		return nil, fmt.Errorf("identity_headers: %w", err)
 	}
-	if !validHeaderName(p.PublicModelHeader) {
-		return nil, fmt.Errorf("public_model_header %q is not an HTTP header name", c.PublicModelHeader)
+	if p.PublicModelHeader, err = config.HeaderName("public_model_header", p.PublicModelHeader); err != nil {
+		return nil, err
 	}
 	if c.StaticQuota != nil {
 		if p.Static, err = c.StaticQuota.compile(p.Metric); err != nil {
@@ -371,13 +371,13 @@ func (c *Config) compile() (*Policy, error) {
 	if !c.RateLimitHeaders.Disabled {
 		h := c.RateLimitHeaders
 		p.Headers = HeaderNames{
-			Limit:     strings.ToLower(orDefault(h.Limit, DefaultLimitHeader)),
-			Remaining: strings.ToLower(orDefault(h.Remaining, DefaultRemainingHeader)),
-			Reset:     strings.ToLower(orDefault(h.Reset, DefaultResetHeader)),
+			Limit:     orDefault(h.Limit, DefaultLimitHeader),
+			Remaining: orDefault(h.Remaining, DefaultRemainingHeader),
+			Reset:     orDefault(h.Reset, DefaultResetHeader),
 		}
-		for _, n := range []string{p.Headers.Limit, p.Headers.Remaining, p.Headers.Reset} {
-			if !validHeaderName(n) {
-				return nil, fmt.Errorf("rate_limit_headers: %q is not an HTTP header name", n)
+		for field, n := range map[string]*string{"limit": &p.Headers.Limit, "remaining": &p.Headers.Remaining, "reset": &p.Headers.Reset} {
+			if *n, err = config.HeaderName("rate_limit_headers."+field, *n); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -445,12 +445,13 @@ func (c *Config) compile() (*Policy, error) {
 }
 
 func (s *StaticQuotaConfig) compile(def usage.Metric) (*StaticQuota, error) {
-	q := &StaticQuota{
-		Header:  strings.ToLower(s.Header),
-		Product: orDefault(s.Product, DefaultStaticProduct),
-	}
-	if q.Header != "" && !validHeaderName(q.Header) {
-		return nil, fmt.Errorf("header %q is not a lower-case HTTP header name", s.Header)
+	q := &StaticQuota{Product: orDefault(s.Product, DefaultStaticProduct)}
+	if s.Header != "" {
+		h, err := config.HeaderName("header", s.Header)
+		if err != nil {
+			return nil, err
+		}
+		q.Header = h
 	}
 	if len(q.Product) > 256 {
 		return nil, errors.New("product is longer than 256 bytes")
@@ -500,17 +501,4 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
-}
-
-func validHeaderName(n string) bool {
-	if n == "" || len(n) > 128 {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
