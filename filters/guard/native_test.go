@@ -18,7 +18,7 @@ import (
 )
 
 const nativeConfig = `{
-  "moderation": {"cluster": "moderation", "fail": "closed", "timeout_ms": 1000},
+  "moderation": {"cluster": "moderation", "fail": "closed", "timeout": "1000ms"},
   "products": {
     "guarded": {
       "request": {"detectors": {"payment_card": "mask", "email": "mask", "secrets": "block"}},
@@ -145,7 +145,7 @@ func TestNativeAnswerTooLarge(t *testing.T) {
 // answer is replaced by an error, limits answer 413 and 502, and trailers
 // end a gathered body.
 func TestNativeAnswers(t *testing.T) {
-	cfg := `{"max_body_bytes": 512, "max_response_bytes": 256, "moderation": {"cluster": "moderation", "fail": "closed", "timeout_ms": 1000},
+	cfg := `{"max_body_bytes": 512, "max_response_bytes": 256, "moderation": {"cluster": "moderation", "fail": "closed", "timeout": "1000ms"},
 	  "products": {"p": {"request": {"detectors": {"payment_card": "mask"}}, "response": {"detectors": {"email": "mask"}},
 	    "moderation": {"response": true, "thresholds": {"violence": 0.5}}}}}`
 	var answerBody []byte

@@ -22,19 +22,19 @@ import (
 
 // Limits and defaults of the configuration.
 const (
-	DefaultMaxBodyBytes     = 8 << 20
-	MaxMaxBodyBytes         = 64 << 20
-	DefaultMaxResponseBytes = 1 << 20
-	DefaultMaxHoldBytes     = masker.DefaultMaxSegment
-	MaxMaxHoldBytes         = 64 << 10
-	DefaultMaxHoldMillis    = 2000
-	DefaultModerationPath   = "/v1/moderations"
-	DefaultModerationModel  = "omni-moderation-latest"
-	DefaultModerationMillis = 1000
-	DefaultCacheSeconds     = 300
-	DefaultCacheEntries     = 4096
-	maxPatterns             = 256
-	maxPatternLen           = 4096
+	DefaultMaxBodyBytes      = 8 << 20
+	MaxMaxBodyBytes          = 64 << 20
+	DefaultMaxResponseBytes  = 1 << 20
+	DefaultMaxHoldBytes      = masker.DefaultMaxSegment
+	MaxMaxHoldBytes          = 64 << 10
+	DefaultMaxHold           = 2 * time.Second
+	DefaultModerationPath    = "/v1/moderations"
+	DefaultModerationModel   = "omni-moderation-latest"
+	DefaultModerationTimeout = time.Second
+	DefaultCacheSeconds      = 300
+	DefaultCacheEntries      = 4096
+	maxPatterns              = 256
+	maxPatternLen            = 4096
 )
 
 // Config is the filter's JSON plugin configuration.
@@ -66,9 +66,9 @@ type Config struct {
 type StreamConfig struct {
 	// MaxHoldBytes is the most text bytes held back per choice (default 4096).
 	MaxHoldBytes int `json:"max_hold_bytes"`
-	// MaxHoldMillis is the longest held text waits for the next chunk
-	// before it is scanned and sent as it is (default 2000).
-	MaxHoldMillis int `json:"max_hold_ms"`
+	// MaxHold is the longest held text waits for the next chunk before it
+	// is scanned and sent as it is (default "2s").
+	MaxHold config.Duration `json:"max_hold"`
 }
 
 // Profile is what one product, app or the default gets.
@@ -131,8 +131,8 @@ type ModerationConfig struct {
 	Model string `json:"model"`
 	// APIKeyEnv is not supported in Wasm; a bearer token may be set here.
 	BearerToken string `json:"bearer_token"`
-	// TimeoutMillis bounds the callout (default 1000).
-	TimeoutMillis int `json:"timeout_ms"`
+	// Timeout bounds the callout (default "1s").
+	Timeout config.Duration `json:"timeout"`
 	// Fail is "open" (let the request through) or "closed" (503) when the
 	// service fails or times out.
 	Fail string `json:"fail"`
@@ -249,14 +249,9 @@ func compile(c *Config) (*Policy, error) {
 	case hold < 64 || hold > MaxMaxHoldBytes:
 		return nil, fmt.Errorf("guard: stream.max_hold_bytes %d outside 64..%d", hold, MaxMaxHoldBytes)
 	}
-	ms := c.Stream.MaxHoldMillis
-	switch {
-	case ms == 0:
-		ms = DefaultMaxHoldMillis
-	case ms < 0 || ms > 60000:
-		return nil, fmt.Errorf("guard: stream.max_hold_ms %d outside 1..60000", ms)
+	if p.MaxHold, err = c.Stream.MaxHold.Within("guard: stream.max_hold", DefaultMaxHold, time.Millisecond, time.Minute); err != nil {
+		return nil, err
 	}
-	p.MaxHold = time.Duration(ms) * time.Millisecond
 	if c.Moderation != nil {
 		m, err := compileModeration(c.Moderation)
 		if err != nil {

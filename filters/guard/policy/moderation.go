@@ -40,14 +40,10 @@ func compileModeration(c *ModerationConfig) (*Moderation, error) {
 	if m.Model == "" {
 		m.Model = DefaultModerationModel
 	}
-	ms := c.TimeoutMillis
-	switch {
-	case ms == 0:
-		ms = DefaultModerationMillis
-	case ms < 0 || ms > 60000:
-		return nil, fmt.Errorf("timeout_ms %d outside 1..60000", ms)
+	var err error
+	if m.Timeout, err = c.Timeout.Within("timeout", DefaultModerationTimeout, time.Millisecond, time.Minute); err != nil {
+		return nil, err
 	}
-	m.Timeout = time.Duration(ms) * time.Millisecond
 	switch c.Fail {
 	case "open":
 		m.FailOpen = true
