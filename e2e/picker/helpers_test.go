@@ -98,7 +98,7 @@ func pickerConfig(sims []*sim, extra string) string {
 	for _, s := range sims {
 		eps = append(eps, fmt.Sprintf(`{"address":%q}`, s.addr))
 	}
-	return `{"scrape_cluster":"sim","scrape_interval_ms":50,"pools":[{"name":"pool","models":["m"],"adapters":["ad-x","ad-y"],"endpoints":[` +
+	return `{"scrape_cluster":"sim","scrape_interval":"50ms","pools":[{"name":"pool","models":["m"],"adapters":["ad-x","ad-y"],"endpoints":[` +
 		strings.Join(eps, ",") + `]}]` + extra + `}`
 }
 

@@ -167,7 +167,7 @@ func TestStaleMetricsFailOpen(t *testing.T) {
 	}))
 	t.Cleanup(source.Close)
 	e := startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"metrics_path":"/no-metrics-here",`+
-		`"pools_source":{"cluster":"pools","path":"/pools","interval_ms":200}`),
+		`"pools_source":{"cluster":"pools","path":"/pools","interval":"200ms"}`),
 		envoytest.Cluster{Name: "pools", Addr: strings.TrimPrefix(source.URL, "http://")})
 	envoytest.Eventually(t, 10*time.Second, func() bool {
 		return stat(t, e, "tollgate_picker.scrape_errors.endpoint."+statName(sims[1].addr)) > 2
@@ -212,7 +212,7 @@ func TestStaleMetricsFailOpen(t *testing.T) {
 // fallbacks, and a server killed mid-run costs no client error.
 func TestOverrideHostFallbacks(t *testing.T) {
 	sims := startSims(t, 3, same(mockllm.SimOptions{TimeScale: 0.05}))
-	e := startEnvoy(t, sims, modeOverrideHost, pickerConfig(sims, `,"fallbacks":2,"eject":{"failures":1,"backoff_ms":5000},"weights":{"session":5}`))
+	e := startEnvoy(t, sims, modeOverrideHost, pickerConfig(sims, `,"fallbacks":2,"eject":{"failures":1,"backoff":"5s"},"weights":{"session":5}`))
 	waitScraped(t, e, sims)
 
 	// Exactly one poller per Envoy: two workers, one scrape per interval.

@@ -29,7 +29,7 @@ func strictConfig(clamp bool) string {
   "keystore": {"cluster": "keystore", "timeout": "500ms"},
   "trust_identity_headers": false,
   "strict": {"enabled": true, "clamp_max_tokens": %v},
-  "settle_retry": {"interval_ms": 200},
+  "settle_retry": {"interval": "200ms"},
   "unmetered_paths": ["/v1/moderations"],
   "static_quota": {
     "header": "x-team", "limit": 1000000, "time_unit": "hour",

@@ -156,7 +156,7 @@ func (p *plugin) syncPools(st shareddata.Store) {
 // with every worker through shared data.
 func (p *plugin) askPools(now int64) {
 	src := p.pol.PoolsSource
-	if src == nil || p.poolsPending || now-p.poolsAsked < int64(src.IntervalMs) {
+	if src == nil || p.poolsPending || now-p.poolsAsked < time.Duration(src.Interval).Milliseconds() {
 		return
 	}
 	p.poolsAsked = now

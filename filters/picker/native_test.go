@@ -20,7 +20,7 @@ import (
 
 const epA, epB = "10.0.0.1:8000", "10.0.0.2:8000"
 
-const nativeConfig = `{"scrape_cluster":"sim","scrape_interval_ms":50,"pools":[{"name":"pool","models":["m"],
+const nativeConfig = `{"scrape_cluster":"sim","scrape_interval":"50ms","pools":[{"name":"pool","models":["m"],
 	"endpoints":[{"address":"` + epA + `"},{"address":"` + epB + `"}]}]}`
 
 func pickerHost(t *testing.T, metrics func(*hosttest.Callout) *hosttest.Response) *hosttest.Host {

@@ -46,7 +46,7 @@ func TestDurationWithin(t *testing.T) {
 	v, err := Duration(0).Within("x", time.Second, time.Millisecond, time.Minute)
 	require.NoError(t, err)
 	assert.Equal(t, time.Second, v, "unset takes the default")
-	_, err = Duration(2 * time.Minute).Within("x.timeout", time.Second, time.Millisecond, time.Minute)
+	_, err = Duration(2*time.Minute).Within("x.timeout", time.Second, time.Millisecond, time.Minute)
 	assert.ErrorContains(t, err, "x.timeout 2m0s: want 1ms to 1m0s")
 	_, err = Duration(-time.Second).Within("x", time.Second, time.Millisecond, time.Minute)
 	assert.Error(t, err)

@@ -71,12 +71,12 @@ type Config struct {
 	ScrapeCluster string `json:"scrape_cluster"`
 	// MetricsPath is scraped on every endpoint (default /metrics).
 	MetricsPath string `json:"metrics_path"`
-	// ScrapeIntervalMs is the polling period (50..1000, default 50).
-	ScrapeIntervalMs int `json:"scrape_interval_ms"`
-	// StaleAfterMs: older metrics count as saturated (default 200).
-	StaleAfterMs int `json:"stale_after_ms"`
-	// RetryAfterS is the Retry-After of a shed request (default 1).
-	RetryAfterS int `json:"retry_after_s"`
+	// ScrapeInterval is the polling period ("10ms".."1s", default "50ms").
+	ScrapeInterval config.Duration `json:"scrape_interval"`
+	// StaleAfter: older metrics count as saturated (default "200ms").
+	StaleAfter config.Duration `json:"stale_after"`
+	// RetryAfter is the Retry-After of a shed request, in whole seconds (default "1s").
+	RetryAfter config.Duration `json:"retry_after"`
 	// Prefix sizes the approximate prefix index.
 	Prefix *PrefixConfig `json:"prefix"`
 	// Eject sets when failing endpoints are ejected.
@@ -94,8 +94,8 @@ type PoolsSource struct {
 	Cluster   string `json:"cluster"`
 	Path      string `json:"path"`
 	Authority string `json:"authority"`
-	// IntervalMs is the polling period (100..3600000, default 1000).
-	IntervalMs int `json:"interval_ms"`
+	// Interval is the polling period ("100ms".."1h", default "1s").
+	Interval config.Duration `json:"interval"`
 }
 
 // PoolConfig is one named set of endpoints.
@@ -144,8 +144,8 @@ type PrefixConfig struct {
 	MaxBlocks int `json:"max_blocks"`
 	// BlocksPerEndpoint bounds the index: entries = this × endpoints (default 4096).
 	BlocksPerEndpoint int `json:"blocks_per_endpoint"`
-	// TTLSeconds forgets blocks not used for this long (default 600).
-	TTLSeconds int `json:"ttl_seconds"`
+	// TTL forgets blocks not used for this long (default "10m").
+	TTL config.Duration `json:"ttl"`
 	// LoadCutoff is the waiting-queue length at which the prefix score has
 	// faded to zero (default: twice the saturation queue threshold).
 	LoadCutoff float64 `json:"load_cutoff"`
@@ -153,8 +153,8 @@ type PrefixConfig struct {
 
 // EjectConfig: after Failures consecutive failures an endpoint is left out for Backoff.
 type EjectConfig struct {
-	Failures  int `json:"failures"`
-	BackoffMs int `json:"backoff_ms"`
+	Failures int             `json:"failures"`
+	Backoff  config.Duration `json:"backoff"`
 }
 
 // Endpoint is a validated endpoint.
@@ -299,24 +299,21 @@ func build(c Config) (*Policy, error) {
 		}
 		p.SatQueue, p.SatKV = s.Queue, s.KV
 	}
-	if c.ScrapeIntervalMs != 0 {
-		if c.ScrapeIntervalMs < 10 || c.ScrapeIntervalMs > 1000 {
-			return nil, fmt.Errorf("picker config: scrape_interval_ms %d out of range 10..1000", c.ScrapeIntervalMs)
-		}
-		p.ScrapeInterval = time.Duration(c.ScrapeIntervalMs) * time.Millisecond
+	var err error
+	if p.ScrapeInterval, err = c.ScrapeInterval.Within("picker config: scrape_interval", p.ScrapeInterval, 10*time.Millisecond, time.Second); err != nil {
+		return nil, err
 	}
-	if c.StaleAfterMs != 0 {
-		if c.StaleAfterMs < 1 || c.StaleAfterMs > 60000 {
-			return nil, fmt.Errorf("picker config: stale_after_ms %d out of range 1..60000", c.StaleAfterMs)
-		}
-		p.StaleAfter = time.Duration(c.StaleAfterMs) * time.Millisecond
+	if p.StaleAfter, err = c.StaleAfter.Within("picker config: stale_after", p.StaleAfter, time.Millisecond, time.Minute); err != nil {
+		return nil, err
 	}
-	if c.RetryAfterS != 0 {
-		if c.RetryAfterS < 1 || c.RetryAfterS > 3600 {
-			return nil, fmt.Errorf("picker config: retry_after_s %d out of range 1..3600", c.RetryAfterS)
-		}
-		p.RetryAfter = c.RetryAfterS
+	ra, err := c.RetryAfter.Within("picker config: retry_after", time.Duration(p.RetryAfter)*time.Second, time.Second, time.Hour)
+	if err != nil {
+		return nil, err
 	}
+	if ra%time.Second != 0 {
+		return nil, fmt.Errorf("picker config: retry_after %v: want whole seconds (Retry-After has no fraction)", ra)
+	}
+	p.RetryAfter = int(ra / time.Second)
 	p.LoadCutoff = 2 * p.SatQueue
 	perEndpoint := 4096
 	if px := c.Prefix; px != nil {
@@ -338,11 +335,8 @@ func build(c Config) (*Policy, error) {
 			}
 			perEndpoint = px.BlocksPerEndpoint
 		}
-		if px.TTLSeconds != 0 {
-			if px.TTLSeconds < 1 || px.TTLSeconds > 86400 {
-				return nil, fmt.Errorf("picker config: prefix.ttl_seconds %d out of range 1..86400", px.TTLSeconds)
-			}
-			p.PrefixTTL = time.Duration(px.TTLSeconds) * time.Second
+		if p.PrefixTTL, err = px.TTL.Within("picker config: prefix.ttl", p.PrefixTTL, time.Second, 24*time.Hour); err != nil {
+			return nil, err
 		}
 		if px.LoadCutoff != 0 {
 			if px.LoadCutoff < 0 {
@@ -352,10 +346,17 @@ func build(c Config) (*Policy, error) {
 		}
 	}
 	if e := c.Eject; e != nil {
-		if e.Failures < 1 || e.Failures > 100 || e.BackoffMs < 1 || e.BackoffMs > 600000 {
-			return nil, fmt.Errorf("picker config: eject needs failures 1..100 and backoff_ms 1..600000")
+		if e.Failures < 1 || e.Failures > 100 {
+			return nil, fmt.Errorf("picker config: eject.failures %d out of range 1..100", e.Failures)
 		}
-		p.EjectFailures, p.EjectBackoff = e.Failures, time.Duration(e.BackoffMs)*time.Millisecond
+		if e.Backoff == 0 {
+			return nil, errors.New("picker config: eject.backoff is required (such as \"5s\")")
+		}
+		backoff, err := e.Backoff.Within("picker config: eject.backoff", 0, time.Millisecond, 10*time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		p.EjectFailures, p.EjectBackoff = e.Failures, backoff
 	}
 	if c.MaxBodyBytes != 0 {
 		if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
@@ -368,12 +369,11 @@ func build(c Config) (*Policy, error) {
 		if ps.Cluster == "" || !strings.HasPrefix(ps.Path, "/") {
 			return nil, errors.New("picker config: pools_source needs a cluster and a path starting with /")
 		}
-		if ps.IntervalMs == 0 {
-			ps.IntervalMs = 1000
+		iv, err := ps.Interval.Within("picker config: pools_source.interval", time.Second, 100*time.Millisecond, time.Hour)
+		if err != nil {
+			return nil, err
 		}
-		if ps.IntervalMs < 100 || ps.IntervalMs > 3600000 {
-			return nil, fmt.Errorf("picker config: pools_source.interval_ms %d out of range 100..3600000", ps.IntervalMs)
-		}
+		ps.Interval = config.Duration(iv)
 		if ps.Authority == "" {
 			ps.Authority = ps.Cluster
 		}

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/filters/picker/scrape"
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/table"
 )
 
@@ -132,7 +134,7 @@ func TestFailOpenNever503(t *testing.T) {
 }
 
 func TestShedding(t *testing.T) {
-	p := policy(t, `,"sheddable":["sheddable","batch"],"retry_after_s":3`)
+	p := policy(t, `,"sheddable":["sheddable","batch"],"retry_after":"3s"`)
 	h := newHost()
 	for _, e := range []string{a, b, c} {
 		h.metrics(t, e, 8, 4, 0.9)
@@ -187,7 +189,7 @@ func TestPoolSelection(t *testing.T) {
 }
 
 func TestEjectedEndpointsAreSkipped(t *testing.T) {
-	p := policy(t, `,"eject":{"failures":2,"backoff_ms":1000}`)
+	p := policy(t, `,"eject":{"failures":2,"backoff":"1s"}`)
 	h := newHost()
 	h.allIdle(t)
 	ej, err := p.Outcome(h.st, a, true, h.now)
@@ -390,7 +392,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad default", `{` + base + `,"default_pool":"x"}`, "default_pool"},
 		{"weights", `{` + base + `,"weights":{"queue":-1}}`, "weights.queue"},
 		{"fallbacks", `{` + base + `,"fallbacks":9}`, "fallbacks"},
-		{"interval", `{` + base + `,"scrape_interval_ms":5}`, "scrape_interval_ms"},
+		{"interval", `{` + base + `,"scrape_interval":"5ms"}`, "scrape_interval"},
 		{"saturation", `{` + base + `,"saturation":{"queue":5,"kv":2}}`, "saturation"},
 		{"header", `{` + base + `,"destination_header":"X Bad"}`, "not an HTTP header name"},
 		{"trailing", `{` + base + `}}`, "trailing"},
@@ -476,7 +478,7 @@ func TestPrefixAffinityHoldsUnderUniformOverload(t *testing.T) {
 func TestPoolsSource(t *testing.T) {
 	p, err := Parse([]byte(`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"/v1/pools"}}`))
 	require.NoError(t, err, "a pools source may stand in for configured pools")
-	assert.Equal(t, 1000, p.PoolsSource.IntervalMs)
+	assert.Equal(t, config.Duration(time.Second), p.PoolsSource.Interval)
 	assert.Equal(t, "ks", p.PoolsSource.Authority)
 	assert.Empty(t, p.Pools)
 	h := newHost()
@@ -508,7 +510,7 @@ func TestPoolsSource(t *testing.T) {
 
 	for _, cfg := range []string{
 		`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"v1"}}`,
-		`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"/p","interval_ms":5}}`,
+		`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"/p","interval":"5ms"}}`,
 		`{"scrape_cluster":"s"}`,
 	} {
 		_, err := Parse([]byte(cfg))

@@ -168,8 +168,8 @@ type KeystoreConfig struct {
 	// Config is the shared block: cluster and authority (default
 	// "keystore"), timeout (default "1s"), token.
 	keystoreconf.Config
-	// ReservationTTLMs is the reservation lifetime (default 600000).
-	ReservationTTLMs int64 `json:"reservation_ttl_ms"`
+	// ReservationTTL is the reservation lifetime (default "10m").
+	ReservationTTL config.Duration `json:"reservation_ttl"`
 }
 
 // QuotaConfig is one token quota in the keystore's product schema.
@@ -338,11 +338,8 @@ func (c *Config) compile() (*Policy, error) {
 	if p.Keystore, err = c.Keystore.Compile(DefaultTimeout, nil); err != nil {
 		return nil, err
 	}
-	if c.Keystore.ReservationTTLMs < 0 || time.Duration(c.Keystore.ReservationTTLMs)*time.Millisecond > MaxReservationTTL {
-		return nil, fmt.Errorf("keystore.reservation_ttl_ms %d out of range [0, %d]", c.Keystore.ReservationTTLMs, MaxReservationTTL.Milliseconds())
-	}
-	if c.Keystore.ReservationTTLMs > 0 {
-		p.ReservationTTL = time.Duration(c.Keystore.ReservationTTLMs) * time.Millisecond
+	if p.ReservationTTL, err = c.Keystore.ReservationTTL.Within("keystore.reservation_ttl", p.ReservationTTL, time.Millisecond, MaxReservationTTL); err != nil {
+		return nil, err
 	}
 	if p.Usage, err = c.Usage.Compile(); err != nil {
 		return nil, err

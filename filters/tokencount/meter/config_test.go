@@ -38,7 +38,7 @@ func TestParseDefaults(t *testing.T) {
 
 func TestParseFull(t *testing.T) {
 	p := mustParse(t, `{
-	  "keystore": {"cluster": "ks", "authority": "ks.local", "timeout": "250ms", "reservation_ttl_ms": 60000},
+	  "keystore": {"cluster": "ks", "authority": "ks.local", "timeout": "250ms", "reservation_ttl": "1m"},
 	  "counted": "cost",
 	  "pricing": {"models": {"gpt-4o*": {"input": 2.5, "output": 10}}, "default": {"input": 1, "output": 2}},
 	  "default_max_output_tokens": 512, "max_output_tokens_cap": 2048,
@@ -101,7 +101,7 @@ func TestParseErrors(t *testing.T) {
 		{"timeout in milliseconds", `{"keystore": {"timeout_ms": 500}}`, "unknown field"},
 		{"timeout negative", `{"keystore": {"timeout": "-1s"}}`, "keystore.timeout"},
 		{"timeout big", `{"keystore": {"timeout": "61s"}}`, "keystore.timeout"},
-		{"ttl", `{"keystore": {"reservation_ttl_ms": 86400001}}`, "reservation_ttl_ms"},
+		{"ttl", `{"keystore": {"reservation_ttl": "24h0m0.001s"}}`, "reservation_ttl"},
 		{"price", `{"pricing": {"default": {"input": -1}}}`, "pricing"},
 		{"max output", `{"default_max_output_tokens": -1}`, "default_max_output_tokens"},
 		{"identity", `{"identity_headers": {"app": "x-tollgate-product"}}`, "used twice"},
@@ -139,7 +139,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"static_quota": {"header": "x-t", "limit": 5, "time_unit": "hour", "overrides": {"a": {"limit": 1, "time_unit": "minute"}}}}`))
 	f.Add([]byte(`{"counted": "cost", "pricing": {"models": {"a*": {"input": 1, "output": 2}}}}`))
-	f.Add([]byte(`{"keystore": {"timeout": "5ms", "reservation_ttl_ms": 1000}, "hold_response_bytes": -1}`))
+	f.Add([]byte(`{"keystore": {"timeout": "5ms", "reservation_ttl": "1s"}, "hold_response_bytes": -1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {

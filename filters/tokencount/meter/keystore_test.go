@@ -15,7 +15,7 @@ import (
 )
 
 func TestCallouts(t *testing.T) {
-	p := mustParse(t, `{"keystore": {"authority": "ks.local", "reservation_ttl_ms": 90000}}`)
+	p := mustParse(t, `{"keystore": {"authority": "ks.local", "reservation_ttl": "90s"}}`)
 	q := &Quota{Key: Key{App: "demo", Product: "chat", Operation: "POST:/v1/embeddings", Kind: "tokens"},
 		Spec: window.Spec{Limit: 1000, Interval: 5, Unit: window.Minute, Kind: window.Rolling}, Metric: usage.MetricTotal}
 	tests := []struct {

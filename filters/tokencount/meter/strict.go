@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // StrictConfig turns on strict token quotas (docs/tokencount.md, "Strict
@@ -56,8 +57,8 @@ type ContextConfig struct {
 type SettleRetryConfig struct {
 	// MaxEntries bounds the queued settles shared by the workers (default 4096).
 	MaxEntries int `json:"max_entries"`
-	// IntervalMs is how often queued settles are retried (default 1000).
-	IntervalMs int64 `json:"interval_ms"`
+	// Interval is how often queued settles are retried (default "1s").
+	Interval config.Duration `json:"interval"`
 }
 
 // Defaults of the hardening options.
@@ -155,14 +156,9 @@ func (c *Config) compileHardening(p *Policy) error {
 	if r.MaxEntries > 0 {
 		p.SettleQueueEntries = r.MaxEntries
 	}
-	if r.IntervalMs < 0 || r.IntervalMs > 60_000 {
-		return fmt.Errorf("settle_retry.interval_ms %d out of range [0, 60000]", r.IntervalMs)
-	}
-	p.SettleRetryInterval = DefaultSettleRetryInterval
-	if r.IntervalMs > 0 {
-		p.SettleRetryInterval = time.Duration(r.IntervalMs) * time.Millisecond
-	}
-	return nil
+	var err error
+	p.SettleRetryInterval, err = r.Interval.Within("settle_retry.interval", DefaultSettleRetryInterval, time.Millisecond, time.Minute)
+	return err
 }
 
 // ContextLimits is the compiled context_tokens.

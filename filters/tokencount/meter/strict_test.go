@@ -25,7 +25,7 @@ func TestHardeningConfigErrors(t *testing.T) {
 		`{"unmetered_paths": ["v1/moderations"]}`,
 		`{"unmetered_paths": ["/v1/a%2fb"]}`,
 		`{"settle_retry": {"max_entries": -1}}`,
-		`{"settle_retry": {"interval_ms": 60001}}`,
+		`{"settle_retry": {"interval": "60.001s"}}`,
 		`{"max_json_depth": 5000}`,
 	} {
 		_, err := Parse([]byte(cfg))
