@@ -31,7 +31,7 @@ const (
 	DefaultModerationPath    = "/v1/moderations"
 	DefaultModerationModel   = "omni-moderation-latest"
 	DefaultModerationTimeout = time.Second
-	DefaultCacheSeconds      = 300
+	DefaultCacheTTL          = 5 * time.Minute
 	DefaultCacheEntries      = 4096
 	maxPatterns              = 256
 	maxPatternLen            = 4096
@@ -136,8 +136,9 @@ type ModerationConfig struct {
 	// Fail is "open" (let the request through) or "closed" (503) when the
 	// service fails or times out.
 	Fail string `json:"fail"`
-	// CacheSeconds keeps verdicts keyed by a hash of the text (0: default 300; -1: off).
-	CacheSeconds int `json:"cache_seconds"`
+	// CacheTTL keeps verdicts keyed by a hash of the text (unset: "5m";
+	// "0s" turns the cache off).
+	CacheTTL *config.Duration `json:"cache_ttl"`
 	// CacheEntries bounds the shared verdict cache (default 4096).
 	CacheEntries int `json:"cache_entries"`
 }

@@ -51,14 +51,14 @@ func compileModeration(c *ModerationConfig) (*Moderation, error) {
 	default:
 		return nil, fmt.Errorf(`fail %q: say "open" or "closed"`, c.Fail)
 	}
-	switch s := c.CacheSeconds; {
-	case s == 0:
-		m.CacheTTL = DefaultCacheSeconds * time.Second
-	case s == -1:
-	case s < 0 || s > 86400:
-		return nil, fmt.Errorf("cache_seconds %d outside -1..86400", s)
+	switch {
+	case c.CacheTTL == nil:
+		m.CacheTTL = DefaultCacheTTL
+	case *c.CacheTTL == 0: // "0s": no cache
 	default:
-		m.CacheTTL = time.Duration(s) * time.Second
+		if m.CacheTTL, err = c.CacheTTL.Within("cache_ttl", 0, time.Second, 24*time.Hour); err != nil {
+			return nil, err
+		}
 	}
 	m.CacheEntries = c.CacheEntries
 	switch {
