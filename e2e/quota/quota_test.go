@@ -218,9 +218,11 @@ func testSpike(t *testing.T, s *setup, clients []client) {
 				assert.Equal(t, "1", r.header.Get("retry-after"))
 				reset, err := time.ParseDuration(r.header.Get("x-ratelimit-reset-requests"))
 				require.NoError(t, err)
-				// The admitting worker's clock read may be a CAS retry later
-				// than this one's, hence a few milliseconds of slack.
-				assert.LessOrEqual(t, reset, spikeEvery+5*time.Millisecond)
+				// The admitting worker's clock read may be a CAS retry, or a
+				// descheduled worker, later than this one's: on a loaded
+				// machine that is tens of milliseconds, so the bound is one
+				// interval of slack (a wrong unit would still be caught).
+				assert.LessOrEqual(t, reset, 2*spikeEvery)
 			default:
 				t.Fatalf("status %d", r.status)
 			}
