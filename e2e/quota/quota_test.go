@@ -323,5 +323,29 @@ func testKeystoreRestart(t *testing.T, s *setup, clients []client) {
 		return r.status == 200
 	}, "the keystore did not come back")
 	rs := hammer(t, clients[:16], 6, time.Time{}, "/strict/x", "restart")
-	assert.Equal(t, 60, countStatus(rs, 200), "exactly the 60 left after 40 counted before the restart")
+	// A callout that times out right after the restart fails open: that
+	// request passes uncounted and without x-ratelimit-* headers. Counted
+	// admissions never exceed what is left, and with no fail-open they are
+	// exactly the 60 left.
+	counted, failedOpen := 0, 0
+	for _, r := range rs {
+		if r.status != 200 {
+			continue
+		}
+		if r.header.Get("x-ratelimit-limit-requests") == "" {
+			failedOpen++
+			continue
+		}
+		counted++
+	}
+	if failedOpen == 0 {
+		assert.Equal(t, 60, counted, "exactly the 60 left after 40 counted before the restart")
+	} else {
+		t.Logf("%d requests failed open after the restart (callout timeouts on a loaded machine)", failedOpen)
+		assert.LessOrEqual(t, counted, 60, "counted admissions never exceed the 60 left")
+		assert.GreaterOrEqual(t, counted+failedOpen, 60, "the 60 left were admitted")
+	}
+	used, ok := s.ks.used(t, "hdr:x-user:restart", "strict", rolling100)
+	require.True(t, ok)
+	assert.LessOrEqual(t, used, int64(100), "the keystore never counts past the limit")
 }
