@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/internal/jsontest"
+	"github.com/tollgate/tollgate/internal/logbuf"
 	"github.com/tollgate/tollgate/keystore/analytics"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/keystore/store"
@@ -45,29 +46,11 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	svc   *Service
 	store store.Store
 	clock *clock
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 }
 
 func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
@@ -80,7 +63,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	require.NoError(t, err)
 	usage, err := analytics.Open(b, analytics.Config{Now: clk.Now})
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cfg := Config{
 		Store:      st,
 		Backend:    b.Kind(),

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,40 +18,23 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/internal/jsontest"
+	"github.com/tollgate/tollgate/internal/logbuf"
 	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/keystore"
 	"github.com/tollgate/tollgate/keystore/model"
 )
 
-// lockedBuffer is an io.Writer safe for the server goroutine's logs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // server is a `tollgate serve` running in-process on loopback port 0.
 type server struct {
 	data, admin, portal string
-	logs                *lockedBuffer
+	logs                *logbuf.Buffer
 	stop                func() int
 }
 
 func startServe(t *testing.T, environ map[string]string, args ...string) *server {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready.json")
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	full := append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--ready-file", ready, "--log-level", "debug"}, args...)

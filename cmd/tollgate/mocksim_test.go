@@ -13,12 +13,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/internal/logbuf"
 )
 
 // runningMock is a `tollgate mock-llm` command started by a test.
 type runningMock struct {
 	addrs  []string // the ready file's addresses
-	logs   *lockedBuffer
+	logs   *logbuf.Buffer
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -28,7 +30,7 @@ type runningMock struct {
 func startMock(t *testing.T, args ...string) *runningMock {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready.json")
-	m := &runningMock{logs: &lockedBuffer{}, done: make(chan int, 1)}
+	m := &runningMock{logs: &logbuf.Buffer{}, done: make(chan int, 1)}
 	var ctx context.Context
 	ctx, m.cancel = context.WithCancel(context.Background())
 	t.Cleanup(m.cancel)

@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/internal/tree"
 )
 
 func readFixture(t testing.TB, name string) string {
@@ -188,28 +190,28 @@ func TestBootstrapRendering(t *testing.T) {
 	var doc map[string]any
 	require.NoError(t, yaml.Unmarshal(out, &doc))
 
-	listener := dig(t, doc, "static_resources", "listeners", 0).(map[string]any)
+	listener := tree.Dig(t, doc, "static_resources", "listeners", 0).(map[string]any)
 	assert.Equal(t, map[string]any{"exact_balance": map[string]any{}}, listener["connection_balance_config"])
 	assert.Equal(t, 65536, listener["per_connection_buffer_limit_bytes"])
-	assert.Equal(t, "127.0.0.1", dig(t, listener, "address", "socket_address", "address"))
-	hcm := dig(t, listener, "filter_chains", 0, "filters", 0, "typed_config")
-	plugin := dig(t, hcm, "http_filters", 0, "typed_config", "config")
-	assert.Equal(t, cfg.Filters[0].Configuration, dig(t, plugin, "configuration", "value"), "plugin configuration survives YAML quoting")
-	assert.Equal(t, true, dig(t, plugin, "allow_on_headers_stop_iteration"))
-	assert.Equal(t, "FAIL_OPEN", dig(t, plugin, "failure_policy"))
-	assert.Equal(t, "tollgate", dig(t, plugin, "vm_config", "vm_id"))
-	assert.Equal(t, "/b/apikey.wasm", dig(t, plugin, "vm_config", "code", "local", "filename"))
-	assert.Equal(t, "envoy.filters.http.router", dig(t, hcm, "http_filters", 1, "name"), "router is last")
-	route := dig(t, hcm, "route_config", "virtual_hosts", 0, "routes", 0)
-	assert.Equal(t, 4096, dig(t, route, "request_body_buffer_limit"))
-	assert.Equal(t, "1.5s", dig(t, route, "route", "timeout"))
-	assert.Equal(t, "m", dig(t, route, "match", "headers", 0, "string_match", "exact"))
-	assert.Equal(t, "/health", dig(t, hcm, "route_config", "virtual_hosts", 0, "routes", 1, "match", "path"))
-	cluster := dig(t, doc, "static_resources", "clusters", 0)
-	assert.NotNil(t, dig(t, cluster, "typed_extension_protocol_options",
+	assert.Equal(t, "127.0.0.1", tree.Dig(t, listener, "address", "socket_address", "address"))
+	hcm := tree.Dig(t, listener, "filter_chains", 0, "filters", 0, "typed_config")
+	plugin := tree.Dig(t, hcm, "http_filters", 0, "typed_config", "config")
+	assert.Equal(t, cfg.Filters[0].Configuration, tree.Dig(t, plugin, "configuration", "value"), "plugin configuration survives YAML quoting")
+	assert.Equal(t, true, tree.Dig(t, plugin, "allow_on_headers_stop_iteration"))
+	assert.Equal(t, "FAIL_OPEN", tree.Dig(t, plugin, "failure_policy"))
+	assert.Equal(t, "tollgate", tree.Dig(t, plugin, "vm_config", "vm_id"))
+	assert.Equal(t, "/b/apikey.wasm", tree.Dig(t, plugin, "vm_config", "code", "local", "filename"))
+	assert.Equal(t, "envoy.filters.http.router", tree.Dig(t, hcm, "http_filters", 1, "name"), "router is last")
+	route := tree.Dig(t, hcm, "route_config", "virtual_hosts", 0, "routes", 0)
+	assert.Equal(t, 4096, tree.Dig(t, route, "request_body_buffer_limit"))
+	assert.Equal(t, "1.5s", tree.Dig(t, route, "route", "timeout"))
+	assert.Equal(t, "m", tree.Dig(t, route, "match", "headers", 0, "string_match", "exact"))
+	assert.Equal(t, "/health", tree.Dig(t, hcm, "route_config", "virtual_hosts", 0, "routes", 1, "match", "path"))
+	cluster := tree.Dig(t, doc, "static_resources", "clusters", 0)
+	assert.NotNil(t, tree.Dig(t, cluster, "typed_extension_protocol_options",
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions", "explicit_http_config", "http2_protocol_options"))
-	assert.Equal(t, "model", dig(t, doc, "stats_config", "stats_tags", 0, "tag_name"))
-	assert.Equal(t, "127.0.0.1", dig(t, doc, "admin", "address", "socket_address", "address"))
+	assert.Equal(t, "model", tree.Dig(t, doc, "stats_config", "stats_tags", 0, "tag_name"))
+	assert.Equal(t, "127.0.0.1", tree.Dig(t, doc, "admin", "address", "socket_address", "address"))
 }
 
 func TestBootstrapRejectsBadConfig(t *testing.T) {
@@ -235,26 +237,6 @@ func TestBootstrapRejectsBadConfig(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.wantErr)
 		})
 	}
-}
-
-// dig walks nested maps and slices by key or index.
-func dig(t *testing.T, v any, path ...any) any {
-	t.Helper()
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			require.True(t, ok, "at %q: %T is not a map", k, v)
-			v, ok = m[k]
-			require.True(t, ok, "missing key %q", k)
-		case int:
-			s, ok := v.([]any)
-			require.True(t, ok, "at [%d]: %T is not a list", k, v)
-			require.Less(t, k, len(s))
-			v = s[k]
-		}
-	}
-	return v
 }
 
 func FuzzParsePrometheus(f *testing.F) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
+	"github.com/tollgate/tollgate/internal/tree"
 	"github.com/tollgate/tollgate/mockllm"
 	"github.com/tollgate/tollgate/scripts/run-demo/demo"
 )
@@ -129,10 +130,10 @@ func withTrapPlugin(t *testing.T, rendered []byte, buildDir string) string {
 	t.Helper()
 	var doc map[string]any
 	require.NoError(t, yaml.Unmarshal(rendered, &doc))
-	hcm := dig(t, doc, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config").(map[string]any)
+	hcm := tree.Dig(t, doc, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config").(map[string]any)
 	filters := hcm["http_filters"].([]any)
-	policy := dig(t, filters[0], "typed_config", "config", "failure_policy")
-	reload := dig(t, filters[0], "typed_config", "config", "reload_config")
+	policy := tree.Dig(t, filters[0], "typed_config", "config", "failure_policy")
+	reload := tree.Dig(t, filters[0], "typed_config", "config", "reload_config")
 	trap := map[string]any{
 		"name": "conformance",
 		"typed_config": map[string]any{
@@ -151,25 +152,6 @@ func withTrapPlugin(t *testing.T, rendered []byte, buildDir string) string {
 	out, err := yaml.Marshal(doc)
 	require.NoError(t, err)
 	return string(out)
-}
-
-// dig walks maps and lists.
-func dig(t *testing.T, v any, path ...any) any {
-	t.Helper()
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			require.True(t, ok, "not a map at %v", k)
-			v = m[k]
-		case int:
-			l, ok := v.([]any)
-			require.True(t, ok, "not a list at %d", k)
-			require.Less(t, k, len(l))
-			v = l[k]
-		}
-	}
-	return v
 }
 
 func hostPort(t testing.TB, addr string) (string, int) {

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/filters/modelroute/route"
+	"github.com/tollgate/tollgate/internal/tree"
 	"github.com/tollgate/tollgate/keystore"
 	"github.com/tollgate/tollgate/keystore/client"
 	"github.com/tollgate/tollgate/keystore/store"
@@ -87,29 +88,10 @@ func rendered(t *testing.T, o RenderOptions) map[string]any {
 	return doc
 }
 
-// dig walks maps and lists.
-func dig(t *testing.T, v any, path ...any) any {
-	t.Helper()
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			require.True(t, ok, "not a map at %v", k)
-			v = m[k]
-		case int:
-			l, ok := v.([]any)
-			require.True(t, ok, "not a list at %d", k)
-			require.Less(t, k, len(l))
-			v = l[k]
-		}
-	}
-	return v
-}
-
 // clusterByName finds a cluster.
 func clusterByName(t *testing.T, doc map[string]any, name string) map[string]any {
 	t.Helper()
-	for _, c := range dig(t, doc, "static_resources", "clusters").([]any) {
+	for _, c := range tree.Dig(t, doc, "static_resources", "clusters").([]any) {
 		if c.(map[string]any)["name"] == name {
 			return c.(map[string]any)
 		}
@@ -121,14 +103,14 @@ func clusterByName(t *testing.T, doc map[string]any, name string) map[string]any
 // endpoint returns a cluster's only address.
 func endpoint(t *testing.T, c map[string]any) (string, int) {
 	t.Helper()
-	sa := dig(t, c, "load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address").(map[string]any)
+	sa := tree.Dig(t, c, "load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address").(map[string]any)
 	return sa["address"].(string), sa["port_value"].(int)
 }
 
 // hcm returns the HTTP connection manager config.
 func hcm(t *testing.T, doc map[string]any) map[string]any {
 	t.Helper()
-	return dig(t, doc, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config").(map[string]any)
+	return tree.Dig(t, doc, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config").(map[string]any)
 }
 
 func TestRenderLocal(t *testing.T) {
@@ -136,9 +118,9 @@ func TestRenderLocal(t *testing.T) {
 		Listen: "127.0.0.1:18080", Admin: "127.0.0.1:0", Keystore: "127.0.0.1:18420",
 		Upstream: Upstream{Host: "127.0.0.1", Port: 18000}, BuildDir: "/opt/tollgate/build", AccessLog: "/tmp/a.log",
 	})
-	assert.Equal(t, 18080, dig(t, doc, "static_resources", "listeners", 0, "address", "socket_address", "port_value"))
-	assert.Equal(t, 0, dig(t, doc, "admin", "address", "socket_address", "port_value"))
-	assert.Equal(t, "127.0.0.1", dig(t, doc, "admin", "address", "socket_address", "address"))
+	assert.Equal(t, 18080, tree.Dig(t, doc, "static_resources", "listeners", 0, "address", "socket_address", "port_value"))
+	assert.Equal(t, 0, tree.Dig(t, doc, "admin", "address", "socket_address", "port_value"))
+	assert.Equal(t, "127.0.0.1", tree.Dig(t, doc, "admin", "address", "socket_address", "address"))
 	for _, name := range ModelClusters() {
 		c := clusterByName(t, doc, name)
 		host, port := endpoint(t, c)
@@ -150,20 +132,20 @@ func TestRenderLocal(t *testing.T) {
 	_, port := endpoint(t, clusterByName(t, doc, KeystoreCluster))
 	assert.Equal(t, 18420, port)
 	h := hcm(t, doc)
-	assert.Equal(t, "/tmp/a.log", dig(t, h, "access_log", 0, "typed_config", "path"))
+	assert.Equal(t, "/tmp/a.log", tree.Dig(t, h, "access_log", 0, "typed_config", "path"))
 	names := []string{}
-	for _, f := range dig(t, h, "http_filters").([]any) {
+	for _, f := range tree.Dig(t, h, "http_filters").([]any) {
 		fm := f.(map[string]any)
 		names = append(names, fm["name"].(string))
-		if file, ok := dig(t, fm, "typed_config").(map[string]any)["config"]; ok {
+		if file, ok := tree.Dig(t, fm, "typed_config").(map[string]any)["config"]; ok {
 			// Every Tollgate filter runs in the suite module's one VM per worker.
-			fn := dig(t, file, "vm_config", "code", "local", "filename").(string)
+			fn := tree.Dig(t, file, "vm_config", "code", "local", "filename").(string)
 			assert.Equal(t, "/opt/tollgate/build/tollgate.wasm", fn)
-			assert.Equal(t, "tollgate", dig(t, file, "vm_config", "vm_id"))
+			assert.Equal(t, "tollgate", tree.Dig(t, file, "vm_config", "vm_id"))
 		}
 	}
 	assert.Equal(t, []string{"apikey", "quota", "modelroute", "tokencount", "envoy.filters.http.header_to_metadata", "envoy.filters.http.router"}, names, "the chain order")
-	assert.Nil(t, dig(t, h, "route_config", "virtual_hosts", 0, "request_headers_to_add"))
+	assert.Nil(t, tree.Dig(t, h, "route_config", "virtual_hosts", 0, "request_headers_to_add"))
 }
 
 func TestRenderExternalUpstream(t *testing.T) {
@@ -173,20 +155,20 @@ func TestRenderExternalUpstream(t *testing.T) {
 	for _, name := range ModelClusters() {
 		c := clusterByName(t, doc, name)
 		assert.Equal(t, "LOGICAL_DNS", c["type"])
-		assert.Equal(t, "api.example.com", dig(t, c, "transport_socket", "typed_config", "sni"))
+		assert.Equal(t, "api.example.com", tree.Dig(t, c, "transport_socket", "typed_config", "sni"))
 	}
 	h := hcm(t, doc)
-	vh := dig(t, h, "route_config", "virtual_hosts", 0)
-	assert.Equal(t, "Bearer sk-test", dig(t, vh, "request_headers_to_add", 0, "header", "value"))
-	for _, r := range dig(t, vh, "routes").([]any) {
-		assert.Equal(t, true, dig(t, r, "route", "auto_host_rewrite"))
+	vh := tree.Dig(t, h, "route_config", "virtual_hosts", 0)
+	assert.Equal(t, "Bearer sk-test", tree.Dig(t, vh, "request_headers_to_add", 0, "header", "value"))
+	for _, r := range tree.Dig(t, vh, "routes").([]any) {
+		assert.Equal(t, true, tree.Dig(t, r, "route", "auto_host_rewrite"))
 	}
-	for _, f := range dig(t, h, "http_filters").([]any) {
+	for _, f := range tree.Dig(t, h, "http_filters").([]any) {
 		fm := f.(map[string]any)
 		if fm["name"] != "modelroute" {
 			continue
 		}
-		raw := dig(t, fm, "typed_config", "config", "configuration", "value").(string)
+		raw := tree.Dig(t, fm, "typed_config", "config", "configuration", "value").(string)
 		var cfg map[string]any
 		require.NoError(t, json.Unmarshal([]byte(raw), &cfg), raw)
 		assert.Equal(t, "passthrough", cfg["unknown_models"])
@@ -206,7 +188,7 @@ func TestRenderExternalUpstream(t *testing.T) {
 	// Unset options keep the example's addresses.
 	_, port := endpoint(t, clusterByName(t, doc, KeystoreCluster))
 	assert.Equal(t, 8420, port)
-	assert.Equal(t, 8080, dig(t, doc, "static_resources", "listeners", 0, "address", "socket_address", "port_value"))
+	assert.Equal(t, 8080, tree.Dig(t, doc, "static_resources", "listeners", 0, "address", "socket_address", "port_value"))
 }
 
 // Every filter that calls the keystore reads the data-plane token from its
@@ -218,22 +200,22 @@ func TestRenderDataToken(t *testing.T) {
 		h := hcm(t, rendered(t, RenderOptions{DataToken: tok}))
 		callers := 0
 		var vm any
-		for _, f := range dig(t, h, "http_filters").([]any) {
+		for _, f := range tree.Dig(t, h, "http_filters").([]any) {
 			fm := f.(map[string]any)
-			cfg, ok := dig(t, fm, "typed_config").(map[string]any)["config"]
+			cfg, ok := tree.Dig(t, fm, "typed_config").(map[string]any)["config"]
 			if !ok {
 				continue
 			}
-			raw := dig(t, cfg, "configuration", "value").(string)
+			raw := tree.Dig(t, cfg, "configuration", "value").(string)
 			var c struct {
 				Keystore map[string]any `json:"keystore"`
 			}
 			require.NoError(t, json.Unmarshal([]byte(raw), &c), raw)
 			if vm == nil {
-				vm = dig(t, cfg, "vm_config")
+				vm = tree.Dig(t, cfg, "vm_config")
 			}
-			assert.Equal(t, vm, dig(t, cfg, "vm_config"), "%s shares the suite's VM", fm["name"])
-			env, _ := dig(t, cfg, "vm_config").(map[string]any)["environment_variables"].(map[string]any)
+			assert.Equal(t, vm, tree.Dig(t, cfg, "vm_config"), "%s shares the suite's VM", fm["name"])
+			env, _ := tree.Dig(t, cfg, "vm_config").(map[string]any)["environment_variables"].(map[string]any)
 			if c.Keystore == nil {
 				continue
 			}

@@ -6,12 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/internal/logbuf"
 )
 
 // fakeProc is a process the test ends by closing done.
@@ -50,28 +51,10 @@ func TestBackoffNext(t *testing.T) {
 	}
 }
 
-// syncLog is a log buffer the supervisor goroutine writes and the test reads.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A process that keeps dying is restarted each time, with growing waits,
 // every exit logged; cancelling stops the running one.
 func TestSupervisorRestartsWithBackoff(t *testing.T) {
-	logs := &syncLog{}
+	logs := &logbuf.Buffer{}
 	waits := make(chan time.Duration, 10)
 	procs := make(chan *fakeProc, 10)
 	first := newFakeProc()
