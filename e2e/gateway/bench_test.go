@@ -368,3 +368,155 @@ func (s *stack) upstreamSpec(t testing.TB) demo.Upstream {
 	host, port := s.up.hostPort(t)
 	return demo.Upstream{Host: host, Port: port}
 }
+
+// keystoreDataCalls sums the keystore's own count of data-plane requests
+// (tollgate_keystore_http_requests_total{server="data"}), leaving out the
+// scrape of /metrics itself.
+func keystoreDataCalls(ctx context.Context, ks *keystoreProc) (int64, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ks.data+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	r.Header.Set("Authorization", "Bearer "+testDataToken)
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		return 0, fmt.Errorf("scrape keystore: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("scrape keystore: status %d", resp.StatusCode)
+	}
+	var total int64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, `tollgate_keystore_http_requests_total{server="data"`) || strings.Contains(line, `route="/metrics"`) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		n, err := strconv.ParseInt(line[i+1:], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("scrape keystore: %q: %w", line, err)
+		}
+		total += n
+	}
+	return total, sc.Err()
+}
+
+// BenchmarkSustained holds TOLLGATE_BENCH_CONCURRENCY (8) clients on bare
+// Envoy and then on the chain for TOLLGATE_BENCH_SECONDS (60) each, with the
+// keystore on the same host, and reports req/s, latency and the keystore's
+// data-plane calls per second and per request at steady state (from the
+// keystore's own metrics). Gated by TOLLGATE_BENCH_SUSTAINED=1:
+//
+//	TOLLGATE_BENCH_SUSTAINED=1 go test -run '^$' -bench Sustained -benchtime 1x -timeout 10m ./e2e/gateway/
+func BenchmarkSustained(b *testing.B) {
+	if os.Getenv("TOLLGATE_BENCH_SUSTAINED") != "1" {
+		b.Skip("set TOLLGATE_BENCH_SUSTAINED=1 to run the sustained-load benchmark")
+	}
+	s := startBenchStack(b)
+	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
+	secs := benchEnv("TOLLGATE_BENCH_SECONDS", 60)
+	req := benchRequests()["json"]
+	key := s.keys["bench"]
+	for _, target := range []string{"bare", "chain"} {
+		base, k := "http://"+s.bare.ListenerAddr(), ""
+		if target == "chain" {
+			base, k = "http://"+s.envoy.ListenerAddr(), key
+		}
+		if _, err := runLoad(b.Context(), base, k, req, 500, conc); err != nil {
+			b.Fatalf("warm-up %s: %v", target, err)
+		}
+		b.Run(target, func(b *testing.B) {
+			before, err := keystoreDataCalls(b.Context(), s.keystore)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(b.Context(), time.Duration(secs)*time.Second)
+			defer cancel()
+			res, err := runFor(ctx, base, k, req, conc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			after, err := keystoreDataCalls(b.Context(), s.keystore)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res.report(b, false)
+			calls := float64(after - before)
+			b.ReportMetric(calls/res.elapsed.Seconds(), "keystore-calls/s")
+			b.ReportMetric(calls/float64(res.n), "keystore-calls/req")
+		})
+	}
+}
+
+// runFor is runLoad bounded by ctx's deadline instead of a request count:
+// requests are sent until the deadline, and those cut off by it are not
+// counted.
+func runFor(ctx context.Context, base, key string, req request, conc int) (loadResult, error) {
+	res := loadResult{status: map[int]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errc := make(chan error, conc)
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+			var total []time.Duration
+			status := map[int]int{}
+			for ctx.Err() == nil {
+				r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+req.path, strings.NewReader(req.body))
+				if err != nil {
+					errc <- err
+					return
+				}
+				r.Header.Set("Content-Type", "application/json")
+				if key != "" {
+					r.Header.Set("Authorization", "Bearer "+key)
+				}
+				t0 := time.Now()
+				resp, err := c.Do(r)
+				if err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					errc <- err
+					return
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					errc <- fmt.Errorf("read body: %w", err)
+					return
+				}
+				total = append(total, time.Since(t0))
+				status[resp.StatusCode]++
+			}
+			mu.Lock()
+			res.total = append(res.total, total...)
+			for k, v := range status {
+				res.status[k] += v
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	close(errc)
+	if err := <-errc; err != nil {
+		return res, err
+	}
+	res.n = len(res.total)
+	slices.Sort(res.total)
+	if res.n == 0 || res.status[http.StatusOK] != res.n {
+		return res, fmt.Errorf("not every request succeeded: %v", res.status)
+	}
+	return res, nil
+}
