@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/tollgate/tollgate/counter"
 )
 
 // Default listen addresses: both APIs on loopback only.
@@ -97,4 +99,7 @@ type Extension struct {
 	Mounts     []Mount
 	Collectors []Collector
 	Close      func() error
+	// Counters, when set, is the quota counter engine behind the mounts, for
+	// readers in the same process (the portal's "quota left now").
+	Counters *counter.Engine
 }

@@ -44,5 +44,6 @@ func quotaCounters(_ context.Context, b *store.Backend, log *slog.Logger) (keyst
 		Mounts:     []keystore.Mount{{Pattern: "/v1/quota/", Handler: h}},
 		Collectors: []keystore.Collector{h},
 		Close:      eng.Close,
+		Counters:   eng,
 	}, nil
 }

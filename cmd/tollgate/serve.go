@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/keystore"
 	"github.com/tollgate/tollgate/keystore/analytics"
 	"github.com/tollgate/tollgate/keystore/portal"
@@ -156,6 +157,7 @@ func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err err
 
 	var mounts []keystore.Mount
 	var collectors []keystore.Collector
+	var counters *counter.Engine
 	for _, build := range dataPlaneExtensions() {
 		ext, err := build(ctx, backend, log)
 		if err != nil {
@@ -163,6 +165,9 @@ func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err err
 		}
 		mounts = append(mounts, ext.Mounts...)
 		collectors = append(collectors, ext.Collectors...)
+		if ext.Counters != nil {
+			counters = ext.Counters
+		}
 		if ext.Close != nil {
 			defer func() {
 				if cerr := ext.Close(); cerr != nil {
@@ -198,7 +203,7 @@ func serve(ctx context.Context, e env, c serveConfig, log *slog.Logger) (err err
 	}
 	var pt *portal.Portal
 	if c.portal.addr != "" {
-		if pt, err = startPortal(ctx, e, c.portal, st, backend, usage, log); err != nil {
+		if pt, err = startPortal(ctx, e, c.portal, st, backend, usage, counters, log); err != nil {
 			return err
 		}
 	}
@@ -266,9 +271,14 @@ func warnIfPublic(log *slog.Logger, what, addr string) {
 }
 
 // startPortal builds the portal and seeds the accounts the flags name.
-func startPortal(ctx context.Context, e env, f portalFlags, st store.Store, b *store.Backend, usage *analytics.Store, log *slog.Logger) (*portal.Portal, error) {
-	pt, err := portal.New(portal.Config{Store: st, Backend: b, Analytics: usage, Signup: f.signup, GatewayURL: f.gatewayURL,
-		SecureCookies: f.secureCookies, Logger: log})
+func startPortal(ctx context.Context, e env, f portalFlags, st store.Store, b *store.Backend, usage *analytics.Store,
+	counters *counter.Engine, log *slog.Logger) (*portal.Portal, error) {
+	cfg := portal.Config{Store: st, Backend: b, Analytics: usage, Signup: f.signup, GatewayURL: f.gatewayURL,
+		SecureCookies: f.secureCookies, Logger: log}
+	if counters != nil { // a nil *Engine must not become a non-nil interface
+		cfg.Counters = counters
+	}
+	pt, err := portal.New(cfg)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}

@@ -378,7 +378,25 @@ func (p *Portal) renderApp(w http.ResponseWriter, r *http.Request, rc reqCtx, st
 	}
 	data := map[string]any{"App": appView{App: a, Description: a.Attributes["description"], Pending: pending, Revoked: a.Attributes["status"] == "revoked"},
 		"Keys": keys, "Gateway": p.cfg.GatewayURL, "Model": p.snippetModel(r, a)}
+	p.addQuota(r, data, []model.App{a})
 	p.render(w, r, status, "app", &rc, data, extra)
+}
+
+// addQuota puts the quota left now of apps into a page's data ("Quota",
+// "QuotaShown", or "QuotaError" when the counters cannot be read: the page
+// still renders).
+func (p *Portal) addQuota(r *http.Request, data map[string]any, apps []model.App) {
+	if p.cfg.Counters == nil {
+		return
+	}
+	data["QuotaShown"] = true
+	rows, err := p.quotaLeft(r.Context(), apps)
+	if err != nil {
+		p.log.Warn("portal: quota counters unavailable", "error", err)
+		data["QuotaError"] = true
+		return
+	}
+	data["Quota"] = rows
 }
 
 // failed answers a store error: 404 for a missing record (or one the user
@@ -518,6 +536,14 @@ func (p *Portal) scope(r *http.Request, rc reqCtx) ([]string, error) {
 	return names, nil
 }
 
+// scopeOwner is the developer whose apps the user may list ("": every app, for admins).
+func scopeOwner(rc reqCtx) string {
+	if rc.user.Role == RoleAdmin {
+		return ""
+	}
+	return rc.user.Email
+}
+
 // withScope runs h with the apps whose usage the user may see (nil: all,
 // for admins); without analytics the usage pages do not exist.
 func (p *Portal) withScope(h func(http.ResponseWriter, *http.Request, reqCtx, []string)) handler {
@@ -544,7 +570,16 @@ func (p *Portal) usagePage(w http.ResponseWriter, r *http.Request, rc reqCtx, sc
 		p.fail(w, r, err)
 		return
 	}
-	p.render(w, r, http.StatusOK, "usage", &rc, map[string]any{"Result": res})
+	data := map[string]any{"Result": res}
+	if p.cfg.Counters != nil {
+		apps, err := p.cfg.Store.ListApps(r.Context(), scopeOwner(rc))
+		if err != nil {
+			p.fail(w, r, err)
+			return
+		}
+		p.addQuota(r, data, apps)
+	}
+	p.render(w, r, http.StatusOK, "usage", &rc, data)
 }
 
 // usageData is the analytics API for the signed-in user: the admin API's

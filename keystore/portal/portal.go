@@ -58,6 +58,10 @@ type Config struct {
 	Backend *store.Backend
 	// Analytics answers the usage pages; nil hides them.
 	Analytics *analytics.Store
+	// Counters is the quota counter engine the gateway's quota and
+	// tokencount filters count in (the same process's engine: no extra hop);
+	// it fills "quota left now". Nil hides it.
+	Counters Counters
 	// Signup is open, invite or approval.
 	Signup string
 	// GatewayURL is what the snippets shown with a new key call.
@@ -151,6 +155,12 @@ func parseTemplates() (map[string]*template.Template, error) {
 				return "never"
 			}
 			return t.UTC().Format("2006-01-02 15:04 UTC")
+		},
+		"datetime": func(t time.Time) string {
+			if t.IsZero() {
+				return "–"
+			}
+			return t.UTC().Format("2006-01-02 15:04:05 UTC")
 		},
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")

@@ -92,8 +92,8 @@ func (g *Grant) identity(r opRef, h identity.Headers) *rendered {
 		Product:       e.Product,
 		KeyID:         g.KeyID,
 		AllowedModels: e.AllowedModels,
-		RequestQuota:  quotaOf(op.RequestQuota),
-		TokenQuota:    quotaOf(op.TokenQuota),
+		RequestQuota:  QuotaOf(op.RequestQuota),
+		TokenQuota:    QuotaOf(op.TokenQuota),
 	}}
 	v.pairs = v.id.Pairs(h)
 	g.view.idents[r] = v
@@ -263,8 +263,10 @@ func compileLocal(l *LocalConfig) (map[string]*Grant, error) {
 	return out, nil
 }
 
-// quotaOf converts the keystore's effective quota to the identity encoding.
-func quotaOf(q *model.QuotaSpec) *identity.Quota {
+// QuotaOf converts the keystore's effective quota to the identity encoding
+// (the headers quota and tokencount read), so every reader derives the same
+// window and scope.
+func QuotaOf(q *model.QuotaSpec) *identity.Quota {
 	if q == nil {
 		return nil
 	}

@@ -135,15 +135,7 @@ func (p *Policy) Plan(r Request) Plan {
 			pl.Err = apierror.New(500, "invalid_identity", "The gateway received an invalid identity quota from the apikey filter.")
 			return pl
 		}
-		product, op := id.Product, q.Scope
-		if op == product {
-			op = ""
-		}
-		if product == "" {
-			product, op = op, ""
-		}
-		pl.Checks = append(pl.Checks, Check{Spec: spec,
-			Key: counter.Key{App: pl.Key, Product: bounded(product), Operation: bounded(op), Kind: counter.Requests}})
+		pl.Checks = append(pl.Checks, Check{Spec: spec, Key: identityKey(pl.Key, id.Product, q.Scope)})
 	}
 	for _, spec := range rule.Quotas {
 		pl.Checks = append(pl.Checks, Check{Spec: spec,
@@ -157,6 +149,26 @@ func (p *Policy) Plan(r Request) Plan {
 		pl.SpikeID = rule.Name + "|" + who
 	}
 	return pl
+}
+
+// IdentityKey is the counter an app's request quota from the apikey filter
+// counts in (the app's name, the product that granted the request and the
+// quota's scope), so that readers such as the developer portal's "quota left"
+// see exactly the counter this filter enforces.
+func IdentityKey(app, product, scope string) counter.Key {
+	return identityKey(bounded(app), product, scope)
+}
+
+// identityKey builds IdentityKey's counter from an app part already bounded.
+func identityKey(app, product, scope string) counter.Key {
+	op := scope
+	if op == product {
+		op = ""
+	}
+	if product == "" {
+		product, op = op, ""
+	}
+	return counter.Key{App: app, Product: bounded(product), Operation: bounded(op), Kind: counter.Requests}
 }
 
 func hasIdentity(keys []KeySource) bool {

@@ -101,6 +101,19 @@ func (p *Policy) Resolve(get func(name string) string) (*Quota, Identity, *apier
 	return nil, Identity{App: id.App, Verified: verified}, nil
 }
 
+// IdentityKey is the counter an app's token quota from the apikey filter
+// counts metric m in: the scope's first ':'-separated part is the product,
+// the rest (an operation set or one operation) the operation, so each scope
+// has its own counter. Readers such as the developer portal's "quota left"
+// use it to see exactly the counter this filter enforces.
+func IdentityKey(app, scope string, m usage.Metric) Key {
+	product, op, _ := strings.Cut(scope, ":")
+	if product == "" {
+		product, op = "", ""
+	}
+	return Key{App: app, Product: product, Operation: op, Kind: KindFor(m)}
+}
+
 // fromIdentity turns the apikey filter's quota into a counter key: the
 // scope's first ':'-separated part is the product, the rest (an operation
 // set or one operation) the operation, so each scope has its own counter.
@@ -115,15 +128,12 @@ func fromIdentity(app string, q identity.Quota, def usage.Metric) (*Quota, error
 			return nil, err
 		}
 	}
-	product, op, _ := strings.Cut(q.Scope, ":")
-	if product == "" {
-		product, op = "", ""
-	}
-	if len(app) > 256 || len(product) > 256 || len(op) > 256 {
+	key := IdentityKey(app, q.Scope, m)
+	if len(key.App) > 256 || len(key.Product) > 256 || len(key.Operation) > 256 {
 		return nil, errTooLong
 	}
 	return &Quota{
-		Key:    Key{App: app, Product: product, Operation: op, Kind: KindFor(m)},
+		Key:    key,
 		Spec:   spec,
 		Metric: m,
 		App:    app,
