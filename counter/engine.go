@@ -93,6 +93,8 @@ type Limiter interface {
 	Settle(ctx context.Context, id string, actual int64) (Decision, error)
 	// Release returns a reservation's usage.
 	Release(ctx context.Context, id string) (Decision, error)
+	// Lease reports consumption on, and resizes, budget leases.
+	Lease(ctx context.Context, reqs []LeaseRequest) ([]Lease, error)
 }
 
 // Engine is the backend-neutral quota engine.

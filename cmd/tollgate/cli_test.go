@@ -408,6 +408,22 @@ func TestServeMountsQuotaCounters(t *testing.T) {
 		resp.Body.Close()
 		assert.Contains(t, string(m), "tollgate_quota_items_total")
 		assert.Contains(t, string(m), "tollgate_keystore_info")
+		assert.Contains(t, string(m), `tollgate_keystore_http_requests_total{server="data",route="POST /v1/quota/consume",code="200"} 3`,
+			"data-plane calls are counted per endpoint")
+
+		lease := `{"items":[{"key":{"app":"demo","product":"chat","kind":"tokens"},"spec":{"limit":100,"interval":1,"timeUnit":"day"},"used":0,"want":40}]}`
+		resp, err = http.Post("http://"+srv.data+"/v1/quota/lease", "application/json", strings.NewReader(lease))
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode, string(raw))
+		assert.EqualValues(t, 40, jsontest.Get(raw, "results.0.held").Int(), string(raw))
+		resp, err = http.Get("http://" + srv.data + "/metrics")
+		require.NoError(t, err)
+		m, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Contains(t, string(m), `tollgate_keystore_http_requests_total{server="data",route="POST /v1/quota/lease",code="200"} 1`)
+		assert.Contains(t, string(m), `tollgate_quota_items_total{endpoint="lease",outcome="ok"} 1`)
 		require.Equal(t, 0, srv.stop())
 
 		srv2 := startServe(t, nil, "--data-dir", dir)

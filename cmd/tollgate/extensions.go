@@ -40,8 +40,16 @@ func quotaCounters(_ context.Context, b *store.Backend, log *slog.Logger) (keyst
 	}
 	eng := counter.New(backend)
 	h := httpapi.New(eng, httpapi.Options{Logger: log})
+	// Each endpoint gets its own route, so the keystore's
+	// tollgate_keystore_http_requests_total counts calls per endpoint
+	// (route="POST /v1/quota/lease"); the catch-all answers unknown quota
+	// paths with the handler's JSON 404.
+	mounts := []keystore.Mount{{Pattern: "/v1/quota/", Handler: h}}
+	for _, p := range httpapi.Paths() {
+		mounts = append(mounts, keystore.Mount{Pattern: p, Handler: h})
+	}
 	return keystore.Extension{
-		Mounts:     []keystore.Mount{{Pattern: "/v1/quota/", Handler: h}},
+		Mounts:     mounts,
 		Collectors: []keystore.Collector{h},
 		Close:      eng.Close,
 		Counters:   eng,

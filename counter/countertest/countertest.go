@@ -58,6 +58,9 @@ type Harness struct {
 	Shared bool
 	// Persistent means state survives closing and reopening.
 	Persistent bool
+	// Leases means the backends implement counter.LeaseBackend; the lease
+	// contract then runs too.
+	Leases bool
 }
 
 // T0 is the suite's starting instant: a Sunday, aligned to the minute.
@@ -124,6 +127,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("BadReservationID", func(t *testing.T) { testBadID(t, h) })
 	t.Run("ConcurrentConsumeExact", func(t *testing.T) { testConcurrent(t, h) })
 	t.Run("ConcurrentReserveExact", func(t *testing.T) { testConcurrentReserve(t, h) })
+	if h.Leases {
+		runLease(t, h)
+	}
 	if h.Persistent {
 		t.Run("RestartKeepsCounts", func(t *testing.T) { testRestart(t, h) })
 	}

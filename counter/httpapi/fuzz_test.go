@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/counter"
@@ -16,14 +18,15 @@ func slogTo(w interface{ Write([]byte) (int, error) }) *slog.Logger {
 // FuzzDecode feeds arbitrary bodies to every decoder: each either returns a
 // fully valid request or a 4xx error naming the problem, and never panics.
 func FuzzDecode(f *testing.F) {
-	for _, name := range []string{"consume.json", "reserve.json"} {
+	for _, name := range []string{"consume.json", "reserve.json", "lease.json"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
-	for _, s := range []string{`{"items":[{"id":"x","actual":1}]}`, `{"items":[{"id":"x"}]}`, `null`, `{"items":[{"spec":{"timeUnit":"x"}}]}`, "\xff"} {
+	for _, s := range []string{`{"items":[{"id":"x","actual":1}]}`, `{"items":[{"id":"x"}]}`, `null`, `{"items":[{"spec":{"timeUnit":"x"}}]}`, "\xff",
+		`{"items":[{"key":{"app":"a","kind":"tokens"},"spec":{"limit":5,"interval":1,"timeUnit":"minute"},"used":1,"want":3,"min":4,"ttl_ms":-1}]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -54,6 +57,11 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 		}
+		l, err := DecodeLease(body)
+		check(err)
+		if err == nil {
+			validLeases(t, l.Items)
+		}
 		rl, err := DecodeRelease(body)
 		check(err)
 		if err == nil && (len(rl.Items) == 0 || rl.Items[0].ID == "") {
@@ -70,6 +78,26 @@ func validItems(t *testing.T, items []counter.Request) {
 	for _, it := range items {
 		if err := it.Validate(); err != nil {
 			t.Fatalf("invalid item accepted: %v", err)
+		}
+	}
+}
+
+// validLeases checks that every lease item the decoder passed on is valid,
+// and that every rejected one says why and where.
+func validLeases(t *testing.T, items []LeaseItem) {
+	t.Helper()
+	if len(items) == 0 || len(items) > counter.MaxBatch {
+		t.Fatalf("batch of %d accepted", len(items))
+	}
+	for i, it := range items {
+		if it.Err != nil {
+			if it.Err.Code == "" || it.Err.Message == "" || !strings.HasPrefix(it.Err.Param, fmt.Sprintf("items[%d]", i)) {
+				t.Fatalf("item error without code, message or param: %+v", it.Err)
+			}
+			continue
+		}
+		if err := it.Req.Validate(); err != nil {
+			t.Fatalf("invalid lease item accepted: %v", err)
 		}
 	}
 }

@@ -1,6 +1,6 @@
 // Package httpapi is the data-plane HTTP/JSON face of the counter engine:
-// consume, reserve, settle and release, each batched, for the quota and
-// tokencount filters. The contract is documented in docs/counter.md.
+// consume, reserve, settle, release and lease, each batched, for the quota
+// and tokencount filters. The contract is documented in docs/counter.md.
 package httpapi
 
 import (
@@ -39,7 +39,7 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Handler serves the four data-plane endpoints.
+// Handler serves the data-plane endpoints listed by Paths.
 type Handler struct {
 	lim     counter.Limiter
 	opts    Options
@@ -63,9 +63,15 @@ func New(lim counter.Limiter, opts Options) *Handler {
 	return &Handler{lim: lim, opts: opts}
 }
 
+// Paths lists the endpoints the handler serves, so that a service can mount
+// each one under its own route and count calls per endpoint.
+func Paths() []string {
+	return []string{PathConsume, PathReserve, PathSettle, PathRelease, PathLease}
+}
+
 // Register mounts the endpoints on mux, for services that serve more paths.
 func (h *Handler) Register(mux *http.ServeMux) {
-	for _, p := range []string{PathConsume, PathReserve, PathSettle, PathRelease} {
+	for _, p := range Paths() {
 		mux.Handle(p, h)
 	}
 }
@@ -83,6 +89,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serve, ep = h.settle, epSettle
 	case PathRelease:
 		serve, ep = h.release, epRelease
+	case PathLease:
+		serve, ep = h.lease, epLease
 	default:
 		writeError(w, &Error{Status: http.StatusNotFound, ErrorBody: ErrorBody{Type: "invalid_request_error", Code: "not_found",
 			Message: fmt.Sprintf("no endpoint %s", r.URL.Path)}})

@@ -238,6 +238,10 @@ func (f failing) Release(ctx context.Context, _ string) (counter.Decision, error
 	return counter.Decision{}, f.wait(ctx)
 }
 
+func (f failing) Lease(ctx context.Context, _ []counter.LeaseRequest) ([]counter.Lease, error) {
+	return nil, f.wait(ctx)
+}
+
 func TestBackendFailure(t *testing.T) {
 	for _, hang := range []bool{false, true} {
 		t.Run(fmt.Sprintf("hang=%v", hang), func(t *testing.T) {
@@ -248,6 +252,7 @@ func TestBackendFailure(t *testing.T) {
 				PathReserve: readFixture(t, "reserve.json"),
 				PathSettle:  `{"items":[{"id":"x","actual":1}]}`,
 				PathRelease: `{"items":[{"id":"x"}]}`,
+				PathLease:   readFixture(t, "lease.json"),
 			} {
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, strings.NewReader(body)))

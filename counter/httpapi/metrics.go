@@ -14,10 +14,11 @@ const (
 	epReserve
 	epSettle
 	epRelease
+	epLease
 	numEndpoints
 )
 
-var endpointNames = [numEndpoints]string{"consume", "reserve", "settle", "release"}
+var endpointNames = [numEndpoints]string{"consume", "reserve", "settle", "release", "lease"}
 
 // outcome indexes the per-item outcomes counted in metrics.
 type outcome int
@@ -29,10 +30,11 @@ const (
 	outBadRequest
 	outBackendError
 	outOK
+	outLost
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"allowed", "denied", "not_found", "bad_request", "backend_error", "ok"}
+var outcomeNames = [numOutcomes]string{"allowed", "denied", "not_found", "bad_request", "backend_error", "ok", "lost"}
 
 // metrics counts decisions per endpoint and outcome, lock-free.
 type metrics struct {

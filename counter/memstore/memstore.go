@@ -77,7 +77,10 @@ type state struct {
 	bucket.State
 }
 
-var _ counter.Backend = (*Store)(nil)
+var (
+	_ counter.Backend      = (*Store)(nil)
+	_ counter.LeaseBackend = (*Store)(nil)
+)
 
 // Open creates a store, loading the snapshot in opts.Dir if there is one, and
 // starts the background sweeper and snapshot writer.
@@ -207,6 +210,28 @@ func (s *Store) Adjust(ctx context.Context, now int64, a counter.Adjustment) (co
 	}
 	s.dirty.Store(true)
 	return out, nil
+}
+
+// Lease implements counter.LeaseBackend: the ops run in order under the
+// locks of every shard they touch, each with counter/bucket's arithmetic.
+func (s *Store) Lease(ctx context.Context, now int64, ops []counter.LeaseOp) ([]counter.LeaseOutcome, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(ops))
+	for i, op := range ops {
+		ids[i] = op.Counter
+	}
+	unlock := s.lockShards(ids...)
+	defer unlock()
+	outs := make([]counter.LeaseOutcome, len(ops))
+	for i, op := range ops {
+		var changed bool
+		if outs[i], changed = s.get(op.Counter, op.Kind, true).Lease(now, op); changed {
+			s.dirty.Store(true)
+		}
+	}
+	return outs, nil
 }
 
 // Len returns the number of counters held, for tests and metrics.

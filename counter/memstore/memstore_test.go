@@ -20,6 +20,7 @@ import (
 func harness() countertest.Harness {
 	return countertest.Harness{
 		Persistent: true,
+		Leases:     true,
 		Storage: func(t *testing.T, clock func() time.Time) func() counter.Backend {
 			dir := t.TempDir()
 			return func() counter.Backend {
