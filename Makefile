@@ -69,7 +69,7 @@ OCI_VARIANT  ?= compat
 OCI_TAG      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TOLLGATE_BIN := $(BUILD_DIR)/tollgate
 
-.PHONY: help envoy build test unit e2e lint bench fuzz clean distclean run oci cli
+.PHONY: help envoy build test unit e2e lint bench fuzz clean distclean run oci cli size
 
 help: ## List the targets
 	@echo "Tollgate make targets:"
@@ -109,6 +109,15 @@ build: ## Build stripped build/<name>.wasm for each filter and test plugin
 	@$(GO) run ./scripts/wasmstrip $(foreach m,$(MODULES),$(BUILD_DIR)/$(lastword $(subst =, ,$(m))).wasm)
 	@for m in $(MODULES); do f="$(BUILD_DIR)/$${m#*=}.wasm"; \
 		printf '  %-32s %9d bytes\n' "$$f" "$$(wc -c < "$$f")"; done
+
+# What a module is made of: the suite (SIZE_PKG) built with its name section,
+# then its sections and code bytes per Go package (scripts/wasmsize).
+SIZE_PKG ?= suite
+SIZE_TOP ?= 40
+size: ## Size breakdown of the suite module per section and Go package (SIZE_PKG=./filters/x/wasm, SIZE_TOP=40)
+	@mkdir -p $(BUILD_DIR)/size
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(BUILD_DIR)/size/module.wasm ./$(SIZE_PKG)
+	@$(GO) run ./scripts/wasmsize -n $(SIZE_TOP) -funcs 20 $(BUILD_DIR)/size/module.wasm
 
 test: lint build envoy ## lint, build, envoy, then every test: unit, wazero and real Envoy
 	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...

@@ -41,6 +41,8 @@ const (
 	KeyRevoked  = "revoked"
 )
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Product,OperationSet,Entitlement
+
 // Quota is a limit over an interval: how many requests (request quota) or
 // tokens (token quota) an app may use per product, operation or operation set.
 type Quota struct {

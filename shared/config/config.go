@@ -1,37 +1,78 @@
 // Package config decodes the filters' JSON plugin configurations the one
 // strict way, so that every filter refuses the same mistakes with the same
-// words: an unknown field (a typo must never silently turn a setting off),
-// data after the document, and malformed JSON, located by byte offset.
+// words: an unknown field or a case variant of a known one (a typo must
+// never silently turn a setting off), a value of the wrong type, duplicate
+// keys, data after the document, and malformed JSON, located by byte offset.
+// It reads the document with shared/reqview and walks it with generated
+// field tables (Decoder), so Wasm modules link no reflection-based decoder.
 package config
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
+	"strconv"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // ErrTrailingData reports data after the JSON document.
 var ErrTrailingData = errors.New("trailing data after the JSON object")
 
+// trailingMsg is how reqview.Parse words data after a complete document.
+const trailingMsg = "trailing data after the JSON value"
+
+// MaxDepth bounds the nesting of a configuration document.
+const MaxDepth = 32
+
 // Decode fills v from the JSON document data. Unknown fields are errors,
 // and so is anything but white space after the document; a syntax error
-// says at which byte it is, a type error names the field (encoding/json's
-// own message). A blank document is io.EOF: filters whose defaults need no
-// settings check for a blank configuration before calling Decode.
+// says at which byte it is, a type error names the field by its path. A
+// blank document is io.EOF: filters whose defaults need no settings check
+// for a blank configuration before calling Decode.
 func Decode(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return fmt.Errorf("%w (at byte %d)", err, syn.Offset)
-		}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return io.EOF
+	}
+	d, ok := v.(Decoder)
+	if !ok {
+		return decodeLegacy(data, v)
+	}
+	doc, err := reqview.Parse(data, reqview.Limits{MaxBytes: len(data) + 1, MaxDepth: MaxDepth})
+	if err != nil {
+		return syntaxError(data, err)
+	}
+	return d.DecodeConfig(doc.Root(), "")
+}
+
+// syntaxError words a refusal of reqview.Parse for an operator: what is
+// wrong and at which byte, wrapping io.ErrUnexpectedEOF for a truncated
+// document and ErrTrailingData for data after it.
+func syntaxError(data []byte, err error) error {
+	var re *reqview.Error
+	if !errors.As(err, &re) {
 		return err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return ErrTrailingData
+	msg := "invalid JSON: " + re.Msg
+	if re.Offset >= 0 {
+		msg += " (at byte " + strconv.Itoa(re.Offset) + ")"
 	}
-	return nil
+	switch {
+	case re.Code == reqview.CodeTooDeep:
+		return errors.New("configuration nests deeper than " + strconv.Itoa(MaxDepth) + " levels")
+	case re.Offset >= len(bytes.TrimRight(data, " \t\r\n")):
+		return &wrapped{msg: msg, err: io.ErrUnexpectedEOF}
+	case re.Msg == trailingMsg:
+		return &wrapped{msg: msg, err: ErrTrailingData}
+	}
+	return errors.New(msg)
 }
+
+// wrapped is an error message that matches errors.Is against err.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w *wrapped) Error() string { return w.err.Error() + ": " + w.msg }
+func (w *wrapped) Unwrap() error { return w.err }

@@ -4,17 +4,30 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 type sample struct {
 	Name  string `json:"name"`
-	Inner struct {
-		N int `json:"n"`
-	} `json:"inner"`
+	Inner inner  `json:"inner"`
+}
+
+type inner struct {
+	N int `json:"n"`
+}
+
+func (s *sample) DecodeConfig(v reqview.Value, path string) error {
+	return Object(v, path, F("name", &s.Name, String[string]), F("inner", &s.Inner, (*inner).DecodeConfig))
+}
+
+func (i *inner) DecodeConfig(v reqview.Value, path string) error {
+	return Object(v, path, F("n", &i.N, Int[int]))
 }
 
 func TestDecode(t *testing.T) {
@@ -25,9 +38,7 @@ func TestDecode(t *testing.T) {
 		wantErr string
 		is      error
 	}{
-		{name: "object", in: `{"name":"a","inner":{"n":2}}`, want: sample{Name: "a", Inner: struct {
-			N int `json:"n"`
-		}{N: 2}}},
+		{name: "object", in: `{"name":"a","inner":{"n":2}}`, want: sample{Name: "a", Inner: inner{N: 2}}},
 		{name: "white space around", in: " \n{\"name\":\"a\"}\n\t ", want: sample{Name: "a"}},
 		{name: "null keeps defaults", in: `null`},
 		{name: "blank is EOF", in: "  \n", wantErr: "EOF", is: io.EOF},
@@ -37,8 +48,15 @@ func TestDecode(t *testing.T) {
 		{name: "stray closing brace", in: `{}}`, wantErr: "trailing data", is: ErrTrailingData},
 		{name: "stray closing bracket", in: `{} ]`, wantErr: "trailing data", is: ErrTrailingData},
 		{name: "trailing garbage", in: `{} x`, wantErr: "trailing data", is: ErrTrailingData},
-		{name: "syntax error names the byte", in: `{"name": "a",}`, wantErr: "at byte 14"},
+		{name: "syntax error names the byte", in: `{"name": "a",}`, wantErr: "expected a string key (at byte 13)"},
 		{name: "type error names the field", in: `{"inner":{"n":"two"}}`, wantErr: "inner.n"},
+		{name: "case variant of a field", in: `{"Name":"a"}`, wantErr: `unknown field "Name"`},
+		{name: "duplicate key", in: `{"name":"a","name":"b"}`, wantErr: `duplicate key "name"`},
+		{name: "keys differing in case", in: `{"inner":{"n":1,"N":2}}`, wantErr: "differ only in case"},
+		{name: "wrong type", in: `{"name":1}`, wantErr: "name: cannot unmarshal number, want a string"},
+		{name: "fraction for an integer", in: `{"inner":{"n":1.5}}`, wantErr: "inner.n: cannot unmarshal number 1.5"},
+		{name: "not an object", in: `[]`, wantErr: "cannot unmarshal array, want an object"},
+		{name: "too deep", in: strings.Repeat(`{"inner":`, 40), wantErr: "deeper than"},
 		{name: "truncated", in: `{"name":`, wantErr: "unexpected EOF", is: io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {

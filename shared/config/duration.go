@@ -1,10 +1,12 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // ErrDuration marks every refused duration.
@@ -15,22 +17,38 @@ var ErrDuration = errors.New("not a duration")
 // A bare number is refused, because its unit would be a guess.
 type Duration time.Duration
 
-// UnmarshalJSON reads a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("%s: %w (want a string such as \"500ms\" or \"2s\")", b, ErrDuration)
+// DecodeConfig reads a duration string; null is refused like any other
+// non-string.
+func (d *Duration) DecodeConfig(v reqview.Value, path string) error {
+	if v.Kind() == reqview.String {
+		return d.set(v.Str(), path)
 	}
+	return &FieldError{Path: path, Msg: fmt.Sprintf("cannot unmarshal %s %s: %v (a duration must be a string such as \"500ms\" or \"2s\")", v.Kind(), v.Raw(), ErrDuration), err: ErrDuration}
+}
+
+func (d *Duration) set(s, path string) error {
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("%q: %w (want a string such as \"500ms\" or \"2s\")", s, ErrDuration)
+		return &FieldError{Path: path, Msg: fmt.Sprintf("%q: %v (want a string such as \"500ms\" or \"2s\")", s, ErrDuration), err: ErrDuration}
 	}
 	*d = Duration(v)
 	return nil
 }
 
+// UnmarshalJSON reads a duration string, for native code that decodes a
+// configuration with encoding/json.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	doc, err := reqview.Parse(b, reqview.Limits{MaxBytes: len(b) + 1, MaxDepth: 1})
+	if err != nil || doc.Root().Kind() != reqview.String {
+		return fmt.Errorf("%s: %w (want a string such as \"500ms\" or \"2s\")", b, ErrDuration)
+	}
+	return d.set(doc.Root().Str(), "")
+}
+
 // MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return strconv.AppendQuote(nil, time.Duration(d).String()), nil
+}
 
 // Within returns d, or def when d is unset (zero), and refuses a value
 // outside [lo, hi]; field names the setting in the error.

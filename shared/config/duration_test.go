@@ -6,12 +6,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 func TestDuration(t *testing.T) {
-	type cfg struct {
-		Timeout Duration `json:"timeout"`
-	}
 	tests := []struct {
 		in   string
 		want time.Duration
@@ -27,7 +26,7 @@ func TestDuration(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			var c cfg
+			var c durationConfig
 			err := Decode([]byte(tc.in), &c)
 			if !tc.ok {
 				require.ErrorIs(t, err, ErrDuration)
@@ -50,4 +49,12 @@ func TestDurationWithin(t *testing.T) {
 	assert.ErrorContains(t, err, "x.timeout 2m0s: want 1ms to 1m0s")
 	_, err = Duration(-time.Second).Within("x", time.Second, time.Millisecond, time.Minute)
 	assert.Error(t, err)
+}
+
+type durationConfig struct {
+	Timeout Duration `json:"timeout"`
+}
+
+func (c *durationConfig) DecodeConfig(v reqview.Value, path string) error {
+	return Object(v, path, F("timeout", &c.Timeout, (*Duration).DecodeConfig))
 }

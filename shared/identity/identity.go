@@ -28,6 +28,8 @@ const (
 	HeaderTokenQuota    = "x-tollgate-token-quota"
 )
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Headers
+
 // Headers names the identity headers, so deployments that already use other
 // names can keep them.
 type Headers struct {

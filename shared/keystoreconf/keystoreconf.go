@@ -12,7 +12,12 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/shared/config"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
+
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config
 
 // Limits of the block.
 const (
@@ -46,6 +51,11 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 func (s *Secret) UnmarshalText(b []byte) error {
 	*s = Secret(b)
 	return nil
+}
+
+// DecodeConfig reads the token from its JSON string (shared/config).
+func (s *Secret) DecodeConfig(v reqview.Value, path string) error {
+	return config.String(s, v, path)
 }
 
 // Reveal returns the token itself, for the one place that sends it.

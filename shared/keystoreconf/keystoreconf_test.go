@@ -12,12 +12,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/shared/config"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // block is how a filter embeds Config next to its own fields.
 type block struct {
 	Config
 	Path string `json:"path"`
+}
+
+// DecodeConfig is what scripts/configgen writes for a type embedding Config.
+func (b *block) DecodeConfig(v reqview.Value, path string) error {
+	return config.Object(v, path, append(b.ConfigFields(), config.F("path", &b.Path, config.String[string]))...)
 }
 
 func compile(t *testing.T, raw string, env map[string]string) (Keystore, error) {

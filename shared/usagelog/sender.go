@@ -23,6 +23,8 @@ const (
 )
 
 // Config is the "usage" block of a filter configuration.
+//
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config
 type Config struct {
 	// Enabled turns reporting on.
 	Enabled bool `json:"enabled"`

@@ -6,7 +6,6 @@ package policy
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -19,7 +18,10 @@ import (
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/keystoreconf"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
+
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config,Grant
 
 // Modes of the filter.
 const (
@@ -58,25 +60,35 @@ const (
 // Duration is a time.Duration written in JSON as a Go duration string ("30s", "500ms").
 type Duration time.Duration
 
-// UnmarshalJSON reads "30s"-style strings; plain numbers are rejected because their unit would be a guess.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"30s\" or \"500ms\": %w", err)
+// DecodeConfig reads "30s"-style strings; plain numbers are rejected
+// because their unit would be a guess (shared/config).
+func (d *Duration) DecodeConfig(v reqview.Value, path string) error {
+	var c config.Duration
+	if err := c.DecodeConfig(v, path); err != nil {
+		return err
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
+	if c < 0 {
+		return &config.FieldError{Path: path, Msg: "duration " + strconv.Quote(v.Str()) + " must not be negative"}
 	}
-	if v < 0 {
-		return fmt.Errorf("duration %q must not be negative", s)
-	}
-	*d = Duration(v)
+	*d = Duration(c)
 	return nil
 }
 
-// MarshalJSON writes the duration as a string, the form UnmarshalJSON reads.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// UnmarshalJSON reads the form MarshalJSON writes, for native code.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var c config.Duration
+	if err := c.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	if c < 0 {
+		return fmt.Errorf("duration %s must not be negative", b)
+	}
+	*d = Duration(c)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string, the form DecodeConfig reads.
+func (d Duration) MarshalJSON() ([]byte, error) { return config.Duration(d).MarshalJSON() }
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }

@@ -1,13 +1,13 @@
 package policy
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/keystore/model"
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
 )
 
@@ -134,11 +134,7 @@ func (a Answer) Encode() ([]byte, error) {
 		if a.Grant == nil {
 			return nil, fmt.Errorf("%w: granted answer without a grant", ErrBadEntry)
 		}
-		b, err := json.Marshal(a.Grant)
-		if err != nil {
-			return nil, fmt.Errorf("encode grant: %w", err)
-		}
-		return append([]byte{byte(Granted)}, b...), nil
+		return appendGrant([]byte{byte(Granted)}, a.Grant), nil
 	case Denied, Failed:
 		return append([]byte{byte(a.Kind)}, a.Reason...), nil
 	}
@@ -153,7 +149,7 @@ func DecodeAnswer(b []byte) (Answer, error) {
 	switch Kind(b[0]) {
 	case Granted:
 		var g Grant
-		if err := json.Unmarshal(b[1:], &g); err != nil {
+		if err := config.Decode(b[1:], &g); err != nil {
 			return Answer{}, fmt.Errorf("%w: %w", ErrBadEntry, err)
 		}
 		if g.App == "" {
