@@ -9,6 +9,7 @@ package quota
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,7 +89,9 @@ func TestNativeModes(t *testing.T) {
 // resumes (or is answered 429) from the callout callback.
 func TestNativeStrictWaits(t *testing.T) {
 	ks := newKeystore(t)
-	h := nativeStart(t, config("strict", `, "quotas": [{"limit": 1, "timeUnit": "minute"}]`), nil)
+	// One request a minute: the configuration's quota with its limit lowered
+	// (a second "quotas" key would be a duplicate, which is refused).
+	h := nativeStart(t, strings.Replace(config("strict", ""), `"limit": 5`, `"limit": 1`, 1), nil)
 	serve := hosttest.ServeCallouts(ks)
 	for i, want := range []int{200, 429} {
 		res := nativeDo(h, [2]string{"x-user", "bob"})

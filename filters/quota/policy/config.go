@@ -18,6 +18,8 @@ import (
 	"github.com/tollgate/tollgate/window"
 )
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config
+
 // Mode is how a rule counts requests.
 type Mode int
 

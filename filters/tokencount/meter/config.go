@@ -22,6 +22,8 @@ import (
 	"github.com/tollgate/tollgate/window"
 )
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config
+
 // Defaults of the configuration.
 const (
 	// DefaultCluster is the Envoy cluster of the keystore data plane.

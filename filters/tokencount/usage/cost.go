@@ -6,6 +6,8 @@ import (
 	"strings"
 )
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Pricing
+
 // Metric selects what a token quota counts.
 type Metric uint8
 
