@@ -13,7 +13,8 @@ import (
 )
 
 // Compare drives one pseudo-random sequence of consumes, atomic batches,
-// reservations, settles, releases and clock steps through two engines that
+// reservations, settles, releases, lease ops (when both backends implement
+// counter.LeaseBackend) and clock steps through two engines that
 // share a clock, one over ref and one over got, and fails at the first
 // answer on which they differ. It checks a backend written in another
 // language (counter.lua) against the reference arithmetic (counter/bucket,
@@ -46,11 +47,20 @@ func Compare(t *testing.T, ref, got counter.Backend, seed uint64, steps int) {
 		return r
 	}
 	var ids [2][]string // reservation ids, by engine, in the same order
+	// Lease slots, by engine: the id each slot last held, kept after a close
+	// so that later reports exercise lost leases.
+	var leases [2][]string
+	_, refLeases := ref.(counter.LeaseBackend)
+	_, gotLeases := got.(counter.LeaseBackend)
+	kinds := 7
+	if refLeases && gotLeases {
+		kinds = 9
+	}
 	ctx := context.Background()
 	for i := range steps {
 		var what string
 		var answers [2]string
-		op := rng.IntN(7)
+		op := rng.IntN(kinds)
 		switch op {
 		case 0, 1: // consume
 			rq := req()
@@ -107,6 +117,33 @@ func Compare(t *testing.T, ref, got counter.Backend, seed uint64, steps int) {
 				}
 				answers[e] = describe([]counter.Decision{d}, err)
 			}
+		case 7, 8: // report on and resize a lease (a new one or a slot's)
+			rq := req()
+			slot := rng.IntN(len(leases[0]) + 1)
+			lr := counter.LeaseRequest{Key: rq.Key, Spec: rq.Spec, Used: rng.Int64N(7), Want: rng.Int64N(9),
+				TTL: time.Duration(1+rng.IntN(40)) * time.Second}
+			lr.Min = rng.Int64N(lr.Want + 1)
+			if rng.IntN(2) == 0 {
+				lr.Min = 0
+			}
+			what = fmt.Sprintf("lease slot %d %+v", slot, lr)
+			for e, eng := range engines {
+				r := lr
+				if slot < len(leases[e]) {
+					r.ID = leases[e][slot]
+				}
+				ls, err := eng.Lease(ctx, []counter.LeaseRequest{r})
+				answers[e] = describeLeases(ls, err)
+				if err != nil || ls[0].Err != nil {
+					continue
+				}
+				switch {
+				case slot == len(leases[e]):
+					leases[e] = append(leases[e], ls[0].ID)
+				case ls[0].ID != "":
+					leases[e][slot] = ls[0].ID
+				}
+			}
 		case 6: // time passes, sometimes onto a window boundary
 			d := time.Duration(rng.IntN(15000)) * time.Millisecond
 			if rng.IntN(4) == 0 {
@@ -135,6 +172,28 @@ func describe(ds []counter.Decision, err error) string {
 	for _, d := range ds {
 		s += fmt.Sprintf("{allowed %v used %d remaining %d reset %s retry %s} ",
 			d.Allowed, d.Used, d.Remaining, d.Reset.Sub(T0), d.RetryAfter)
+	}
+	return s
+}
+
+// describeLeases renders lease answers or an error for comparison; ids are
+// random, so only whether one is open is compared.
+func describeLeases(ls []counter.Lease, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	s := ""
+	for _, l := range ls {
+		if l.Err != nil {
+			s += "{error: " + l.Err.Error() + "} "
+			continue
+		}
+		valid := "none"
+		if !l.ValidUntil.IsZero() {
+			valid = l.ValidUntil.Sub(T0).String()
+		}
+		s += fmt.Sprintf("{open %v held %d used %d remaining %d reset %s valid %s lost %v} ",
+			l.ID != "", l.Held, l.Used, l.Remaining, l.Reset.Sub(T0), valid, l.Lost)
 	}
 	return s
 }

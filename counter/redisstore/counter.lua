@@ -12,8 +12,15 @@
 --   n, limit, force, kind (c|r|f), current, oldest, deadline, fstart, fend,
 --   token ("" for none), token expiry
 -- ARGV[1] = "adjust": now, kind, oldest, token, actual (<0 releases)
+-- ARGV[1] = "lease":  now, count, then 13 fields per op:
+--   used, want, min, limit, kind, current, oldest, deadline, fstart, fend,
+--   token ("" for none), new token, expiry
 -- Each op answers {allowed, used, window start, window end, {idx, used, ...}};
--- adjust answers the same shape, or {-1} when the reservation is unknown.
+-- adjust answers the same shape, or {-1} when the reservation is unknown;
+-- a lease op answers the same five fields and then held, token ("" when the
+-- lease is closed) and lost (0/1). A lease is a reservation whose amount is
+-- its held budget; the rules are counter.LeaseBackend's, the Go twin is
+-- counter/bucket/lease.go.
 
 local function fmt(x)
   return string.format('%d', x)
@@ -124,6 +131,103 @@ local function charge(h, hr, z, now, op, live)
   return cur
 end
 
+
+-- addb changes bucket idx by delta, never below zero (an empty bucket is
+-- deleted), and keeps kept in step.
+local function addb(h, kept, idx, delta)
+  local f = 'b' .. fmt(idx)
+  local v = tonumber(redis.call('HGET', h, f) or '0') + delta
+  if v > 0 then redis.call('HSET', h, f, fmt(v)) else redis.call('HDEL', h, f); v = 0 end
+  kept[idx] = v
+end
+
+local function lease_op(h, hr, z, now, op)
+  local used, oldest, live, kept = load(h, hr, z, now, op.kind, op.oldest)
+  local cur = op.current
+  if op.kind == 'f' then
+    cur = 0
+    if live then cur = oldest end
+  end
+  local held, force, lost, have = 0, op.used, false, false
+  local rec = false
+  if op.token ~= '' then rec = redis.call('HGET', hr, op.token) end
+  if rec then
+    local sep = string.find(rec, ':', 1, true)
+    local idx = tonumber(string.sub(rec, 1, sep - 1))
+    local amt = tonumber(string.sub(rec, sep + 1))
+    if idx == cur and (op.kind ~= 'f' or live) then
+      held = amt
+      local taken = math.min(held, op.used)
+      held = held - taken
+      force = force - taken
+      have = true
+    else
+      -- a lease of an ended frame: settle it at used where it was drawn
+      redis.call('HDEL', hr, op.token)
+      redis.call('ZREM', z, op.token)
+      if idx >= oldest then
+        local before = tonumber(redis.call('HGET', h, 'b' .. fmt(idx)) or '0')
+        addb(h, kept, idx, op.used - amt)
+        used = used + kept[idx] - before
+      end
+      force = 0
+      lost = true
+    end
+  elseif op.token ~= '' then
+    lost = true
+  end
+  local function open()
+    if op.kind == 'f' and not live then
+      redis.call('HSET', h, 'fs', fmt(op.fstart), 'fe', fmt(op.fend))
+      cur, oldest, live = op.fstart, op.fstart, true
+    end
+  end
+  if force > 0 then
+    open()
+    addb(h, kept, cur, force)
+    used = used + force
+  end
+  if op.want < held then
+    addb(h, kept, cur, op.want - held)
+    used = used - (held - op.want)
+    held = op.want
+  elseif op.want > held then
+    local g = math.min(op.want - held, math.max(0, op.limit - used))
+    if held + g < op.min then g = 0 end
+    if g > 0 then
+      open()
+      addb(h, kept, cur, g)
+      used = used + g
+      held = held + g
+    end
+  end
+  local token = ''
+  if held == 0 then
+    if have then
+      redis.call('HDEL', hr, op.token)
+      redis.call('ZREM', z, op.token)
+    end
+  else
+    token = op.newtoken
+    if have then token = op.token end
+    redis.call('HSET', hr, token, fmt(cur) .. ':' .. fmt(held))
+    redis.call('ZADD', z, fmt(op.texp), token)
+  end
+  local upto = op.deadline
+  if op.kind == 'f' then upto = tonumber(redis.call('HGET', h, 'fe') or '0') end
+  if held > 0 then
+    if op.texp > upto then upto = op.texp end
+    extend(hr, now, upto)
+    extend(z, now, upto)
+  end
+  extend(h, now, upto)
+  local reply = outcome(h, op.kind, true, used, kept)
+  table.insert(reply, held)
+  table.insert(reply, token)
+  table.insert(reply, lost and 1 or 0)
+  return reply
+end
+
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
 
@@ -201,6 +305,22 @@ if mode == 'adjust' then
     kept[idx] = v
   end
   return outcome(h, kind, true, used, kept)
+end
+
+if mode == 'lease' then
+  local count = tonumber(ARGV[3])
+  local replies = {}
+  for i = 1, count do
+    local a = 3 + (i - 1) * 13
+    local op = {
+      used = tonumber(ARGV[a + 1]), want = tonumber(ARGV[a + 2]), min = tonumber(ARGV[a + 3]),
+      limit = tonumber(ARGV[a + 4]), kind = ARGV[a + 5], current = tonumber(ARGV[a + 6]),
+      oldest = tonumber(ARGV[a + 7]), deadline = tonumber(ARGV[a + 8]), fstart = tonumber(ARGV[a + 9]),
+      fend = tonumber(ARGV[a + 10]), token = ARGV[a + 11], newtoken = ARGV[a + 12], texp = tonumber(ARGV[a + 13]),
+    }
+    replies[i] = lease_op(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], now, op)
+  end
+  return replies
 end
 
 return redis.error_reply('tollgate counter: unknown mode ' .. tostring(mode))

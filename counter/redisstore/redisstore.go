@@ -44,7 +44,10 @@ type Store struct {
 	prefix string
 }
 
-var _ counter.Backend = (*Store)(nil)
+var (
+	_ counter.Backend      = (*Store)(nil)
+	_ counter.LeaseBackend = (*Store)(nil)
+)
 
 // New returns a store over an existing client; Close leaves the client open.
 func New(client redis.Scripter, opts Options) *Store {
@@ -143,6 +146,46 @@ func (s *Store) Adjust(ctx context.Context, now int64, a counter.Adjustment) (co
 	return parseOutcome(res)
 }
 
+// Lease implements counter.LeaseBackend: the whole batch is one script
+// call, so one round trip, and each op is atomic (the script runs alone).
+func (s *Store) Lease(ctx context.Context, now int64, ops []counter.LeaseOp) ([]counter.LeaseOutcome, error) {
+	keys := make([]string, 0, 3*len(ops))
+	args := make([]any, 0, 3+13*len(ops))
+	args = append(args, "lease", i64(now), strconv.Itoa(len(ops)))
+	for _, op := range ops {
+		keys = s.keys(keys, op.Counter)
+		args = append(args, i64(op.Used), i64(op.Want), i64(op.Min), i64(op.Limit), kindCode(op.Kind),
+			i64(op.Current), i64(op.Oldest), i64(op.Deadline), i64(op.FlexiStart), i64(op.FlexiEnd),
+			op.Token, op.NewToken, i64(op.Expires))
+	}
+	res, err := s.script.Run(ctx, s.client, keys, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: lease: %w", err)
+	}
+	list, ok := res.([]any)
+	if !ok || len(list) != len(ops) {
+		return nil, fmt.Errorf("redisstore: lease: unexpected reply %T", res)
+	}
+	outs := make([]counter.LeaseOutcome, len(ops))
+	for i, r := range list {
+		l, ok := r.([]any)
+		if !ok || len(l) != 8 {
+			return nil, errReply
+		}
+		if outs[i].Outcome, err = parseFields(l[:5]); err != nil {
+			return nil, err
+		}
+		held, ok1 := l[5].(int64)
+		token, ok2 := l[6].(string)
+		lost, ok3 := l[7].(int64)
+		if !ok1 || !ok2 || !ok3 {
+			return nil, errReply
+		}
+		outs[i].Held, outs[i].Token, outs[i].Lost = held, token, lost == 1
+	}
+	return outs, nil
+}
+
 var errReply = errors.New("redisstore: malformed script reply")
 
 func parseOutcome(r any) (counter.Outcome, error) {
@@ -150,6 +193,15 @@ func parseOutcome(r any) (counter.Outcome, error) {
 	if !ok || len(l) != 5 {
 		return counter.Outcome{}, errReply
 	}
+	return parseFields(l)
+}
+
+// parseFields reads the five outcome fields of a script reply.
+func parseFields(l []any) (counter.Outcome, error) {
+	if len(l) != 5 {
+		return counter.Outcome{}, errReply
+	}
+	var ok bool
 	var n [4]int64
 	for i := range n {
 		if n[i], ok = l[i].(int64); !ok {

@@ -23,6 +23,7 @@ import (
 func TestContract(t *testing.T) {
 	countertest.Run(t, countertest.Harness{
 		Shared: true,
+		Leases: true,
 		Storage: func(t *testing.T, _ func() time.Time) func() counter.Backend {
 			srv := redistest.Start(t)
 			return func() counter.Backend {
@@ -81,6 +82,18 @@ func TestKeysExpire(t *testing.T) {
 		require.NoError(t, err)
 		assert.Greater(t, ttl, 9*time.Minute, key)
 		assert.LessOrEqual(t, ttl, 10*time.Minute+time.Second, key)
+	}
+	// A lease outliving its window extends all three keys to its expiry.
+	k4 := counter.Key{App: "d", Kind: counter.Tokens}
+	ls, err := eng.Lease(ctx, []counter.LeaseRequest{{Key: k4, Spec: s, Want: 10, TTL: 5 * time.Minute}})
+	require.NoError(t, err)
+	require.Equal(t, int64(10), ls[0].Held)
+	base = "t:{" + counter.CounterID(k4, s) + "}"
+	for _, key := range []string{base, base + ":r", base + ":z"} {
+		ttl, err := c.PTTL(ctx, key).Result()
+		require.NoError(t, err)
+		assert.Greater(t, ttl, 4*time.Minute, key)
+		assert.LessOrEqual(t, ttl, 5*time.Minute+time.Second, key)
 	}
 	// A denied request writes nothing.
 	k3 := counter.Key{App: "c", Kind: counter.Tokens}
