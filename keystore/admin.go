@@ -30,6 +30,8 @@ func (s *Service) storeError(ctx context.Context, err error) *apierror.Error {
 		return apierror.New(http.StatusConflict, CodeAlreadyExists, err.Error())
 	case errors.Is(err, store.ErrInUse):
 		return apierror.New(http.StatusConflict, CodeInUse, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		return apierror.New(http.StatusConflict, CodeConflict, err.Error())
 	case errors.Is(err, store.ErrBadReference):
 		return apierror.New(http.StatusUnprocessableEntity, CodeUnknownReference, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -223,6 +225,8 @@ func (s *Service) adminHandler() http.Handler {
 		},
 		del: st.DeleteApp,
 	}.routes(s, api)
+
+	s.poolRoutes(api)
 
 	api.Handle(AdminPrefix+"/apps/{id}/keys", methods{
 		http.MethodGet:  s.handleListAppKeys,

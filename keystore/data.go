@@ -111,6 +111,7 @@ func (s *Service) dataHandler() (h http.Handler, err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/verify", methods{http.MethodPost: s.handleVerify})
 	mux.Handle(UsagePath, methods{http.MethodPost: s.handleUsage})
+	mux.Handle(PoolsPath, methods{http.MethodGet: s.handlePools})
 	mux.Handle("/healthz", methods{http.MethodGet: s.handleHealth})
 	mux.Handle("/metrics", methods{http.MethodGet: s.handleMetrics})
 	defer func() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -140,41 +141,9 @@ func runProductsApply(ctx context.Context, e env, args []string) error {
 		return usagef("need at least one -f FILE")
 	}
 
-	// Parse everything first: nothing is applied if any file has a problem.
-	var docs []manifest.Document
-	var problems manifest.Errors
-	seen := map[string]manifest.Position{}
-	for _, f := range files {
-		raw, err := readManifest(e, f)
-		if err != nil {
-			return err
-		}
-		name := f
-		if f == "-" {
-			name = "<stdin>"
-		}
-		d, err := manifest.Parse(name, raw)
-		var errs manifest.Errors
-		if errors.As(err, &errs) {
-			problems = append(problems, errs...)
-		} else if err != nil {
-			return err
-		}
-		fileSeen := map[string]bool{}
-		for _, doc := range d { // duplicates inside one file are reported by Parse
-			if first, dup := seen[doc.Ref()]; dup && !fileSeen[doc.Ref()] {
-				problems = append(problems, manifest.Error{Pos: doc.Pos, Msg: fmt.Sprintf("%s is defined twice (also at %s)", doc.Ref(), first)})
-			}
-			fileSeen[doc.Ref()] = true
-			seen[doc.Ref()] = doc.Pos
-		}
-		docs = append(docs, d...)
-	}
-	if len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(e.stderr, p.Error())
-		}
-		return fmt.Errorf("%d problem(s); nothing applied", len(problems))
+	docs, err := parseManifests(e, files, manifest.KindProduct, manifest.KindOperationSet)
+	if err != nil {
+		return err
 	}
 	if len(docs) == 0 {
 		// An empty file is almost always the wrong file: say so and fail,
@@ -221,6 +190,59 @@ func runProductsApply(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("%d of %d document(s) rejected by the keystore", failed, len(docs))
 	}
 	return nil
+}
+
+// parseManifests reads and validates every file first, so nothing is applied
+// if any file has a problem; documents of kinds other than the command's are
+// problems too, named with the command that applies them.
+func parseManifests(e env, files []string, kinds ...string) ([]manifest.Document, error) {
+	var docs []manifest.Document
+	var problems manifest.Errors
+	seen := map[string]manifest.Position{}
+	for _, f := range files {
+		raw, err := readManifest(e, f)
+		if err != nil {
+			return nil, err
+		}
+		name := f
+		if f == "-" {
+			name = "<stdin>"
+		}
+		d, err := manifest.Parse(name, raw)
+		var errs manifest.Errors
+		if errors.As(err, &errs) {
+			problems = append(problems, errs...)
+		} else if err != nil {
+			return nil, err
+		}
+		fileSeen := map[string]bool{}
+		for _, doc := range d { // duplicates inside one file are reported by Parse
+			if !slices.Contains(kinds, doc.Kind) {
+				problems = append(problems, manifest.Error{Pos: doc.Pos, Msg: fmt.Sprintf("%s: apply kind %s with '%s'", doc.Ref(), doc.Kind, applyCommand(doc.Kind))})
+			}
+			if first, dup := seen[doc.Ref()]; dup && !fileSeen[doc.Ref()] {
+				problems = append(problems, manifest.Error{Pos: doc.Pos, Msg: fmt.Sprintf("%s is defined twice (also at %s)", doc.Ref(), first)})
+			}
+			fileSeen[doc.Ref()] = true
+			seen[doc.Ref()] = doc.Pos
+		}
+		docs = append(docs, d...)
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(e.stderr, p.Error())
+		}
+		return nil, fmt.Errorf("%d problem(s); nothing applied", len(problems))
+	}
+	return docs, nil
+}
+
+// applyCommand names the command that applies a kind of document.
+func applyCommand(kind string) string {
+	if kind == manifest.KindPool {
+		return "tollgate pools apply"
+	}
+	return "tollgate products apply"
 }
 
 func runProductsList(ctx context.Context, e env, args []string) error {

@@ -156,12 +156,12 @@ func (p *plugin) syncPools(st shareddata.Store) {
 // with every worker through shared data.
 func (p *plugin) askPools(now int64) {
 	src := p.pol.PoolsSource
-	if src == nil || p.poolsPending || now-p.poolsAsked < time.Duration(src.Interval).Milliseconds() {
+	if src == nil || p.poolsPending || now-p.poolsAsked < src.Interval.Milliseconds() {
 		return
 	}
 	p.poolsAsked = now
-	headers := [][2]string{{":method", "GET"}, {":path", src.Path}, {":authority", src.Authority}, {"accept", "application/json"}}
-	_, err := proxywasm.DispatchHttpCall(src.Cluster, headers, nil, nil, 2*time.Second, func(resp *proxywasm.CallResponse) {
+	headers := src.AppendAuth([][2]string{{":method", "GET"}, {":path", src.Path}, {":authority", src.Authority}, {"accept", "application/json"}})
+	_, err := proxywasm.DispatchHttpCall(src.Cluster, headers, nil, nil, src.Timeout, func(resp *proxywasm.CallResponse) {
 		p.poolsPending = false
 		if resp.Failed || resp.Status != 200 {
 			p.inc(pick.DecisionMetric("pools_source_errors"), 1)

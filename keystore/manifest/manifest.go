@@ -1,6 +1,7 @@
 // Package manifest parses the declarative, Kubernetes-style YAML that
 // `tollgate products apply` reads (kinds APIProduct and APIOperationSet) and
-// reports every problem with its file:line:column.
+// `tollgate pools apply` reads (kind InferencePool), and reports every
+// problem with its file:line:column.
 package manifest
 
 import (
@@ -25,6 +26,8 @@ const APIVersion = "tollgate.dev/v1"
 const (
 	KindProduct      = "APIProduct"
 	KindOperationSet = "APIOperationSet"
+	// KindPool is an inference pool with static endpoints (see pool.go).
+	KindPool = "InferencePool"
 )
 
 // MaxBytes caps a manifest file, so a mistaken path cannot exhaust memory.
@@ -69,13 +72,14 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Document is one valid YAML document: exactly one of Product and OperationSet is set.
+// Document is one valid YAML document: exactly one of Product, OperationSet and Pool is set.
 type Document struct {
 	Kind         string
 	Name         string
 	Pos          Position
 	Product      *model.Product
 	OperationSet *model.OperationSet
+	Pool         *model.Pool
 }
 
 // Ref is "kind/name" in lower case, as apply prints it.
@@ -273,8 +277,8 @@ func (p *parser) document(root *yaml.Node) (Document, bool) {
 	kind, kindNode := str("kind")
 	if kindNode != nil {
 		d.Pos = Position{File: p.file, Line: kindNode.Line, Column: kindNode.Column}
-		if kind != KindProduct && kind != KindOperationSet {
-			p.at(kindNode, "kind %q is not supported; use %s or %s", kind, KindProduct, KindOperationSet)
+		if !knownKind(kind) {
+			p.at(kindNode, "kind %q is not supported; use %s, %s or %s", kind, KindProduct, KindOperationSet, KindPool)
 		}
 	}
 	d.Kind = kind
@@ -301,7 +305,7 @@ func (p *parser) document(root *yaml.Node) (Document, bool) {
 		return d, false
 	}
 	spec := specKV[1]
-	if len(p.errs) > before || (kind != KindProduct && kind != KindOperationSet) {
+	if len(p.errs) > before || !knownKind(kind) {
 		return d, false
 	}
 	index := map[string]*yaml.Node{"": spec, "name": nameNode}
@@ -324,6 +328,11 @@ func (p *parser) document(root *yaml.Node) (Document, bool) {
 		set.Normalize()
 		p.fieldErrors(set.Validate(), index)
 		d.OperationSet = &set
+	case KindPool:
+		d.Pool = p.pool(spec, d.Name, index)
+		if d.Pool == nil {
+			return d, false
+		}
 	}
 	return d, len(p.errs) == before
 }

@@ -35,9 +35,10 @@ const (
 	bucketApps       = "apps"
 	bucketKeys       = "keys"
 	bucketKeyHash    = "keyhash"
+	bucketPools      = "pools"
 )
 
 // bucketNames lists every keystore bucket, for backends that create or watch them all.
 func bucketNames() []string {
-	return []string{bucketProducts, bucketOpSets, bucketDevelopers, bucketApps, bucketKeys, bucketKeyHash}
+	return []string{bucketProducts, bucketOpSets, bucketDevelopers, bucketApps, bucketKeys, bucketKeyHash, bucketPools}
 }

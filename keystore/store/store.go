@@ -97,6 +97,9 @@ type Store interface {
 	// to verify it. An unknown hash, or a key whose app is gone, is ErrNotFound.
 	// The Grant may share memory with a decode cache: treat it as read-only.
 	Lookup(ctx context.Context, hash string) (Grant, error)
+
+	// Pools are the inference pools (store/pools.go).
+	Pools
 }
 
 // records implements Store over any engine.

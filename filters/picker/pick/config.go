@@ -22,6 +22,7 @@ import (
 
 	"github.com/tollgate/tollgate/filters/picker/scrape"
 	"github.com/tollgate/tollgate/shared/config"
+	"github.com/tollgate/tollgate/shared/keystoreconf"
 )
 
 // Defaults and limits of the configuration.
@@ -88,14 +89,26 @@ type Config struct {
 	PoolsSource *PoolsSource `json:"pools_source"`
 }
 
-// PoolsSource is an HTTP endpoint serving the pools document.
+// PoolsSource is an HTTP endpoint serving the pools document, by default
+// the keystore's GET /v1/pools: the shared keystore block (cluster, default
+// "keystore"; authority; timeout, default 2s; token or token_env, the
+// keystore's data-plane token) plus the path and the polling interval.
 type PoolsSource struct {
-	// Cluster and Path locate it; Authority is the Host header (default: the cluster name).
-	Cluster   string `json:"cluster"`
-	Path      string `json:"path"`
-	Authority string `json:"authority"`
+	keystoreconf.Config
+	// Path is the document's path (default /v1/pools).
+	Path string `json:"path"`
 	// Interval is the polling period ("100ms".."1h", default "1s").
 	Interval config.Duration `json:"interval"`
+}
+
+// DefaultPoolsPath is the keystore's pools document.
+const DefaultPoolsPath = "/v1/pools"
+
+// PoolsFetch is a validated pools source.
+type PoolsFetch struct {
+	keystoreconf.Keystore
+	Path     string
+	Interval time.Duration
 }
 
 // PoolConfig is one named set of endpoints.
@@ -201,7 +214,7 @@ type Policy struct {
 	EjectFailures     int
 	EjectBackoff      time.Duration
 	MaxBodyBytes      int64
-	PoolsSource       *PoolsSource
+	PoolsSource       *PoolsFetch
 	endpoints         []Endpoint // every distinct endpoint of every pool
 }
 
@@ -365,19 +378,20 @@ func build(c Config) (*Policy, error) {
 		p.MaxBodyBytes = c.MaxBodyBytes
 	}
 	if c.PoolsSource != nil {
-		ps := *c.PoolsSource
-		if ps.Cluster == "" || !strings.HasPrefix(ps.Path, "/") {
-			return nil, errors.New("picker config: pools_source needs a cluster and a path starting with /")
+		ps := c.PoolsSource
+		path := orDefault(ps.Path, DefaultPoolsPath)
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "\x00\r\n") {
+			return nil, errors.New("picker config: pools_source.path must start with /")
 		}
 		iv, err := ps.Interval.Within("picker config: pools_source.interval", time.Second, 100*time.Millisecond, time.Hour)
 		if err != nil {
 			return nil, err
 		}
-		ps.Interval = config.Duration(iv)
-		if ps.Authority == "" {
-			ps.Authority = ps.Cluster
+		ks, err := ps.Config.Compile(2*time.Second, nil)
+		if err != nil {
+			return nil, fmt.Errorf("picker config: pools_source: %w", err)
 		}
-		p.PoolsSource = &ps
+		p.PoolsSource = &PoolsFetch{Keystore: ks, Path: path, Interval: iv}
 	}
 	if len(c.Pools) == 0 && p.PoolsSource == nil {
 		return nil, fmt.Errorf("picker config: pools needs 1..%d pools (or a pools_source)", MaxPools)

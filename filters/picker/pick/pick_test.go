@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/filters/picker/scrape"
-	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/table"
 )
 
@@ -478,8 +477,18 @@ func TestPrefixAffinityHoldsUnderUniformOverload(t *testing.T) {
 func TestPoolsSource(t *testing.T) {
 	p, err := Parse([]byte(`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"/v1/pools"}}`))
 	require.NoError(t, err, "a pools source may stand in for configured pools")
-	assert.Equal(t, config.Duration(time.Second), p.PoolsSource.Interval)
+	assert.Equal(t, time.Second, p.PoolsSource.Interval)
 	assert.Equal(t, "ks", p.PoolsSource.Authority)
+	assert.Equal(t, 2*time.Second, p.PoolsSource.Timeout)
+	assert.Empty(t, p.PoolsSource.Token)
+
+	p2, err := Parse([]byte(`{"scrape_cluster":"s","pools_source":{"token":"data-plane-token-0123456789","interval":"5s"}}`))
+	require.NoError(t, err, "the keystore is the default pools source")
+	assert.Equal(t, "keystore", p2.PoolsSource.Cluster)
+	assert.Equal(t, "/v1/pools", p2.PoolsSource.Path)
+	assert.Equal(t, 5*time.Second, p2.PoolsSource.Interval)
+	assert.Equal(t, [][2]string{{"authorization", "Bearer data-plane-token-0123456789"}}, p2.PoolsSource.AppendAuth(nil),
+		"the pools call carries the keystore's data-plane token")
 	assert.Empty(t, p.Pools)
 	h := newHost()
 	assert.Equal(t, ReasonNoPool, p.Pick(h, nil, Request{Model: "m"}).Reason, "no pools yet: 503")
@@ -511,6 +520,9 @@ func TestPoolsSource(t *testing.T) {
 	for _, cfg := range []string{
 		`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"v1"}}`,
 		`{"scrape_cluster":"s","pools_source":{"cluster":"ks","path":"/p","interval":"5ms"}}`,
+		`{"scrape_cluster":"s","pools_source":{"token":"a","token_env":"B"}}`,
+		`{"scrape_cluster":"s","pools_source":{"token_env":"TOLLGATE_NO_SUCH_VARIABLE_SET"}}`,
+		`{"scrape_cluster":"s","pools_source":{"timeout":"2h"}}`,
 		`{"scrape_cluster":"s"}`,
 	} {
 		_, err := Parse([]byte(cfg))
