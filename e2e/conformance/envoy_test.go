@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/shared/proxywasm/conformance/plugin"
 )
 
 // envoyGateway runs the conformance plugin in real Envoy with two workers.
@@ -18,14 +19,17 @@ type envoyGateway struct {
 	clients []*http.Client
 }
 
-func startEnvoy(t *testing.T) *envoyGateway {
+func startEnvoy(t *testing.T) *envoyGateway { return startEnvoyAs(t, "conformance", pluginConfig) }
+
+// startEnvoyAs loads the conformance module under a root_id with a configuration.
+func startEnvoyAs(t *testing.T, rootID, config string) *envoyGateway {
 	t.Helper()
 	up := envoytest.NewUpstream(t, envoytest.WithName("echo"))
 	env := envoytest.Start(t, envoytest.Config{
 		Filters: []envoytest.WasmFilter{{
-			Name: "conformance", RootID: "conformance", VMID: "conformance",
+			Name: "conformance", RootID: rootID, VMID: "conformance",
 			WasmPath:                    envoytest.WasmPath(t, "conformance"),
-			Configuration:               pluginConfig,
+			Configuration:               config,
 			AllowOnHeadersStopIteration: true,
 		}},
 		Routes: []envoytest.Route{
@@ -85,6 +89,17 @@ func (g *envoyGateway) Routes() bool { return true }
 
 func TestConformanceEnvoy(t *testing.T) {
 	g := startEnvoy(t)
+	runCases(t, g)
+	g.env.RequireNoCrash(t)
+}
+
+// TestConformanceEnvoyChained runs the table on the conformance plugin as
+// the only link of a chain (the fused filter's machinery): a chain must be
+// invisible to its filters. The plugin is not in build/tollgate.wasm on
+// purpose: it panics, echoes and calls out on request, which no production
+// module may offer.
+func TestConformanceEnvoyChained(t *testing.T) {
+	g := startEnvoyAs(t, plugin.ChainRootID, plugin.ChainConfig(pluginConfig))
 	runCases(t, g)
 	g.env.RequireNoCrash(t)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/shared/proxywasm"
 	"github.com/tollgate/tollgate/shared/proxywasm/conformance/plugin"
 	"github.com/tollgate/tollgate/shared/proxywasm/hosttest"
 )
@@ -23,11 +24,16 @@ type nativeGateway struct {
 }
 
 func startNative(t *testing.T) *nativeGateway {
+	return startNativeAs(t, plugin.New, "conformance", pluginConfig)
+}
+
+// startNativeAs runs a conformance root context under a root_id with a configuration.
+func startNativeAs(t *testing.T, f func(uint32) proxywasm.PluginContext, rootID, config string) *nativeGateway {
 	t.Helper()
 	echoHandler := envoytest.EchoHandler("echo")
 	h := hosttest.New(t, hosttest.Config{
-		Plugin: plugin.New, PluginName: "conformance", RootID: "conformance", VMID: "conformance",
-		PluginConfig: []byte(pluginConfig), AllowOnHeadersStopIteration: true,
+		Plugin: f, PluginName: "conformance", RootID: rootID, VMID: "conformance",
+		PluginConfig: []byte(config), AllowOnHeadersStopIteration: true,
 		Clusters: []string{"callout"}, Callouts: hosttest.ServeCallouts(echoHandler),
 		Upstream: hosttest.ServeUpstream(echoHandler),
 	})
@@ -88,4 +94,10 @@ func (g *nativeGateway) Routes() bool { return false }
 // TestConformanceHosttest runs the table on the native in-memory host.
 func TestConformanceHosttest(t *testing.T) {
 	runCases(t, startNative(t))
+}
+
+// TestConformanceHosttestChained runs the table on the plugin as the only
+// link of a chain.
+func TestConformanceHosttestChained(t *testing.T) {
+	runCases(t, startNativeAs(t, plugin.NewChained(), plugin.ChainRootID, plugin.ChainConfig(pluginConfig)))
 }

@@ -20,10 +20,12 @@ import (
 	"github.com/tollgate/tollgate/scripts/run-demo/demo"
 )
 
-// Full-chain benchmark: bare Envoy and Envoy with the example chain, in the
-// same run, in front of the same in-process mock model server.
+// Full-chain benchmark: bare Envoy, Envoy with the example chain as
+// separate filters in one VM ("chain") and as the suite's one fused filter
+// ("fused"), in the same run, in front of the same in-process mock model
+// server and keystore.
 //
-//	go test -run '^$' -bench FullChain -benchtime 20000x ./e2e/gateway/
+//	TOLLGATE_BENCH_ROUNDS=5 go test -run '^$' -bench FullChain -benchtime 2000x ./e2e/gateway/
 //
 // Each sub-benchmark sends b.N requests from 1 and from
 // TOLLGATE_BENCH_CONCURRENCY (default 8) closed-loop clients, each on its
@@ -163,50 +165,58 @@ func runLoad(ctx context.Context, base, key string, req request, n, conc int) (l
 	return res, nil
 }
 
-// benchStack is the chain plus a bare Envoy on the same upstream.
+// benchStack is the chain (separate filters in one VM), the same chain as
+// the one fused filter, and a bare Envoy, on the same upstream and keystore.
 type benchStack struct {
 	*stack
-	bare *envoytest.Envoy
+	bare  *envoytest.Envoy
+	fused *envoytest.Envoy
 }
 
 func startBenchStack(b *testing.B) *benchStack {
 	b.Helper()
-	s := startStack(b)
+	s := startStack(b, false)
 	bare := envoytest.Start(b, envoytest.Config{
 		Clusters: []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}},
 		Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream", Timeout: 300 * time.Second}},
 	})
-	return &benchStack{stack: s, bare: bare}
+	fused := envoytest.Start(b, envoytest.Config{YAML: fuse(b, renderGateway(b, s.keystore.data, s.upstreamSpec(b))),
+		ListenerName: "gateway", StartTimeout: 3 * time.Minute})
+	return &benchStack{stack: s, bare: bare, fused: fused}
 }
 
 func BenchmarkFullChain(b *testing.B) {
 	s := startBenchStack(b)
 	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
 	key := s.keys["bench"]
-	// Warm both: the chain's key cache, every worker's VMs, connections.
+	targets := []struct {
+		name string
+		e    *envoytest.Envoy
+		key  string
+	}{{"bare", s.bare, ""}, {"chain", s.envoy, key}, {"fused", s.fused, key}}
+	// Warm all: the chain's key cache, every worker's VMs, connections.
 	for _, req := range benchRequests() {
-		if _, err := runLoad(b.Context(), "http://"+s.envoy.ListenerAddr(), key, req, 200, conc); err != nil {
-			b.Fatalf("warm-up chain: %v", err)
-		}
-		if _, err := runLoad(b.Context(), "http://"+s.bare.ListenerAddr(), "", req, 200, conc); err != nil {
-			b.Fatalf("warm-up bare: %v", err)
+		for _, tg := range targets {
+			if _, err := runLoad(b.Context(), "http://"+tg.e.ListenerAddr(), tg.key, req, 200, conc); err != nil {
+				b.Fatalf("warm-up %s: %v", tg.name, err)
+			}
 		}
 	}
-	for _, shape := range []string{"json", "stream"} {
-		req := benchRequests()[shape]
-		for _, c := range []int{1, conc} {
-			for _, target := range []string{"bare", "chain"} {
-				b.Run(fmt.Sprintf("%s/c%d/%s", shape, c, target), func(b *testing.B) {
-					base, k := "http://"+s.bare.ListenerAddr(), ""
-					if target == "chain" {
-						base, k = "http://"+s.envoy.ListenerAddr(), key
-					}
-					res, err := runLoad(b.Context(), base, k, req, b.N, c)
-					if err != nil {
-						b.Fatal(err)
-					}
-					res.report(b, req.stream)
-				})
+	// Rounds interleave the targets, so that a noisy machine slows all of
+	// them alike; compare medians over rounds.
+	for range benchEnv("TOLLGATE_BENCH_ROUNDS", 1) {
+		for _, shape := range []string{"json", "stream"} {
+			req := benchRequests()[shape]
+			for _, c := range []int{1, conc} {
+				for _, tg := range targets {
+					b.Run(fmt.Sprintf("%s/c%d/%s", shape, c, tg.name), func(b *testing.B) {
+						res, err := runLoad(b.Context(), "http://"+tg.e.ListenerAddr(), tg.key, req, b.N, c)
+						if err != nil {
+							b.Fatal(err)
+						}
+						res.report(b, req.stream)
+					})
+				}
 			}
 		}
 	}

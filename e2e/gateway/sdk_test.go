@@ -43,8 +43,17 @@ func apiError(t *testing.T, err error) *openai.Error {
 	return e
 }
 
+// TestGatewayWithOpenAISDK runs the product's behaviour through both
+// shipped compositions: the filters as separate Envoy filters sharing one
+// VM, and the one fused filter of the suite module.
 func TestGatewayWithOpenAISDK(t *testing.T) {
-	s := startStack(t)
+	for _, c := range compositions {
+		t.Run(c.name, func(t *testing.T) { testGatewayWithOpenAISDK(t, c.fused) })
+	}
+}
+
+func testGatewayWithOpenAISDK(t *testing.T, fused bool) {
+	s := startStack(t, fused)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := s.sdk(s.keys["sdk"])

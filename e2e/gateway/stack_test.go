@@ -26,9 +26,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
+	"github.com/tollgate/tollgate/e2e/stacktest"
 	"github.com/tollgate/tollgate/keystore/client"
 	"github.com/tollgate/tollgate/mockllm"
 	"github.com/tollgate/tollgate/scripts/run-demo/demo"
@@ -194,9 +196,7 @@ func renderGateway(t testing.TB, ksData string, up demo.Upstream) string {
 	require.NoError(t, err)
 	buildDir, err = filepath.Abs(buildDir)
 	require.NoError(t, err)
-	for _, f := range []string{"tollgate", "apikey", "quota", "modelroute", "tokencount"} {
-		envoytest.WasmPath(t, f)
-	}
+	envoytest.WasmPath(t, "tollgate")
 	out, err := demo.Render(src, demo.RenderOptions{
 		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Keystore: ksData, Upstream: up,
 		BuildDir: buildDir, AccessLog: "{{.AccessLog}}", DataToken: testDataToken,
@@ -206,14 +206,36 @@ func renderGateway(t testing.TB, ksData string, up demo.Upstream) string {
 	return string(out)
 }
 
-// startStack starts keystore, upstream and Envoy with the example chain,
-// applies testdata/products.yaml and issues one key per app.
-func startStack(t testing.TB) *stack {
+// compositions are the two ways the shipped chain runs: separate filters
+// in one VM, and the suite's fused filter.
+var compositions = []struct {
+	name  string
+	fused bool
+}{{"filters", false}, {"fused", true}}
+
+// fuse turns a rendered bootstrap of separate filters into the fused one.
+func fuse(t testing.TB, yml string) string {
+	t.Helper()
+	var doc map[string]any
+	require.NoError(t, yaml.Unmarshal([]byte(yml), &doc))
+	stacktest.Fuse(t, doc)
+	b, err := yaml.Marshal(doc)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// startStack starts keystore, upstream and Envoy with the example chain
+// (fused: as the one fused filter), applies testdata/products.yaml and
+// issues one key per app.
+func startStack(t testing.TB, fused bool) *stack {
 	t.Helper()
 	ks := startKeystore(t)
 	up := startUpstream(t)
 	host, port := up.hostPort(t)
 	yml := renderGateway(t, ks.data, demo.Upstream{Host: host, Port: port})
+	if fused {
+		yml = fuse(t, yml)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

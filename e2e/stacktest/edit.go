@@ -1,7 +1,10 @@
 package stacktest
 
 import (
+	"encoding/json"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -116,4 +119,66 @@ func AddAccessLogField(t testing.TB, doc map[string]any, key, format string) {
 	t.Helper()
 	f := Dig(t, HCM(t, doc), "access_log", 0, "typed_config", "log_format", "json_format").(map[string]any)
 	f[key] = format
+}
+
+// FusedOrder is the order of the fused filter's sections (suite/main.go's
+// FusedLinks): the order a chain of separate filters must have to be fused.
+func FusedOrder() []string {
+	return []string{"apikey", "quota", "modelroute", "guard", "tokencount", "picker"}
+}
+
+// Fuse turns a chain of separate Tollgate filters loaded from the suite
+// module (build/tollgate.wasm) into the one fused filter (root_id
+// "tollgate") configured with their configurations as sections, in place of
+// the first of them. The filters must be in the fused order; the fused
+// filter keeps the first one's VM and failure policy.
+func Fuse(t testing.TB, doc map[string]any) {
+	t.Helper()
+	hcm := HCM(t, doc)
+	filters := hcm["http_filters"].([]any)
+	sections := map[string]json.RawMessage{}
+	var out []any
+	var fused map[string]any
+	next := 0
+	for _, f := range filters {
+		cfg, _ := Dig(t, f, "typed_config").(map[string]any)["config"].(map[string]any)
+		root, _ := cfg["root_id"].(string)
+		order := FusedOrder()
+		at := slices.Index(order, root)
+		if at < 0 || !strings.HasSuffix(suiteCode(cfg), "tollgate.wasm") {
+			out = append(out, f)
+			continue
+		}
+		require.GreaterOrEqual(t, at, next, "stacktest: %s is out of the fused order %v", root, order)
+		next = at + 1
+		raw := Dig(t, cfg, "configuration", "value").(string)
+		require.True(t, json.Valid([]byte(raw)), "stacktest: %s configuration is not JSON", root)
+		sections[root] = json.RawMessage(raw)
+		if fused != nil {
+			continue
+		}
+		fc := map[string]any{}
+		for k, v := range cfg {
+			fc[k] = v
+		}
+		fc["name"], fc["root_id"], fc["allow_on_headers_stop_iteration"] = "tollgate", "tollgate", true
+		fused = map[string]any{"name": "tollgate", "typed_config": map[string]any{
+			"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": fc}}
+		out = append(out, fused)
+	}
+	require.NotNil(t, fused, "stacktest: no suite filter to fuse")
+	value, err := json.Marshal(sections)
+	require.NoError(t, err)
+	fc := fused["typed_config"].(map[string]any)["config"].(map[string]any)
+	fc["configuration"] = map[string]any{"@type": "type.googleapis.com/google.protobuf.StringValue", "value": string(value)}
+	hcm["http_filters"] = out
+}
+
+// suiteCode is the local file a Wasm filter's VM loads, or "".
+func suiteCode(cfg map[string]any) string {
+	vmc, _ := cfg["vm_config"].(map[string]any)
+	code, _ := vmc["code"].(map[string]any)
+	local, _ := code["local"].(map[string]any)
+	name, _ := local["filename"].(string)
+	return name
 }

@@ -33,8 +33,8 @@ import (
 // DefaultDataToken is the keystore's data-plane token when Options sets none.
 const DefaultDataToken = "stacktest-data-plane-token-0123456789"
 
-// ChainFilters are the Wasm modules of the shipped chain.
-func ChainFilters() []string { return []string{"apikey", "quota", "modelroute", "tokencount"} }
+// ChainFilters are the Wasm modules of the shipped chain: the suite module.
+func ChainFilters() []string { return []string{"tollgate"} }
 
 // Options describe the stack a test wants.
 type Options struct {
@@ -53,6 +53,9 @@ type Options struct {
 	DataToken string
 	// Modules are extra build/*.wasm modules the edits load (checked to exist).
 	Modules []string
+	// Fused runs the chain as the one fused filter (Fuse) instead of
+	// separate filters in one VM; Edit runs after.
+	Fused bool
 	// Edit changes the rendered bootstrap before Envoy starts.
 	Edit func(t testing.TB, doc map[string]any)
 	// StartTimeout bounds Envoy's start (default 3 minutes: V8 compiles
@@ -116,8 +119,17 @@ func Start(t testing.TB, o Options) *Stack {
 		s.Keys[app] = k.Secret
 	}
 	host, port := HostPort(t, up.Addr())
+	edit := o.Edit
+	if o.Fused {
+		edit = func(t testing.TB, doc map[string]any) {
+			Fuse(t, doc)
+			if o.Edit != nil {
+				o.Edit(t, doc)
+			}
+		}
+	}
 	var yml string
-	yml, s.BuildDir = Render(t, ks.DataAddr(), demo.Upstream{Host: host, Port: port}, o.DataToken, o.Modules, o.Edit)
+	yml, s.BuildDir = Render(t, ks.DataAddr(), demo.Upstream{Host: host, Port: port}, o.DataToken, o.Modules, edit)
 	s.Envoy = envoytest.Start(t, envoytest.Config{YAML: yml, ListenerName: "gateway", StartTimeout: o.StartTimeout})
 	return s
 }

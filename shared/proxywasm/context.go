@@ -118,7 +118,24 @@ type httpState struct {
 
 type callout struct {
 	handler CallResponseHandler
-	ctxID   uint32 // context that dispatched the call
+	ctxID   uint32    // context that dispatched the call
+	hook    *linkHook // the chain link that dispatched it, nil outside chains
+}
+
+// bufferView shows a chain link the part of a stream's body buffer it has
+// not passed on yet, as Envoy would show it to a filter of its own.
+type bufferView struct {
+	ctx uint32 // the stream; 0 when no view is set
+	buf BufferType
+	off uint32
+}
+
+// at reports the view's offset for buffer t of the current context.
+func (w *bufferView) at(t BufferType) uint32 {
+	if w.ctx == 0 || w.ctx != vm.current || w.buf != t {
+		return 0
+	}
+	return w.off
 }
 
 // vmState is the one piece of mutable state of the Wasm entry point: the
@@ -132,6 +149,9 @@ type vmState struct {
 	current  uint32 // context of the callback now running
 	depth    int    // nesting of exported callbacks
 	pins     map[uint32][]byte
+	hook     *linkHook  // the chain link whose code runs (chain.go), nil outside chains
+	view     bufferView // the body a chain link sees (chain.go)
+	bufDirty bool       // a body buffer was written since the chain last looked
 }
 
 var vm = vmState{
@@ -369,6 +389,9 @@ func (v *vmState) onHttpCallResponse(ctxID, token, numHeaders, bodySize, numTrai
 		_ = setEffectiveContext(target)
 	}
 	resp := readCallResponse(numHeaders, bodySize, numTrailers)
+	prevHook := vm.hook
+	vm.hook = c.hook
+	defer func() { vm.hook = prevHook }()
 	defer func() {
 		if r := recover(); r != nil {
 			if streamAlive {

@@ -41,6 +41,9 @@ func Logf(level LogLevel, format string, args ...any) {
 
 // SetTickPeriod asks the host to call OnTick every d (0 stops the ticks); Envoy's resolution is milliseconds.
 func SetTickPeriod(d time.Duration) error {
+	if h := vm.hook; h != nil {
+		return h.c.setTick(h.idx, d)
+	}
 	return StatusToError(Status(proxy_set_tick_period_milliseconds(uint32(d / time.Millisecond))))
 }
 
@@ -121,12 +124,15 @@ func (b Buffer) Size() (int, error) {
 	if err := StatusToError(Status(proxy_get_buffer_status(uint32(b), &size, &flags))); err != nil {
 		return 0, err
 	}
+	if off := vm.view.at(BufferType(b)); off > 0 {
+		return int(size - min(off, size)), nil
+	}
 	return int(size), nil
 }
 
 // Get returns up to max bytes starting at start.
 func (b Buffer) Get(start, max int) ([]byte, error) {
-	return getBufferBytes(BufferType(b), uint32(start), uint32(max))
+	return getBufferBytes(BufferType(b), uint32(start)+vm.view.at(BufferType(b)), uint32(max))
 }
 
 // GetAll returns the whole buffer.
@@ -160,7 +166,30 @@ func (b Buffer) Append(data []byte) error {
 func (b Buffer) Prepend(data []byte) error { return b.set(0, 0, data) }
 
 func (b Buffer) set(start, size uint32, data []byte) error {
+	vm.bufDirty = true
+	if off := vm.view.at(BufferType(b)); off > 0 {
+		return b.setInView(off, start, size, data)
+	}
 	return StatusToError(Status(proxy_set_buffer_bytes(uint32(b), start, size, bytesPtr(data), uint32(len(data)))))
+}
+
+// setInView changes a chain link's part of a buffer that starts at off.
+// Envoy only prepends, replaces from the start or appends, so the whole
+// buffer is rewritten with the link's part changed.
+func (b Buffer) setInView(off, start, size uint32, data []byte) error {
+	var total, flags uint32
+	if err := StatusToError(Status(proxy_get_buffer_status(uint32(b), &total, &flags))); err != nil {
+		return err
+	}
+	all, err := getBufferBytes(BufferType(b), 0, total)
+	if err != nil {
+		return err
+	}
+	from := min(off+start, uint32(len(all)))
+	to := min(from+size, uint32(len(all)))
+	out := make([]byte, 0, len(all)-int(to-from)+len(data))
+	out = append(append(append(out, all[:from]...), data...), all[to:]...)
+	return StatusToError(Status(proxy_set_buffer_bytes(uint32(b), 0, total, bytesPtr(out), uint32(len(out)))))
 }
 
 func getBufferBytes(t BufferType, start, max uint32) ([]byte, error) {
@@ -175,11 +204,17 @@ func getBufferBytes(t BufferType, start, max uint32) ([]byte, error) {
 
 // ContinueRequest resumes a request paused in a headers or body callback.
 func ContinueRequest() error {
+	if chainContinue(StreamRequest) {
+		return nil
+	}
 	return StatusToError(Status(proxy_continue_stream(uint32(StreamRequest))))
 }
 
 // ContinueResponse resumes a paused response.
 func ContinueResponse() error {
+	if chainContinue(StreamResponse) {
+		return nil
+	}
 	return StatusToError(Status(proxy_continue_stream(uint32(StreamResponse))))
 }
 
@@ -231,7 +266,7 @@ func DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers
 	if err := StatusToError(Status(st)); err != nil {
 		return 0, fmt.Errorf("http call to cluster %q: %w", cluster, err)
 	}
-	vm.callouts[token] = callout{handler: handler, ctxID: vm.current}
+	vm.callouts[token] = callout{handler: handler, ctxID: vm.current, hook: vm.hook}
 	return token, nil
 }
 

@@ -328,3 +328,16 @@ func (s *stream) OnResponseBody(size int, eos bool) proxywasm.Action {
 }
 
 func (s *stream) OnDone() { _ = s.p.inflight.Add(-1) }
+
+// ChainRootID is the root_id of the conformance plugin run as the only link
+// of a proxywasm chain, so that the conformance table also holds the chain
+// machinery (the fused filter's) to real Envoy's behaviour.
+const ChainRootID = "conformance-chain"
+
+// NewChained constructs the chain of the conformance plugin alone.
+func NewChained() func(rootContextID uint32) proxywasm.PluginContext {
+	return proxywasm.NewChain([]proxywasm.Link{{Name: "conformance", New: New, AllowOnHeadersStopIteration: true}})
+}
+
+// ChainConfig is the chain's configuration for a conformance configuration.
+func ChainConfig(config string) string { return `{"conformance": ` + config + `}` }

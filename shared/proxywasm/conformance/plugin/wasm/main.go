@@ -1,4 +1,6 @@
-// Command wasm is the conformance plugin's module (build/conformance.wasm).
+// Command wasm is the conformance plugin's module (build/conformance.wasm):
+// the plugin under root_id "conformance", and the same plugin as the only
+// link of a chain under plugin.ChainRootID.
 package main
 
 import (
@@ -6,6 +8,9 @@ import (
 	"github.com/tollgate/tollgate/shared/proxywasm/conformance/plugin"
 )
 
-func init() { proxywasm.SetPluginFactory(plugin.New) }
+func init() {
+	proxywasm.RegisterPlugin("conformance", plugin.New)
+	proxywasm.RegisterPlugin(plugin.ChainRootID, plugin.NewChained())
+}
 
 func main() {}
