@@ -19,7 +19,9 @@ import (
 // trace records, in order, what every link of a chain saw.
 type trace struct{ events []string }
 
-func (t *trace) add(format string, args ...any) { t.events = append(t.events, fmt.Sprintf(format, args...)) }
+func (t *trace) add(format string, args ...any) {
+	t.events = append(t.events, fmt.Sprintf(format, args...))
+}
 
 // behaviour says what a test link does; nil callbacks continue.
 type behaviour struct {
@@ -141,7 +143,9 @@ func callout(t *testing.T, then func(r *proxywasm.CallResponse)) {
 
 func TestChainRunsLinksInOrderAndResponsesInReverse(t *testing.T) {
 	h, tr, _, err := startChain(t, []linkSpec{{name: "a"}, {name: "b", allow: true}, {name: "c"}}, "", hosttest.Config{
-		Upstream: func(*hosttest.Upstream) *hosttest.Response { return &hosttest.Response{Status: 200, Body: []byte("ok")} },
+		Upstream: func(*hosttest.Upstream) *hosttest.Response {
+			return &hosttest.Response{Status: 200, Body: []byte("ok")}
+		},
 	})
 	require.NoError(t, err)
 	res := h.Do(hosttest.Request{Path: "/v1/x", Body: []byte("hi")})
@@ -403,7 +407,7 @@ func TestChainConfiguration(t *testing.T) {
 	specs := []linkSpec{{name: "a"}, {name: "b"}, {name: "c"}}
 	for _, tc := range []struct {
 		name, config, err string
-		links            []string
+		links             []string
 	}{
 		{"sections", `{"c": {"x": 1}, "a": {}}`, "", []string{"a", "c"}},
 		{"unknown section", `{"a": {}, "d": {}}`, `unknown section "d"`, nil},
