@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/proxywasm"
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 	"github.com/tollgate/tollgate/shared/usagelog"
@@ -40,7 +41,11 @@ type plugin struct {
 	ticks   int
 	sweep   bool             // the queue held entries at the last look
 	usage   *usagelog.Sender // usage records for analytics (nil: usage.enabled is off)
+	leases  *lease.Leases    // budget leases (nil: lease.enabled is off)
 }
+
+// LeaseNamespace prefixes the shared-data keys of the filter's leases.
+const LeaseNamespace = "tollgate.tokencount.lease.v1"
 
 // orphanSweepTicks is how often an idle VM still sweeps the shared queue,
 // for entries another (perhaps crashed) VM left.
@@ -84,6 +89,20 @@ func (p *plugin) OnPluginStart(config []byte) error {
 		p.usage = usagelog.New(pol.Usage, h)
 		tick = min(tick, pol.Usage.FlushInterval)
 	}
+	if pol.Lease.Enabled {
+		if p.leases, err = lease.New(shareddata.Store{}, leaseHost{p}, LeaseNamespace, pol.Lease, pol.Timeout); err != nil {
+			return err
+		}
+		if err := p.leases.Init(); err != nil {
+			return err
+		}
+		for _, r := range meter.LeaseResults() {
+			if err := p.metrics.Define(meter.LeaseMetric(r)); err != nil {
+				return err
+			}
+		}
+		tick = min(tick, pol.Lease.Renew)
+	}
 	if err := proxywasm.SetTickPeriod(tick); err != nil {
 		return err
 	}
@@ -106,6 +125,11 @@ func (p *plugin) OnTick() {
 			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: usage records: %v", err)
 		}
 	}
+	if p.leases != nil {
+		if _, err := p.leases.Tick(); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: leases: %v", err)
+		}
+	}
 	p.ticks++
 	if !p.sweep && p.ticks%orphanSweepTicks != 0 {
 		return
@@ -115,7 +139,23 @@ func (p *plugin) OnTick() {
 
 // NewHttpContext starts the state of one stream.
 func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext {
-	return &stream{m: meter.NewStream(host{p}, p.pol, p.models, p.apps, p.usage != nil), limit: p.pol.MaxRequestBytes}
+	m := meter.NewStream(host{p}, p.pol, p.models, p.apps, p.usage != nil)
+	if p.leases != nil {
+		m.WithLeases(p.leases)
+	}
+	return &stream{m: m, limit: p.pol.MaxRequestBytes}
+}
+
+// leaseHost adapts proxy-wasm to lease.Host.
+type leaseHost struct{ p *plugin }
+
+func (leaseHost) Now() time.Time { return time.Now() }
+
+func (h leaseHost) Dispatch(body []byte, done func(failed bool, status int, body []byte)) error {
+	pol := h.p.pol
+	_, err := proxywasm.DispatchHttpCall(pol.Cluster, pol.CalloutHeaders(meter.Callout{Path: lease.Path}), body, nil, pol.Timeout,
+		func(r *proxywasm.CallResponse) { done(r.Failed, r.Status, r.Body) })
+	return err
 }
 
 // stream adapts the proxy-wasm callbacks of one stream to meter.Stream.

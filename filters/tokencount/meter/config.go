@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/keystoreconf"
+	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/usagelog"
 	"github.com/tollgate/tollgate/window"
 )
@@ -163,6 +164,9 @@ type Config struct {
 	UnmeteredPaths []string `json:"unmetered_paths"`
 	// SettleRetry sizes the shared queue of settles that failed.
 	SettleRetry SettleRetryConfig `json:"settle_retry"`
+	// Lease reserves from budget leases held in shared data instead of a
+	// keystore round trip per request (docs/leases.md).
+	Lease lease.Config `json:"lease"`
 }
 
 // KeystoreConfig locates the counter engine.
@@ -259,6 +263,8 @@ type Policy struct {
 	Style apierror.Style
 	// Strict reserves prompt bounds and enforces the output cap.
 	Strict bool
+	// Lease is the budget leases' settings (Enabled false: none).
+	Lease lease.Settings
 	// RefuseUnbounded refuses, in strict mode, inputs whose tokens do not
 	// follow from their bytes.
 	RefuseUnbounded bool

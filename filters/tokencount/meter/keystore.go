@@ -102,7 +102,23 @@ func Record(q *Quota, n int64) Callout {
 
 // appendItem writes one {key, spec, n[, force]} item.
 func appendItem(b []byte, q *Quota, n int64, force bool) []byte {
-	b = append(b, `{"key":{"app":`...)
+	b = append(b, '{')
+	b = appendCounter(b, q)
+	b = append(b, `,"n":`...)
+	b = strconv.AppendInt(b, n, 10)
+	if force {
+		b = append(b, `,"force":true`...)
+	}
+	return append(b, '}')
+}
+
+// LeaseItem names q's counter for shared/lease: its item's "key" and
+// "spec" members.
+func LeaseItem(q *Quota) string { return string(appendCounter(make([]byte, 0, 192), q)) }
+
+// appendCounter writes the "key" and "spec" members of q's item.
+func appendCounter(b []byte, q *Quota) []byte {
+	b = append(b, `"key":{"app":`...)
 	b = jsonenc.AppendString(b, q.Key.App)
 	if q.Key.Product != "" {
 		b = append(b, `,"product":`...)
@@ -122,11 +138,6 @@ func appendItem(b []byte, q *Quota, n int64, force bool) []byte {
 	b = jsonenc.AppendString(b, q.Spec.Unit.String())
 	b = append(b, `,"window":`...)
 	b = jsonenc.AppendString(b, q.Spec.Kind.String())
-	b = append(b, `},"n":`...)
-	b = strconv.AppendInt(b, n, 10)
-	if force {
-		b = append(b, `,"force":true`...)
-	}
 	return append(b, '}')
 }
 

@@ -21,6 +21,7 @@ import (
 //	tollgate_tokencount_keystore_errors_total.op.<reserve|settle|release|consume>
 //	tollgate_tokencount_usage_violations_total.model.<m>.reason.<violation>
 //	tollgate_tokencount_settle_queue_total.event.<queued|delivered|retried|dropped>
+//	tollgate_tokencount_lease_total.result.<taken|fallback>
 const (
 	MetricPromptTokens     = "tollgate_tokencount_prompt_tokens_total"
 	MetricCompletionTokens = "tollgate_tokencount_completion_tokens_total"
@@ -32,7 +33,21 @@ const (
 	MetricKeystoreErrors   = "tollgate_tokencount_keystore_errors_total"
 	MetricViolations       = "tollgate_tokencount_usage_violations_total"
 	MetricSettleQueue      = "tollgate_tokencount_settle_queue_total"
+	MetricLease            = "tollgate_tokencount_lease_total"
 )
+
+// Lease results, for the lease metric: a reservation taken from a budget
+// lease, or one the lease could not cover (reserved at the keystore).
+const (
+	LeaseTaken    = "taken"
+	LeaseFallback = "fallback"
+)
+
+// LeaseResults lists the lease results.
+func LeaseResults() []string { return []string{LeaseTaken, LeaseFallback} }
+
+// LeaseMetric names the lease counter of a result.
+func LeaseMetric(result string) string { return MetricLease + ".result." + result }
 
 // Settle queue events, for the settle queue metric.
 const (
@@ -210,6 +225,7 @@ func StatsTags() []StatsTag {
 		{Name: "op", Regex: stem + `keystore_errors_total(\.op\.([^.]+))$`},
 		{Name: "reason", Regex: stem + `usage_violations_total\.model\.[^.]+(\.reason\.([^.]+))$`},
 		{Name: "event", Regex: stem + `settle_queue_total(\.event\.([^.]+))$`},
+		{Name: "result", Regex: stem + `lease_total(\.result\.([^.]+))$`},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/identity"
+	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/usagelog"
 )
 
@@ -82,6 +83,8 @@ type Stream struct {
 
 	plan     *Plan
 	reserved *State // the reservation (nil: none held)
+	leases   Leaser // budget leases (nil: off)
+	leased   string // the lease counter the reservation was taken from ("": a keystore reservation)
 	open     bool   // the reservation still awaits settle or release
 	failOpen bool   // the keystore failed and the request went on unreserved
 
@@ -104,6 +107,62 @@ type Stream struct {
 // metric labels, reporting turns usage records on.
 func NewStream(h StreamHost, pol *Policy, models, apps *LabelSet, reporting bool) *Stream {
 	return &Stream{h: h, pol: pol, models: models, apps: apps, reporting: reporting}
+}
+
+// Leaser draws reservations from budget leases (shared/lease.Leases).
+type Leaser interface {
+	// Take reserves n locally; ok false means the lease cannot cover it.
+	Take(counter string, n int64) (g lease.Grant, ok bool, err error)
+	// Settle ends a local reservation of taken at actual.
+	Settle(counter string, taken, actual int64) error
+}
+
+// WithLeases makes the stream reserve from budget leases when they cover
+// the request (l nil: never).
+func (s *Stream) WithLeases(l Leaser) *Stream {
+	s.leases = l
+	return s
+}
+
+// takeLease reserves the plan's amount from the quota's lease; it reports
+// whether the lease covered it (else the keystore is asked).
+func (s *Stream) takeLease() bool {
+	if s.leases == nil {
+		return false
+	}
+	item := LeaseItem(s.quota)
+	g, ok, err := s.leases.Take(item, s.plan.Amount)
+	if err != nil {
+		s.h.Warn("lease: " + err.Error())
+		return false
+	}
+	if !ok {
+		s.h.Add(LeaseMetric(LeaseFallback), 1)
+		return false
+	}
+	s.h.Add(LeaseMetric(LeaseTaken), 1)
+	st := State{Allowed: true, Limit: g.Limit, Remaining: g.Remaining, Used: max(g.Limit-g.Remaining, 0)}
+	if g.Reset > 0 {
+		st.ResetAfter = max(time.UnixMilli(g.Reset).Sub(s.h.Now()), 0)
+	}
+	s.reserved, s.open, s.leased = &st, true, item
+	return true
+}
+
+// settleLease ends a reservation taken from a lease, locally: actual is
+// charged, the rest returns to the lease. When the lease's record is gone
+// the consumption is recorded at the keystore directly, so it is never lost.
+func (s *Stream) settleLease(actual int64) {
+	taken := s.plan.Amount
+	if err := s.leases.Settle(s.leased, taken, actual); err != nil {
+		s.h.Warn("lease settle: " + err.Error())
+		if actual > 0 {
+			Send(s.h, Settlement{Op: OpConsume, Callout: Record(s.quota, actual)}, nil)
+		}
+	}
+	r := s.reserved
+	r.Remaining = max(r.Remaining+taken-actual, 0)
+	r.Used = max(r.Limit-r.Remaining, 0)
 }
 
 // Reserving reports whether the reserve callout is in flight.
@@ -175,7 +234,7 @@ func (s *Stream) OnRequestBody(body []byte) Action {
 		}
 		pl.Body = nil // the proxy holds the body now
 	}
-	if s.quota == nil {
+	if s.quota == nil || s.takeLease() {
 		return Continue
 	}
 	if err := s.h.Dispatch(pol.Reserve(s.quota, pl.Amount), s.onReserve); err != nil {
@@ -402,7 +461,7 @@ func (s *Stream) settleHeld() Action {
 		s.h.ResumeResponse()
 	})
 	if !ok {
-		s.setHeaders(held)
+		s.setHeaders(*s.reserved) // settled from a lease, or the callout failed
 		return Continue
 	}
 	return Pause
@@ -453,6 +512,14 @@ func (s *Stream) charge(u usage.Usage, src Source, aborted bool, then func(error
 		return false
 	}
 	s.open = false
+	if s.leased != "" && (d.Op == OpSettle || d.Op == OpRelease) {
+		actual := int64(0)
+		if d.Op == OpSettle {
+			actual = s.plan.Charge(u)
+		}
+		s.settleLease(actual)
+		return false
+	}
 	if then == nil && !s.ended {
 		s.pending = d
 		return false
@@ -479,6 +546,10 @@ func (s *Stream) OnDone() {
 		if s.open {
 			s.h.Add(RequestsMetric(s.labels(s.plan.Model), OutcomeReleased), 1)
 			s.open = false
+			if s.leased != "" {
+				s.settleLease(0)
+				return
+			}
 			Send(s.h, Settlement{Op: OpRelease, Callout: Release(s.reserved.ID)}, nil)
 		}
 		return

@@ -157,9 +157,16 @@ func (c *Config) compileHardening(p *Policy) error {
 		p.SettleQueueEntries = r.MaxEntries
 	}
 	var err error
-	p.SettleRetryInterval, err = r.Interval.Within("settle_retry.interval", DefaultSettleRetryInterval, time.Millisecond, time.Minute)
+	if p.SettleRetryInterval, err = r.Interval.Within("settle_retry.interval", DefaultSettleRetryInterval, time.Millisecond, time.Minute); err != nil {
+		return err
+	}
+	p.Lease, err = c.Lease.Compile(DefaultLeaseMax)
 	return err
 }
+
+// DefaultLeaseMax bounds the tokens one Envoy holds on one counter unless
+// lease.max says otherwise.
+const DefaultLeaseMax = 100_000
 
 // ContextLimits is the compiled context_tokens.
 type ContextLimits struct {
