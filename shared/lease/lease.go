@@ -12,6 +12,8 @@
 // takers and leader changes included, is tested natively.
 package lease
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config
+
 import (
 	"errors"
 	"fmt"

@@ -6,6 +6,7 @@ import (
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
+	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/shared/usagelog"
 )
@@ -46,6 +47,7 @@ func (x *Config) ConfigFields() []config.Field {
 		config.F("context_tokens", &x.ContextTokens, (*ContextConfig).DecodeConfig),
 		config.F("unmetered_paths", &x.UnmeteredPaths, config.Slice(config.String[string])),
 		config.F("settle_retry", &x.SettleRetry, (*SettleRetryConfig).DecodeConfig),
+		config.F("lease", &x.Lease, (*lease.Config).DecodeConfig),
 	}
 }
 
