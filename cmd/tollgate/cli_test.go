@@ -411,12 +411,8 @@ func TestServeMountsQuotaCounters(t *testing.T) {
 		assert.Contains(t, string(m), `tollgate_keystore_http_requests_total{server="data",route="POST /v1/quota/consume",code="200"} 3`,
 			"data-plane calls are counted per endpoint")
 
-		lease := `{"items":[{"key":{"app":"demo","product":"chat","kind":"tokens"},"spec":{"limit":100,"interval":1,"timeUnit":"day"},"used":0,"want":40}]}`
-		resp, err = http.Post("http://"+srv.data+"/v1/quota/lease", "application/json", strings.NewReader(lease))
-		require.NoError(t, err)
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		require.Equal(t, 200, resp.StatusCode, string(raw))
+		status, raw := leaseCall(t, srv.data, "", 0, 40)
+		require.Equal(t, 200, status, string(raw))
 		assert.EqualValues(t, 40, jsontest.Get(raw, "results.0.held").Int(), string(raw))
 		resp, err = http.Get("http://" + srv.data + "/metrics")
 		require.NoError(t, err)
@@ -438,7 +434,35 @@ func TestServeMountsQuotaCounters(t *testing.T) {
 		require.True(t, jsontest.Get([]byte(body), "allowed").Bool(), body)
 		_, body = consume(t, b.data, 1)
 		assert.False(t, jsontest.Get([]byte(body), "allowed").Bool(), "replica b sees a's count: %s", body)
+
+		// A lease opened on replica a is continued on replica b.
+		status, raw := leaseCall(t, a.data, "", 0, 60)
+		require.Equal(t, 200, status, raw)
+		id := jsontest.Get(raw, "results.0.id").Str()
+		require.NotEmpty(t, id, string(raw))
+		assert.EqualValues(t, 60, jsontest.Get(raw, "results.0.held").Int(), string(raw))
+		status, raw = leaseCall(t, b.data, id, 25, 60)
+		require.Equal(t, 200, status, string(raw))
+		assert.Equal(t, id, jsontest.Get(raw, "results.0.id").Str(), "the same lease: %s", raw)
+		assert.False(t, jsontest.Get(raw, "results.0.lost").Bool(), string(raw))
+		assert.EqualValues(t, 60, jsontest.Get(raw, "results.0.held").Int(), string(raw))
+		assert.EqualValues(t, 85, jsontest.Get(raw, "results.0.used").Int(), "25 drawn + 60 held: %s", raw)
 	})
+}
+
+// leaseCall reports used on lease id and asks for want, on a token counter
+// limited to 100 a day.
+func leaseCall(t *testing.T, dataAddr, id string, used, want int) (int, []byte) {
+	t.Helper()
+	body := `{"items":[{"key":{"app":"demo","product":"chat","kind":"tokens"},"spec":{"limit":100,"interval":1,"timeUnit":"day"},` +
+		`"id":"` + id + `","used":` + strconv.Itoa(used) + `,"want":` + strconv.Itoa(want) + `}]}`
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Post("http://"+dataAddr+"/v1/quota/lease", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, raw
 }
 
 func TestServeDataToken(t *testing.T) {

@@ -31,3 +31,7 @@ func BenchmarkConsumeBatch16Memory(b *testing.B) {
 func BenchmarkReserveSettleMemory(b *testing.B) {
 	countertest.BenchReserveSettle(b, benchEngine(b), 1)
 }
+
+func BenchmarkLeaseBatch16Memory(b *testing.B) {
+	countertest.BenchLeaseBatch(b, benchEngine(b), 16, 1)
+}

@@ -39,3 +39,7 @@ func BenchmarkConsumeBatch16Redis(b *testing.B) {
 func BenchmarkReserveSettleRedis(b *testing.B) {
 	countertest.BenchReserveSettle(b, benchEngine(b), benchParallelism)
 }
+
+func BenchmarkLeaseBatch16Redis(b *testing.B) {
+	countertest.BenchLeaseBatch(b, benchEngine(b), 16, benchParallelism)
+}
