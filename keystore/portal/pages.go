@@ -215,16 +215,21 @@ func (p *Portal) products(r *http.Request) ([]productView, error) {
 	}
 	out := make([]productView, 0, len(ps))
 	for _, pr := range ps {
-		v := productView{Product: pr, Manual: pr.Attributes[ApprovalAttr] == "manual", Ops: pr.Operations}
-		for _, name := range pr.OperationSets {
-			set, err := p.cfg.Store.GetOperationSet(r.Context(), name)
-			if err == nil {
-				v.Ops = append(v.Ops, set.Operations...)
-			}
-		}
-		out = append(out, v)
+		out = append(out, p.productView(r, pr))
 	}
 	return out, nil
+}
+
+// productView adds to a product the operations of its operation sets.
+func (p *Portal) productView(r *http.Request, pr model.Product) productView {
+	v := productView{Product: pr, Manual: pr.Attributes[ApprovalAttr] == "manual", Ops: slices.Clone(pr.Operations)}
+	for _, name := range pr.OperationSets {
+		set, err := p.cfg.Store.GetOperationSet(r.Context(), name)
+		if err == nil {
+			v.Ops = append(v.Ops, set.Operations...)
+		}
+	}
+	return v
 }
 
 func (p *Portal) catalogue(w http.ResponseWriter, r *http.Request, rc reqCtx) {

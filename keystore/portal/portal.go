@@ -91,6 +91,7 @@ type Portal struct {
 	hash    hashParams
 	dummy   string // a hash checked for unknown e-mails, so timing does not reveal accounts
 	handler http.Handler
+	apiDoc  *apiDoc // the gateway's OpenAPI document, for product references
 }
 
 // New checks cfg and builds the handler.
@@ -137,6 +138,9 @@ func New(cfg Config) (*Portal, error) {
 	if p.dummy, err = hashPassword(p.hash, "not-a-password-of-anyone"); err != nil {
 		return nil, err
 	}
+	if p.apiDoc, err = parseAPIDoc(gatewayOpenAPI); err != nil {
+		return nil, err
+	}
 	if p.pages, err = parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -156,6 +160,7 @@ func parseTemplates() (map[string]*template.Template, error) {
 			}
 			return t.UTC().Format("2006-01-02 15:04 UTC")
 		},
+		"code": inlineCode,
 		"datetime": func(t time.Time) string {
 			if t.IsZero() {
 				return "–"
@@ -180,6 +185,24 @@ func parseTemplates() (map[string]*template.Template, error) {
 		pages[base] = t
 	}
 	return pages, nil
+}
+
+// inlineCode escapes s and shows its `backquoted` spans as code, for the
+// prose of the gateway's OpenAPI document.
+func inlineCode(s string) template.HTML {
+	parts := strings.Split(template.HTMLEscapeString(s), "`")
+	var b strings.Builder
+	for i, part := range parts {
+		switch {
+		case i%2 == 1 && i < len(parts)-1:
+			b.WriteString("<code>" + part + "</code>")
+		case i%2 == 1:
+			b.WriteString("`" + part) // an unpaired backquote stays text
+		default:
+			b.WriteString(part)
+		}
+	}
+	return template.HTML(b.String()) //nolint:gosec // every part is escaped above
 }
 
 // contentSecurityPolicy allows scripts, styles and fetches from the portal
@@ -213,6 +236,7 @@ func (p *Portal) routes() http.Handler {
 	mux.HandleFunc("POST /signin", p.signin)
 	mux.HandleFunc("POST /signout", p.user(p.signout))
 	mux.HandleFunc("GET /catalogue", p.user(p.catalogue))
+	mux.HandleFunc("GET /catalogue/{product}", p.user(p.referencePage))
 	mux.HandleFunc("GET /apps", p.user(p.appsPage))
 	mux.HandleFunc("POST /apps", p.user(p.createApp))
 	mux.HandleFunc("GET /apps/{app}", p.user(p.appPage))
