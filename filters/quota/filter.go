@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate/tollgate/filters/quota/limiter"
 	"github.com/tollgate/tollgate/filters/quota/policy"
 	"github.com/tollgate/tollgate/shared/identity"
+	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/proxywasm"
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 	"github.com/tollgate/tollgate/shared/usagelog"
@@ -32,7 +33,25 @@ type plugin struct {
 	lim      *limiter.Limiter
 	metrics  *proxywasm.Metrics
 	usage    *usagelog.Sender // nil unless usage.enabled
+	leases   *lease.Leases    // nil unless lease.enabled (strict rules)
 	lastSync time.Time
+}
+
+// LeaseNamespace prefixes the shared-data keys of the filter's leases.
+const LeaseNamespace = "tollgate.quota.lease.v1"
+
+// leaseHost adapts proxy-wasm to lease.Host.
+type leaseHost struct{ p *plugin }
+
+func (leaseHost) Now() time.Time { return time.Now() }
+
+func (h leaseHost) Dispatch(body []byte, done func(failed bool, status int, body []byte)) error {
+	ks := h.p.pol.Keystore
+	ks.Path = lease.Path
+	_, err := proxywasm.DispatchHttpCall(ks.Cluster, ks.CalloutHeaders(), body, nil, ks.Timeout, func(r *proxywasm.CallResponse) {
+		done(r.Failed, r.Status, r.Body)
+	})
+	return err
 }
 
 func (p *plugin) OnPluginStart(raw []byte) error {
@@ -55,6 +74,18 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 	period := time.Duration(0)
 	if pol.UsesMode[policy.Async] {
 		period = pol.SyncPeriod
+	}
+	if pol.Lease.Enabled && pol.UsesMode[policy.Strict] {
+		if p.leases, err = lease.New(shareddata.Store{}, leaseHost{p}, LeaseNamespace, pol.Lease, pol.Keystore.Timeout); err != nil {
+			return err
+		}
+		if err := p.leases.Init(); err != nil {
+			return err
+		}
+		lim.UseLeases(p.leases)
+		if period == 0 || pol.Lease.Renew < period {
+			period = pol.Lease.Renew
+		}
 	}
 	if pol.Usage.Enabled {
 		h, err := usagelog.NewProxyHost(pol.Keystore.Keystore, pol.Usage)
@@ -91,6 +122,11 @@ func (p *plugin) defineMetrics() error {
 // the tick runs at the shorter of the two periods.
 func (p *plugin) OnTick() {
 	now := time.Now()
+	if p.leases != nil {
+		if _, err := p.leases.Tick(); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "quota: leases: %v", err)
+		}
+	}
 	if p.pol.UsesMode[policy.Async] && now.Sub(p.lastSync) >= p.pol.SyncPeriod*9/10 {
 		p.lastSync = now
 		p.lim.Tick()

@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate/tollgate/filters/quota/ledger"
 	"github.com/tollgate/tollgate/filters/quota/policy"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
@@ -77,7 +78,22 @@ type Limiter struct {
 	tracked map[string]*tracked
 	// warns rate-limits failure warnings per kind (operation and rule).
 	warns map[string]*warnState
+	// leases admit strict requests locally when set (shared/lease).
+	leases Leaser
 }
+
+// Leaser admits requests from budget leases (shared/lease.Leases).
+type Leaser interface {
+	// Take reserves n locally; ok false means the lease cannot cover it.
+	Take(counter string, n int64) (g lease.Grant, ok bool, err error)
+	// Settle ends a local reservation of taken at actual.
+	Settle(counter string, taken, actual int64) error
+}
+
+// UseLeases makes strict rules admit from budget leases when every counter
+// of the request has one that covers it, and consume at the keystore as
+// before otherwise.
+func (l *Limiter) UseLeases(x Leaser) { l.leases = x }
 
 // warnState is when a kind of warning was last logged and how many were
 // held back since.
@@ -152,7 +168,52 @@ func (l *Limiter) Check(r policy.Request, resume func(Verdict)) (v Verdict, done
 	case policy.Async:
 		return l.count(l.asyncCheck(rule, pl.Checks, now)), true
 	}
+	if l.leases != nil {
+		if v, ok := l.leased(rule, pl.Checks, now); ok {
+			return l.count(v), true
+		}
+	}
 	return l.strict(rule, pl.Checks, resume)
+}
+
+// leased admits a strict request from the leases of all its counters, one
+// request each, or takes nothing (ok false: consume at the keystore). A
+// counter whose record vanished before the consumption was recorded is
+// consumed at the keystore directly (forced), so no request goes uncounted.
+func (l *Limiter) leased(rule *policy.Rule, checks []policy.Check, now time.Time) (Verdict, bool) {
+	items := make([]string, len(checks))
+	states := make([]policy.State, len(checks))
+	for i, c := range checks {
+		items[i] = policy.LeaseItem(c)
+		g, ok, err := l.leases.Take(items[i], 1)
+		if err != nil {
+			l.host.Count(policy.MetricLedgerErrors, 1)
+			l.warn("lease|"+rule.Name, fmt.Sprintf("quota: lease for rule %q: %v; consuming at the keystore", rule.Name, err))
+		}
+		if err != nil || !ok {
+			for j := range i {
+				_ = l.leases.Settle(items[j], 1, 0)
+			}
+			return Verdict{}, false
+		}
+		reset := now
+		if g.Reset > 0 {
+			reset = time.UnixMilli(g.Reset)
+		}
+		states[i] = policy.State{Allowed: true, Limit: g.Limit, Remaining: g.Remaining, Reset: reset}
+	}
+	var lost []policy.Item
+	for i, c := range checks {
+		if err := l.leases.Settle(items[i], 1, 1); err != nil {
+			lost = append(lost, policy.Item{Key: c.Key, Spec: c.Spec, N: 1, Force: true})
+		}
+	}
+	if len(lost) > 0 {
+		if err := l.host.Call(policy.EncodeConsume(lost, false), func(int, []byte, bool) {}); err != nil {
+			l.host.Count(policy.KeystoreErrorsMetric("consume"), 1)
+		}
+	}
+	return l.decided(rule, states, now), true
 }
 
 func (l *Limiter) count(v Verdict) Verdict {

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/keystoreconf"
+	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/usagelog"
 	"github.com/tollgate/tollgate/window"
 )
@@ -131,6 +132,8 @@ type Policy struct {
 	NeedsRouteName bool
 	// Usage is the usage reporting of refused requests (shared/usagelog).
 	Usage usagelog.Settings
+	// Lease is the budget leases' settings for strict rules (Enabled false: none).
+	Lease lease.Settings
 }
 
 // Limits and defaults of the configuration.
@@ -139,10 +142,13 @@ const (
 	DefaultTimeout    = 500 * time.Millisecond
 	DefaultSyncPeriod = time.Second
 	DefaultMaxEntries = 8192
-	DefaultPath       = "/v1/quota/consume"
-	DefaultCluster    = "keystore"
-	maxRules          = 256
-	maxQuotas         = 16
+	// DefaultLeaseMax bounds the requests one Envoy holds on one counter
+	// unless lease.max says otherwise.
+	DefaultLeaseMax = 1000
+	DefaultPath     = "/v1/quota/consume"
+	DefaultCluster  = "keystore"
+	maxRules        = 256
+	maxQuotas       = 16
 )
 
 // Config is the JSON configuration (docs/quota.md).
@@ -162,6 +168,9 @@ type Config struct {
 	IdentityHeaders identity.Headers `json:"identity_headers"`
 	// Usage reports the requests this filter refuses to the keystore's analytics.
 	Usage usagelog.Config `json:"usage"`
+	// Lease admits strict rules' requests from budget leases held in
+	// shared data instead of a keystore round trip each (docs/leases.md).
+	Lease lease.Config `json:"lease"`
 }
 
 // RuleJSON is one entry of "rules". Unset settings inherit the top level;
@@ -262,6 +271,9 @@ func (c Config) compile() (*Policy, error) {
 		return nil, fmt.Errorf("async.sync_count %d: want 0 (off) to %d", c.Async.SyncCount, window.MaxRateCount)
 	}
 	p.SyncCount = c.Async.SyncCount
+	if p.Lease, err = c.Lease.Compile(DefaultLeaseMax); err != nil {
+		return nil, err
+	}
 	p.MaxEntries = DefaultMaxEntries
 	if c.Local.MaxEntries != 0 {
 		if c.Local.MaxEntries < 1 || c.Local.MaxEntries > 1<<20 {

@@ -5,6 +5,7 @@ package policy
 import (
 	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/identity"
+	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/shared/usagelog"
 )
@@ -31,6 +32,7 @@ func (x *Config) ConfigFields() []config.Field {
 		config.F("error_style", &x.ErrorStyle, config.String[string]),
 		config.F("identity_headers", &x.IdentityHeaders, (*identity.Headers).DecodeConfig),
 		config.F("usage", &x.Usage, (*usagelog.Config).DecodeConfig),
+		config.F("lease", &x.Lease, (*lease.Config).DecodeConfig),
 	}
 }
 

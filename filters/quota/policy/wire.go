@@ -31,27 +31,9 @@ func EncodeConsume(items []Item, atomic bool) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"key":{"app":`...)
-		b = appendString(b, it.Key.App)
-		if it.Key.Product != "" {
-			b = append(b, `,"product":`...)
-			b = appendString(b, it.Key.Product)
-		}
-		if it.Key.Operation != "" {
-			b = append(b, `,"operation":`...)
-			b = appendString(b, it.Key.Operation)
-		}
-		b = append(b, `,"kind":`...)
-		b = appendString(b, string(it.Key.Kind))
-		b = append(b, `},"spec":{"limit":`...)
-		b = strconv.AppendInt(b, it.Spec.Limit, 10)
-		b = append(b, `,"interval":`...)
-		b = strconv.AppendInt(b, int64(it.Spec.Interval), 10)
-		b = append(b, `,"timeUnit":"`...)
-		b = append(b, it.Spec.Unit.String()...)
-		b = append(b, `","window":"`...)
-		b = append(b, it.Spec.Kind.String()...)
-		b = append(b, `"},"n":`...)
+		b = append(b, '{')
+		b = appendCounter(b, it.Key, it.Spec)
+		b = append(b, `,"n":`...)
 		b = strconv.AppendInt(b, it.N, 10)
 		if it.Force {
 			b = append(b, `,"force":true`...)
@@ -59,6 +41,35 @@ func EncodeConsume(items []Item, atomic bool) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
+}
+
+// LeaseItem names a check's counter for shared/lease: its item's "key"
+// and "spec" members.
+func LeaseItem(c Check) string { return string(appendCounter(make([]byte, 0, 160), c.Key, c.Spec)) }
+
+// appendCounter writes the "key" and "spec" members of an item.
+func appendCounter(b []byte, key counter.Key, spec window.Spec) []byte {
+	b = append(b, `"key":{"app":`...)
+	b = appendString(b, key.App)
+	if key.Product != "" {
+		b = append(b, `,"product":`...)
+		b = appendString(b, key.Product)
+	}
+	if key.Operation != "" {
+		b = append(b, `,"operation":`...)
+		b = appendString(b, key.Operation)
+	}
+	b = append(b, `,"kind":`...)
+	b = appendString(b, string(key.Kind))
+	b = append(b, `},"spec":{"limit":`...)
+	b = strconv.AppendInt(b, spec.Limit, 10)
+	b = append(b, `,"interval":`...)
+	b = strconv.AppendInt(b, int64(spec.Interval), 10)
+	b = append(b, `,"timeUnit":"`...)
+	b = append(b, spec.Unit.String()...)
+	b = append(b, `","window":"`...)
+	b = append(b, spec.Kind.String()...)
+	return append(b, `"}`...)
 }
 
 const hexDigits = "0123456789abcdef"
