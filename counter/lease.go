@@ -34,24 +34,30 @@ var ErrInvalidLeaseID = fmt.Errorf("%w: malformed lease id", ErrInvalidRequest)
 // A lease is stored as an open reservation (token → bucket, amount, expiry)
 // whose amount is the lease's held budget, so every Backend rule about
 // reservations (expiry releases the amount, storage lives until the expiry)
-// applies unchanged. Per op, atomically and in order (ops are independent):
+// applies unchanged. A record of amount 0 is a tombstone: it only keeps Seq
+// and Reported. Per op, atomically and in order (ops are independent):
 //
-//  1. Prune as for Apply. Then, when Token names an open reservation charged
-//     to the frame's current bucket (flexi: the live window's start), Used is
-//     drawn from it: amount −= Used, and the part of Used above the amount is
-//     added to the current bucket with force. When Token names an open
-//     reservation of another bucket, it is settled at Used (as Adjust) and
-//     the lease is Lost. When Token is set but names nothing, Used is added to
-//     the current bucket with force and the lease is Lost. With no Token, Used
-//     is added with force.
-//  2. The held amount (0 for a lost or new lease) is resized to Want: a
+//  1. Prune as for Apply. Let used = Used, or max(0, Used − Reported) when
+//     Seq > 0 and the record under Token has the same Seq (a re-send). When
+//     Token names a record of amount > 0 charged to the frame's current
+//     bucket (flexi: the live window's start), used is drawn from it:
+//     amount −= used, and the part above the amount is added to the current
+//     bucket with force. A record of amount > 0 in another bucket is settled
+//     at used (as Adjust) and the lease is Lost. Otherwise (no record, or a
+//     tombstone) used is added to the current bucket with force, and the
+//     lease is Lost when Token was set.
+//  2. The held amount (0 unless the lease continues) is resized to Want: a
 //     smaller Want gives back the difference; a larger one adds
 //     g = min(Want − held, max(0, Limit − usage)) to the current bucket, or
 //     nothing when held + g < Min. A flexi window is opened by a grant
-//     g > 0 or a forced Used > 0, as by a consume.
-//  3. A held amount of 0 closes the lease (the reservation is forgotten and
-//     Token is ""); otherwise the reservation keeps or gets (NewToken) the
-//     held amount in the current bucket and expires at Expires.
+//     g > 0 or a forced used > 0, as by a consume.
+//  3. A continued lease keeps its record (amount = held) when held > 0.
+//     When Seq > 0 and Token is set but the lease does not continue with
+//     held > 0, the record under Token becomes a tombstone. Either way the
+//     record expires at Expires and remembers Seq and Reported (Used, or the
+//     larger of the two on a re-send). Without Seq such a record is
+//     forgotten. A new lease (held > 0 but not continued) is recorded under
+//     NewToken. Token in the outcome is the open lease, or "".
 type LeaseBackend interface {
 	// Lease applies the ops in order, each atomically, in one round trip.
 	Lease(ctx context.Context, now int64, ops []LeaseOp) ([]LeaseOutcome, error)
@@ -72,6 +78,8 @@ type LeaseOp struct {
 	Want int64
 	// Min is the smallest held amount worth a grant.
 	Min int64
+	// Seq numbers the report (0: none); see LeaseRequest.Seq.
+	Seq int64
 	// Expires is when the lease is released unless renewed (Unix ms).
 	Expires int64
 }
@@ -107,6 +115,14 @@ type LeaseRequest struct {
 	// TTL is how long the lease lives without a renewal; 0 means
 	// DefaultLeaseTTL.
 	TTL time.Duration
+	// Seq, when > 0, numbers this report of the lease so that a re-send
+	// after an unknown outcome (a timeout) is not counted twice: the caller
+	// sends the same Seq again, with a Used at least as large, and only
+	// Used minus what was already applied under that Seq is counted. The
+	// caller increments Seq after each answered report. The keystore then
+	// remembers the report for a TTL, also after the lease closed or was
+	// lost (a tombstone of amount 0). 0 turns this off.
+	Seq int64
 }
 
 // Validate reports the first problem with the request.
@@ -120,7 +136,7 @@ func (r LeaseRequest) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"used", r.Used}, {"want", r.Want}, {"min", r.Min}} {
+	}{{"used", r.Used}, {"want", r.Want}, {"min", r.Min}, {"seq", r.Seq}} {
 		if f.v < 0 || f.v > window.MaxLimit {
 			return fmt.Errorf("%w: %s %d out of range [0, 2^53]", ErrInvalidRequest, f.name, f.v)
 		}
@@ -228,7 +244,7 @@ func leaseOp(r LeaseRequest, now time.Time) (LeaseOp, error) {
 		return LeaseOp{}, err
 	}
 	op := LeaseOp{Frame: frameFor(r.Key, r.Spec, now), Limit: r.Spec.Limit, NewToken: newToken,
-		Used: r.Used, Want: r.Want, Min: r.Min, Expires: window.Ms(now.Add(ttl))}
+		Used: r.Used, Want: r.Want, Min: r.Min, Seq: r.Seq, Expires: window.Ms(now.Add(ttl))}
 	if r.ID != "" {
 		k, s, token, err := decodeID(r.ID)
 		if err != nil {

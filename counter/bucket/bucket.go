@@ -28,6 +28,11 @@ type Reservation struct {
 	Amount int64
 	// Expires is when the reservation is released automatically (Unix ms).
 	Expires int64
+	// Seq and Reported remember a budget lease's last report (its sequence
+	// number and the used it reported) so that a re-send is not counted
+	// twice; 0 for reservations. AppendBinary does not store them: the
+	// shared-data ledger holds no leases.
+	Seq, Reported int64
 }
 
 // State is one counter as the counter.Backend contract describes it. The

@@ -8,8 +8,10 @@ import (
 )
 
 // Lease applies one lease op at now as counter.LeaseBackend describes it: a
-// lease is an open reservation whose amount is the held budget. changed
-// reports whether the state must be written back.
+// lease is an open reservation whose amount is the held budget. A record
+// with amount 0 is a tombstone: it only remembers a report (Seq, Reported)
+// so that a re-send is not counted twice. changed reports whether the state
+// must be written back.
 func (st *State) Lease(now int64, op counter.LeaseOp) (out counter.LeaseOutcome, changed bool) {
 	c := st.Prune(now, op.Frame)
 	cur := op.Current
@@ -20,29 +22,33 @@ func (st *State) Lease(now int64, op counter.LeaseOp) (out counter.LeaseOutcome,
 	if op.Token != "" {
 		i = slices.IndexFunc(st.Reservations, func(r Reservation) bool { return r.Token == op.Token })
 	}
+	used := op.Used
+	if i >= 0 && op.Seq > 0 && st.Reservations[i].Seq == op.Seq {
+		used = max(0, op.Used-st.Reservations[i].Reported) // a re-send: only what is new
+	}
 	var held int64
-	force := op.Used // consumption not covered by the lease's held amount
+	force := used // consumption not covered by the lease's held amount
+	have := false // the record found continues as the lease
 	switch {
-	case i >= 0 && st.Reservations[i].Bucket == cur && (op.Kind != window.Flexi || c.Live):
+	case i >= 0 && st.Reservations[i].Amount > 0 && st.Reservations[i].Bucket == cur && (op.Kind != window.Flexi || c.Live):
 		held = st.Reservations[i].Amount
-		taken := min(held, op.Used)
+		taken := min(held, used)
 		held -= taken
 		force -= taken
-	case i >= 0:
-		// A lease of an ended frame: settle it at Used where it was drawn.
+		have = true
+	case i >= 0 && st.Reservations[i].Amount > 0:
+		// A lease of an ended frame: settle it at used where it was drawn.
 		r := st.Reservations[i]
-		st.Reservations = slices.Delete(st.Reservations, i, i+1)
-		st.nextExpiry = 0
-		i = -1
 		if r.Bucket >= c.Oldest {
 			before := st.UsedIn(r.Bucket)
-			st.add(r.Bucket, op.Used-r.Amount)
+			st.add(r.Bucket, used-r.Amount)
 			c.Used += st.UsedIn(r.Bucket) - before
 		}
+		st.Reservations[i].Amount = 0
 		force = 0
 		out.Lost = true
 	case op.Token != "":
-		out.Lost = true
+		out.Lost = true // unknown, expired, closed, or a tombstone
 	}
 	open := func() {
 		if op.Kind == window.Flexi && !c.Live {
@@ -54,7 +60,6 @@ func (st *State) Lease(now int64, op counter.LeaseOp) (out counter.LeaseOutcome,
 		open()
 		st.add(cur, force)
 		c.Used += force
-		changed = true
 	}
 	switch {
 	case op.Want < held:
@@ -73,31 +78,48 @@ func (st *State) Lease(now int64, op counter.LeaseOp) (out counter.LeaseOutcome,
 			held += g
 		}
 	}
+	// The record under op.Token: the lease itself, a tombstone remembering
+	// this report (only with a Seq), or nothing.
+	keep := have && held > 0
+	if op.Seq > 0 && op.Token != "" && !keep {
+		if i < 0 {
+			st.Reservations = append(st.Reservations, Reservation{Token: op.Token})
+			i = len(st.Reservations) - 1
+		}
+		st.Reservations[i].Bucket, st.Reservations[i].Amount = cur, 0
+		keep = true
+	}
 	switch {
-	case held == 0 && i >= 0:
+	case keep:
+		r := &st.Reservations[i]
+		if have {
+			r.Amount = held
+		}
+		r.Expires = op.Expires
+		if op.Seq > 0 {
+			if r.Seq != op.Seq {
+				r.Seq, r.Reported = op.Seq, 0
+			}
+			r.Reported = max(r.Reported, op.Used)
+		}
+		st.nextExpiry = 0
+		if have && held > 0 {
+			out.Token = op.Token
+		}
+	case i >= 0:
 		st.Reservations = slices.Delete(st.Reservations, i, i+1)
 		st.nextExpiry = 0
-		changed = true
-	case held > 0 && i >= 0:
-		st.Reservations[i].Amount = held
-		st.Reservations[i].Expires = op.Expires
-		st.nextExpiry = 0
-		out.Token = op.Token
-		changed = true
-	case held > 0:
-		st.Reservations = append(st.Reservations, Reservation{Token: op.NewToken, Bucket: cur, Amount: held, Expires: op.Expires})
-		st.noteExpiry(op.Expires)
-		out.Token = op.NewToken
-		changed = true
 	}
-	if changed || out.Lost {
-		changed = true
-		st.ExpireAt = max(st.ExpireAt, op.Deadline, st.FlexiEnd)
-		if held > 0 {
-			st.ExpireAt = max(st.ExpireAt, op.Expires)
-		}
+	if !have && held > 0 {
+		st.Reservations = append(st.Reservations, Reservation{Token: op.NewToken, Bucket: cur, Amount: held, Expires: op.Expires})
+		st.nextExpiry = 0
+		out.Token = op.NewToken
+	}
+	st.ExpireAt = max(st.ExpireAt, op.Deadline, st.FlexiEnd)
+	if keep || held > 0 {
+		st.ExpireAt = max(st.ExpireAt, op.Expires)
 	}
 	out.Held = held
 	out.Outcome = st.Outcome(op.Kind, true, c)
-	return out, changed
+	return out, true
 }

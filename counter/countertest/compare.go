@@ -50,6 +50,7 @@ func Compare(t *testing.T, ref, got counter.Backend, seed uint64, steps int) {
 	// Lease slots, by engine: the id each slot last held, kept after a close
 	// so that later reports exercise lost leases.
 	var leases [2][]string
+	var seqs, sent []int64 // per slot: the last report's seq and used
 	_, refLeases := ref.(counter.LeaseBackend)
 	_, gotLeases := got.(counter.LeaseBackend)
 	kinds := 7
@@ -126,6 +127,18 @@ func Compare(t *testing.T, ref, got counter.Backend, seed uint64, steps int) {
 			if rng.IntN(2) == 0 {
 				lr.Min = 0
 			}
+			if slot == len(seqs) {
+				seqs, sent = append(seqs, 0), append(sent, 0)
+			}
+			switch rng.IntN(4) {
+			case 0: // no sequence number
+				lr.Seq = 0
+			case 1: // a re-send of the last report, perhaps with more used
+				lr.Seq, lr.Used = seqs[slot], sent[slot]+rng.Int64N(3)
+			default:
+				lr.Seq = seqs[slot] + 1
+			}
+			seqs[slot], sent[slot] = lr.Seq, lr.Used
 			what = fmt.Sprintf("lease slot %d %+v", slot, lr)
 			for e, eng := range engines {
 				r := lr

@@ -26,6 +26,7 @@ func runLease(t *testing.T, h Harness) {
 	t.Run("LeaseFrameRoll", func(t *testing.T) { testLeaseFrameRoll(t, h) })
 	t.Run("LeaseFlexi", func(t *testing.T) { testLeaseFlexi(t, h) })
 	t.Run("LeaseBatchItems", func(t *testing.T) { testLeaseBatch(t, h) })
+	t.Run("LeaseResendCountedOnce", func(t *testing.T) { testLeaseResend(t, h) })
 	t.Run("LeaseConcurrentExact", func(t *testing.T) { testLeaseConcurrent(t, h) })
 }
 
@@ -362,4 +363,59 @@ func testLeaseConcurrent(t *testing.T, h Harness) {
 	assert.Equal(t, got, consume(t, e.eng, k, s, 0).Used, "every drawn unit counted once")
 	l := lease(t, e.eng, leaseReq(k, s, "", 0, limit))
 	assert.Equal(t, limit-got, l.Held, "the rest of the budget is grantable")
+}
+
+// testLeaseResend: a report re-sent with the same seq (its answer was lost)
+// counts only what is new, also after the lease closed or was lost; without
+// a seq a re-send counts again.
+func testLeaseResend(t *testing.T, h Harness) {
+	e := setup(t, h)
+	s := spec(t, 1000, 1, "hour", "calendar")
+	k := tokKey("a")
+	seq := func(id string, used, want, n int64) counter.LeaseRequest {
+		r := leaseReq(k, s, id, used, want)
+		r.Seq = n
+		return r
+	}
+	l := lease(t, e.eng, seq("", 0, 100, 1))
+	id := l.ID
+	l = lease(t, e.eng, seq(id, 30, 100, 2))
+	require.Equal(t, int64(130), l.Used)
+	l = lease(t, e.eng, seq(id, 30, 100, 2))
+	assert.Equal(t, id, l.ID)
+	assert.False(t, l.Lost)
+	assert.Equal(t, int64(100), l.Held)
+	assert.Equal(t, int64(130), l.Used, "the re-send is not drawn again")
+	l = lease(t, e.eng, seq(id, 45, 100, 2))
+	assert.Equal(t, int64(145), l.Used, "only the 15 new units are drawn")
+	l = lease(t, e.eng, seq(id, 10, 100, 3))
+	assert.Equal(t, int64(155), l.Used, "the next seq counts in full")
+
+	// Closing with a seq leaves a tombstone: the re-send of the close is
+	// answered as lost and counts nothing twice.
+	l = lease(t, e.eng, seq(id, 10, 0, 4))
+	require.Empty(t, l.ID)
+	require.Equal(t, int64(65), l.Used)
+	l = lease(t, e.eng, seq(id, 10, 0, 4))
+	assert.True(t, l.Lost)
+	assert.Equal(t, int64(65), l.Used, "the close's report counted once")
+
+	// A lost lease's report, re-sent, is charged once.
+	l = lease(t, e.eng, seq(id, 20, 0, 9))
+	assert.True(t, l.Lost)
+	assert.Equal(t, int64(85), l.Used)
+	l = lease(t, e.eng, seq(id, 20, 0, 9))
+	assert.Equal(t, int64(85), l.Used)
+
+	// Without a seq, a re-send counts again.
+	l = lease(t, e.eng, leaseReq(k, s, "", 0, 50))
+	l2 := lease(t, e.eng, leaseReq(k, s, l.ID, 5, 50))
+	require.Equal(t, int64(140), l2.Used)
+	l2 = lease(t, e.eng, leaseReq(k, s, l.ID, 5, 50))
+	assert.Equal(t, int64(145), l2.Used)
+
+	// The tombstone lives for the TTL; after it a re-send is charged again.
+	e.clock.Advance(counter.DefaultLeaseTTL)
+	l = lease(t, e.eng, seq(id, 20, 0, 9))
+	assert.Equal(t, int64(115), l.Used, "the 50 held expired: 85 + 10 drawn + 20 charged again")
 }

@@ -23,6 +23,7 @@ type wireLeaseItem struct {
 	Want  *int64      `json:"want"`
 	Min   int64       `json:"min"`
 	TTLMs int64       `json:"ttl_ms"`
+	Seq   int64       `json:"seq"`
 }
 
 type wireLease struct {
@@ -78,7 +79,7 @@ func DecodeLease(body []byte) (LeaseRequest, *Error) {
 		r := counter.LeaseRequest{
 			Key:  it.Key,
 			Spec: window.Spec{Limit: *it.Spec.Limit, Interval: *it.Spec.Interval, Unit: it.Spec.TimeUnit, Kind: kind},
-			ID:   it.ID, Used: *it.Used, Want: *it.Want, Min: it.Min,
+			ID:   it.ID, Used: *it.Used, Want: *it.Want, Min: it.Min, Seq: it.Seq,
 		}
 		out.Items[i] = LeaseItem{Req: r, Err: validateLeaseItem(p, r, it.TTLMs)}
 		if out.Items[i].Err == nil {
@@ -102,7 +103,7 @@ func validateLeaseItem(p string, r counter.LeaseRequest, ttlMs int64) *ErrorBody
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"used", r.Used}, {"want", r.Want}, {"min", r.Min}} {
+	}{{"used", r.Used}, {"want", r.Want}, {"min", r.Min}, {"seq", r.Seq}} {
 		if f.v < 0 || f.v > window.MaxLimit {
 			return bad("invalid_request", p+"."+f.name, "%s.%s %d out of range [0, 2^53]", p, f.name, f.v)
 		}

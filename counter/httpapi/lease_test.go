@@ -139,3 +139,23 @@ func TestLeaseBadRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaseResend: a report re-sent with the same seq after a lost answer
+// is not counted twice.
+func TestLeaseResend(t *testing.T) {
+	f := newFixture(t)
+	code, out := f.do(t, http.MethodPost, PathLease, leaseBody("", 0, 100, `,"seq":1`))
+	require.Equal(t, http.StatusOK, code, out)
+	id := result(t, out, 0)["id"].(string)
+	for range 2 {
+		code, out = f.do(t, http.MethodPost, PathLease, leaseBody(id, 40, 100, `,"seq":2`))
+		require.Equal(t, http.StatusOK, code, out)
+		r := result(t, out, 0)
+		assert.Equal(t, id, r["id"])
+		assert.EqualValues(t, 140, r["used"], "40 drawn once, 100 held")
+	}
+	code, out = f.do(t, http.MethodPost, PathLease, leaseBody(id, 0, 100, `,"seq":-1`))
+	require.Equal(t, http.StatusOK, code, out)
+	e := result(t, out, 0)["error"].(map[string]any)
+	assert.Equal(t, "items[0].seq", e["param"])
+}

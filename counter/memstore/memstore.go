@@ -323,10 +323,12 @@ type snapCounter struct {
 }
 
 type snapRes struct {
-	Token   string `json:"token"`
-	Bucket  int64  `json:"bucket"`
-	Amount  int64  `json:"amount"`
-	Expires int64  `json:"expires"`
+	Token    string `json:"token"`
+	Bucket   int64  `json:"bucket"`
+	Amount   int64  `json:"amount"`
+	Expires  int64  `json:"expires"`
+	Seq      int64  `json:"seq,omitempty"`
+	Reported int64  `json:"reported,omitempty"`
 }
 
 // Snapshot writes the whole store to the data dir atomically.
@@ -347,7 +349,7 @@ func (s *Store) Snapshot() error {
 				c.Buckets = append(c.Buckets, [2]int64{b.Index, b.Used})
 			}
 			for _, r := range st.Reservations {
-				c.Res = append(c.Res, snapRes{Token: r.Token, Bucket: r.Bucket, Amount: r.Amount, Expires: r.Expires})
+				c.Res = append(c.Res, snapRes{Token: r.Token, Bucket: r.Bucket, Amount: r.Amount, Expires: r.Expires, Seq: r.Seq, Reported: r.Reported})
 			}
 			snap.Counters = append(snap.Counters, c)
 		}
@@ -425,7 +427,7 @@ func (s *Store) load() error {
 			st.Buckets = append(st.Buckets, counter.Bucket{Index: bk[0], Used: bk[1]})
 		}
 		for _, r := range c.Res {
-			st.Reservations = append(st.Reservations, bucket.Reservation{Token: r.Token, Bucket: r.Bucket, Amount: r.Amount, Expires: r.Expires})
+			st.Reservations = append(st.Reservations, bucket.Reservation{Token: r.Token, Bucket: r.Bucket, Amount: r.Amount, Expires: r.Expires, Seq: r.Seq, Reported: r.Reported})
 		}
 		s.shards[s.shardOf(c.ID)].m[c.ID] = st
 	}

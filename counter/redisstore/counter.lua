@@ -2,7 +2,8 @@
 --
 -- Per counter three keys share one hash slot:
 --   KEYS[3i-2] hash  "b<idx>" -> usage of bucket idx; "fs"/"fe" flexi window
---   KEYS[3i-1] hash  reservation token -> "<bucket>:<amount>"
+--   KEYS[3i-1] hash  reservation token -> "<bucket>:<amount>", or for a
+--                    lease with a report sequence "<bucket>:<amount>:<seq>:<reported>"
 --   KEYS[3i]   zset  reservation token scored by expiry (Unix ms)
 -- All time arithmetic happens in Go; this script only counts. Numbers sent
 -- back to Redis go through fmt() because Lua would print large values in
@@ -12,9 +13,9 @@
 --   n, limit, force, kind (c|r|f), current, oldest, deadline, fstart, fend,
 --   token ("" for none), token expiry
 -- ARGV[1] = "adjust": now, kind, oldest, token, actual (<0 releases)
--- ARGV[1] = "lease":  now, count, then 13 fields per op:
+-- ARGV[1] = "lease":  now, count, then 14 fields per op:
 --   used, want, min, limit, kind, current, oldest, deadline, fstart, fend,
---   token ("" for none), new token, expiry
+--   token ("" for none), new token, expiry, seq (0 for none)
 -- Each op answers {allowed, used, window start, window end, {idx, used, ...}};
 -- adjust answers the same shape, or {-1} when the reservation is unknown;
 -- a lease op answers the same five fields and then held, token ("" when the
@@ -24,6 +25,19 @@
 
 local function fmt(x)
   return string.format('%d', x)
+end
+
+-- parse_rec splits a reservation record into bucket, amount, seq, reported.
+local function parse_rec(rec)
+  local a = string.find(rec, ':', 1, true)
+  local idx = tonumber(string.sub(rec, 1, a - 1))
+  local rest = string.sub(rec, a + 1)
+  local b = string.find(rest, ':', 1, true)
+  if not b then return idx, tonumber(rest), 0, 0 end
+  local amt = tonumber(string.sub(rest, 1, b - 1))
+  rest = string.sub(rest, b + 1)
+  local c = string.find(rest, ':', 1, true)
+  return idx, amt, tonumber(string.sub(rest, 1, c - 1)), tonumber(string.sub(rest, c + 1))
 end
 
 -- load prunes a counter at now and returns used, oldest, live and the
@@ -45,9 +59,7 @@ local function load(h, hr, z, now, kind, oldest)
     for _, tok in ipairs(expired) do
       local rec = redis.call('HGET', hr, tok)
       if rec then
-        local sep = string.find(rec, ':', 1, true)
-        local idx = tonumber(string.sub(rec, 1, sep - 1))
-        local amt = tonumber(string.sub(rec, sep + 1))
+        local idx, amt = parse_rec(rec)
         if idx >= oldest and amt > 0 then
           local f = 'b' .. fmt(idx)
           local v = tonumber(redis.call('HGET', h, f) or '0') - amt
@@ -148,31 +160,31 @@ local function lease_op(h, hr, z, now, op)
     cur = 0
     if live then cur = oldest end
   end
-  local held, force, lost, have = 0, op.used, false, false
   local rec = false
   if op.token ~= '' then rec = redis.call('HGET', hr, op.token) end
-  if rec then
-    local sep = string.find(rec, ':', 1, true)
-    local idx = tonumber(string.sub(rec, 1, sep - 1))
-    local amt = tonumber(string.sub(rec, sep + 1))
-    if idx == cur and (op.kind ~= 'f' or live) then
-      held = amt
-      local taken = math.min(held, op.used)
-      held = held - taken
-      force = force - taken
-      have = true
-    else
-      -- a lease of an ended frame: settle it at used where it was drawn
-      redis.call('HDEL', hr, op.token)
-      redis.call('ZREM', z, op.token)
-      if idx >= oldest then
-        local before = tonumber(redis.call('HGET', h, 'b' .. fmt(idx)) or '0')
-        addb(h, kept, idx, op.used - amt)
-        used = used + kept[idx] - before
-      end
-      force = 0
-      lost = true
+  local ridx, ramt, rseq, rrep = 0, 0, 0, 0
+  if rec then ridx, ramt, rseq, rrep = parse_rec(rec) end
+  local u = op.used
+  if rec and op.seq > 0 and rseq == op.seq then
+    u = math.max(0, op.used - rrep) -- a re-send: only what is new
+  end
+  local held, force, lost, have = 0, u, false, false
+  if rec and ramt > 0 and ridx == cur and (op.kind ~= 'f' or live) then
+    held = ramt
+    local taken = math.min(held, u)
+    held = held - taken
+    force = force - taken
+    have = true
+  elseif rec and ramt > 0 then
+    -- a lease of an ended frame: settle it at used where it was drawn
+    if ridx >= oldest then
+      local before = tonumber(redis.call('HGET', h, 'b' .. fmt(ridx)) or '0')
+      addb(h, kept, ridx, u - ramt)
+      used = used + kept[ridx] - before
     end
+    ramt = 0
+    force = 0
+    lost = true
   elseif op.token ~= '' then
     lost = true
   end
@@ -201,21 +213,40 @@ local function lease_op(h, hr, z, now, op)
       held = held + g
     end
   end
-  local token = ''
-  if held == 0 then
-    if have then
-      redis.call('HDEL', hr, op.token)
-      redis.call('ZREM', z, op.token)
-    end
-  else
-    token = op.newtoken
-    if have then token = op.token end
-    redis.call('HSET', hr, token, fmt(cur) .. ':' .. fmt(held))
-    redis.call('ZADD', z, fmt(op.texp), token)
-  end
+  -- the record under op.token: the lease, a tombstone (only with a seq), or nothing
+  local keep = have and held > 0
   local upto = op.deadline
   if op.kind == 'f' then upto = tonumber(redis.call('HGET', h, 'fe') or '0') end
-  if held > 0 then
+  if op.seq > 0 and op.token ~= '' and not keep then
+    if not rec then rseq, rrep = 0, 0 end
+    ridx, ramt, keep = cur, 0, true
+  end
+  local token = ''
+  if keep then
+    local amt = 0
+    if have then amt = held end
+    if have and held > 0 then ridx = cur end
+    local v = fmt(ridx) .. ':' .. fmt(amt)
+    if op.seq > 0 then
+      if rseq ~= op.seq then rseq, rrep = op.seq, 0 end
+      rrep = math.max(rrep, op.used)
+      v = v .. ':' .. fmt(rseq) .. ':' .. fmt(rrep)
+    elseif rseq > 0 then
+      v = v .. ':' .. fmt(rseq) .. ':' .. fmt(rrep)
+    end
+    redis.call('HSET', hr, op.token, v)
+    redis.call('ZADD', z, fmt(op.texp), op.token)
+    if have and held > 0 then token = op.token end
+  elseif rec then
+    redis.call('HDEL', hr, op.token)
+    redis.call('ZREM', z, op.token)
+  end
+  if not have and held > 0 then
+    redis.call('HSET', hr, op.newtoken, fmt(cur) .. ':' .. fmt(held))
+    redis.call('ZADD', z, fmt(op.texp), op.newtoken)
+    token = op.newtoken
+  end
+  if keep or held > 0 then
     if op.texp > upto then upto = op.texp end
     extend(hr, now, upto)
     extend(z, now, upto)
@@ -291,9 +322,7 @@ if mode == 'adjust' then
   if not rec then return {-1} end
   redis.call('HDEL', hr, tok)
   redis.call('ZREM', z, tok)
-  local sep = string.find(rec, ':', 1, true)
-  local idx = tonumber(string.sub(rec, 1, sep - 1))
-  local amt = tonumber(string.sub(rec, sep + 1))
+  local idx, amt = parse_rec(rec)
   if idx >= oldest then
     local delta = -amt
     if actual >= 0 then delta = actual - amt end
@@ -311,12 +340,13 @@ if mode == 'lease' then
   local count = tonumber(ARGV[3])
   local replies = {}
   for i = 1, count do
-    local a = 3 + (i - 1) * 13
+    local a = 3 + (i - 1) * 14
     local op = {
       used = tonumber(ARGV[a + 1]), want = tonumber(ARGV[a + 2]), min = tonumber(ARGV[a + 3]),
       limit = tonumber(ARGV[a + 4]), kind = ARGV[a + 5], current = tonumber(ARGV[a + 6]),
       oldest = tonumber(ARGV[a + 7]), deadline = tonumber(ARGV[a + 8]), fstart = tonumber(ARGV[a + 9]),
       fend = tonumber(ARGV[a + 10]), token = ARGV[a + 11], newtoken = ARGV[a + 12], texp = tonumber(ARGV[a + 13]),
+      seq = tonumber(ARGV[a + 14]),
     }
     replies[i] = lease_op(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], now, op)
   end

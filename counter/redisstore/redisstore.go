@@ -150,13 +150,13 @@ func (s *Store) Adjust(ctx context.Context, now int64, a counter.Adjustment) (co
 // call, so one round trip, and each op is atomic (the script runs alone).
 func (s *Store) Lease(ctx context.Context, now int64, ops []counter.LeaseOp) ([]counter.LeaseOutcome, error) {
 	keys := make([]string, 0, 3*len(ops))
-	args := make([]any, 0, 3+13*len(ops))
+	args := make([]any, 0, 3+14*len(ops))
 	args = append(args, "lease", i64(now), strconv.Itoa(len(ops)))
 	for _, op := range ops {
 		keys = s.keys(keys, op.Counter)
 		args = append(args, i64(op.Used), i64(op.Want), i64(op.Min), i64(op.Limit), kindCode(op.Kind),
 			i64(op.Current), i64(op.Oldest), i64(op.Deadline), i64(op.FlexiStart), i64(op.FlexiEnd),
-			op.Token, op.NewToken, i64(op.Expires))
+			op.Token, op.NewToken, i64(op.Expires), i64(op.Seq))
 	}
 	res, err := s.script.Run(ctx, s.client, keys, args...).Result()
 	if err != nil {
