@@ -166,7 +166,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
 
 # When `make run` started, so the banner can tell the time from command to ready.
 run: RUN_T0 := $(shell date +%s%N 2>/dev/null)
-run: build envoy cli ## The demo gateway on loopback (keystore, mock-llm or UPSTREAM=http://host:port, Envoy); Ctrl-C stops it
+run: build envoy cli ## The demo gateway on loopback (keystore, mock-llm or UPSTREAM=http://host:port, Envoy; PICKER=1: 3 simulated vLLM servers behind the picker); Ctrl-C stops it
 	@$(GO) build -trimpath -o $(BUILD_DIR)/run-demo ./scripts/run-demo
 	@TOLLGATE_RUN_T0="$(RUN_T0)" exec $(BUILD_DIR)/run-demo
 

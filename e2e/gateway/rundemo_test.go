@@ -258,3 +258,144 @@ func demoSeesUsage(t *testing.T, banner string, tokens int64) {
 		time.Sleep(250 * time.Millisecond) // polling the page, with a deadline
 	}
 }
+
+// TestRunDemoPicker runs `make run PICKER=1`'s program: three simulated
+// vLLM servers behind the endpoint picker, their pool applied to the
+// keystore. The printed curl works, a burst spreads over the servers by the
+// picker's choice, `tollgate pools list` shows the pool, and Ctrl-C stops
+// all of it.
+func TestRunDemoPicker(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	envoy := envoytest.RequireEnvoy(t)
+	buildDir, err := envoytest.BuildDir()
+	require.NoError(t, err)
+	envoytest.WasmPath(t, "tollgate")
+	addrs := map[string]string{}
+	for _, k := range []string{"listen", "admin", "keystore", "keystore-admin", "portal"} {
+		addrs[k] = freeAddr(t)
+	}
+	dataDir := t.TempDir()
+	args := []string{"--picker", "--mock", "127.0.0.1:0", "--data-dir", dataDir, "--envoy", envoy, "--tollgate", built.tollgate,
+		"--build-dir", buildDir, "--config", filepath.Join(root, "examples", "envoy", "gateway.yaml"),
+		"--products", filepath.Join(root, "examples", "demo-products.yaml")}
+	for k, v := range addrs {
+		args = append(args, "--"+k, v)
+	}
+	cmd := exec.Command(built.runDemo, args...)
+	cmd.Dir = root
+	cmd.Env = append(cmd.Environ(), "UPSTREAM=", "PORT=", "PICKER=")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	out := &lines{seen: make(chan struct{}), want: "Press Ctrl-C to stop"}
+	errs := &lines{seen: make(chan struct{}), want: "\x00never"}
+	require.NoError(t, cmd.Start())
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); out.read(stdout) }()
+	go func() { defer readers.Done(); errs.read(stderr) }()
+	exited := make(chan error, 1)
+	go func() {
+		readers.Wait()
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	select {
+	case <-out.seen:
+	case err := <-exited:
+		t.Fatalf("run-demo --picker exited before it was ready (%v):\n%s\n%s", err, out.text(), errs.text())
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("run-demo --picker not ready after 3 minutes:\n%s\n%s", out.text(), errs.text())
+	}
+	banner := out.text()
+	assert.Contains(t, banner, "apikey → quota → modelroute → picker → tokencount")
+	sims := regexp.MustCompile(`3 simulated vLLM servers \(mock-llm --sim\) on (\S+), (\S+), (\S+),`).FindStringSubmatch(banner)
+	require.NotNil(t, sims, banner)
+	key := bannerKey.FindStringSubmatch(banner)
+	url := bannerURL.FindStringSubmatch(banner)
+	body := bannerBody.FindStringSubmatch(banner)
+	require.NotNil(t, key, banner)
+	require.NotNil(t, url, banner)
+	require.NotNil(t, body, banner)
+
+	// A burst of the printed curl, four at a time.
+	const n = 12
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	statuses := make(chan int, n)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n/4; i++ {
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url[1], strings.NewReader(body[1]))
+				if err != nil {
+					statuses <- 0
+					continue
+				}
+				req.Header.Set("Authorization", "Bearer "+key[1])
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					statuses <- 0
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses <- resp.StatusCode
+			}
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		assert.Equal(t, http.StatusOK, s)
+	}
+	// The picker's per-endpoint counters: every pick went to one of the
+	// three servers, and the burst was spread over more than one.
+	stats := func() string {
+		resp, err := http.Get("http://" + addrs["admin"] + "/stats/prometheus")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(b)
+	}()
+	picked, total := 0, 0
+	for _, s := range sims[1:] {
+		ep := strings.NewReplacer(".", "_", ":", "_").Replace(s)
+		m := regexp.MustCompile(`(?m)^tollgate_picker_picks\{endpoint="` + ep + `"\} (\d+)$`).FindStringSubmatch(stats)
+		require.NotNil(t, m, "no pick counter for %s:\n%s", s, stats)
+		c, _ := strconv.Atoi(m[1])
+		total += c
+		if c > 0 {
+			picked++
+		}
+	}
+	assert.GreaterOrEqual(t, total, n, "every request of the burst was picked for (the readiness probe too)")
+	assert.GreaterOrEqual(t, picked, 2, "the burst went to one server only:\n%s", stats)
+
+	// The pool is the keystore's, as the CLI shows it.
+	list := exec.Command(built.tollgate, "pools", "list", "--admin-url", "http://"+addrs["keystore-admin"], "--data-dir", dataDir)
+	listed, err := list.CombinedOutput()
+	require.NoError(t, err, "%s", listed)
+	assert.Contains(t, string(listed), sims[1]+","+sims[2]+","+sims[3])
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "run-demo exit status:\n%s\n%s", out.text(), errs.text())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("run-demo --picker did not stop within 60s of SIGINT:\n%s", errs.text())
+	}
+	for _, p := range []string{"envoy", "keystore", "sim-1", "sim-2", "sim-3"} {
+		assert.Contains(t, errs.text(), "msg=stopped process="+p)
+	}
+}

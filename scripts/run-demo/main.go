@@ -51,6 +51,7 @@ type options struct {
 	listen, admin, keystoreData, keystoreAdmin, mock     string
 	portal                                               string
 	upstream, upstreamKey                                string
+	picker                                               bool
 	concurrency                                          int
 	readyTimeout                                         time.Duration
 	t0                                                   time.Time
@@ -82,6 +83,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.mock, "mock", "127.0.0.1:8000", "mock-llm address (unused with --upstream)")
 	fs.StringVar(&o.upstream, "upstream", os.Getenv("UPSTREAM"), "external OpenAI-compatible server, e.g. http://127.0.0.1:8000 (env UPSTREAM)")
 	fs.StringVar(&o.upstreamKey, "upstream-api-key", "", "API key sent to the upstream as a bearer token (env UPSTREAM_API_KEY)")
+	fs.BoolVar(&o.picker, "picker", os.Getenv("PICKER") == "1", fmt.Sprintf("start %d simulated vLLM servers (mock-llm --sim, from --mock's port up) behind the endpoint picker, their pool applied to the keystore (env PICKER=1)", pickerServers))
 	fs.IntVar(&o.concurrency, "concurrency", 2, "Envoy worker threads")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 3*time.Minute, "give up when the gateway is not serving after this long")
 	if err := fs.Parse(args); err != nil {
@@ -92,6 +94,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.upstreamKey == "" {
 		o.upstreamKey = os.Getenv("UPSTREAM_API_KEY")
+	}
+	if o.picker && o.upstream != "" {
+		return o, errors.New("--picker (PICKER=1) runs its own simulated servers; it cannot be combined with --upstream (UPSTREAM)")
 	}
 	o.t0 = time.Now()
 	if ns := os.Getenv("TOLLGATE_RUN_T0"); ns != "" { // set by make when the command started
@@ -147,6 +152,12 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		"developer portal (--portal)": o.portal}
 	if o.upstream == "" {
 		addrs["mock-llm (--mock)"] = o.mock
+	}
+	if host, port, err := net.SplitHostPort(o.mock); o.picker && err == nil && port != "0" {
+		n, _ := strconv.Atoi(port)
+		for i := 1; i < pickerServers; i++ {
+			addrs[fmt.Sprintf("simulated server %d (--mock + %d)", i+1, i)] = net.JoinHostPort(host, strconv.Itoa(n+i))
+		}
 	}
 	for what, a := range addrs {
 		if err := portFree(a); err != nil {
@@ -239,8 +250,16 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	}
 	supervise(ks, ksArgs...)
 
-	// 2. The model server.
-	if o.upstream == "" {
+	// 2. The model server: the mock, or with --picker simulated servers.
+	var sims []string
+	if o.picker {
+		if sims, err = startSims(waitCtx, o, runDir, launch, supervise); err != nil {
+			return err
+		}
+		host, port, _ := net.SplitHostPort(sims[0])
+		up.Host = host
+		up.Port, _ = strconv.Atoi(port)
+	} else if o.upstream == "" {
 		mockReady := filepath.Join(runDir, "mock-llm.ready")
 		_ = os.Remove(mockReady)
 		mockArgs := []string{o.tollgate, "mock-llm", "--listen", o.mock, "--ready-file", mockReady}
@@ -274,6 +293,11 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	if err := demo.ApplyProducts(waitCtx, admin, o.products, raw); err != nil {
 		return err
 	}
+	if o.picker {
+		if err := demo.ApplyPickerPool(waitCtx, admin, sims); err != nil {
+			return err
+		}
+	}
 	acct := demo.Account{Developer: accounts.Demo.Email, App: "demo", Products: []string{"demo"}, KeyLifetime: "720h"}
 	if o.upstream != "" {
 		acct.App, acct.Products = "demo-upstream", []string{"demo-open"}
@@ -295,6 +319,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	cfg, err := demo.Render(src, demo.RenderOptions{
 		Listen: o.listen, Admin: o.admin, Keystore: o.keystoreData, Upstream: up,
 		BuildDir: buildDir, AccessLog: filepath.Join(runDir, "access.log"), AnyModel: o.upstream != "",
+		Picker: o.picker,
 	})
 	if err != nil {
 		return err
@@ -320,7 +345,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		model = firstModel(probe) // the upstream's own list, through the chain
 	}
 
-	printBanner(out, o, accounts, key.Secret, key.ID, model, up, runDir, time.Since(o.t0))
+	printBanner(out, o, accounts, key.Secret, key.ID, model, up, sims, runDir, time.Since(o.t0))
 
 	select {
 	case <-ctx.Done():
@@ -334,10 +359,17 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 }
 
 // printBanner shows how to use the running gateway.
-func printBanner(w io.Writer, o options, accounts demo.PortalLogins, secret, keyID, model string, up demo.Upstream, runDir string, took time.Duration) {
+func printBanner(w io.Writer, o options, accounts demo.PortalLogins, secret, keyID, model string, up demo.Upstream, sims []string, runDir string, took time.Duration) {
 	backend := "tollgate mock-llm (deterministic demo model server) on " + up.Addr()
-	if o.upstream != "" {
+	chain := "apikey → quota → modelroute → tokencount"
+	logs := "{envoy,keystore,mock-llm}.log"
+	switch {
+	case o.upstream != "":
 		backend = up.URL()
+	case len(sims) > 0:
+		backend = fmt.Sprintf("%d simulated vLLM servers (mock-llm --sim) on %s,\n              pool %q in the keystore (tollgate pools list)", len(sims), strings.Join(sims, ", "), demo.PickerPool)
+		chain = "apikey → quota → modelroute → picker → tokencount"
+		logs = "{envoy,keystore,sim-1,…}.log"
 	}
 	if model == "" {
 		model = "YOUR-MODEL"
@@ -345,13 +377,13 @@ func printBanner(w io.Writer, o options, accounts demo.PortalLogins, secret, key
 	var b strings.Builder
 	line := strings.Repeat("─", 72)
 	fmt.Fprintf(&b, "\n%s\n  Tollgate is ready in %.1fs\n%s\n", line, took.Seconds(), line)
-	fmt.Fprintf(&b, "  gateway     http://%s   (apikey → quota → modelroute → tokencount)\n", o.listen)
+	fmt.Fprintf(&b, "  gateway     http://%s   (%s)\n", o.listen, chain)
 	fmt.Fprintf(&b, "  backend     %s\n", backend)
 	fmt.Fprintf(&b, "  keystore    http://%s (admin http://%s, token in %s)\n", o.keystoreData, o.keystoreAdmin, filepath.Join(o.dataDir, keystore.AdminTokenFile))
 	fmt.Fprintf(&b, "  metrics     http://%s/stats/prometheus\n", o.admin)
 	fmt.Fprintf(&b, "  portal      http://%s   developer %s / %s, admin %s / %s\n", o.portal,
 		accounts.Demo.Email, accounts.Demo.Password, accounts.Admin.Email, accounts.Admin.Password)
-	fmt.Fprintf(&b, "  logs        %s/{envoy,keystore,mock-llm}.log, access.log\n\n", runDir)
+	fmt.Fprintf(&b, "  logs        %s/%s, access.log\n\n", runDir, logs)
 	fmt.Fprintf(&b, "  API key     %s   (%s; shown once, replaced on the next run)\n\n", secret, keyID)
 	fmt.Fprintf(&b, "  Try it:\n\n")
 	fmt.Fprintf(&b, "  curl -s http://%s/v1/chat/completions \\\n", o.listen)
@@ -359,6 +391,9 @@ func printBanner(w io.Writer, o options, accounts demo.PortalLogins, secret, key
 	fmt.Fprintf(&b, "    -d '{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'\n\n", model)
 	fmt.Fprintf(&b, "  Streaming: add \"stream\": true (and curl -N). Without the key: 401.\n")
 	fmt.Fprintf(&b, "  A keystore or mock-llm that dies is restarted; cached keys keep working meanwhile.\n")
+	if len(sims) > 0 {
+		fmt.Fprintf(&b, "  Picks: the access log's \"pick\" field; per-server metrics: tollgate_picker_* on /stats/prometheus.\n")
+	}
 	fmt.Fprintf(&b, "  Press Ctrl-C to stop.\n%s\n", line)
 	fmt.Fprint(w, b.String())
 }

@@ -39,4 +39,11 @@ func TestParseOptions(t *testing.T) {
 	assert.ErrorContains(t, err, "unexpected argument")
 	_, err = parseOptions([]string{"--concurrency", "x"}, io.Discard)
 	assert.Error(t, err)
+	_, err = parseOptions([]string{"--picker"}, io.Discard)
+	assert.ErrorContains(t, err, "cannot be combined with --upstream", "the picker demo runs its own servers")
+	t.Setenv("UPSTREAM", "")
+	t.Setenv("PICKER", "1")
+	o, err = parseOptions(nil, io.Discard)
+	require.NoError(t, err)
+	assert.True(t, o.picker, "make run PICKER=1")
 }

@@ -113,6 +113,10 @@ type RenderOptions struct {
 	// environment (host_env_keys). Empty keeps the example's host_env_keys:
 	// then Envoy must run with DataTokenEnv set, as `make run` does.
 	DataToken string
+	// Picker inserts the endpoint picker after modelroute (PickerConfig:
+	// pools from the keystore) and turns the model clusters into
+	// ORIGINAL_DST clusters that send each request where the picker says.
+	Picker bool
 }
 
 // DataTokenEnv is the variable that carries the keystore's data-plane token
@@ -151,6 +155,14 @@ func Render(src []byte, o RenderOptions) ([]byte, error) {
 	hcm, err := connectionManager(lst)
 	if err != nil {
 		return nil, err
+	}
+	if o.Picker {
+		if err := addPicker(hcm); err != nil {
+			return nil, err
+		}
+		if err := pickerStatsTags(doc); err != nil {
+			return nil, err
+		}
 	}
 	if err := editFilters(hcm, o); err != nil {
 		return nil, err
@@ -408,6 +420,8 @@ func editClusters(static map[string]any, o RenderOptions) error {
 		name, _ := cm["name"].(string)
 		found[name] = true
 		switch {
+		case models[name] && o.Picker:
+			pickedCluster(cm)
 		case name == KeystoreCluster && o.Keystore != "":
 			if err := setEndpoint(cm, o.Keystore); err != nil {
 				return err
