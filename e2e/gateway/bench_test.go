@@ -400,7 +400,7 @@ func keystoreDataCalls(ctx context.Context, ks *keystoreProc) (int64, error) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, `tollgate_keystore_http_requests_total{server="data"`) || strings.Contains(line, `route="/metrics"`) {
+		if !strings.HasPrefix(line, `tollgate_keystore_http_requests_total{server="data"`) || strings.Contains(line, `route="GET /metrics"`) {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
