@@ -9,118 +9,216 @@ import (
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Product) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Product, for DecodeConfig and for types embedding it.
-func (x *Product) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("name", &x.Name, config.String[string]),
-		config.F("displayName", &x.DisplayName, config.String[string]),
-		config.F("description", &x.Description, config.String[string]),
-		config.F("operations", &x.Operations, config.Slice((*Operation).DecodeConfig)),
-		config.F("operationSets", &x.OperationSets, config.Slice(config.String[string])),
-		config.F("allowedModels", &x.AllowedModels, config.Slice(config.String[string])),
-		config.F("requestQuota", &x.RequestQuota, config.Ptr((*Quota).DecodeConfig)),
-		config.F("tokenQuota", &x.TokenQuota, config.Ptr((*Quota).DecodeConfig)),
-		config.F("attributes", &x.Attributes, config.Map(config.String[string])),
-		config.F("createdAt", &x.CreatedAt, config.Time),
-		config.F("updatedAt", &x.UpdatedAt, config.Time),
+// keysProduct lists the JSON names of Product's fields, in DecodeField's case order.
+const keysProduct = "name,displayName,description,operations,operationSets,allowedModels,requestQuota,tokenQuota,attributes,createdAt,updatedAt"
+
+// DecodeField decodes the member key of a Product object; false when no field has that name.
+func (x *Product) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysProduct, key) {
+	case 0: // name
+		p0 = &x.Name
+	case 1: // displayName
+		p0 = &x.DisplayName
+	case 2: // description
+		p0 = &x.Description
+	case 3: // operations
+		return true, config.Slice(&x.Operations, v, path, (*Operation).DecodeConfig)
+	case 4: // operationSets
+		return true, config.Slice(&x.OperationSets, v, path, config.String[string])
+	case 5: // allowedModels
+		return true, config.Slice(&x.AllowedModels, v, path, config.String[string])
+	case 6: // requestQuota
+		return true, config.Ptr(&x.RequestQuota, v, path, (*Quota).DecodeConfig)
+	case 7: // tokenQuota
+		return true, config.Ptr(&x.TokenQuota, v, path, (*Quota).DecodeConfig)
+	case 8: // attributes
+		return true, config.Map(&x.Attributes, v, path, config.String[string])
+	case 9: // createdAt
+		return true, config.Time(&x.CreatedAt, v, path)
+	case 10: // updatedAt
+		return true, config.Time(&x.UpdatedAt, v, path)
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *OperationSet) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of OperationSet, for DecodeConfig and for types embedding it.
-func (x *OperationSet) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("name", &x.Name, config.String[string]),
-		config.F("description", &x.Description, config.String[string]),
-		config.F("operations", &x.Operations, config.Slice((*Operation).DecodeConfig)),
-		config.F("requestQuota", &x.RequestQuota, config.Ptr((*Quota).DecodeConfig)),
-		config.F("tokenQuota", &x.TokenQuota, config.Ptr((*Quota).DecodeConfig)),
-		config.F("createdAt", &x.CreatedAt, config.Time),
-		config.F("updatedAt", &x.UpdatedAt, config.Time),
+// keysOperationSet lists the JSON names of OperationSet's fields, in DecodeField's case order.
+const keysOperationSet = "name,description,operations,requestQuota,tokenQuota,createdAt,updatedAt"
+
+// DecodeField decodes the member key of a OperationSet object; false when no field has that name.
+func (x *OperationSet) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysOperationSet, key) {
+	case 0: // name
+		p0 = &x.Name
+	case 1: // description
+		p0 = &x.Description
+	case 2: // operations
+		return true, config.Slice(&x.Operations, v, path, (*Operation).DecodeConfig)
+	case 3: // requestQuota
+		return true, config.Ptr(&x.RequestQuota, v, path, (*Quota).DecodeConfig)
+	case 4: // tokenQuota
+		return true, config.Ptr(&x.TokenQuota, v, path, (*Quota).DecodeConfig)
+	case 5: // createdAt
+		return true, config.Time(&x.CreatedAt, v, path)
+	case 6: // updatedAt
+		return true, config.Time(&x.UpdatedAt, v, path)
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Entitlement) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Entitlement, for DecodeConfig and for types embedding it.
-func (x *Entitlement) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("product", &x.Product, config.String[string]),
-		config.F("operations", &x.Operations, config.Slice((*OperationGrant).DecodeConfig)),
-		config.F("allowed_models", &x.AllowedModels, config.Slice(config.String[string])),
-		config.F("attributes", &x.Attributes, config.Map(config.String[string])),
+// keysEntitlement lists the JSON names of Entitlement's fields, in DecodeField's case order.
+const keysEntitlement = "product,operations,allowed_models,attributes"
+
+// DecodeField decodes the member key of a Entitlement object; false when no field has that name.
+func (x *Entitlement) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysEntitlement, key) {
+	case 0: // product
+		p0 = &x.Product
+	case 1: // operations
+		return true, config.Slice(&x.Operations, v, path, (*OperationGrant).DecodeConfig)
+	case 2: // allowed_models
+		return true, config.Slice(&x.AllowedModels, v, path, config.String[string])
+	case 3: // attributes
+		return true, config.Map(&x.Attributes, v, path, config.String[string])
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Operation) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Operation, for DecodeConfig and for types embedding it.
-func (x *Operation) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("path", &x.Path, config.String[string]),
-		config.F("methods", &x.Methods, config.Slice(config.String[string])),
-		config.F("requestQuota", &x.RequestQuota, config.Ptr((*Quota).DecodeConfig)),
-		config.F("tokenQuota", &x.TokenQuota, config.Ptr((*Quota).DecodeConfig)),
+// keysOperation lists the JSON names of Operation's fields, in DecodeField's case order.
+const keysOperation = "path,methods,requestQuota,tokenQuota"
+
+// DecodeField decodes the member key of a Operation object; false when no field has that name.
+func (x *Operation) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysOperation, key) {
+	case 0: // path
+		p0 = &x.Path
+	case 1: // methods
+		return true, config.Slice(&x.Methods, v, path, config.String[string])
+	case 2: // requestQuota
+		return true, config.Ptr(&x.RequestQuota, v, path, (*Quota).DecodeConfig)
+	case 3: // tokenQuota
+		return true, config.Ptr(&x.TokenQuota, v, path, (*Quota).DecodeConfig)
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Quota) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Quota, for DecodeConfig and for types embedding it.
-func (x *Quota) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("limit", &x.Limit, config.Int[int64]),
-		config.F("interval", &x.Interval, config.Int[int64]),
-		config.F("timeUnit", &x.TimeUnit, config.String[string]),
-		config.F("window", &x.Window, config.String[string]),
-		config.F("counted", &x.Counted, config.String[string]),
+// keysQuota lists the JSON names of Quota's fields, in DecodeField's case order.
+const keysQuota = "limit,interval,timeUnit,window,counted"
+
+// DecodeField decodes the member key of a Quota object; false when no field has that name.
+func (x *Quota) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int64
+	var p1 *string
+	switch config.Index(keysQuota, key) {
+	case 0: // limit
+		p0 = &x.Limit
+	case 1: // interval
+		p0 = &x.Interval
+	case 2: // timeUnit
+		p1 = &x.TimeUnit
+	case 3: // window
+		p1 = &x.Window
+	case 4: // counted
+		p1 = &x.Counted
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Int(p0, v, path)
+	}
+	return true, config.String(p1, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *OperationGrant) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of OperationGrant, for DecodeConfig and for types embedding it.
-func (x *OperationGrant) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("path", &x.Path, config.String[string]),
-		config.F("methods", &x.Methods, config.Slice(config.String[string])),
-		config.F("request_quota", &x.RequestQuota, config.Ptr((*QuotaSpec).DecodeConfig)),
-		config.F("token_quota", &x.TokenQuota, config.Ptr((*QuotaSpec).DecodeConfig)),
+// keysOperationGrant lists the JSON names of OperationGrant's fields, in DecodeField's case order.
+const keysOperationGrant = "path,methods,request_quota,token_quota"
+
+// DecodeField decodes the member key of a OperationGrant object; false when no field has that name.
+func (x *OperationGrant) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysOperationGrant, key) {
+	case 0: // path
+		p0 = &x.Path
+	case 1: // methods
+		return true, config.Slice(&x.Methods, v, path, config.String[string])
+	case 2: // request_quota
+		return true, config.Ptr(&x.RequestQuota, v, path, (*QuotaSpec).DecodeConfig)
+	case 3: // token_quota
+		return true, config.Ptr(&x.TokenQuota, v, path, (*QuotaSpec).DecodeConfig)
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *QuotaSpec) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of QuotaSpec, for DecodeConfig and for types embedding it.
-func (x *QuotaSpec) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("limit", &x.Limit, config.Int[int64]),
-		config.F("interval", &x.Interval, config.Int[int64]),
-		config.F("time_unit", &x.TimeUnit, config.String[string]),
-		config.F("window", &x.Window, config.String[string]),
-		config.F("counted", &x.Counted, config.String[string]),
-		config.F("scope", &x.Scope, config.String[string]),
+// keysQuotaSpec lists the JSON names of QuotaSpec's fields, in DecodeField's case order.
+const keysQuotaSpec = "limit,interval,time_unit,window,counted,scope"
+
+// DecodeField decodes the member key of a QuotaSpec object; false when no field has that name.
+func (x *QuotaSpec) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int64
+	var p1 *string
+	switch config.Index(keysQuotaSpec, key) {
+	case 0: // limit
+		p0 = &x.Limit
+	case 1: // interval
+		p0 = &x.Interval
+	case 2: // time_unit
+		p1 = &x.TimeUnit
+	case 3: // window
+		p1 = &x.Window
+	case 4: // counted
+		p1 = &x.Counted
+	case 5: // scope
+		p1 = &x.Scope
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Int(p0, v, path)
+	}
+	return true, config.String(p1, v, path)
 }

@@ -166,7 +166,9 @@ func (g *gen) genStruct(w *bytes.Buffer, name string) error {
 	if !ok {
 		return fmt.Errorf("type %s is not a struct: give it a hand-written DecodeConfig", name)
 	}
-	var fields, embedded []string
+	var keys, cases, embedded []string
+	groups := map[string]*group{} // basic field type -> its pointer variable
+	var order []string
 	for _, f := range st.Fields.List {
 		tag := ""
 		if f.Tag != nil {
@@ -177,58 +179,97 @@ func (g *gen) genStruct(w *bytes.Buffer, name string) error {
 		if key == "-" && !strings.HasPrefix(tag, "-,") {
 			continue
 		}
+		var names []string
 		if len(f.Names) == 0 { // embedded
 			tn := typeName(f.Type)
 			if tn == "" {
 				return fmt.Errorf("%s: unsupported embedded field %s", name, exprString(f.Type))
 			}
+			if !ast.IsExported(tn) && key == "" {
+				continue
+			}
 			if key == "" {
-				if !ast.IsExported(tn) {
-					continue
-				}
 				if id, ok := f.Type.(*ast.Ident); ok {
 					g.want(id.Name)
 				}
-				embedded = append(embedded, "x."+tn+".ConfigFields()...")
+				embedded = append(embedded, tn)
 				continue
 			}
-			dec, err := g.decoder(d, f.Type)
-			if err != nil {
-				return fmt.Errorf("%s.%s: %w", name, tn, err)
-			}
-			fields = append(fields, fmt.Sprintf("config.F(%q, &x.%s, %s),", key, tn, dec))
-			continue
+			names = []string{tn}
 		}
 		for _, n := range f.Names {
-			if !n.IsExported() {
-				continue
+			if n.IsExported() {
+				names = append(names, n.Name)
 			}
+		}
+		for _, n := range names {
 			k := key
 			if k == "" {
-				k = n.Name
+				k = n
 			}
-			dec, err := g.decoder(d, f.Type)
+			i := len(keys)
+			if strings.Contains(k, ",") {
+				return fmt.Errorf("%s.%s: a JSON name with a comma", name, n)
+			}
+			keys = append(keys, k)
+			if id, ok := f.Type.(*ast.Ident); ok && basics[id.Name] != "" {
+				// Fields of one basic type share one call after the
+				// switch: a case is then a pointer store, not a call.
+				gr := groups[id.Name]
+				if gr == nil {
+					gr = &group{v: fmt.Sprintf("p%d", len(order)), typ: id.Name, fn: basics[id.Name]}
+					groups[id.Name] = gr
+					order = append(order, id.Name)
+				}
+				cases = append(cases, fmt.Sprintf("case %d: // %s\n\t\t%s = &x.%s", i, k, gr.v, n))
+				continue
+			}
+			call, err := g.call(d, f.Type, "&x."+n)
 			if err != nil {
-				return fmt.Errorf("%s.%s: %w", name, n.Name, err)
+				return fmt.Errorf("%s.%s: %w", name, n, err)
 			}
-			fields = append(fields, fmt.Sprintf("config.F(%q, &x.%s, %s),", k, n.Name, dec))
+			cases = append(cases, fmt.Sprintf("case %d: // %s\n\t\treturn true, %s", i, k, call))
 		}
 	}
 	fmt.Fprintf(w, "\n// DecodeConfig fills x from the JSON value v strictly (shared/config).\n")
-	fmt.Fprintf(w, "func (x *%s) DecodeConfig(v reqview.Value, path string) error {\n\treturn config.Object(v, path, x.ConfigFields()...)\n}\n", name)
-	fmt.Fprintf(w, "\n// ConfigFields lists the JSON fields of %s, for DecodeConfig and for types embedding it.\n", name)
-	fmt.Fprintf(w, "func (x *%s) ConfigFields() []config.Field {\n", name)
-	if len(embedded) == 0 {
-		fmt.Fprintf(w, "\treturn []config.Field{\n\t\t%s\n\t}\n}\n", strings.Join(fields, "\n\t\t"))
+	fmt.Fprintf(w, "func (x *%s) DecodeConfig(v reqview.Value, path string) error {\n\treturn config.Object(v, path, x)\n}\n", name)
+	keysVar := "keys" + name
+	fmt.Fprintf(w, "\n// %s lists the JSON names of %s's fields, in DecodeField's case order.\nconst %s = %q\n", keysVar, name, keysVar, strings.Join(keys, ","))
+	fmt.Fprintf(w, "\n// DecodeField decodes the member key of a %s object; false when no field has that name.\n", name)
+	fmt.Fprintf(w, "func (x *%s) DecodeField(key string, v reqview.Value, path string) (bool, error) {\n", name)
+	for _, t := range order {
+		fmt.Fprintf(w, "\tvar %s *%s\n", groups[t].v, t)
+	}
+	fmt.Fprintf(w, "\tswitch config.Index(%s, key) {\n", keysVar)
+	if len(cases) > 0 {
+		fmt.Fprintf(w, "\t%s\n", strings.Join(cases, "\n\t"))
+	}
+	if len(order) == 0 { // every case returns: the unknown key falls through
+		fmt.Fprintf(w, "\t}\n")
+		for _, e := range embedded {
+			fmt.Fprintf(w, "\tif ok, err := x.%s.DecodeField(key, v, path); ok || err != nil {\n\t\treturn ok, err\n\t}\n", e)
+		}
+		fmt.Fprintf(w, "\treturn false, nil\n}\n")
 		return nil
 	}
-	fmt.Fprintf(w, "\tfs := []config.Field{\n\t\t%s\n\t}\n", strings.Join(fields, "\n\t\t"))
+	fmt.Fprintf(w, "\tdefault:\n")
 	for _, e := range embedded {
-		fmt.Fprintf(w, "\tfs = append(fs, %s)\n", e)
+		fmt.Fprintf(w, "\t\tif ok, err := x.%s.DecodeField(key, v, path); ok || err != nil {\n\t\t\treturn ok, err\n\t\t}\n", e)
 	}
-	fmt.Fprintf(w, "\treturn fs\n}\n")
+	fmt.Fprintf(w, "\t\treturn false, nil\n\t}\n")
+	for i, t := range order {
+		gr := groups[t]
+		if i == len(order)-1 {
+			fmt.Fprintf(w, "\treturn true, config.%s(%s, v, path)\n}\n", gr.fn, gr.v)
+			break
+		}
+		fmt.Fprintf(w, "\tif %s != nil {\n\t\treturn true, config.%s(%s, v, path)\n\t}\n", gr.v, gr.fn, gr.v)
+	}
 	return nil
 }
+
+// group is the pointer variable of one basic field type in DecodeField.
+type group struct{ v, typ, fn string }
 
 func (g *gen) want(name string) {
 	if !g.done[name] {
@@ -256,68 +297,116 @@ var basics = map[string]string{
 	"uint": "Uint", "uint8": "Uint", "uint16": "Uint", "uint32": "Uint", "uint64": "Uint",
 }
 
-// decoder is the Go expression of the decoder function of type e.
-func (g *gen) decoder(d typeDecl, e ast.Expr) (string, error) {
+// call is the Go expression that decodes v at path into the value of type
+// e that the pointer expression target points at.
+func (g *gen) call(d typeDecl, e ast.Expr, target string) (string, error) {
+	method := func() string {
+		if strings.HasPrefix(target, "&") {
+			return target[1:] + ".DecodeConfig(v, path)"
+		}
+		return target + ".DecodeConfig(v, path)"
+	}
 	switch t := e.(type) {
 	case *ast.Ident:
 		if fn, ok := basics[t.Name]; ok {
-			return "config." + fn + "[" + t.Name + "]", nil
+			return "config." + fn + "(" + target + ", v, path)", nil
 		}
 		td, ok := g.decls[t.Name]
 		if !ok {
 			return "", fmt.Errorf("unknown type %s", t.Name)
 		}
 		if g.methods[t.Name] {
-			return "(*" + t.Name + ").DecodeConfig", nil
+			return method(), nil
 		}
 		switch u := td.spec.Type.(type) {
 		case *ast.StructType:
 			g.want(t.Name)
-			return "(*" + t.Name + ").DecodeConfig", nil
+			return method(), nil
 		case *ast.Ident:
 			if fn, ok := basics[u.Name]; ok {
-				return "config." + fn + "[" + t.Name + "]", nil
+				return "config." + fn + "(" + target + ", v, path)", nil
 			}
 		}
 		return "", fmt.Errorf("type %s needs a hand-written DecodeConfig", t.Name)
 	case *ast.SelectorExpr:
-		s := exprString(t)
-		switch s {
+		switch exprString(t) {
 		case "time.Time":
-			return "config.Time", nil
+			return "config.Time(" + target + ", v, path)", nil
 		case "time.Duration":
 			return "", errors.New("time.Duration is a bare number of nanoseconds: use config.Duration")
 		}
-		if err := g.useImport(d, t); err != nil {
-			return "", err
-		}
-		return "(*" + s + ").DecodeConfig", nil
+		return method(), nil
 	case *ast.StarExpr:
-		el, err := g.decoder(d, t.X)
-		if err != nil {
-			return "", err
-		}
-		return "config.Ptr(" + el + ")", nil
+		return g.composite(d, "Ptr", t.X, target)
 	case *ast.ArrayType:
 		if t.Len != nil {
 			return "", errors.New("arrays are not supported: use a slice")
 		}
-		el, err := g.decoder(d, t.Elt)
-		if err != nil {
-			return "", err
-		}
-		return "config.Slice(" + el + ")", nil
+		return g.composite(d, "Slice", t.Elt, target)
 	case *ast.MapType:
 		if k, ok := t.Key.(*ast.Ident); !ok || k.Name != "string" {
 			return "", errors.New("maps need string keys")
 		}
-		el, err := g.decoder(d, t.Value)
-		if err != nil {
-			return "", err
-		}
-		return "config.Map(" + el + ")", nil
+		return g.composite(d, "Map", t.Value, target)
 	}
 	return "", fmt.Errorf("unsupported type %s", exprString(e))
+}
+
+// composite is config.<fn>(target, v, path, <element decoder>).
+func (g *gen) composite(d typeDecl, fn string, elem ast.Expr, target string) (string, error) {
+	dec, err := g.fn(d, elem)
+	if err != nil {
+		return "", err
+	}
+	return "config." + fn + "(" + target + ", v, path, " + dec + ")", nil
+}
+
+// fn is a function value of type func(*E, reqview.Value, string) error
+// decoding type e: a generic helper, a method expression, or a literal for
+// nested pointers, slices and maps.
+func (g *gen) fn(d typeDecl, e ast.Expr) (string, error) {
+	switch t := e.(type) {
+	case *ast.Ident:
+		if fn, ok := basics[t.Name]; ok {
+			return "config." + fn + "[" + t.Name + "]", nil
+		}
+		if td, ok := g.decls[t.Name]; ok && !g.methods[t.Name] {
+			if u, ok := td.spec.Type.(*ast.Ident); ok {
+				if fn, ok := basics[u.Name]; ok {
+					return "config." + fn + "[" + t.Name + "]", nil
+				}
+			}
+		}
+		if _, err := g.call(d, e, "p"); err != nil {
+			return "", err
+		}
+		return "(*" + t.Name + ").DecodeConfig", nil
+	case *ast.SelectorExpr:
+		if exprString(t) == "time.Time" {
+			return "config.Time", nil
+		}
+		if _, err := g.call(d, e, "p"); err != nil {
+			return "", err
+		}
+		if err := g.useImport(d, t); err != nil {
+			return "", err
+		}
+		return "(*" + exprString(t) + ").DecodeConfig", nil
+	}
+	call, err := g.call(d, e, "p")
+	if err != nil {
+		return "", err
+	}
+	ast.Inspect(e, func(n ast.Node) bool {
+		if sel, ok := n.(*ast.SelectorExpr); ok && err == nil {
+			err = g.useImport(d, sel)
+		}
+		return err == nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return "func(p *" + exprString(e) + ", v reqview.Value, path string) error { return " + call + " }", nil
 }
 
 func typeName(e ast.Expr) string {

@@ -4,8 +4,9 @@
 package apierror
 
 import (
-	"encoding/json"
 	"strconv"
+
+	"github.com/tollgate/tollgate/shared/jsonenc"
 )
 
 // Style selects the shape of an error body, because clients migrating from
@@ -69,52 +70,36 @@ func TypeFor(status int) string {
 	}
 }
 
-type openAIBody struct {
-	Error struct {
-		Message string  `json:"message"`
-		Type    string  `json:"type"`
-		Param   *string `json:"param"`
-		Code    string  `json:"code"`
-	} `json:"error"`
-}
-
-type apigeeBody struct {
-	Fault struct {
-		FaultString string `json:"faultstring"`
-		Detail      struct {
-			ErrorCode string `json:"errorcode"`
-		} `json:"detail"`
-	} `json:"fault"`
-}
-
-// Body renders the error in the requested style as JSON.
+// Body renders the error in the requested style as JSON, written by hand
+// (shared/jsonenc) so that no filter links encoding/json for its errors:
+// {"error":{"message","type","param","code"}} for OpenAI, or Apigee's
+// {"fault":{"faultstring","detail":{"errorcode"}}}.
 func (e *Error) Body(style Style) []byte {
-	var v any
-	switch style {
-	case StyleApigee:
-		var b apigeeBody
-		b.Fault.FaultString = e.Message
-		b.Fault.Detail.ErrorCode = e.apigeeCode()
-		v = b
-	default:
-		var b openAIBody
-		b.Error.Message = e.Message
-		b.Error.Type = e.Type
-		if b.Error.Type == "" {
-			b.Error.Type = TypeFor(e.Status)
-		}
-		b.Error.Code = e.Code
-		if e.Param != "" {
-			p := e.Param
-			b.Error.Param = &p
-		}
-		v = b
+	b := make([]byte, 0, 96+len(e.Message))
+	if style == StyleApigee {
+		b = append(b, `{"fault":{"faultstring":`...)
+		b = jsonenc.AppendString(b, e.Message)
+		b = append(b, `,"detail":{"errorcode":`...)
+		b = jsonenc.AppendString(b, e.apigeeCode())
+		return append(b, "}}}"...)
 	}
-	out, err := json.Marshal(v)
-	if err != nil { // cannot happen with these plain types
-		return []byte(`{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}`)
+	typ := e.Type
+	if typ == "" {
+		typ = TypeFor(e.Status)
 	}
-	return out
+	b = append(b, `{"error":{"message":`...)
+	b = jsonenc.AppendString(b, e.Message)
+	b = append(b, `,"type":`...)
+	b = jsonenc.AppendString(b, typ)
+	b = append(b, `,"param":`...)
+	if e.Param != "" {
+		b = jsonenc.AppendString(b, e.Param)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"code":`...)
+	b = jsonenc.AppendString(b, e.Code)
+	return append(b, "}}"...)
 }
 
 func (e *Error) apigeeCode() string {

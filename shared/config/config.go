@@ -30,19 +30,15 @@ const MaxDepth = 32
 // says at which byte it is, a type error names the field by its path. A
 // blank document is io.EOF: filters whose defaults need no settings check
 // for a blank configuration before calling Decode.
-func Decode(data []byte, v any) error {
+func Decode(data []byte, v Decoder) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return io.EOF
-	}
-	d, ok := v.(Decoder)
-	if !ok {
-		return decodeLegacy(data, v)
 	}
 	doc, err := reqview.Parse(data, reqview.Limits{MaxBytes: len(data) + 1, MaxDepth: MaxDepth})
 	if err != nil {
 		return syntaxError(data, err)
 	}
-	return d.DecodeConfig(doc.Root(), "")
+	return v.DecodeConfig(doc.Root(), "")
 }
 
 // syntaxError words a refusal of reqview.Parse for an operator: what is

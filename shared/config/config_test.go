@@ -23,11 +23,28 @@ type inner struct {
 }
 
 func (s *sample) DecodeConfig(v reqview.Value, path string) error {
-	return Object(v, path, F("name", &s.Name, String[string]), F("inner", &s.Inner, (*inner).DecodeConfig))
+	return Object(v, path, s)
+}
+
+func (s *sample) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	switch key {
+	case "name":
+		return true, String(&s.Name, v, path)
+	case "inner":
+		return true, s.Inner.DecodeConfig(v, path)
+	}
+	return false, nil
 }
 
 func (i *inner) DecodeConfig(v reqview.Value, path string) error {
-	return Object(v, path, F("n", &i.N, Int[int]))
+	return Object(v, path, i)
+}
+
+func (i *inner) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	if key != "n" {
+		return false, nil
+	}
+	return true, Int(&i.N, v, path)
 }
 
 func TestDecode(t *testing.T) {

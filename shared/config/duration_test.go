@@ -56,5 +56,12 @@ type durationConfig struct {
 }
 
 func (c *durationConfig) DecodeConfig(v reqview.Value, path string) error {
-	return Object(v, path, F("timeout", &c.Timeout, (*Duration).DecodeConfig))
+	return Object(v, path, c)
+}
+
+func (c *durationConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	if key != "timeout" {
+		return false, nil
+	}
+	return true, c.Timeout.DecodeConfig(v, path)
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/shared/reqview"
@@ -15,16 +16,13 @@ type Decoder interface {
 	DecodeConfig(v reqview.Value, path string) error
 }
 
-// Field is one member of a configuration object: its exact JSON name and
-// the decoder of its value.
-type Field struct {
-	Name string
-	dec  func(v reqview.Value, path string) error
-}
-
-// F is the field name decoded into *p by dec.
-func F[T any](name string, p *T, dec func(*T, reqview.Value, string) error) Field {
-	return Field{Name: name, dec: func(v reqview.Value, path string) error { return dec(p, v, path) }}
+// Fields is a struct type that decodes one member of its JSON object:
+// scripts/configgen writes DecodeField for each configuration struct (a
+// switch on the key's position in a constant list, so decoding costs no
+// allocation per field and little code per field in a Wasm module).
+type Fields interface {
+	// DecodeField decodes the member key; false when no field has that name.
+	DecodeField(key string, v reqview.Value, path string) (bool, error)
 }
 
 // FieldError is a refused configuration value: Path names it the way the
@@ -46,12 +44,12 @@ func (e *FieldError) Error() string {
 	return e.Path + ": " + e.Msg
 }
 
-// Object decodes the object v member by member. A key that is not exactly
-// one field's name is refused: a typo, or a case variant ("Mode") that
-// encoding/json would have matched. Duplicate keys, and keys that differ
-// only in case, never get here: reqview.Parse refused the document. A null
-// object leaves every field as it was, as encoding/json does.
-func Object(v reqview.Value, path string, fields ...Field) error {
+// Object decodes the object v member by member through fields. A key that
+// is not exactly one field's name is refused: a typo, or a case variant
+// ("Mode") that encoding/json would have matched. Duplicate keys, and keys
+// that differ only in case, never get here: reqview.Parse refused the
+// document. A null object leaves every field as it was, as encoding/json does.
+func Object(v reqview.Value, path string, fields Fields) error {
 	switch v.Kind() {
 	case reqview.Null:
 		return nil
@@ -61,16 +59,28 @@ func Object(v reqview.Value, path string, fields ...Field) error {
 	}
 	var err error
 	v.Members(func(key string, val reqview.Value) bool {
-		for i := range fields {
-			if fields[i].Name == key {
-				err = fields[i].dec(val, Join(path, key))
-				return err == nil
-			}
+		var ok bool
+		ok, err = fields.DecodeField(key, val, Join(path, key))
+		if err == nil && !ok {
+			err = &FieldError{Path: path, Msg: "unknown field " + strconv.Quote(key)}
 		}
-		err = &FieldError{Path: path, Msg: "unknown field " + strconv.Quote(key)}
-		return false
+		return err == nil
 	})
 	return err
+}
+
+// Index is the position of key in the comma-separated list keys (JSON
+// names cannot hold commas in a struct tag), or -1: generated DecodeField
+// methods switch on it, which costs less code than a switch on strings.
+func Index(keys, key string) int {
+	for i := 0; keys != ""; i++ {
+		k, rest, _ := strings.Cut(keys, ",")
+		if k == key {
+			return i
+		}
+		keys = rest
+	}
+	return -1
 }
 
 // Join is the path of member key inside path.
@@ -186,71 +196,90 @@ func Time(p *time.Time, v reqview.Value, path string) error {
 }
 
 // Ptr decodes into a new T and points *p at it; null sets *p to nil.
-func Ptr[T any](dec func(*T, reqview.Value, string) error) func(**T, reqview.Value, string) error {
-	return func(p **T, v reqview.Value, path string) error {
-		if v.Kind() == reqview.Null {
-			*p = nil
-			return nil
-		}
-		x := new(T)
-		if err := dec(x, v, path); err != nil {
-			return err
-		}
-		*p = x
+func Ptr[T any](p **T, v reqview.Value, path string, dec func(*T, reqview.Value, string) error) error {
+	if v.Kind() == reqview.Null {
+		*p = nil
 		return nil
 	}
+	x := new(T)
+	if err := dec(x, v, path); err != nil {
+		return err
+	}
+	*p = x
+	return nil
 }
 
-// Slice decodes an array element by element; null sets *p to nil.
-func Slice[T any](dec func(*T, reqview.Value, string) error) func(*[]T, reqview.Value, string) error {
-	return func(p *[]T, v reqview.Value, path string) error {
-		switch v.Kind() {
-		case reqview.Null:
+// Slice decodes an array element by element; null sets *p to nil. The
+// generic part is kept small (one copy per element shape in the module):
+// the walk itself is elems.
+func Slice[T any](p *[]T, v reqview.Value, path string, dec func(*T, reqview.Value, string) error) error {
+	n, err := container(v, path, reqview.Array, "an array")
+	if err != nil || n < 0 {
+		if n < 0 {
 			*p = nil
-			return nil
-		case reqview.Array:
-		default:
-			return typeError(v, path, "an array")
 		}
-		out := make([]T, v.Len())
-		var err error
-		v.Elems(func(i int, e reqview.Value) bool {
-			err = dec(&out[i], e, path+"["+strconv.Itoa(i)+"]")
-			return err == nil
-		})
-		if err != nil {
-			return err
-		}
-		*p = out
-		return nil
+		return err
 	}
+	out := make([]T, n)
+	if err := elems(v, path, func(i int, e reqview.Value, path string) error { return dec(&out[i], e, path) }); err != nil {
+		return err
+	}
+	*p = out
+	return nil
 }
 
 // Map decodes an object of arbitrary keys into a map; null sets *p to nil.
-func Map[T any](dec func(*T, reqview.Value, string) error) func(*map[string]T, reqview.Value, string) error {
-	return func(p *map[string]T, v reqview.Value, path string) error {
-		switch v.Kind() {
-		case reqview.Null:
+func Map[T any](p *map[string]T, v reqview.Value, path string, dec func(*T, reqview.Value, string) error) error {
+	n, err := container(v, path, reqview.Object, "an object")
+	if err != nil || n < 0 {
+		if n < 0 {
 			*p = nil
-			return nil
-		case reqview.Object:
-		default:
-			return typeError(v, path, "an object")
 		}
-		out := make(map[string]T)
-		var err error
-		v.Members(func(key string, e reqview.Value) bool {
-			var x T
-			if err = dec(&x, e, path+"["+strconv.Quote(key)+"]"); err != nil {
-				return false
-			}
-			out[key] = x
-			return true
-		})
-		if err != nil {
+		return err
+	}
+	out := make(map[string]T, n)
+	var x T
+	if err := members(v, path, func(key string, e reqview.Value, path string) error {
+		x = *new(T)
+		if err := dec(&x, e, path); err != nil {
 			return err
 		}
-		*p = out
+		out[key] = x
 		return nil
+	}); err != nil {
+		return err
 	}
+	*p = out
+	return nil
+}
+
+// container is the length of an array or object v of kind want, -1 for null.
+func container(v reqview.Value, path string, want reqview.Kind, what string) (int, error) {
+	switch v.Kind() {
+	case reqview.Null:
+		return -1, nil
+	case want:
+		return v.Len(), nil
+	}
+	return 0, typeError(v, path, what)
+}
+
+// elems calls fn on each element of an array with the element's path.
+func elems(v reqview.Value, path string, fn func(i int, e reqview.Value, path string) error) error {
+	var err error
+	v.Elems(func(i int, e reqview.Value) bool {
+		err = fn(i, e, path+"["+strconv.Itoa(i)+"]")
+		return err == nil
+	})
+	return err
+}
+
+// members calls fn on each member of an object with the member's path.
+func members(v reqview.Value, path string, fn func(key string, e reqview.Value, path string) error) error {
+	var err error
+	v.Members(func(key string, e reqview.Value) bool {
+		err = fn(key, e, path+"["+strconv.Quote(key)+"]")
+		return err == nil
+	})
+	return err
 }

@@ -9,18 +9,32 @@ import (
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Headers) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Headers, for DecodeConfig and for types embedding it.
-func (x *Headers) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("app", &x.App, config.String[string]),
-		config.F("developer", &x.Developer, config.String[string]),
-		config.F("product", &x.Product, config.String[string]),
-		config.F("key_id", &x.KeyID, config.String[string]),
-		config.F("allowed_models", &x.AllowedModels, config.String[string]),
-		config.F("request_quota", &x.RequestQuota, config.String[string]),
-		config.F("token_quota", &x.TokenQuota, config.String[string]),
+// keysHeaders lists the JSON names of Headers's fields, in DecodeField's case order.
+const keysHeaders = "app,developer,product,key_id,allowed_models,request_quota,token_quota"
+
+// DecodeField decodes the member key of a Headers object; false when no field has that name.
+func (x *Headers) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysHeaders, key) {
+	case 0: // app
+		p0 = &x.App
+	case 1: // developer
+		p0 = &x.Developer
+	case 2: // product
+		p0 = &x.Product
+	case 3: // key_id
+		p0 = &x.KeyID
+	case 4: // allowed_models
+		p0 = &x.AllowedModels
+	case 5: // request_quota
+		p0 = &x.RequestQuota
+	case 6: // token_quota
+		p0 = &x.TokenQuota
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }

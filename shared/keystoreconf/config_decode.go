@@ -9,16 +9,28 @@ import (
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Config) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Config, for DecodeConfig and for types embedding it.
-func (x *Config) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("cluster", &x.Cluster, config.String[string]),
-		config.F("authority", &x.Authority, config.String[string]),
-		config.F("timeout", &x.Timeout, config.String[string]),
-		config.F("token", &x.Token, (*Secret).DecodeConfig),
-		config.F("token_env", &x.TokenEnv, config.String[string]),
+// keysConfig lists the JSON names of Config's fields, in DecodeField's case order.
+const keysConfig = "cluster,authority,timeout,token,token_env"
+
+// DecodeField decodes the member key of a Config object; false when no field has that name.
+func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysConfig, key) {
+	case 0: // cluster
+		p0 = &x.Cluster
+	case 1: // authority
+		p0 = &x.Authority
+	case 2: // timeout
+		p0 = &x.Timeout
+	case 3: // token
+		return true, x.Token.DecodeConfig(v, path)
+	case 4: // token_env
+		p0 = &x.TokenEnv
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }

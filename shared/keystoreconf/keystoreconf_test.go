@@ -23,7 +23,14 @@ type block struct {
 
 // DecodeConfig is what scripts/configgen writes for a type embedding Config.
 func (b *block) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, append(b.ConfigFields(), config.F("path", &b.Path, config.String[string]))...)
+	return config.Object(v, path, b)
+}
+
+func (b *block) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	if key == "path" {
+		return true, config.String(&b.Path, v, path)
+	}
+	return b.Config.DecodeField(key, v, path)
 }
 
 func compile(t *testing.T, raw string, env map[string]string) (Keystore, error) {

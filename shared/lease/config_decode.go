@@ -9,17 +9,38 @@ import (
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Config) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Config, for DecodeConfig and for types embedding it.
-func (x *Config) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("enabled", &x.Enabled, config.Bool[bool]),
-		config.F("ttl", &x.TTL, (*config.Duration).DecodeConfig),
-		config.F("max", &x.Max, config.Int[int64]),
-		config.F("renew", &x.Renew, (*config.Duration).DecodeConfig),
-		config.F("idle", &x.Idle, (*config.Duration).DecodeConfig),
-		config.F("max_counters", &x.MaxCounters, config.Int[int]),
+// keysConfig lists the JSON names of Config's fields, in DecodeField's case order.
+const keysConfig = "enabled,ttl,max,renew,idle,max_counters"
+
+// DecodeField decodes the member key of a Config object; false when no field has that name.
+func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *bool
+	var p1 *int64
+	var p2 *int
+	switch config.Index(keysConfig, key) {
+	case 0: // enabled
+		p0 = &x.Enabled
+	case 1: // ttl
+		return true, x.TTL.DecodeConfig(v, path)
+	case 2: // max
+		p1 = &x.Max
+	case 3: // renew
+		return true, x.Renew.DecodeConfig(v, path)
+	case 4: // idle
+		return true, x.Idle.DecodeConfig(v, path)
+	case 5: // max_counters
+		p2 = &x.MaxCounters
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Bool(p0, v, path)
+	}
+	if p1 != nil {
+		return true, config.Int(p1, v, path)
+	}
+	return true, config.Int(p2, v, path)
 }

@@ -9,16 +9,36 @@ import (
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Config) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Config, for DecodeConfig and for types embedding it.
-func (x *Config) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("enabled", &x.Enabled, config.Bool[bool]),
-		config.F("path", &x.Path, config.String[string]),
-		config.F("flush_interval", &x.FlushInterval, config.String[string]),
-		config.F("max_batch", &x.MaxBatch, config.Int[int]),
-		config.F("max_backlog", &x.MaxBacklog, config.Int[int]),
+// keysConfig lists the JSON names of Config's fields, in DecodeField's case order.
+const keysConfig = "enabled,path,flush_interval,max_batch,max_backlog"
+
+// DecodeField decodes the member key of a Config object; false when no field has that name.
+func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *bool
+	var p1 *string
+	var p2 *int
+	switch config.Index(keysConfig, key) {
+	case 0: // enabled
+		p0 = &x.Enabled
+	case 1: // path
+		p1 = &x.Path
+	case 2: // flush_interval
+		p1 = &x.FlushInterval
+	case 3: // max_batch
+		p2 = &x.MaxBatch
+	case 4: // max_backlog
+		p2 = &x.MaxBacklog
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Bool(p0, v, path)
+	}
+	if p1 != nil {
+		return true, config.String(p1, v, path)
+	}
+	return true, config.Int(p2, v, path)
 }

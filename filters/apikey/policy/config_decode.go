@@ -5,122 +5,209 @@ package policy
 import (
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/shared/config"
-	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Config) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Config, for DecodeConfig and for types embedding it.
-func (x *Config) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("mode", &x.Mode, config.String[string]),
-		config.F("key_sources", &x.KeySources, config.Slice((*KeySource).DecodeConfig)),
-		config.F("strip_key", &x.StripKey, config.Ptr(config.Bool[bool])),
-		config.F("key_format", &x.KeyFormat, config.String[string]),
-		config.F("keystore", &x.Keystore, (*KeystoreConfig).DecodeConfig),
-		config.F("cache", &x.Cache, (*CacheConfig).DecodeConfig),
-		config.F("failure_mode", &x.FailureMode, config.String[string]),
-		config.F("error_style", &x.ErrorStyle, config.String[string]),
-		config.F("realm", &x.Realm, config.String[string]),
-		config.F("identity_headers", &x.Identity, (*identity.Headers).DecodeConfig),
-		config.F("local", &x.Local, config.Ptr((*LocalConfig).DecodeConfig)),
+// keysConfig lists the JSON names of Config's fields, in DecodeField's case order.
+const keysConfig = "mode,key_sources,strip_key,key_format,keystore,cache,failure_mode,error_style,realm,identity_headers,local"
+
+// DecodeField decodes the member key of a Config object; false when no field has that name.
+func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysConfig, key) {
+	case 0: // mode
+		p0 = &x.Mode
+	case 1: // key_sources
+		return true, config.Slice(&x.KeySources, v, path, (*KeySource).DecodeConfig)
+	case 2: // strip_key
+		return true, config.Ptr(&x.StripKey, v, path, config.Bool[bool])
+	case 3: // key_format
+		p0 = &x.KeyFormat
+	case 4: // keystore
+		return true, x.Keystore.DecodeConfig(v, path)
+	case 5: // cache
+		return true, x.Cache.DecodeConfig(v, path)
+	case 6: // failure_mode
+		p0 = &x.FailureMode
+	case 7: // error_style
+		p0 = &x.ErrorStyle
+	case 8: // realm
+		p0 = &x.Realm
+	case 9: // identity_headers
+		return true, x.Identity.DecodeConfig(v, path)
+	case 10: // local
+		return true, config.Ptr(&x.Local, v, path, (*LocalConfig).DecodeConfig)
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Grant) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Grant, for DecodeConfig and for types embedding it.
-func (x *Grant) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("k", &x.KeyID, config.String[string]),
-		config.F("a", &x.App, config.String[string]),
-		config.F("d", &x.Developer, config.String[string]),
-		config.F("p", &x.Products, config.Slice(config.String[string])),
-		config.F("e", &x.Entitlements, config.Slice((*model.Entitlement).DecodeConfig)),
-		config.F("x", &x.ExpiresAt, config.Time),
+// keysGrant lists the JSON names of Grant's fields, in DecodeField's case order.
+const keysGrant = "k,a,d,p,e,x"
+
+// DecodeField decodes the member key of a Grant object; false when no field has that name.
+func (x *Grant) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysGrant, key) {
+	case 0: // k
+		p0 = &x.KeyID
+	case 1: // a
+		p0 = &x.App
+	case 2: // d
+		p0 = &x.Developer
+	case 3: // p
+		return true, config.Slice(&x.Products, v, path, config.String[string])
+	case 4: // e
+		return true, config.Slice(&x.Entitlements, v, path, (*model.Entitlement).DecodeConfig)
+	case 5: // x
+		return true, config.Time(&x.ExpiresAt, v, path)
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *KeySource) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of KeySource, for DecodeConfig and for types embedding it.
-func (x *KeySource) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("header", &x.Header, config.String[string]),
-		config.F("bearer", &x.Bearer, config.Bool[bool]),
-		config.F("query", &x.Query, config.String[string]),
+// keysKeySource lists the JSON names of KeySource's fields, in DecodeField's case order.
+const keysKeySource = "header,bearer,query"
+
+// DecodeField decodes the member key of a KeySource object; false when no field has that name.
+func (x *KeySource) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	var p1 *bool
+	switch config.Index(keysKeySource, key) {
+	case 0: // header
+		p0 = &x.Header
+	case 1: // bearer
+		p1 = &x.Bearer
+	case 2: // query
+		p0 = &x.Query
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.String(p0, v, path)
+	}
+	return true, config.Bool(p1, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *KeystoreConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of KeystoreConfig, for DecodeConfig and for types embedding it.
-func (x *KeystoreConfig) ConfigFields() []config.Field {
-	fs := []config.Field{
-		config.F("path", &x.Path, config.String[string]),
-		config.F("headers", &x.Headers, config.Map(config.String[string])),
+// keysKeystoreConfig lists the JSON names of KeystoreConfig's fields, in DecodeField's case order.
+const keysKeystoreConfig = "path,headers"
+
+// DecodeField decodes the member key of a KeystoreConfig object; false when no field has that name.
+func (x *KeystoreConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysKeystoreConfig, key) {
+	case 0: // path
+		p0 = &x.Path
+	case 1: // headers
+		return true, config.Map(&x.Headers, v, path, config.String[string])
+	default:
+		if ok, err := x.Config.DecodeField(key, v, path); ok || err != nil {
+			return ok, err
+		}
+		return false, nil
 	}
-	fs = append(fs, x.Config.ConfigFields()...)
-	return fs
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *CacheConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of CacheConfig, for DecodeConfig and for types embedding it.
-func (x *CacheConfig) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("ttl", &x.TTL, config.Ptr((*Duration).DecodeConfig)),
-		config.F("negative_ttl", &x.NegativeTTL, config.Ptr((*Duration).DecodeConfig)),
-		config.F("error_ttl", &x.ErrorTTL, config.Ptr((*Duration).DecodeConfig)),
-		config.F("max_entries", &x.MaxEntries, config.Int[int]),
-		config.F("coalesce_wait", &x.CoalesceWait, (*Duration).DecodeConfig),
-		config.F("poll_interval", &x.PollInterval, (*Duration).DecodeConfig),
+// keysCacheConfig lists the JSON names of CacheConfig's fields, in DecodeField's case order.
+const keysCacheConfig = "ttl,negative_ttl,error_ttl,max_entries,coalesce_wait,poll_interval"
+
+// DecodeField decodes the member key of a CacheConfig object; false when no field has that name.
+func (x *CacheConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int
+	switch config.Index(keysCacheConfig, key) {
+	case 0: // ttl
+		return true, config.Ptr(&x.TTL, v, path, (*Duration).DecodeConfig)
+	case 1: // negative_ttl
+		return true, config.Ptr(&x.NegativeTTL, v, path, (*Duration).DecodeConfig)
+	case 2: // error_ttl
+		return true, config.Ptr(&x.ErrorTTL, v, path, (*Duration).DecodeConfig)
+	case 3: // max_entries
+		p0 = &x.MaxEntries
+	case 4: // coalesce_wait
+		return true, x.CoalesceWait.DecodeConfig(v, path)
+	case 5: // poll_interval
+		return true, x.PollInterval.DecodeConfig(v, path)
+	default:
+		return false, nil
 	}
+	return true, config.Int(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *LocalConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of LocalConfig, for DecodeConfig and for types embedding it.
-func (x *LocalConfig) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("keys", &x.Keys, config.Slice((*LocalKey).DecodeConfig)),
-		config.F("products", &x.Products, config.Slice((*model.Product).DecodeConfig)),
-		config.F("operation_sets", &x.OperationSets, config.Slice((*model.OperationSet).DecodeConfig)),
+// keysLocalConfig lists the JSON names of LocalConfig's fields, in DecodeField's case order.
+const keysLocalConfig = "keys,products,operation_sets"
+
+// DecodeField decodes the member key of a LocalConfig object; false when no field has that name.
+func (x *LocalConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	switch config.Index(keysLocalConfig, key) {
+	case 0: // keys
+		return true, config.Slice(&x.Keys, v, path, (*LocalKey).DecodeConfig)
+	case 1: // products
+		return true, config.Slice(&x.Products, v, path, (*model.Product).DecodeConfig)
+	case 2: // operation_sets
+		return true, config.Slice(&x.OperationSets, v, path, (*model.OperationSet).DecodeConfig)
 	}
+	return false, nil
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *LocalKey) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of LocalKey, for DecodeConfig and for types embedding it.
-func (x *LocalKey) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("hash", &x.Hash, config.String[string]),
-		config.F("key_id", &x.KeyID, config.String[string]),
-		config.F("app", &x.App, config.String[string]),
-		config.F("developer", &x.Developer, config.String[string]),
-		config.F("products", &x.Products, config.Slice(config.String[string])),
-		config.F("expires_at", &x.ExpiresAt, config.Time),
+// keysLocalKey lists the JSON names of LocalKey's fields, in DecodeField's case order.
+const keysLocalKey = "hash,key_id,app,developer,products,expires_at"
+
+// DecodeField decodes the member key of a LocalKey object; false when no field has that name.
+func (x *LocalKey) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysLocalKey, key) {
+	case 0: // hash
+		p0 = &x.Hash
+	case 1: // key_id
+		p0 = &x.KeyID
+	case 2: // app
+		p0 = &x.App
+	case 3: // developer
+		p0 = &x.Developer
+	case 4: // products
+		return true, config.Slice(&x.Products, v, path, config.String[string])
+	case 5: // expires_at
+		return true, config.Time(&x.ExpiresAt, v, path)
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }

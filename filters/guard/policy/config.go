@@ -20,6 +20,8 @@ import (
 	"github.com/tollgate/tollgate/shared/identity"
 )
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config
+
 // Limits and defaults of the configuration.
 const (
 	DefaultMaxBodyBytes      = 8 << 20

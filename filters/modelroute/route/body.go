@@ -1,11 +1,11 @@
 package route
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/jsonenc"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
@@ -78,13 +78,7 @@ func ReplaceModel(body []byte, m BodyModel, name string) []byte {
 }
 
 // quote renders s as a JSON string.
-func quote(s string) []byte {
-	b, err := json.Marshal(s)
-	if err != nil { // a string always marshals
-		return []byte(`""`)
-	}
-	return b
-}
+func quote(s string) []byte { return jsonenc.AppendString(nil, s) }
 
 func invalidJSON(msg string) *apierror.Error {
 	return apierror.New(400, CodeInvalidJSON, msg)

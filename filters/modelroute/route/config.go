@@ -17,6 +17,8 @@ import (
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config
+
 // Header names used when the configuration leaves them out.
 const (
 	// DefaultRoutingHeader is the header the filter sets for Envoy's route match.

@@ -25,6 +25,8 @@ import (
 	"github.com/tollgate/tollgate/shared/keystoreconf"
 )
 
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config,PoolsDoc
+
 // Defaults and limits of the configuration.
 const (
 	DefaultDestinationHeader = "x-gateway-destination-endpoint"

@@ -4,140 +4,252 @@ package policy
 
 import (
 	"github.com/tollgate/tollgate/shared/config"
-	"github.com/tollgate/tollgate/shared/identity"
-	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/reqview"
-	"github.com/tollgate/tollgate/shared/usagelog"
 )
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Config) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Config, for DecodeConfig and for types embedding it.
-func (x *Config) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("mode", &x.Mode, config.String[string]),
-		config.F("failure_mode", &x.FailureMode, config.String[string]),
-		config.F("key_sources", &x.KeySources, config.Slice((*KeySourceJSON).DecodeConfig)),
-		config.F("quotas", &x.Quotas, config.Slice((*QuotaJSON).DecodeConfig)),
-		config.F("identity_quota", &x.IdentityQuota, config.Ptr(config.Bool[bool])),
-		config.F("spike_arrest", &x.SpikeArrest, config.Ptr((*SpikeJSON).DecodeConfig)),
-		config.F("response_headers", &x.ResponseHeaders, config.Ptr(config.Bool[bool])),
-		config.F("rules", &x.Rules, config.Slice((*RuleJSON).DecodeConfig)),
-		config.F("keystore", &x.Keystore, (*KeystoreJSON).DecodeConfig),
-		config.F("async", &x.Async, (*AsyncJSON).DecodeConfig),
-		config.F("local", &x.Local, (*LocalJSON).DecodeConfig),
-		config.F("error_style", &x.ErrorStyle, config.String[string]),
-		config.F("identity_headers", &x.IdentityHeaders, (*identity.Headers).DecodeConfig),
-		config.F("usage", &x.Usage, (*usagelog.Config).DecodeConfig),
-		config.F("lease", &x.Lease, (*lease.Config).DecodeConfig),
+// keysConfig lists the JSON names of Config's fields, in DecodeField's case order.
+const keysConfig = "mode,failure_mode,key_sources,quotas,identity_quota,spike_arrest,response_headers,rules,keystore,async,local,error_style,identity_headers,usage,lease"
+
+// DecodeField decodes the member key of a Config object; false when no field has that name.
+func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysConfig, key) {
+	case 0: // mode
+		p0 = &x.Mode
+	case 1: // failure_mode
+		p0 = &x.FailureMode
+	case 2: // key_sources
+		return true, config.Slice(&x.KeySources, v, path, (*KeySourceJSON).DecodeConfig)
+	case 3: // quotas
+		return true, config.Slice(&x.Quotas, v, path, (*QuotaJSON).DecodeConfig)
+	case 4: // identity_quota
+		return true, config.Ptr(&x.IdentityQuota, v, path, config.Bool[bool])
+	case 5: // spike_arrest
+		return true, config.Ptr(&x.SpikeArrest, v, path, (*SpikeJSON).DecodeConfig)
+	case 6: // response_headers
+		return true, config.Ptr(&x.ResponseHeaders, v, path, config.Bool[bool])
+	case 7: // rules
+		return true, config.Slice(&x.Rules, v, path, (*RuleJSON).DecodeConfig)
+	case 8: // keystore
+		return true, x.Keystore.DecodeConfig(v, path)
+	case 9: // async
+		return true, x.Async.DecodeConfig(v, path)
+	case 10: // local
+		return true, x.Local.DecodeConfig(v, path)
+	case 11: // error_style
+		p0 = &x.ErrorStyle
+	case 12: // identity_headers
+		return true, x.IdentityHeaders.DecodeConfig(v, path)
+	case 13: // usage
+		return true, x.Usage.DecodeConfig(v, path)
+	case 14: // lease
+		return true, x.Lease.DecodeConfig(v, path)
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *KeySourceJSON) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of KeySourceJSON, for DecodeConfig and for types embedding it.
-func (x *KeySourceJSON) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("identity", &x.Identity, config.Bool[bool]),
-		config.F("header", &x.Header, config.String[string]),
-		config.F("client_ip", &x.ClientIP, config.Bool[bool]),
+// keysKeySourceJSON lists the JSON names of KeySourceJSON's fields, in DecodeField's case order.
+const keysKeySourceJSON = "identity,header,client_ip"
+
+// DecodeField decodes the member key of a KeySourceJSON object; false when no field has that name.
+func (x *KeySourceJSON) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *bool
+	var p1 *string
+	switch config.Index(keysKeySourceJSON, key) {
+	case 0: // identity
+		p0 = &x.Identity
+	case 1: // header
+		p1 = &x.Header
+	case 2: // client_ip
+		p0 = &x.ClientIP
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Bool(p0, v, path)
+	}
+	return true, config.String(p1, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *QuotaJSON) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of QuotaJSON, for DecodeConfig and for types embedding it.
-func (x *QuotaJSON) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("limit", &x.Limit, config.Ptr(config.Int[int64])),
-		config.F("interval", &x.Interval, config.Int[int]),
-		config.F("timeUnit", &x.TimeUnit, config.String[string]),
-		config.F("window", &x.Window, config.String[string]),
+// keysQuotaJSON lists the JSON names of QuotaJSON's fields, in DecodeField's case order.
+const keysQuotaJSON = "limit,interval,timeUnit,window"
+
+// DecodeField decodes the member key of a QuotaJSON object; false when no field has that name.
+func (x *QuotaJSON) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int
+	var p1 *string
+	switch config.Index(keysQuotaJSON, key) {
+	case 0: // limit
+		return true, config.Ptr(&x.Limit, v, path, config.Int[int64])
+	case 1: // interval
+		p0 = &x.Interval
+	case 2: // timeUnit
+		p1 = &x.TimeUnit
+	case 3: // window
+		p1 = &x.Window
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Int(p0, v, path)
+	}
+	return true, config.String(p1, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *SpikeJSON) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of SpikeJSON, for DecodeConfig and for types embedding it.
-func (x *SpikeJSON) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("rate", &x.Rate, config.String[string]),
-		config.F("burst", &x.Burst, config.Int[int64]),
-		config.F("identifier", &x.Identifier, config.String[string]),
+// keysSpikeJSON lists the JSON names of SpikeJSON's fields, in DecodeField's case order.
+const keysSpikeJSON = "rate,burst,identifier"
+
+// DecodeField decodes the member key of a SpikeJSON object; false when no field has that name.
+func (x *SpikeJSON) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	var p1 *int64
+	switch config.Index(keysSpikeJSON, key) {
+	case 0: // rate
+		p0 = &x.Rate
+	case 1: // burst
+		p1 = &x.Burst
+	case 2: // identifier
+		p0 = &x.Identifier
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.String(p0, v, path)
+	}
+	return true, config.Int(p1, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *RuleJSON) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of RuleJSON, for DecodeConfig and for types embedding it.
-func (x *RuleJSON) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("name", &x.Name, config.String[string]),
-		config.F("path_prefix", &x.PathPrefix, config.String[string]),
-		config.F("path", &x.Path, config.String[string]),
-		config.F("methods", &x.Methods, config.Slice(config.String[string])),
-		config.F("route_name", &x.RouteName, config.String[string]),
-		config.F("mode", &x.Mode, config.String[string]),
-		config.F("failure_mode", &x.FailureMode, config.String[string]),
-		config.F("key_sources", &x.KeySources, config.Slice((*KeySourceJSON).DecodeConfig)),
-		config.F("quotas", &x.Quotas, config.Slice((*QuotaJSON).DecodeConfig)),
-		config.F("identity_quota", &x.IdentityQuota, config.Ptr(config.Bool[bool])),
-		config.F("spike_arrest", &x.SpikeArrest, config.Ptr((*SpikeJSON).DecodeConfig)),
-		config.F("response_headers", &x.ResponseHeaders, config.Ptr(config.Bool[bool])),
+// keysRuleJSON lists the JSON names of RuleJSON's fields, in DecodeField's case order.
+const keysRuleJSON = "name,path_prefix,path,methods,route_name,mode,failure_mode,key_sources,quotas,identity_quota,spike_arrest,response_headers"
+
+// DecodeField decodes the member key of a RuleJSON object; false when no field has that name.
+func (x *RuleJSON) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysRuleJSON, key) {
+	case 0: // name
+		p0 = &x.Name
+	case 1: // path_prefix
+		p0 = &x.PathPrefix
+	case 2: // path
+		p0 = &x.Path
+	case 3: // methods
+		return true, config.Slice(&x.Methods, v, path, config.String[string])
+	case 4: // route_name
+		p0 = &x.RouteName
+	case 5: // mode
+		p0 = &x.Mode
+	case 6: // failure_mode
+		p0 = &x.FailureMode
+	case 7: // key_sources
+		return true, config.Slice(&x.KeySources, v, path, (*KeySourceJSON).DecodeConfig)
+	case 8: // quotas
+		return true, config.Slice(&x.Quotas, v, path, (*QuotaJSON).DecodeConfig)
+	case 9: // identity_quota
+		return true, config.Ptr(&x.IdentityQuota, v, path, config.Bool[bool])
+	case 10: // spike_arrest
+		return true, config.Ptr(&x.SpikeArrest, v, path, (*SpikeJSON).DecodeConfig)
+	case 11: // response_headers
+		return true, config.Ptr(&x.ResponseHeaders, v, path, config.Bool[bool])
+	default:
+		return false, nil
 	}
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *KeystoreJSON) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of KeystoreJSON, for DecodeConfig and for types embedding it.
-func (x *KeystoreJSON) ConfigFields() []config.Field {
-	fs := []config.Field{
-		config.F("path", &x.Path, config.String[string]),
-		config.F("headers", &x.Headers, config.Map(config.String[string])),
+// keysKeystoreJSON lists the JSON names of KeystoreJSON's fields, in DecodeField's case order.
+const keysKeystoreJSON = "path,headers"
+
+// DecodeField decodes the member key of a KeystoreJSON object; false when no field has that name.
+func (x *KeystoreJSON) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysKeystoreJSON, key) {
+	case 0: // path
+		p0 = &x.Path
+	case 1: // headers
+		return true, config.Map(&x.Headers, v, path, config.String[string])
+	default:
+		if ok, err := x.Config.DecodeField(key, v, path); ok || err != nil {
+			return ok, err
+		}
+		return false, nil
 	}
-	fs = append(fs, x.Config.ConfigFields()...)
-	return fs
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *AsyncJSON) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of AsyncJSON, for DecodeConfig and for types embedding it.
-func (x *AsyncJSON) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("sync_period", &x.SyncPeriod, config.String[string]),
-		config.F("sync_count", &x.SyncCount, config.Int[int64]),
+// keysAsyncJSON lists the JSON names of AsyncJSON's fields, in DecodeField's case order.
+const keysAsyncJSON = "sync_period,sync_count"
+
+// DecodeField decodes the member key of a AsyncJSON object; false when no field has that name.
+func (x *AsyncJSON) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	var p1 *int64
+	switch config.Index(keysAsyncJSON, key) {
+	case 0: // sync_period
+		p0 = &x.SyncPeriod
+	case 1: // sync_count
+		p1 = &x.SyncCount
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.String(p0, v, path)
+	}
+	return true, config.Int(p1, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *LocalJSON) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of LocalJSON, for DecodeConfig and for types embedding it.
-func (x *LocalJSON) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("max_entries", &x.MaxEntries, config.Int[int]),
+// keysLocalJSON lists the JSON names of LocalJSON's fields, in DecodeField's case order.
+const keysLocalJSON = "max_entries"
+
+// DecodeField decodes the member key of a LocalJSON object; false when no field has that name.
+func (x *LocalJSON) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int
+	switch config.Index(keysLocalJSON, key) {
+	case 0: // max_entries
+		p0 = &x.MaxEntries
+	default:
+		return false, nil
 	}
+	return true, config.Int(p0, v, path)
 }

@@ -3,173 +3,315 @@
 package meter
 
 import (
-	"github.com/tollgate/tollgate/filters/tokencount/usage"
 	"github.com/tollgate/tollgate/shared/config"
-	"github.com/tollgate/tollgate/shared/identity"
-	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/reqview"
-	"github.com/tollgate/tollgate/shared/usagelog"
 )
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Config) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Config, for DecodeConfig and for types embedding it.
-func (x *Config) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("keystore", &x.Keystore, (*KeystoreConfig).DecodeConfig),
-		config.F("counted", &x.Counted, config.String[string]),
-		config.F("pricing", &x.Pricing, (*usage.Pricing).DecodeConfig),
-		config.F("default_max_output_tokens", &x.DefaultMaxOutputTokens, config.Int[int64]),
-		config.F("max_output_tokens_cap", &x.MaxOutputTokensCap, config.Int[int64]),
-		config.F("inject_include_usage", &x.InjectIncludeUsage, config.Ptr(config.Bool[bool])),
-		config.F("strip_accept_encoding", &x.StripAcceptEncoding, config.Ptr(config.Bool[bool])),
-		config.F("identity_headers", &x.IdentityHeaders, (*identity.Headers).DecodeConfig),
-		config.F("trust_identity_headers", &x.TrustIdentityHeaders, config.Ptr(config.Bool[bool])),
-		config.F("public_model_header", &x.PublicModelHeader, config.String[string]),
-		config.F("usage", &x.Usage, (*usagelog.Config).DecodeConfig),
-		config.F("static_quota", &x.StaticQuota, config.Ptr((*StaticQuotaConfig).DecodeConfig)),
-		config.F("rate_limit_headers", &x.RateLimitHeaders, (*HeaderConfig).DecodeConfig),
-		config.F("failure_mode", &x.FailureMode, config.String[string]),
-		config.F("on_abort", &x.OnAbort, config.String[string]),
-		config.F("max_request_bytes", &x.MaxRequestBytes, config.Int[int64]),
-		config.F("hold_response_bytes", &x.HoldResponseBytes, config.Int[int64]),
-		config.F("max_response_bytes", &x.MaxResponseBytes, config.Int[int64]),
-		config.F("max_json_depth", &x.MaxJSONDepth, config.Int[int]),
-		config.F("metric_models", &x.MetricModels, config.Slice(config.String[string])),
-		config.F("max_metric_models", &x.MaxMetricModels, config.Int[int]),
-		config.F("max_metric_apps", &x.MaxMetricApps, config.Int[int]),
-		config.F("error_style", &x.ErrorStyle, config.String[string]),
-		config.F("strict", &x.Strict, (*StrictConfig).DecodeConfig),
-		config.F("prompt_bound", &x.PromptBound, (*BoundConfig).DecodeConfig),
-		config.F("context_tokens", &x.ContextTokens, (*ContextConfig).DecodeConfig),
-		config.F("unmetered_paths", &x.UnmeteredPaths, config.Slice(config.String[string])),
-		config.F("settle_retry", &x.SettleRetry, (*SettleRetryConfig).DecodeConfig),
-		config.F("lease", &x.Lease, (*lease.Config).DecodeConfig),
+// keysConfig lists the JSON names of Config's fields, in DecodeField's case order.
+const keysConfig = "keystore,counted,pricing,default_max_output_tokens,max_output_tokens_cap,inject_include_usage,strip_accept_encoding,identity_headers,trust_identity_headers,public_model_header,usage,static_quota,rate_limit_headers,failure_mode,on_abort,max_request_bytes,hold_response_bytes,max_response_bytes,max_json_depth,metric_models,max_metric_models,max_metric_apps,error_style,strict,prompt_bound,context_tokens,unmetered_paths,settle_retry,lease"
+
+// DecodeField decodes the member key of a Config object; false when no field has that name.
+func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	var p1 *int64
+	var p2 *int
+	switch config.Index(keysConfig, key) {
+	case 0: // keystore
+		return true, x.Keystore.DecodeConfig(v, path)
+	case 1: // counted
+		p0 = &x.Counted
+	case 2: // pricing
+		return true, x.Pricing.DecodeConfig(v, path)
+	case 3: // default_max_output_tokens
+		p1 = &x.DefaultMaxOutputTokens
+	case 4: // max_output_tokens_cap
+		p1 = &x.MaxOutputTokensCap
+	case 5: // inject_include_usage
+		return true, config.Ptr(&x.InjectIncludeUsage, v, path, config.Bool[bool])
+	case 6: // strip_accept_encoding
+		return true, config.Ptr(&x.StripAcceptEncoding, v, path, config.Bool[bool])
+	case 7: // identity_headers
+		return true, x.IdentityHeaders.DecodeConfig(v, path)
+	case 8: // trust_identity_headers
+		return true, config.Ptr(&x.TrustIdentityHeaders, v, path, config.Bool[bool])
+	case 9: // public_model_header
+		p0 = &x.PublicModelHeader
+	case 10: // usage
+		return true, x.Usage.DecodeConfig(v, path)
+	case 11: // static_quota
+		return true, config.Ptr(&x.StaticQuota, v, path, (*StaticQuotaConfig).DecodeConfig)
+	case 12: // rate_limit_headers
+		return true, x.RateLimitHeaders.DecodeConfig(v, path)
+	case 13: // failure_mode
+		p0 = &x.FailureMode
+	case 14: // on_abort
+		p0 = &x.OnAbort
+	case 15: // max_request_bytes
+		p1 = &x.MaxRequestBytes
+	case 16: // hold_response_bytes
+		p1 = &x.HoldResponseBytes
+	case 17: // max_response_bytes
+		p1 = &x.MaxResponseBytes
+	case 18: // max_json_depth
+		p2 = &x.MaxJSONDepth
+	case 19: // metric_models
+		return true, config.Slice(&x.MetricModels, v, path, config.String[string])
+	case 20: // max_metric_models
+		p2 = &x.MaxMetricModels
+	case 21: // max_metric_apps
+		p2 = &x.MaxMetricApps
+	case 22: // error_style
+		p0 = &x.ErrorStyle
+	case 23: // strict
+		return true, x.Strict.DecodeConfig(v, path)
+	case 24: // prompt_bound
+		return true, x.PromptBound.DecodeConfig(v, path)
+	case 25: // context_tokens
+		return true, x.ContextTokens.DecodeConfig(v, path)
+	case 26: // unmetered_paths
+		return true, config.Slice(&x.UnmeteredPaths, v, path, config.String[string])
+	case 27: // settle_retry
+		return true, x.SettleRetry.DecodeConfig(v, path)
+	case 28: // lease
+		return true, x.Lease.DecodeConfig(v, path)
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.String(p0, v, path)
+	}
+	if p1 != nil {
+		return true, config.Int(p1, v, path)
+	}
+	return true, config.Int(p2, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *KeystoreConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of KeystoreConfig, for DecodeConfig and for types embedding it.
-func (x *KeystoreConfig) ConfigFields() []config.Field {
-	fs := []config.Field{
-		config.F("reservation_ttl", &x.ReservationTTL, (*config.Duration).DecodeConfig),
+// keysKeystoreConfig lists the JSON names of KeystoreConfig's fields, in DecodeField's case order.
+const keysKeystoreConfig = "reservation_ttl"
+
+// DecodeField decodes the member key of a KeystoreConfig object; false when no field has that name.
+func (x *KeystoreConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	switch config.Index(keysKeystoreConfig, key) {
+	case 0: // reservation_ttl
+		return true, x.ReservationTTL.DecodeConfig(v, path)
 	}
-	fs = append(fs, x.Config.ConfigFields()...)
-	return fs
+	if ok, err := x.Config.DecodeField(key, v, path); ok || err != nil {
+		return ok, err
+	}
+	return false, nil
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *StaticQuotaConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of StaticQuotaConfig, for DecodeConfig and for types embedding it.
-func (x *StaticQuotaConfig) ConfigFields() []config.Field {
-	fs := []config.Field{
-		config.F("header", &x.Header, config.String[string]),
-		config.F("product", &x.Product, config.String[string]),
-		config.F("overrides", &x.Overrides, config.Map((*QuotaConfig).DecodeConfig)),
+// keysStaticQuotaConfig lists the JSON names of StaticQuotaConfig's fields, in DecodeField's case order.
+const keysStaticQuotaConfig = "header,product,overrides"
+
+// DecodeField decodes the member key of a StaticQuotaConfig object; false when no field has that name.
+func (x *StaticQuotaConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *string
+	switch config.Index(keysStaticQuotaConfig, key) {
+	case 0: // header
+		p0 = &x.Header
+	case 1: // product
+		p0 = &x.Product
+	case 2: // overrides
+		return true, config.Map(&x.Overrides, v, path, (*QuotaConfig).DecodeConfig)
+	default:
+		if ok, err := x.QuotaConfig.DecodeField(key, v, path); ok || err != nil {
+			return ok, err
+		}
+		return false, nil
 	}
-	fs = append(fs, x.QuotaConfig.ConfigFields()...)
-	return fs
+	return true, config.String(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *HeaderConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of HeaderConfig, for DecodeConfig and for types embedding it.
-func (x *HeaderConfig) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("disabled", &x.Disabled, config.Bool[bool]),
-		config.F("limit", &x.Limit, config.String[string]),
-		config.F("remaining", &x.Remaining, config.String[string]),
-		config.F("reset", &x.Reset, config.String[string]),
+// keysHeaderConfig lists the JSON names of HeaderConfig's fields, in DecodeField's case order.
+const keysHeaderConfig = "disabled,limit,remaining,reset"
+
+// DecodeField decodes the member key of a HeaderConfig object; false when no field has that name.
+func (x *HeaderConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *bool
+	var p1 *string
+	switch config.Index(keysHeaderConfig, key) {
+	case 0: // disabled
+		p0 = &x.Disabled
+	case 1: // limit
+		p1 = &x.Limit
+	case 2: // remaining
+		p1 = &x.Remaining
+	case 3: // reset
+		p1 = &x.Reset
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Bool(p0, v, path)
+	}
+	return true, config.String(p1, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *StrictConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of StrictConfig, for DecodeConfig and for types embedding it.
-func (x *StrictConfig) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("enabled", &x.Enabled, config.Bool[bool]),
-		config.F("unbounded_inputs", &x.UnboundedInputs, config.String[string]),
-		config.F("clamp_max_tokens", &x.ClampMaxTokens, config.Bool[bool]),
-		config.F("min_output_tokens", &x.MinOutputTokens, config.Int[int64]),
+// keysStrictConfig lists the JSON names of StrictConfig's fields, in DecodeField's case order.
+const keysStrictConfig = "enabled,unbounded_inputs,clamp_max_tokens,min_output_tokens"
+
+// DecodeField decodes the member key of a StrictConfig object; false when no field has that name.
+func (x *StrictConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *bool
+	var p1 *string
+	var p2 *int64
+	switch config.Index(keysStrictConfig, key) {
+	case 0: // enabled
+		p0 = &x.Enabled
+	case 1: // unbounded_inputs
+		p1 = &x.UnboundedInputs
+	case 2: // clamp_max_tokens
+		p0 = &x.ClampMaxTokens
+	case 3: // min_output_tokens
+		p2 = &x.MinOutputTokens
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Bool(p0, v, path)
+	}
+	if p1 != nil {
+		return true, config.String(p1, v, path)
+	}
+	return true, config.Int(p2, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *BoundConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of BoundConfig, for DecodeConfig and for types embedding it.
-func (x *BoundConfig) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("per_request_tokens", &x.PerRequestTokens, config.Int[int64]),
-		config.F("per_prompt_tokens", &x.PerPromptTokens, config.Int[int64]),
-		config.F("per_message_tokens", &x.PerMessageTokens, config.Int[int64]),
-		config.F("per_text_tokens", &x.PerTextTokens, config.Int[int64]),
-		config.F("tools_preamble_tokens", &x.ToolsPreambleTokens, config.Int[int64]),
-		config.F("per_tool_tokens", &x.PerToolTokens, config.Int[int64]),
-		config.F("tool_bytes_factor", &x.ToolBytesFactor, config.Int[int64]),
-		config.F("image_tokens", &x.ImageTokens, config.Int[int64]),
-		config.F("audio_tokens", &x.AudioTokens, config.Int[int64]),
-		config.F("file_tokens", &x.FileTokens, config.Int[int64]),
+// keysBoundConfig lists the JSON names of BoundConfig's fields, in DecodeField's case order.
+const keysBoundConfig = "per_request_tokens,per_prompt_tokens,per_message_tokens,per_text_tokens,tools_preamble_tokens,per_tool_tokens,tool_bytes_factor,image_tokens,audio_tokens,file_tokens"
+
+// DecodeField decodes the member key of a BoundConfig object; false when no field has that name.
+func (x *BoundConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int64
+	switch config.Index(keysBoundConfig, key) {
+	case 0: // per_request_tokens
+		p0 = &x.PerRequestTokens
+	case 1: // per_prompt_tokens
+		p0 = &x.PerPromptTokens
+	case 2: // per_message_tokens
+		p0 = &x.PerMessageTokens
+	case 3: // per_text_tokens
+		p0 = &x.PerTextTokens
+	case 4: // tools_preamble_tokens
+		p0 = &x.ToolsPreambleTokens
+	case 5: // per_tool_tokens
+		p0 = &x.PerToolTokens
+	case 6: // tool_bytes_factor
+		p0 = &x.ToolBytesFactor
+	case 7: // image_tokens
+		p0 = &x.ImageTokens
+	case 8: // audio_tokens
+		p0 = &x.AudioTokens
+	case 9: // file_tokens
+		p0 = &x.FileTokens
+	default:
+		return false, nil
 	}
+	return true, config.Int(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *ContextConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of ContextConfig, for DecodeConfig and for types embedding it.
-func (x *ContextConfig) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("default", &x.Default, config.Int[int64]),
-		config.F("models", &x.Models, config.Map(config.Int[int64])),
+// keysContextConfig lists the JSON names of ContextConfig's fields, in DecodeField's case order.
+const keysContextConfig = "default,models"
+
+// DecodeField decodes the member key of a ContextConfig object; false when no field has that name.
+func (x *ContextConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int64
+	switch config.Index(keysContextConfig, key) {
+	case 0: // default
+		p0 = &x.Default
+	case 1: // models
+		return true, config.Map(&x.Models, v, path, config.Int[int64])
+	default:
+		return false, nil
 	}
+	return true, config.Int(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *SettleRetryConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of SettleRetryConfig, for DecodeConfig and for types embedding it.
-func (x *SettleRetryConfig) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("max_entries", &x.MaxEntries, config.Int[int]),
-		config.F("interval", &x.Interval, (*config.Duration).DecodeConfig),
+// keysSettleRetryConfig lists the JSON names of SettleRetryConfig's fields, in DecodeField's case order.
+const keysSettleRetryConfig = "max_entries,interval"
+
+// DecodeField decodes the member key of a SettleRetryConfig object; false when no field has that name.
+func (x *SettleRetryConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int
+	switch config.Index(keysSettleRetryConfig, key) {
+	case 0: // max_entries
+		p0 = &x.MaxEntries
+	case 1: // interval
+		return true, x.Interval.DecodeConfig(v, path)
+	default:
+		return false, nil
 	}
+	return true, config.Int(p0, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *QuotaConfig) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of QuotaConfig, for DecodeConfig and for types embedding it.
-func (x *QuotaConfig) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("limit", &x.Limit, config.Ptr(config.Int[int64])),
-		config.F("interval", &x.Interval, config.Int[int]),
-		config.F("time_unit", &x.TimeUnit, config.String[string]),
-		config.F("window", &x.Window, config.String[string]),
-		config.F("counted", &x.Counted, config.String[string]),
+// keysQuotaConfig lists the JSON names of QuotaConfig's fields, in DecodeField's case order.
+const keysQuotaConfig = "limit,interval,time_unit,window,counted"
+
+// DecodeField decodes the member key of a QuotaConfig object; false when no field has that name.
+func (x *QuotaConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int
+	var p1 *string
+	switch config.Index(keysQuotaConfig, key) {
+	case 0: // limit
+		return true, config.Ptr(&x.Limit, v, path, config.Int[int64])
+	case 1: // interval
+		p0 = &x.Interval
+	case 2: // time_unit
+		p1 = &x.TimeUnit
+	case 3: // window
+		p1 = &x.Window
+	case 4: // counted
+		p1 = &x.Counted
+	default:
+		return false, nil
 	}
+	if p0 != nil {
+		return true, config.Int(p0, v, path)
+	}
+	return true, config.String(p1, v, path)
 }

@@ -9,28 +9,45 @@ import (
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Pricing) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Pricing, for DecodeConfig and for types embedding it.
-func (x *Pricing) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("models", &x.Models, config.Map((*Price).DecodeConfig)),
-		config.F("default", &x.Default, (*Price).DecodeConfig),
+// keysPricing lists the JSON names of Pricing's fields, in DecodeField's case order.
+const keysPricing = "models,default"
+
+// DecodeField decodes the member key of a Pricing object; false when no field has that name.
+func (x *Pricing) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	switch config.Index(keysPricing, key) {
+	case 0: // models
+		return true, config.Map(&x.Models, v, path, (*Price).DecodeConfig)
+	case 1: // default
+		return true, x.Default.DecodeConfig(v, path)
 	}
+	return false, nil
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
 func (x *Price) DecodeConfig(v reqview.Value, path string) error {
-	return config.Object(v, path, x.ConfigFields()...)
+	return config.Object(v, path, x)
 }
 
-// ConfigFields lists the JSON fields of Price, for DecodeConfig and for types embedding it.
-func (x *Price) ConfigFields() []config.Field {
-	return []config.Field{
-		config.F("input", &x.Input, config.Float[float64]),
-		config.F("cached_input", &x.CachedInput, config.Float[float64]),
-		config.F("cache_write", &x.CacheWrite, config.Float[float64]),
-		config.F("output", &x.Output, config.Float[float64]),
+// keysPrice lists the JSON names of Price's fields, in DecodeField's case order.
+const keysPrice = "input,cached_input,cache_write,output"
+
+// DecodeField decodes the member key of a Price object; false when no field has that name.
+func (x *Price) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *float64
+	switch config.Index(keysPrice, key) {
+	case 0: // input
+		p0 = &x.Input
+	case 1: // cached_input
+		p0 = &x.CachedInput
+	case 2: // cache_write
+		p0 = &x.CacheWrite
+	case 3: // output
+		p0 = &x.Output
+	default:
+		return false, nil
 	}
+	return true, config.Float(p0, v, path)
 }

@@ -29,7 +29,10 @@ const CodeDenied = "path_denied"
 // maxGreeting bounds the configured greeting, which ends up in headers.
 const maxGreeting = 64
 
-// Config is the plugin configuration, decoded strictly (unknown fields are errors).
+//go:generate go run github.com/tollgate/tollgate/scripts/configgen -type Config
+
+// Config is the plugin configuration, decoded strictly (unknown fields are
+// errors) by the DecodeConfig that go generate writes into config_decode.go.
 type Config struct {
 	// Greeting starts the x-hello header; default "hello".
 	Greeting string `json:"greeting"`
