@@ -264,6 +264,7 @@ func (s *Service) adminHandler() http.Handler {
 	api.Handle(AdminPrefix+"/keys/{id}/revoke", methods{http.MethodPost: s.keyStatus(model.KeyRevoked)})
 	api.Handle(AdminPrefix+"/keys/{id}/approve", methods{http.MethodPost: s.keyStatus(model.KeyApproved)})
 	api.Handle(AnalyticsPath, methods{http.MethodGet: s.handleAnalytics})
+	api.Handle(RecordsPath, methods{http.MethodGet: s.handleRecords})
 	api.HandleFunc("/", notFound)
 
 	root := http.NewServeMux()

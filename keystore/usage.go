@@ -2,8 +2,10 @@ package keystore
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,10 @@ import (
 const (
 	UsagePath     = "/v1/usage"
 	AnalyticsPath = AdminPrefix + "/analytics/usage"
+	// RecordsPath exports raw usage records when the keystore keeps them.
+	RecordsPath = AdminPrefix + "/analytics/records"
+	// CodeRawRecordsOff answers record exports when raw records are not kept.
+	CodeRawRecordsOff = "raw_records_disabled"
 	// CodeAnalyticsOff answers usage calls when the service runs without analytics.
 	CodeAnalyticsOff = "analytics_disabled"
 	// DefaultAnalyticsRange is the range a query without from covers.
@@ -179,5 +185,109 @@ func (s *Service) handleAnalytics(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := ServeAnalytics(w, r, s.cfg.Analytics, s.cfg.Now(), nil); err != nil {
 		s.log.LogAttrs(r.Context(), slogError, "analytics query failed", attrErr(err))
+	}
+}
+
+// ParseRecordsQuery reads a raw-record query from URL parameters: from and
+// to (RFC 3339; default the 24 hours up to now), the filters app, product,
+// developer and model (repeated or comma-separated), limit and format.
+func ParseRecordsQuery(v url.Values, now time.Time) (analytics.RawQuery, *apierror.Error) {
+	bad := func(param, msg string) (analytics.RawQuery, *apierror.Error) {
+		e := apierror.New(http.StatusBadRequest, CodeInvalidRequest, msg)
+		e.Param = param
+		return analytics.RawQuery{}, e
+	}
+	for name := range v {
+		switch name {
+		case "from", "to", "app", "product", "developer", "model", "limit", "format":
+		default:
+			return bad(name, "unknown query parameter "+name)
+		}
+	}
+	list := func(name string) []string {
+		var out []string
+		for _, item := range v[name] {
+			for _, p := range strings.Split(item, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					out = append(out, p)
+				}
+			}
+		}
+		return out
+	}
+	q := analytics.RawQuery{To: now.Add(time.Millisecond), Apps: list("app"), Products: list("product"),
+		Developers: list("developer"), Models: list("model")}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"to", &q.To}, {"from", &q.From}} {
+		if raw := v.Get(p.name); raw != "" {
+			t, err := time.Parse(time.RFC3339, raw)
+			if err != nil {
+				return bad(p.name, p.name+" must be an RFC 3339 time such as 2026-03-01T00:00:00Z")
+			}
+			*p.dst = t
+		}
+	}
+	if q.From.IsZero() {
+		q.From = q.To.Add(-DefaultAnalyticsRange)
+	}
+	if !q.From.Before(q.To) {
+		return bad("from", "from must be before to")
+	}
+	if raw := v.Get("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > analytics.MaxRawLimit {
+			return bad("limit", fmt.Sprintf("limit must be an integer from 1 to %d", analytics.MaxRawLimit))
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+// ServeRecords exports raw usage records as JSON or CSV (404 when the store
+// keeps none); scope, when non-nil, restricts them to those apps.
+func ServeRecords(w http.ResponseWriter, r *http.Request, st *analytics.Store, now time.Time, scope []string) error {
+	if !st.RawEnabled() {
+		writeError(w, apierror.New(http.StatusNotFound, CodeRawRecordsOff, analytics.ErrRawOff.Error()))
+		return nil
+	}
+	q, e := ParseRecordsQuery(r.URL.Query(), now)
+	if e == nil {
+		_, e = wantsCSV(r)
+	}
+	if e != nil {
+		writeError(w, e)
+		return nil
+	}
+	if scope != nil {
+		q.Scoped, q.ScopeApps = true, scope
+	}
+	res, err := st.Records(r.Context(), q)
+	if err != nil {
+		if errors.Is(err, analytics.ErrQuery) {
+			writeError(w, apierror.New(http.StatusBadRequest, CodeInvalidRequest, err.Error()))
+			return nil
+		}
+		writeError(w, apierror.New(http.StatusServiceUnavailable, CodeUnavailable, "the keystore could not read its storage"))
+		return err
+	}
+	if csv, _ := wantsCSV(r); csv {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="usage-records.csv"`)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		return analytics.WriteRecordsCSV(w, res)
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Service) handleRecords(w http.ResponseWriter, r *http.Request) {
+	if s.analyticsOff(w) {
+		return
+	}
+	if err := ServeRecords(w, r, s.cfg.Analytics, s.cfg.Now(), nil); err != nil {
+		s.log.LogAttrs(r.Context(), slogError, "usage records export failed", attrErr(err))
 	}
 }

@@ -1,14 +1,18 @@
 package keystore
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/internal/jsontest"
+	"github.com/tollgate/tollgate/keystore/analytics"
+	"github.com/tollgate/tollgate/keystore/store"
 )
 
 // usageBatch is three records of two apps around the harness clock (12:00 UTC).
@@ -118,4 +122,55 @@ func TestUsageNeedsDataToken(t *testing.T) {
 	rec = do(t, data, http.MethodPost, UsagePath, usageBatch, "Bearer "+token)
 	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.Equal(t, int64(3), jsontest.Get(rec.Body.Bytes(), "accepted").Int())
+}
+
+func TestUsageRecordsExport(t *testing.T) {
+	now := func() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }
+	h := newHarness(t, func(c *Config) {
+		b, err := store.OpenBackend(context.Background(), store.BackendOptions{DataDir: t.TempDir()})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, b.Close()) })
+		c.Analytics, err = analytics.Open(b, analytics.Config{Now: now, RawRetention: 24 * time.Hour})
+		require.NoError(t, err)
+	})
+	rec := do(t, h.svc.DataHandler(), http.MethodPost, UsagePath, usageBatch, "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+
+	rec = h.admin(t, http.MethodGet, RecordsPath, nil)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	body := rec.Body.Bytes()
+	assert.Equal(t, "r1", jsontest.Get(body, "records.0.request_id").Str())
+	assert.Equal(t, int64(30), jsontest.Get(body, "records.0.total_tokens").Int())
+	assert.Equal(t, "key_a", jsontest.Get(body, "records.0.key_id").Str())
+	assert.Equal(t, "r3", jsontest.Get(body, "records.2.request_id").Str())
+	assert.False(t, jsontest.Get(body, "records.3").Exists())
+	assert.False(t, jsontest.Get(body, "truncated").Bool())
+
+	rec = h.admin(t, http.MethodGet, RecordsPath+"?app=alpha&model=llama", nil)
+	assert.Equal(t, "r2", jsontest.Get(rec.Body.Bytes(), "records.0.request_id").Str(), rec.Body.String())
+	assert.False(t, jsontest.Get(rec.Body.Bytes(), "records.1").Exists())
+	rec = h.admin(t, http.MethodGet, RecordsPath+"?limit=1", nil)
+	assert.True(t, jsontest.Get(rec.Body.Bytes(), "truncated").Bool(), rec.Body.String())
+
+	rec = h.admin(t, http.MethodGet, RecordsPath+"?format=csv&developer=bob@example.com", nil)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.Equal(t, "text/csv; charset=utf-8", rec.Header().Get("Content-Type"))
+	lines := strings.Split(strings.TrimSpace(rec.Body.String()), "\n")
+	require.Len(t, lines, 2, rec.Body.String())
+	assert.Equal(t, "r3,2026-03-01T11:59:30Z,beta,chat,bob@example.com,key_b,gemma,0,0,0,0.000000,429,refused,0", lines[1])
+
+	for _, q := range []struct{ query, param string }{
+		{"?limit=0", "limit"}, {"?limit=10001", "limit"}, {"?from=2026-03-02T00:00:00Z", "from"}, {"?step=day", "step"}, {"?format=xml", "format"},
+	} {
+		rec := h.admin(t, http.MethodGet, RecordsPath+q.query, nil)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", q.query, rec.Body.String())
+		assert.Equal(t, q.param, jsontest.Get(rec.Body.Bytes(), "error.param").Str(), q.query)
+	}
+	rec = do(t, h.svc.AdminHandler(), http.MethodGet, RecordsPath, nil, "")
+	assert.Equal(t, http.StatusUnauthorized, rec.Code, "records need the admin token")
+
+	off := newHarness(t) // raw records are off by default
+	rec = off.admin(t, http.MethodGet, RecordsPath, nil)
+	assert.Equal(t, http.StatusNotFound, rec.Code)
+	assert.Equal(t, CodeRawRecordsOff, jsontest.Get(rec.Body.Bytes(), "error.code").Str())
 }

@@ -18,11 +18,13 @@ import (
 
 // TestServePortalAndUsage: `serve --portal` seeds the admin, serves the portal
 // on its own listener, and usage posted to the data plane shows in the admin
-// analytics API and on the admin's usage page.
+// analytics API, in the raw-record export (--usage-raw-retention) and on the
+// admin's usage page, which also shows the quota counters (wired from the
+// data plane's counter engine).
 func TestServePortalAndUsage(t *testing.T) {
 	const password = "portal-admin-password"
 	srv := startServe(t, map[string]string{envPortalAdminPassword: password}, "--data-dir", t.TempDir(),
-		"--portal", "127.0.0.1:0", "--portal-admin", "admin@example.com", "--admin-token", "admin-token-0123456789")
+		"--portal", "127.0.0.1:0", "--portal-admin", "admin@example.com", "--admin-token", "admin-token-0123456789", "--usage-raw-retention", "1h")
 	require.NotEmpty(t, srv.portal)
 
 	resp, err := http.Post("http://"+srv.data+"/v1/usage", "application/json", strings.NewReader(
@@ -41,6 +43,16 @@ func TestServePortalAndUsage(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	assert.Equal(t, int64(14), jsontest.Get(body, "totals.total_tokens").Int())
+
+	req, _ = http.NewRequest(http.MethodGet, "http://"+srv.admin+"/admin/v1/analytics/records", nil)
+	req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	assert.Equal(t, "r1", jsontest.Get(body, "records.0.request_id").Str(), string(body))
+	assert.Equal(t, int64(14), jsontest.Get(body, "records.0.total_tokens").Int())
 
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
@@ -62,6 +74,8 @@ func TestServePortalAndUsage(t *testing.T) {
 	page, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Contains(t, string(page), `<strong id="total-tokens">14</strong>`)
+	assert.Contains(t, string(page), `<section id="quota-left">`, "serve hands the counter engine to the portal")
+	assert.Contains(t, string(page), `id="raw-records"`)
 }
 
 func nowRFC3339() string { return time.Now().UTC().Format(time.RFC3339) }

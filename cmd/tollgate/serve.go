@@ -85,6 +85,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&c.usage.MinuteRetention, "usage-retention-minutes", analytics.DefaultMinuteRetention, "how long per-minute usage aggregates are kept")
 	fs.DurationVar(&c.usage.HourRetention, "usage-retention-hours", analytics.DefaultHourRetention, "how long per-hour usage aggregates are kept")
 	fs.DurationVar(&c.usage.DayRetention, "usage-retention-days", analytics.DefaultDayRetention, "how long per-day usage aggregates are kept")
+	fs.DurationVar(&c.usage.RawRetention, "usage-raw-retention", 0, "also keep raw usage records this long, for export (0: keep none, the default)")
 	fs.StringVar(&c.portal.addr, "portal", "", "serve the developer portal on this address, e.g. "+portal.DefaultListen+" (off when empty)")
 	fs.StringVar(&c.portal.signup, "portal-signup", portal.SignupOpen, "portal sign-up: open, invite or approval")
 	fs.StringVar(&c.portal.gatewayURL, "portal-gateway-url", portal.DefaultGatewayURL, "gateway URL the portal's key snippets call")

@@ -134,7 +134,8 @@ func TestPortalInBrowser(t *testing.T) {
 	const adminPassword = "portal-admin-password"
 	t.Setenv("TOLLGATE_PORTAL_ADMIN_PASSWORD", adminPassword)
 	ks := keystoretest.Start(t, keystoretest.Options{DataToken: dataToken,
-		Args: []string{"--portal", "127.0.0.1:0", "--portal-admin", "admin@tollgate.test", "--log-level", "warn"}})
+		Args: []string{"--portal", "127.0.0.1:0", "--portal-admin", "admin@tollgate.test", "--log-level", "warn",
+			"--usage-raw-retention", "1h"}})
 	raw, err := os.ReadFile("testdata/products.yaml")
 	require.NoError(t, err)
 	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -275,6 +276,16 @@ func TestPortalInBrowser(t *testing.T) {
 	chartTotal, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#chart`), "data-total-tokens"))
 	require.NoError(t, err)
 	require.Equal(t, want, chartTotal.Value, "the chart drew the same total")
+
+	// Raw records are kept (--usage-raw-retention): the developer's export
+	// lists the request with the model server's count.
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#raw-records`)), chromedp.Navigate(portal+"/usage/records")))
+	exported, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`body`)))
+	require.NoError(t, err)
+	require.Equal(t, "ada-browser", jsontest.Get([]byte(exported), "records.0.app").Str(), exported)
+	require.Equal(t, tokens, jsontest.Get([]byte(exported), "records.0.total_tokens").Int(), exported)
+	require.Equal(t, "chat", jsontest.Get([]byte(exported), "records.0.product").Str(), exported)
+	require.False(t, jsontest.Get([]byte(exported), "records.1").Exists(), "one request so far: %s", exported)
 
 	// Rotate: a new key works at once, the old one is refused once the
 	// gateway's cached answer expires (apikey cache ttl, 1 s here).

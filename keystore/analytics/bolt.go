@@ -14,6 +14,7 @@ const (
 	boltSeen    = "analytics.seen"    // request id -> seen-until (Unix ms, 8 bytes)
 	boltSeenExp = "analytics.seenexp" // seen-until (8 bytes) ‖ request id -> empty, for pruning
 	boltAggPfx  = "analytics.agg."    // + resolution: start (8 bytes) ‖ dims -> Totals
+	boltRaw     = "analytics.raw"     // record time (Unix ms, 8 bytes) ‖ request id -> the record's JSON
 )
 
 // pruneChunk bounds the deletions of one prune transaction.
@@ -25,7 +26,7 @@ type boltEngine struct{ db *bolt.DB }
 // the caller owns db.
 func NewBolt(db *bolt.DB, cfg Config) (*Store, error) {
 	err := db.Update(func(tx *bolt.Tx) error {
-		names := []string{boltSeen, boltSeenExp}
+		names := []string{boltSeen, boltSeenExp, boltRaw}
 		for _, r := range resolutions {
 			names = append(names, boltAggPfx+string(r))
 		}
@@ -65,6 +66,11 @@ func (e *boltEngine) ingest(ctx context.Context, items []item) (int, error) {
 			}
 			if err := exp.Put(append(be64(it.seenUntil), it.rid...), nil); err != nil {
 				return fmt.Errorf("index request id: %w", err)
+			}
+			if it.raw != nil {
+				if err := tx.Bucket([]byte(boltRaw)).Put(append(be64(it.rawAt), it.rid...), it.raw); err != nil {
+					return fmt.Errorf("keep raw record: %w", err)
+				}
 			}
 			for k, res := range resolutions {
 				b := tx.Bucket([]byte(boltAggPfx + string(res)))
@@ -140,7 +146,27 @@ func deleteBelow(tx *bolt.Tx, bucket string, limit []byte, onKey func(k []byte) 
 	return len(keys) == pruneChunk, nil
 }
 
-func (e *boltEngine) prune(ctx context.Context, nowMS int64, cutoffs map[Resolution]int64) error {
+func (e *boltEngine) raw(ctx context.Context, fromMS, toMS int64, fn func([]byte) (bool, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(boltRaw)).Cursor()
+		end := be64(toMS)
+		for k, v := c.Seek(be64(fromMS)); k != nil && bytes.Compare(k[:8], end) < 0; k, v = c.Next() {
+			if len(k) < 8 {
+				return fmt.Errorf("corrupt raw record key of %d bytes", len(k))
+			}
+			more, err := fn(v)
+			if err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (e *boltEngine) prune(ctx context.Context, nowMS int64, cutoffs map[Resolution]int64, rawCutoffMS int64) error {
 	step := func(fn func(tx *bolt.Tx) (bool, error)) error {
 		for {
 			if err := ctx.Err(); err != nil {
@@ -181,5 +207,5 @@ func (e *boltEngine) prune(ctx context.Context, nowMS int64, cutoffs map[Resolut
 			return err
 		}
 	}
-	return nil
+	return step(func(tx *bolt.Tx) (bool, error) { return deleteBelow(tx, boltRaw, be64(rawCutoffMS), nil) })
 }

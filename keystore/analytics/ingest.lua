@@ -3,14 +3,18 @@
 -- ARGV[1] = key prefix, ARGV[2] = number of records, then per record
 --   request id, remember-until (Unix ms), dims,
 --   3 x (bucket key suffix, expire-at (Unix s)) for minute, hour, day,
---   14 counters (Totals in storage order).
+--   14 counters (Totals in storage order),
+--   the raw record's JSON ('' when raw records are off), its time and its
+--   drop-after time (Unix ms).
 -- A record whose id is already remembered ("<prefix>a:seen:<id>") is
 -- skipped; otherwise the id is remembered until its expiry and every non-zero
 -- counter is added to field "<dims>\30<index>" of each bucket hash, which
--- expires with its retention. Returns how many records were counted.
+-- expires with its retention; a kept raw record joins the sorted set
+-- "<prefix>a:raw" scored by its time, which expires with its newest record.
+-- Returns how many records were counted.
 local prefix = ARGV[1]
 local n = tonumber(ARGV[2])
-local per = 3 + 6 + 14
+local per = 3 + 6 + 14 + 3
 local counted = 0
 local i = 3
 for _ = 1, n do
@@ -26,6 +30,16 @@ for _ = 1, n do
         end
       end
       redis.call('EXPIREAT', key, ARGV[i + 4 + 2 * b])
+    end
+    local raw = ARGV[i + 23]
+    if raw ~= '' then
+      local rawkey = prefix .. 'a:raw'
+      redis.call('ZADD', rawkey, ARGV[i + 24], raw)
+      if redis.call('PTTL', rawkey) < 0 then
+        redis.call('PEXPIREAT', rawkey, ARGV[i + 25])
+      else
+        redis.call('PEXPIREAT', rawkey, ARGV[i + 25], 'GT')
+      end
     end
   end
   i = i + per

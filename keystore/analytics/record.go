@@ -1,10 +1,11 @@
 // Package analytics turns the usage records that filters send when a request
 // ends into time-bucketed aggregates (per minute, hour and day, keyed by app,
 // product, developer and model) kept in the keystore's storage, and answers
-// time-series and total queries over them. Raw records are never stored:
-// every record adds to three aggregates and is then forgotten, except for its
-// request id, which is remembered for the dedupe window so that a record sent
-// twice is counted once.
+// time-series and total queries over them. By default raw records are not
+// stored: every record adds to three aggregates and is then forgotten, except
+// for its request id, which is remembered for the dedupe window so that a
+// record sent twice is counted once. Config.RawRetention also keeps each
+// counted record, for export, for that long.
 package analytics
 
 import (

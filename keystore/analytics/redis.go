@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -38,7 +39,7 @@ func bucketSuffix(res Resolution, start int64) string {
 }
 
 func (e *redisEngine) ingest(ctx context.Context, items []item) (int, error) {
-	args := make([]any, 0, 2+len(items)*23)
+	args := make([]any, 0, 2+len(items)*26)
 	args = append(args, e.prefix, len(items))
 	for i := range items {
 		it := &items[i]
@@ -49,6 +50,7 @@ func (e *redisEngine) ingest(ctx context.Context, items []item) (int, error) {
 		for _, f := range it.totals.fields() {
 			args = append(args, *f)
 		}
+		args = append(args, it.raw, it.rawAt, it.rawUntil)
 	}
 	n, err := e.script.Run(ctx, e.c, nil, args...).Int()
 	if err != nil {
@@ -104,5 +106,38 @@ func (e *redisEngine) scan(ctx context.Context, res Resolution, from, to int64, 
 	return nil
 }
 
-// prune does nothing: every Redis key carries its own expiry.
-func (e *redisEngine) prune(context.Context, int64, map[Resolution]int64) error { return nil }
+// rawPage is how many raw records one Redis call reads.
+const rawPage = 1000
+
+// prune drops raw records past their retention from the sorted set (the
+// set itself expires with its newest record); every other key carries its
+// own expiry.
+func (e *redisEngine) prune(ctx context.Context, _ int64, _ map[Resolution]int64, rawCutoffMS int64) error {
+	upper := "(" + strconv.FormatInt(rawCutoffMS, 10)
+	if rawCutoffMS == math.MaxInt64 {
+		upper = "+inf"
+	}
+	if err := e.c.ZRemRangeByScore(ctx, e.prefix+"a:raw", "-inf", upper).Err(); err != nil {
+		return fmt.Errorf("redis prune raw records: %w", err)
+	}
+	return nil
+}
+
+func (e *redisEngine) raw(ctx context.Context, fromMS, toMS int64, fn func([]byte) (bool, error)) error {
+	for offset := int64(0); ; offset += rawPage {
+		page, err := e.c.ZRangeByScore(ctx, e.prefix+"a:raw", &redis.ZRangeBy{Min: strconv.FormatInt(fromMS, 10),
+			Max: "(" + strconv.FormatInt(toMS, 10), Offset: offset, Count: rawPage}).Result()
+		if err != nil {
+			return fmt.Errorf("redis raw records: %w", err)
+		}
+		for _, rec := range page {
+			more, err := fn([]byte(rec))
+			if err != nil || !more {
+				return err
+			}
+		}
+		if len(page) < rawPage {
+			return nil
+		}
+	}
+}

@@ -40,6 +40,10 @@ type Config struct {
 	MaxSkew time.Duration
 	// MinuteRetention, HourRetention and DayRetention are how long each resolution is kept.
 	MinuteRetention, HourRetention, DayRetention time.Duration
+	// RawRetention, when positive, also keeps every counted record as sent
+	// (after validation) for this long, for export; 0 keeps none and deletes
+	// any an earlier run kept.
+	RawRetention time.Duration
 	// Now is the clock (tests pin it).
 	Now func() time.Time
 }
@@ -83,6 +87,9 @@ type item struct {
 	totals    Totals
 	starts    [len(resolutions)]int64 // bucket starts (Unix s), per resolution
 	expires   [len(resolutions)]int64 // when each bucket may be dropped (Unix s)
+	raw       []byte                  // the record as JSON when raw records are kept, else nil
+	rawAt     int64                   // the record's time (Unix ms)
+	rawUntil  int64                   // when the raw record may be dropped (Unix ms)
 }
 
 // engine is a storage backend for aggregates and request ids.
@@ -93,9 +100,12 @@ type engine interface {
 	ingest(ctx context.Context, items []item) (int, error)
 	// scan calls fn for every aggregate of resolution res with from ≤ start < to.
 	scan(ctx context.Context, res Resolution, from, to int64, fn func(start int64, d Dims, t Totals) error) error
-	// prune drops request ids remembered until before nowMS and buckets that
-	// started before the cutoffs (engines with native expiry may do nothing).
-	prune(ctx context.Context, nowMS int64, cutoffs map[Resolution]int64) error
+	// prune drops request ids remembered until before nowMS, buckets that
+	// started before the cutoffs and raw records older than rawCutoffMS.
+	prune(ctx context.Context, nowMS int64, cutoffs map[Resolution]int64, rawCutoffMS int64) error
+	// raw calls fn with every raw record (JSON) whose time is in [fromMS,
+	// toMS), oldest first, until fn returns false.
+	raw(ctx context.Context, fromMS, toMS int64, fn func(rec []byte) (bool, error)) error
 }
 
 // Store ingests records and answers queries; safe for concurrent use.
@@ -151,6 +161,13 @@ func (s *Store) Ingest(ctx context.Context, recs []Record) (Ack, error) {
 			it.starts[k] = res.Start(r.Time)
 			it.expires[k] = it.starts[k] + int64((res.Width()+s.cfg.retention(res))/time.Second)
 		}
+		if s.RawEnabled() {
+			raw, err := json.Marshal(r)
+			if err != nil {
+				return Ack{}, fmt.Errorf("encode raw usage record: %w", err)
+			}
+			it.raw, it.rawAt, it.rawUntil = raw, r.Time.UnixMilli(), r.Time.Add(s.cfg.RawRetention).UnixMilli()
+		}
 		items = append(items, it)
 	}
 	if len(items) == 0 {
@@ -173,7 +190,7 @@ func (s *Store) Prune(ctx context.Context) error {
 	for _, res := range resolutions {
 		cut[res] = res.Start(now.Add(-s.cfg.retention(res)))
 	}
-	if err := s.eng.prune(ctx, now.UnixMilli(), cut); err != nil {
+	if err := s.eng.prune(ctx, now.UnixMilli(), cut, s.rawCutoff(now)); err != nil {
 		return fmt.Errorf("prune usage: %w", err)
 	}
 	return nil

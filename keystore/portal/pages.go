@@ -575,7 +575,7 @@ func (p *Portal) usagePage(w http.ResponseWriter, r *http.Request, rc reqCtx, sc
 		p.fail(w, r, err)
 		return
 	}
-	data := map[string]any{"Result": res}
+	data := map[string]any{"Result": res, "RawRecords": p.cfg.Analytics.RawEnabled()}
 	if p.cfg.Counters != nil {
 		apps, err := p.cfg.Store.ListApps(r.Context(), scopeOwner(rc))
 		if err != nil {
@@ -592,6 +592,14 @@ func (p *Portal) usagePage(w http.ResponseWriter, r *http.Request, rc reqCtx, sc
 func (p *Portal) usageData(w http.ResponseWriter, r *http.Request, _ reqCtx, scope []string) {
 	if err := keystore.ServeAnalytics(w, r, p.cfg.Analytics, p.cfg.Now(), scope); err != nil {
 		p.log.Error("portal: usage query failed", "error", err)
+	}
+}
+
+// usageRecords exports the raw usage records of the user's apps (admins:
+// all) when the keystore keeps them; the admin API's parameters.
+func (p *Portal) usageRecords(w http.ResponseWriter, r *http.Request, _ reqCtx, scope []string) {
+	if err := keystore.ServeRecords(w, r, p.cfg.Analytics, p.cfg.Now(), scope); err != nil {
+		p.log.Error("portal: usage records export failed", "error", err)
 	}
 }
 

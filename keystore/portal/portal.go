@@ -245,6 +245,7 @@ func (p *Portal) routes() http.Handler {
 	mux.HandleFunc("POST /apps/{app}/keys/{key}/rotate", p.user(p.rotateKey))
 	mux.HandleFunc("GET /usage", p.user(p.withScope(p.usagePage)))
 	mux.HandleFunc("GET /usage.json", p.user(p.withScope(p.usageData)))
+	mux.HandleFunc("GET /usage/records", p.user(p.withScope(p.usageRecords)))
 	mux.HandleFunc("GET /admin", p.admin(p.adminPage))
 	mux.HandleFunc("POST /admin/users/{email}/{action}", p.admin(p.adminUser))
 	mux.HandleFunc("POST /admin/apps/{app}/{action}", p.admin(p.adminApp))

@@ -16,6 +16,7 @@ import (
 	apikeypolicy "github.com/tollgate/tollgate/filters/apikey/policy"
 	quotapolicy "github.com/tollgate/tollgate/filters/quota/policy"
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
+	"github.com/tollgate/tollgate/keystore/analytics"
 	"github.com/tollgate/tollgate/keystore/model"
 	"github.com/tollgate/tollgate/shared/identity"
 )
@@ -212,4 +213,50 @@ func TestQuotaKeysMatchFilters(t *testing.T) {
 		assert.True(t, have[counter.CounterID(k, tok.Spec)], "token counter %v %v of %s is shown", k, tok.Spec, op.path)
 	}
 	assert.Len(t, checks, 4, "one counter per distinct quota: product requests and tokens, the set's requests, the operation's prompt tokens")
+}
+
+func TestRawRecordsExportIsScoped(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		var err error
+		c.Analytics, err = analytics.Open(c.Backend, analytics.Config{Now: c.Now, RawRetention: time.Hour})
+		require.NoError(t, err)
+	})
+	ctx := context.Background()
+	ada := e.browser(t)
+	ada.developer("ada@example.com")
+	ada.createApp("ada-raw", "", "chat")
+	bob := e.browser(t)
+	bob.developer("bob@example.com")
+	bob.createApp("bob-raw", "", "chat")
+	_, err := e.p.cfg.Analytics.Ingest(ctx, []analytics.Record{
+		{RequestID: "a1", Time: e.clk.Now(), App: "ada-raw", Model: "gemma-3-1b-it", TotalTokens: 77, Outcome: "ok"},
+		{RequestID: "b1", Time: e.clk.Now(), App: "bob-raw", Model: "gemma-3-1b-it", TotalTokens: 5, Outcome: "ok"},
+	})
+	require.NoError(t, err)
+
+	_, body := ada.get("/usage")
+	assert.Contains(t, body, `id="raw-records"`, "the usage page links the export when raw records are kept")
+	code, body := ada.get("/usage/records?format=csv")
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Contains(t, body, "a1,")
+	assert.NotContains(t, body, "b1,", "only ada's apps")
+	for _, q := range []string{"/usage/records", "/usage/records?app=bob-raw", "/usage/records?developer=bob@example.com"} {
+		code, body := ada.get(q)
+		require.Equal(t, http.StatusOK, code, q)
+		assert.NotContains(t, body, "bob-raw", q)
+	}
+	admin := e.browser(t)
+	code, _ = admin.signin("admin@example.com", testPassword)
+	require.Equal(t, http.StatusSeeOther, code)
+	_, body = admin.get("/usage/records")
+	assert.Contains(t, body, `"a1"`)
+	assert.Contains(t, body, `"b1"`)
+
+	off := newEnv(t)
+	dev := off.browser(t)
+	dev.developer("ada@example.com")
+	_, body = dev.get("/usage")
+	assert.NotContains(t, body, `id="raw-records"`)
+	code, _ = dev.get("/usage/records")
+	assert.Equal(t, http.StatusNotFound, code, "off by default")
 }
