@@ -244,7 +244,7 @@ func TestPortalInBrowser(t *testing.T) {
 	// The quota left now: one request fewer (quota counted it at the
 	// keystore before forwarding) and the model server's tokens fewer once
 	// tokencount has settled its reservation.
-	left := map[string]quotaRow{}
+	var left map[string]quotaRow
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(portal+"/apps/ada-browser"), chromedp.WaitVisible(chromedp.CSS(`#quota`))))

@@ -125,8 +125,8 @@ func (e *redisEngine) prune(ctx context.Context, _ int64, _ map[Resolution]int64
 
 func (e *redisEngine) raw(ctx context.Context, fromMS, toMS int64, fn func([]byte) (bool, error)) error {
 	for offset := int64(0); ; offset += rawPage {
-		page, err := e.c.ZRangeByScore(ctx, e.prefix+"a:raw", &redis.ZRangeBy{Min: strconv.FormatInt(fromMS, 10),
-			Max: "(" + strconv.FormatInt(toMS, 10), Offset: offset, Count: rawPage}).Result()
+		page, err := e.c.ZRangeArgs(ctx, redis.ZRangeArgs{Key: e.prefix + "a:raw", ByScore: true,
+			Start: fromMS, Stop: "(" + strconv.FormatInt(toMS, 10), Offset: offset, Count: rawPage}).Result()
 		if err != nil {
 			return fmt.Errorf("redis raw records: %w", err)
 		}
