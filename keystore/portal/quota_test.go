@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,6 +127,7 @@ func TestQuotaLeftNow(t *testing.T) {
 		"ada-metered|metered|set:embed-ops|requests":             {5, 0, 5},
 		"ada-metered|metered|POST:/v1/completions|prompt_tokens": {500, 0, 500},
 	}, rows, body)
+	assert.Equal(t, 4, strings.Count(body, `<td class="reset">–</td>`), "nothing used, nothing to reset")
 
 	// The gateway counts: 3 chat requests (57 tokens each), 2 embeddings,
 	// 1 completion with 40 prompt tokens, under the keys its filters build.
@@ -158,6 +160,8 @@ func TestQuotaLeftNow(t *testing.T) {
 	code, body = ada.get("/usage")
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, int64(6), quotaRows(t, body)["ada-metered|metered|metered|requests"][2])
+	hour := e.clk.Now().UTC().Truncate(time.Hour).Add(time.Hour).Format("2006-01-02 15:04:05 UTC")
+	assert.Contains(t, body, `<td class="reset">`+hour+`</td>`, "the hourly calendar quotas reset at the top of the hour")
 
 	// A calendar hour later the hourly counters are full again.
 	e.clk.Add(time.Hour)
