@@ -141,7 +141,7 @@ func (s *stream) BodyUnreadable(err error) proxywasm.Action {
 // BodyComplete decides on the whole body and applies the decision.
 func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	pol := s.p.policy
-	d, aerr := pol.Decide(body, requestHeaders{}, randSource{})
+	d, aerr := pol.DecideMemo(proxywasm.RequestMemo(), body, requestHeaders{}, randSource{})
 	if aerr != nil {
 		return s.reject(aerr)
 	}

@@ -278,7 +278,7 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	if len(body) == 0 {
 		return s.decide("", nil)
 	}
-	req, err := reqview.ParseRequest(body, reqview.Limits{MaxBytes: int(s.p.pol.MaxBodyBytes)})
+	req, err := proxywasm.RequestMemo().ParseRequest(body, reqview.Limits{MaxBytes: int(s.p.pol.MaxBodyBytes)})
 	if err != nil {
 		var re *reqview.Error
 		if errors.As(err, &re) {

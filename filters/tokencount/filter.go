@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/proxywasm"
+	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/shared/table/shareddata"
 	"github.com/tollgate/tollgate/shared/usagelog"
 )
@@ -247,6 +248,9 @@ func (host) RequestHeader(name string) string {
 func (host) RemoveRequestHeader(name string) { _ = proxywasm.RequestHeaders.Remove(name) }
 
 func (host) ReplaceRequestBody(body []byte) error { return proxywasm.ReplaceRequestBody(body) }
+
+// RequestMemo shares the stream's parse of the request body (meter.MemoHost).
+func (host) RequestMemo() *reqview.Memo { return proxywasm.RequestMemo() }
 
 func (host) ResumeRequest() {
 	if err := proxywasm.ContinueRequest(); err != nil {

@@ -604,3 +604,15 @@ func chainContinue(t StreamType) bool {
 	}
 	return true
 }
+
+// RequestMemo is the current stream's request-view memo: every filter of
+// the stream (the links of a fused chain, or one filter reading its body
+// twice) parses the same request body once through it. It is dropped when
+// the response starts; nil outside a stream callback (it then parses every
+// time).
+func RequestMemo() *reqview.Memo {
+	if st, ok := vm.streams[vm.current]; ok {
+		return &st.memo
+	}
+	return nil
+}

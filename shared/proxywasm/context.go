@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // PluginContext is the root context of one plugin in one VM: it receives the
@@ -114,6 +116,7 @@ type httpState struct {
 	rootID  uint32
 	failed  bool // a callback panicked: later callbacks pass through untouched
 	replied bool // a local response was sent: the request must never continue upstream
+	memo    reqview.Memo
 }
 
 type callout struct {
@@ -301,6 +304,9 @@ func (v *vmState) onHTTP(ctxID uint32, name string, request bool, f func(HttpCon
 	}
 	if st.failed {
 		return ActionContinue
+	}
+	if !request {
+		st.memo.Reset() // the request body went upstream: do not hold it through the response
 	}
 	prev := v.enter(ctxID)
 	defer v.leave(prev)

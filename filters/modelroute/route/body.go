@@ -35,10 +35,15 @@ type BodyModel struct {
 // gateway (duplicate or case-variant keys, escapes, invalid UTF-8, nesting
 // deeper than lim allows, trailing data).
 func ExtractModel(body []byte, lim reqview.Limits) (BodyModel, *apierror.Error) {
+	return extractModel(nil, body, lim)
+}
+
+// extractModel is ExtractModel through a request-view memo.
+func extractModel(memo *reqview.Memo, body []byte, lim reqview.Limits) (BodyModel, *apierror.Error) {
 	if len(body) == 0 {
 		return BodyModel{}, invalidJSON("the request body is empty; send a JSON object with a \"model\" field")
 	}
-	req, err := reqview.ParseRequest(body, lim)
+	req, err := memo.ParseRequest(body, lim)
 	if err != nil {
 		var re *reqview.Error
 		if !errors.As(err, &re) {

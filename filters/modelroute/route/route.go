@@ -9,6 +9,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // Headers reads request headers by lower-case name; the filter adapts the
@@ -155,10 +156,16 @@ func (d *Decision) Headers(p *Policy) [][2]string {
 // Decide routes a complete request body. h are the request headers (identity,
 // sticky key); rnd picks among weighted targets when there is no sticky key.
 func (p *Policy) Decide(body []byte, h Headers, rnd Rand) (Decision, *apierror.Error) {
+	return p.DecideMemo(nil, body, h, rnd)
+}
+
+// DecideMemo is Decide reading the body through a stream's request-view
+// memo, so the filters of one stream parse one body once.
+func (p *Policy) DecideMemo(memo *reqview.Memo, body []byte, h Headers, rnd Rand) (Decision, *apierror.Error) {
 	if int64(len(body)) > p.MaxBodyBytes {
 		return Decision{}, p.TooLarge()
 	}
-	bm, aerr := ExtractModel(body, p.JSONLimits)
+	bm, aerr := extractModel(memo, body, p.JSONLimits)
 	if aerr != nil {
 		return Decision{}, aerr
 	}

@@ -105,10 +105,16 @@ func (p *Policy) PlanRequest(api usage.API, body []byte, q *Quota) (*Plan, *apie
 // configured only for the body's (backend) name still applies, so pricing
 // keyed by backend names keeps working. The token arithmetic is the same.
 func (p *Policy) PlanRequestAs(api usage.API, body []byte, q *Quota, publicModel string) (*Plan, *apierror.Error) {
+	return p.PlanRequestMemo(nil, api, body, q, publicModel)
+}
+
+// PlanRequestMemo is PlanRequestAs reading the body through a stream's
+// request-view memo, so the filters of one stream parse one body once.
+func (p *Policy) PlanRequestMemo(m *reqview.Memo, api usage.API, body []byte, q *Quota, publicModel string) (*Plan, *apierror.Error) {
 	if int64(len(body)) > p.MaxRequestBytes {
 		return nil, p.TooLarge()
 	}
-	rv, err := reqview.ParseRequest(body, reqview.Limits{MaxBytes: int(p.MaxRequestBytes), MaxDepth: p.MaxJSONDepth})
+	rv, err := m.ParseRequest(body, reqview.Limits{MaxBytes: int(p.MaxRequestBytes), MaxDepth: p.MaxJSONDepth})
 	if err != nil {
 		return nil, badRequest(usage.ViewError(err))
 	}

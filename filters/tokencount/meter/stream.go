@@ -9,6 +9,7 @@ import (
 	"github.com/tollgate/tollgate/shared/apierror"
 	"github.com/tollgate/tollgate/shared/identity"
 	"github.com/tollgate/tollgate/shared/lease"
+	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/shared/usagelog"
 )
 
@@ -24,6 +25,13 @@ const (
 	// OnRequestBody (or BodyTooLarge / BodyUnreadable).
 	Gather
 )
+
+// MemoHost is a StreamHost that offers the stream's request-view memo, so
+// the body parsed by an earlier filter of the same stream is not parsed
+// again.
+type MemoHost interface {
+	RequestMemo() *reqview.Memo
+}
 
 // StreamHost is what one metered stream needs from the proxy, so that the
 // whole per-stream machine runs (and is table-tested) as plain Go. Calls
@@ -218,7 +226,11 @@ func (s *Stream) BodyUnreadable(err error) Action {
 // OnRequestBody plans the reservation on the whole body and asks for it.
 func (s *Stream) OnRequestBody(body []byte) Action {
 	pol := s.pol
-	pl, aerr := pol.PlanRequestAs(s.api, body, s.quota, pol.PublicModel(s.h.RequestHeader))
+	var memo *reqview.Memo
+	if mh, ok := s.h.(MemoHost); ok {
+		memo = mh.RequestMemo()
+	}
+	pl, aerr := pol.PlanRequestMemo(memo, s.api, body, s.quota, pol.PublicModel(s.h.RequestHeader))
 	if aerr != nil {
 		if aerr.Status != 429 {
 			return s.reject(aerr, OutcomeRejected)

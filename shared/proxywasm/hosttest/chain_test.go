@@ -14,6 +14,7 @@ import (
 
 	"github.com/tollgate/tollgate/shared/proxywasm"
 	"github.com/tollgate/tollgate/shared/proxywasm/hosttest"
+	"github.com/tollgate/tollgate/shared/reqview"
 )
 
 // trace records, in order, what every link of a chain saw.
@@ -435,4 +436,38 @@ func TestChainConfiguration(t *testing.T) {
 			assert.JSONEq(t, `{"x": 1}`, links["c"].cfg)
 		})
 	}
+}
+
+func TestChainLinksShareOneParseOfTheBody(t *testing.T) {
+	views := map[string]*reqview.Request{}
+	parse := func(name string, replace []byte) func(*linkStream, []byte, bool) proxywasm.Action {
+		return func(_ *linkStream, body []byte, eos bool) proxywasm.Action {
+			if !eos {
+				return proxywasm.ActionPause
+			}
+			req, err := proxywasm.RequestMemo().ParseRequest(body, reqview.Limits{})
+			require.NoError(t, err)
+			views[name] = req
+			if replace != nil {
+				require.NoError(t, proxywasm.ReplaceRequestBody(replace))
+			}
+			return proxywasm.ActionContinue
+		}
+	}
+	pause := func(*linkStream) proxywasm.Action { return proxywasm.ActionPause }
+	specs := []linkSpec{
+		{name: "a", allow: true, b: behaviour{reqHdr: pause, reqBody: parse("a", nil)}},
+		{name: "b", allow: true, b: behaviour{reqHdr: pause, reqBody: parse("b", []byte(`{"model":"backend"}`))}},
+		{name: "c", allow: true, b: behaviour{reqHdr: pause, reqBody: parse("c", nil)}},
+	}
+	h, _, _, err := startChain(t, specs, "", hosttest.Config{})
+	require.NoError(t, err)
+	res := h.Do(hosttest.Request{Body: []byte(`{"model":"alias"}`)})
+	require.False(t, res.Paused)
+	require.Len(t, views, 3)
+	assert.Same(t, views["a"], views["b"], "b reuses a's parse of the same body")
+	assert.Equal(t, "alias", views["b"].Model)
+	assert.NotSame(t, views["b"], views["c"], "a replaced body is parsed afresh")
+	assert.Equal(t, "backend", views["c"].Model)
+	assert.Equal(t, `{"model":"backend"}`, string(res.Upstream.Body))
 }
