@@ -57,6 +57,45 @@ var parsers = map[string]func([]byte) error{
 	},
 }
 
+// fusedOrder is the order of the fused filter's sections (suite/main.go's
+// FusedLinks): the suite module's root_id "tollgate" runs the filters in it.
+var fusedOrder = []string{"apikey", "quota", "modelroute", "guard", "tokencount", "picker"}
+
+// fusedSections splits a fused filter's configuration into its sections,
+// in the order the filter runs them.
+func fusedSections(b []byte) ([]string, map[string]json.RawMessage, error) {
+	var sections map[string]json.RawMessage
+	if err := json.Unmarshal(b, &sections); err != nil {
+		return nil, nil, err
+	}
+	var order []string
+	for _, n := range fusedOrder {
+		if _, ok := sections[n]; ok {
+			order = append(order, n)
+		}
+	}
+	if len(order) != len(sections) {
+		return nil, nil, fmt.Errorf("unknown sections among %d (known: %v)", len(sections), fusedOrder)
+	}
+	return order, sections, nil
+}
+
+func init() {
+	// The fused filter's configuration: each section by its filter's parser.
+	parsers["tollgate"] = func(b []byte) error {
+		order, sections, err := fusedSections(b)
+		if err != nil {
+			return err
+		}
+		for _, n := range order {
+			if err := parsers[n](sections[n]); err != nil {
+				return fmt.Errorf("section %s: %w", n, err)
+			}
+		}
+		return nil
+	}
+}
+
 // block is one fenced code block of a Markdown file.
 type block struct {
 	file   string
@@ -265,7 +304,15 @@ func gatewayChain(t *testing.T) []string {
 	var doc yaml.Node
 	require.NoError(t, yaml.Unmarshal(raw, &doc))
 	var chain []string
-	wasmConfigs(&doc, func(id string, _ []byte) { chain = append(chain, id) })
+	wasmConfigs(&doc, func(id string, value []byte) {
+		if id != "tollgate" {
+			chain = append(chain, id)
+			return
+		}
+		order, _, err := fusedSections(value)
+		require.NoError(t, err)
+		chain = append(chain, order...)
+	})
 	require.GreaterOrEqual(t, len(chain), 4, "gateway.yaml runs the whole chain")
 	return chain
 }

@@ -1,10 +1,10 @@
 package examples
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -142,13 +142,32 @@ func TestShippedConfigPolicy(t *testing.T) {
 					assert.NotContains(t, cfg, "fail_open", "deprecated")
 					assert.NotNil(t, at(cfg, "reload_config", "backoff", "base_interval"))
 					conf, _ := at(cfg, "configuration", "value").(string)
-					if strings.Contains(conf, `"keystore"`) {
-						assert.Contains(t, conf, `"token_env": "TOLLGATE_DATA_TOKEN"`, "%v sends the data-plane token", f["name"])
+					for where, ks := range keystores(t, cfg["root_id"], conf) {
+						assert.Equal(t, "TOLLGATE_DATA_TOKEN", at(ks, "token_env"), "%v sends the data-plane token", where)
 					}
 				}
 			}
 		})
 	}
+}
+
+// keystores are the keystore blocks of a filter's configuration, by filter:
+// its own, or each section's of the fused filter (root_id tollgate).
+func keystores(t *testing.T, rootID any, conf string) map[string]any {
+	t.Helper()
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal([]byte(conf), &doc), conf)
+	sections := map[string]any{fmt.Sprint(rootID): doc}
+	if rootID == "tollgate" {
+		sections = doc
+	}
+	out := map[string]any{}
+	for name, sec := range sections {
+		if ks := at(sec, "keystore"); ks != nil {
+			out[name] = ks
+		}
+	}
+	return out
 }
 
 // wasmFilters are the HTTP filters that run a Wasm module.
@@ -164,12 +183,24 @@ func wasmFilters(hcm map[string]any) []map[string]any {
 }
 
 // usesIdentity reports whether the chain sets header h: modelroute sets the
-// routing headers, apikey the rest.
+// routing headers, apikey the rest; in the fused filter (root_id tollgate)
+// they are sections of its configuration.
 func usesIdentity(wasm []map[string]any, h string) bool {
 	for _, f := range wasm {
-		name := fmt.Sprint(f["name"])
-		if name == "apikey" || (name == "modelroute" && (h == "x-tollgate-model" || h == "x-tollgate-public-model")) {
-			return true
+		names := []string{fmt.Sprint(f["name"])}
+		if at(f, "typed_config", "config", "root_id") == "tollgate" {
+			var sections map[string]any
+			conf, _ := at(f, "typed_config", "config", "configuration", "value").(string)
+			if json.Unmarshal([]byte(conf), &sections) == nil {
+				for n := range sections {
+					names = append(names, n)
+				}
+			}
+		}
+		for _, name := range names {
+			if name == "apikey" || (name == "modelroute" && (h == "x-tollgate-model" || h == "x-tollgate-public-model")) {
+				return true
+			}
 		}
 	}
 	return false

@@ -180,7 +180,7 @@ func startBenchStack(b *testing.B) *benchStack {
 		Clusters: []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}},
 		Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream", Timeout: 300 * time.Second}},
 	})
-	fused := envoytest.Start(b, envoytest.Config{YAML: fuse(b, renderGateway(b, s.keystore.data, s.upstreamSpec(b))),
+	fused := envoytest.Start(b, envoytest.Config{YAML: renderGateway(b, fusedExample, s.keystore.data, s.upstreamSpec(b)),
 		ListenerName: "gateway", StartTimeout: 3 * time.Minute})
 	return &benchStack{stack: s, bare: bare, fused: fused}
 }
@@ -260,8 +260,9 @@ func fourModules(t testing.TB, yaml string) string {
 }
 
 // BenchmarkChainMemory measures what the chain costs in memory: bare Envoy,
-// the shipped chain (the suite module, one VM per worker) with one and with
-// two workers, and the same chain as four separate modules (the first
+// the shipped chain as separate filters in the suite module (one VM per
+// worker) with one and with two workers, the fused filter with two, and
+// the same chain as four separate modules (the first
 // wave's shape), each after a warm-up and then after
 // TOLLGATE_BENCH_REQUESTS requests (JSON and streamed alternately).
 //
@@ -276,7 +277,7 @@ func BenchmarkChainMemory(b *testing.B) {
 	s := startBenchStack(b)
 	total := benchEnv("TOLLGATE_BENCH_REQUESTS", 100_000)
 	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
-	suiteYAML := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
+	suiteYAML := renderGateway(b, filtersExample, s.keystore.data, s.upstreamSpec(b))
 	one := envoytest.Start(b, envoytest.Config{YAML: suiteYAML, ListenerName: "gateway",
 		Concurrency: 1, StartTimeout: 3 * time.Minute})
 	four := envoytest.Start(b, envoytest.Config{YAML: fourModules(b, suiteYAML), ListenerName: "gateway", StartTimeout: 3 * time.Minute})
@@ -293,6 +294,7 @@ func BenchmarkChainMemory(b *testing.B) {
 		{"bare-2w", s.bare, "", true},
 		{"suite-1w", one, s.keys["bench"], true},
 		{"suite-2w", s.envoy, s.keys["bench"], true},
+		{"fused-2w", s.fused, s.keys["bench"], true},
 		{"four-modules-1w", fourOne, s.keys["bench"], true},
 		{"four-modules-2w", four, s.keys["bench"], true},
 	}
@@ -339,7 +341,7 @@ func BenchmarkChainStartup(b *testing.B) {
 		b.Skip("set TOLLGATE_BENCH_STARTUP=1 to run the start-up benchmark (a minute or more)")
 	}
 	s := startBenchStack(b)
-	suiteYAML := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
+	suiteYAML := renderGateway(b, filtersExample, s.keystore.data, s.upstreamSpec(b))
 	configs := []struct {
 		name string
 		cfg  envoytest.Config
@@ -349,6 +351,7 @@ func BenchmarkChainStartup(b *testing.B) {
 			Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream"}},
 		}},
 		{"suite", envoytest.Config{YAML: suiteYAML, ListenerName: "gateway", StartTimeout: 3 * time.Minute}},
+		{"fused", envoytest.Config{YAML: renderGateway(b, fusedExample, s.keystore.data, s.upstreamSpec(b)), ListenerName: "gateway", StartTimeout: 3 * time.Minute}},
 		{"four-modules", envoytest.Config{YAML: fourModules(b, suiteYAML), ListenerName: "gateway", StartTimeout: 3 * time.Minute}},
 	}
 	starts := benchEnv("TOLLGATE_BENCH_STARTS", 3)

@@ -1,7 +1,9 @@
 // Package gateway_test runs the whole product end to end: the keystore
-// (`tollgate serve`), the mock model server, and real Envoy loading
-// examples/envoy/gateway.yaml with all four filters (apikey → quota →
-// modelroute → tokencount). The official OpenAI Go SDK is the client:
+// (`tollgate serve`), the mock model server, and real Envoy loading the
+// shipped chain (apikey → quota → modelroute → tokencount) both ways:
+// examples/envoy/gateway.yaml, the suite's one fused filter, and
+// gateway-filters.yaml, four filters sharing one VM (TestExamplesAgree keeps
+// the two the same product). The official OpenAI Go SDK is the client:
 // chat (JSON and streaming), completions, embeddings and models succeed;
 // 401/403/404/429 surface as the SDK's typed errors with the gateway's
 // message; streamed deltas arrive while the upstream is still generating;
@@ -26,11 +28,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
-	"github.com/tollgate/tollgate/e2e/stacktest"
 	"github.com/tollgate/tollgate/keystore/client"
 	"github.com/tollgate/tollgate/mockllm"
 	"github.com/tollgate/tollgate/scripts/run-demo/demo"
@@ -183,14 +183,21 @@ type stack struct {
 // url is the gateway's base URL for SDK clients ("http://host:port/v1").
 func (s *stack) url() string { return "http://" + s.envoy.ListenerAddr() + "/v1" }
 
-// renderGateway renders examples/envoy/gateway.yaml for the test's
-// keystore and upstream, with Envoy choosing its ports and the harness's
-// access log.
-func renderGateway(t testing.TB, ksData string, up demo.Upstream) string {
+// The shipped gateway configurations: the chain as the suite's one fused
+// filter (the default, what `make run` renders) and as separate filters
+// sharing one VM.
+const (
+	fusedExample   = "gateway.yaml"
+	filtersExample = "gateway-filters.yaml"
+)
+
+// renderGateway renders examples/envoy/<example> for the test's keystore
+// and upstream, with Envoy choosing its ports and the harness's access log.
+func renderGateway(t testing.TB, example, ksData string, up demo.Upstream) string {
 	t.Helper()
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
-	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", "gateway.yaml"))
+	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", example))
 	require.NoError(t, err)
 	buildDir, err := envoytest.BuildDir()
 	require.NoError(t, err)
@@ -213,29 +220,24 @@ var compositions = []struct {
 	fused bool
 }{{"filters", false}, {"fused", true}}
 
-// fuse turns a rendered bootstrap of separate filters into the fused one.
-func fuse(t testing.TB, yml string) string {
-	t.Helper()
-	var doc map[string]any
-	require.NoError(t, yaml.Unmarshal([]byte(yml), &doc))
-	stacktest.Fuse(t, doc)
-	b, err := yaml.Marshal(doc)
-	require.NoError(t, err)
-	return string(b)
+// example is the shipped configuration of a composition.
+func example(fused bool) string {
+	if fused {
+		return fusedExample
+	}
+	return filtersExample
 }
 
 // startStack starts keystore, upstream and Envoy with the example chain
-// (fused: as the one fused filter), applies testdata/products.yaml and
+// (fused: gateway.yaml, the one fused filter; else gateway-filters.yaml),
+// applies testdata/products.yaml and
 // issues one key per app.
 func startStack(t testing.TB, fused bool) *stack {
 	t.Helper()
 	ks := startKeystore(t)
 	up := startUpstream(t)
 	host, port := up.hostPort(t)
-	yml := renderGateway(t, ks.data, demo.Upstream{Host: host, Port: port})
-	if fused {
-		yml = fuse(t, yml)
-	}
+	yml := renderGateway(t, example(fused), ks.data, demo.Upstream{Host: host, Port: port})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -34,8 +33,32 @@ func parsers() map[string]func([]byte) error {
 	}
 }
 
-// imageRef is a Tollgate filter image as `make oci` names it.
-var imageRef = regexp.MustCompile(`^oci://[a-z0-9.-]+(?::\d+)?/[a-z0-9/._-]+/(apikey|quota|modelroute|tokencount):[A-Za-z0-9._-]+$`)
+// imageRef is a Tollgate image as `make oci` names it: the suite or a filter.
+var imageRef = regexp.MustCompile(`^oci://[a-z0-9.-]+(?::\d+)?/[a-z0-9/._-]+/(tollgate|apikey|quota|modelroute|tokencount):[A-Za-z0-9._-]+$`)
+
+// fusedRootID is the suite module's fused filter, whose configuration holds
+// each filter's as a section named after it.
+const fusedRootID = "tollgate"
+
+// expand replaces a fused filter's configuration by its sections, so each
+// is checked by its filter's own parser.
+func expand(t *testing.T, cfgs []pluginConfig) []pluginConfig {
+	t.Helper()
+	var out []pluginConfig
+	for _, c := range cfgs {
+		if c.filter != fusedRootID {
+			out = append(out, c)
+			continue
+		}
+		var sections map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(c.raw, &sections), "%s: %s", c.where, c.raw)
+		require.NotEmpty(t, sections, "%s: the fused filter configures no filter", c.where)
+		for name, raw := range sections {
+			out = append(out, pluginConfig{c.where + ":" + name, name, raw})
+		}
+	}
+	return out
+}
 
 // pluginConfig is one filter configuration found in a manifest.
 type pluginConfig struct {
@@ -108,7 +131,7 @@ func collect(t *testing.T, file string, doc map[string]any) ([]pluginConfig, []s
 			assert.Equal(t, true, c["allow_on_headers_stop_iteration"], "%s: %s reads the body", where, c["root_id"])
 			assert.Equal(t, "FAIL_RELOAD", c["failure_policy"], "%s: %s: a crashed VM is replaced", where, c["root_id"])
 			assert.NotContains(t, c, "fail_open", "%s: fail_open is deprecated", where)
-			if keystoreCallers[c["root_id"].(string)] {
+			if keystoreCallers[c["root_id"].(string)] || c["root_id"] == fusedRootID {
 				ev := c["vm_config"].(map[string]any)["environment_variables"]
 				assert.Equal(t, map[string]any{"host_env_keys": []any{dataTokenEnv}}, ev, "%s: the token reaches the VM", where)
 			}
@@ -142,6 +165,7 @@ func TestDeployManifests(t *testing.T) {
 			require.NotEmpty(t, doc["apiVersion"], rel)
 			require.NotEmpty(t, doc["kind"], rel)
 			cfgs, images := collect(t, rel, doc)
+			cfgs = expand(t, cfgs)
 			for _, img := range images {
 				assert.Regexp(t, imageRef, img, "%s: image reference", rel)
 			}
@@ -176,12 +200,15 @@ func TestDeployManifests(t *testing.T) {
 			set[m[1]+" "+op["path"].(string)+" "+string(toJSON(t, op["value"]))] = true
 		}
 	}
-	for i := range 4 {
-		assert.True(t, set[fmt.Sprintf(`%d /failure_policy "FAIL_RELOAD"`, i)], "filter %d: FAIL_RELOAD", i)
-	}
-	for _, i := range []int{0, 1, 3} {
-		assert.True(t, set[fmt.Sprintf(`%d /environment_variables {"host_env_keys":["TOLLGATE_DATA_TOKEN"]}`, i)], "filter %d: data-plane token", i)
-	}
+	// The extension policy holds one filter, the fused one (index 0), which
+	// reads the body and calls the keystore.
+	ext := yamlDocs(t, filepath.Join(root, "deploy", "envoy-gateway", "extension-policy.yaml"))[0]
+	wasm := ext["spec"].(map[string]any)["wasm"].([]any)
+	require.Len(t, wasm, 1)
+	assert.Equal(t, fusedRootID, wasm[0].(map[string]any)["rootID"])
+	assert.True(t, set[`0 /failure_policy "FAIL_RELOAD"`], "FAIL_RELOAD")
+	assert.True(t, set[`0 /allow_on_headers_stop_iteration true`], "the body reaches modelroute and tokencount")
+	assert.True(t, set[`0 /environment_variables {"host_env_keys":["TOLLGATE_DATA_TOKEN"]}`], "data-plane token")
 
 	// The keystore requires the token: it listens beyond loopback.
 	ks := yamlDocs(t, filepath.Join(root, "deploy", "keystore.yaml"))
@@ -242,7 +269,7 @@ func TestDeployHardening(t *testing.T) {
 	}
 
 	// Every route removes the identity and routing headers.
-	for _, d := range yamlDocs(t, filepath.Join(root, "deploy", "istio", "wasmplugins.yaml")) {
+	for _, d := range yamlDocs(t, filepath.Join(root, "deploy", "istio", "routes.yaml")) {
 		if d["kind"] != "VirtualService" {
 			continue
 		}

@@ -99,7 +99,7 @@ func startGateway(t *testing.T) *gateway {
 	require.NoError(t, err)
 	buildDir, err = filepath.Abs(buildDir)
 	require.NoError(t, err)
-	for _, f := range []string{"apikey", "quota", "modelroute", "tokencount", "conformance"} {
+	for _, f := range []string{"tollgate", "conformance"} {
 		envoytest.WasmPath(t, f)
 	}
 	host, port := hostPort(t, up.srv.Listener.Addr().String())

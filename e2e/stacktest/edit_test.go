@@ -1,6 +1,7 @@
 package stacktest
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,7 +17,7 @@ func gateway(t *testing.T) map[string]any {
 	t.Helper()
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
-	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", "gateway.yaml"))
+	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", Example))
 	require.NoError(t, err)
 	var doc map[string]any
 	require.NoError(t, yaml.Unmarshal(src, &doc))
@@ -59,4 +60,24 @@ func TestEdits(t *testing.T) {
 
 	AddAccessLogField(t, doc, "extra", "%REQ(X)%")
 	assert.Equal(t, "%REQ(X)%", Dig(t, HCM(t, doc), "access_log", 0, "typed_config", "log_format", "json_format", "extra"))
+}
+
+func TestFuseMakesOneFilterOfTheSuiteFilters(t *testing.T) {
+	doc := gateway(t)
+	Fuse(t, doc)
+	assert.Equal(t, []string{"tollgate", "envoy.filters.http.header_to_metadata", "envoy.filters.http.router"}, names(t, doc))
+	cfg := Dig(t, HCM(t, doc), "http_filters", 0, "typed_config", "config").(map[string]any)
+	assert.Equal(t, "tollgate", cfg["root_id"])
+	assert.Equal(t, true, cfg["allow_on_headers_stop_iteration"])
+	var sections map[string]any
+	require.NoError(t, json.Unmarshal([]byte(Dig(t, cfg, "configuration", "value").(string)), &sections))
+	assert.ElementsMatch(t, []string{"apikey", "quota", "modelroute", "tokencount"}, keys(sections))
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

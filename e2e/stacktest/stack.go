@@ -1,6 +1,8 @@
 // Package stacktest runs "the shipped chain in real Envoy" for end-to-end
 // tests: the keystore (`tollgate serve`), a model server that records what
-// it receives, and examples/envoy/gateway.yaml rendered the way `make run`
+// it receives, and examples/envoy/gateway-filters.yaml (the shipped chain
+// as separate filters, so that tests can put their own between them; Fused
+// runs it as gateway.yaml's one fused filter) rendered the way `make run`
 // renders it (demo.Render), with optional edits to the bootstrap (insert a
 // filter, add a cluster, stats tags or access-log fields). e2e packages
 // share it instead of each carrying a copy.
@@ -134,7 +136,11 @@ func Start(t testing.TB, o Options) *Stack {
 	return s
 }
 
-// Render renders examples/envoy/gateway.yaml for a keystore and an
+// Example is the configuration Render renders: the shipped chain as
+// separate filters (examples/envoy/gateway-filters.yaml).
+const Example = "gateway-filters.yaml"
+
+// Render renders examples/envoy/gateway-filters.yaml for a keystore and an
 // upstream (Envoy choosing its ports, the harness's access log), checks
 // that the chain's modules and the extra ones are built, applies edit and
 // returns the bootstrap and the absolute build directory.
@@ -142,7 +148,7 @@ func Render(t testing.TB, keystore string, up demo.Upstream, dataToken string, m
 	t.Helper()
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
-	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", "gateway.yaml"))
+	src, err := os.ReadFile(filepath.Join(root, "examples", "envoy", Example))
 	require.NoError(t, err)
 	buildDir, err := envoytest.BuildDir()
 	require.NoError(t, err)

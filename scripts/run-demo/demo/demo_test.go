@@ -22,11 +22,56 @@ import (
 )
 
 // exampleConfig is the configuration `make run` renders.
-func exampleConfig(t testing.TB) []byte {
+func exampleConfig(t testing.TB) []byte { return exampleFile(t, "gateway.yaml") }
+
+// examples are the shipped gateway configurations: the fused filter (what
+// `make run` renders) and the same chain as separate filters.
+var examples = []string{"gateway.yaml", "gateway-filters.yaml"}
+
+func exampleFile(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "examples", "envoy", "gateway.yaml"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "examples", "envoy", name))
 	require.NoError(t, err)
 	return b
+}
+
+// policy is one Tollgate filter's configuration in a rendered chain: its
+// own Envoy filter's, or its section of the fused filter's.
+type policy struct {
+	name   string
+	filter map[string]any // the Envoy filter's Wasm config
+	raw    []byte
+}
+
+// policies lists the chain's Envoy filters with the fused filter's
+// sections in its place, in the fused order.
+func policies(t *testing.T, h map[string]any) (names []string, out []policy) {
+	t.Helper()
+	for _, f := range tree.Dig(t, h, "http_filters").([]any) {
+		fm := f.(map[string]any)
+		cfg, ok := tree.Dig(t, fm, "typed_config").(map[string]any)["config"].(map[string]any)
+		if !ok {
+			names = append(names, fm["name"].(string))
+			continue
+		}
+		raw := tree.Dig(t, cfg, "configuration", "value").(string)
+		if cfg["root_id"] != FusedRootID {
+			names = append(names, cfg["root_id"].(string))
+			out = append(out, policy{cfg["root_id"].(string), cfg, []byte(raw)})
+			continue
+		}
+		var sections map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal([]byte(raw), &sections), raw)
+		for _, n := range []string{"apikey", "quota", "modelroute", "guard", "tokencount", "picker"} {
+			if sec, ok := sections[n]; ok {
+				names = append(names, n)
+				out = append(out, policy{n, cfg, sec})
+				delete(sections, n)
+			}
+		}
+		require.Empty(t, sections, "the fused filter has unknown sections")
+	}
+	return names, out
 }
 
 func TestParseUpstream(t *testing.T) {
@@ -78,10 +123,10 @@ func FuzzParseUpstream(f *testing.F) {
 	})
 }
 
-// rendered decodes a rendered configuration.
-func rendered(t *testing.T, o RenderOptions) map[string]any {
+// renderedFrom decodes a rendered example.
+func renderedFrom(t *testing.T, example string, o RenderOptions) map[string]any {
 	t.Helper()
-	out, err := Render(exampleConfig(t), o)
+	out, err := Render(exampleFile(t, example), o)
 	require.NoError(t, err)
 	var doc map[string]any
 	require.NoError(t, yaml.Unmarshal(out, &doc))
@@ -114,7 +159,13 @@ func hcm(t *testing.T, doc map[string]any) map[string]any {
 }
 
 func TestRenderLocal(t *testing.T) {
-	doc := rendered(t, RenderOptions{
+	for _, ex := range examples {
+		t.Run(ex, func(t *testing.T) { testRenderLocal(t, ex) })
+	}
+}
+
+func testRenderLocal(t *testing.T, example string) {
+	doc := renderedFrom(t, example, RenderOptions{
 		Listen: "127.0.0.1:18080", Admin: "127.0.0.1:0", Keystore: "127.0.0.1:18420",
 		Upstream: Upstream{Host: "127.0.0.1", Port: 18000}, BuildDir: "/opt/tollgate/build", AccessLog: "/tmp/a.log",
 	})
@@ -133,23 +184,25 @@ func TestRenderLocal(t *testing.T) {
 	assert.Equal(t, 18420, port)
 	h := hcm(t, doc)
 	assert.Equal(t, "/tmp/a.log", tree.Dig(t, h, "access_log", 0, "typed_config", "path"))
-	names := []string{}
-	for _, f := range tree.Dig(t, h, "http_filters").([]any) {
-		fm := f.(map[string]any)
-		names = append(names, fm["name"].(string))
-		if file, ok := tree.Dig(t, fm, "typed_config").(map[string]any)["config"]; ok {
-			// Every Tollgate filter runs in the suite module's one VM per worker.
-			fn := tree.Dig(t, file, "vm_config", "code", "local", "filename").(string)
-			assert.Equal(t, "/opt/tollgate/build/tollgate.wasm", fn)
-			assert.Equal(t, "tollgate", tree.Dig(t, file, "vm_config", "vm_id"))
-		}
+	names, pols := policies(t, h)
+	for _, p := range pols {
+		// Every Tollgate filter runs in the suite module's one VM per worker.
+		fn := tree.Dig(t, p.filter, "vm_config", "code", "local", "filename").(string)
+		assert.Equal(t, "/opt/tollgate/build/tollgate.wasm", fn)
+		assert.Equal(t, "tollgate", tree.Dig(t, p.filter, "vm_config", "vm_id"))
 	}
 	assert.Equal(t, []string{"apikey", "quota", "modelroute", "tokencount", "envoy.filters.http.header_to_metadata", "envoy.filters.http.router"}, names, "the chain order")
 	assert.Nil(t, tree.Dig(t, h, "route_config", "virtual_hosts", 0, "request_headers_to_add"))
 }
 
 func TestRenderExternalUpstream(t *testing.T) {
-	doc := rendered(t, RenderOptions{
+	for _, ex := range examples {
+		t.Run(ex, func(t *testing.T) { testRenderExternalUpstream(t, ex) })
+	}
+}
+
+func testRenderExternalUpstream(t *testing.T, example string) {
+	doc := renderedFrom(t, example, RenderOptions{
 		Upstream: Upstream{TLS: true, Host: "api.example.com", Port: 443, APIKey: "sk-test"}, AnyModel: true,
 	})
 	for _, name := range ModelClusters() {
@@ -163,12 +216,14 @@ func TestRenderExternalUpstream(t *testing.T) {
 	for _, r := range tree.Dig(t, vh, "routes").([]any) {
 		assert.Equal(t, true, tree.Dig(t, r, "route", "auto_host_rewrite"))
 	}
-	for _, f := range tree.Dig(t, h, "http_filters").([]any) {
-		fm := f.(map[string]any)
-		if fm["name"] != "modelroute" {
+	_, pols := policies(t, h)
+	seen := 0
+	for _, p := range pols {
+		if p.name != "modelroute" {
 			continue
 		}
-		raw := tree.Dig(t, fm, "typed_config", "config", "configuration", "value").(string)
+		seen++
+		raw := string(p.raw)
 		var cfg map[string]any
 		require.NoError(t, json.Unmarshal([]byte(raw), &cfg), raw)
 		assert.Equal(t, "passthrough", cfg["unknown_models"])
@@ -185,6 +240,7 @@ func TestRenderExternalUpstream(t *testing.T) {
 			assert.False(t, d.MapResponse)
 		}
 	}
+	require.Equal(t, 1, seen, "modelroute is in the chain")
 	// Unset options keep the example's addresses.
 	_, port := endpoint(t, clusterByName(t, doc, KeystoreCluster))
 	assert.Equal(t, 8420, port)
@@ -196,17 +252,21 @@ func TestRenderExternalUpstream(t *testing.T) {
 // All Tollgate filters keep one identical vm_config, so that Envoy runs them
 // in one VM per worker.
 func TestRenderDataToken(t *testing.T) {
+	for _, ex := range examples {
+		t.Run(ex, func(t *testing.T) { testRenderDataToken(t, ex) })
+	}
+}
+
+func testRenderDataToken(t *testing.T, example string) {
 	for _, tok := range []string{"", "tgdata_0123456789abcdef"} {
-		h := hcm(t, rendered(t, RenderOptions{DataToken: tok}))
+		h := hcm(t, renderedFrom(t, example, RenderOptions{DataToken: tok}))
 		callers := 0
 		var vm any
-		for _, f := range tree.Dig(t, h, "http_filters").([]any) {
-			fm := f.(map[string]any)
-			cfg, ok := tree.Dig(t, fm, "typed_config").(map[string]any)["config"]
-			if !ok {
-				continue
-			}
-			raw := tree.Dig(t, cfg, "configuration", "value").(string)
+		_, pols := policies(t, h)
+		for _, p := range pols {
+			fm := map[string]any{"name": p.name}
+			cfg := p.filter
+			raw := string(p.raw)
 			var c struct {
 				Keystore map[string]any `json:"keystore"`
 			}

@@ -281,9 +281,16 @@ func editFilters(hcm map[string]any, o RenderOptions) error {
 		if o.DataToken != "" {
 			setVMEnv(vm, DataTokenEnv, o.DataToken)
 		}
-		if o.AnyModel && fm["name"] == "modelroute" {
-			if err := anyModel(cfg); err != nil {
-				return err
+		if o.AnyModel {
+			switch cfg["root_id"] {
+			case "modelroute":
+				if err := anyModel(cfg, ""); err != nil {
+					return err
+				}
+			case FusedRootID:
+				if err := anyModel(cfg, "modelroute"); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -323,18 +330,34 @@ func setVMEnv(vm map[string]any, name, value string) {
 	ev["key_values"] = kv
 }
 
+// FusedRootID is the root_id of the suite module's fused filter, whose
+// configuration holds each filter's as a section named after it.
+const FusedRootID = "tollgate"
+
 // anyModel makes modelroute pass every model name through unchanged: the
 // example's models (aliases, backend rewrites such as gemma ->
 // /gcs/google/gemma-3-1b-it, weighted splits) belong to the demo backend,
-// not to an external upstream with its own names.
-func anyModel(cfg map[string]any) error {
+// not to an external upstream with its own names. section names
+// modelroute's section in a fused filter's configuration ("" for
+// modelroute's own filter).
+func anyModel(cfg map[string]any, section string) error {
 	c, err := mapAt(cfg, "configuration")
 	if err != nil {
 		return err
 	}
 	v, _ := c["value"].(string)
+	raw := []byte(v)
+	var sections map[string]json.RawMessage
+	if section != "" {
+		if err := json.Unmarshal(raw, &sections); err != nil {
+			return fmt.Errorf("gateway config: fused configuration: %w", err)
+		}
+		if raw = sections[section]; raw == nil {
+			return fmt.Errorf("gateway config: the fused filter has no %s section", section)
+		}
+	}
 	var conf map[string]any
-	if err := json.Unmarshal([]byte(v), &conf); err != nil {
+	if err := json.Unmarshal(raw, &conf); err != nil {
 		return fmt.Errorf("gateway config: modelroute configuration: %w", err)
 	}
 	conf["unknown_models"] = "passthrough"
@@ -342,6 +365,12 @@ func anyModel(cfg map[string]any) error {
 	out, err := json.Marshal(conf)
 	if err != nil {
 		return fmt.Errorf("gateway config: modelroute configuration: %w", err)
+	}
+	if section != "" {
+		sections[section] = out
+		if out, err = json.Marshal(sections); err != nil {
+			return fmt.Errorf("gateway config: fused configuration: %w", err)
+		}
 	}
 	c["value"] = string(out)
 	return nil
