@@ -37,6 +37,14 @@ func addPicker(hcm map[string]any) error {
 	if err != nil {
 		return err
 	}
+	if fused := fusedFilter(filters); fused != nil {
+		// The fused filter runs the picker as its last section.
+		if err := addSection(fused, "picker", PickerConfig()); err != nil {
+			return err
+		}
+		logPick(hcm)
+		return nil
+	}
 	at := -1
 	for i, f := range filters {
 		if fm, _ := f.(map[string]any); fm["name"] == "modelroute" {
@@ -72,6 +80,12 @@ func addPicker(hcm map[string]any) error {
 	}
 	out := append(append(append([]any{}, filters[:at+1]...), picker), filters[at+1:]...)
 	hcm["http_filters"] = out
+	logPick(hcm)
+	return nil
+}
+
+// logPick adds the picker's pick to the JSON access log.
+func logPick(hcm map[string]any) {
 	if logs, err := listAt(hcm, "access_log"); err == nil {
 		for _, l := range logs {
 			lm, _ := l.(map[string]any)
@@ -82,7 +96,6 @@ func addPicker(hcm map[string]any) error {
 			}
 		}
 	}
-	return nil
 }
 
 // pickedCluster makes a model cluster send each request to the address the

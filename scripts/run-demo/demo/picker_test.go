@@ -15,31 +15,50 @@ import (
 	"github.com/tollgate/tollgate/keystore/store"
 )
 
-// TestRenderPicker: with Picker the picker runs right after modelroute in
-// modelroute's VM (the suite module), its configuration is one the picker
-// accepts, the model clusters go where it says, and its picks and labels
-// reach the access log and the stats.
+// TestRenderPicker: with Picker the picker runs after modelroute in
+// modelroute's VM (the suite module): as the fused filter's last section, or
+// as its own filter right after modelroute's. Its configuration is one the
+// picker accepts, the model clusters go where it says, and its picks and
+// labels reach the access log and the stats.
 func TestRenderPicker(t *testing.T) {
+	for _, tc := range []struct {
+		example string
+		chain   []string
+	}{
+		{"gateway.yaml", []string{"apikey", "quota", "modelroute", "tokencount", "picker"}},
+		{"gateway-filters.yaml", []string{"apikey", "quota", "modelroute", "picker", "tokencount"}},
+	} {
+		t.Run(tc.example, func(t *testing.T) { testRenderPicker(t, tc.example, tc.chain) })
+	}
+}
+
+func testRenderPicker(t *testing.T, example string, chain []string) {
 	t.Setenv(DataTokenEnv, "demo-test-token-0123456789")
-	doc := rendered(t, RenderOptions{
+	doc := renderedFrom(t, example, RenderOptions{
 		Listen: "127.0.0.1:18080", Keystore: "127.0.0.1:18420",
 		Upstream: Upstream{Host: "127.0.0.1", Port: 18001}, BuildDir: "/opt/build", Picker: true,
 	})
 	h := hcm(t, doc)
-	var names []string
-	for _, f := range h["http_filters"].([]any) {
-		names = append(names, f.(map[string]any)["name"].(string))
+	names, pols := policies(t, h)
+	assert.Equal(t, append(chain, "envoy.filters.http.header_to_metadata", "envoy.filters.http.router"), names)
+	var mr, pk policy
+	for _, p := range pols {
+		switch p.name {
+		case "modelroute":
+			mr = p
+		case "picker":
+			pk = p
+		}
 	}
-	assert.Equal(t, []string{"apikey", "quota", "modelroute", "picker", "tokencount", "envoy.filters.http.header_to_metadata", "envoy.filters.http.router"}, names)
-	filters := h["http_filters"].([]any)
-	mr := tree.Dig(t, filters[2], "typed_config", "config").(map[string]any)
-	pk := tree.Dig(t, filters[3], "typed_config", "config").(map[string]any)
-	assert.Equal(t, "picker", pk["root_id"])
-	assert.Equal(t, true, pk["allow_on_headers_stop_iteration"])
-	assert.Equal(t, mr["vm_config"], pk["vm_config"], "the picker shares the suite module's VM")
-	assert.Equal(t, "tollgate", tree.Dig(t, pk, "vm_config", "vm_id"))
-	assert.Equal(t, "/opt/build/tollgate.wasm", tree.Dig(t, pk, "vm_config", "code", "local", "filename"))
-	pol, err := pick.Parse([]byte(tree.Dig(t, pk, "configuration", "value").(string)))
+	require.NotNil(t, pk.filter)
+	if example != "gateway.yaml" {
+		assert.Equal(t, "picker", pk.filter["root_id"])
+	}
+	assert.Equal(t, true, pk.filter["allow_on_headers_stop_iteration"])
+	assert.Equal(t, mr.filter["vm_config"], pk.filter["vm_config"], "the picker shares the suite module's VM")
+	assert.Equal(t, "tollgate", tree.Dig(t, pk.filter, "vm_config", "vm_id"))
+	assert.Equal(t, "/opt/build/tollgate.wasm", tree.Dig(t, pk.filter, "vm_config", "code", "local", "filename"))
+	pol, err := pick.Parse(pk.raw)
 	require.NoError(t, err)
 	assert.Equal(t, KeystoreCluster, pol.PoolsSource.Cluster)
 	assert.Equal(t, "/v1/pools", pol.PoolsSource.Path)
@@ -63,9 +82,10 @@ func TestRenderPicker(t *testing.T) {
 	assert.Contains(t, tags, "endpoint")
 
 	// Without Picker nothing changes.
-	plain := rendered(t, RenderOptions{Upstream: Upstream{Host: "127.0.0.1", Port: 18001}})
+	plain := renderedFrom(t, example, RenderOptions{Upstream: Upstream{Host: "127.0.0.1", Port: 18001}})
 	assert.Equal(t, "STATIC", clusterByName(t, plain, "pool_a")["type"])
-	assert.Len(t, hcm(t, plain)["http_filters"].([]any), 6)
+	plainNames, _ := policies(t, hcm(t, plain))
+	assert.Equal(t, []string{"apikey", "quota", "modelroute", "tokencount", "envoy.filters.http.header_to_metadata", "envoy.filters.http.router"}, plainNames)
 }
 
 func TestApplyPickerPool(t *testing.T) {

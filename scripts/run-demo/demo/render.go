@@ -334,6 +334,42 @@ func setVMEnv(vm map[string]any, name, value string) {
 // configuration holds each filter's as a section named after it.
 const FusedRootID = "tollgate"
 
+// fusedFilter is the Wasm config of the chain's fused filter, or nil.
+func fusedFilter(filters []any) map[string]any {
+	for _, f := range filters {
+		fm, _ := f.(map[string]any)
+		tc, _ := fm["typed_config"].(map[string]any)
+		if cfg, _ := tc["config"].(map[string]any); cfg != nil && cfg["root_id"] == FusedRootID {
+			return cfg
+		}
+	}
+	return nil
+}
+
+// addSection adds a filter's configuration to the fused filter's; the
+// fused filter runs its sections in its own fixed order.
+func addSection(cfg map[string]any, name, config string) error {
+	c, err := mapAt(cfg, "configuration")
+	if err != nil {
+		return err
+	}
+	v, _ := c["value"].(string)
+	var sections map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(v), &sections); err != nil {
+		return fmt.Errorf("gateway config: fused configuration: %w", err)
+	}
+	if _, dup := sections[name]; dup {
+		return fmt.Errorf("gateway config: the fused filter already has a %s section", name)
+	}
+	sections[name] = json.RawMessage(config)
+	out, err := json.Marshal(sections)
+	if err != nil {
+		return fmt.Errorf("gateway config: fused configuration: %w", err)
+	}
+	c["value"] = string(out)
+	return nil
+}
+
 // anyModel makes modelroute pass every model name through unchanged: the
 // example's models (aliases, backend rewrites such as gemma ->
 // /gcs/google/gemma-3-1b-it, weighted splits) belong to the demo backend,
