@@ -212,14 +212,24 @@ func (g *gen) genStruct(w *bytes.Buffer, name string) error {
 				return fmt.Errorf("%s.%s: a JSON name with a comma", name, n)
 			}
 			keys = append(keys, k)
-			if id, ok := f.Type.(*ast.Ident); ok && basics[id.Name] != "" {
-				// Fields of one basic type share one call after the
-				// switch: a case is then a pointer store, not a call.
-				gr := groups[id.Name]
+			// Fields of one basic type, and nested structs of this
+			// package, share one call after the switch: a case is then a
+			// store, not a call.
+			if id, ok := f.Type.(*ast.Ident); ok && (basics[id.Name] != "" || g.isStruct(id.Name)) {
+				kind := id.Name
+				if basics[id.Name] == "" {
+					kind = "struct"
+					g.want(id.Name)
+				}
+				gr := groups[kind]
 				if gr == nil {
-					gr = &group{v: fmt.Sprintf("p%d", len(order)), typ: id.Name, fn: basics[id.Name]}
-					groups[id.Name] = gr
-					order = append(order, id.Name)
+					gr = &group{v: fmt.Sprintf("p%d", len(order)), typ: "*" + id.Name,
+						call: "config." + basics[id.Name] + "(%s, v, path)"}
+					if kind == "struct" {
+						gr.typ, gr.call = "config.Fields", "config.Object(v, path, %s)"
+					}
+					groups[kind] = gr
+					order = append(order, kind)
 				}
 				cases = append(cases, fmt.Sprintf("case %d: // %s\n\t\t%s = &x.%s", i, k, gr.v, n))
 				continue
@@ -238,7 +248,7 @@ func (g *gen) genStruct(w *bytes.Buffer, name string) error {
 	fmt.Fprintf(w, "\n// DecodeField decodes the member key of a %s object; false when no field has that name.\n", name)
 	fmt.Fprintf(w, "func (x *%s) DecodeField(key string, v reqview.Value, path string) (bool, error) {\n", name)
 	for _, t := range order {
-		fmt.Fprintf(w, "\tvar %s *%s\n", groups[t].v, t)
+		fmt.Fprintf(w, "\tvar %s %s\n", groups[t].v, groups[t].typ)
 	}
 	fmt.Fprintf(w, "\tswitch config.Index(%s, key) {\n", keysVar)
 	if len(cases) > 0 {
@@ -260,16 +270,28 @@ func (g *gen) genStruct(w *bytes.Buffer, name string) error {
 	for i, t := range order {
 		gr := groups[t]
 		if i == len(order)-1 {
-			fmt.Fprintf(w, "\treturn true, config.%s(%s, v, path)\n}\n", gr.fn, gr.v)
+			fmt.Fprintf(w, "\treturn true, "+gr.call+"\n}\n", gr.v)
 			break
 		}
-		fmt.Fprintf(w, "\tif %s != nil {\n\t\treturn true, config.%s(%s, v, path)\n\t}\n", gr.v, gr.fn, gr.v)
+		fmt.Fprintf(w, "\tif %s != nil {\n\t\treturn true, "+gr.call+"\n\t}\n", gr.v, gr.v)
 	}
 	return nil
 }
 
-// group is the pointer variable of one basic field type in DecodeField.
-type group struct{ v, typ, fn string }
+// group is the variable of one kind of field in DecodeField (a basic type,
+// or config.Fields for nested structs) and the call that decodes into it.
+type group struct{ v, typ, call string }
+
+// isStruct reports a struct type of this package that gets generated
+// decoders (not one with a hand-written DecodeConfig).
+func (g *gen) isStruct(name string) bool {
+	td, ok := g.decls[name]
+	if !ok || g.methods[name] {
+		return false
+	}
+	_, ok = td.spec.Type.(*ast.StructType)
+	return ok
+}
 
 func (g *gen) want(name string) {
 	if !g.done[name] {

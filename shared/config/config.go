@@ -30,7 +30,7 @@ const MaxDepth = 32
 // says at which byte it is, a type error names the field by its path. A
 // blank document is io.EOF: filters whose defaults need no settings check
 // for a blank configuration before calling Decode.
-func Decode(data []byte, v Decoder) error {
+func Decode(data []byte, v Fields) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return io.EOF
 	}
@@ -38,7 +38,7 @@ func Decode(data []byte, v Decoder) error {
 	if err != nil {
 		return syntaxError(data, err)
 	}
-	return v.DecodeConfig(doc.Root(), "")
+	return Object(doc.Root(), "", v)
 }
 
 // syntaxError words a refusal of reqview.Parse for an operator: what is

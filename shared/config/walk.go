@@ -8,10 +8,13 @@ import (
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
-// Decoder is a configuration type that fills itself from a validated JSON
+// Decoder is a configuration value that fills itself from a validated JSON
 // value without reflection, so no Wasm module links encoding/json or its
 // reflection. scripts/configgen writes DecodeConfig for struct types from
-// their json tags; types with their own syntax (Duration) write it by hand.
+// their json tags (the element decoder of slices, maps and pointers of
+// them); types with their own syntax (Duration) write it by hand. Decode
+// takes the root object's Fields, so that no DecodeConfig is called through
+// an interface and the linker drops those no field needs.
 type Decoder interface {
 	DecodeConfig(v reqview.Value, path string) error
 }

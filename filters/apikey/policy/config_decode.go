@@ -19,6 +19,7 @@ const keysConfig = "mode,key_sources,strip_key,key_format,keystore,cache,failure
 // DecodeField decodes the member key of a Config object; false when no field has that name.
 func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
 	var p0 *string
+	var p1 config.Fields
 	switch config.Index(keysConfig, key) {
 	case 0: // mode
 		p0 = &x.Mode
@@ -29,9 +30,9 @@ func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, er
 	case 3: // key_format
 		p0 = &x.KeyFormat
 	case 4: // keystore
-		return true, x.Keystore.DecodeConfig(v, path)
+		p1 = &x.Keystore
 	case 5: // cache
-		return true, x.Cache.DecodeConfig(v, path)
+		p1 = &x.Cache
 	case 6: // failure_mode
 		p0 = &x.FailureMode
 	case 7: // error_style
@@ -45,7 +46,10 @@ func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, er
 	default:
 		return false, nil
 	}
-	return true, config.String(p0, v, path)
+	if p0 != nil {
+		return true, config.String(p0, v, path)
+	}
+	return true, config.Object(v, path, p1)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).

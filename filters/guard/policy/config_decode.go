@@ -19,6 +19,7 @@ const keysConfig = "error_style,product_header,app_header,max_body_bytes,max_res
 func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
 	var p0 *string
 	var p1 *int64
+	var p2 config.Fields
 	switch config.Index(keysConfig, key) {
 	case 0: // error_style
 		p0 = &x.ErrorStyle
@@ -31,7 +32,7 @@ func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, er
 	case 4: // max_response_bytes
 		p1 = &x.MaxResponseBytes
 	case 5: // stream
-		return true, x.Stream.DecodeConfig(v, path)
+		p2 = &x.Stream
 	case 6: // default
 		return true, config.Ptr(&x.Default, v, path, (*Profile).DecodeConfig)
 	case 7: // products
@@ -50,7 +51,10 @@ func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, er
 	if p0 != nil {
 		return true, config.String(p0, v, path)
 	}
-	return true, config.Int(p1, v, path)
+	if p1 != nil {
+		return true, config.Int(p1, v, path)
+	}
+	return true, config.Object(v, path, p2)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).

@@ -18,6 +18,7 @@ const keysConfig = "mode,failure_mode,key_sources,quotas,identity_quota,spike_ar
 // DecodeField decodes the member key of a Config object; false when no field has that name.
 func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
 	var p0 *string
+	var p1 config.Fields
 	switch config.Index(keysConfig, key) {
 	case 0: // mode
 		p0 = &x.Mode
@@ -36,11 +37,11 @@ func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, er
 	case 7: // rules
 		return true, config.Slice(&x.Rules, v, path, (*RuleJSON).DecodeConfig)
 	case 8: // keystore
-		return true, x.Keystore.DecodeConfig(v, path)
+		p1 = &x.Keystore
 	case 9: // async
-		return true, x.Async.DecodeConfig(v, path)
+		p1 = &x.Async
 	case 10: // local
-		return true, x.Local.DecodeConfig(v, path)
+		p1 = &x.Local
 	case 11: // error_style
 		p0 = &x.ErrorStyle
 	case 12: // identity_headers
@@ -52,7 +53,10 @@ func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, er
 	default:
 		return false, nil
 	}
-	return true, config.String(p0, v, path)
+	if p0 != nil {
+		return true, config.String(p0, v, path)
+	}
+	return true, config.Object(v, path, p1)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).

@@ -17,20 +17,21 @@ const keysConfig = "keystore,counted,pricing,default_max_output_tokens,max_outpu
 
 // DecodeField decodes the member key of a Config object; false when no field has that name.
 func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
-	var p0 *string
-	var p1 *int64
-	var p2 *int
+	var p0 config.Fields
+	var p1 *string
+	var p2 *int64
+	var p3 *int
 	switch config.Index(keysConfig, key) {
 	case 0: // keystore
-		return true, x.Keystore.DecodeConfig(v, path)
+		p0 = &x.Keystore
 	case 1: // counted
-		p0 = &x.Counted
+		p1 = &x.Counted
 	case 2: // pricing
 		return true, x.Pricing.DecodeConfig(v, path)
 	case 3: // default_max_output_tokens
-		p1 = &x.DefaultMaxOutputTokens
+		p2 = &x.DefaultMaxOutputTokens
 	case 4: // max_output_tokens_cap
-		p1 = &x.MaxOutputTokensCap
+		p2 = &x.MaxOutputTokensCap
 	case 5: // inject_include_usage
 		return true, config.Ptr(&x.InjectIncludeUsage, v, path, config.Bool[bool])
 	case 6: // strip_accept_encoding
@@ -40,55 +41,58 @@ func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, er
 	case 8: // trust_identity_headers
 		return true, config.Ptr(&x.TrustIdentityHeaders, v, path, config.Bool[bool])
 	case 9: // public_model_header
-		p0 = &x.PublicModelHeader
+		p1 = &x.PublicModelHeader
 	case 10: // usage
 		return true, x.Usage.DecodeConfig(v, path)
 	case 11: // static_quota
 		return true, config.Ptr(&x.StaticQuota, v, path, (*StaticQuotaConfig).DecodeConfig)
 	case 12: // rate_limit_headers
-		return true, x.RateLimitHeaders.DecodeConfig(v, path)
+		p0 = &x.RateLimitHeaders
 	case 13: // failure_mode
-		p0 = &x.FailureMode
+		p1 = &x.FailureMode
 	case 14: // on_abort
-		p0 = &x.OnAbort
+		p1 = &x.OnAbort
 	case 15: // max_request_bytes
-		p1 = &x.MaxRequestBytes
+		p2 = &x.MaxRequestBytes
 	case 16: // hold_response_bytes
-		p1 = &x.HoldResponseBytes
+		p2 = &x.HoldResponseBytes
 	case 17: // max_response_bytes
-		p1 = &x.MaxResponseBytes
+		p2 = &x.MaxResponseBytes
 	case 18: // max_json_depth
-		p2 = &x.MaxJSONDepth
+		p3 = &x.MaxJSONDepth
 	case 19: // metric_models
 		return true, config.Slice(&x.MetricModels, v, path, config.String[string])
 	case 20: // max_metric_models
-		p2 = &x.MaxMetricModels
+		p3 = &x.MaxMetricModels
 	case 21: // max_metric_apps
-		p2 = &x.MaxMetricApps
+		p3 = &x.MaxMetricApps
 	case 22: // error_style
-		p0 = &x.ErrorStyle
+		p1 = &x.ErrorStyle
 	case 23: // strict
-		return true, x.Strict.DecodeConfig(v, path)
+		p0 = &x.Strict
 	case 24: // prompt_bound
-		return true, x.PromptBound.DecodeConfig(v, path)
+		p0 = &x.PromptBound
 	case 25: // context_tokens
-		return true, x.ContextTokens.DecodeConfig(v, path)
+		p0 = &x.ContextTokens
 	case 26: // unmetered_paths
 		return true, config.Slice(&x.UnmeteredPaths, v, path, config.String[string])
 	case 27: // settle_retry
-		return true, x.SettleRetry.DecodeConfig(v, path)
+		p0 = &x.SettleRetry
 	case 28: // lease
 		return true, x.Lease.DecodeConfig(v, path)
 	default:
 		return false, nil
 	}
 	if p0 != nil {
-		return true, config.String(p0, v, path)
+		return true, config.Object(v, path, p0)
 	}
 	if p1 != nil {
-		return true, config.Int(p1, v, path)
+		return true, config.String(p1, v, path)
 	}
-	return true, config.Int(p2, v, path)
+	if p2 != nil {
+		return true, config.Int(p2, v, path)
+	}
+	return true, config.Int(p3, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).

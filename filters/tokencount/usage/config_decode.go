@@ -17,13 +17,16 @@ const keysPricing = "models,default"
 
 // DecodeField decodes the member key of a Pricing object; false when no field has that name.
 func (x *Pricing) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 config.Fields
 	switch config.Index(keysPricing, key) {
 	case 0: // models
 		return true, config.Map(&x.Models, v, path, (*Price).DecodeConfig)
 	case 1: // default
-		return true, x.Default.DecodeConfig(v, path)
+		p0 = &x.Default
+	default:
+		return false, nil
 	}
-	return false, nil
+	return true, config.Object(v, path, p0)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).
