@@ -265,9 +265,16 @@ func utf16(s string) []byte {
 	return out
 }
 
-// TestHostileInput runs every case against one gateway, in class order.
-func TestHostileInput(t *testing.T) {
-	s := start(t)
+// TestHostileInput runs every case against one gateway, in class order:
+// the chain as separate filters sharing one VM.
+func TestHostileInput(t *testing.T) { testHostileInput(t, false) }
+
+// TestHostileInputFused runs every case against the chain as the suite's
+// one fused filter, what gateway.yaml and `make run` ship.
+func TestHostileInputFused(t *testing.T) { testHostileInput(t, true) }
+
+func testHostileInput(t *testing.T, fused bool) {
+	s := start(t, fused)
 	s.requireServes(t, appFull)
 	all := cases(t, s)
 	classes := []string{"nesting", "duplicates and case variants", "encodings", "huge and slow", "spoofed identity", "smuggling", "http2", "path tricks", "hostile upstream"}

@@ -1,6 +1,6 @@
 // Package hostile is the hostile-input suite: real Envoy running the shipped
-// chain (examples/envoy/gateway.yaml: apikey → quota → modelroute →
-// tokencount) in front of the real keystore and a stub upstream that records
+// chain (apikey → quota → modelroute → tokencount, as separate filters and
+// as the suite's one fused filter) in front of the real keystore and a stub upstream that records
 // what it receives and can answer like a broken or malicious model server.
 //
 // Every case states the status the client must get, whether the upstream may
@@ -51,10 +51,11 @@ type suite struct {
 	logBefore int
 }
 
-// start runs the shipped chain (stacktest: examples/envoy/gateway.yaml
-// rendered as `make run` does) in front of the hostile upstream, with the
-// suite's products and apps, and the slow-client timeouts shortened.
-func start(t *testing.T) *suite {
+// start runs the shipped chain (stacktest: the shipped gateway rendered as
+// `make run` does; fused: as the suite's one fused filter, the default) in
+// front of the hostile upstream, with the suite's products and apps, and
+// the slow-client timeouts shortened.
+func start(t *testing.T, fused bool) *suite {
 	t.Helper()
 	st := stacktest.Start(t, stacktest.Options{
 		Upstream:  upstream(),
@@ -62,6 +63,7 @@ func start(t *testing.T) *suite {
 		Apps:      map[string][]string{appFull: {"hostile-full"}, appGemma: {"hostile-gemma"}, appVictim: {"hostile-victim"}},
 		Developer: "hostile@tollgate.test",
 		Edit:      shortenTimeouts,
+		Fused:     fused,
 	})
 	return &suite{Stack: st}
 }

@@ -287,6 +287,7 @@ func (d *chainDir) init(n int, request bool) {
 type chainStream struct {
 	c    *chain
 	id   uint32
+	st   *httpState // the stream's dispatch state, found on first use
 	subs []HttpContext
 	req  chainDir
 	resp chainDir
@@ -311,11 +312,15 @@ func (s *chainStream) buffer(d *chainDir) BufferType {
 // stream, or a link sent a local reply (the reply itself still runs through
 // the response callbacks, as Envoy's encoder filters see it).
 func (s *chainStream) stopped(d *chainDir) bool {
-	st, ok := vm.streams[s.id]
-	if !ok || st.failed {
+	if s.st == nil {
+		if s.st = vm.streams[s.id]; s.st == nil {
+			return true
+		}
+	}
+	if s.st.failed {
 		return true
 	}
-	return st.replied && (d.request || !d.localReply)
+	return s.st.replied && (d.request || !d.localReply)
 }
 
 func (s *chainStream) OnRequestHeaders(numHeaders int, endOfStream bool) Action {

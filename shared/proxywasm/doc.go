@@ -24,6 +24,12 @@
 // An HTTP call's response is delivered with the dispatching HTTP context made
 // current again (proxy_set_effective_context) while it still exists.
 //
+// NewChain runs several plugins as one Envoy filter (the suite module's
+// fused filter): one configuration with a section per plugin, every
+// callback crossing into the VM once, each plugin driven exactly as Envoy's
+// own filter chain would drive it (chain.go); RequestMemo lets the plugins
+// of one stream share one parse of its body.
+//
 // Envoy behaviours a plugin author must know (verified on Envoy 1.40):
 //   - PAUSE from a request-headers callback without the PluginConfig option
 //     allow_on_headers_stop_iteration stops body callbacks until the plugin
