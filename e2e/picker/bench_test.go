@@ -31,7 +31,8 @@ import (
 // system prompt and 4 users, 50 output tokens, Poisson arrivals at rising
 // rates, TOLLGATE_BENCH_REQUESTS (200) per rate), comparing
 // Envoy's round robin and least request with the picker without and with
-// its prefix scorer. TOLLGATE_BENCH_SCALE (default 0.25) runs the
+// its prefix scorer (TOLLGATE_BENCH_POLICIES and TOLLGATE_BENCH_RATES,
+// comma-separated, pick a subset). TOLLGATE_BENCH_SCALE (default 0.25) runs the
 // simulators that much faster with rates divided by it, so the schedule is
 // the same; reported times are in simulated seconds.
 func TestBenchScheduling(t *testing.T) {
@@ -61,12 +62,15 @@ func TestBenchScheduling(t *testing.T) {
 	}
 	groups := workload(8, 4, 1100)
 	policies := []string{"round-robin", "least-request", "picker-no-prefix", "picker"}
-	fmt.Printf("| rate | policy | p50 TTFT | p90 TTFT | output tok/s | prefix-cache hits | errors |\n|---|---|---|---|---|---|---|\n")
+	if v := os.Getenv("TOLLGATE_BENCH_POLICIES"); v != "" {
+		policies = strings.Split(v, ",")
+	}
+	fmt.Printf("| rate | policy | p50 TTFT | p90 TTFT | TTFT > 0.3 s | output tok/s | prefix-cache hits | errors |\n|---|---|---|---|---|---|---|---|\n")
 	for _, rate := range rates {
 		for _, pol := range policies {
 			res := runPolicy(t, pol, groups, rate, perRate, scale)
-			fmt.Printf("| %.0f req/s | %s | %.2f s | %.2f s | %.0f | %.0f%% | %d |\n",
-				rate, pol, res.p50, res.p90, res.tokPerSec, 100*res.hitRate, res.errors)
+			fmt.Printf("| %.0f req/s | %s | %.2f s | %.2f s | %.0f%% | %.0f | %.0f%% | %d |\n",
+				rate, pol, res.p50, res.p90, 100*res.slow, res.tokPerSec, 100*res.hitRate, res.errors)
 		}
 	}
 }
@@ -113,6 +117,7 @@ func workload(groups, users, systemWords int) []group {
 // benchResult summarises one policy at one rate.
 type benchResult struct {
 	p50, p90  float64 // simulated seconds
+	slow      float64 // share of requests with a TTFT over 0.3 s (half a cold prefill): cold or queued
 	tokPerSec float64 // simulated
 	hitRate   float64
 	errors    int
@@ -178,6 +183,12 @@ func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int,
 	slices.Sort(ttfts)
 	res := benchResult{tokPerSec: float64(tokens) / elapsed, errors: errs}
 	if len(ttfts) > 0 {
+		for _, v := range ttfts {
+			if v > 0.3 {
+				res.slow++
+			}
+		}
+		res.slow /= float64(len(ttfts))
 		res.p50 = ttfts[len(ttfts)/2]
 		res.p90 = ttfts[int(math.Ceil(0.9*float64(len(ttfts))))-1]
 	}
