@@ -220,7 +220,9 @@ func (c *chain) OnQueueReady(queueID uint32) {
 	}
 }
 
-// OnPluginDone asks every link; the chain is done when all are.
+// OnPluginDone asks every link; the chain is done when all are. A link
+// that answers false and later calls Done finishes the whole chain then
+// (no shipped filter defers its shutdown).
 func (c *chain) OnPluginDone() bool {
 	done := true
 	for i := range c.links {
