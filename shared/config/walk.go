@@ -188,7 +188,7 @@ func Time(p *time.Time, v reqview.Value, path string) error {
 	case reqview.Null:
 		return nil
 	case reqview.String:
-		t, err := time.Parse(time.RFC3339, v.Str())
+		t, err := ParseTime(v.Str())
 		if err != nil {
 			return &FieldError{Path: path, Msg: strconv.Quote(v.Str()) + " is not an RFC 3339 time such as \"2026-01-02T15:04:05Z\""}
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/keystore/model"
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
@@ -86,7 +87,7 @@ func DecodeVerify(status int, body []byte) Answer {
 	}
 	g.Products = strs(root.Get("products"))
 	if exp := root.Get("expires_at"); exp.Kind() == reqview.String {
-		t, err := time.Parse(time.RFC3339Nano, exp.Str())
+		t, err := config.ParseTime(exp.Str())
 		if err != nil {
 			return Answer{Kind: Failed, Reason: "keystore answer has a malformed expires_at"}
 		}
