@@ -33,6 +33,9 @@ func export(b wazero.HostModuleBuilder, module string, fns []hostFunc) {
 				if vm.restricted != nil && !vm.restricted[full] {
 					panic(errRestricted)
 				}
+				if vm.calls != nil {
+					vm.calls[full]++
+				}
 				fn(vm, s)
 			}), f.params, f.results).
 			Export(f.name)

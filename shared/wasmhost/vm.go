@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -84,6 +85,8 @@ type VM struct {
 	logMu  sync.Mutex
 	logs   []LogEntry
 	logOff bool
+
+	calls map[string]uint64 // host calls and callbacks by name while counting; nil when not
 }
 
 type vmKey struct{}
@@ -266,6 +269,9 @@ func (vm *VM) callFn(c *vmContext, f *guestFn, args ...uint64) uint64 {
 	if f == nil || f.fn == nil {
 		return 0
 	}
+	if vm.calls != nil {
+		vm.calls["guest."+f.name]++
+	}
 	savedCur, savedEff := vm.current, vm.effective
 	vm.current, vm.effective = c, 0
 	if vm.depth >= len(vm.stacks) {
@@ -297,6 +303,24 @@ func (vm *VM) callFn(c *vmContext, f *guestFn, args ...uint64) uint64 {
 		return 0
 	}
 	return stack[0]
+}
+
+// CountCalls starts counting, from zero, every call that crosses between
+// host and guest: callbacks into the module as "guest.<export>" and host
+// functions the module calls as "<module>.<function>" (WASI included). It is
+// how a filter's per-request crossings are measured; counting costs a map
+// update per call, so it is off until asked for.
+func (vm *VM) CountCalls() {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	vm.calls = map[string]uint64{}
+}
+
+// Calls returns what was counted since CountCalls (nil when not counting).
+func (vm *VM) Calls() map[string]uint64 {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return maps.Clone(vm.calls)
 }
 
 // fail marks the VM failed; only the first failure is kept, as in Envoy.

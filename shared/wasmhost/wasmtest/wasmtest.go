@@ -4,11 +4,15 @@
 package wasmtest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -73,4 +77,52 @@ func NewVM(t testing.TB, h *wasmhost.Host) *wasmhost.VM {
 	require.NoError(t, err)
 	t.Cleanup(func() { vm.Close(ctx) })
 	return vm
+}
+
+// Crossings is what one request costs in calls between host and guest.
+type Crossings struct {
+	// Callbacks are calls into the module per request (proxy_on_*, the allocator included).
+	Callbacks float64
+	// HostCalls are host functions the module called per request (WASI included).
+	HostCalls float64
+	// ByName is the per-request count of each call, "guest.<export>" or "<module>.<function>".
+	ByName map[string]float64
+}
+
+// String lists the totals and every call by count, most frequent first.
+func (c Crossings) String() string {
+	names := slices.Collect(maps.Keys(c.ByName))
+	slices.SortFunc(names, func(a, b string) int {
+		if d := cmp.Compare(c.ByName[b], c.ByName[a]); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	var s strings.Builder
+	fmt.Fprintf(&s, "%.1f callbacks, %.1f host calls per request", c.Callbacks, c.HostCalls)
+	for _, n := range names {
+		fmt.Fprintf(&s, "\n  %6.2f %s", c.ByName[n], n)
+	}
+	return s.String()
+}
+
+// CountCrossings runs request n times on vm with call counting on and
+// returns the calls per request.
+func CountCrossings(t testing.TB, vm *wasmhost.VM, n int, request func()) Crossings {
+	t.Helper()
+	vm.CountCalls()
+	for range n {
+		request()
+	}
+	c := Crossings{ByName: map[string]float64{}}
+	for name, v := range vm.Calls() {
+		per := float64(v) / float64(n)
+		c.ByName[name] = per
+		if strings.HasPrefix(name, "guest.") {
+			c.Callbacks += per
+		} else {
+			c.HostCalls += per
+		}
+	}
+	return c
 }

@@ -1,0 +1,227 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
+	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
+)
+
+// BenchmarkFilterAlone measures what each Tollgate filter costs on its own
+// in real Envoy (--concurrency 2, the suite module, the shipped filter
+// configuration): one Envoy per filter holding only that filter, one holding
+// none (the same rendered gateway with every Tollgate filter cut out), and
+// reference points: apikey in strip mode ("floor": a header snapshot),
+// testdata/emptyfilter ("empty": the Tollgate dispatch with a plugin that
+// does nothing), testdata/nopfilter ("nop": a Go module whose callbacks
+// return at once, i.e. what Envoy and V8 charge for a Go filter at all) and
+// nopfilter making 20 host calls per request ("nop-get20": header reads,
+// each re-entering the module to allocate; "nop-remove20": calls that return
+// nothing), all started side by side on the same keystore and upstream. Each of TOLLGATE_BENCH_ROUNDS (default 9) rounds sends
+// TOLLGATE_BENCH_ROUND (default 300) chat requests to every Envoy,
+// interleaved request by request, each Envoy over its own connection; a
+// filter's added p50 is the median over the rounds of its round p50 minus
+// bare Envoy's.
+//
+//	TOLLGATE_BENCH_HOTPATH=1 go test -run '^$' -bench FilterAlone -benchtime 1x ./e2e/gateway/
+//
+// Every Envoy gets the same request: the bench app's key for apikey and the
+// identity headers apikey would have set, so quota, modelroute and
+// tokencount run their real path without apikey in front of them.
+func BenchmarkFilterAlone(b *testing.B) {
+	if os.Getenv("TOLLGATE_BENCH_HOTPATH") != "1" {
+		b.Skip("set TOLLGATE_BENCH_HOTPATH=1 to run the per-filter benchmark (about a minute)")
+	}
+	s := startStack(b)
+	full := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
+	type target struct {
+		name string
+		e    *envoytest.Envoy
+	}
+	start := func(yaml string) *envoytest.Envoy {
+		return envoytest.Start(b, envoytest.Config{YAML: yaml, ListenerName: "gateway", StartTimeout: 3 * time.Minute})
+	}
+	targets := []target{{"bare", start(onlyFilter(b, full, ""))}}
+	for _, f := range chainFilters {
+		targets = append(targets, target{f, start(onlyFilter(b, full, f))})
+	}
+	apikeyOnly := onlyFilter(b, full, "apikey")
+	targets = append(targets, target{"floor", start(withConfig(b, apikeyOnly, `{"mode": "strip"}`))})
+	for _, m := range []struct{ name, pkg, config string }{
+		{"empty", "./testdata/emptyfilter", ""},
+		{"nop", "./testdata/nopfilter", ""},
+		{"nop-get20", "./testdata/nopfilter", "get 20"},
+		{"nop-remove20", "./testdata/nopfilter", "remove 20"},
+	} {
+		yaml := strings.Replace(apikeyOnly, "vm_id: tollgate", "vm_id: "+m.name, 1)
+		targets = append(targets, target{m.name, start(withModule(b, withConfig(b, yaml, m.config), m.pkg))})
+	}
+
+	key := s.keys["bench"]
+	req := benchRequests()["json"]
+	headers := map[string]string{
+		"Content-Type":              "application/json",
+		"Authorization":             "Bearer " + key,
+		"x-tollgate-app":            "bench",
+		"x-tollgate-product":        "gw-bench",
+		"x-tollgate-allowed-models": "*",
+		"x-tollgate-request-quota":  "100000000/1hour/rolling;scope=hotpath",
+		"x-tollgate-token-quota":    "1000000000/1hour/rolling;counted=total;scope=hotpath",
+	}
+	clients := map[string]*http.Client{}
+	for _, t := range targets {
+		tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
+		b.Cleanup(tr.CloseIdleConnections)
+		clients[t.name] = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	send := func(ctx context.Context, t target, n int) ([]time.Duration, error) {
+		times := make([]time.Duration, 0, n)
+		url := "http://" + t.e.ListenerAddr() + req.path
+		for range n {
+			r, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(req.body))
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range headers {
+				r.Header.Set(k, v)
+			}
+			t0 := time.Now()
+			resp, err := clients[t.name].Do(r)
+			if err != nil {
+				return nil, err
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return nil, err
+			}
+			times = append(times, time.Since(t0))
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("%s: status %d: %s", t.name, resp.StatusCode, body)
+			}
+		}
+		slices.Sort(times)
+		return times, nil
+	}
+	perRound := benchEnv("TOLLGATE_BENCH_ROUND", 300)
+	rounds := benchEnv("TOLLGATE_BENCH_ROUNDS", 9)
+	for _, t := range targets { // warm connections, VMs and caches
+		if _, err := send(b.Context(), t, 100); err != nil {
+			b.Fatalf("warm-up: %v", err)
+		}
+	}
+	for b.Loop() {
+		added := map[string][]time.Duration{}
+		var bareP50 []time.Duration
+		for r := range rounds {
+			// Interleave request by request, rotating the order, so the
+			// load of a shared machine falls on every Envoy alike.
+			times := map[string][]time.Duration{}
+			for i := range perRound {
+				for k := range targets {
+					t := targets[(i+r+k)%len(targets)]
+					d, err := send(b.Context(), t, 1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					times[t.name] = append(times[t.name], d[0])
+				}
+			}
+			p50 := map[string]time.Duration{}
+			for name, d := range times {
+				slices.Sort(d)
+				p50[name] = d[len(d)/2]
+			}
+			bareP50 = append(bareP50, p50["bare"])
+			for _, t := range targets[1:] {
+				added[t.name] = append(added[t.name], p50[t.name]-p50["bare"])
+			}
+		}
+		med := func(d []time.Duration) time.Duration {
+			d = slices.Clone(d)
+			slices.Sort(d)
+			return d[len(d)/2]
+		}
+		b.ReportMetric(float64(med(bareP50).Microseconds()), "bare-p50-µs")
+		var rows strings.Builder
+		fmt.Fprintf(&rows, "%-12s %10s   %s\n", "filter", "added p50", "per round")
+		for _, t := range targets[1:] {
+			m := med(added[t.name])
+			b.ReportMetric(float64(m.Microseconds()), t.name+"-added-µs")
+			fmt.Fprintf(&rows, "%-12s %8dµs   %v\n", t.name, m.Microseconds(), added[t.name])
+		}
+		b.Logf("bare p50 %v (rounds %v)\n%s", med(bareP50), bareP50, rows.String())
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// onlyFilter cuts every Tollgate filter but keep ("" keeps none) out of the
+// rendered gateway's http_filters.
+func onlyFilter(t testing.TB, yaml, keep string) string {
+	t.Helper()
+	for _, f := range chainFilters {
+		if f == keep {
+			continue
+		}
+		i := strings.Index(yaml, "- name: "+f+"\n")
+		if i < 0 {
+			t.Fatalf("the rendered gateway has no %s filter", f)
+		}
+		i = strings.LastIndexByte(yaml[:i], '\n')
+		item := yaml[i : i+strings.Index(yaml[i:], "- name: ")+len("- name: ")] // newline, indent, "- name: "
+		j := strings.Index(yaml[i+len(item):], item)
+		if j < 0 {
+			t.Fatalf("no filter after %s", f)
+		}
+		yaml = yaml[:i] + yaml[i+len(item)+j:]
+	}
+	return yaml
+}
+
+// withConfig replaces the configuration of a one-filter gateway.
+func withConfig(t testing.TB, yaml, config string) string {
+	t.Helper()
+	const marker = "value: |\n"
+	i := strings.Index(yaml, marker)
+	if i < 0 {
+		t.Fatal("no configuration value in the rendered filter")
+	}
+	i += len(marker)
+	end := strings.Index(yaml[i:], "failure_policy:")
+	if end < 0 {
+		t.Fatal("no failure_policy after the configuration")
+	}
+	end = strings.LastIndexByte(yaml[:i+end], '\n')
+	rest := yaml[i:]
+	indent := rest[:len(rest)-len(strings.TrimLeft(rest, " "))]
+	return yaml[:i] + indent + config + yaml[end:]
+}
+
+// withModule builds the Go package pkg to Wasm and makes the one-filter
+// gateway load it instead of the suite module.
+func withModule(t testing.TB, yaml, pkg string) string {
+	t.Helper()
+	mod, err := wasmtest.Build(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), filepath.Base(pkg)+".wasm")
+	if err := os.WriteFile(path, mod, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(yaml, "filename: ")
+	if i < 0 {
+		t.Fatal("no module filename in the rendered filter")
+	}
+	j := strings.IndexByte(yaml[i:], '\n')
+	return yaml[:i] + "filename: " + path + yaml[i+j:]
+}

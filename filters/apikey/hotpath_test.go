@@ -1,0 +1,33 @@
+package apikey
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
+)
+
+// TestWasmHotPathCrossings counts what one warm request (cached key, the
+// shipped configuration's shape) costs in crossings between host and guest,
+// the fixed per-request cost of a filter in Envoy (docs/benchmarks.md, "Hot
+// path").
+func TestWasmHotPathCrossings(t *testing.T) {
+	ks := newKeystore()
+	key := newKey(t)
+	ks.grant(key)
+	vm := worker(t, newHost(t, remoteConfig, ks, &upstream{}, true))
+	request := func() {
+		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+		req.Header.Set("authorization", "Bearer "+key)
+		req.Header.Set("content-type", "application/json")
+		resp, err := vm.Do(context.Background(), req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("warm request: %v %+v", err, resp)
+		}
+	}
+	request() // the miss that fills the cache
+	c := wasmtest.CountCrossings(t, vm, 20, request)
+	t.Logf("apikey, warm key: %v", c)
+}

@@ -1,0 +1,33 @@
+package tokencount
+
+import (
+	"testing"
+
+	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
+)
+
+// shippedConfig is the tokencount filter of examples/envoy/gateway.yaml.
+const shippedConfig = `{"keystore": {"cluster": "keystore", "timeout": "500ms"}, "default_max_output_tokens": 1024,
+  "strict": {"enabled": true}, "usage": {"enabled": true}}`
+
+// identityHeaders are what apikey sets for a verified caller.
+var identityHeaders = map[string]string{
+	"x-tollgate-app": "bench", "x-tollgate-product": "gw-bench", "x-tollgate-key-id": "key_bench",
+	"x-tollgate-token-quota": "1000000000/1hour/rolling;counted=total;scope=hotpath",
+}
+
+// TestWasmHotPathCrossings counts what one metered JSON request costs in
+// crossings between host and guest with the shipped configuration (strict:
+// a reservation callout and a settle before the answer's headers), the
+// fixed per-request cost of the filter in Envoy (docs/benchmarks.md, "Hot path").
+func TestWasmHotPathCrossings(t *testing.T) {
+	g := start(t, shippedConfig, newKeystore(t), newBackend(t))
+	request := func() {
+		if resp := g.do(t, chatJSON+"}", identityHeaders); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, resp.Body)
+		}
+	}
+	request()
+	c := wasmtest.CountCrossings(t, g.vm, 20, request)
+	t.Logf("tokencount, strict, chat JSON: %v", c)
+}
