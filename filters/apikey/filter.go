@@ -33,6 +33,10 @@ type plugin struct {
 	metrics *proxywasm.Metrics
 	waiting map[uint32]*stream // streams paused until the gate finishes them
 	hasher  *policy.Hasher     // nil when no random secret could be drawn
+	// metric names by outcome and gate event, built once: no string is
+	// built per request
+	outcomeNames map[policy.Outcome]string
+	eventNames   map[gate.Event]string
 }
 
 func (p *plugin) OnPluginStart(raw []byte) error {
@@ -91,12 +95,16 @@ func eventMetric(e gate.Event) string {
 // is logged once and then simply not counted.
 func (p *plugin) defineMetrics() {
 	p.metrics = proxywasm.NewMetrics("apikey")
+	p.outcomeNames = make(map[policy.Outcome]string, len(policy.Outcomes))
+	p.eventNames = make(map[gate.Event]string, len(gate.Events))
 	names := make([]string, 0, len(policy.Outcomes)+len(gate.Events))
 	for _, o := range policy.Outcomes {
-		names = append(names, policy.RequestsMetric(o))
+		p.outcomeNames[o] = policy.RequestsMetric(o)
+		names = append(names, p.outcomeNames[o])
 	}
 	for _, e := range gate.Events {
-		names = append(names, eventMetric(e))
+		p.eventNames[e] = eventMetric(e)
+		names = append(names, p.eventNames[e])
 	}
 	_ = p.metrics.Define(names...)
 }
@@ -124,7 +132,7 @@ func (p *plugin) NewHttpContext(id uint32) proxywasm.HttpContext { return &strea
 // host adapts proxy-wasm to gate.Host.
 type host struct{ p *plugin }
 
-func (host) Now() time.Time { return time.Now() }
+func (host) Now() time.Time { return proxywasm.Now() }
 
 func (h host) Dispatch(headers [][2]string, body []byte, timeout time.Duration, done func(int, []byte)) error {
 	_, err := proxywasm.DispatchHttpCall(h.p.pol.Keystore.Cluster, headers, body, nil, timeout, func(r *proxywasm.CallResponse) {
@@ -158,14 +166,20 @@ func (host) SetTick(d time.Duration) {
 	}
 }
 
-func (h host) Count(e gate.Event) { h.p.metrics.Inc(eventMetric(e)) }
+func (h host) Count(e gate.Event) {
+	name, ok := h.p.eventNames[e]
+	if !ok {
+		name = eventMetric(e)
+	}
+	h.p.metrics.Inc(name)
+}
 
 // hash is the key's SHA-256 hex, remembered per VM under a keyed fingerprint.
 func (p *plugin) hash(key string) string {
 	if p.hasher == nil {
 		return policy.HashKey(key)
 	}
-	return p.hasher.Hash(key, time.Now())
+	return p.hasher.Hash(key, proxywasm.Now())
 }
 
 type stream struct {
@@ -230,7 +244,11 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 // local reply was sent.
 func (s *stream) finish(d policy.Decision) (replied bool) {
 	s.x.Key = ""
-	s.p.metrics.Inc(policy.RequestsMetric(d.Outcome))
+	name, ok := s.p.outcomeNames[d.Outcome]
+	if !ok {
+		name = policy.RequestsMetric(d.Outcome)
+	}
+	s.p.metrics.Inc(name)
 	s.write(d)
 	if d.Pass {
 		return false

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 )
 
@@ -30,4 +32,7 @@ func TestWasmHotPathCrossings(t *testing.T) {
 	request() // the miss that fills the cache
 	c := wasmtest.CountCrossings(t, vm, 20, request)
 	t.Logf("apikey, warm key: %v", c)
+	// The budget: 8 host calls and 9 callbacks before the hot-path work (docs/benchmarks.md).
+	assert.LessOrEqual(t, c.HostCalls, 6.0, "host calls per request")
+	assert.LessOrEqual(t, c.Callbacks, 9.0, "callbacks per request")
 }

@@ -32,6 +32,12 @@ type plugin struct {
 	proxywasm.DefaultPluginContext
 	policy  *route.Policy
 	metrics *proxywasm.Metrics
+	// requestNames are the request counters' names by model and target,
+	// built once: no string is built per request.
+	requestNames map[[2]string]string
+	// clientHeaders are the headers a client may not set (the policy's
+	// ClientHeaders, listed once).
+	clientHeaders []string
 }
 
 // OnPluginStart parses the configuration and defines the bounded set of
@@ -42,11 +48,15 @@ func (p *plugin) OnPluginStart(config []byte) error {
 		return err
 	}
 	p.policy = pol
+	p.clientHeaders = pol.ClientHeaders()
 	p.metrics = proxywasm.NewMetrics("modelroute")
+	p.requestNames = map[[2]string]string{}
 	names := []string{}
 	for _, m := range pol.Models() {
 		for _, t := range m.Targets {
-			names = append(names, route.RequestsMetric(m.Name, t.Route))
+			name := route.RequestsMetric(m.Name, t.Route)
+			p.requestNames[[2]string{m.Name, t.Route}] = name
+			names = append(names, name)
 		}
 		names = append(names, route.RewritesMetric(m.Name, "request"))
 		if m.MapResponse {
@@ -103,7 +113,7 @@ func (randSource) Uint64N(n uint64) uint64 { return rand.Uint64N(n) }
 
 func (s *stream) OnRequestHeaders(_ int, endOfStream bool) proxywasm.Action {
 	pol := s.p.policy
-	for _, h := range pol.ClientHeaders() {
+	for _, h := range s.p.clientHeaders {
 		_ = proxywasm.RequestHeaders.Remove(h)
 	}
 	path, _ := proxywasm.RequestHeaders.Get(":path")
@@ -169,7 +179,11 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	if d.Model == "" {
 		target = route.OtherModel
 	}
-	s.p.metrics.Inc(route.RequestsMetric(model, target))
+	name, ok := s.p.requestNames[[2]string{model, target}]
+	if !ok {
+		name = route.RequestsMetric(model, target)
+	}
+	s.p.metrics.Inc(name)
 	d.Body = nil // the proxy holds the body now; do not keep megabytes for the stream's lifetime
 	s.decision = d
 	return proxywasm.ActionContinue

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 )
 
@@ -23,7 +25,8 @@ const benchChat = `{"model":"llama-3.1-8b","messages":[{"role":"system","content
 
 // TestWasmHotPathCrossings counts what one routed request costs in
 // crossings between host and guest with the shipped configuration, the
-// fixed per-request cost of the filter in Envoy (docs/benchmarks.md, "Hot path").
+// fixed per-request cost of the filter in Envoy (docs/benchmarks.md, "Hot
+// path"), and holds it to a budget.
 func TestWasmHotPathCrossings(t *testing.T) {
 	_, vm := startVM(t, shippedConfig, &recorder{})
 	request := func() {
@@ -38,4 +41,7 @@ func TestWasmHotPathCrossings(t *testing.T) {
 	request()
 	c := wasmtest.CountCrossings(t, vm, 20, request)
 	t.Logf("modelroute, chat JSON: %v", c)
+	// The budget: 14 host calls and 16 callbacks before the hot-path work (docs/benchmarks.md).
+	assert.LessOrEqual(t, c.HostCalls, 9.0, "host calls per request")
+	assert.LessOrEqual(t, c.Callbacks, 13.0, "callbacks per request")
 }

@@ -143,7 +143,7 @@ func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p
 // host adapts proxy-wasm to limiter.Host.
 type host struct{ p *plugin }
 
-func (host) Now() time.Time { return time.Now() }
+func (host) Now() time.Time { return proxywasm.Now() }
 
 func (h host) Call(body []byte, done func(int, []byte, bool)) error {
 	ks := h.p.pol.Keystore
@@ -179,7 +179,7 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 		}
 		return ""
 	}
-	s.start, s.get = time.Now(), get
+	s.start, s.get = proxywasm.Now(), get
 	r := policy.Request{
 		Method: get(":method"),
 		Path:   get(":path"),
@@ -228,7 +228,7 @@ func (s *stream) report(status int) {
 		return
 	}
 	id, _, _ := identity.Parse(s.p.pol.Identity, s.get)
-	now := time.Now()
+	now := proxywasm.Now()
 	rec := usagelog.Record{RequestID: usagelog.RequestID(s.get("x-request-id"), now), Time: now, App: id.App, Product: id.Product,
 		Developer: id.Developer, KeyID: id.KeyID, Status: status, Outcome: usagelog.OutcomeRefused, Latency: now.Sub(s.start)}
 	if err := s.p.usage.Report(&rec); err != nil {
@@ -240,7 +240,7 @@ func (s *stream) OnResponseHeaders(int, bool) proxywasm.Action {
 	if s.rate == nil || s.replied {
 		return proxywasm.ActionContinue
 	}
-	for _, kv := range policy.RateHeaders(*s.rate, time.Now()) {
+	for _, kv := range policy.RateHeaders(*s.rate, proxywasm.Now()) {
 		_ = proxywasm.ResponseHeaders.Replace(kv[0], kv[1])
 	}
 	return proxywasm.ActionContinue

@@ -3,6 +3,8 @@ package quota
 import (
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 )
 
@@ -18,7 +20,8 @@ var identityHeaders = map[string]string{
 
 // TestWasmHotPathCrossings counts what one admitted request costs in
 // crossings between host and guest with the shipped configuration, the
-// fixed per-request cost of the filter in Envoy (docs/benchmarks.md, "Hot path").
+// fixed per-request cost of the filter in Envoy (docs/benchmarks.md, "Hot
+// path"), and holds it to a budget.
 func TestWasmHotPathCrossings(t *testing.T) {
 	g := start(t, shippedConfig, newKeystore(t), true)
 	request := func() {
@@ -29,4 +32,7 @@ func TestWasmHotPathCrossings(t *testing.T) {
 	request()
 	c := wasmtest.CountCrossings(t, g.vms[0], 20, request)
 	t.Logf("quota, async, identity: %v", c)
+	// The budget: 13 host calls and 10 callbacks before the hot-path work (docs/benchmarks.md).
+	assert.LessOrEqual(t, c.HostCalls, 11.0, "host calls per request")
+	assert.LessOrEqual(t, c.Callbacks, 10.0, "callbacks per request")
 }

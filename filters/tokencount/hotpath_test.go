@@ -3,6 +3,8 @@ package tokencount
 import (
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/tollgate/tollgate/shared/wasmhost/wasmtest"
 )
 
@@ -19,7 +21,8 @@ var identityHeaders = map[string]string{
 // TestWasmHotPathCrossings counts what one metered JSON request costs in
 // crossings between host and guest with the shipped configuration (strict:
 // a reservation callout and a settle before the answer's headers), the
-// fixed per-request cost of the filter in Envoy (docs/benchmarks.md, "Hot path").
+// fixed per-request cost of the filter in Envoy (docs/benchmarks.md, "Hot
+// path"), and holds it to a budget.
 func TestWasmHotPathCrossings(t *testing.T) {
 	g := start(t, shippedConfig, newKeystore(t), newBackend(t))
 	request := func() {
@@ -30,4 +33,7 @@ func TestWasmHotPathCrossings(t *testing.T) {
 	request()
 	c := wasmtest.CountCrossings(t, g.vm, 20, request)
 	t.Logf("tokencount, strict, chat JSON: %v", c)
+	// The budget: 58 host calls and 33 callbacks before the hot-path work (docs/benchmarks.md).
+	assert.LessOrEqual(t, c.HostCalls, 40.0, "host calls per request")
+	assert.LessOrEqual(t, c.Callbacks, 23.0, "callbacks per request")
 }

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tollgate/tollgate/shared/reqview"
 )
@@ -152,9 +153,12 @@ type vmState struct {
 	current  uint32 // context of the callback now running
 	depth    int    // nesting of exported callbacks
 	pins     map[uint32][]byte
-	hook     *linkHook  // the chain link whose code runs (chain.go), nil outside chains
-	view     bufferView // the body a chain link sees (chain.go)
-	bufDirty bool       // a body buffer was written since the chain last looked
+	hook     *linkHook   // the chain link whose code runs (chain.go), nil outside chains
+	view     bufferView  // the body a chain link sees (chain.go)
+	bufDirty bool        // a body buffer was written since the chain last looked
+	hdr      headerCache // the stream's header maps as read in this callback
+	now      time.Time   // the callback's time (Now), valid when nowSet
+	nowSet   bool
 }
 
 var vm = vmState{
@@ -198,6 +202,8 @@ func (v *vmState) factoryFor() (func(uint32) PluginContext, string) {
 
 // enter marks the start of an exported callback.
 func (v *vmState) enter(ctxID uint32) (prev uint32) {
+	v.hdr.reset()
+	v.nowSet = false
 	v.depth++
 	prev = v.current
 	v.current = ctxID
@@ -206,6 +212,8 @@ func (v *vmState) enter(ctxID uint32) (prev uint32) {
 
 // leave ends a callback; at the outermost level every buffer the host allocated has been read and is unpinned.
 func (v *vmState) leave(prev uint32) {
+	v.hdr.reset()
+	v.nowSet = false
 	v.current = prev
 	v.depth--
 	if v.depth == 0 {

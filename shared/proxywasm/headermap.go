@@ -47,7 +47,8 @@ func DecodeHeaderMap(buf []byte) ([][2]string, error) {
 		return nil, errMalformedMap
 	}
 	sizes := buf[4 : 4+8*int(n)]
-	data := buf[4+8*int(n):]
+	// One string for every key and value: two allocations per map, not two per pair.
+	data := string(buf[4+8*int(n):])
 	pairs := make([][2]string, 0, n)
 	off := uint64(0)
 	for i := 0; i < int(n); i++ {
@@ -56,9 +57,9 @@ func DecodeHeaderMap(buf []byte) ([][2]string, error) {
 		if off+kl+vl+2 > uint64(len(data)) {
 			return nil, errMalformedMap
 		}
-		k := string(data[off : off+kl])
+		k := data[off : off+kl]
 		off += kl + 1
-		v := string(data[off : off+vl])
+		v := data[off : off+vl]
 		off += vl + 1
 		pairs = append(pairs, [2]string{k, v})
 	}

@@ -61,7 +61,15 @@ const (
 )
 
 // Get returns the first value of a header; ErrNotFound when it is absent.
+// From the second access to a map in a callback on, it is answered from one
+// read of the whole map (headercache.go).
 func (m HeaderMap) Get(key string) (string, error) {
+	if e := vm.hdr.entry(MapType(m)); e != nil && e.load(MapType(m)) {
+		if v, ok := e.get(key); ok {
+			return v, nil
+		}
+		return "", ErrNotFound
+	}
 	var addr, n uint32
 	st := proxy_get_header_map_value(uint32(m), stringPtr(key), uint32(len(key)), &addr, &n)
 	if err := StatusToError(Status(st)); err != nil {
@@ -71,28 +79,69 @@ func (m HeaderMap) Get(key string) (string, error) {
 	return string(b), err
 }
 
-// GetAll returns every header pair in order, repeated names included.
-func (m HeaderMap) GetAll() ([][2]string, error) { return getHeaderMapPairs(MapType(m)) }
+// GetAll returns every header pair in order, repeated names included. The
+// pairs are the caller's; a later Get in the same callback reuses a copy.
+func (m HeaderMap) GetAll() ([][2]string, error) {
+	pairs, err := getHeaderMapPairs(MapType(m))
+	if e := vm.hdr.entry(MapType(m)); e != nil && err == nil && len(pairs) > 0 && len(pairs) < maxCachedPairs {
+		e.set(pairs)
+		e.valid = true
+	}
+	return pairs, err
+}
 
 // SetAll replaces the whole map.
 func (m HeaderMap) SetAll(pairs [][2]string) error {
 	buf := EncodeHeaderMap(pairs)
-	return StatusToError(Status(proxy_set_header_map_pairs(uint32(m), bytesPtr(buf), uint32(len(buf)))))
+	err := StatusToError(Status(proxy_set_header_map_pairs(uint32(m), bytesPtr(buf), uint32(len(buf)))))
+	if e := vm.hdr.entry(MapType(m)); e != nil {
+		e.valid = false // the host may order or merge the new map its own way: read it again if asked
+	}
+	return err
 }
 
 // Add appends a value, keeping existing ones.
 func (m HeaderMap) Add(key, value string) error {
-	return StatusToError(Status(proxy_add_header_map_value(uint32(m), stringPtr(key), uint32(len(key)), stringPtr(value), uint32(len(value)))))
+	err := StatusToError(Status(proxy_add_header_map_value(uint32(m), stringPtr(key), uint32(len(key)), stringPtr(value), uint32(len(value)))))
+	if e := vm.hdr.entry(MapType(m)); e != nil && e.valid {
+		if err == nil {
+			e.add(key, value)
+		} else {
+			e.valid = false
+		}
+	}
+	return err
 }
 
 // Replace sets a header to exactly one value.
 func (m HeaderMap) Replace(key, value string) error {
-	return StatusToError(Status(proxy_replace_header_map_value(uint32(m), stringPtr(key), uint32(len(key)), stringPtr(value), uint32(len(value)))))
+	err := StatusToError(Status(proxy_replace_header_map_value(uint32(m), stringPtr(key), uint32(len(key)), stringPtr(value), uint32(len(value)))))
+	if e := vm.hdr.entry(MapType(m)); e != nil && e.valid {
+		if err == nil {
+			e.replace(key, value)
+		} else {
+			e.valid = false
+		}
+	}
+	return err
 }
 
-// Remove deletes every value of a header; removing an absent header is not an error.
+// Remove deletes every value of a header; removing an absent header is not
+// an error, and once the map was read in this callback costs no host call.
 func (m HeaderMap) Remove(key string) error {
-	return StatusToError(Status(proxy_remove_header_map_value(uint32(m), stringPtr(key), uint32(len(key)))))
+	e := vm.hdr.entry(MapType(m))
+	if e != nil && e.load(MapType(m)) && !e.has(key) {
+		return nil
+	}
+	err := StatusToError(Status(proxy_remove_header_map_value(uint32(m), stringPtr(key), uint32(len(key)))))
+	if e != nil && e.valid {
+		if err == nil {
+			e.remove(key)
+		} else {
+			e.valid = false
+		}
+	}
+	return err
 }
 
 func getHeaderMapPairs(m MapType) ([][2]string, error) {
@@ -204,6 +253,7 @@ func getBufferBytes(t BufferType, start, max uint32) ([]byte, error) {
 
 // ContinueRequest resumes a request paused in a headers or body callback.
 func ContinueRequest() error {
+	vm.hdr.reset() // the host may run the filters after this one before it returns
 	if chainContinue(StreamRequest) {
 		return nil
 	}
@@ -212,6 +262,7 @@ func ContinueRequest() error {
 
 // ContinueResponse resumes a paused response.
 func ContinueResponse() error {
+	vm.hdr.reset()
 	if chainContinue(StreamResponse) {
 		return nil
 	}
@@ -228,6 +279,7 @@ func SendLocalResponse(status int, headers [][2]string, body []byte, details str
 		return r
 	}, details)
 	hdrs := EncodeHeaderMap(headers)
+	vm.hdr.reset()
 	st := proxy_send_local_response(uint32(status),
 		stringPtr(details), uint32(len(details)),
 		bytesPtr(body), uint32(len(body)),
@@ -414,6 +466,7 @@ func SetProperty(path []string, value []byte) error {
 
 // CallForeignFunction invokes a host extension by name; ErrNotFound when the host lacks it.
 func CallForeignFunction(name string, args []byte) ([]byte, error) {
+	vm.hdr.reset()
 	var addr, n uint32
 	st := proxy_call_foreign_function(stringPtr(name), uint32(len(name)), bytesPtr(args), uint32(len(args)), &addr, &n)
 	if err := StatusToError(Status(st)); err != nil {
@@ -442,5 +495,6 @@ func SetEffectiveContext(contextID uint32) error {
 }
 
 func setEffectiveContext(ctxID uint32) error {
+	vm.hdr.reset()
 	return StatusToError(Status(proxy_set_effective_context(ctxID)))
 }

@@ -2,10 +2,12 @@
 // its callbacks return at once, without the proxywasm package, a map or an
 // allocation. BenchmarkFilterAlone loads it to measure what Envoy and V8
 // charge for calling into a Go module at all, and, configured with
-// "get N" or "remove N", what one host call costs: its request headers
-// callback then reads :path N times (each a host call that re-enters the
-// module through proxy_on_memory_allocate to return the value) or removes
-// an absent header N times (a host call that returns nothing).
+// "get N", "remove N" or "setall N", what one host call costs: its request
+// headers callback then reads :path N times (each a host call that
+// re-enters the module through proxy_on_memory_allocate to return the
+// value), removes an absent header N times (a host call that returns
+// nothing), or reads the request headers once and writes them back whole N
+// times (Envoy rebuilds the map each time).
 package main
 
 import "unsafe"
@@ -19,11 +21,17 @@ func getHeaderMapValue(mapType uint32, key unsafe.Pointer, keyLen uint32, retDat
 //go:wasmimport env proxy_remove_header_map_value
 func removeHeaderMapValue(mapType uint32, key unsafe.Pointer, keyLen uint32) uint32
 
+//go:wasmimport env proxy_get_header_map_pairs
+func getHeaderMapPairs(mapType uint32, retData, retSize unsafe.Pointer) uint32
+
+//go:wasmimport env proxy_set_header_map_pairs
+func setHeaderMapPairs(mapType uint32, data unsafe.Pointer, size uint32) uint32
+
 // heap is the memory handed to the host; values are read into it and dropped.
 var heap [64 << 10]byte
 
-// gets and removes are the host calls per request, from the configuration.
-var gets, removes int
+// gets, removes and setalls are the host calls per request, from the configuration.
+var gets, removes, setalls int
 
 //go:wasmexport proxy_abi_version_0_2_1
 func abiVersion() {}
@@ -65,6 +73,8 @@ func configure(contextID, size uint32) uint32 {
 		gets = count
 	case len(cfg) >= 6 && cfg[:6] == "remove":
 		removes = count
+	case len(cfg) >= 6 && cfg[:6] == "setall":
+		setalls = count
 	}
 	return 1
 }
@@ -82,6 +92,15 @@ func requestHeaders(contextID, n, end uint32) uint32 {
 	}
 	for range removes {
 		removeHeaderMapValue(0, unsafe.Pointer(&absent[0]), uint32(len(absent)))
+	}
+	if setalls > 0 {
+		if getHeaderMapPairs(0, unsafe.Pointer(&addr), unsafe.Pointer(&size)) == 0 && size > 0 {
+			saved := make([]byte, size) // the next read reuses heap
+			copy(saved, heap[:size])
+			for range setalls {
+				setHeaderMapPairs(0, unsafe.Pointer(&saved[0]), size)
+			}
+		}
 	}
 	return 0
 }
