@@ -36,6 +36,11 @@ import (
 //
 //	TOLLGATE_BENCH_HOTPATH=1 go test -run '^$' -bench FilterAlone -benchtime 1x ./e2e/gateway/
 //
+// TOLLGATE_BENCH_BEFORE=<dir> adds, for each filter, an Envoy loading
+// <dir>/tollgate.wasm (a suite module built from an older commit), so
+// before and after are measured in the same run; TOLLGATE_BENCH_REFERENCE=0
+// leaves the reference modules out.
+//
 // Every Envoy gets the same request: the bench app's key for apikey and the
 // identity headers apikey would have set, so quota, modelroute and
 // tokencount run their real path without apikey in front of them.
@@ -43,7 +48,7 @@ func BenchmarkFilterAlone(b *testing.B) {
 	if os.Getenv("TOLLGATE_BENCH_HOTPATH") != "1" {
 		b.Skip("set TOLLGATE_BENCH_HOTPATH=1 to run the per-filter benchmark (about a minute)")
 	}
-	s := startStack(b)
+	s := startStack(b, false)
 	full := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
 	type target struct {
 		name string
@@ -53,20 +58,27 @@ func BenchmarkFilterAlone(b *testing.B) {
 		return envoytest.Start(b, envoytest.Config{YAML: yaml, ListenerName: "gateway", StartTimeout: 3 * time.Minute})
 	}
 	targets := []target{{"bare", start(onlyFilter(b, full, ""))}}
+	before := os.Getenv("TOLLGATE_BENCH_BEFORE")
 	for _, f := range chainFilters {
 		targets = append(targets, target{f, start(onlyFilter(b, full, f))})
+		if before != "" {
+			targets = append(targets, target{f + "-before", start(withModulePath(b, onlyFilter(b, full, f),
+				filepath.Join(before, "tollgate.wasm")))})
+		}
 	}
 	apikeyOnly := onlyFilter(b, full, "apikey")
 	targets = append(targets, target{"floor", start(withConfig(b, apikeyOnly, `{"mode": "strip"}`))})
-	for _, m := range []struct{ name, pkg, config string }{
-		{"empty", "./testdata/emptyfilter", ""},
-		{"nop", "./testdata/nopfilter", ""},
-		{"nop-get20", "./testdata/nopfilter", "get 20"},
-		{"nop-remove20", "./testdata/nopfilter", "remove 20"},
-		{"nop-setall20", "./testdata/nopfilter", "setall 20"},
-	} {
-		yaml := strings.Replace(apikeyOnly, "vm_id: tollgate", "vm_id: "+m.name, 1)
-		targets = append(targets, target{m.name, start(withModule(b, withConfig(b, yaml, m.config), m.pkg))})
+	if os.Getenv("TOLLGATE_BENCH_REFERENCE") != "0" {
+		for _, m := range []struct{ name, pkg, config string }{
+			{"empty", "./testdata/emptyfilter", ""},
+			{"nop", "./testdata/nopfilter", ""},
+			{"nop-get20", "./testdata/nopfilter", "get 20"},
+			{"nop-remove20", "./testdata/nopfilter", "remove 20"},
+			{"nop-setall20", "./testdata/nopfilter", "setall 20"},
+		} {
+			yaml := strings.Replace(apikeyOnly, "vm_id: tollgate", "vm_id: "+m.name, 1)
+			targets = append(targets, target{m.name, start(withModule(b, withConfig(b, yaml, m.config), m.pkg))})
+		}
 	}
 
 	key := s.keys["bench"]
@@ -240,6 +252,12 @@ func withModule(t testing.TB, yaml, pkg string) string {
 	if err := os.WriteFile(path, mod, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return withModulePath(t, yaml, path)
+}
+
+// withModulePath makes the one-filter gateway load the module at path.
+func withModulePath(t testing.TB, yaml, path string) string {
+	t.Helper()
 	i := strings.Index(yaml, "filename: ")
 	if i < 0 {
 		t.Fatal("no module filename in the rendered filter")
