@@ -49,7 +49,7 @@ func BenchmarkFilterAlone(b *testing.B) {
 		b.Skip("set TOLLGATE_BENCH_HOTPATH=1 to run the per-filter benchmark (about a minute)")
 	}
 	s := startStack(b, false)
-	full := renderGateway(b, s.keystore.data, s.upstreamSpec(b))
+	full := renderGateway(b, filtersExample, s.keystore.data, s.upstreamSpec(b))
 	type target struct {
 		name string
 		e    *envoytest.Envoy
