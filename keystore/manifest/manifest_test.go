@@ -144,7 +144,7 @@ func TestPositionString(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"testdata/valid.yaml", "testdata/invalid.yaml"} {
+	for _, name := range []string{"testdata/valid.yaml", "testdata/invalid.yaml", "../../examples/pools.yaml", "../../cmd/tollgate/testdata/invalid-pools.yaml"} {
 		raw, err := os.ReadFile(name)
 		require.NoError(f, err)
 		f.Add(raw)
@@ -172,6 +172,9 @@ func FuzzParse(f *testing.F) {
 				require.Equal(t, d.Name, d.Product.Name)
 			case d.OperationSet != nil:
 				require.NoError(t, d.OperationSet.Validate().Err())
+			case d.Pool != nil:
+				require.NoError(t, d.Pool.Validate().Err())
+				require.Equal(t, d.Name, d.Pool.Name)
 			default:
 				t.Fatalf("document %s has no body", d.Ref())
 			}
