@@ -308,6 +308,21 @@ func (e *Envoy) Stop() {
 	e.stop()
 }
 
+// Kill ends Envoy at once with SIGKILL, as a crash or an OOM kill would,
+// for tests of what survives one (nothing runs in Envoy after it); cleanup
+// does not flag the exit.
+func (e *Envoy) Kill() {
+	e.mu.Lock()
+	e.ready = false
+	p := e.proc
+	e.mu.Unlock()
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // stop sends SIGTERM, then SIGKILL when Envoy has not exited after a grace period.
 func (e *Envoy) stop() {
 	e.mu.Lock()

@@ -30,6 +30,7 @@ func strictConfig(clamp bool) string {
   "trust_identity_headers": false,
   "strict": {"enabled": true, "clamp_max_tokens": %v},
   "settle_retry": {"interval": "200ms"},
+  "lease": {"enabled": true, "ttl": "4s", "renew": "100ms", "idle": "300ms"},
   "unmetered_paths": ["/v1/moderations"],
   "static_quota": {
     "header": "x-team", "limit": 1000000, "time_unit": "hour",

@@ -203,6 +203,7 @@ func (l *Leases) usable(r *record, now int64) bool {
 func (l *Leases) Take(counter string, n int64) (g Grant, ok bool, err error) {
 	now := ms(l.host.Now())
 	n = min(max(n, 0), maxAmount)
+	kick := false
 	err = l.update(counter, now, func(r *record) bool {
 		r.Demand = min(r.Demand+n, maxAmount)
 		r.Peak = max(r.Peak, n)
@@ -212,11 +213,18 @@ func (l *Leases) Take(counter string, n int64) (g Grant, ok bool, err error) {
 			r.Avail -= n
 			r.Inflight += n
 		}
+		// No lease yet, or its frame ended (a rolling window's sub-bucket,
+		// a calendar window): renew now rather than at the next tick.
+		kick = r.Flight <= now && (r.ID == "" || now >= r.Valid)
 		g = Grant{Limit: r.Limit, Remaining: max(r.Remaining+r.Avail, 0), Reset: r.Reset}
 		return true
 	})
 	if err != nil {
 		return Grant{}, false, err
+	}
+	if kick {
+		// Best effort: a failed kick is retried by the next tick.
+		_, _ = l.send([]string{counter}, now)
 	}
 	return g, ok, nil
 }
@@ -343,35 +351,49 @@ func (l *Leases) Tick() (int, error) {
 		})
 		cands = cands[:MaxItems]
 	}
+	counters := make([]string, len(cands))
+	for k, c := range cands {
+		counters[k] = c.counter
+	}
+	n, err := l.send(counters, now)
+	if err == nil {
+		err = scanErr
+	}
+	return n, err
+}
+
+// send reports and renews the given counters with one callout, skipping
+// those with a callout in flight; it returns the number sent.
+func (l *Leases) send(counters []string, now int64) (int, error) {
 	tag := rand.Uint64() | 1
 	flight := now + (l.timeout + time.Second).Milliseconds()
-	body := make([]byte, 0, 64+len(cands)*400)
+	body := make([]byte, 0, 64+len(counters)*400)
 	body = append(body, `{"items":[`...)
 	var items []sent
-	for _, c := range cands {
+	for _, counter := range counters {
 		var it sent
 		var idLease string
 		var minHeld int64
-		send := false
-		err := l.update(c.counter, now, func(r *record) bool {
+		ok := false
+		err := l.update(counter, now, func(r *record) bool {
 			if r.Flight > now {
-				send = false
+				ok = false
 				return false
 			}
-			send = true
+			ok = true
 			it, idLease, minHeld = l.plan(r, now)
-			it.counter = c.counter
+			it.counter = counter
 			r.Flight, r.Tag, r.Sent = flight, tag, it.used
 			return true
 		})
-		if err != nil || !send {
+		if err != nil || !ok {
 			continue
 		}
 		if len(items) > 0 {
 			body = append(body, ',')
 		}
 		body = append(body, '{')
-		body = append(body, c.counter...)
+		body = append(body, counter...)
 		body = append(body, `,"id":`...)
 		body = jsonenc.AppendString(body, idLease)
 		body = append(body, `,"used":`...)
@@ -386,7 +408,7 @@ func (l *Leases) Tick() (int, error) {
 		items = append(items, it)
 	}
 	if len(items) == 0 {
-		return 0, scanErr
+		return 0, nil
 	}
 	body = append(body, "]}"...)
 	err := l.host.Dispatch(body, func(failed bool, status int, answer []byte) {
@@ -396,7 +418,7 @@ func (l *Leases) Tick() (int, error) {
 		l.giveUp(items, tag)
 		return 0, fmt.Errorf("lease callout: %w", err)
 	}
-	return len(items), scanErr
+	return len(items), nil
 }
 
 // plan decides one record's renewal at send time and prepares the record:
@@ -415,7 +437,9 @@ func (l *Leases) plan(r *record, now int64) (sent, string, int64) {
 	if demand == 0 && inflight == 0 && now-r.LastUse >= l.set.Idle.Milliseconds() {
 		want = 0 // idle: return the lease early
 	} else {
-		want = inflight + 2*max(r.Rate, demand) + peak
+		// Enough for three renewals at the recent demand (ticks run late
+		// on a busy worker) and two of the largest requests.
+		want = inflight + 3*max(r.Rate, demand) + 2*peak
 		want = min(want, inflight+l.set.Max)
 		if r.Limit > 0 {
 			// Near the limit, hold at most half of what is still free,

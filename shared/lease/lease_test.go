@@ -124,12 +124,13 @@ func TestLifecycle(t *testing.T) {
 	_, ok, err := w.Take(ctr, 40)
 	require.NoError(t, err)
 	assert.False(t, ok, "no lease: fall back")
-	assert.Equal(t, 1, e.tick(t), "one counter sent by the leader alone")
+	assert.Len(t, e.hosts[0].queue, 1, "the first take asks for a lease at once")
+	assert.Equal(t, 0, e.tick(t), "in flight: the tick leaves it")
 	r := e.rec(t, ctr)
 	require.NotEmpty(t, r.ID)
-	assert.EqualValues(t, 2*40+40, r.Avail, "want = 2×demand + peak")
+	assert.EqualValues(t, 3*40+2*40, r.Avail, "want = 3×demand + 2×peak")
 	usage, _, leases := ks.state(ctr)
-	assert.EqualValues(t, 120, usage, "the held amount counts as used at the keystore")
+	assert.EqualValues(t, 200, usage, "the held amount counts as used at the keystore")
 	assert.Equal(t, 1, leases)
 
 	// Takes from any worker draw locally; settle returns the unused part.
@@ -137,13 +138,13 @@ func TestLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.EqualValues(t, 1000, g.Limit)
-	assert.EqualValues(t, 880+70, g.Remaining)
+	assert.EqualValues(t, 800+150, g.Remaining)
 	require.NoError(t, w.Settle(ctr, 50, 30))
 	r = e.rec(t, ctr)
-	assert.EqualValues(t, 90, r.Avail)
+	assert.EqualValues(t, 170, r.Avail)
 	assert.EqualValues(t, 0, r.Inflight)
 	assert.EqualValues(t, 30, r.Pending)
-	_, ok, _ = w.Take(ctr, 91)
+	_, ok, _ = w.Take(ctr, 171)
 	assert.False(t, ok, "more than the lease holds falls back")
 
 	// The next tick reports the 30 and resizes.
@@ -233,6 +234,10 @@ func TestExpiry(t *testing.T) {
 	require.NoError(t, err)
 	_, ok, _ = w.Take(ctr, 1)
 	assert.False(t, ok, "past valid_until")
+	require.Len(t, e.hosts[0].queue, 1, "a take past the frame's end renews at once, not at the next tick")
+	e.hosts[0].deliver()
+	_, ok, _ = w.Take(ctr, 1)
+	assert.True(t, ok, "the new frame's lease covers it")
 }
 
 // TestLostLeaseNeverDoubleCounts: the keystore lost the lease (it expired
@@ -313,9 +318,11 @@ func TestLeader(t *testing.T) {
 	e := newEnv(t, ks, settings(t, Config{Enabled: true}), 3)
 	ctr := item("a", 1000)
 	e.workers[1].Take(ctr, 10)
+	e.hosts[1].deliver() // the lease opened by the take's kick
+	c.Advance(100 * time.Millisecond)
 	n0, _ := e.workers[0].Tick()
 	n1, _ := e.workers[1].Tick()
-	assert.Equal(t, 1, n0)
+	assert.Equal(t, 1, n0, "the leader renews")
 	assert.Equal(t, 0, n1, "not the leader")
 	e.hosts[0].deliver()
 	// The leader goes silent: after three ticks another worker leads.
