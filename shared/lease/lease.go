@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/shared/config"
@@ -213,9 +214,11 @@ func (l *Leases) Take(counter string, n int64) (g Grant, ok bool, err error) {
 			r.Avail -= n
 			r.Inflight += n
 		}
-		// No lease yet, or its frame ended (a rolling window's sub-bucket,
-		// a calendar window): renew now rather than at the next tick.
-		kick = r.Flight <= now && (r.ID == "" || now >= r.Valid)
+		// The lease's frame ended (a rolling window's sub-bucket, a
+		// calendar window): renew now rather than at the next tick. A new
+		// counter waits for the tick, which sizes its first lease from
+		// the demand seen meanwhile.
+		kick = r.Flight <= now && r.ID != "" && now >= r.Valid
 		g = Grant{Limit: r.Limit, Remaining: max(r.Remaining+r.Avail, 0), Reset: r.Reset}
 		return true
 	})
@@ -381,7 +384,7 @@ func (l *Leases) send(counters []string, now int64) (int, error) {
 				return false
 			}
 			ok = true
-			it, idLease, minHeld = l.plan(r, now)
+			it, idLease, minHeld = l.plan(r, counter, now)
 			it.counter = counter
 			r.Flight, r.Tag, r.Sent = flight, tag, it.used
 			return true
@@ -426,7 +429,7 @@ func (l *Leases) send(counters []string, now int64) (int, error) {
 // before the keystore is asked, so that nothing taken while the callout is
 // in flight can exceed what the keystore keeps (min). It returns the item,
 // the lease id to send and min.
-func (l *Leases) plan(r *record, now int64) (sent, string, int64) {
+func (l *Leases) plan(r *record, counter string, now int64) (sent, string, int64) {
 	r.Rate = (r.Rate + r.Demand) / 2
 	demand := r.Demand
 	peak := r.Peak
@@ -446,6 +449,9 @@ func (l *Leases) plan(r *record, now int64) (sent, string, int64) {
 			// so that other gateways find budget too.
 			free := r.Remaining + max(r.Avail, 0) + inflight
 			want = min(want, inflight+max(free-inflight, 0)/2)
+		} else if limit := specLimit(counter); limit >= 0 {
+			// The first lease: what is free is not known yet.
+			want = min(want, inflight+limit/2)
 		}
 	}
 	want = min(max(want, inflight), maxAmount)
@@ -455,6 +461,26 @@ func (l *Leases) plan(r *record, now int64) (sent, string, int64) {
 	minHeld := inflight + max(r.Avail, 0)
 	id := r.ID
 	return sent{used: r.Pending, want: want}, id, min(minHeld, want)
+}
+
+// specLimit reads the limit from a counter's item ("spec":{"limit":N…);
+// -1 when it has none.
+func specLimit(counter string) int64 {
+	const at = `"spec":{"limit":`
+	i := strings.Index(counter, at)
+	if i < 0 {
+		return -1
+	}
+	rest := counter[i+len(at):]
+	j := 0
+	for j < len(rest) && j < 17 && rest[j] >= '0' && rest[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseInt(rest[:j], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // giveUp clears the flight of items whose callout never left.

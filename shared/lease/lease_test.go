@@ -124,8 +124,8 @@ func TestLifecycle(t *testing.T) {
 	_, ok, err := w.Take(ctr, 40)
 	require.NoError(t, err)
 	assert.False(t, ok, "no lease: fall back")
-	assert.Len(t, e.hosts[0].queue, 1, "the first take asks for a lease at once")
-	assert.Equal(t, 0, e.tick(t), "in flight: the tick leaves it")
+	assert.Empty(t, e.hosts[0].queue, "a new counter waits for the tick")
+	assert.Equal(t, 1, e.tick(t), "one counter sent by the leader alone")
 	r := e.rec(t, ctr)
 	require.NotEmpty(t, r.ID)
 	assert.EqualValues(t, 3*40+2*40, r.Avail, "want = 3×demand + 2×peak")
@@ -318,9 +318,10 @@ func TestLeader(t *testing.T) {
 	e := newEnv(t, ks, settings(t, Config{Enabled: true}), 3)
 	ctr := item("a", 1000)
 	e.workers[1].Take(ctr, 10)
-	e.hosts[1].deliver() // the lease opened by the take's kick
-	c.Advance(100 * time.Millisecond)
 	n0, _ := e.workers[0].Tick()
+	e.hosts[0].deliver()
+	c.Advance(100 * time.Millisecond)
+	n0, _ = e.workers[0].Tick()
 	n1, _ := e.workers[1].Tick()
 	assert.Equal(t, 1, n0, "the leader renews")
 	assert.Equal(t, 0, n1, "not the leader")
@@ -332,6 +333,26 @@ func TestLeader(t *testing.T) {
 	c.Advance(2500 * time.Millisecond)
 	n1, _ = e.workers[1].Tick()
 	assert.Equal(t, 1, n1, "took over")
+}
+
+func TestSpecLimit(t *testing.T) {
+	assert.EqualValues(t, 1000, specLimit(item("a", 1000)))
+	assert.EqualValues(t, -1, specLimit(`"key":{"app":"a"}`))
+	assert.EqualValues(t, -1, specLimit(`"key":{},"spec":{"limit":x}`))
+}
+
+// TestFirstLeaseHoldsAtMostHalf: before the keystore has said what is
+// free, a first lease asks for at most half the limit, whatever the demand.
+func TestFirstLeaseHoldsAtMostHalf(t *testing.T) {
+	c := &clock{now: t0}
+	ks := newFakeKeystore(c)
+	e := newEnv(t, ks, settings(t, Config{Enabled: true, Max: 100000}), 1)
+	ctr := item("a", 3000)
+	for range 40 {
+		e.workers[0].Take(ctr, 563)
+	}
+	e.tick(t)
+	assert.EqualValues(t, 1500, e.rec(t, ctr).Avail)
 }
 
 func TestSettleOfAGoneRecord(t *testing.T) {

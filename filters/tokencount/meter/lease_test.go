@@ -155,4 +155,6 @@ func TestLeaseConfig(t *testing.T) {
 	assert.ErrorContains(t, err, "lease.ttl")
 	_, err = Parse([]byte(`{"lease": {"enable": true}}`))
 	assert.Error(t, err)
+	_, err = Parse([]byte(`{"lease": {"enabled": true}, "strict": {"enabled": true, "clamp_max_tokens": true}}`))
+	assert.ErrorContains(t, err, "cannot be combined")
 }

@@ -160,8 +160,15 @@ func (c *Config) compileHardening(p *Policy) error {
 	if p.SettleRetryInterval, err = r.Interval.Within("settle_retry.interval", DefaultSettleRetryInterval, time.Millisecond, time.Minute); err != nil {
 		return err
 	}
-	p.Lease, err = c.Lease.Compile(DefaultLeaseMax)
-	return err
+	if p.Lease, err = c.Lease.Compile(DefaultLeaseMax); err != nil {
+		return err
+	}
+	if p.Lease.Enabled && p.ClampMaxTokens {
+		// A clamp sizes the output to the keystore's exact remaining
+		// budget, which a lease held here would hide.
+		return errors.New("lease.enabled and strict.clamp_max_tokens cannot be combined: a clamp needs the keystore's exact remaining budget")
+	}
+	return nil
 }
 
 // DefaultLeaseMax bounds the tokens one Envoy holds on one counter unless
