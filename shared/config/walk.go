@@ -141,12 +141,20 @@ func Int[T ~int | ~int8 | ~int16 | ~int32 | ~int64](p *T, v reqview.Value, path 
 
 // Uint decodes a non-negative integer literal that fits T.
 func Uint[T ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64](p *T, v reqview.Value, path string) error {
-	n, err := integer(v, path)
-	if err != nil || v.Kind() == reqview.Null {
-		return err
+	switch v.Kind() {
+	case reqview.Null:
+		return nil
+	case reqview.Number:
+	default:
+		return typeError(v, path, "a non-negative integer")
 	}
-	if n < 0 || int64(T(n)) != n {
-		return &FieldError{Path: path, Msg: "number " + string(v.Raw()) + " is out of range (want a non-negative integer)"}
+	raw := string(v.Raw())
+	if strings.ContainsAny(raw, ".eE") {
+		return &FieldError{Path: path, Msg: "cannot unmarshal number " + raw + ", want an integer"}
+	}
+	n, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil || uint64(T(n)) != n {
+		return &FieldError{Path: path, Msg: "number " + raw + " is out of range (want a non-negative integer)"}
 	}
 	*p = T(n)
 	return nil
