@@ -77,13 +77,16 @@ type request struct {
 }
 
 // benchRequests are the shapes measured: a short chat completion, JSON and
-// streamed. llama-3.1-8b is not rewritten by modelroute, so bare Envoy and
+// streamed, and a JSON one with a 16 KiB prompt. llama-3.1-8b is not rewritten by modelroute, so bare Envoy and
 // the chain send the upstream byte-identical bodies and get identical replies.
 func benchRequests() map[string]request {
 	msgs := `"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the gateway in one line."}]`
+	// A 16 KiB prompt: the body parse shows (issue #11: about 16 µs per KiB).
+	long := `"messages":[{"role":"user","content":"` + strings.Repeat("Summarise the gateway in one line. ", 16<<10/35) + `"}]`
 	return map[string]request{
-		"json":   {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + msgs + `,"max_tokens":16}`},
-		"stream": {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + msgs + `,"max_tokens":16,"stream":true}`, stream: true},
+		"json":    {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + msgs + `,"max_tokens":16}`},
+		"json16k": {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + long + `,"max_tokens":16}`},
+		"stream":  {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + msgs + `,"max_tokens":16,"stream":true}`, stream: true},
 	}
 }
 
@@ -205,7 +208,7 @@ func BenchmarkFullChain(b *testing.B) {
 	// Rounds interleave the targets, so that a noisy machine slows all of
 	// them alike; compare medians over rounds.
 	for range benchEnv("TOLLGATE_BENCH_ROUNDS", 1) {
-		for _, shape := range []string{"json", "stream"} {
+		for _, shape := range []string{"json", "stream", "json16k"} {
 			req := benchRequests()[shape]
 			for _, c := range []int{1, conc} {
 				for _, tg := range targets {
@@ -219,6 +222,10 @@ func BenchmarkFullChain(b *testing.B) {
 				}
 			}
 		}
+	}
+	// Each Envoy after the same requests: resident memory and live VMs.
+	for _, tg := range targets {
+		b.Logf("%-6s RSS %.1f MiB, %d Wasm VMs", tg.name, rssMiB(b, tg.e), activeVMs(tg.e))
 	}
 }
 
