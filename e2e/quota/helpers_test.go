@@ -1,7 +1,9 @@
 // Package quota tests the quota filter (build/quota.wasm) in real Envoy:
 // two Envoy processes with two workers each share one keystore (`tollgate
 // serve --redis`, built by TestMain) backed by a redis-server the test
-// starts. It checks that strict mode admits exactly the limit under 64
+// starts; strict rules admit from budget leases (docs/leases.md), so an
+// outage is first met by the leases granted before it. It checks that
+// strict mode admits exactly the limit under 64
 // concurrent clients, that async mode's overshoot stays within its
 // documented bound and loses no usage, that spike arrest admits at its
 // pace, the x-ratelimit-* headers on allowed and denied responses, and the
@@ -98,6 +100,7 @@ var filterConfig = `{
   "key_sources": [{"header": "x-user"}],
   "keystore": {"cluster": "keystore", "timeout": "250ms"},
   "async": {"sync_period": "100ms", "sync_count": 10},
+  "lease": {"enabled": true, "ttl": "2s", "renew": "100ms", "idle": "300ms"},
   "rules": [
     {"name": "strict", "path_prefix": "/strict/", "mode": "strict", "quotas": [` + rolling100 + `]},
     {"name": "closed", "path_prefix": "/closed/", "mode": "strict", "failure_mode": "closed", "quotas": [` + rolling100 + `]},

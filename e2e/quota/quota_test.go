@@ -74,19 +74,20 @@ func checkDenied(t *testing.T, r result, limit int) {
 
 // testStrictExact: 64 concurrent clients over two Envoys send 320 requests
 // against 100/minute: exactly 100 pass, each allowed response reports a
-// distinct remaining count 99…0, and the keystore counted 100.
+// remaining count 0…99, and the keystore counted 100. With leases on, a
+// response's remaining count is its Envoy's view (the keystore's at the
+// last renewal plus what its lease still holds), so two Envoys may report
+// the same value.
 func testStrictExact(t *testing.T, s *setup, clients []client) {
 	upBefore := s.up.Count()
 	rs := hammer(t, clients, 5, time.Time{}, "/strict/chat", "strict-hammer")
 	require.Len(t, rs, 320)
-	seen := map[int]bool{}
 	perGateway := [2]int{}
 	for _, r := range rs {
 		switch r.status {
 		case 200:
 			rem := checkAllowed(t, r, 100)
-			assert.False(t, seen[rem], "remaining %d reported twice", rem)
-			seen[rem] = true
+			assert.True(t, rem >= 0 && rem < 100, "remaining %d", rem)
 			perGateway[r.gw]++
 		case 429:
 			checkDenied(t, r, 100)
@@ -96,7 +97,6 @@ func testStrictExact(t *testing.T, s *setup, clients []client) {
 	}
 	assert.Equal(t, 100, countStatus(rs, 200))
 	assert.Equal(t, 220, countStatus(rs, 429))
-	assert.Len(t, seen, 100, "remaining values 0..99 each once")
 	assert.Positive(t, perGateway[0])
 	assert.Positive(t, perGateway[1])
 	assert.Equal(t, 100, s.up.Count()-upBefore, "denied requests never reach the upstream")
@@ -266,8 +266,9 @@ func testRedisCrash(t *testing.T, s *setup, clients []client) {
 	errsBefore := s.promSum("tollgate_quota_keystore_errors_total", map[string]string{"op": "consume"})
 
 	s.redis.Stop()
+	leased := 0
 	for _, c := range []client{c0, c1} {
-		r := send(t, c, "/strict/x", "crash")
+		r := untilFailure(t, c, "/strict/x", "crash", &leased)
 		assert.Equal(t, 200, r.status, "fail open")
 		assert.Empty(t, r.header.Get("x-ratelimit-remaining-requests"), "no counts made up")
 		r = send(t, c, "/closed/x", "crash")
@@ -292,16 +293,26 @@ func testRedisCrash(t *testing.T, s *setup, clients []client) {
 	}
 
 	s.redis.Restart(t)
+	t.Logf("redis down: %d strict requests admitted from leases granted before the crash", leased)
 	envoytest.Eventually(t, 10*time.Second, func() bool {
 		used, ok := s.ks.used(t, "hdr:x-user:crash", "strict", rolling100)
-		return ok && used == 30
-	}, "the strict count did not survive the Redis restart")
+		return ok && used == int64(30+leased)
+	}, "the strict count did not survive the Redis restart, or the leased admissions were not reported")
 	envoytest.Eventually(t, 10*time.Second, func() bool {
 		used, ok := s.ks.used(t, "hdr:x-user:crash", "async", rolling100)
 		return ok && used == 25
 	}, "async usage counted during the outage never reached the keystore")
 	rs := hammer(t, clients[:16], 6, time.Time{}, "/strict/x", "crash")
-	assert.Equal(t, 70, countStatus(rs, 200), "exactly the 70 left after 30 counted before the crash")
+	counted, failedOpen := countAdmitted(rs)
+	if failedOpen == 0 {
+		assert.Equal(t, 70-leased, counted, "exactly what was left after the 30 counted before the crash and the leased ones")
+	} else {
+		t.Logf("%d requests failed open after the Redis restart (callout timeouts on a loaded machine)", failedOpen)
+		assert.LessOrEqual(t, counted, 70-leased, "counted admissions never exceed what was left")
+	}
+	used, ok := s.ks.used(t, "hdr:x-user:crash", "strict", rolling100)
+	require.True(t, ok)
+	assert.LessOrEqual(t, used, int64(100), "the keystore never counts past the limit")
 }
 
 // testKeystoreRestart: the keystore process stops; Envoy's callouts fail
@@ -313,21 +324,64 @@ func testKeystoreRestart(t *testing.T, s *setup, clients []client) {
 		require.Equal(t, 200, send(t, []client{c0, c1}[i%2], "/strict/x", "restart").status)
 	}
 	s.ks.stop()
+	leased := 0
 	for _, c := range []client{c0, c1} {
-		assert.Equal(t, 200, send(t, c, "/strict/x", "restart").status, "fail open")
+		r := untilFailure(t, c, "/strict/x", "restart", &leased)
+		assert.Equal(t, 200, r.status, "fail open")
 		assert.Equal(t, 503, send(t, c, "/closed/x", "restart").status, "fail closed")
 	}
+	left := 60 - leased
 	s.ks = s.ks.restart(t)
 	envoytest.Eventually(t, 10*time.Second, func() bool {
 		r := send(t, c0, "/closed/x", "restart-probe")
 		return r.status == 200
 	}, "the keystore did not come back")
+	// The leased admissions are reported and the idle leases returned, so
+	// no budget is held in the other Envoy's lease (docs/leases.md).
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		used, ok := s.ks.used(t, "hdr:x-user:restart", "strict", rolling100)
+		return ok && used == int64(40+leased)
+	}, "the leased admissions were not reported, or a lease was not returned")
 	rs := hammer(t, clients[:16], 6, time.Time{}, "/strict/x", "restart")
 	// A callout that times out right after the restart fails open: that
 	// request passes uncounted and without x-ratelimit-* headers. Counted
 	// admissions never exceed what is left, and with no fail-open they are
 	// exactly the 60 left.
-	counted, failedOpen := 0, 0
+	counted, failedOpen := countAdmitted(rs)
+	if failedOpen == 0 {
+		assert.Equal(t, left, counted, "exactly what was left after 40 counted before the restart and %d from leases during it", leased)
+	} else {
+		t.Logf("%d requests failed open after the restart (callout timeouts on a loaded machine)", failedOpen)
+		assert.LessOrEqual(t, counted, left, "counted admissions never exceed what was left")
+		assert.GreaterOrEqual(t, counted+failedOpen, left, "what was left was admitted")
+	}
+	used, ok := s.ks.used(t, "hdr:x-user:restart", "strict", rolling100)
+	require.True(t, ok)
+	assert.LessOrEqual(t, used, int64(100), "the keystore never counts past the limit")
+}
+
+// untilFailure sends strict requests while the keystore is unreachable
+// until one is decided by the failure mode, and returns it. Before that, a
+// lease granted before the outage still covers requests, until half its TTL
+// is left without a renewal (docs/leases.md): those are counted (x-ratelimit-*
+// headers) and reported once the keystore is back; leased counts them.
+func untilFailure(t *testing.T, c client, path, user string, leased *int) result {
+	t.Helper()
+	var r result
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		r = send(t, c, path, user)
+		if r.status == 200 && r.header.Get("x-ratelimit-remaining-requests") != "" {
+			*leased++
+			return false
+		}
+		return true
+	}, "a lease kept covering requests with the keystore unreachable")
+	return r
+}
+
+// countAdmitted splits the admitted requests into counted ones (with
+// x-ratelimit-* headers) and those a failed callout let through uncounted.
+func countAdmitted(rs []result) (counted, failedOpen int) {
 	for _, r := range rs {
 		if r.status != 200 {
 			continue
@@ -338,14 +392,5 @@ func testKeystoreRestart(t *testing.T, s *setup, clients []client) {
 		}
 		counted++
 	}
-	if failedOpen == 0 {
-		assert.Equal(t, 60, counted, "exactly the 60 left after 40 counted before the restart")
-	} else {
-		t.Logf("%d requests failed open after the restart (callout timeouts on a loaded machine)", failedOpen)
-		assert.LessOrEqual(t, counted, 60, "counted admissions never exceed the 60 left")
-		assert.GreaterOrEqual(t, counted+failedOpen, 60, "the 60 left were admitted")
-	}
-	used, ok := s.ks.used(t, "hdr:x-user:restart", "strict", rolling100)
-	require.True(t, ok)
-	assert.LessOrEqual(t, used, int64(100), "the keystore never counts past the limit")
+	return counted, failedOpen
 }
