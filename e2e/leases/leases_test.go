@@ -1,6 +1,7 @@
 // Package leases tests budget leases (docs/leases.md) in real Envoy: two
 // Envoy processes (two workers each) run the quota filter (strict) and the
-// tokencount filter (strict) with leases on, each calling its own keystore
+// tokencount filter (strict) with leases on, A as the suite's fused filter
+// and B as two filters in one VM, each calling its own keystore
 // (`tollgate serve --redis`), both keystores on one redis-server. It checks
 // that at steady state the keystore is called far less than once per
 // request (from the keystores' own metrics); that 64 concurrent clients over
@@ -30,6 +31,7 @@ import (
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/e2e/keystoretest"
+	"github.com/tollgate/tollgate/filters/tokencount/meter"
 	"github.com/tollgate/tollgate/internal/redistest"
 	"github.com/tollgate/tollgate/shared/identity"
 )
@@ -122,12 +124,19 @@ func newWorld(t *testing.T) *world {
 		wg.Go(func() {
 			ks := keystoretest.Start(t, keystoretest.Options{RedisURL: w.redis.URL(), Args: []string{"--log-level", "warn"}})
 			w.ks[i] = ks
-			w.gws[i] = envoytest.Start(t, envoytest.Config{
-				Filters: []envoytest.WasmFilter{
+			// Envoy A runs the fused filter (the shipped default), Envoy B
+			// the two filters composed: both compositions share the budget.
+			filters := []envoytest.WasmFilter{{Name: "tollgate", RootID: "tollgate", VMID: "tollgate", WasmPath: suite,
+				Configuration: `{"quota": ` + quotaConfig + `, "tokencount": ` + tokenConfig + `}`, AllowOnHeadersStopIteration: true}}
+			if i == 1 {
+				filters = []envoytest.WasmFilter{
 					{Name: "quota", RootID: "quota", VMID: "tollgate", WasmPath: suite, Configuration: quotaConfig},
 					{Name: "tokencount", RootID: "tokencount", VMID: "tollgate", WasmPath: suite,
 						Configuration: tokenConfig, AllowOnHeadersStopIteration: true},
-				},
+				}
+			}
+			w.gws[i] = envoytest.Start(t, envoytest.Config{
+				Filters:  filters,
 				Clusters: []envoytest.Cluster{up.Cluster("upstream"), {Name: "keystore", Addr: ks.DataAddr()}},
 				Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream", Timeout: 30 * time.Second}},
 			})
@@ -356,6 +365,13 @@ func TestLeases(t *testing.T) {
 			requests, calls, after["/v1/quota/lease"]-before["/v1/quota/lease"], after["/v1/quota/reserve"]-before["/v1/quota/reserve"],
 			after["/v1/quota/settle"]-before["/v1/quota/settle"], after["/v1/quota/consume"]-before["/v1/quota/consume"], perRequest)
 		require.Positive(t, requests)
+		for i, gw := range w.gws {
+			taken, ok := gw.StatsValue("wasmcustom." + meter.LeaseMetric(meter.LeaseTaken))
+			assert.True(t, ok)
+			fallback, _ := gw.StatsValue("wasmcustom." + meter.LeaseMetric(meter.LeaseFallback))
+			t.Logf("Envoy %c (%s): %d token reservations from leases, %d at the keystore", 'A'+i, []string{"fused", "two filters"}[i], taken, fallback)
+			assert.Greater(t, taken, 10*fallback, "Envoy %c reserves from its leases", 'A'+i)
+		}
 		assert.Less(t, perRequest, 0.2, "without leases it would be 3 per request (consume, reserve, settle)")
 	})
 
