@@ -49,28 +49,11 @@ func appendEntitlement(b []byte, e *model.Entitlement) []byte {
 	b = jsonenc.AppendField(b, "product")
 	b = jsonenc.AppendString(b, e.Product)
 	b = jsonenc.AppendField(b, "operations")
-	b = append(b, '[')
-	for i := range e.Operations {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		op := &e.Operations[i]
-		b = append(b, '{')
-		b = jsonenc.AppendField(b, "path")
-		b = jsonenc.AppendString(b, op.Path)
-		b = jsonenc.AppendField(b, "methods")
-		b = appendStrings(b, op.Methods)
-		if op.RequestQuota != nil {
-			b = jsonenc.AppendField(b, "request_quota")
-			b = appendQuota(b, op.RequestQuota)
-		}
-		if op.TokenQuota != nil {
-			b = jsonenc.AppendField(b, "token_quota")
-			b = appendQuota(b, op.TokenQuota)
-		}
-		b = append(b, '}')
+	if e.Operations == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendOperations(b, e.Operations)
 	}
-	b = append(b, ']')
 	b = jsonenc.AppendField(b, "allowed_models")
 	b = appendStrings(b, e.AllowedModels)
 	if len(e.Attributes) > 0 {
@@ -117,4 +100,31 @@ func appendStrings(b []byte, ss []string) []byte {
 		b = jsonenc.AppendString(b, s)
 	}
 	return append(b, ']')
+}
+
+// appendOperations writes an entitlement's operations array.
+func appendOperations(b []byte, ops []model.OperationGrant) []byte {
+	b = append(b, '[')
+	for i := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		op := &ops[i]
+		b = append(b, '{')
+		b = jsonenc.AppendField(b, "path")
+		b = jsonenc.AppendString(b, op.Path)
+		b = jsonenc.AppendField(b, "methods")
+		b = appendStrings(b, op.Methods)
+		if op.RequestQuota != nil {
+			b = jsonenc.AppendField(b, "request_quota")
+			b = appendQuota(b, op.RequestQuota)
+		}
+		if op.TokenQuota != nil {
+			b = jsonenc.AppendField(b, "token_quota")
+			b = appendQuota(b, op.TokenQuota)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	return b
 }
