@@ -419,6 +419,7 @@ func (s *chainStream) resume(d *chainDir, idx int) {
 	}()
 	if s.run(d) {
 		s.flowed(d)
+		vm.hdr.reset() // the host runs the filters after the chain before it returns
 		var st Status
 		if d.request {
 			st = Status(proxy_continue_stream(uint32(StreamRequest)))
