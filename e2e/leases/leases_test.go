@@ -227,7 +227,7 @@ func (w *world) used(t *testing.T, who caller, kind string) int64 {
 
 // keystoreCalls is the filters' data-plane calls (/v1/quota/*) the two
 // keystores counted, by route, from their own /metrics.
-func (w *world) keystoreCalls(t *testing.T) map[string]float64 {
+func (w *world) keystoreCalls(t testing.TB) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
 	for _, ks := range w.ks {
