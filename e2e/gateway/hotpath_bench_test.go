@@ -149,6 +149,7 @@ func BenchmarkFilterAlone(b *testing.B) {
 		added := map[string][]time.Duration{}
 		var bareP50 []time.Duration
 		cpu0 := cpu()
+		failed := map[string]int{}
 		for r := range rounds {
 			// Interleave request by request, rotating the order, so the
 			// load of a shared machine falls on every Envoy alike.
@@ -158,7 +159,13 @@ func BenchmarkFilterAlone(b *testing.B) {
 					t := targets[(i+r+k)%len(targets)]
 					d, err := send(b.Context(), t, 1)
 					if err != nil {
-						b.Fatal(err)
+						// A loaded machine can time out a keystore callout
+						// (tokencount's 500 ms): count it, fail only if common.
+						failed[t.name]++
+						if failed[t.name] > rounds*perRound/100 {
+							b.Fatalf("more than 1%% of requests failed: %v", err)
+						}
+						continue
 					}
 					times[t.name] = append(times[t.name], d[0])
 				}
@@ -193,7 +200,7 @@ func BenchmarkFilterAlone(b *testing.B) {
 			b.ReportMetric(c, t.name+"-added-cpu-µs")
 			fmt.Fprintf(&rows, "%-12s %8dµs %12.1fµs   %v\n", t.name, m.Microseconds(), c, added[t.name])
 		}
-		b.Logf("bare p50 %v (rounds %v)\n%s", med(bareP50), bareP50, rows.String())
+		b.Logf("bare p50 %v (rounds %v), failed requests %v\n%s", med(bareP50), bareP50, failed, rows.String())
 		b.ReportMetric(0, "ns/op")
 	}
 }
