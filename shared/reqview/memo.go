@@ -9,7 +9,8 @@ import "bytes"
 // only where it proves the answer under the new limits too: the body fits
 // them and it was parsed with no deeper a nesting limit. Refusals are not
 // remembered, so each filter refuses in its own words. The parsed view is
-// shared: callers must not change it. A nil *Memo parses every time.
+// shared and reads the memo's own copy of the body: callers must not change
+// it. A nil *Memo parses every time.
 type Memo struct {
 	body []byte
 	lim  Limits
@@ -25,11 +26,14 @@ func (m *Memo) ParseRequest(body []byte, lim Limits) (*Request, error) {
 	if m.req != nil && len(body) <= lim.MaxBytes && m.lim.MaxDepth <= lim.MaxDepth && bytes.Equal(m.body, body) {
 		return m.req, nil
 	}
-	req, err := ParseRequest(body, lim)
+	// The view is parsed from the memo's own copy: a filter that changes its
+	// body slice in place later cannot change what the next one is shown.
+	own := append(m.body[:0:0], body...)
+	req, err := ParseRequest(own, lim)
 	if err != nil {
 		return nil, err
 	}
-	m.body, m.lim, m.req = body, lim, req
+	m.body, m.lim, m.req = own, lim, req
 	return req, nil
 }
 

@@ -60,3 +60,15 @@ func TestMemoForgetsRefusalsAndResets(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "m", r3.Model)
 }
+
+func TestMemoViewSurvivesTheCallerChangingItsBody(t *testing.T) {
+	var m Memo
+	body := []byte(`{"model":"alpha"}`)
+	r1, err := m.ParseRequest(body, Limits{})
+	require.NoError(t, err)
+	copy(body[10:15], "omega") // the first caller rewrites its own slice in place
+	assert.Equal(t, "alpha", r1.ModelValue.Str())
+	r2, err := m.ParseRequest([]byte(`{"model":"omega"}`), Limits{})
+	require.NoError(t, err)
+	assert.Equal(t, "omega", r2.Model, "the changed body is another body")
+}
