@@ -43,7 +43,7 @@ const LeaseNamespace = "tollgate.quota.lease.v1"
 // leaseHost adapts proxy-wasm to lease.Host.
 type leaseHost struct{ p *plugin }
 
-func (leaseHost) Now() time.Time { return time.Now() }
+func (leaseHost) Now() time.Time { return proxywasm.Now() }
 
 func (h leaseHost) Dispatch(body []byte, done func(failed bool, status int, body []byte)) error {
 	ks := h.p.pol.Keystore

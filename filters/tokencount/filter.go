@@ -150,7 +150,7 @@ func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext {
 // leaseHost adapts proxy-wasm to lease.Host.
 type leaseHost struct{ p *plugin }
 
-func (leaseHost) Now() time.Time { return time.Now() }
+func (leaseHost) Now() time.Time { return proxywasm.Now() }
 
 func (h leaseHost) Dispatch(body []byte, done func(failed bool, status int, body []byte)) error {
 	pol := h.p.pol
