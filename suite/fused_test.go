@@ -94,3 +94,27 @@ func TestFusedFilterConfiguration(t *testing.T) {
 		assert.True(t, strings.Contains(err.Error(), tc.err), "%s: %v", tc.config, err)
 	}
 }
+
+// TestFusedFilterWithGuard adds the optional guard section: it runs after
+// modelroute (it sees the rewritten body) and its masked body is what the
+// upstream gets; a blocked request never reaches it.
+func TestFusedFilterWithGuard(t *testing.T) {
+	cfg := strings.TrimSuffix(fusedConfig(), "}") +
+		`, "guard": {"default": {"request": {"detectors": {"email": "mask", "secrets": "block"}}}}}`
+	h := hosttest.New(t, hosttest.Config{Plugin: proxywasm.NewChain(FusedLinks()), RootID: FusedRootID,
+		PluginConfig: []byte(cfg), AllowOnHeadersStopIteration: true})
+
+	r := chat("gemma", true)
+	r.Body = []byte(`{"model":"gemma","messages":[{"role":"user","content":"mail ada@example.com please"}]}`)
+	res := h.Do(r)
+	require.Equal(t, 200, res.Status, string(res.Body))
+	require.NotNil(t, res.Upstream)
+	assert.NotContains(t, string(res.Upstream.Body), "ada@example.com", "guard masked the body")
+	assert.Contains(t, string(res.Upstream.Body), `"model":"/gcs/gemma"`, "guard saw modelroute's rewrite")
+
+	r.Body = []byte(`{"model":"gemma","messages":[{"role":"user","content":"key AKIAIOSFODNN7EXAMPLE secret"}]}`)
+	res = h.Do(r)
+	assert.Equal(t, 400, res.Status, string(res.Body))
+	assert.Equal(t, "guard_aws_access_key", errCode(t, res.Body))
+	assert.Nil(t, res.Upstream, "a blocked request never reaches the upstream")
+}
