@@ -131,6 +131,7 @@ type Leases struct {
 	store  table.Store
 	host   Host
 	leader string
+	marks  string // the active-sets bitmap's key
 	worker uint64
 	// Timeout bounds one lease callout.
 	timeout time.Duration
@@ -139,7 +140,7 @@ type Leases struct {
 // New returns a worker's handle on the leases kept in store under ns;
 // timeout is the keystore callout's.
 func New(store table.Store, h Host, ns string, s Settings, timeout time.Duration) (*Leases, error) {
-	l := &Leases{set: s, store: store, host: h, leader: ns + ".leader", worker: rand.Uint64() | 1, timeout: timeout}
+	l := &Leases{set: s, store: store, host: h, leader: ns + ".leader", marks: ns + ".active", worker: rand.Uint64() | 1, timeout: timeout}
 	var err error
 	l.table, err = table.New(store, table.Options{Namespace: ns, MaxEntries: s.MaxCounters, Protect: func(v []byte) bool {
 		r, err := decodeRecord(v)
@@ -204,8 +205,9 @@ func (l *Leases) usable(r *record, now int64) bool {
 func (l *Leases) Take(counter string, n int64) (g Grant, ok bool, err error) {
 	now := ms(l.host.Now())
 	n = min(max(n, 0), maxAmount)
-	kick := false
+	kick, woke := false, false
 	err = l.update(counter, now, func(r *record) bool {
+		woke = !r.active(now)
 		r.Demand = min(r.Demand+n, maxAmount)
 		r.Peak = max(r.Peak, n)
 		r.LastUse = now
@@ -224,6 +226,15 @@ func (l *Leases) Take(counter string, n int64) (g Grant, ok bool, err error) {
 	})
 	if err != nil {
 		return Grant{}, false, err
+	}
+	if woke {
+		if err := l.markActive(counter); err != nil {
+			// Unmarked, the leader would never renew it: give it back.
+			if ok {
+				_ = l.Settle(counter, n, 0)
+			}
+			return Grant{}, false, err
+		}
 	}
 	if kick {
 		// Best effort: a failed kick is retried by the next tick.
@@ -260,6 +271,55 @@ func (l *Leases) Settle(counter string, taken, actual int64) error {
 // Item is the counter string for Take and Settle: the "key" and "spec"
 // members of a keystore item, e.g. `"key":{...},"spec":{...}`.
 func Item(keyAndSpec []byte) string { return string(keyAndSpec) }
+
+// ---- the active sets ----
+
+// active reports whether the leader must look at a record: it holds a
+// lease, demand, reservations or unreported consumption, or a callout is
+// in flight for it.
+func (r *record) active(now int64) bool {
+	return r.ID != "" || r.Demand > 0 || r.Pending > 0 || r.Inflight > 0 || r.Flight > now
+}
+
+// activeSets reads the bitmap of table sets that may hold active records,
+// and its CAS version.
+func (l *Leases) activeSets() ([]byte, uint32, error) {
+	n := (l.table.Sets() + 7) / 8
+	v, cas, found, err := l.store.Get(l.marks)
+	if err != nil {
+		return nil, 0, fmt.Errorf("lease: read active sets: %w", err)
+	}
+	out := make([]byte, n)
+	if found {
+		copy(out, v)
+	}
+	return out, cas, nil
+}
+
+// markActive marks the set of a counter that just became active. It always
+// writes, so that a leader unmarking the set concurrently fails its CAS.
+func (l *Leases) markActive(counter string) error {
+	key := l.table.SetOf(counter)
+	i, err := strconv.Atoi(key[strings.LastIndexByte(key, '.')+1:])
+	if err != nil {
+		return fmt.Errorf("lease: set of %q: %w", key, err)
+	}
+	for range table.MaxAttempts {
+		marks, cas, err := l.activeSets()
+		if err != nil {
+			return err
+		}
+		marks[i/8] |= 1 << (i % 8)
+		ok, err := l.store.Set(l.marks, marks, cas)
+		if err != nil {
+			return fmt.Errorf("lease: mark active: %w", err)
+		}
+		if ok {
+			return nil
+		}
+	}
+	return table.ErrContention
+}
 
 // ---- the leader ----
 
@@ -322,21 +382,45 @@ func (l *Leases) Tick() (int, error) {
 	if !l.lead(now) {
 		return 0, nil
 	}
+	// Only the sets marked active are read: a tick costs a read per set
+	// holding an active counter, not one per set of the table.
+	marks, cas, err := l.activeSets()
+	if err != nil {
+		return 0, err
+	}
 	var cands []candidate
 	var scanErr error
+	idle := false
 	for i := range l.table.Sets() {
+		if marks[i/8]&(1<<(i%8)) == 0 {
+			continue
+		}
+		active := false
 		err := l.table.Scan(i, now, func(id string, v []byte, _ int64) {
 			r, err := decodeRecord(v)
-			if err != nil || r.Flight > now {
+			if err != nil || !r.active(now) {
 				return
 			}
-			if r.ID != "" || r.Demand > 0 || r.Pending > 0 || r.Inflight > 0 {
+			active = true
+			if r.Flight <= now {
 				cands = append(cands, candidate{counter: id, rec: r})
 			}
 		})
-		if err != nil && scanErr == nil {
-			scanErr = err
+		if err != nil {
+			active = true // read again next tick
+			if scanErr == nil {
+				scanErr = err
+			}
 		}
+		if !active {
+			marks[i/8] &^= 1 << (i % 8)
+			idle = true
+		}
+	}
+	if idle {
+		// Unmark the sets found idle, unless a take marked one meanwhile
+		// (its write changed the version): then next tick.
+		_, _ = l.store.Set(l.marks, marks, cas)
 	}
 	if len(cands) == 0 {
 		return 0, scanErr

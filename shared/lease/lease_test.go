@@ -170,8 +170,25 @@ func TestLifecycle(t *testing.T) {
 	assert.EqualValues(t, 30, usage)
 	assert.EqualValues(t, 30, consumed)
 	assert.Equal(t, 0, leases)
+	marks, _, err := w.activeSets()
+	require.NoError(t, err)
+	assert.Zero(t, countBits(marks), "an idle counter's set is no longer read by the leader")
 	_, ok, _ = w.Take(ctr, 1)
 	assert.False(t, ok)
+	marks, _, err = w.activeSets()
+	require.NoError(t, err)
+	assert.Equal(t, 1, countBits(marks), "demand marks its set again")
+	assert.Equal(t, 1, e.tick(t), "and the leader asks for a lease")
+}
+
+func countBits(b []byte) int {
+	n := 0
+	for _, x := range b {
+		for ; x != 0; x &= x - 1 {
+			n++
+		}
+	}
+	return n
 }
 
 // TestShrinksNearTheLimit: a lease never holds more than half of what is
