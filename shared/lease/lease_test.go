@@ -336,6 +336,7 @@ func TestLeader(t *testing.T) {
 	ctr := item("a", 1000)
 	e.workers[1].Take(ctr, 10)
 	n0, _ := e.workers[0].Tick()
+	assert.Equal(t, 1, n0, "the first worker to tick leads and opens the lease")
 	e.hosts[0].deliver()
 	c.Advance(100 * time.Millisecond)
 	n0, _ = e.workers[0].Tick()
