@@ -49,12 +49,12 @@ var quotaConfig = `{
   "identity_quota": true,
   "mode": "strict",
   "failure_mode": "closed",
-  "keystore": {"cluster": "keystore", "timeout": "500ms"},
+  "keystore": {"cluster": "keystore", "timeout": "2s"},
   ` + leaseCfg + `
 }`
 
 var tokenConfig = `{
-  "keystore": {"cluster": "keystore", "timeout": "500ms"},
+  "keystore": {"cluster": "keystore", "timeout": "2s"},
   "strict": {"enabled": true},
   ` + leaseCfg + `
 }`

@@ -117,7 +117,7 @@ func TestLifecycle(t *testing.T) {
 	c := &clock{now: t0}
 	ks := newFakeKeystore(c)
 	e := newEnv(t, ks, settings(t, Config{Enabled: true, Max: 500}), 2)
-	ctr := item("a", 1000)
+	ctr := item("a", 10000)
 	w := e.workers[0]
 
 	// No lease yet: the take falls back, and its demand is noted.
@@ -137,8 +137,8 @@ func TestLifecycle(t *testing.T) {
 	g, ok, err := e.workers[1].Take(ctr, 50)
 	require.NoError(t, err)
 	require.True(t, ok)
-	assert.EqualValues(t, 1000, g.Limit)
-	assert.EqualValues(t, 800+150, g.Remaining)
+	assert.EqualValues(t, 10000, g.Limit)
+	assert.EqualValues(t, 9800+150, g.Remaining)
 	require.NoError(t, w.Settle(ctr, 50, 30))
 	r = e.rec(t, ctr)
 	assert.EqualValues(t, 170, r.Avail)
@@ -197,14 +197,14 @@ func TestShrinksNearTheLimit(t *testing.T) {
 	c := &clock{now: t0}
 	ks := newFakeKeystore(c)
 	e := newEnv(t, ks, settings(t, Config{Enabled: true, Max: 300}), 1)
-	ctr := item("a", 1000)
+	ctr := item("a", 4000)
 	w := e.workers[0]
 	var helds []int64
-	for range 12 {
+	for range 25 {
 		for range 10 {
 			if _, ok, _ := w.Take(ctr, 20); ok {
 				require.NoError(t, w.Settle(ctr, 20, 20))
-			} else if ks.reserve(ctr, 1000, 20) {
+			} else if ks.reserve(ctr, 4000, 20) {
 				ks.settle(ctr, 20, 20)
 			}
 		}
@@ -214,13 +214,14 @@ func TestShrinksNearTheLimit(t *testing.T) {
 		assert.LessOrEqual(t, r.Avail, int64(300))
 		helds = append(helds, r.Avail)
 		usage, _, _ := ks.state(ctr)
-		assert.LessOrEqual(t, usage, int64(1000))
-		assert.LessOrEqual(t, r.Avail, (1000-usage+r.Avail)/2+1, "at most half of what is free")
+		assert.LessOrEqual(t, usage, int64(4000))
+		assert.LessOrEqual(t, r.Avail, (4000-usage+r.Avail)/2+1, "at most half of what is free")
+		assert.LessOrEqual(t, r.Avail, int64(4000/MaxShare), "at most an eighth of the limit")
 	}
 	assert.Contains(t, helds, int64(300), "max caps a busy lease")
 	assert.Less(t, helds[len(helds)-1], int64(50), "near the limit the lease shrinks")
 	_, consumed, _ := ks.state(ctr)
-	assert.LessOrEqual(t, consumed, int64(1000))
+	assert.LessOrEqual(t, consumed, int64(4000))
 }
 
 // TestExpiry: takes stop before a lease that is not renewed can expire,
@@ -359,9 +360,10 @@ func TestSpecLimit(t *testing.T) {
 	assert.EqualValues(t, -1, specLimit(`"key":{},"spec":{"limit":x}`))
 }
 
-// TestFirstLeaseHoldsAtMostHalf: before the keystore has said what is
-// free, a first lease asks for at most half the limit, whatever the demand.
-func TestFirstLeaseHoldsAtMostHalf(t *testing.T) {
+// TestLeaseHoldsAtMostAnEighth: whatever the demand, a lease holds at most
+// an eighth of its counter's limit, the first one too (before the keystore
+// has said what is free).
+func TestLeaseHoldsAtMostAnEighth(t *testing.T) {
 	c := &clock{now: t0}
 	ks := newFakeKeystore(c)
 	e := newEnv(t, ks, settings(t, Config{Enabled: true, Max: 100000}), 1)
@@ -370,7 +372,34 @@ func TestFirstLeaseHoldsAtMostHalf(t *testing.T) {
 		e.workers[0].Take(ctr, 563)
 	}
 	e.tick(t)
-	assert.EqualValues(t, 1500, e.rec(t, ctr).Avail)
+	assert.EqualValues(t, 3000/MaxShare, e.rec(t, ctr).Avail)
+}
+
+// TestConsume: consumption known up front is drawn and recorded in one step.
+func TestConsume(t *testing.T) {
+	c := &clock{now: t0}
+	ks := newFakeKeystore(c)
+	e := newEnv(t, ks, settings(t, Config{Enabled: true}), 1)
+	ctr := item("r", 1000)
+	w := e.workers[0]
+	_, ok, err := w.Consume(ctr, 1)
+	require.NoError(t, err)
+	assert.False(t, ok, "no lease yet")
+	e.tick(t)
+	before := e.rec(t, ctr)
+	require.NotEmpty(t, before.ID)
+	g, ok, err := w.Consume(ctr, 1)
+	require.NoError(t, err)
+	require.True(t, ok)
+	after := e.rec(t, ctr)
+	assert.Equal(t, before.Avail-1, after.Avail)
+	assert.Equal(t, before.Pending+1, after.Pending)
+	assert.Zero(t, after.Inflight)
+	assert.EqualValues(t, 1000, g.Limit)
+	c.Advance(time.Second)
+	e.tick(t)
+	_, consumed, _ := ks.state(ctr)
+	assert.EqualValues(t, 1, consumed, "reported by the next tick")
 }
 
 func TestSettleOfAGoneRecord(t *testing.T) {

@@ -126,3 +126,36 @@ func TestStrictLeases(t *testing.T) {
 	assert.Equal(t, 100, admitted, "every unit admitted once the leases came back")
 	assert.EqualValues(t, 100, ks.used(t, userKey, spec), "every admitted request counted once")
 }
+
+// TestStrictLeasesAllOrNone: a request limited by two counters is admitted
+// from the leases of both or from neither; a counter's lease that is short
+// gives back what the other lease gave, and the keystore decides both at
+// once. Both counters end at exactly the admitted requests.
+func TestStrictLeasesAllOrNone(t *testing.T) {
+	clock := countertest.NewClock(t0.Add(time.Second))
+	ks := newKeystore(t, clock)
+	pol := parse(t, `{"key_sources": [{"header": "x-user"}],
+		"quotas": [{"limit": 1000, "timeUnit": "minute"}, {"limit": 30, "timeUnit": "hour"}],
+		"lease": {"enabled": true, "idle": "2s"}}`)
+	e := newLeasedEnvoy(t, pol, clock, ks)
+	admitted := 0
+	for range 30 {
+		for i, w := range e.workers {
+			for range 2 {
+				if v := check(t, w, e.hosts[i], req("/v1/chat", "u")); v.Pass {
+					admitted++
+				}
+			}
+		}
+		clock.Advance(250 * time.Millisecond)
+		e.tick(t)
+	}
+	assert.Equal(t, 30, admitted, "the hourly 30 bind, exactly")
+	clock.Advance(5 * time.Second) // idle: the leases go back
+	e.tick(t)
+	e.tick(t)
+	minute := window.Spec{Limit: 1000, Interval: 1, Unit: window.Minute, Kind: window.Calendar}
+	hour := window.Spec{Limit: 30, Interval: 1, Unit: window.Hour, Kind: window.Calendar}
+	assert.EqualValues(t, admitted, ks.used(t, userKey, minute), "the minute counter counted every admitted request once")
+	assert.EqualValues(t, admitted, ks.used(t, userKey, hour), "and the hour counter")
+}

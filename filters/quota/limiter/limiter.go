@@ -88,6 +88,8 @@ type Leaser interface {
 	Take(counter string, n int64) (g lease.Grant, ok bool, err error)
 	// Settle ends a local reservation of taken at actual.
 	Settle(counter string, taken, actual int64) error
+	// Consume takes n and records it as consumed at once.
+	Consume(counter string, n int64) (g lease.Grant, ok bool, err error)
 }
 
 // UseLeases makes strict rules admit from budget leases when every counter
@@ -183,9 +185,14 @@ func (l *Limiter) Check(r policy.Request, resume func(Verdict)) (v Verdict, done
 func (l *Limiter) leased(rule *policy.Rule, checks []policy.Check, now time.Time) (Verdict, bool) {
 	items := make([]string, len(checks))
 	states := make([]policy.State, len(checks))
+	one := len(checks) == 1 // one counter: consumed in one step
 	for i, c := range checks {
 		items[i] = policy.LeaseItem(c)
-		g, ok, err := l.leases.Take(items[i], 1)
+		take := l.leases.Take
+		if one {
+			take = l.leases.Consume
+		}
+		g, ok, err := take(items[i], 1)
 		if err != nil {
 			l.host.Count(policy.MetricLedgerErrors, 1)
 			l.warn("lease|"+rule.Name, fmt.Sprintf("quota: lease for rule %q: %v; consuming at the keystore", rule.Name, err))
@@ -204,6 +211,9 @@ func (l *Limiter) leased(rule *policy.Rule, checks []policy.Check, now time.Time
 	}
 	var lost []policy.Item
 	for i, c := range checks {
+		if one {
+			break
+		}
 		if err := l.leases.Settle(items[i], 1, 1); err != nil {
 			lost = append(lost, policy.Item{Key: c.Key, Spec: c.Spec, N: 1, Force: true})
 		}
