@@ -27,12 +27,15 @@ type fakeKeystore struct {
 type fakeCounter struct {
 	limit, usage int64
 	leases       map[string]*fakeLease
-	consumed     int64 // consumption reported by leases and settles
+	tombs        map[string]fakeLease // closed leases' last reports
+	consumed     int64                // consumption reported by leases and settles
 }
 
 type fakeLease struct {
 	held   int64
 	expiry time.Time
+	// seq and used are the last report applied (re-sends count once).
+	seq, used int64
 }
 
 func newFakeKeystore(c *clock) *fakeKeystore {
@@ -52,7 +55,7 @@ func keyOf(ctr string) string {
 func (k *fakeKeystore) counterFor(key string, limit int64) *fakeCounter {
 	c := k.counters[key]
 	if c == nil {
-		c = &fakeCounter{limit: limit, leases: map[string]*fakeLease{}}
+		c = &fakeCounter{limit: limit, leases: map[string]*fakeLease{}, tombs: map[string]fakeLease{}}
 		k.counters[key] = c
 	}
 	now := k.clock.Now()
@@ -75,6 +78,7 @@ type fakeItem struct {
 	Want  int64  `json:"want"`
 	Min   int64  `json:"min"`
 	TTLMs int64  `json:"ttl_ms"`
+	Seq   int64  `json:"seq"`
 }
 
 // lease serves one POST /v1/quota/lease body.
@@ -102,6 +106,20 @@ func (k *fakeKeystore) lease(t testing.TB, body []byte) (int, []byte) {
 		}
 		c := k.counterFor(string(it.Key), it.Spec.Limit)
 		l, lost := c.leases[it.ID], false
+
+		if tomb, ok := c.tombs[it.ID]; l == nil && ok && it.Seq > 0 && it.Seq == tomb.seq {
+			// A re-send of a report that closed the lease, or found it lost.
+			it.Used = max(it.Used-tomb.used, 0)
+		}
+		if l != nil && it.Seq > 0 && it.Seq == l.seq {
+			// A re-send: only what that report had not applied yet counts.
+			if it.Used < l.used {
+				t.Errorf("re-send of seq %d with used %d < %d", it.Seq, it.Used, l.used)
+			}
+			it.Used, l.used = it.Used-l.used, it.Used
+		} else if l != nil {
+			l.seq, l.used = it.Seq, it.Used
+		}
 		if l != nil {
 			if it.Used > l.held {
 				c.usage += it.Used - l.held
@@ -132,6 +150,7 @@ func (k *fakeKeystore) lease(t testing.TB, body []byte) (int, []byte) {
 		}
 		id := it.ID
 		if it.Want == 0 {
+			c.tombs[id] = fakeLease{seq: l.seq, used: l.used}
 			delete(c.leases, id)
 			id = ""
 		} else {

@@ -390,6 +390,7 @@ type sent struct {
 	counter string
 	used    int64
 	want    int64
+	seq     int64
 }
 
 // Tick runs on every worker's tick: the leader reports consumption and
@@ -489,6 +490,8 @@ func (l *Leases) send(counters []string, now int64) (int, error) {
 			ok = true
 			it, idLease, minHeld = l.plan(r, counter, now)
 			it.counter = counter
+			r.Seq = max(r.Seq, 1) // the same on a re-send of an unanswered report
+			it.seq = r.Seq
 			r.Flight, r.Tag, r.Sent = flight, tag, it.used
 			return true
 		})
@@ -510,6 +513,8 @@ func (l *Leases) send(counters []string, now int64) (int, error) {
 		body = strconv.AppendInt(body, minHeld, 10)
 		body = append(body, `,"ttl_ms":`...)
 		body = strconv.AppendInt(body, l.set.TTL.Milliseconds(), 10)
+		body = append(body, `,"seq":`...)
+		body = strconv.AppendInt(body, it.seq, 10)
 		body = append(body, '}')
 		items = append(items, it)
 	}
@@ -628,6 +633,7 @@ func (l *Leases) answer(items []sent, tag uint64, failed bool, status int, body 
 				return true
 			}
 			s := r.Sent
+			r.Seq++
 			r.ID = res.id
 			r.Avail = res.held - max(r.Inflight, 0) - (r.Pending - s)
 			r.Pending -= s

@@ -36,10 +36,14 @@ type record struct {
 	Demand, Rate, Peak int64
 	// LastUse is the last take.
 	LastUse int64
+	// Seq numbers the reports on this record's leases: the keystore counts
+	// a re-send of an unanswered report (same Seq, a Used at least as
+	// large) once. It grows by one with each answered report.
+	Seq int64
 }
 
-// recordVersion leads every encoded record.
-const recordVersion = 1
+// recordVersion leads every encoded record; version 1 had no Seq.
+const recordVersion = 2
 
 var errRecord = errors.New("lease: malformed record")
 
@@ -53,7 +57,7 @@ func (r *record) encode() []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.ID)))
 	b = append(b, r.ID...)
 	for _, v := range [...]int64{r.Avail, r.Inflight, r.Pending, r.Sent, r.Flight, r.Valid, r.Expiry,
-		r.Limit, r.Remaining, r.Reset, r.Demand, r.Rate, r.Peak, r.LastUse} {
+		r.Limit, r.Remaining, r.Reset, r.Demand, r.Rate, r.Peak, r.LastUse, r.Seq} {
 		b = binary.AppendVarint(b, v)
 	}
 	return binary.AppendUvarint(b, r.Tag)
@@ -64,7 +68,8 @@ func decodeRecord(b []byte) (record, error) {
 	if len(b) == 0 {
 		return r, nil
 	}
-	if b[0] != recordVersion {
+	version := b[0]
+	if version != 1 && version != recordVersion {
 		return r, errRecord
 	}
 	b = b[1:]
@@ -74,8 +79,12 @@ func decodeRecord(b []byte) (record, error) {
 	}
 	r.ID = string(b[k : k+int(n)])
 	b = b[k+int(n):]
-	for _, p := range [...]*int64{&r.Avail, &r.Inflight, &r.Pending, &r.Sent, &r.Flight, &r.Valid, &r.Expiry,
-		&r.Limit, &r.Remaining, &r.Reset, &r.Demand, &r.Rate, &r.Peak, &r.LastUse} {
+	fields := []*int64{&r.Avail, &r.Inflight, &r.Pending, &r.Sent, &r.Flight, &r.Valid, &r.Expiry,
+		&r.Limit, &r.Remaining, &r.Reset, &r.Demand, &r.Rate, &r.Peak, &r.LastUse, &r.Seq}
+	if version == 1 {
+		fields = fields[:len(fields)-1]
+	}
+	for _, p := range fields {
 		v, k := binary.Varint(b)
 		if k <= 0 {
 			return record{}, errRecord
