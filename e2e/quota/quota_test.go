@@ -304,6 +304,7 @@ func testRedisCrash(t *testing.T, s *setup, clients []client) {
 	}, "async usage counted during the outage never reached the keystore")
 	rs := hammer(t, clients[:16], 6, time.Time{}, "/strict/x", "crash")
 	counted, failedOpen := countAdmitted(rs)
+	counted += drain(t, s, c0, c1, "/strict/x", "crash", 30+leased+counted+failedOpen)
 	if failedOpen == 0 {
 		assert.Equal(t, 70-leased, counted, "exactly what was left after the 30 counted before the crash and the leased ones")
 	} else {
@@ -348,6 +349,7 @@ func testKeystoreRestart(t *testing.T, s *setup, clients []client) {
 	// admissions never exceed what is left, and with no fail-open they are
 	// exactly the 60 left.
 	counted, failedOpen := countAdmitted(rs)
+	counted += drain(t, s, c0, c1, "/strict/x", "restart", 40+leased+counted+failedOpen)
 	if failedOpen == 0 {
 		assert.Equal(t, left, counted, "exactly what was left after 40 counted before the restart and %d from leases during it", leased)
 	} else {
@@ -377,6 +379,54 @@ func untilFailure(t *testing.T, c client, path, user string, leased *int) result
 		return true
 	}, "a lease kept covering requests with the keystore unreachable")
 	return r
+}
+
+// drain admits what a hammer left stranded in an Envoy's lease (budget
+// leases' one trade-off: an Envoy whose clients finished may still hold a
+// slice of the budget, so the other Envoy's last requests got an early
+// 429; docs/leases.md). It waits until no lease holds budget (idle leases
+// are returned, so the keystore's count is at most want, the consumption so
+// far), then sends one request at a time, alternating between the two
+// Envoys, until both refuse in a row while the keystore's count is exactly
+// the consumption (no lease holds anything a refusal could have missed),
+// and returns how many it admitted and counted.
+func drain(t *testing.T, s *setup, c0, c1 client, path, user string, want int) int {
+	t.Helper()
+	usedNow := func() int64 {
+		used, ok := s.ks.used(t, "hdr:x-user:"+user, "strict", rolling100)
+		require.True(t, ok)
+		return used
+	}
+	var base int64
+	envoytest.Eventually(t, 10*time.Second, func() bool {
+		base = usedNow()
+		return base <= int64(want)
+	}, "the hammer's leases were not returned when idle")
+	admitted, refusedInARow := 0, 0
+	for i := 0; ; i++ {
+		require.Less(t, i, 400, "the drain never ended")
+		if refusedInARow >= 2 {
+			if usedNow() == base+int64(admitted) {
+				t.Logf("drain: %d admitted after the hammer", admitted)
+				return admitted
+			}
+			// A lease still holds budget (one past its frame is closed at
+			// the leader's next renewal): wait until it is back, go on.
+			envoytest.Eventually(t, 10*time.Second, func() bool { return usedNow() == base+int64(admitted) },
+				"a lease kept holding budget after both Envoys refused")
+			refusedInARow = 0
+		}
+		r := send(t, []client{c0, c1}[i%2], path, user)
+		switch {
+		case r.status == 429:
+			refusedInARow++
+		case r.status == 200 && r.header.Get("x-ratelimit-limit-requests") != "":
+			admitted++
+			refusedInARow = 0
+		default:
+			t.Fatalf("drain: status %d without rate-limit headers: %s", r.status, r.body)
+		}
+	}
 }
 
 // countAdmitted splits the admitted requests into counted ones (with
