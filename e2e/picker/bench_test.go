@@ -65,12 +65,12 @@ func TestBenchScheduling(t *testing.T) {
 	if v := os.Getenv("TOLLGATE_BENCH_POLICIES"); v != "" {
 		policies = strings.Split(v, ",")
 	}
-	fmt.Printf("| rate | policy | p50 TTFT | p90 TTFT | TTFT > 0.3 s | output tok/s | prefix-cache hits | errors |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| rate | policy | p50 TTFT | p90 TTFT | TTFT > 0.3 s | output tok/s | prefix-cache hits | errors | served per server |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, rate := range rates {
 		for _, pol := range policies {
 			res := runPolicy(t, pol, groups, rate, perRate, scale)
-			fmt.Printf("| %.0f req/s | %s | %.2f s | %.2f s | %.0f%% | %.0f | %.0f%% | %d |\n",
-				rate, pol, res.p50, res.p90, 100*res.slow, res.tokPerSec, 100*res.hitRate, res.errors)
+			fmt.Printf("| %.0f req/s | %s | %.2f s | %.2f s | %.0f%% | %.0f | %.0f%% | %d | %s |\n",
+				rate, pol, res.p50, res.p90, 100*res.slow, res.tokPerSec, 100*res.hitRate, res.errors, res.spread)
 		}
 	}
 }
@@ -121,6 +121,7 @@ type benchResult struct {
 	tokPerSec float64 // simulated
 	hitRate   float64
 	errors    int
+	spread    string // requests served by each server
 }
 
 func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int, scale float64) benchResult {
@@ -133,6 +134,15 @@ func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int,
 		e = startPlainEnvoy(t, sims, map[string]string{"round-robin": "ROUND_ROBIN", "least-request": "LEAST_REQUEST"}[policy])
 	case "picker-no-prefix":
 		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"weights":{"prefix":0}`))
+		waitScraped(t, e, sims)
+	case "picker-latency", "picker-latency-cold2":
+		// The simulators' model at the bench scale: 4 slots, a request
+		// holds one for about 2.4 simulated seconds (49 × 45 ms decode plus
+		// prefill), a 64-byte prompt block costs about 5.4 ms of prefill.
+		cold := map[string]string{"picker-latency": "1", "picker-latency-cold2": "2"}[policy]
+		lat := fmt.Sprintf(`,"fallbacks":0,"scoring":"latency","latency":{"max_num_seqs":4,"service_time":"%v","prefill_per_block":"%v","cold_weight":%s}`,
+			time.Duration(2.4*scale*float64(time.Second)), time.Duration(5.4*scale*float64(time.Millisecond)), cold)
+		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, lat))
 		waitScraped(t, e, sims)
 	default:
 		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0`))
@@ -175,13 +185,15 @@ func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int,
 	wg.Wait()
 	elapsed := time.Since(start).Seconds() / scale
 	var hits, queries float64
+	var spread []string
 	for _, s := range sims {
-		h, q := prefixCounters(t, s)
+		h, q, n := prefixCounters(t, s)
 		hits += h
 		queries += q
+		spread = append(spread, strconv.Itoa(int(n)))
 	}
 	slices.Sort(ttfts)
-	res := benchResult{tokPerSec: float64(tokens) / elapsed, errors: errs}
+	res := benchResult{tokPerSec: float64(tokens) / elapsed, errors: errs, spread: strings.Join(spread, "/")}
 	if len(ttfts) > 0 {
 		for _, v := range ttfts {
 			if v > 0.3 {
@@ -241,8 +253,8 @@ func streamChat(c *http.Client, url, system, question string) (time.Duration, in
 	return ttft, out, sc.Err()
 }
 
-// prefixCounters reads a simulator's prefix-cache hit and query counters.
-func prefixCounters(t *testing.T, s *sim) (hits, queries float64) {
+// prefixCounters reads a simulator's prefix-cache hit and query counters and its served requests.
+func prefixCounters(t *testing.T, s *sim) (hits, queries, served float64) {
 	t.Helper()
 	resp, err := http.Get(s.hs.URL + "/metrics")
 	require.NoError(t, err)
@@ -259,9 +271,11 @@ func prefixCounters(t *testing.T, s *sim) (hits, queries float64) {
 			hits = v
 		case strings.HasPrefix(line, "vllm:prefix_cache_queries_total"):
 			queries = v
+		case strings.HasPrefix(line, "vllm:request_success_total"):
+			served += v
 		}
 	}
-	return hits, queries
+	return hits, queries, served
 }
 
 // startPlainEnvoy is Envoy without the picker, balancing over sims with lb.

@@ -67,6 +67,12 @@ type Config struct {
 	Fallbacks *int `json:"fallbacks"`
 	// Weights of the scorers.
 	Weights *Weights `json:"weights"`
+	// Scoring is "weights" (default: llm-d's weighted scorers) or
+	// "latency" (each endpoint's predicted TTFT: slot wait plus uncached
+	// prefill; see Latency).
+	Scoring string `json:"scoring"`
+	// Latency sets the estimate of "scoring": "latency".
+	Latency *LatencyConfig `json:"latency"`
 	// Saturation thresholds: an endpoint with waiting ≥ Queue or KV use ≥ KV is saturated.
 	Saturation *Saturation `json:"saturation"`
 	// ScrapeCluster is the Envoy cluster metrics calls go through; it must
@@ -145,6 +151,26 @@ type Weights struct {
 	Session *float64 `json:"session"`
 }
 
+// LatencyConfig is the server model of latency scoring: a request waits
+// for one of MaxNumSeqs slots, a slot frees every ServiceTime/MaxNumSeqs,
+// and each prompt block not in the endpoint's cache costs PrefillPerBlock.
+type LatencyConfig struct {
+	// MaxNumSeqs is each server's concurrent sequences (vLLM --max-num-seqs; default 256).
+	MaxNumSeqs int `json:"max_num_seqs"`
+	// ServiceTime is a request's typical time on a server, prefill and decode (default "2s").
+	ServiceTime config.Duration `json:"service_time"`
+	// PrefillPerBlock is the prefill time of one uncached block (default "8ms").
+	PrefillPerBlock config.Duration `json:"prefill_per_block"`
+	// ColdWeight multiplies the uncached prefill against the wait (default 1; above 1 spills later).
+	ColdWeight float64 `json:"cold_weight"`
+}
+
+// Scoring modes.
+const (
+	ScoringWeights = "weights"
+	ScoringLatency = "latency"
+)
+
 // Saturation thresholds (llm-d's utilization detector: queue 5, KV 0.8).
 type Saturation struct {
 	Queue float64 `json:"queue"`
@@ -170,6 +196,14 @@ type PrefixConfig struct {
 type EjectConfig struct {
 	Failures int             `json:"failures"`
 	Backoff  config.Duration `json:"backoff"`
+}
+
+// Latency is a validated LatencyConfig.
+type Latency struct {
+	MaxNumSeqs      int
+	ServiceTime     time.Duration
+	PrefillPerBlock time.Duration
+	ColdWeight      float64
 }
 
 // Endpoint is a validated endpoint.
@@ -213,11 +247,13 @@ type Policy struct {
 	IndexEntries      int
 	PrefixTTL         time.Duration
 	LoadCutoff        float64
-	EjectFailures     int
-	EjectBackoff      time.Duration
-	MaxBodyBytes      int64
-	PoolsSource       *PoolsFetch
-	endpoints         []Endpoint // every distinct endpoint of every pool
+	// Latency is set with "scoring": "latency" (nil: weighted scorers).
+	Latency       *Latency
+	EjectFailures int
+	EjectBackoff  time.Duration
+	MaxBodyBytes  int64
+	PoolsSource   *PoolsFetch
+	endpoints     []Endpoint // every distinct endpoint of every pool
 }
 
 // Endpoints lists every distinct endpoint of every pool (what the poller scrapes).
@@ -360,6 +396,9 @@ func build(c Config) (*Policy, error) {
 			p.LoadCutoff = px.LoadCutoff
 		}
 	}
+	if p.Latency, err = buildLatency(c.Scoring, c.Latency); err != nil {
+		return nil, err
+	}
 	if e := c.Eject; e != nil {
 		if e.Failures < 1 || e.Failures > 100 {
 			return nil, fmt.Errorf("picker config: eject.failures %d out of range 1..100", e.Failures)
@@ -408,6 +447,44 @@ func build(c Config) (*Policy, error) {
 	}
 	p.IndexEntries = min(perEndpoint*max(len(p.endpoints), MinIndexedEndpoints), 1<<20)
 	return p, nil
+}
+
+// buildLatency validates the scoring mode and its latency model.
+func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
+	switch mode {
+	case "", ScoringWeights:
+		if c != nil {
+			return nil, errors.New(`picker config: latency needs "scoring": "latency"`)
+		}
+		return nil, nil
+	case ScoringLatency:
+	default:
+		return nil, fmt.Errorf("picker config: scoring %q: want %q or %q", mode, ScoringWeights, ScoringLatency)
+	}
+	l := &Latency{MaxNumSeqs: 256, ServiceTime: 2 * time.Second, PrefillPerBlock: 8 * time.Millisecond, ColdWeight: 1}
+	if c == nil {
+		return l, nil
+	}
+	if c.MaxNumSeqs != 0 {
+		if c.MaxNumSeqs < 1 || c.MaxNumSeqs > 65536 {
+			return nil, fmt.Errorf("picker config: latency.max_num_seqs %d out of range 1..65536", c.MaxNumSeqs)
+		}
+		l.MaxNumSeqs = c.MaxNumSeqs
+	}
+	var err error
+	if l.ServiceTime, err = c.ServiceTime.Within("picker config: latency.service_time", l.ServiceTime, time.Millisecond, time.Hour); err != nil {
+		return nil, err
+	}
+	if l.PrefillPerBlock, err = c.PrefillPerBlock.Within("picker config: latency.prefill_per_block", l.PrefillPerBlock, time.Microsecond, time.Minute); err != nil {
+		return nil, err
+	}
+	if c.ColdWeight != 0 {
+		if c.ColdWeight < 0 || c.ColdWeight > 100 {
+			return nil, fmt.Errorf("picker config: latency.cold_weight %v out of range 0..100", c.ColdWeight)
+		}
+		l.ColdWeight = c.ColdWeight
+	}
+	return l, nil
 }
 
 // MinIndexedEndpoints sizes the prefix index for pools that grow later

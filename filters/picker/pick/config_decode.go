@@ -13,7 +13,7 @@ func (x *Config) DecodeConfig(v reqview.Value, path string) error {
 }
 
 // keysConfig lists the JSON names of Config's fields, in DecodeField's case order.
-const keysConfig = "pools,default_pool,pool_header,destination_header,subset_header,priority_header,sheddable,reason_header,fallbacks,weights,saturation,scrape_cluster,metrics_path,scrape_interval,stale_after,retry_after,prefix,eject,max_body_bytes,pools_source"
+const keysConfig = "pools,default_pool,pool_header,destination_header,subset_header,priority_header,sheddable,reason_header,fallbacks,weights,scoring,latency,saturation,scrape_cluster,metrics_path,scrape_interval,stale_after,retry_after,prefix,eject,max_body_bytes,pools_source"
 
 // DecodeField decodes the member key of a Config object; false when no field has that name.
 func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, error) {
@@ -40,25 +40,29 @@ func (x *Config) DecodeField(key string, v reqview.Value, path string) (bool, er
 		return true, config.Ptr(&x.Fallbacks, v, path, config.Int[int])
 	case 9: // weights
 		return true, config.Ptr(&x.Weights, v, path, (*Weights).DecodeConfig)
-	case 10: // saturation
+	case 10: // scoring
+		p0 = &x.Scoring
+	case 11: // latency
+		return true, config.Ptr(&x.Latency, v, path, (*LatencyConfig).DecodeConfig)
+	case 12: // saturation
 		return true, config.Ptr(&x.Saturation, v, path, (*Saturation).DecodeConfig)
-	case 11: // scrape_cluster
+	case 13: // scrape_cluster
 		p0 = &x.ScrapeCluster
-	case 12: // metrics_path
+	case 14: // metrics_path
 		p0 = &x.MetricsPath
-	case 13: // scrape_interval
+	case 15: // scrape_interval
 		return true, x.ScrapeInterval.DecodeConfig(v, path)
-	case 14: // stale_after
+	case 16: // stale_after
 		return true, x.StaleAfter.DecodeConfig(v, path)
-	case 15: // retry_after
+	case 17: // retry_after
 		return true, x.RetryAfter.DecodeConfig(v, path)
-	case 16: // prefix
+	case 18: // prefix
 		return true, config.Ptr(&x.Prefix, v, path, (*PrefixConfig).DecodeConfig)
-	case 17: // eject
+	case 19: // eject
 		return true, config.Ptr(&x.Eject, v, path, (*EjectConfig).DecodeConfig)
-	case 18: // max_body_bytes
+	case 20: // max_body_bytes
 		p1 = &x.MaxBodyBytes
-	case 19: // pools_source
+	case 21: // pools_source
 		return true, config.Ptr(&x.PoolsSource, v, path, (*PoolsSource).DecodeConfig)
 	default:
 		return false, nil
@@ -135,6 +139,36 @@ func (x *Weights) DecodeField(key string, v reqview.Value, path string) (bool, e
 		return true, config.Ptr(&x.Session, v, path, config.Float[float64])
 	}
 	return false, nil
+}
+
+// DecodeConfig fills x from the JSON value v strictly (shared/config).
+func (x *LatencyConfig) DecodeConfig(v reqview.Value, path string) error {
+	return config.Object(v, path, x)
+}
+
+// keysLatencyConfig lists the JSON names of LatencyConfig's fields, in DecodeField's case order.
+const keysLatencyConfig = "max_num_seqs,service_time,prefill_per_block,cold_weight"
+
+// DecodeField decodes the member key of a LatencyConfig object; false when no field has that name.
+func (x *LatencyConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
+	var p0 *int
+	var p1 *float64
+	switch config.Index(keysLatencyConfig, key) {
+	case 0: // max_num_seqs
+		p0 = &x.MaxNumSeqs
+	case 1: // service_time
+		return true, x.ServiceTime.DecodeConfig(v, path)
+	case 2: // prefill_per_block
+		return true, x.PrefillPerBlock.DecodeConfig(v, path)
+	case 3: // cold_weight
+		p1 = &x.ColdWeight
+	default:
+		return false, nil
+	}
+	if p0 != nil {
+		return true, config.Int(p0, v, path)
+	}
+	return true, config.Float(p1, v, path)
 }
 
 // DecodeConfig fills x from the JSON value v strictly (shared/config).

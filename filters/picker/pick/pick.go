@@ -252,6 +252,10 @@ func (p *Policy) score(cs []Candidate, x *Index, req Request, isLora bool, now i
 	if x != nil && len(req.Blocks) > 0 && p.WPrefix > 0 {
 		match = x.Match(req.Blocks, now)
 	}
+	if p.Latency != nil {
+		p.scoreLatency(cs, match, req, isLora)
+		return
+	}
 	for i := range cs {
 		c := &cs[i]
 		pt := Parts{Queue: 1}
@@ -266,21 +270,70 @@ func (p *Policy) score(cs []Candidate, x *Index, req Request, isLora bool, now i
 		// costs more than that. When every queue is long (overload), the
 		// affinity stays, since hits are then the only spare capacity.
 		pt.Prefix = match[c.Address] * max(0, 1-(load(c)-minL)/p.LoadCutoff)
-		if isLora {
-			switch {
-			case slices.Contains(c.RunningLoras, req.Model):
-				pt.Lora = 1
-			case c.MaxLoras > 0 && len(c.RunningLoras) < c.MaxLoras:
-				pt.Lora = 0.8
-			case slices.Contains(c.WaitingLoras, req.Model):
-				pt.Lora = 0.6
-			}
-		}
-		if req.Session != "" && req.Session == c.Address {
-			pt.Session = 1
-		}
+		pt.Lora, pt.Session = loraSession(c, req, isLora)
 		c.Parts = pt
 		c.Score = p.WQueue*pt.Queue + p.WKV*pt.KV + p.WPrefix*pt.Prefix + p.WLora*pt.Lora + p.WSession*pt.Session
+	}
+}
+
+// loraSession are the LoRA-affinity and session parts of a candidate.
+func loraSession(c *Candidate, req Request, isLora bool) (lora, session float64) {
+	if isLora {
+		switch {
+		case slices.Contains(c.RunningLoras, req.Model):
+			lora = 1
+		case c.MaxLoras > 0 && len(c.RunningLoras) < c.MaxLoras:
+			lora = 0.8
+		case slices.Contains(c.WaitingLoras, req.Model):
+			lora = 0.6
+		}
+	}
+	if req.Session != "" && req.Session == c.Address {
+		session = 1
+	}
+	return lora, session
+}
+
+// Occupancy is the sequences an endpoint holds now: this Envoy's in-flight
+// requests plus the others' load seen at the last scrape (running and
+// waiting beyond this Envoy's count then). The scraped waiting queue alone
+// reads 0 for a server whose every slot is busy; this count does not.
+func (c *Candidate) Occupancy() float64 {
+	n := float64(c.InFlight)
+	if !c.Stale {
+		n += max(0, c.Snapshot.Running+c.Snapshot.Waiting-float64(c.InFlightAtScrape))
+	}
+	return n
+}
+
+// scoreLatency scores each candidate by its predicted time to first token,
+// in slot times (ServiceTime/MaxNumSeqs, the mean gap between two freed
+// slots of a full server): the wait for a free slot, which is zero while
+// the occupancy is below MaxNumSeqs and one slot time per request ahead
+// beyond it, plus the prefill of the prompt blocks the endpoint does not
+// hold (× ColdWeight). A group's home therefore keeps it while it has a
+// free slot or while its queue costs less than a cold prefill elsewhere,
+// and spills to the best second server once it does not. LoRA and session
+// affinity subtract their weights in slot times; a tenth of a slot per
+// request held breaks ties towards the least loaded endpoint. Score is
+// 1/(1+cost): the lowest cost scores highest.
+func (p *Policy) scoreLatency(cs []Candidate, match map[string]float64, req Request, isLora bool) {
+	l := p.Latency
+	seqs := float64(l.MaxNumSeqs)
+	slot := l.ServiceTime.Seconds() / seqs
+	coldSlots := float64(len(req.Blocks)) * l.PrefillPerBlock.Seconds() * l.ColdWeight / slot
+	for i := range cs {
+		c := &cs[i]
+		n := c.Occupancy()
+		ahead := max(0, n-seqs+1)
+		pt := Parts{Queue: 1 / (1 + ahead), Prefix: match[c.Address]}
+		if !c.Stale {
+			pt.KV = 1 - c.KVUsage
+		}
+		pt.Lora, pt.Session = loraSession(c, req, isLora)
+		cost := ahead + (1-pt.Prefix)*coldSlots + 0.1*n/seqs - p.WLora*pt.Lora - p.WSession*pt.Session
+		c.Parts = pt
+		c.Score = 1 / (1 + max(0, cost+p.WLora+p.WSession))
 	}
 }
 

@@ -395,6 +395,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"saturation", `{` + base + `,"saturation":{"queue":5,"kv":2}}`, "saturation"},
 		{"header", `{` + base + `,"destination_header":"X Bad"}`, "not an HTTP header name"},
 		{"trailing", `{` + base + `}}`, "trailing"},
+		{"scoring", `{` + base + `,"scoring":"fastest"}`, "scoring"},
+		{"latency without scoring", `{` + base + `,"latency":{"max_num_seqs":4}}`, "needs \"scoring\""},
+		{"latency seqs", `{` + base + `,"scoring":"latency","latency":{"max_num_seqs":-1}}`, "max_num_seqs"},
+		{"latency service time", `{` + base + `,"scoring":"latency","latency":{"service_time":"0s5"}}`, "service_time"},
+		{"latency cold weight", `{` + base + `,"scoring":"latency","latency":{"cold_weight":-2}}`, "cold_weight"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -528,4 +533,78 @@ func TestPoolsSource(t *testing.T) {
 		_, err := Parse([]byte(cfg))
 		assert.Error(t, err, cfg)
 	}
+}
+
+// TestLatencyScoring: with "scoring": "latency" a full home whose waiting
+// queue still reads 0 is not free: the request goes where its predicted
+// TTFT (slot wait + uncached prefill) is lowest.
+func TestLatencyScoring(t *testing.T) {
+	system := strings.Repeat("You are a helpful assistant for group seven. ", 60) // ~43 blocks
+	// slot time 0.5 s; a cold prefill of the prompt ~0.35 s (0.7 slots) × cold_weight.
+	latency := func(cold string) string {
+		return `,"scoring":"latency","latency":{"max_num_seqs":4,"service_time":"2s","prefill_per_block":"8ms","cold_weight":` + cold + `}`
+	}
+	tests := []struct {
+		name  string
+		extra string
+		// home's and the others' sequences: running at the scrape, plus
+		// this Envoy's requests picked since (in flight, not yet scraped).
+		homeRunning, homeSent, otherRunning int
+		wantHome                            bool
+	}{
+		{"home with a free slot keeps the group", latency("1"), 3, 0, 0, true},
+		{"full home, empty queue, idle cold servers: spill (weights mode would not)", latency("1"), 4, 0, 0, false},
+		{"full home by this Envoy's own picks since the scrape: spill", latency("1"), 2, 2, 0, false},
+		{"full home, but a cold prefill counts double: stay", latency("2"), 4, 0, 0, true},
+		{"every server full alike: the cache hit decides", latency("1"), 4, 0, 4, true},
+		{"home one deeper than full others: a slot wait costs more than a cold prefill", latency("1"), 5, 0, 4, false},
+		{"home one deeper than full others, cold counts double: stay", latency("2"), 5, 0, 4, true},
+		{"home three deeper, cold counts double: spill", latency("2"), 7, 0, 4, false},
+		{"weights mode: a full home with an empty queue looks free", "", 4, 0, 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := policy(t, tc.extra)
+			h := newHost()
+			x := newIndex(t, p, h)
+			h.allIdle(t)
+			first := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, "q0"), HasSubset: true, Subset: []string{a}})
+			require.NoError(t, p.Commit(h, x, &first))
+			require.NoError(t, p.Done(h, a))
+			waiting := func(n int) float64 { return float64(max(0, n-4)) }
+			running := func(n int) float64 { return float64(min(4, n)) }
+			h.metrics(t, a, waiting(tc.homeRunning), running(tc.homeRunning), 0.3)
+			for _, e := range []string{b, c} {
+				h.metrics(t, e, waiting(tc.otherRunning), running(tc.otherRunning), 0.3)
+			}
+			for i := 0; i < tc.homeSent; i++ {
+				d := Decision{Endpoints: []string{a}}
+				require.NoError(t, p.Commit(h, nil, &d))
+			}
+			for i := 0; i < 8; i++ {
+				d := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, fmt.Sprint("question ", i))})
+				require.Zero(t, d.Status, d.Err)
+				assert.Equal(t, tc.wantHome, d.Endpoints[0] == a, "pick %d went to %s (parts %+v)", i, d.Endpoints[0], d.Primary.Parts)
+				if tc.extra != "" {
+					assert.Greater(t, d.Primary.Score, 0.0)
+					assert.LessOrEqual(t, d.Primary.Score, 1.0, "latency scores are 1/(1+cost)")
+				}
+			}
+		})
+	}
+}
+
+// TestLatencyScoringSpreadsColdRequests: without a prefix, latency scoring
+// sends a burst between scrapes to the least occupied endpoints.
+func TestLatencyScoringSpreadsColdRequests(t *testing.T) {
+	p := policy(t, `,"scoring":"latency","latency":{"max_num_seqs":4}`)
+	h := newHost()
+	h.allIdle(t)
+	counts := map[string]int{}
+	for i := 0; i < 12; i++ {
+		d := p.Pick(h, nil, Request{Model: "m"})
+		require.NoError(t, p.Commit(h, nil, &d))
+		counts[d.Endpoints[0]]++
+	}
+	assert.Equal(t, map[string]int{a: 4, b: 4, c: 4}, counts)
 }
