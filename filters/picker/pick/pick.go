@@ -311,7 +311,8 @@ func (c *Candidate) Occupancy() float64 {
 // slots of a full server): the wait for a free slot, which is zero while
 // the occupancy is below MaxNumSeqs and one slot time per request ahead
 // beyond it, plus the prefill of the prompt blocks the endpoint does not
-// hold (× ColdWeight). A group's home therefore keeps it while it has a
+// hold (× ColdWeight × (1 + the shortest queue among the candidates)).
+// A group's home therefore keeps it while it has a
 // free slot or while its queue costs less than a cold prefill elsewhere,
 // and spills to the best second server once it does not. LoRA and session
 // affinity subtract their weights in slot times; a tenth of a slot per
@@ -322,6 +323,19 @@ func (p *Policy) scoreLatency(cs []Candidate, match map[string]float64, req Requ
 	seqs := float64(l.MaxNumSeqs)
 	slot := l.ServiceTime.Seconds() / seqs
 	coldSlots := float64(len(req.Blocks)) * l.PrefillPerBlock.Seconds() * l.ColdWeight / slot
+	// A cold prefill also holds a slot that much longer: once every
+	// server queues, each request waiting behind it pays too. So the cold
+	// cost grows with the shortest queue among the candidates, and in a
+	// uniform overload a group keeps its home (hits are then the only
+	// spare capacity) unless the home's queue is far longer.
+	minAhead := -1.0
+	for i := range cs {
+		ahead := max(0, cs[i].Occupancy()-seqs+1)
+		if minAhead < 0 || ahead < minAhead {
+			minAhead = ahead
+		}
+	}
+	coldSlots *= 1 + minAhead
 	for i := range cs {
 		c := &cs[i]
 		n := c.Occupancy()

@@ -557,9 +557,12 @@ func TestLatencyScoring(t *testing.T) {
 		{"full home by this Envoy's own picks since the scrape: spill", latency("1"), 2, 2, 0, false},
 		{"full home, but a cold prefill counts double: stay", latency("2"), 4, 0, 0, true},
 		{"every server full alike: the cache hit decides", latency("1"), 4, 0, 4, true},
-		{"home one deeper than full others: a slot wait costs more than a cold prefill", latency("1"), 5, 0, 4, false},
+		{"home one deeper than full others: the cold cost doubles with one queued, stay", latency("1"), 5, 0, 4, true},
+		{"home two deeper than full others: spill", latency("1"), 6, 0, 4, false},
 		{"home one deeper than full others, cold counts double: stay", latency("2"), 5, 0, 4, true},
 		{"home three deeper, cold counts double: spill", latency("2"), 7, 0, 4, false},
+		{"uniform overload, home two deeper: the cold cost grows with the queues, stay", latency("1"), 14, 0, 12, true},
+		{"overload, home far deeper than the others: spill", latency("1"), 24, 0, 12, false},
 		{"weights mode: a full home with an empty queue looks free", "", 4, 0, 0, true},
 	}
 	for _, tc := range tests {
