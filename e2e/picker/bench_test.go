@@ -31,8 +31,10 @@ import (
 // system prompt and 4 users, 50 output tokens, Poisson arrivals at rising
 // rates, TOLLGATE_BENCH_REQUESTS (200) per rate), comparing
 // Envoy's round robin and least request with the picker without and with
-// its prefix scorer (TOLLGATE_BENCH_POLICIES and TOLLGATE_BENCH_RATES,
-// comma-separated, pick a subset). TOLLGATE_BENCH_SCALE (default 0.25) runs the
+// its prefix scorer, and (only when named in TOLLGATE_BENCH_POLICIES)
+// picker-latency, the "scoring": "latency" option
+// (TOLLGATE_BENCH_POLICIES and TOLLGATE_BENCH_RATES, comma-separated, pick
+// a subset). Each cell also reports the requests each server served. TOLLGATE_BENCH_SCALE (default 0.25) runs the
 // simulators that much faster with rates divided by it, so the schedule is
 // the same; reported times are in simulated seconds.
 func TestBenchScheduling(t *testing.T) {
@@ -135,13 +137,13 @@ func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int,
 	case "picker-no-prefix":
 		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"weights":{"prefix":0}`))
 		waitScraped(t, e, sims)
-	case "picker-latency", "picker-latency-cold2":
-		// The simulators' model at the bench scale: 4 slots, a request
-		// holds one for about 2.4 simulated seconds (49 × 45 ms decode plus
-		// prefill), a 64-byte prompt block costs about 5.4 ms of prefill.
-		cold := map[string]string{"picker-latency": "1", "picker-latency-cold2": "2"}[policy]
-		lat := fmt.Sprintf(`,"fallbacks":0,"scoring":"latency","latency":{"max_num_seqs":4,"service_time":"%v","prefill_per_block":"%v","cold_weight":%s}`,
-			time.Duration(2.4*scale*float64(time.Second)), time.Duration(5.4*scale*float64(time.Millisecond)), cold)
+	case "picker-latency":
+		// Latency scoring with the simulators' own figures at the bench
+		// scale: 4 slots, a request holds one for about 2.4 simulated
+		// seconds (49 × 45 ms decode plus prefill), a 64-byte prompt block
+		// costs about 5.4 ms of prefill; cold weights at their defaults.
+		lat := fmt.Sprintf(`,"fallbacks":0,"scoring":"latency","latency":{"max_num_seqs":4,"service_time":"%v","prefill_per_block":"%v"}`,
+			time.Duration(2.4*scale*float64(time.Second)), time.Duration(5.4*scale*float64(time.Millisecond)))
 		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, lat))
 		waitScraped(t, e, sims)
 	default:

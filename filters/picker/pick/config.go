@@ -9,7 +9,10 @@
 // queue 2, KV cache 2, prefix 3, max score with a random tie-break) and
 // departs from them where the reference fails: the prefix score fades as
 // the endpoint's queue grows, so a hot prefix group spills to a second
-// server instead of piling onto its first one.
+// server instead of piling onto its first one. An opt-in latency scoring
+// ("scoring": "latency") replaces the weight vote by a predicted time to
+// first token: slot wait from the servers' batch limit and live occupancy,
+// plus the prefill of the blocks an endpoint does not hold.
 package pick
 
 import (
@@ -161,8 +164,13 @@ type LatencyConfig struct {
 	ServiceTime config.Duration `json:"service_time"`
 	// PrefillPerBlock is the prefill time of one uncached block (default "8ms").
 	PrefillPerBlock config.Duration `json:"prefill_per_block"`
-	// ColdWeight multiplies the uncached prefill against the wait (default 1; above 1 spills later).
+	// ColdWeight multiplies the uncached prefill against the wait while
+	// the pool has room (default 1; above 1 spills later).
 	ColdWeight float64 `json:"cold_weight"`
+	// BusyColdWeight replaces ColdWeight as the pool fills, linearly from
+	// 70% of its slots held to 100% (default 2: a cold prefill also
+	// delays the requests queued behind it).
+	BusyColdWeight float64 `json:"busy_cold_weight"`
 }
 
 // Scoring modes.
@@ -204,6 +212,7 @@ type Latency struct {
 	ServiceTime     time.Duration
 	PrefillPerBlock time.Duration
 	ColdWeight      float64
+	BusyColdWeight  float64
 }
 
 // Endpoint is a validated endpoint.
@@ -461,7 +470,7 @@ func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
 	default:
 		return nil, fmt.Errorf("picker config: scoring %q: want %q or %q", mode, ScoringWeights, ScoringLatency)
 	}
-	l := &Latency{MaxNumSeqs: 256, ServiceTime: 2 * time.Second, PrefillPerBlock: 8 * time.Millisecond, ColdWeight: 1}
+	l := &Latency{MaxNumSeqs: 256, ServiceTime: 2 * time.Second, PrefillPerBlock: 8 * time.Millisecond, ColdWeight: 1, BusyColdWeight: 2}
 	if c == nil {
 		return l, nil
 	}
@@ -483,6 +492,12 @@ func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
 			return nil, fmt.Errorf("picker config: latency.cold_weight %v out of range 0..100", c.ColdWeight)
 		}
 		l.ColdWeight = c.ColdWeight
+	}
+	if c.BusyColdWeight != 0 {
+		if c.BusyColdWeight < 0 || c.BusyColdWeight > 100 {
+			return nil, fmt.Errorf("picker config: latency.busy_cold_weight %v out of range 0..100", c.BusyColdWeight)
+		}
+		l.BusyColdWeight = c.BusyColdWeight
 	}
 	return l, nil
 }

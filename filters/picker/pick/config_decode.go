@@ -147,7 +147,7 @@ func (x *LatencyConfig) DecodeConfig(v reqview.Value, path string) error {
 }
 
 // keysLatencyConfig lists the JSON names of LatencyConfig's fields, in DecodeField's case order.
-const keysLatencyConfig = "max_num_seqs,service_time,prefill_per_block,cold_weight"
+const keysLatencyConfig = "max_num_seqs,service_time,prefill_per_block,cold_weight,busy_cold_weight"
 
 // DecodeField decodes the member key of a LatencyConfig object; false when no field has that name.
 func (x *LatencyConfig) DecodeField(key string, v reqview.Value, path string) (bool, error) {
@@ -162,6 +162,8 @@ func (x *LatencyConfig) DecodeField(key string, v reqview.Value, path string) (b
 		return true, x.PrefillPerBlock.DecodeConfig(v, path)
 	case 3: // cold_weight
 		p1 = &x.ColdWeight
+	case 4: // busy_cold_weight
+		p1 = &x.BusyColdWeight
 	default:
 		return false, nil
 	}

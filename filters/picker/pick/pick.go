@@ -322,7 +322,13 @@ func (p *Policy) scoreLatency(cs []Candidate, match map[string]float64, req Requ
 	l := p.Latency
 	seqs := float64(l.MaxNumSeqs)
 	slot := l.ServiceTime.Seconds() / seqs
-	coldSlots := float64(len(req.Blocks)) * l.PrefillPerBlock.Seconds() * l.ColdWeight / slot
+	held := 0.0
+	for i := range cs {
+		held += cs[i].Occupancy()
+	}
+	fill := min(1, max(0, (held/(seqs*float64(len(cs)))-0.7)/0.3))
+	cold := l.ColdWeight + (l.BusyColdWeight-l.ColdWeight)*fill
+	coldSlots := float64(len(req.Blocks)) * l.PrefillPerBlock.Seconds() * cold / slot
 	// A cold prefill also holds a slot that much longer: once every
 	// server queues, each request waiting behind it pays too. So the cold
 	// cost grows with the shortest queue among the candidates, and in a

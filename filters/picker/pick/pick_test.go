@@ -400,6 +400,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"latency seqs", `{` + base + `,"scoring":"latency","latency":{"max_num_seqs":-1}}`, "max_num_seqs"},
 		{"latency service time", `{` + base + `,"scoring":"latency","latency":{"service_time":"0s5"}}`, "service_time"},
 		{"latency cold weight", `{` + base + `,"scoring":"latency","latency":{"cold_weight":-2}}`, "cold_weight"},
+		{"latency busy cold weight", `{` + base + `,"scoring":"latency","latency":{"busy_cold_weight":101}}`, "busy_cold_weight"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -541,8 +542,9 @@ func TestPoolsSource(t *testing.T) {
 func TestLatencyScoring(t *testing.T) {
 	system := strings.Repeat("You are a helpful assistant for group seven. ", 60) // ~43 blocks
 	// slot time 0.5 s; a cold prefill of the prompt ~0.35 s (0.7 slots) × cold_weight.
-	latency := func(cold string) string {
-		return `,"scoring":"latency","latency":{"max_num_seqs":4,"service_time":"2s","prefill_per_block":"8ms","cold_weight":` + cold + `}`
+	// cold: the cold weight while the pool has room; busy: at 100% of its slots held.
+	latency := func(cold, busy string) string {
+		return `,"scoring":"latency","latency":{"max_num_seqs":4,"service_time":"2s","prefill_per_block":"8ms","cold_weight":` + cold + `,"busy_cold_weight":` + busy + `}`
 	}
 	tests := []struct {
 		name  string
@@ -552,17 +554,19 @@ func TestLatencyScoring(t *testing.T) {
 		homeRunning, homeSent, otherRunning int
 		wantHome                            bool
 	}{
-		{"home with a free slot keeps the group", latency("1"), 3, 0, 0, true},
-		{"full home, empty queue, idle cold servers: spill (weights mode would not)", latency("1"), 4, 0, 0, false},
-		{"full home by this Envoy's own picks since the scrape: spill", latency("1"), 2, 2, 0, false},
-		{"full home, but a cold prefill counts double: stay", latency("2"), 4, 0, 0, true},
-		{"every server full alike: the cache hit decides", latency("1"), 4, 0, 4, true},
-		{"home one deeper than full others: the cold cost doubles with one queued, stay", latency("1"), 5, 0, 4, true},
-		{"home two deeper than full others: spill", latency("1"), 6, 0, 4, false},
-		{"home one deeper than full others, cold counts double: stay", latency("2"), 5, 0, 4, true},
-		{"home three deeper, cold counts double: spill", latency("2"), 7, 0, 4, false},
-		{"uniform overload, home two deeper: the cold cost grows with the queues, stay", latency("1"), 14, 0, 12, true},
-		{"overload, home far deeper than the others: spill", latency("1"), 24, 0, 12, false},
+		{"home with a free slot keeps the group", latency("1", "1"), 3, 0, 0, true},
+		{"full home, empty queue, idle cold servers: spill (weights mode would not)", latency("1", "1"), 4, 0, 0, false},
+		{"full home by this Envoy's own picks since the scrape: spill", latency("1", "1"), 2, 2, 0, false},
+		{"full home, but a cold prefill counts double: stay", latency("2", "2"), 4, 0, 0, true},
+		{"every server full alike: the cache hit decides", latency("1", "1"), 4, 0, 4, true},
+		{"home one deeper than full others: the cold cost doubles with one queued, stay", latency("1", "1"), 5, 0, 4, true},
+		{"home two deeper than full others: spill", latency("1", "1"), 6, 0, 4, false},
+		{"home one deeper than full others, cold counts double: stay", latency("2", "2"), 5, 0, 4, true},
+		{"home three deeper, cold counts double: spill", latency("2", "2"), 7, 0, 4, false},
+		{"uniform overload, home two deeper: the cold cost grows with the queues, stay", latency("1", "1"), 14, 0, 12, true},
+		{"overload, home far deeper than the others: spill", latency("1", "1"), 24, 0, 12, false},
+		{"full home, pool at 33%: the cold weight is low, spill", latency("0.5", "3"), 4, 0, 0, false},
+		{"full home, pool at 83%: the cold weight has risen, stay", latency("0.5", "3"), 4, 0, 3, true},
 		{"weights mode: a full home with an empty queue looks free", "", 4, 0, 0, true},
 	}
 	for _, tc := range tests {
