@@ -392,21 +392,22 @@ func (s *stack) upstreamSpec(t testing.TB) demo.Upstream {
 // keystoreDataCalls sums the keystore's own count of data-plane requests
 // (tollgate_keystore_http_requests_total{server="data"}), leaving out the
 // scrape of /metrics itself.
-func keystoreDataCalls(ctx context.Context, ks *keystoreProc) (int64, error) {
+func keystoreDataCalls(ctx context.Context, ks *keystoreProc) (int64, map[string]int64, error) {
 	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ks.data+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	r.Header.Set("Authorization", "Bearer "+testDataToken)
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
-		return 0, fmt.Errorf("scrape keystore: %w", err)
+		return 0, nil, fmt.Errorf("scrape keystore: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("scrape keystore: status %d", resp.StatusCode)
+		return 0, nil, fmt.Errorf("scrape keystore: status %d", resp.StatusCode)
 	}
 	var total int64
+	byRoute := map[string]int64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
@@ -416,11 +417,15 @@ func keystoreDataCalls(ctx context.Context, ks *keystoreProc) (int64, error) {
 		i := strings.LastIndexByte(line, ' ')
 		n, err := strconv.ParseInt(line[i+1:], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("scrape keystore: %q: %w", line, err)
+			return 0, nil, fmt.Errorf("scrape keystore: %q: %w", line, err)
 		}
 		total += n
+		if _, rest, ok := strings.Cut(line, `route="`); ok {
+			route, _, _ := strings.Cut(rest, `"`)
+			byRoute[route] += n
+		}
 	}
-	return total, sc.Err()
+	return total, byRoute, sc.Err()
 }
 
 // BenchmarkSustained holds TOLLGATE_BENCH_CONCURRENCY (8) clients on bare
@@ -448,7 +453,7 @@ func BenchmarkSustained(b *testing.B) {
 			b.Fatalf("warm-up %s: %v", target, err)
 		}
 		b.Run(target, func(b *testing.B) {
-			before, err := keystoreDataCalls(b.Context(), s.keystore)
+			before, beforeRoutes, err := keystoreDataCalls(b.Context(), s.keystore)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -458,9 +463,14 @@ func BenchmarkSustained(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			after, err := keystoreDataCalls(b.Context(), s.keystore)
+			after, afterRoutes, err := keystoreDataCalls(b.Context(), s.keystore)
 			if err != nil {
 				b.Fatal(err)
+			}
+			for route, n := range afterRoutes {
+				if d := n - beforeRoutes[route]; d > 0 {
+					b.Logf("%s: keystore %s: %.1f calls/s", target, route, float64(d)/res.elapsed.Seconds())
+				}
 			}
 			res.report(b, false)
 			calls := float64(after - before)
