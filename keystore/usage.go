@@ -1,8 +1,10 @@
 package keystore
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -149,6 +151,16 @@ func wantsCSV(r *http.Request) (bool, *apierror.Error) {
 // non-nil, restricts it to those apps (the portal passes a developer's own).
 func ServeAnalytics(w http.ResponseWriter, r *http.Request, st *analytics.Store, now time.Time, scope []string) error {
 	q, e := ParseAnalyticsQuery(r.URL.Query(), now)
+	if scope != nil {
+		q.Scoped, q.ScopeApps = true, scope
+	}
+	return serveRead(w, r, q, e, st.Query, "usage.csv", analytics.WriteCSV)
+}
+
+// serveRead is the one shape of an analytics read: refuse a bad query or
+// format, run it, and answer JSON or, when asked, a CSV download.
+func serveRead[Q, R any](w http.ResponseWriter, r *http.Request, q Q, e *apierror.Error,
+	run func(context.Context, Q) (R, error), csvName string, writeCSV func(io.Writer, R) error) error {
 	if e == nil {
 		_, e = wantsCSV(r)
 	}
@@ -156,10 +168,7 @@ func ServeAnalytics(w http.ResponseWriter, r *http.Request, st *analytics.Store,
 		writeError(w, e)
 		return nil
 	}
-	if scope != nil {
-		q.Scoped, q.ScopeApps = true, scope
-	}
-	res, err := st.Query(r.Context(), q)
+	res, err := run(r.Context(), q)
 	if err != nil {
 		if errors.Is(err, analytics.ErrQuery) {
 			writeError(w, apierror.New(http.StatusBadRequest, CodeInvalidRequest, err.Error()))
@@ -170,10 +179,10 @@ func ServeAnalytics(w http.ResponseWriter, r *http.Request, st *analytics.Store,
 	}
 	if csv, _ := wantsCSV(r); csv {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-		w.Header().Set("Content-Disposition", `attachment; filename="usage.csv"`)
+		w.Header().Set("Content-Disposition", `attachment; filename="`+csvName+`"`)
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		return analytics.WriteCSV(w, res)
+		return writeCSV(w, res)
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
@@ -253,34 +262,10 @@ func ServeRecords(w http.ResponseWriter, r *http.Request, st *analytics.Store, n
 		return nil
 	}
 	q, e := ParseRecordsQuery(r.URL.Query(), now)
-	if e == nil {
-		_, e = wantsCSV(r)
-	}
-	if e != nil {
-		writeError(w, e)
-		return nil
-	}
 	if scope != nil {
 		q.Scoped, q.ScopeApps = true, scope
 	}
-	res, err := st.Records(r.Context(), q)
-	if err != nil {
-		if errors.Is(err, analytics.ErrQuery) {
-			writeError(w, apierror.New(http.StatusBadRequest, CodeInvalidRequest, err.Error()))
-			return nil
-		}
-		writeError(w, apierror.New(http.StatusServiceUnavailable, CodeUnavailable, "the keystore could not read its storage"))
-		return err
-	}
-	if csv, _ := wantsCSV(r); csv {
-		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-		w.Header().Set("Content-Disposition", `attachment; filename="usage-records.csv"`)
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		return analytics.WriteRecordsCSV(w, res)
-	}
-	writeJSON(w, http.StatusOK, res)
-	return nil
+	return serveRead(w, r, q, e, st.Records, "usage-records.csv", analytics.WriteRecordsCSV)
 }
 
 func (s *Service) handleRecords(w http.ResponseWriter, r *http.Request) {

@@ -94,7 +94,17 @@ func benchRequests() map[string]request {
 // own connection, and measures every round trip.
 func runLoad(ctx context.Context, base, key string, req request, n, conc int) (loadResult, error) {
 	var next atomic.Int64
-	res := loadResult{n: n, status: map[int]int{}}
+	res, err := drive(ctx, base, key, req, conc, func() bool { return next.Add(1) <= int64(n) })
+	if err == nil && res.status[http.StatusOK] != n {
+		err = fmt.Errorf("not every request succeeded: %v", res.status)
+	}
+	return res, err
+}
+
+// drive runs conc closed-loop clients, each on its own connection, while
+// more says so; a request cut off because ctx ended is not counted.
+func drive(ctx context.Context, base, key string, req request, conc int, more func() bool) (loadResult, error) {
+	res := loadResult{status: map[int]int{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errc := make(chan error, conc)
@@ -109,7 +119,16 @@ func runLoad(ctx context.Context, base, key string, req request, n, conc int) (l
 			var total, first []time.Duration
 			status := map[int]int{}
 			buf := make([]byte, 32<<10)
-			for next.Add(1) <= int64(n) {
+			defer func() {
+				mu.Lock()
+				res.total = append(res.total, total...)
+				res.first = append(res.first, first...)
+				for k, v := range status {
+					res.status[k] += v
+				}
+				mu.Unlock()
+			}()
+			for more() {
 				r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+req.path, strings.NewReader(req.body))
 				if err != nil {
 					errc <- err
@@ -122,7 +141,9 @@ func runLoad(ctx context.Context, base, key string, req request, n, conc int) (l
 				t0 := time.Now()
 				resp, err := c.Do(r)
 				if err != nil {
-					errc <- err
+					if ctx.Err() == nil {
+						errc <- err
+					}
 					return
 				}
 				var tFirst time.Duration
@@ -136,7 +157,9 @@ func runLoad(ctx context.Context, base, key string, req request, n, conc int) (l
 					}
 					if err != nil {
 						resp.Body.Close()
-						errc <- fmt.Errorf("read body: %w", err)
+						if ctx.Err() == nil {
+							errc <- fmt.Errorf("read body: %w", err)
+						}
 						return
 					}
 				}
@@ -145,13 +168,6 @@ func runLoad(ctx context.Context, base, key string, req request, n, conc int) (l
 				first = append(first, tFirst)
 				status[resp.StatusCode]++
 			}
-			mu.Lock()
-			res.total = append(res.total, total...)
-			res.first = append(res.first, first...)
-			for k, v := range status {
-				res.status[k] += v
-			}
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -160,11 +176,9 @@ func runLoad(ctx context.Context, base, key string, req request, n, conc int) (l
 	if err := <-errc; err != nil {
 		return res, err
 	}
+	res.n = len(res.total)
 	slices.Sort(res.total)
 	slices.Sort(res.first)
-	if res.status[http.StatusOK] != n {
-		return res, fmt.Errorf("not every request succeeded: %v", res.status)
-	}
 	return res, nil
 }
 
@@ -484,69 +498,9 @@ func BenchmarkSustained(b *testing.B) {
 // requests are sent until the deadline, and those cut off by it are not
 // counted.
 func runFor(ctx context.Context, base, key string, req request, conc int) (loadResult, error) {
-	res := loadResult{status: map[int]int{}}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	errc := make(chan error, conc)
-	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
-			defer tr.CloseIdleConnections()
-			c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
-			var total []time.Duration
-			status := map[int]int{}
-			for ctx.Err() == nil {
-				r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+req.path, strings.NewReader(req.body))
-				if err != nil {
-					errc <- err
-					return
-				}
-				r.Header.Set("Content-Type", "application/json")
-				if key != "" {
-					r.Header.Set("Authorization", "Bearer "+key)
-				}
-				t0 := time.Now()
-				resp, err := c.Do(r)
-				if err != nil {
-					if ctx.Err() != nil {
-						break
-					}
-					errc <- err
-					return
-				}
-				_, err = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					if ctx.Err() != nil {
-						break
-					}
-					errc <- fmt.Errorf("read body: %w", err)
-					return
-				}
-				total = append(total, time.Since(t0))
-				status[resp.StatusCode]++
-			}
-			mu.Lock()
-			res.total = append(res.total, total...)
-			for k, v := range status {
-				res.status[k] += v
-			}
-			mu.Unlock()
-		}()
+	res, err := drive(ctx, base, key, req, conc, func() bool { return ctx.Err() == nil })
+	if err == nil && (res.n == 0 || res.status[http.StatusOK] != res.n) {
+		err = fmt.Errorf("not every request succeeded: %v", res.status)
 	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	close(errc)
-	if err := <-errc; err != nil {
-		return res, err
-	}
-	res.n = len(res.total)
-	slices.Sort(res.total)
-	if res.n == 0 || res.status[http.StatusOK] != res.n {
-		return res, fmt.Errorf("not every request succeeded: %v", res.status)
-	}
-	return res, nil
+	return res, err
 }
