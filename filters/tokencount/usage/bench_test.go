@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/shared/sse"
@@ -76,5 +77,15 @@ func BenchmarkIncludeUsage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _, _ = IncludeUsage(APIChatCompletions, body)
+	}
+}
+
+// BenchmarkTextTokens is the heuristic over a 16 KiB English prompt, the
+// per-KiB work of tokencount's strict bound (docs/benchmarks.md, "Body size").
+func BenchmarkTextTokens(b *testing.B) {
+	s := strings.Repeat("Summarise the gateway in one line. ", 16<<10/35)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		TextTokens(s)
 	}
 }

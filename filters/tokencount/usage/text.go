@@ -100,8 +100,22 @@ func (c *TextCounter) Write(b []byte) {
 	for i < len(b) {
 		ch := b[i]
 		if ch < utf8.RuneSelf {
-			c.ascii(ch)
-			i++
+			// A run of ASCII bytes of one class is counted in one step: the
+			// per-byte work is one table look-up, not a call per byte.
+			k := asciiClasses[ch] - '0'
+			j := i + 1
+			if k == runSpace && c.class == runBreak {
+				k = runBreak // spaces after a line break ride on its run
+				for j < len(b) && b[j] == ' ' {
+					j++
+				}
+			} else {
+				for j < len(b) && b[j] < utf8.RuneSelf && asciiClasses[b[j]]-'0' == k {
+					j++
+				}
+			}
+			c.extendBy(k, j-i)
+			i = j
 			continue
 		}
 		if !utf8.FullRune(b[i:]) {
@@ -162,6 +176,25 @@ func (c *TextCounter) extend(k uint8, nonASCII int) {
 	c.nonASCII += nonASCII
 }
 
+// extendBy grows the current run by n ASCII bytes of class k, or starts a
+// new one.
+func (c *TextCounter) extendBy(k uint8, n int) {
+	if c.class != k {
+		c.close()
+		c.class = k
+	}
+	c.runLen += n
+}
+
+// asciiClasses is the run class of each ASCII byte, as the digit '0'+class:
+// letters runWord, digits runDigit, ' ' runSpace, '\n' '\r' '\t' runBreak,
+// the rest runPunct (TestASCIIClasses checks it against ascii).
+const asciiClasses = "" +
+	"33333333355335333333333333333333" +
+	"43333333333333332222222222333333" +
+	"31111111111111111111111111133333" +
+	"31111111111111111111111111133333"
+
 func (c *TextCounter) close() {
 	c.quarters += runCost(c.class, c.runLen, c.nonASCII)
 	c.class, c.runLen, c.nonASCII = runNone, 0, 0
@@ -171,11 +204,10 @@ func (c *TextCounter) close() {
 func runCost(class uint8, n, nonASCII int) int64 {
 	switch class {
 	case runWord:
-		per := 8
-		if 2*nonASCII > n {
-			per = 5
+		if 2*nonASCII > n { // constant divisors: no division instruction per run
+			return 4 * int64((n+4)/5)
 		}
-		return 4 * int64((n+per-1)/per)
+		return 4 * int64((n+7)/8)
 	case runDigit, runPunct:
 		return 4 * int64((n+2)/3)
 	case runSpace:

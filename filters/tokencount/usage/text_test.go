@@ -3,6 +3,7 @@ package usage
 import (
 	"math"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -98,6 +99,23 @@ func FuzzTextCounter(f *testing.F) {
 		c.Write([]byte(s[:i]))
 		c.Write([]byte(s[i:]))
 		require.Equal(t, whole, c.Tokens())
+		c.Reset() // byte by byte: every ASCII run is counted one byte at a time
+		for j := range len(s) {
+			c.Write([]byte{s[j]})
+		}
+		require.Equal(t, whole, c.Tokens(), "byte by byte")
 		require.LessOrEqual(t, whole, int64(2*len(s)+1), "never more than 2 tokens per byte")
 	})
+}
+
+// TestASCIIClasses holds the run-class table of the fast ASCII path to the
+// per-byte classifier.
+func TestASCIIClasses(t *testing.T) {
+	for ch := range byte(utf8.RuneSelf) {
+		var c TextCounter
+		c.ascii(ch)
+		if got := asciiClasses[ch] - '0'; got != c.class {
+			t.Errorf("byte %q: table class %d, classifier %d", ch, got, c.class)
+		}
+	}
 }
