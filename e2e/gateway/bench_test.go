@@ -82,10 +82,13 @@ type request struct {
 func benchRequests() map[string]request {
 	msgs := `"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the gateway in one line."}]`
 	// A 16 KiB prompt: the body parse shows (issue #11: about 16 µs per KiB).
-	long := `"messages":[{"role":"user","content":"` + strings.Repeat("Summarise the gateway in one line. ", 16<<10/35) + `"}]`
+	long := func(kib int) string {
+		return `"messages":[{"role":"user","content":"` + strings.Repeat("Summarise the gateway in one line. ", kib<<10/35) + `"}]`
+	}
 	return map[string]request{
 		"json":    {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + msgs + `,"max_tokens":16}`},
-		"json16k": {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + long + `,"max_tokens":16}`},
+		"json16k": {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + long(16) + `,"max_tokens":16}`},
+		"json64k": {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + long(64) + `,"max_tokens":16}`},
 		"stream":  {path: "/v1/chat/completions", body: `{"model":"llama-3.1-8b",` + msgs + `,"max_tokens":16,"stream":true}`, stream: true},
 	}
 }

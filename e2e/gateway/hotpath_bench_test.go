@@ -39,7 +39,9 @@ import (
 // TOLLGATE_BENCH_BEFORE=<dir> adds, for each filter, an Envoy loading
 // <dir>/tollgate.wasm (a suite module built from an older commit), so
 // before and after are measured in the same run; TOLLGATE_BENCH_REFERENCE=0
-// leaves the reference modules out.
+// leaves the reference modules out; TOLLGATE_BENCH_SHAPE=json16k (or
+// json64k) sends the chat request with a long prompt instead, for what a
+// filter adds per KiB of body.
 //
 // Every Envoy gets the same request: the bench app's key for apikey and the
 // identity headers apikey would have set, so quota, modelroute and
@@ -82,7 +84,14 @@ func BenchmarkFilterAlone(b *testing.B) {
 	}
 
 	key := s.keys["bench"]
-	req := benchRequests()["json"]
+	shape := os.Getenv("TOLLGATE_BENCH_SHAPE")
+	if shape == "" {
+		shape = "json"
+	}
+	req, ok := benchRequests()[shape]
+	if !ok || req.stream {
+		b.Fatalf("TOLLGATE_BENCH_SHAPE %q: want a JSON shape of benchRequests (json, json16k, json64k)", shape)
+	}
 	headers := map[string]string{
 		"Content-Type":              "application/json",
 		"Authorization":             "Bearer " + key,
