@@ -271,24 +271,31 @@ func quotaCell(q *model.Quota) string {
 }
 
 func runProductsGet(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "products get")
-	af := addAdminFlags(fs, e)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	return getter("products get", "product", (*client.Client).GetProduct)(ctx, e, args)
+}
+
+// getter is the "<group> get NAME" command of cmd, printing one what as JSON.
+func getter[T any](cmd, what string, get func(*client.Client, context.Context, string) (T, error)) func(context.Context, env, []string) error {
+	return func(ctx context.Context, e env, args []string) error {
+		fs := newFlags(e, cmd)
+		af := addAdminFlags(fs, e)
+		pos, err := parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := exactArgs(pos, 1, "a "+what+" NAME"); err != nil {
+			return err
+		}
+		c, err := af.client(e)
+		if err != nil {
+			return err
+		}
+		v, err := get(c, ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		return printJSON(e.stdout, v)
 	}
-	if err := exactArgs(pos, 1, "a product NAME"); err != nil {
-		return err
-	}
-	c, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	p, err := c.GetProduct(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	return printJSON(e.stdout, p)
 }
 
 // deleter is the "<group> delete NAME" command of cmd, deleting one what.

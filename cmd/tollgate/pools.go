@@ -132,24 +132,7 @@ func runPoolsList(ctx context.Context, e env, args []string) error {
 }
 
 func runPoolsGet(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "pools get")
-	af := addAdminFlags(fs, e)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := exactArgs(pos, 1, "a pool NAME"); err != nil {
-		return err
-	}
-	c, err := af.client(e)
-	if err != nil {
-		return err
-	}
-	p, err := c.GetPool(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	return printJSON(e.stdout, p)
+	return getter("pools get", "pool", (*client.Client).GetPool)(ctx, e, args)
 }
 
 func runPoolsDelete(ctx context.Context, e env, args []string) error {
