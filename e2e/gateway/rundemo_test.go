@@ -71,58 +71,77 @@ var (
 	bannerPortal = regexp.MustCompile(`portal\s+(http://\S+)\s+developer (\S+) / (\S+),`)
 )
 
-// TestRunDemo runs `make run`'s program on free ports with a fresh data
-// dir, follows the printed curl, and stops it the way Ctrl-C does.
-func TestRunDemo(t *testing.T) {
+// runningDemo is a started run-demo process and what it printed so far.
+type runningDemo struct {
+	cmd       *exec.Cmd
+	out, errs *lines
+	exited    chan error
+	addrs     map[string]string // flag name → loopback address it was given
+	dataDir   string
+}
+
+// startDemo runs run-demo (named name in failures) on the shipped
+// gateway.yaml with a free loopback address for each of addrKeys, env added
+// to its environment, and extra flags, and returns once it printed its
+// banner; the test's cleanup kills it if it still runs.
+func startDemo(t *testing.T, name string, addrKeys, env []string, extra ...string) *runningDemo {
+	t.Helper()
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
 	envoy := envoytest.RequireEnvoy(t)
 	buildDir, err := envoytest.BuildDir()
 	require.NoError(t, err)
 	envoytest.WasmPath(t, "tollgate") // gateway.yaml loads the suite module only
-	addrs := map[string]string{}
-	for _, k := range []string{"listen", "admin", "keystore", "keystore-admin", "mock", "portal"} {
-		addrs[k] = freeAddr(t)
+	d := &runningDemo{addrs: map[string]string{}, dataDir: t.TempDir(), exited: make(chan error, 1),
+		out:  &lines{seen: make(chan struct{}), want: "Press Ctrl-C to stop"},
+		errs: &lines{seen: make(chan struct{}), want: "\x00never"}}
+	for _, k := range addrKeys {
+		d.addrs[k] = freeAddr(t)
 	}
-	dataDir := t.TempDir()
-	args := []string{"--data-dir", dataDir, "--envoy", envoy, "--tollgate", built.tollgate, "--build-dir", buildDir,
-		"--config", filepath.Join(root, "examples", "envoy", "gateway.yaml"),
-		"--products", filepath.Join(root, "examples", "demo-products.yaml")}
-	for k, v := range addrs {
+	args := append(extra, "--data-dir", d.dataDir, "--envoy", envoy, "--tollgate", built.tollgate, "--build-dir", buildDir,
+		"--config", filepath.Join(root, "examples", "envoy", "gateway.yaml"))
+	for k, v := range d.addrs {
 		args = append(args, "--"+k, v)
 	}
-	cmd := exec.Command(built.runDemo, args...)
-	cmd.Dir = root
-	cmd.Env = append(cmd.Environ(), "UPSTREAM=", "PORT=")
-	stdout, err := cmd.StdoutPipe()
+	d.cmd = exec.Command(built.runDemo, args...)
+	d.cmd.Dir = root
+	d.cmd.Env = append(append(d.cmd.Environ(), "UPSTREAM=", "PORT="), env...)
+	stdout, err := d.cmd.StdoutPipe()
 	require.NoError(t, err)
-	stderr, err := cmd.StderrPipe()
+	stderr, err := d.cmd.StderrPipe()
 	require.NoError(t, err)
-	out := &lines{seen: make(chan struct{}), want: "Press Ctrl-C to stop"}
-	errs := &lines{seen: make(chan struct{}), want: "\x00never"}
-	require.NoError(t, cmd.Start())
+	require.NoError(t, d.cmd.Start())
 	var readers sync.WaitGroup
 	readers.Add(2)
-	go func() { defer readers.Done(); out.read(stdout) }()
-	go func() { defer readers.Done(); errs.read(stderr) }()
-	exited := make(chan error, 1)
+	go func() { defer readers.Done(); d.out.read(stdout) }()
+	go func() { defer readers.Done(); d.errs.read(stderr) }()
 	go func() {
 		readers.Wait()
-		exited <- cmd.Wait()
+		d.exited <- d.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
+		if d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
 		}
 	})
-
 	select {
-	case <-out.seen:
-	case err := <-exited:
-		t.Fatalf("run-demo exited before it was ready (%v):\n%s\n%s", err, out.text(), errs.text())
+	case <-d.out.seen:
+	case err := <-d.exited:
+		t.Fatalf("%s exited before it was ready (%v):\n%s\n%s", name, err, d.out.text(), d.errs.text())
 	case <-time.After(3 * time.Minute):
-		t.Fatalf("run-demo not ready after 3 minutes:\n%s\n%s", out.text(), errs.text())
+		t.Fatalf("%s not ready after 3 minutes:\n%s\n%s", name, d.out.text(), d.errs.text())
 	}
+	return d
+}
+
+// TestRunDemo runs `make run`'s program on free ports with a fresh data
+// dir, follows the printed curl, and stops it the way Ctrl-C does.
+func TestRunDemo(t *testing.T) {
+	root, err := envoytest.RepoRoot()
+	require.NoError(t, err)
+	d := startDemo(t, "run-demo", []string{"listen", "admin", "keystore", "keystore-admin", "mock", "portal"}, nil,
+		"--products", filepath.Join(root, "examples", "demo-products.yaml"))
+	out, errs, exited, cmd, addrs := d.out, d.errs, d.exited, d.cmd, d.addrs
 	banner := out.text()
 	key := bannerKey.FindStringSubmatch(banner)
 	url := bannerURL.FindStringSubmatch(banner)
@@ -265,52 +284,9 @@ func demoSeesUsage(t *testing.T, banner string, tokens int64) {
 func TestRunDemoPicker(t *testing.T) {
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
-	envoy := envoytest.RequireEnvoy(t)
-	buildDir, err := envoytest.BuildDir()
-	require.NoError(t, err)
-	envoytest.WasmPath(t, "tollgate")
-	addrs := map[string]string{}
-	for _, k := range []string{"listen", "admin", "keystore", "keystore-admin", "portal"} {
-		addrs[k] = freeAddr(t)
-	}
-	dataDir := t.TempDir()
-	args := []string{"--picker", "--mock", "127.0.0.1:0", "--data-dir", dataDir, "--envoy", envoy, "--tollgate", built.tollgate,
-		"--build-dir", buildDir, "--config", filepath.Join(root, "examples", "envoy", "gateway.yaml"),
-		"--products", filepath.Join(root, "examples", "demo-products.yaml")}
-	for k, v := range addrs {
-		args = append(args, "--"+k, v)
-	}
-	cmd := exec.Command(built.runDemo, args...)
-	cmd.Dir = root
-	cmd.Env = append(cmd.Environ(), "UPSTREAM=", "PORT=", "PICKER=")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	out := &lines{seen: make(chan struct{}), want: "Press Ctrl-C to stop"}
-	errs := &lines{seen: make(chan struct{}), want: "\x00never"}
-	require.NoError(t, cmd.Start())
-	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() { defer readers.Done(); out.read(stdout) }()
-	go func() { defer readers.Done(); errs.read(stderr) }()
-	exited := make(chan error, 1)
-	go func() {
-		readers.Wait()
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
-	select {
-	case <-out.seen:
-	case err := <-exited:
-		t.Fatalf("run-demo --picker exited before it was ready (%v):\n%s\n%s", err, out.text(), errs.text())
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("run-demo --picker not ready after 3 minutes:\n%s\n%s", out.text(), errs.text())
-	}
+	d := startDemo(t, "run-demo --picker", []string{"listen", "admin", "keystore", "keystore-admin", "portal"}, []string{"PICKER="},
+		"--picker", "--mock", "127.0.0.1:0", "--products", filepath.Join(root, "examples", "demo-products.yaml"))
+	out, errs, exited, cmd, addrs, dataDir := d.out, d.errs, d.exited, d.cmd, d.addrs, d.dataDir
 	banner := out.text()
 	assert.Contains(t, banner, "apikey → quota → modelroute → picker → tokencount")
 	sims := regexp.MustCompile(`3 simulated vLLM servers \(mock-llm --sim\) on (\S+), (\S+), (\S+),`).FindStringSubmatch(banner)
