@@ -86,6 +86,24 @@ type runningDemo struct {
 // banner; the test's cleanup kills it if it still runs.
 func startDemo(t *testing.T, name string, addrKeys, env []string, extra ...string) *runningDemo {
 	t.Helper()
+	// A port freeAddr found free can be taken by another test's process
+	// before run-demo's child binds it: that start is retried on new ports.
+	for attempt := 1; ; attempt++ {
+		d, ready := tryDemo(t, name, addrKeys, env, extra...)
+		if ready {
+			return d
+		}
+		if attempt == 3 || !strings.Contains(d.errs.text(), "Address already in use") {
+			t.Fatalf("%s exited before it was ready:\n%s\n%s", name, d.out.text(), d.errs.text())
+		}
+		t.Logf("%s: a port was taken before it bound it; starting again on new ports", name)
+	}
+}
+
+// tryDemo is one start of startDemo; ready is false when run-demo exited
+// before printing its banner.
+func tryDemo(t *testing.T, name string, addrKeys, env []string, extra ...string) (*runningDemo, bool) {
+	t.Helper()
 	root, err := envoytest.RepoRoot()
 	require.NoError(t, err)
 	envoy := envoytest.RequireEnvoy(t)
@@ -98,7 +116,7 @@ func startDemo(t *testing.T, name string, addrKeys, env []string, extra ...strin
 	for _, k := range addrKeys {
 		d.addrs[k] = freeAddr(t)
 	}
-	args := append(extra, "--data-dir", d.dataDir, "--envoy", envoy, "--tollgate", built.tollgate, "--build-dir", buildDir,
+	args := append(append([]string{}, extra...), "--data-dir", d.dataDir, "--envoy", envoy, "--tollgate", built.tollgate, "--build-dir", buildDir,
 		"--config", filepath.Join(root, "examples", "envoy", "gateway.yaml"))
 	for k, v := range d.addrs {
 		args = append(args, "--"+k, v)
@@ -126,12 +144,14 @@ func startDemo(t *testing.T, name string, addrKeys, env []string, extra ...strin
 	})
 	select {
 	case <-d.out.seen:
+		return d, true
 	case err := <-d.exited:
-		t.Fatalf("%s exited before it was ready (%v):\n%s\n%s", name, err, d.out.text(), d.errs.text())
+		t.Logf("%s exited before it was ready: %v", name, err)
+		return d, false
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("%s not ready after 3 minutes:\n%s\n%s", name, d.out.text(), d.errs.text())
+		return nil, false
 	}
-	return d
 }
 
 // TestRunDemo runs `make run`'s program on free ports with a fresh data
