@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -124,22 +125,46 @@ func readManifest(e env, path string) ([]byte, error) {
 	return raw, nil
 }
 
-func runProductsApply(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "products apply")
-	af := addAdminFlags(fs, e)
-	var files multiFlag
-	fs.Var(&files, "f", "manifest file (repeatable; - for stdin)")
-	dryRun := fs.Bool("dry-run", false, "validate only; change nothing")
-	pos, err := parse(fs, args)
+// applyFlags are the flags every "<group> apply" command shares: the admin
+// connection, the manifest files and --dry-run.
+type applyFlags struct {
+	fs     *flag.FlagSet
+	af     *adminFlags
+	files  multiFlag
+	dryRun *bool
+}
+
+// newApplyFlags declares the shared apply flags of cmd; the caller may add
+// its own to fs before parse.
+func newApplyFlags(e env, cmd, fileHelp string) *applyFlags {
+	a := &applyFlags{fs: newFlags(e, cmd)}
+	a.af = addAdminFlags(a.fs, e)
+	a.fs.Var(&a.files, "f", fileHelp)
+	a.dryRun = a.fs.Bool("dry-run", false, "validate only; change nothing")
+	return a
+}
+
+// parse reads args: manifests come only after -f, and at least one is named.
+func (a *applyFlags) parse(args []string) error {
+	pos, err := parse(a.fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q (manifests go after -f)", pos[0])
 	}
-	if len(files) == 0 {
+	if len(a.files) == 0 {
 		return usagef("need at least one -f FILE")
 	}
+	return nil
+}
+
+func runProductsApply(ctx context.Context, e env, args []string) error {
+	a := newApplyFlags(e, "products apply", "manifest file (repeatable; - for stdin)")
+	if err := a.parse(args); err != nil {
+		return err
+	}
+	af, files, dryRun := a.af, a.files, a.dryRun
 
 	docs, err := parseManifests(e, files, manifest.KindProduct, manifest.KindOperationSet)
 	if err != nil {

@@ -20,22 +20,12 @@ import (
 // controller that regenerates them from InferencePools and EndpointSlices
 // wants).
 func runPoolsApply(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "pools apply")
-	af := addAdminFlags(fs, e)
-	var files multiFlag
-	fs.Var(&files, "f", "manifest file of kind InferencePool (repeatable; - for stdin)")
-	dryRun := fs.Bool("dry-run", false, "validate only; change nothing")
-	prune := fs.Bool("prune", false, "delete the pools these files do not declare")
-	pos, err := parse(fs, args)
-	if err != nil {
+	a := newApplyFlags(e, "pools apply", "manifest file of kind InferencePool (repeatable; - for stdin)")
+	prune := a.fs.Bool("prune", false, "delete the pools these files do not declare")
+	if err := a.parse(args); err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q (manifests go after -f)", pos[0])
-	}
-	if len(files) == 0 {
-		return usagef("need at least one -f FILE")
-	}
+	af, files, dryRun := a.af, a.files, a.dryRun
 	docs, err := parseManifests(e, files, manifest.KindPool)
 	if err != nil {
 		return err
