@@ -6,10 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -49,7 +50,7 @@ func (r Request) Validate() error {
 		return err
 	}
 	if r.N < 0 || r.N > window.MaxLimit {
-		return fmt.Errorf("%w: n %d out of range [0, 2^53]", ErrInvalidRequest, r.N)
+		return config.Wrap("", ErrInvalidRequest, ": n "+strconv.FormatInt(r.N, 10)+" out of range [0, 2^53]")
 	}
 	return nil
 }
@@ -146,7 +147,7 @@ func (e *Engine) ConsumeBatch(ctx context.Context, reqs []Request, atomic bool) 
 	}
 	outs, err := e.backend.Apply(ctx, window.Ms(now), ops, atomic)
 	if err != nil {
-		return nil, fmt.Errorf("counter backend: %w", err)
+		return nil, config.Wrap("counter backend: ", err, "")
 	}
 	ds := make([]Decision, len(reqs))
 	for i, r := range reqs {
@@ -175,7 +176,7 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []Request, ttl time.Dura
 		ttl = DefaultReservationTTL
 	}
 	if ttl > MaxReservationTTL {
-		return nil, fmt.Errorf("%w: ttl %v longer than %v", ErrInvalidRequest, ttl, MaxReservationTTL)
+		return nil, config.Wrap("", ErrInvalidRequest, ": ttl "+ttl.String()+" longer than "+MaxReservationTTL.String())
 	}
 	now := e.now()
 	expires := now.Add(ttl)
@@ -183,7 +184,7 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []Request, ttl time.Dura
 	ids := make([]string, len(reqs))
 	for i, r := range reqs {
 		if r.Force {
-			return nil, fmt.Errorf("%w: force is not allowed on a reservation", ErrInvalidRequest)
+			return nil, config.Wrap("", ErrInvalidRequest, ": force is not allowed on a reservation")
 		}
 		token, err := newToken()
 		if err != nil {
@@ -195,7 +196,7 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []Request, ttl time.Dura
 	}
 	outs, err := e.backend.Apply(ctx, window.Ms(now), ops, true)
 	if err != nil {
-		return nil, fmt.Errorf("counter backend: %w", err)
+		return nil, config.Wrap("counter backend: ", err, "")
 	}
 	rs := make([]Reservation, len(reqs))
 	for i, r := range reqs {
@@ -214,7 +215,7 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []Request, ttl time.Dura
 // ended, settling changes no current count.
 func (e *Engine) Settle(ctx context.Context, id string, actual int64) (Decision, error) {
 	if actual < 0 || actual > window.MaxLimit {
-		return Decision{}, fmt.Errorf("%w: actual %d out of range [0, 2^53]", ErrInvalidRequest, actual)
+		return Decision{}, config.Wrap("", ErrInvalidRequest, ": actual "+strconv.FormatInt(actual, 10)+" out of range [0, 2^53]")
 	}
 	return e.adjust(ctx, id, actual)
 }
@@ -235,7 +236,7 @@ func (e *Engine) adjust(ctx context.Context, id string, actual int64) (Decision,
 		if errors.Is(err, ErrReservationNotFound) {
 			return Decision{}, err
 		}
-		return Decision{}, fmt.Errorf("counter backend: %w", err)
+		return Decision{}, config.Wrap("counter backend: ", err, "")
 	}
 	d := decide(spec, now, 0, out)
 	d.Allowed = out.Used <= spec.Limit
@@ -244,11 +245,11 @@ func (e *Engine) adjust(ctx context.Context, id string, actual int64) (Decision,
 
 func validateBatch(reqs []Request) error {
 	if len(reqs) == 0 || len(reqs) > MaxBatch {
-		return fmt.Errorf("%w: a batch holds 1 to %d requests, got %d", ErrInvalidRequest, MaxBatch, len(reqs))
+		return config.Wrap("", ErrInvalidRequest, ": a batch holds 1 to "+strconv.Itoa(MaxBatch)+" requests, got "+strconv.Itoa(len(reqs)))
 	}
 	for i, r := range reqs {
 		if err := r.Validate(); err != nil {
-			return fmt.Errorf("request %d: %w", i, err)
+			return config.Wrap("request "+strconv.Itoa(i)+": ", err, "")
 		}
 	}
 	return nil
@@ -323,7 +324,7 @@ func decide(s window.Spec, now time.Time, n int64, o Outcome) Decision {
 func newToken() (string, error) {
 	var b [12]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("reservation token: %w", err)
+		return "", config.Wrap("reservation token: ", err, "")
 	}
 	return hex.EncodeToString(b[:]), nil
 }
@@ -339,7 +340,7 @@ const maxIDLen = 4096
 
 func decodeID(id string) (Key, window.Spec, string, error) {
 	bad := func(why string) error {
-		return fmt.Errorf("%w: malformed reservation id (%s)", ErrInvalidRequest, why)
+		return config.Wrap("", ErrInvalidRequest, ": malformed reservation id ("+why+")")
 	}
 	if id == "" || len(id) > maxIDLen {
 		return Key{}, window.Spec{}, "", bad("length")

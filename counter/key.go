@@ -11,9 +11,11 @@ package counter
 
 import (
 	"errors"
-	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Kind names what a counter counts; any short lower-case word is allowed so
@@ -50,22 +52,22 @@ type Key struct {
 // Validate reports the first problem with the key, wrapping ErrInvalidKey.
 func (k Key) Validate() error {
 	if k.App == "" {
-		return fmt.Errorf("%w: app is required", ErrInvalidKey)
+		return config.Wrap("", ErrInvalidKey, ": app is required")
 	}
 	for _, p := range []struct{ name, v string }{{"app", k.App}, {"product", k.Product}, {"operation", k.Operation}} {
 		if len(p.v) > MaxKeyPart {
-			return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidKey, p.name, MaxKeyPart)
+			return config.Wrap("", ErrInvalidKey, ": "+p.name+" is longer than "+strconv.Itoa(MaxKeyPart)+" bytes")
 		}
 	}
 	if k.Operation != "" && k.Product == "" {
-		return fmt.Errorf("%w: operation %q needs a product", ErrInvalidKey, k.Operation)
+		return config.Wrap("", ErrInvalidKey, ": operation "+strconv.Quote(k.Operation)+" needs a product")
 	}
 	if len(k.Kind) == 0 || len(k.Kind) > 32 {
-		return fmt.Errorf("%w: kind must be 1 to 32 characters", ErrInvalidKey)
+		return config.Wrap("", ErrInvalidKey, ": kind must be 1 to 32 characters")
 	}
 	for _, c := range k.Kind {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: kind %q may hold only a-z, 0-9, _ and -", ErrInvalidKey, k.Kind)
+			return config.Wrap("", ErrInvalidKey, ": kind "+strconv.Quote(string(k.Kind))+" may hold only a-z, 0-9, _ and -")
 		}
 	}
 	return nil
@@ -91,18 +93,18 @@ func (k Key) String() string {
 func ParseKey(s string) (Key, error) {
 	parts := strings.Split(s, "/")
 	if len(parts) != 4 {
-		return Key{}, fmt.Errorf("%w: %q is not app/product/operation/kind", ErrInvalidKey, s)
+		return Key{}, config.Wrap("", ErrInvalidKey, ": "+strconv.Quote(s)+" is not app/product/operation/kind")
 	}
 	var k Key
 	var err error
 	if k.App, err = url.PathUnescape(parts[0]); err != nil {
-		return Key{}, fmt.Errorf("%w: app: %w", ErrInvalidKey, err)
+		return Key{}, config.Wrap2(ErrInvalidKey, ": app: ", err)
 	}
 	if k.Product, err = url.PathUnescape(parts[1]); err != nil {
-		return Key{}, fmt.Errorf("%w: product: %w", ErrInvalidKey, err)
+		return Key{}, config.Wrap2(ErrInvalidKey, ": product: ", err)
 	}
 	if k.Operation, err = url.PathUnescape(parts[2]); err != nil {
-		return Key{}, fmt.Errorf("%w: operation: %w", ErrInvalidKey, err)
+		return Key{}, config.Wrap2(ErrInvalidKey, ": operation: ", err)
 	}
 	k.Kind = Kind(parts[3])
 	if err := k.Validate(); err != nil {

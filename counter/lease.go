@@ -3,9 +3,10 @@ package counter
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/window"
 )
 
@@ -23,7 +24,7 @@ var ErrLeaseUnsupported = errors.New("counter backend does not support leases")
 
 // ErrInvalidLeaseID marks a lease id that is not one the engine issued; it
 // is also an ErrInvalidRequest.
-var ErrInvalidLeaseID = fmt.Errorf("%w: malformed lease id", ErrInvalidRequest)
+var ErrInvalidLeaseID = config.Wrap("", ErrInvalidRequest, ": malformed lease id")
 
 // LeaseBackend is the optional Backend extension that budget leases need. It
 // is separate from Backend so that backends without leases (the quota
@@ -138,14 +139,14 @@ func (r LeaseRequest) Validate() error {
 		v    int64
 	}{{"used", r.Used}, {"want", r.Want}, {"min", r.Min}, {"seq", r.Seq}} {
 		if f.v < 0 || f.v > window.MaxLimit {
-			return fmt.Errorf("%w: %s %d out of range [0, 2^53]", ErrInvalidRequest, f.name, f.v)
+			return config.Wrap("", ErrInvalidRequest, ": "+f.name+" "+strconv.FormatInt(f.v, 10)+" out of range [0, 2^53]")
 		}
 	}
 	if r.Min > r.Want {
-		return fmt.Errorf("%w: min %d above want %d", ErrInvalidRequest, r.Min, r.Want)
+		return config.Wrap("", ErrInvalidRequest, ": min "+strconv.FormatInt(r.Min, 10)+" above want "+strconv.FormatInt(r.Want, 10))
 	}
 	if r.TTL < 0 || r.TTL > MaxLeaseTTL {
-		return fmt.Errorf("%w: ttl %v out of range [0, %v]", ErrInvalidRequest, r.TTL, MaxLeaseTTL)
+		return config.Wrap("", ErrInvalidRequest, ": ttl "+r.TTL.String()+" out of range [0, "+MaxLeaseTTL.String()+"]")
 	}
 	return nil
 }
@@ -184,7 +185,7 @@ type Lease struct {
 // backend failures and for a batch of the wrong size.
 func (e *Engine) Lease(ctx context.Context, reqs []LeaseRequest) ([]Lease, error) {
 	if len(reqs) == 0 || len(reqs) > MaxBatch {
-		return nil, fmt.Errorf("%w: a batch holds 1 to %d requests, got %d", ErrInvalidRequest, MaxBatch, len(reqs))
+		return nil, config.Wrap("", ErrInvalidRequest, ": a batch holds 1 to "+strconv.Itoa(MaxBatch)+" requests, got "+strconv.Itoa(len(reqs)))
 	}
 	lb, ok := e.backend.(LeaseBackend)
 	if !ok {
@@ -198,7 +199,7 @@ func (e *Engine) Lease(ctx context.Context, reqs []LeaseRequest) ([]Lease, error
 	for i, r := range reqs {
 		op, err := leaseOp(r, now)
 		if err != nil {
-			out[i].Err = fmt.Errorf("request %d: %w", i, err)
+			out[i].Err = config.Wrap("request "+strconv.Itoa(i)+": ", err, "")
 			continue
 		}
 		ops = append(ops, op)
@@ -209,10 +210,10 @@ func (e *Engine) Lease(ctx context.Context, reqs []LeaseRequest) ([]Lease, error
 	}
 	outs, err := lb.Lease(ctx, nowMs, ops)
 	if err != nil {
-		return nil, fmt.Errorf("counter backend: %w", err)
+		return nil, config.Wrap("counter backend: ", err, "")
 	}
 	if len(outs) != len(ops) {
-		return nil, fmt.Errorf("counter backend: %d lease outcomes for %d ops", len(outs), len(ops))
+		return nil, errors.New("counter backend: " + strconv.Itoa(len(outs)) + " lease outcomes for " + strconv.Itoa(len(ops)) + " ops")
 	}
 	for j, o := range outs {
 		r, op := reqs[idx[j]], ops[j]
@@ -248,7 +249,7 @@ func leaseOp(r LeaseRequest, now time.Time) (LeaseOp, error) {
 	if r.ID != "" {
 		k, s, token, err := decodeID(r.ID)
 		if err != nil {
-			return LeaseOp{}, fmt.Errorf("%w (%v)", ErrInvalidLeaseID, err)
+			return LeaseOp{}, config.Wrap("", ErrInvalidLeaseID, " ("+err.Error()+")")
 		}
 		// A lease of another counter is unknown here: its Used is charged to
 		// this counter and the other lease expires on its own.

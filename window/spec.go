@@ -8,10 +8,11 @@ package window
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Unit is the time unit of a quota interval.
@@ -47,13 +48,13 @@ func ParseUnit(s string) (Unit, error) {
 			return i, nil
 		}
 	}
-	return UnitInvalid, fmt.Errorf("%w: time unit %q (want second, minute, hour, day, week or month)", ErrInvalidSpec, s)
+	return UnitInvalid, config.Wrap("", ErrInvalidSpec, ": time unit "+strconv.Quote(s)+" (want second, minute, hour, day, week or month)")
 }
 
 // MarshalText writes the unit's canonical name, so JSON carries "minute".
 func (u Unit) MarshalText() ([]byte, error) {
 	if u <= UnitInvalid || u > Month {
-		return nil, fmt.Errorf("%w: time unit %d", ErrInvalidSpec, int(u))
+		return nil, config.Wrap("", ErrInvalidSpec, ": time unit "+strconv.Itoa(int(u)))
 	}
 	return []byte(u.String()), nil
 }
@@ -124,13 +125,13 @@ func ParseKind(s string) (Kind, error) {
 	case "flexi", "flexiwindow":
 		return Flexi, nil
 	}
-	return KindInvalid, fmt.Errorf("%w: window %q (want calendar, rolling or flexi)", ErrInvalidSpec, s)
+	return KindInvalid, config.Wrap("", ErrInvalidSpec, ": window "+strconv.Quote(s)+" (want calendar, rolling or flexi)")
 }
 
 // MarshalText writes the kind's canonical name.
 func (k Kind) MarshalText() ([]byte, error) {
 	if k <= KindInvalid || k > Flexi {
-		return nil, fmt.Errorf("%w: window kind %d", ErrInvalidSpec, int(k))
+		return nil, config.Wrap("", ErrInvalidSpec, ": window kind "+strconv.Itoa(int(k)))
 	}
 	return []byte(k.String()), nil
 }
@@ -191,23 +192,23 @@ func NewSpec(limit int64, interval int, timeUnit, kind string) (Spec, error) {
 // Validate reports the first problem with the spec, wrapping ErrInvalidSpec.
 func (s Spec) Validate() error {
 	if s.Limit < 0 || s.Limit > MaxLimit {
-		return fmt.Errorf("%w: limit %d out of range [0, 2^53]", ErrInvalidSpec, s.Limit)
+		return config.Wrap("", ErrInvalidSpec, ": limit "+strconv.FormatInt(s.Limit, 10)+" out of range [0, 2^53]")
 	}
 	if s.Interval < 1 {
-		return fmt.Errorf("%w: interval %d must be at least 1", ErrInvalidSpec, s.Interval)
+		return config.Wrap("", ErrInvalidSpec, ": interval "+strconv.Itoa(s.Interval)+" must be at least 1")
 	}
 	if s.Unit <= UnitInvalid || s.Unit > Month {
-		return fmt.Errorf("%w: missing or unknown time unit", ErrInvalidSpec)
+		return config.Wrap("", ErrInvalidSpec, ": missing or unknown time unit")
 	}
 	if s.Kind <= KindInvalid || s.Kind > Flexi {
-		return fmt.Errorf("%w: missing or unknown window kind", ErrInvalidSpec)
+		return config.Wrap("", ErrInvalidSpec, ": missing or unknown window kind")
 	}
 	maxInterval := int64(MaxLength / s.Unit.fixed())
 	if s.Unit == Month {
 		maxInterval = 1200
 	}
 	if int64(s.Interval) > maxInterval {
-		return fmt.Errorf("%w: interval %d %s is longer than 100 years", ErrInvalidSpec, s.Interval, s.Unit)
+		return config.Wrap("", ErrInvalidSpec, ": interval "+strconv.Itoa(s.Interval)+" "+s.Unit.String()+" is longer than 100 years")
 	}
 	return nil
 }
@@ -228,22 +229,22 @@ func (s Spec) String() string {
 func ParseCompact(text string) (Spec, error) {
 	parts := strings.Split(text, "/")
 	if len(parts) != 3 {
-		return Spec{}, fmt.Errorf("%w: %q is not limit/intervalunit/window", ErrInvalidSpec, text)
+		return Spec{}, config.Wrap("", ErrInvalidSpec, ": "+strconv.Quote(text)+" is not limit/intervalunit/window")
 	}
 	limit, err := strconv.ParseInt(parts[0], 10, 64)
 	if err != nil {
-		return Spec{}, fmt.Errorf("%w: limit %q: %w", ErrInvalidSpec, parts[0], err)
+		return Spec{}, config.Wrap2(ErrInvalidSpec, ": limit "+strconv.Quote(parts[0])+": ", err)
 	}
 	i := 0
 	for i < len(parts[1]) && parts[1][i] >= '0' && parts[1][i] <= '9' {
 		i++
 	}
 	if i == 0 || i > 9 {
-		return Spec{}, fmt.Errorf("%w: interval in %q", ErrInvalidSpec, parts[1])
+		return Spec{}, config.Wrap("", ErrInvalidSpec, ": interval in "+strconv.Quote(parts[1]))
 	}
 	interval, err := strconv.Atoi(parts[1][:i])
 	if err != nil {
-		return Spec{}, fmt.Errorf("%w: interval %q: %w", ErrInvalidSpec, parts[1][:i], err)
+		return Spec{}, config.Wrap2(ErrInvalidSpec, ": interval "+strconv.Quote(parts[1][:i])+": ", err)
 	}
 	return NewSpec(limit, interval, parts[1][i:], parts[2])
 }

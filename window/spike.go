@@ -1,10 +1,11 @@
 package window
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Rate is a spike-arrest rate such as "30pm": Count requests per Per.
@@ -28,7 +29,7 @@ const MaxRateCount = 1_000_000
 func ParseRate(text string) (Rate, error) {
 	s := strings.ToLower(strings.TrimSpace(text))
 	if len(s) < 3 {
-		return Rate{}, fmt.Errorf("%w: rate %q (want e.g. 30pm or 5ps)", ErrInvalidSpec, text)
+		return Rate{}, config.Wrap("", ErrInvalidSpec, ": rate "+strconv.Quote(text)+" (want e.g. 30pm or 5ps)")
 	}
 	var per time.Duration
 	switch s[len(s)-2:] {
@@ -39,17 +40,17 @@ func ParseRate(text string) (Rate, error) {
 	case "ph":
 		per = time.Hour
 	default:
-		return Rate{}, fmt.Errorf("%w: rate %q must end in ps, pm or ph", ErrInvalidSpec, text)
+		return Rate{}, config.Wrap("", ErrInvalidSpec, ": rate "+strconv.Quote(text)+" must end in ps, pm or ph")
 	}
 	digits := s[:len(s)-2]
 	for _, c := range digits {
 		if c < '0' || c > '9' {
-			return Rate{}, fmt.Errorf("%w: rate %q: count must be a positive integer", ErrInvalidSpec, text)
+			return Rate{}, config.Wrap("", ErrInvalidSpec, ": rate "+strconv.Quote(text)+": count must be a positive integer")
 		}
 	}
 	n, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil || n < 1 || n > MaxRateCount {
-		return Rate{}, fmt.Errorf("%w: rate %q: count must be between 1 and %d", ErrInvalidSpec, text, MaxRateCount)
+		return Rate{}, config.Wrap("", ErrInvalidSpec, ": rate "+strconv.Quote(text)+": count must be between 1 and "+strconv.Itoa(MaxRateCount))
 	}
 	return Rate{Count: n, Per: per}, nil
 }

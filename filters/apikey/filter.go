@@ -9,6 +9,7 @@ package apikey
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"strconv"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/apikey/gate"
@@ -68,7 +69,7 @@ func (p *plugin) OnPluginStart(raw []byte) error {
 	if _, err := rand.Read(seed[:]); err == nil {
 		p.hasher = policy.NewHasher(seed, max(pol.Cache.MaxEntries, 1024))
 	} else {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: no random secret (%v): hashing every key", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "apikey: no random secret ("+err.Error()+"): hashing every key")
 	}
 	return nil
 }
@@ -143,7 +144,7 @@ func (h host) Dispatch(headers [][2]string, body []byte, timeout time.Duration, 
 		done(r.Status, r.Body)
 	})
 	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "apikey: keystore callout: %v", err)
+		proxywasm.Log(proxywasm.LogLevelError, "apikey: keystore callout: "+err.Error())
 	}
 	return err
 }
@@ -156,13 +157,13 @@ func (h host) Finish(id uint32, d policy.Decision) {
 	}
 	delete(h.p.waiting, id)
 	if err := proxywasm.Resume(id, func() bool { return s.finish(d) }); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "apikey: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "apikey: "+err.Error())
 	}
 }
 
 func (host) SetTick(d time.Duration) {
 	if err := proxywasm.SetTickPeriod(d); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "apikey: set tick period: %v", err)
+		proxywasm.Log(proxywasm.LogLevelError, "apikey: set tick period: "+err.Error())
 	}
 }
 
@@ -196,7 +197,7 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 	// return data are the filter's most expensive operations.
 	all, err := proxywasm.RequestHeaders.GetAll()
 	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "apikey: read request headers: %v", err)
+		proxywasm.Log(proxywasm.LogLevelError, "apikey: read request headers: "+err.Error())
 	}
 	s.headers = all
 	if pol.Mode == policy.ModeStrip {
@@ -254,7 +255,7 @@ func (s *stream) finish(d policy.Decision) (replied bool) {
 		return false
 	}
 	if err := proxywasm.SendError(d.Error, s.p.pol.Style, d.Headers...); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "apikey: send %d: %v", d.Error.Status, err)
+		proxywasm.Log(proxywasm.LogLevelError, "apikey: send "+strconv.Itoa(d.Error.Status)+": "+err.Error())
 	}
 	return true
 }
@@ -268,7 +269,7 @@ func (s *stream) write(d policy.Decision) {
 		return
 	}
 	if err := proxywasm.RequestHeaders.SetAll(out); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "apikey: write request headers: %v", err)
+		proxywasm.Log(proxywasm.LogLevelError, "apikey: write request headers: "+err.Error())
 	}
 }
 

@@ -56,7 +56,7 @@ func (p *plugin) OnPluginStart(config []byte) error {
 		}
 		p.verdicts = c
 	}
-	proxywasm.Logf(proxywasm.LogLevelInfo, "guard: %d rules and sets configured", len(pol.Names()))
+	proxywasm.Log(proxywasm.LogLevelInfo, "guard: "+strconv.Itoa(len(pol.Names()))+" rules and sets configured")
 	return nil
 }
 
@@ -139,7 +139,7 @@ func (s *stream) BodyTooLarge() proxywasm.Action {
 
 // BodyUnreadable answers 500 when the host cannot return the body.
 func (s *stream) BodyUnreadable(err error) proxywasm.Action {
-	proxywasm.Logf(proxywasm.LogLevelError, "guard: read request body: %v", err)
+	proxywasm.Log(proxywasm.LogLevelError, "guard: read request body: "+err.Error())
 	return s.reject(apierror.New(500, "internal_error", "the gateway could not read the request body"))
 }
 
@@ -153,7 +153,7 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	}
 	if res.Body != nil {
 		if err := proxywasm.ReplaceRequestBody(res.Body); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelError, "guard: rewrite request body: %v", err)
+			proxywasm.Log(proxywasm.LogLevelError, "guard: rewrite request body: "+err.Error())
 			return s.reject(apierror.New(500, "internal_error", "the gateway could not rewrite the request body"))
 		}
 	}
@@ -193,7 +193,7 @@ func (s *stream) moderate(texts []string, dir policy.Direction, resume func() er
 		}
 		if act == proxywasm.ActionContinue {
 			if err := resume(); err != nil {
-				proxywasm.Logf(proxywasm.LogLevelWarn, "guard: resume: %v", err)
+				proxywasm.Log(proxywasm.LogLevelWarn, "guard: resume: "+err.Error())
 			}
 		}
 	})
@@ -212,7 +212,7 @@ func (s *stream) verdict(v policy.Verdict, dir policy.Direction) proxywasm.Actio
 }
 
 func (s *stream) moderationFailed(dir policy.Direction, why string) proxywasm.Action {
-	proxywasm.Logf(proxywasm.LogLevelWarn, "guard: moderation: %s", why)
+	proxywasm.Log(proxywasm.LogLevelWarn, "guard: moderation: "+why)
 	if s.prof.ModerationFailOpen(s.p.pol.Moderation) {
 		s.note([]policy.Decision{{Rule: "moderation", Action: "fail_open", Direction: dir, Count: 1}})
 		return proxywasm.ActionContinue
@@ -233,7 +233,7 @@ func (s *stream) refuse(e *apierror.Error, dir policy.Direction) proxywasm.Actio
 func (s *stream) reject(e *apierror.Error) proxywasm.Action {
 	s.replied = true
 	if err := proxywasm.SendError(e, s.p.pol.Style); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "guard: send %d: %v", e.Status, err)
+		proxywasm.Log(proxywasm.LogLevelError, "guard: send "+strconv.Itoa(e.Status)+": "+err.Error())
 	}
 	return proxywasm.ActionPause
 }
@@ -249,7 +249,7 @@ func (s *stream) OnResponseHeaders(_ int, endOfStream bool) proxywasm.Action {
 		return proxywasm.ActionContinue
 	}
 	if ce, _ := proxywasm.ResponseHeaders.Get("content-encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "guard: %s answer passes unscanned", ce)
+		proxywasm.Log(proxywasm.LogLevelWarn, "guard: "+ce+" answer passes unscanned")
 		return proxywasm.ActionContinue
 	}
 	ct, _ := proxywasm.ResponseHeaders.Get("content-type")
@@ -289,7 +289,7 @@ func (s *stream) OnResponseBody(bodySize int, endOfStream bool) proxywasm.Action
 			s.sse = nil
 		}
 		if err := proxywasm.ResponseBody.Replace(out); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "guard: rewrite stream: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "guard: rewrite stream: "+err.Error())
 		}
 		return proxywasm.ActionContinue
 	case s.jsonResp:

@@ -72,7 +72,7 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	if err := p.metrics.Define(names...); err != nil {
 		return err
 	}
-	proxywasm.Logf(proxywasm.LogLevelInfo, "modelroute: %d model(s), routing header %s", len(pol.Models()), pol.RoutingHeader)
+	proxywasm.Log(proxywasm.LogLevelInfo, "modelroute: "+strconv.Itoa(len(pol.Models()))+" model(s), routing header "+pol.RoutingHeader)
 	return nil
 }
 
@@ -173,7 +173,7 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 	// Header changes already clear the route cache for ABI 0.2.x modules;
 	// the foreign function makes it explicit where the host has it.
 	if err := proxywasm.ClearRouteCache(); err != nil && !errors.Is(err, proxywasm.ErrNotFound) && !errors.Is(err, proxywasm.ErrUnimplemented) {
-		proxywasm.Logf(proxywasm.LogLevelDebug, "modelroute: clear_route_cache: %v", err)
+		proxywasm.Log(proxywasm.LogLevelDebug, "modelroute: clear_route_cache: "+err.Error())
 	}
 	target := d.Target
 	if d.Model == "" {
@@ -192,13 +192,13 @@ func (s *stream) BodyComplete(body []byte) proxywasm.Action {
 func (s *stream) reject(e *apierror.Error) proxywasm.Action {
 	s.p.metrics.Inc(route.RejectionsMetric(e.Code))
 	if err := proxywasm.SendError(e, s.p.policy.Style); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "modelroute: send %d: %v", e.Status, err)
+		proxywasm.Log(proxywasm.LogLevelError, "modelroute: send "+strconv.Itoa(e.Status)+": "+err.Error())
 	}
 	return proxywasm.ActionPause
 }
 
 func (s *stream) internal(what string, err error) proxywasm.Action {
-	proxywasm.Logf(proxywasm.LogLevelError, "modelroute: %s: %v", what, err)
+	proxywasm.Log(proxywasm.LogLevelError, "modelroute: "+what+": "+err.Error())
 	return s.reject(apierror.New(500, codeInternal, "the gateway could not route this request"))
 }
 
@@ -260,7 +260,7 @@ func (s *stream) mapJSON() {
 	s.mapping = route.ResponseUntouched
 	body, err := proxywasm.ResponseBody.GetAll()
 	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: read response body: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "modelroute: read response body: "+err.Error())
 		return
 	}
 	out, ok := route.MapModel(body, s.decision.BackendModel, s.decision.Model)
@@ -268,7 +268,7 @@ func (s *stream) mapJSON() {
 		return
 	}
 	if err := proxywasm.ResponseBody.Replace(out); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: rewrite response body: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "modelroute: rewrite response body: "+err.Error())
 		return
 	}
 	s.p.metrics.Inc(route.RewritesMetric(s.decision.Model, "response"))
@@ -277,7 +277,7 @@ func (s *stream) mapJSON() {
 func (s *stream) mapStream(final bool) proxywasm.Action {
 	buf, err := proxywasm.ResponseBody.GetAll()
 	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: read response body: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "modelroute: read response body: "+err.Error())
 		s.mapping = route.ResponseUntouched
 		return proxywasm.ActionContinue
 	}
@@ -287,7 +287,7 @@ func (s *stream) mapStream(final bool) proxywasm.Action {
 	}
 	if !unchanged {
 		if err := proxywasm.ResponseBody.Replace(out); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "modelroute: rewrite response body: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "modelroute: rewrite response body: "+err.Error())
 		}
 	}
 	if !s.respSeen && s.mapper.Mapped() > 0 {

@@ -93,7 +93,7 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	if err := proxywasm.SetTickPeriod(pol.ScrapeInterval); err != nil {
 		return err
 	}
-	proxywasm.Logf(proxywasm.LogLevelInfo, "picker: %d pool(s), %d endpoint(s), scraping every %v", len(pol.Pools), len(pol.Endpoints()), pol.ScrapeInterval)
+	proxywasm.Log(proxywasm.LogLevelInfo, "picker: "+strconv.Itoa(len(pol.Pools))+" pool(s), "+strconv.Itoa(len(pol.Endpoints()))+" endpoint(s), scraping every "+pol.ScrapeInterval.String())
 	return nil
 }
 
@@ -146,10 +146,10 @@ func (p *plugin) syncPools(st shareddata.Store) {
 	}
 	p.poolsVersion = version
 	if err := p.pol.SetPools(raw); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: shared pools refused: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "picker: shared pools refused: "+err.Error())
 		return
 	}
-	proxywasm.Logf(proxywasm.LogLevelInfo, "picker: pools updated: %d pool(s), %d endpoint(s)", len(p.pol.Pools), len(p.pol.Endpoints()))
+	proxywasm.Log(proxywasm.LogLevelInfo, "picker: pools updated: "+strconv.Itoa(len(p.pol.Pools))+" pool(s), "+strconv.Itoa(len(p.pol.Endpoints()))+" endpoint(s)")
 }
 
 // askPools polls the pools source (leader only); a valid answer is shared
@@ -165,20 +165,20 @@ func (p *plugin) askPools(now int64) {
 		p.poolsPending = false
 		if resp.Failed || resp.Status != 200 {
 			p.inc(pick.DecisionMetric("pools_source_errors"), 1)
-			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: pools source answered %d", resp.Status)
+			proxywasm.Log(proxywasm.LogLevelWarn, "picker: pools source answered "+strconv.Itoa(resp.Status))
 			return
 		}
 		if err := p.pol.SetPools(resp.Body); err != nil {
 			p.inc(pick.DecisionMetric("pools_source_errors"), 1)
-			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: pools source: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "picker: pools source: "+err.Error())
 			return
 		}
 		if _, err := pick.StorePools(shareddata.Store{}, resp.Body); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: share pools: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "picker: share pools: "+err.Error())
 		}
 	})
 	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: pools source: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "picker: pools source: "+err.Error())
 		return
 	}
 	p.poolsPending = true
@@ -199,7 +199,7 @@ func (p *plugin) scraped(e pick.Endpoint) proxywasm.CallResponseHandler {
 		}
 		st := shareddata.Store{}
 		if err := pick.StoreScrape(st, e.Address, snap, time.Now().UnixMilli()); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: store metrics of %s: %v", e.Address, err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "picker: store metrics of "+e.Address+": "+err.Error())
 		}
 		p.gauge(metricName("waiting", e.Address), uint64(snap.Waiting))
 		p.gauge(metricName("running", e.Address), uint64(snap.Running))
@@ -219,7 +219,7 @@ func (p *plugin) failedScrape(e pick.Endpoint, why string) {
 	}
 	p.gauge(metricName("saturation_permille", e.Address), 1000) // no fresh metrics: saturated
 	if n == 1 || n%100 == 0 {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: scrape %s failed (%d in a row): %s", e.Address, n, why)
+		proxywasm.Log(proxywasm.LogLevelWarn, "picker: scrape "+e.Address+" failed ("+strconv.Itoa(n)+" in a row): "+why)
 	}
 }
 
@@ -268,7 +268,7 @@ func (s *stream) BodyTooLarge() proxywasm.Action {
 
 // BodyUnreadable answers 500 when the host cannot return the body.
 func (s *stream) BodyUnreadable(err error) proxywasm.Action {
-	proxywasm.Logf(proxywasm.LogLevelError, "picker: read request body: %v", err)
+	proxywasm.Log(proxywasm.LogLevelError, "picker: read request body: "+err.Error())
 	return s.reject(apierror.New(500, "internal_error", "the gateway could not read the request"), "internal")
 }
 
@@ -321,19 +321,19 @@ func (s *stream) decide(model string, blocks []uint64) proxywasm.Action {
 		s.p.inc(pick.DecisionMetric(d.Reason), 1)
 		_ = proxywasm.SetProperty([]string{"tollgate.picker.pick"}, []byte("- "+d.Reason))
 		if err := proxywasm.SendError(d.Err, apierror.StyleOpenAI, extra...); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelError, "picker: send %d: %v", d.Status, err)
+			proxywasm.Log(proxywasm.LogLevelError, "picker: send "+strconv.Itoa(d.Status)+": "+err.Error())
 		}
 		return proxywasm.ActionPause
 	}
 	if err := proxywasm.RequestHeaders.Replace(pol.DestinationHeader, d.Header()); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "picker: set %s: %v", pol.DestinationHeader, err)
+		proxywasm.Log(proxywasm.LogLevelError, "picker: set "+pol.DestinationHeader+": "+err.Error())
 		return s.reject(apierror.New(500, "internal_error", "the gateway could not route this request"), "internal")
 	}
 	if pol.ReasonHeader != "" {
 		_ = proxywasm.RequestHeaders.Replace(pol.ReasonHeader, d.Reason)
 	}
 	if err := pol.Commit(host{}, s.p.idx, &d); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: record pick: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "picker: record pick: "+err.Error())
 	}
 	s.primary = d.Endpoints[0]
 	s.p.inc(metricName("picks", s.primary), 1)
@@ -354,7 +354,7 @@ func (s *stream) decide(model string, blocks []uint64) proxywasm.Action {
 func (s *stream) reject(e *apierror.Error, why string) proxywasm.Action {
 	_ = proxywasm.SetProperty([]string{"tollgate.picker.pick"}, []byte("- "+why))
 	if err := proxywasm.SendError(e, apierror.StyleOpenAI); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "picker: send %d: %v", e.Status, err)
+		proxywasm.Log(proxywasm.LogLevelError, "picker: send "+strconv.Itoa(e.Status)+": "+err.Error())
 	}
 	return proxywasm.ActionPause
 }
@@ -382,14 +382,14 @@ func (s *stream) OnLog() {
 	pol := s.p.pol
 	st := shareddata.Store{}
 	if err := pol.Done(host{}, s.primary); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: in-flight of %s: %v", s.primary, err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "picker: in-flight of "+s.primary+": "+err.Error())
 	}
 	served, _ := proxywasm.GetProperty("upstream", "address")
 	details, _ := proxywasm.GetProperty("response", "code_details")
 	failed := strings.HasPrefix(string(details), "upstream_reset_before_response_started") ||
 		(len(served) > 0 && string(served) != s.primary)
 	if ejected, err := pol.Outcome(st, s.primary, failed, time.Now().UnixMilli()); err == nil && ejected {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "picker: %s ejected for %v after repeated failures", s.primary, pol.EjectBackoff)
+		proxywasm.Log(proxywasm.LogLevelWarn, "picker: "+s.primary+" ejected for "+pol.EjectBackoff.String()+" after repeated failures")
 	}
 	s.primary = ""
 }

@@ -9,6 +9,7 @@
 package quota
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/quota/limiter"
@@ -124,7 +125,7 @@ func (p *plugin) OnTick() {
 	now := time.Now()
 	if p.leases != nil {
 		if _, err := p.leases.Tick(); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "quota: leases: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "quota: leases: "+err.Error())
 		}
 	}
 	if p.pol.UsesMode[policy.Async] && now.Sub(p.lastSync) >= p.pol.SyncPeriod*9/10 {
@@ -133,7 +134,7 @@ func (p *plugin) OnTick() {
 	}
 	if p.usage != nil {
 		if err := p.usage.Tick(now); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "quota: usage: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "quota: usage: "+err.Error())
 		}
 	}
 }
@@ -169,7 +170,7 @@ type stream struct {
 func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 	all, err := proxywasm.RequestHeaders.GetAll()
 	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "quota: read request headers: %v", err)
+		proxywasm.Log(proxywasm.LogLevelError, "quota: read request headers: "+err.Error())
 	}
 	get := func(name string) string {
 		for _, kv := range all {
@@ -197,7 +198,7 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 		// Runs from the callout's answer, with this stream current again.
 		if !s.apply(v) {
 			if err := proxywasm.ContinueRequest(); err != nil {
-				proxywasm.Logf(proxywasm.LogLevelDebug, "quota: resume stream: %v", err)
+				proxywasm.Log(proxywasm.LogLevelDebug, "quota: resume stream: "+err.Error())
 			}
 		}
 	})
@@ -215,7 +216,7 @@ func (s *stream) apply(v limiter.Verdict) bool {
 	}
 	s.replied = true
 	if err := proxywasm.SendError(v.Err, s.p.pol.Style, v.Headers...); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "quota: send %d: %v", v.Err.Status, err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "quota: send "+strconv.Itoa(v.Err.Status)+": "+err.Error())
 	}
 	s.report(v.Err.Status)
 	return true
@@ -232,7 +233,7 @@ func (s *stream) report(status int) {
 	rec := usagelog.Record{RequestID: usagelog.RequestID(s.get("x-request-id"), now), Time: now, App: id.App, Product: id.Product,
 		Developer: id.Developer, KeyID: id.KeyID, Status: status, Outcome: usagelog.OutcomeRefused, Latency: now.Sub(s.start)}
 	if err := s.p.usage.Report(&rec); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "quota: usage: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "quota: usage: "+err.Error())
 	}
 }
 

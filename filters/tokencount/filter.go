@@ -13,6 +13,7 @@
 package tokencount
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/tollgate/tollgate/filters/tokencount/meter"
@@ -107,8 +108,7 @@ func (p *plugin) OnPluginStart(config []byte) error {
 	if err := proxywasm.SetTickPeriod(tick); err != nil {
 		return err
 	}
-	proxywasm.Logf(proxywasm.LogLevelInfo, "tokencount: keystore cluster %s, counted %s, include_usage %v, fail_open %v",
-		pol.Cluster, pol.Metric, pol.InjectIncludeUsage, pol.FailOpen)
+	proxywasm.Log(proxywasm.LogLevelInfo, "tokencount: keystore cluster "+pol.Cluster+", counted "+pol.Metric.String()+", include_usage "+strconv.FormatBool(pol.InjectIncludeUsage)+", fail_open "+strconv.FormatBool(pol.FailOpen))
 	return nil
 }
 
@@ -123,12 +123,12 @@ func (p *plugin) add(name string, n int64) {
 func (p *plugin) OnTick() {
 	if p.usage != nil {
 		if err := p.usage.Tick(time.Now()); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: usage records: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: usage records: "+err.Error())
 		}
 	}
 	if p.leases != nil {
 		if _, err := p.leases.Tick(); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: leases: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: leases: "+err.Error())
 		}
 	}
 	p.ticks++
@@ -254,13 +254,13 @@ func (host) RequestMemo() *reqview.Memo { return proxywasm.RequestMemo() }
 
 func (host) ResumeRequest() {
 	if err := proxywasm.ContinueRequest(); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: resume request: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: resume request: "+err.Error())
 	}
 }
 
 func (h host) SendError(e *apierror.Error, extra ...[2]string) {
 	if err := proxywasm.SendError(e, h.p.pol.Style, extra...); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "tokencount: send %d: %v", e.Status, err)
+		proxywasm.Log(proxywasm.LogLevelError, "tokencount: send "+strconv.Itoa(e.Status)+": "+err.Error())
 	}
 }
 
@@ -273,14 +273,14 @@ func (host) RemoveResponseHeader(name string) { _ = proxywasm.ResponseHeaders.Re
 
 func (host) SetResponseHeader(name, value string) {
 	if err := proxywasm.ResponseHeaders.Replace(name, value); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelDebug, "tokencount: set %s: %v", name, err)
+		proxywasm.Log(proxywasm.LogLevelDebug, "tokencount: set "+name+": "+err.Error())
 	}
 }
 
 func (host) ResponseChunk(size int) []byte {
 	b, err := proxywasm.ResponseBody.Get(0, size)
 	if err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: read response body: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: read response body: "+err.Error())
 	}
 	return b
 }
@@ -292,18 +292,18 @@ func (host) ResponseBody() []byte {
 
 func (host) ReplaceResponseBody(body []byte) {
 	if err := proxywasm.ResponseBody.Replace(body); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: rewrite response body: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: rewrite response body: "+err.Error())
 	}
 }
 
 func (host) ResumeResponse() {
 	if err := proxywasm.ContinueResponse(); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: resume response: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: resume response: "+err.Error())
 	}
 }
 
 func (h host) Report(rec *usagelog.Record) {
 	if err := h.p.usage.Report(rec); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "tokencount: usage record: %v", err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: usage record: "+err.Error())
 	}
 }

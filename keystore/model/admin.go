@@ -1,7 +1,7 @@
 package model
 
 import (
-	"fmt"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -41,18 +41,18 @@ func ParseLifetime(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && !strings.ContainsAny(days, "hmsuµn.") {
 		n, err := strconv.Atoi(days)
 		if err != nil || n <= 0 || n > int(MaxKeyLifetime/(24*time.Hour)) {
-			return 0, fmt.Errorf("lifetime %q: want a positive number of days up to %d", s, int(MaxKeyLifetime/(24*time.Hour)))
+			return 0, errors.New("lifetime " + strconv.Quote(s) + ": want a positive number of days up to " + strconv.Itoa(int(MaxKeyLifetime/(24*time.Hour))))
 		}
 		d = time.Duration(n) * 24 * time.Hour
 	} else {
 		var err error
 		d, err = time.ParseDuration(s)
 		if err != nil {
-			return 0, fmt.Errorf("lifetime %q: want a duration such as 720h or 30d", s)
+			return 0, errors.New("lifetime " + strconv.Quote(s) + ": want a duration such as 720h or 30d")
 		}
 	}
 	if d <= 0 || d > MaxKeyLifetime {
-		return 0, fmt.Errorf("lifetime %q: must be positive and at most %s", s, MaxKeyLifetime)
+		return 0, errors.New("lifetime " + strconv.Quote(s) + ": must be positive and at most " + MaxKeyLifetime.String())
 	}
 	return d, nil
 }

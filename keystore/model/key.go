@@ -4,9 +4,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Key format: "tg_" + 32 random base62 characters (about 190 bits from
@@ -32,7 +33,7 @@ func randomBase62(r io.Reader, n int) (string, error) {
 	buf := make([]byte, n+n/4+8)
 	for len(out) < n {
 		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", fmt.Errorf("read random bytes: %w", err)
+			return "", config.Wrap("read random bytes: ", err, "")
 		}
 		for _, b := range buf {
 			if int(b) < maxUnbiasedByte && len(out) < n {
@@ -60,7 +61,7 @@ func GenerateKey(r io.Reader) (string, error) {
 	}
 	body, err := randomBase62(r, keyRandomLen)
 	if err != nil {
-		return "", fmt.Errorf("generate key: %w", err)
+		return "", config.Wrap("generate key: ", err, "")
 	}
 	s := KeyPrefix + body
 	return s + checksum62(s), nil
@@ -74,7 +75,7 @@ func GenerateKeyID(r io.Reader) (string, error) {
 	}
 	body, err := randomBase62(r, idRandomLen)
 	if err != nil {
-		return "", fmt.Errorf("generate key id: %w", err)
+		return "", config.Wrap("generate key id: ", err, "")
 	}
 	return keyIDPrefix + body, nil
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -107,20 +108,20 @@ func (p *Pool) Validate() FieldErrors {
 	case len(p.Endpoints) == 0:
 		c.add("endpoints", "a pool needs at least one endpoint")
 	case len(p.Endpoints) > MaxPoolEndpoints:
-		c.add("endpoints", "more than %d endpoints", MaxPoolEndpoints)
+		c.add("endpoints", "more than "+strconv.Itoa(MaxPoolEndpoints)+" endpoints")
 	default:
 		seen := map[string]int{}
 		for i, ep := range p.Endpoints {
 			f := idx("endpoints", i)
 			if msg := ValidEndpointAddress(ep.Address); msg != "" {
-				c.add(f+".address", "%s", msg)
+				c.add(f+".address", msg)
 			} else if first, dup := seen[ep.Address]; dup {
-				c.add(f+".address", "%s is listed twice (also endpoints[%d])", ep.Address, first)
+				c.add(f+".address", ep.Address+" is listed twice (also endpoints["+strconv.Itoa(first)+"])")
 			} else {
 				seen[ep.Address] = i
 			}
 			if !validEngine(ep.Engine) {
-				c.add(f+".engine", "%q is not an engine (want %s)", ep.Engine, strings.Join(Engines(), ", "))
+				c.add(f+".engine", strconv.Quote(ep.Engine)+" is not an engine (want "+strings.Join(Engines(), ", ")+")")
 			}
 			c.attributes(f+".labels", ep.Labels)
 		}
@@ -132,7 +133,7 @@ func (p *Pool) Validate() FieldErrors {
 // models and adapters (names collects them).
 func (c *checker) poolModels(field string, list []string, names map[string]string) {
 	if len(list) > MaxModels {
-		c.add(field, "more than %d names", MaxModels)
+		c.add(field, "more than "+strconv.Itoa(MaxModels)+" names")
 		return
 	}
 	for i, m := range list {
@@ -142,11 +143,11 @@ func (c *checker) poolModels(field string, list []string, names map[string]strin
 			msg = "must be an exact model name, not a pattern"
 		}
 		if msg != "" {
-			c.add(f, "%s", msg)
+			c.add(f, msg)
 			continue
 		}
 		if first, dup := names[m]; dup {
-			c.add(f, "%q is listed twice (also %s)", m, first)
+			c.add(f, strconv.Quote(m)+" is listed twice (also "+first+")")
 			continue
 		}
 		names[m] = f

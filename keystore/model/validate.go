@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,8 +56,8 @@ func (e FieldErrors) Err() error {
 
 type checker struct{ errs FieldErrors }
 
-func (c *checker) add(field, format string, args ...any) {
-	c.errs = append(c.errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+func (c *checker) add(field, msg string) {
+	c.errs = append(c.errs, FieldError{Field: field, Message: msg})
 }
 
 func join(prefix, field string) string {
@@ -115,19 +114,19 @@ func ValidEmail(s string) bool {
 
 func (c *checker) name(field, s string) {
 	if !ValidName(s) {
-		c.add(field, "%q is not a valid name (1-%d chars of a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)", s, MaxNameLen)
+		c.add(field, strconv.Quote(s)+" is not a valid name (1-"+strconv.Itoa(MaxNameLen)+" chars of a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)")
 	}
 }
 
 func (c *checker) text(field, s string) {
 	if len(s) > MaxTextLen {
-		c.add(field, "longer than %d bytes", MaxTextLen)
+		c.add(field, "longer than "+strconv.Itoa(MaxTextLen)+" bytes")
 	}
 }
 
 func (c *checker) attributes(field string, attrs map[string]string) {
 	if len(attrs) > MaxAttributes {
-		c.add(field, "more than %d attributes", MaxAttributes)
+		c.add(field, "more than "+strconv.Itoa(MaxAttributes)+" attributes")
 		return
 	}
 	keys := make([]string, 0, len(attrs))
@@ -138,9 +137,9 @@ func (c *checker) attributes(field string, attrs map[string]string) {
 	for _, k := range keys {
 		switch {
 		case k == "" || len(k) > MaxAttrKeyLen:
-			c.add(field, "attribute name %q must be 1-%d bytes", k, MaxAttrKeyLen)
+			c.add(field, "attribute name "+strconv.Quote(k)+" must be 1-"+strconv.Itoa(MaxAttrKeyLen)+" bytes")
 		case len(attrs[k]) > MaxAttrValueLen:
-			c.add(field+"."+k, "longer than %d bytes", MaxAttrValueLen)
+			c.add(field+"."+k, "longer than "+strconv.Itoa(MaxAttrValueLen)+" bytes")
 		}
 	}
 }
@@ -170,26 +169,26 @@ func (c *checker) quota(field string, q *Quota, token bool) {
 		return
 	}
 	if q.Limit <= 0 || q.Limit > MaxQuotaLimit {
-		c.add(join(field, "limit"), "must be between 1 and %d, got %d", int64(MaxQuotaLimit), q.Limit)
+		c.add(join(field, "limit"), "must be between 1 and "+strconv.FormatInt(int64(MaxQuotaLimit), 10)+", got "+strconv.FormatInt(q.Limit, 10))
 	}
 	if q.Interval <= 0 || q.Interval > MaxQuotaIntervals {
-		c.add(join(field, "interval"), "must be between 1 and %d, got %d", MaxQuotaIntervals, q.Interval)
+		c.add(join(field, "interval"), "must be between 1 and "+strconv.Itoa(MaxQuotaIntervals)+", got "+strconv.FormatInt(q.Interval, 10))
 	}
 	switch q.TimeUnit {
 	case UnitMinute, UnitHour, UnitDay, UnitMonth:
 	default:
-		c.add(join(field, "timeUnit"), "must be one of minute, hour, day, month, got %q", q.TimeUnit)
+		c.add(join(field, "timeUnit"), "must be one of minute, hour, day, month, got "+strconv.Quote(q.TimeUnit))
 	}
 	switch q.Window {
 	case WindowCalendar, WindowRolling, WindowFlexi:
 	default:
-		c.add(join(field, "window"), "must be one of calendar, rolling, flexi, got %q", q.Window)
+		c.add(join(field, "window"), "must be one of calendar, rolling, flexi, got "+strconv.Quote(q.Window))
 	}
 	if token {
 		switch q.Counted {
 		case CountedTotal, CountedPrompt, CountedCompletion, CountedCost:
 		default:
-			c.add(join(field, "counted"), "must be one of total, prompt, completion, cost, got %q", q.Counted)
+			c.add(join(field, "counted"), "must be one of total, prompt, completion, cost, got "+strconv.Quote(q.Counted))
 		}
 	} else if q.Counted != "" {
 		c.add(join(field, "counted"), "only a token quota counts tokens; remove it from a request quota")
@@ -220,13 +219,13 @@ func ValidPathPattern(p string) string {
 	case p == "":
 		return "must not be empty"
 	case len(p) > MaxPathLen:
-		return fmt.Sprintf("longer than %d bytes", MaxPathLen)
+		return "longer than " + strconv.Itoa(MaxPathLen) + " bytes"
 	case p[0] != '/':
-		return fmt.Sprintf("%q must start with '/'", p)
+		return strconv.Quote(p) + " must start with '/'"
 	}
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; c <= ' ' || c == 0x7f || c == '?' || c == '#' || c == '\\' {
-			return fmt.Sprintf("%q must not contain spaces, control characters, '?', '#' or '\\'", p)
+			return strconv.Quote(p) + " must not contain spaces, control characters, '?', '#' or '\\'"
 		}
 	}
 	stars := strings.Count(p, "*")
@@ -235,10 +234,10 @@ func ValidPathPattern(p string) string {
 	case stars == 2 && strings.HasSuffix(p, "/**"):
 	case stars == 1 && strings.HasSuffix(p, "*"):
 	default:
-		return fmt.Sprintf("%q: '*' may only end the pattern, as \"/prefix/**\" or \"prefix*\"", p)
+		return strconv.Quote(p) + ": '*' may only end the pattern, as \"/prefix/**\" or \"prefix*\""
 	}
 	if hasDotSegment(strings.TrimRight(p, "*")) {
-		return fmt.Sprintf("%q must not contain '.' or '..' segments", p)
+		return strconv.Quote(p) + " must not contain '.' or '..' segments"
 	}
 	return ""
 }
@@ -249,13 +248,13 @@ func ValidModelPattern(m string) string {
 	case m == "":
 		return "must not be empty"
 	case len(m) > MaxModelLen:
-		return fmt.Sprintf("longer than %d bytes", MaxModelLen)
+		return "longer than " + strconv.Itoa(MaxModelLen) + " bytes"
 	case strings.Contains(strings.TrimSuffix(m, "*"), "*"):
-		return fmt.Sprintf("%q: '*' may only end the pattern", m)
+		return strconv.Quote(m) + ": '*' may only end the pattern"
 	}
 	for i := 0; i < len(m); i++ {
 		if m[i] <= ' ' || m[i] == 0x7f || m[i] == ',' {
-			return fmt.Sprintf("%q must not contain spaces, commas or control characters", m)
+			return strconv.Quote(m) + " must not contain spaces, commas or control characters"
 		}
 	}
 	return ""
@@ -273,24 +272,24 @@ func normalizeOperations(ops []Operation) {
 
 func (c *checker) operations(field string, ops []Operation) {
 	if len(ops) > MaxOperations {
-		c.add(field, "more than %d operations", MaxOperations)
+		c.add(field, "more than "+strconv.Itoa(MaxOperations)+" operations")
 		return
 	}
 	for i, op := range ops {
 		f := idx(field, i)
 		if msg := ValidPathPattern(op.Path); msg != "" {
-			c.add(f+".path", "%s", msg)
+			c.add(f+".path", msg)
 		}
 		if len(op.Methods) > MaxMethods {
-			c.add(f+".methods", "more than %d methods", MaxMethods)
+			c.add(f+".methods", "more than "+strconv.Itoa(MaxMethods)+" methods")
 		}
 		seen := map[string]bool{}
 		for j, m := range op.Methods {
 			switch {
 			case !ValidMethod(m):
-				c.add(idx(f+".methods", j), "%q is not an HTTP method", m)
+				c.add(idx(f+".methods", j), strconv.Quote(m)+" is not an HTTP method")
 			case seen[m]:
-				c.add(idx(f+".methods", j), "%q listed twice", m)
+				c.add(idx(f+".methods", j), strconv.Quote(m)+" listed twice")
 			}
 			seen[m] = true
 		}
@@ -301,16 +300,16 @@ func (c *checker) operations(field string, ops []Operation) {
 
 func (c *checker) references(field string, refs []string) {
 	if len(refs) > MaxReferences {
-		c.add(field, "more than %d entries", MaxReferences)
+		c.add(field, "more than "+strconv.Itoa(MaxReferences)+" entries")
 		return
 	}
 	seen := map[string]bool{}
 	for i, r := range refs {
 		switch {
 		case !ValidName(r):
-			c.add(idx(field, i), "%q is not a valid name", r)
+			c.add(idx(field, i), strconv.Quote(r)+" is not a valid name")
 		case seen[r]:
-			c.add(idx(field, i), "%q listed twice", r)
+			c.add(idx(field, i), strconv.Quote(r)+" listed twice")
 		}
 		seen[r] = true
 	}
@@ -335,11 +334,11 @@ func (p *Product) Validate() FieldErrors {
 	c.operations("operations", p.Operations)
 	c.references("operationSets", p.OperationSets)
 	if len(p.AllowedModels) > MaxModels {
-		c.add("allowedModels", "more than %d models", MaxModels)
+		c.add("allowedModels", "more than "+strconv.Itoa(MaxModels)+" models")
 	} else {
 		for i, m := range p.AllowedModels {
 			if msg := ValidModelPattern(m); msg != "" {
-				c.add(idx("allowedModels", i), "%s", msg)
+				c.add(idx("allowedModels", i), msg)
 			}
 		}
 	}
@@ -379,7 +378,7 @@ func (d *Developer) Normalize() {
 func (d *Developer) Validate() FieldErrors {
 	var c checker
 	if !ValidEmail(d.Email) {
-		c.add("email", "%q is not a valid e-mail address", d.Email)
+		c.add("email", strconv.Quote(d.Email)+" is not a valid e-mail address")
 	}
 	c.text("name", d.Name)
 	c.attributes("attributes", d.Attributes)
@@ -396,7 +395,7 @@ func (a *App) Validate() FieldErrors {
 	var c checker
 	c.name("name", a.Name)
 	if !ValidEmail(a.Developer) {
-		c.add("developer", "%q is not a valid developer e-mail address", a.Developer)
+		c.add("developer", strconv.Quote(a.Developer)+" is not a valid developer e-mail address")
 	}
 	c.references("products", a.Products)
 	c.attributes("attributes", a.Attributes)

@@ -57,18 +57,9 @@ func syntaxError(data []byte, err error) error {
 	case re.Code == reqview.CodeTooDeep:
 		return errors.New("configuration nests deeper than " + strconv.Itoa(MaxDepth) + " levels")
 	case re.Offset >= len(bytes.TrimRight(data, " \t\r\n")):
-		return &wrapped{msg: msg, err: io.ErrUnexpectedEOF}
+		return Wrap("", io.ErrUnexpectedEOF, ": "+msg)
 	case re.Msg == trailingMsg:
-		return &wrapped{msg: msg, err: ErrTrailingData}
+		return Wrap("", ErrTrailingData, ": "+msg)
 	}
 	return errors.New(msg)
 }
-
-// wrapped is an error message that matches errors.Is against err.
-type wrapped struct {
-	msg string
-	err error
-}
-
-func (w *wrapped) Error() string { return w.err.Error() + ": " + w.msg }
-func (w *wrapped) Unwrap() error { return w.err }

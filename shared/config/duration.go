@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -23,13 +22,13 @@ func (d *Duration) DecodeConfig(v reqview.Value, path string) error {
 	if v.Kind() == reqview.String {
 		return d.set(v.Str(), path)
 	}
-	return &FieldError{Path: path, Msg: fmt.Sprintf("cannot unmarshal %s %s: %v (a duration must be a string such as \"500ms\" or \"2s\")", v.Kind(), v.Raw(), ErrDuration), err: ErrDuration}
+	return &FieldError{Path: path, Msg: "cannot unmarshal " + v.Kind().String() + " " + string(v.Raw()) + ": " + ErrDuration.Error() + " (a duration must be a string such as \"500ms\" or \"2s\")", err: ErrDuration}
 }
 
 func (d *Duration) set(s, path string) error {
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return &FieldError{Path: path, Msg: fmt.Sprintf("%q: %v (want a string such as \"500ms\" or \"2s\")", s, ErrDuration), err: ErrDuration}
+		return &FieldError{Path: path, Msg: strconv.Quote(s) + ": " + ErrDuration.Error() + " (want a string such as \"500ms\" or \"2s\")", err: ErrDuration}
 	}
 	*d = Duration(v)
 	return nil
@@ -40,7 +39,7 @@ func (d *Duration) set(s, path string) error {
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	doc, err := reqview.Parse(b, reqview.Limits{MaxBytes: len(b) + 1, MaxDepth: 1})
 	if err != nil || doc.Root().Kind() != reqview.String {
-		return fmt.Errorf("%s: %w (want a string such as \"500ms\" or \"2s\")", b, ErrDuration)
+		return Wrap(string(b)+": ", ErrDuration, " (want a string such as \"500ms\" or \"2s\")")
 	}
 	return d.set(doc.Root().Str(), "")
 }
@@ -58,7 +57,7 @@ func (d Duration) Within(field string, def, lo, hi time.Duration) (time.Duration
 		v = def
 	}
 	if v < lo || v > hi {
-		return 0, fmt.Errorf("%s %v: want %v to %v", field, v, lo, hi)
+		return 0, errors.New(field + " " + v.String() + ": want " + lo.String() + " to " + hi.String())
 	}
 	return v, nil
 }

@@ -2,7 +2,7 @@ package config
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -22,14 +22,14 @@ var ErrHeaderName = errors.New("not an HTTP header name")
 // field names the setting in the error.
 func HeaderName(field, name string) (string, error) {
 	if name == "" {
-		return "", fmt.Errorf("%s is empty: %w", field, ErrHeaderName)
+		return "", Wrap(field+" is empty: ", ErrHeaderName, "")
 	}
 	if len(name) > MaxHeaderNameLen {
-		return "", fmt.Errorf("%s is longer than %d bytes: %w", field, MaxHeaderNameLen, ErrHeaderName)
+		return "", Wrap(field+" is longer than "+strconv.Itoa(MaxHeaderNameLen)+" bytes: ", ErrHeaderName, "")
 	}
 	for i := 0; i < len(name); i++ {
 		if !tokenChar(name[i]) {
-			return "", fmt.Errorf("%s %q: %w (want letters, digits and !#$%%&'*+-.^_`|~)", field, name, ErrHeaderName)
+			return "", Wrap(field+" "+strconv.Quote(name)+": ", ErrHeaderName, " (want letters, digits and !#$%&'*+-.^_`|~)")
 		}
 	}
 	return strings.ToLower(name), nil

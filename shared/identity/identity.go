@@ -10,7 +10,6 @@ package identity
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -89,7 +88,7 @@ func (h Headers) Validate() error {
 			return err
 		}
 		if seen[n] {
-			return fmt.Errorf("identity header name %q is used twice", n)
+			return errors.New("identity header name " + strconv.Quote(n) + " is used twice")
 		}
 		seen[n] = true
 	}
@@ -141,25 +140,25 @@ func ParseQuota(s string) (Quota, error) {
 	spec, rest, _ := strings.Cut(s, ";")
 	parts := strings.Split(spec, "/")
 	if len(parts) != 3 {
-		return q, fmt.Errorf("%w: %q is not limit/intervalunit/window", ErrInvalidQuota, spec)
+		return q, config.Wrap("", ErrInvalidQuota, ": "+strconv.Quote(spec)+" is not limit/intervalunit/window")
 	}
 	limit, err := strconv.ParseInt(parts[0], 10, 64)
 	if err != nil || limit < 0 {
-		return q, fmt.Errorf("%w: limit %q", ErrInvalidQuota, parts[0])
+		return q, config.Wrap("", ErrInvalidQuota, ": limit "+strconv.Quote(parts[0]))
 	}
 	i := 0
 	for i < len(parts[1]) && parts[1][i] >= '0' && parts[1][i] <= '9' {
 		i++
 	}
 	if i == 0 || i > 18 || i == len(parts[1]) {
-		return q, fmt.Errorf("%w: interval %q", ErrInvalidQuota, parts[1])
+		return q, config.Wrap("", ErrInvalidQuota, ": interval "+strconv.Quote(parts[1]))
 	}
 	interval, err := strconv.ParseInt(parts[1][:i], 10, 64)
 	if err != nil || interval < 1 {
-		return q, fmt.Errorf("%w: interval %q", ErrInvalidQuota, parts[1])
+		return q, config.Wrap("", ErrInvalidQuota, ": interval "+strconv.Quote(parts[1]))
 	}
 	if parts[2] == "" {
-		return q, fmt.Errorf("%w: empty window", ErrInvalidQuota)
+		return q, config.Wrap("", ErrInvalidQuota, ": empty window")
 	}
 	q = Quota{Limit: limit, Interval: interval, TimeUnit: parts[1][i:], Window: parts[2]}
 	scoped := false
@@ -173,7 +172,7 @@ func ParseQuota(s string) (Quota, error) {
 		name, value, ok := strings.Cut(field, "=")
 		switch {
 		case !ok:
-			return Quota{}, fmt.Errorf("%w: parameter %q has no value", ErrInvalidQuota, field)
+			return Quota{}, config.Wrap("", ErrInvalidQuota, ": parameter "+strconv.Quote(field)+" has no value")
 		case name == "counted":
 			q.Counted = value
 		default:
@@ -181,7 +180,7 @@ func ParseQuota(s string) (Quota, error) {
 		}
 	}
 	if !scoped {
-		return Quota{}, fmt.Errorf("%w: no scope", ErrInvalidQuota)
+		return Quota{}, config.Wrap("", ErrInvalidQuota, ": no scope")
 	}
 	return q, nil
 }
@@ -238,14 +237,14 @@ func Parse(h Headers, get func(name string) string) (id Identity, ok bool, err e
 	if v := get(h.RequestQuota); v != "" {
 		q, err := ParseQuota(v)
 		if err != nil {
-			return Identity{}, true, fmt.Errorf("%s: %w", h.RequestQuota, err)
+			return Identity{}, true, config.Wrap(h.RequestQuota+": ", err, "")
 		}
 		id.RequestQuota = &q
 	}
 	if v := get(h.TokenQuota); v != "" {
 		q, err := ParseQuota(v)
 		if err != nil {
-			return Identity{}, true, fmt.Errorf("%s: %w", h.TokenQuota, err)
+			return Identity{}, true, config.Wrap(h.TokenQuota+": ", err, "")
 		}
 		id.TokenQuota = &q
 	}

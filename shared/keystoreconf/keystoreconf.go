@@ -8,8 +8,8 @@ package keystoreconf
 
 import (
 	"errors"
-	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,15 +108,15 @@ func (c Config) Compile(defTimeout time.Duration, getenv func(string) string) (K
 		return k, errors.New("keystore.cluster holds a control character")
 	}
 	if !validAuthority(k.Authority) {
-		return k, fmt.Errorf("keystore.authority %q is not a host[:port]", k.Authority)
+		return k, errors.New("keystore.authority " + strconv.Quote(k.Authority) + " is not a host[:port]")
 	}
 	if c.Timeout != "" {
 		d, err := time.ParseDuration(c.Timeout)
 		if err != nil {
-			return k, fmt.Errorf("keystore.timeout %q: want a duration such as \"500ms\" or \"2s\"", c.Timeout)
+			return k, errors.New("keystore.timeout " + strconv.Quote(c.Timeout) + ": want a duration such as \"500ms\" or \"2s\"")
 		}
 		if d < MinTimeout || d > MaxTimeout {
-			return k, fmt.Errorf("keystore.timeout %v: want %v to %v", d, MinTimeout, MaxTimeout)
+			return k, errors.New("keystore.timeout " + d.String() + ": want " + MinTimeout.String() + " to " + MaxTimeout.String())
 		}
 		k.Timeout = d
 	}
@@ -126,18 +126,18 @@ func (c Config) Compile(defTimeout time.Duration, getenv func(string) string) (K
 		return k, errors.New("keystore: set token or token_env, not both")
 	case c.TokenEnv != "":
 		if !validEnvName(c.TokenEnv) {
-			return k, fmt.Errorf("keystore.token_env %q is not an environment variable name", c.TokenEnv)
+			return k, errors.New("keystore.token_env " + strconv.Quote(c.TokenEnv) + " is not an environment variable name")
 		}
 		if getenv == nil {
 			getenv = os.Getenv
 		}
 		if tok = getenv(c.TokenEnv); tok == "" {
-			return k, fmt.Errorf("keystore.token_env: %s is unset or empty in the Wasm VM (pass it with vm_config.environment_variables)", c.TokenEnv)
+			return k, errors.New("keystore.token_env: " + c.TokenEnv + " is unset or empty in the Wasm VM (pass it with vm_config.environment_variables)")
 		}
 	}
 	tok = strings.TrimSpace(tok)
 	if len(tok) > MaxTokenLen {
-		return k, fmt.Errorf("keystore token is %d bytes; the limit is %d", len(tok), MaxTokenLen)
+		return k, errors.New("keystore token is " + strconv.Itoa(len(tok)) + " bytes; the limit is " + strconv.Itoa(MaxTokenLen))
 	}
 	for i := 0; i < len(tok); i++ {
 		if b := tok[i]; b <= ' ' || b >= 0x7f {
@@ -163,7 +163,7 @@ func (k Keystore) String() string {
 	if k.Token != "" {
 		tok = "set"
 	}
-	return fmt.Sprintf("cluster %s, authority %s, timeout %v, token %s", k.Cluster, k.Authority, k.Timeout, tok)
+	return "cluster " + k.Cluster + ", authority " + k.Authority + ", timeout " + k.Timeout.String() + ", token " + tok
 }
 
 // validAuthority accepts a host name, an IPv4 or bracketed IPv6 address,

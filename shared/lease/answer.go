@@ -2,8 +2,9 @@ package lease
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
@@ -23,30 +24,30 @@ type result struct {
 // parseAnswer reads the answer to a lease callout of n items.
 func parseAnswer(failed bool, status int, body []byte, n int) ([]result, error) {
 	if failed {
-		return nil, fmt.Errorf("%w: no response", ErrKeystore)
+		return nil, config.Wrap("", ErrKeystore, ": no response")
 	}
 	if status != 200 {
-		return nil, fmt.Errorf("%w: status %d", ErrKeystore, status)
+		return nil, config.Wrap("", ErrKeystore, ": status "+strconv.Itoa(status))
 	}
 	doc, err := reqview.Parse(body, reqview.Limits{MaxBytes: len(body) + 1, MaxDepth: 16})
 	if err != nil {
-		return nil, fmt.Errorf("%w: the answer is not JSON", ErrKeystore)
+		return nil, config.Wrap("", ErrKeystore, ": the answer is not JSON")
 	}
 	rs := doc.Root().Get("results")
 	if rs.Kind() != reqview.Array || rs.Len() != n {
-		return nil, fmt.Errorf("%w: want %d results", ErrKeystore, n)
+		return nil, config.Wrap("", ErrKeystore, ": want "+strconv.Itoa(n)+" results")
 	}
 	out := make([]result, n)
 	for i := range n {
 		v := rs.Index(i)
 		if e := v.Get("error"); e.Exists() {
-			out[i].err = fmt.Errorf("%w: %s: %.200s", ErrKeystore, e.Get("code").Str(), e.Get("message").Str())
+			out[i].err = config.Wrap("", ErrKeystore, ": "+e.Get("code").Str()+": "+config.Clip(e.Get("message").Str(), 200))
 			continue
 		}
 		held, ok1 := v.Get("held").Int()
 		limit, ok2 := v.Get("limit").Int()
 		if !ok1 || !ok2 || held < 0 || held > maxAmount || v.Get("id").Kind() != reqview.String {
-			out[i].err = fmt.Errorf("%w: result %d lacks id, held or limit", ErrKeystore, i)
+			out[i].err = config.Wrap("", ErrKeystore, ": result "+strconv.Itoa(i)+" lacks id, held or limit")
 			continue
 		}
 		num := func(key string) int64 {

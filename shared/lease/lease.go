@@ -16,7 +16,6 @@ package lease
 
 import (
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -98,19 +97,19 @@ func (c Config) Compile(defMax int64) (Settings, error) {
 		return s, err
 	}
 	if s.Renew*4 > s.TTL {
-		return s, fmt.Errorf("lease.renew %v: want at most a quarter of lease.ttl %v", s.Renew, s.TTL)
+		return s, errors.New("lease.renew " + s.Renew.String() + ": want at most a quarter of lease.ttl " + s.TTL.String())
 	}
 	if s.Max == 0 {
 		s.Max = defMax
 	}
 	if s.Max < 1 || s.Max > maxAmount {
-		return s, fmt.Errorf("lease.max %d out of range [1, %d]", s.Max, int64(maxAmount))
+		return s, errors.New("lease.max " + strconv.FormatInt(s.Max, 10) + " out of range [1, " + strconv.FormatInt(int64(maxAmount), 10) + "]")
 	}
 	if s.MaxCounters == 0 {
 		s.MaxCounters = DefaultMaxCounters
 	}
 	if s.MaxCounters < 1 || s.MaxCounters > 1<<16 {
-		return s, fmt.Errorf("lease.max_counters %d out of range [1, %d]", s.MaxCounters, 1<<16)
+		return s, errors.New("lease.max_counters " + strconv.Itoa(s.MaxCounters) + " out of range [1, " + strconv.Itoa(1<<16) + "]")
 	}
 	return s, nil
 }
@@ -150,7 +149,7 @@ func New(store table.Store, h Host, ns string, s Settings, timeout time.Duration
 		return err == nil && r.protected()
 	}})
 	if err != nil {
-		return nil, fmt.Errorf("lease table: %w", err)
+		return nil, config.Wrap("lease table: ", err, "")
 	}
 	return l, nil
 }
@@ -306,7 +305,7 @@ func (l *Leases) activeSets() ([]byte, uint32, error) {
 	n := (l.table.Sets() + 7) / 8
 	v, cas, found, err := l.store.Get(l.marks)
 	if err != nil {
-		return nil, 0, fmt.Errorf("lease: read active sets: %w", err)
+		return nil, 0, config.Wrap("lease: read active sets: ", err, "")
 	}
 	out := make([]byte, n)
 	if found {
@@ -321,7 +320,7 @@ func (l *Leases) markActive(counter string) error {
 	key := l.table.SetOf(counter)
 	i, err := strconv.Atoi(key[strings.LastIndexByte(key, '.')+1:])
 	if err != nil {
-		return fmt.Errorf("lease: set of %q: %w", key, err)
+		return config.Wrap("lease: set of "+strconv.Quote(key)+": ", err, "")
 	}
 	for range table.MaxAttempts {
 		marks, cas, err := l.activeSets()
@@ -331,7 +330,7 @@ func (l *Leases) markActive(counter string) error {
 		marks[i/8] |= 1 << (i % 8)
 		ok, err := l.store.Set(l.marks, marks, cas)
 		if err != nil {
-			return fmt.Errorf("lease: mark active: %w", err)
+			return config.Wrap("lease: mark active: ", err, "")
 		}
 		if ok {
 			return nil
@@ -527,7 +526,7 @@ func (l *Leases) send(counters []string, now int64) (int, error) {
 	})
 	if err != nil {
 		l.giveUp(items, tag)
-		return 0, fmt.Errorf("lease callout: %w", err)
+		return 0, config.Wrap("lease callout: ", err, "")
 	}
 	return len(items), nil
 }

@@ -2,9 +2,11 @@ package proxywasm
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
 
@@ -90,8 +92,8 @@ func (c *chain) OnVMStart(vmConfig []byte) error {
 
 // OnPluginStart splits the configuration into sections and starts each
 // configured link with its own.
-func (c *chain) OnPluginStart(config []byte) error {
-	sections, err := chainSections(config, c.all)
+func (c *chain) OnPluginStart(cfg []byte) error {
+	sections, err := chainSections(cfg, c.all)
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,7 @@ func (c *chain) OnPluginStart(config []byte) error {
 			err = cl.root.OnPluginStart(raw)
 		})
 		if err != nil {
-			return fmt.Errorf("%s: %w", l.Name, err)
+			return config.Wrap(l.Name+": ", err, "")
 		}
 	}
 	return nil
@@ -123,10 +125,10 @@ func (c *chain) OnPluginStart(config []byte) error {
 
 // chainSections parses the chain's configuration: a JSON object whose
 // members are sections named after links, each a JSON object.
-func chainSections(config []byte, links []Link) (map[string][]byte, error) {
-	doc, err := reqview.Parse(config, reqview.Limits{MaxBytes: 1 << 22, MaxDepth: 64})
+func chainSections(cfg []byte, links []Link) (map[string][]byte, error) {
+	doc, err := reqview.Parse(cfg, reqview.Limits{MaxBytes: 1 << 22, MaxDepth: 64})
 	if err != nil {
-		return nil, fmt.Errorf("chain configuration: %w", err)
+		return nil, config.Wrap("chain configuration: ", err, "")
 	}
 	root := doc.Root()
 	if root.Kind() != reqview.Object {
@@ -137,7 +139,7 @@ func chainSections(config []byte, links []Link) (map[string][]byte, error) {
 		names[i] = l.Name
 	}
 	if err := root.StrictKeys(names...); err != nil {
-		return nil, fmt.Errorf("chain configuration: %w", err)
+		return nil, config.Wrap("chain configuration: ", err, "")
 	}
 	out := map[string][]byte{}
 	var bad error
@@ -148,9 +150,9 @@ func chainSections(config []byte, links []Link) (map[string][]byte, error) {
 		}
 		switch {
 		case !known:
-			bad = fmt.Errorf("chain configuration: unknown section %q (known: %v)", key, names)
+			bad = errors.New("chain configuration: unknown section " + strconv.Quote(key) + " (known: [" + strings.Join(names, " ") + "])")
 		case v.Kind() != reqview.Object:
-			bad = fmt.Errorf("chain configuration: section %q must be a JSON object", key)
+			bad = errors.New("chain configuration: section " + strconv.Quote(key) + " must be a JSON object")
 		default:
 			out[key] = v.Raw()
 			return true
@@ -161,7 +163,7 @@ func chainSections(config []byte, links []Link) (map[string][]byte, error) {
 		return nil, bad
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("chain configuration: no filter section (known: %v)", names)
+		return nil, errors.New("chain configuration: no filter section (known: [" + strings.Join(names, " ") + "])")
 	}
 	return out, nil
 }
@@ -427,7 +429,7 @@ func (s *chainStream) resume(d *chainDir, idx int) {
 			st = Status(proxy_continue_stream(uint32(StreamResponse)))
 		}
 		if err := StatusToError(st); err != nil {
-			Logf(LogLevelDebug, "proxywasm: chain continue: %v", err)
+			Log(LogLevelDebug, "proxywasm: chain continue: "+err.Error())
 		}
 	}
 }

@@ -259,11 +259,11 @@ func (v *vmState) onVMStart(ctxID, size uint32) (ok bool) {
 	if s, isStarter := root.(VMStarter); isStarter {
 		cfg, err := getBufferBytes(BufferVMConfiguration, 0, size)
 		if err != nil && size > 0 {
-			Logf(LogLevelError, "proxywasm: reading VM configuration: %v", err)
+			Log(LogLevelError, "proxywasm: reading VM configuration: "+err.Error())
 			return false
 		}
 		if err := s.OnVMStart(cfg); err != nil {
-			Logf(LogLevelError, "proxywasm: VM start rejected: %v", err)
+			Log(LogLevelError, "proxywasm: VM start rejected: "+err.Error())
 			return false
 		}
 	}
@@ -287,12 +287,12 @@ func (v *vmState) onConfigure(ctxID, size uint32) (ok bool) {
 	if size > 0 {
 		var err error
 		if cfg, err = getBufferBytes(BufferPluginConfiguration, 0, size); err != nil {
-			Logf(LogLevelError, "proxywasm: reading plugin configuration: %v", err)
+			Log(LogLevelError, "proxywasm: reading plugin configuration: "+err.Error())
 			return false
 		}
 	}
 	if err := root.OnPluginStart(cfg); err != nil {
-		Logf(LogLevelError, "proxywasm: plugin configuration rejected: %v", err)
+		Log(LogLevelError, "proxywasm: plugin configuration rejected: "+err.Error())
 		return false
 	}
 	return true
@@ -446,7 +446,21 @@ func (v *vmState) recoverRoot(name string) {
 }
 
 func logPanic(where string, r any) {
-	Logf(LogLevelError, "proxywasm: recovered from a panic in %s: %v; at %s", where, r, panicSite())
+	Log(LogLevelError, "proxywasm: recovered from a panic in "+where+": "+panicText(r)+"; at "+panicSite())
+}
+
+// panicText words a recovered panic value without fmt: errors (runtime
+// errors included), strings and Stringers as themselves.
+func panicText(r any) string {
+	switch v := r.(type) {
+	case error:
+		return v.Error()
+	case string:
+		return v
+	case interface{ String() string }:
+		return v.String()
+	}
+	return "a panic value that is not an error, string or Stringer"
 }
 
 // panicSite names the frames that led to a recovered panic in one line, so a

@@ -1,12 +1,13 @@
 package proxywasm
 
 import (
-	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
 
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // bytesPtr returns the address of b's data, nil for an empty slice; the host accepts (nil, 0) for empty values.
@@ -32,11 +33,6 @@ func takePinned(addr, n uint32) ([]byte, error) {
 // Log writes a message to the host log at the given level.
 func Log(level LogLevel, msg string) {
 	_ = proxy_log(uint32(level), stringPtr(msg), uint32(len(msg)))
-}
-
-// Logf formats and logs a message; keep it off hot paths at levels the host discards.
-func Logf(level LogLevel, format string, args ...any) {
-	Log(level, fmt.Sprintf(format, args...))
 }
 
 // SetTickPeriod asks the host to call OnTick every d (0 stops the ticks); Envoy's resolution is milliseconds.
@@ -316,7 +312,7 @@ func DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers
 		bytesPtr(trl), uint32(len(trl)),
 		uint32(timeout/time.Millisecond), &token)
 	if err := StatusToError(Status(st)); err != nil {
-		return 0, fmt.Errorf("http call to cluster %q: %w", cluster, err)
+		return 0, config.Wrap("http call to cluster "+strconv.Quote(cluster)+": ", err, "")
 	}
 	vm.callouts[token] = callout{handler: handler, ctxID: vm.current, hook: vm.hook}
 	return token, nil
@@ -376,7 +372,7 @@ func defineMetric(t MetricType, name string) (uint32, error) {
 	var id uint32
 	err := StatusToError(Status(proxy_define_metric(uint32(t), stringPtr(name), uint32(len(name)), &id)))
 	if err != nil {
-		return 0, fmt.Errorf("define metric %q: %w", name, err)
+		return 0, config.Wrap("define metric "+strconv.Quote(name)+": ", err, "")
 	}
 	return id, nil
 }

@@ -3,8 +3,9 @@ package proxywasm
 // The filter kit: steps every filter's glue needs, written once.
 
 import (
-	"fmt"
 	"strconv"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Metrics is a filter's registry of host metrics by full name: each is
@@ -121,7 +122,7 @@ func (m *Metrics) gauge(name string) (Gauge, bool) {
 
 func (m *Metrics) refuse(name string, err error) {
 	m.refused[name] = true
-	Logf(LogLevelWarn, "%s: metric %s unavailable: %v", m.filter, name, err)
+	Log(LogLevelWarn, m.filter+": metric "+name+" unavailable: "+err.Error())
 }
 
 // ReplaceRequestBody swaps the whole buffered request body and, when the
@@ -130,11 +131,11 @@ func (m *Metrics) refuse(name string, err error) {
 // request headers are still held (a body gathered with BodyGatherer).
 func ReplaceRequestBody(body []byte) error {
 	if err := RequestBody.Replace(body); err != nil {
-		return fmt.Errorf("replace request body: %w", err)
+		return config.Wrap("replace request body: ", err, "")
 	}
 	if _, err := RequestHeaders.Get("content-length"); err == nil {
 		if err := RequestHeaders.Replace("content-length", strconv.Itoa(len(body))); err != nil {
-			return fmt.Errorf("fix content-length: %w", err)
+			return config.Wrap("fix content-length: ", err, "")
 		}
 	}
 	return nil
@@ -147,7 +148,7 @@ func ReplaceRequestBody(body []byte) error {
 // finish sent a local reply. An error means the stream is gone.
 func Resume(streamID uint32, finish func() (replied bool)) error {
 	if err := SetEffectiveContext(streamID); err != nil {
-		return fmt.Errorf("resume stream %d: %w", streamID, err)
+		return config.Wrap("resume stream "+strconv.FormatUint(uint64(streamID), 10)+": ", err, "")
 	}
 	if st, ok := vm.streams[streamID]; ok && (st.failed || st.replied) {
 		return nil
@@ -169,7 +170,7 @@ func Resume(streamID uint32, finish func() (replied bool)) error {
 		return nil
 	}
 	if err := ContinueRequest(); err != nil {
-		return fmt.Errorf("continue stream %d: %w", streamID, err)
+		return config.Wrap("continue stream "+strconv.FormatUint(uint64(streamID), 10)+": ", err, "")
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func (p *kitPlugin) OnPluginStart([]byte) error {
 func (p *kitPlugin) OnTick() {
 	for _, id := range p.paused {
 		if err := proxywasm.Resume(id, func() bool { return p.finish(id) }); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "kit: %v", err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "kit: "+err.Error())
 		}
 	}
 	p.paused = nil

@@ -16,7 +16,9 @@ package sse
 import (
 	"bytes"
 	"errors"
-	"fmt"
+	"strconv"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // DefaultMaxEventSize bounds one event when Options.MaxEventSize is unset;
@@ -182,7 +184,7 @@ func (r *Reader) err() error {
 	if r.tooLarge == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: %d event(s) over %d bytes skipped", ErrEventTooLarge, r.tooLarge, r.max)
+	return config.Wrap("", ErrEventTooLarge, ": "+strconv.Itoa(r.tooLarge)+" event(s) over "+strconv.Itoa(r.max)+" bytes skipped")
 }
 
 // consumeBOM matches a byte-order mark at the stream start, even when it is

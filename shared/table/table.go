@@ -37,8 +37,9 @@ package table
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"strconv"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Store is the shared key-value store the table lives in: proxy-wasm shared
@@ -108,16 +109,16 @@ func New(store Store, opts Options) (*Table, error) {
 		opts.Ways = 4
 	}
 	if opts.Ways < 1 || opts.Ways > 64 {
-		return nil, fmt.Errorf("table: ways %d out of range 1..64", opts.Ways)
+		return nil, errors.New("table: ways " + strconv.Itoa(opts.Ways) + " out of range 1..64")
 	}
 	if opts.MaxEntries < 1 || opts.MaxEntries > 1<<20 {
-		return nil, fmt.Errorf("table: max entries %d out of range 1..%d", opts.MaxEntries, 1<<20)
+		return nil, errors.New("table: max entries " + strconv.Itoa(opts.MaxEntries) + " out of range 1.." + strconv.Itoa(1<<20))
 	}
 	if opts.MaxValueLen == 0 {
 		opts.MaxValueLen = DefaultMaxValueLen
 	}
 	if opts.MaxValueLen < 1 || opts.MaxValueLen > 1<<20 {
-		return nil, fmt.Errorf("table: max value length %d out of range 1..%d", opts.MaxValueLen, 1<<20)
+		return nil, errors.New("table: max value length " + strconv.Itoa(opts.MaxValueLen) + " out of range 1.." + strconv.Itoa(1<<20))
 	}
 	opts.Ways = min(opts.Ways, opts.MaxEntries)
 	sets := (opts.MaxEntries + opts.Ways - 1) / opts.Ways
@@ -140,13 +141,13 @@ func (t *Table) Init() error {
 		k := t.setKey(i)
 		_, _, found, err := t.store.Get(k)
 		if err != nil {
-			return fmt.Errorf("table: init %s: %w", k, err)
+			return config.Wrap("table: init "+k+": ", err, "")
 		}
 		if found {
 			continue
 		}
 		if _, err := t.store.Set(k, []byte{setVersion}, 0); err != nil {
-			return fmt.Errorf("table: init %s: %w", k, err)
+			return config.Wrap("table: init "+k+": ", err, "")
 		}
 	}
 	return nil
@@ -205,18 +206,18 @@ func decode(b []byte) ([]record, error) {
 		return nil, nil
 	}
 	if b[0] != setVersion {
-		return nil, fmt.Errorf("%w: version %d", errCorrupt, b[0])
+		return nil, config.Wrap("", errCorrupt, ": version "+strconv.FormatUint(uint64(b[0]), 10))
 	}
 	b = b[1:]
 	var rs []record
 	for len(b) > 0 {
 		if len(b) < 2 {
-			return nil, fmt.Errorf("%w: truncated record", errCorrupt)
+			return nil, config.Wrap("", errCorrupt, ": truncated record")
 		}
 		il := int(binary.LittleEndian.Uint16(b))
 		b = b[2:]
 		if len(b) < il+12 {
-			return nil, fmt.Errorf("%w: truncated record", errCorrupt)
+			return nil, config.Wrap("", errCorrupt, ": truncated record")
 		}
 		r := record{id: string(b[:il])}
 		b = b[il:]
@@ -224,7 +225,7 @@ func decode(b []byte) ([]record, error) {
 		vl := binary.LittleEndian.Uint32(b[8:])
 		b = b[12:]
 		if uint64(vl) > uint64(len(b)) {
-			return nil, fmt.Errorf("%w: value length %d", errCorrupt, vl)
+			return nil, config.Wrap("", errCorrupt, ": value length "+strconv.FormatUint(uint64(vl), 10))
 		}
 		r.value = b[:vl:vl]
 		b = b[vl:]
@@ -238,7 +239,7 @@ func decode(b []byte) ([]record, error) {
 func (t *Table) read(key string) ([]record, uint32, error) {
 	raw, cas, _, err := t.store.Get(key)
 	if err != nil {
-		return nil, 0, fmt.Errorf("table: read %s: %w", key, err)
+		return nil, 0, config.Wrap("table: read "+key+": ", err, "")
 	}
 	rs, err := decode(raw)
 	if err != nil {
@@ -267,7 +268,7 @@ func (t *Table) Get(id string, now int64) (value []byte, expires int64, ok bool,
 // read and must not be kept.
 func (t *Table) Scan(i int, now int64, fn func(id string, value []byte, expires int64)) error {
 	if i < 0 || uint64(i) >= t.sets {
-		return fmt.Errorf("table: set %d out of range 0..%d", i, t.sets-1)
+		return errors.New("table: set " + strconv.Itoa(i) + " out of range 0.." + strconv.FormatUint(t.sets-1, 10))
 	}
 	rs, _, err := t.read(t.setKey(uint64(i)))
 	if err != nil {
@@ -322,7 +323,7 @@ func (t *Table) Update(id string, now int64, fn Mutator) (evicted bool, err erro
 		next, ev := t.place(rs, at, record{id: id, expires: expires, value: value}, now)
 		ok, err := t.store.Set(key, encode(next), cas)
 		if err != nil {
-			return false, fmt.Errorf("table: write %s: %w", key, err)
+			return false, config.Wrap("table: write "+key+": ", err, "")
 		}
 		if ok {
 			return ev, nil

@@ -2,8 +2,8 @@ package usagelog
 
 import (
 	"errors"
-	"fmt"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/keystoreconf"
 	"github.com/tollgate/tollgate/shared/proxywasm"
 )
@@ -23,7 +23,7 @@ type ProxyHost struct {
 func NewProxyHost(ks keystoreconf.Keystore, set Settings) (*ProxyHost, error) {
 	q, err := proxywasm.RegisterSharedQueue(QueueName)
 	if err != nil {
-		return nil, fmt.Errorf("register shared queue %s: %w", QueueName, err)
+		return nil, config.Wrap("register shared queue "+QueueName+": ", err, "")
 	}
 	return &ProxyHost{queue: q, keystore: ks, path: set.Path}, nil
 }

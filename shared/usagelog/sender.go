@@ -2,8 +2,10 @@ package usagelog
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Defaults and limits of Config.
@@ -55,17 +57,17 @@ func (c Config) Compile() (Settings, error) {
 		s.Path = DefaultPath
 	}
 	if s.Path[0] != '/' || len(s.Path) > 256 {
-		return s, fmt.Errorf("usage.path %q must start with '/' (at most 256 bytes)", s.Path)
+		return s, errors.New("usage.path " + strconv.Quote(s.Path) + " must start with '/' (at most 256 bytes)")
 	}
 	for i := 0; i < len(s.Path); i++ {
 		if c := s.Path[i]; c <= ' ' || c >= 0x7f || c == '?' || c == '#' {
-			return s, fmt.Errorf("usage.path %q holds a character a path cannot", s.Path)
+			return s, errors.New("usage.path " + strconv.Quote(s.Path) + " holds a character a path cannot")
 		}
 	}
 	if c.FlushInterval != "" {
 		d, err := time.ParseDuration(c.FlushInterval)
 		if err != nil || d < 10*time.Millisecond || d > time.Minute {
-			return s, fmt.Errorf("usage.flush_interval %q: want a duration from \"10ms\" to \"1m\"", c.FlushInterval)
+			return s, errors.New("usage.flush_interval " + strconv.Quote(c.FlushInterval) + ": want a duration from \"10ms\" to \"1m\"")
 		}
 		s.FlushInterval = d
 	}
@@ -73,13 +75,13 @@ func (c Config) Compile() (Settings, error) {
 		s.MaxBatch = DefaultMaxBatch
 	}
 	if s.MaxBatch < 1 || s.MaxBatch > MaxBatch {
-		return s, fmt.Errorf("usage.max_batch %d: want 1 to %d", s.MaxBatch, MaxBatch)
+		return s, errors.New("usage.max_batch " + strconv.Itoa(s.MaxBatch) + ": want 1 to " + strconv.Itoa(MaxBatch))
 	}
 	if s.MaxBacklog == 0 {
 		s.MaxBacklog = DefaultMaxBacklog
 	}
 	if s.MaxBacklog < s.MaxBatch || s.MaxBacklog > MaxBacklogLimit {
-		return s, fmt.Errorf("usage.max_backlog %d: want max_batch (%d) to %d", s.MaxBacklog, s.MaxBatch, MaxBacklogLimit)
+		return s, errors.New("usage.max_backlog " + strconv.Itoa(s.MaxBacklog) + ": want max_batch (" + strconv.Itoa(s.MaxBatch) + ") to " + strconv.Itoa(MaxBacklogLimit))
 	}
 	return s, nil
 }
@@ -146,7 +148,7 @@ func (s *Sender) Report(r *Record) error {
 	}
 	if err := s.host.Enqueue(r.AppendJSON(make([]byte, 0, 384))); err != nil {
 		s.stats.QueueErrors++
-		return fmt.Errorf("queue usage record: %w", err)
+		return config.Wrap("queue usage record: ", err, "")
 	}
 	s.stats.Queued++
 	return nil
@@ -162,7 +164,7 @@ func (s *Sender) drain() error {
 	for range drainFactor * s.set.MaxBacklog {
 		rec, ok, err := s.host.Dequeue()
 		if err != nil {
-			return fmt.Errorf("dequeue usage record: %w", err)
+			return config.Wrap("dequeue usage record: ", err, "")
 		}
 		if !ok {
 			break
@@ -218,7 +220,7 @@ func (s *Sender) Tick(now time.Time) error {
 	if perr := s.host.Post(body, func(failed bool, status int) { s.done(now, failed, status) }); perr != nil {
 		s.sending = false
 		s.fail(now)
-		return errors.Join(err, fmt.Errorf("post usage batch: %w", perr))
+		return errors.Join(err, config.Wrap("post usage batch: ", perr, ""))
 	}
 	return err
 }

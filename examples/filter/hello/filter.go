@@ -7,6 +7,8 @@
 package hello
 
 import (
+	"strconv"
+
 	"github.com/tollgate/tollgate/examples/filter/hello/greet"
 	"github.com/tollgate/tollgate/shared/proxywasm"
 )
@@ -55,12 +57,12 @@ func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
 		s.p.metrics.Inc(greet.MetricDenied)
 		s.replied = true
 		if err := proxywasm.SendError(d.Err, s.p.pol.Style); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelError, "hello: send %d: %v", d.Err.Status, err)
+			proxywasm.Log(proxywasm.LogLevelError, "hello: send "+strconv.Itoa(d.Err.Status)+": "+err.Error())
 		}
 		return proxywasm.ActionPause
 	}
 	if err := proxywasm.RequestHeaders.Replace(greet.Header, d.Greeting); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelWarn, "hello: set %s: %v", greet.Header, err)
+		proxywasm.Log(proxywasm.LogLevelWarn, "hello: set "+greet.Header+": "+err.Error())
 	}
 	s.p.metrics.Inc(greet.MetricGreeted)
 	return proxywasm.ActionContinue

@@ -7,8 +7,8 @@ package policy
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"hash/fnv"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -81,7 +81,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	if c < 0 {
-		return fmt.Errorf("duration %s must not be negative", b)
+		return errors.New("duration " + string(b) + " must not be negative")
 	}
 	*d = Duration(c)
 	return nil
@@ -223,12 +223,12 @@ type Policy struct {
 // configuration is remote mode with a "keystore" cluster and every default.
 func ParseConfig(raw []byte) (*Policy, error) {
 	if len(raw) > MaxConfigLen {
-		return nil, fmt.Errorf("configuration is %d bytes; the limit is %d", len(raw), MaxConfigLen)
+		return nil, errors.New("configuration is " + strconv.Itoa(len(raw)) + " bytes; the limit is " + strconv.Itoa(MaxConfigLen))
 	}
 	var c Config
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if err := config.Decode(raw, &c); err != nil {
-			return nil, fmt.Errorf("configuration: %w", err)
+			return nil, config.Wrap("configuration: ", err, "")
 		}
 	}
 	return c.compile()
@@ -241,11 +241,11 @@ func (c Config) compile() (*Policy, error) {
 		p.Mode = ModeVerify
 	case ModeVerify, ModeStrip:
 	default:
-		return nil, fmt.Errorf("mode %q: want %q or %q", c.Mode, ModeVerify, ModeStrip)
+		return nil, errors.New("mode " + strconv.Quote(c.Mode) + ": want " + strconv.Quote(ModeVerify) + " or " + strconv.Quote(ModeStrip))
 	}
 	p.Identity = c.Identity.WithDefaults()
 	if err := p.Identity.Validate(); err != nil {
-		return nil, fmt.Errorf("identity_headers: %w", err)
+		return nil, config.Wrap("identity_headers: ", err, "")
 	}
 	p.IdentityList = p.Identity.All()
 	if p.Mode == ModeStrip {
@@ -259,18 +259,18 @@ func (c Config) compile() (*Policy, error) {
 		p.Realm = "tollgate"
 	}
 	if strings.ContainsAny(p.Realm, "\"\\\r\n") {
-		return nil, fmt.Errorf("realm %q must not contain quotes, backslashes or line breaks", p.Realm)
+		return nil, errors.New("realm " + strconv.Quote(p.Realm) + " must not contain quotes, backslashes or line breaks")
 	}
 	var ok bool
 	if p.Style, ok = apierror.ParseStyle(c.ErrorStyle); !ok {
-		return nil, fmt.Errorf("error_style %q: want \"openai\" or \"apigee\"", c.ErrorStyle)
+		return nil, errors.New("error_style " + strconv.Quote(c.ErrorStyle) + ": want \"openai\" or \"apigee\"")
 	}
 	switch c.FailureMode {
 	case "", FailClosed:
 	case FailOpen:
 		p.FailOpen = true
 	default:
-		return nil, fmt.Errorf("failure_mode %q: want %q or %q", c.FailureMode, FailClosed, FailOpen)
+		return nil, errors.New("failure_mode " + strconv.Quote(c.FailureMode) + ": want " + strconv.Quote(FailClosed) + " or " + strconv.Quote(FailOpen))
 	}
 
 	p.Sources = c.KeySources
@@ -282,17 +282,17 @@ func (c Config) compile() (*Policy, error) {
 		n := 0
 		if s.Header != "" {
 			n++
-			h, err := config.HeaderName(fmt.Sprintf("key_sources[%d].header", i), s.Header)
+			h, err := config.HeaderName("key_sources["+strconv.Itoa(i)+"].header", s.Header)
 			if err != nil {
 				return nil, err
 			}
 			s.Header = h
 			if s.Header == "authorization" {
-				return nil, fmt.Errorf("key_sources[%d]: use {\"bearer\": true} for the Authorization header", i)
+				return nil, errors.New("key_sources[" + strconv.Itoa(i) + "]: use {\"bearer\": true} for the Authorization header")
 			}
 			for _, id := range p.IdentityList {
 				if id == s.Header {
-					return nil, fmt.Errorf("key_sources[%d].header %q is an identity header", i, s.Header)
+					return nil, errors.New("key_sources[" + strconv.Itoa(i) + "].header " + strconv.Quote(s.Header) + " is an identity header")
 				}
 			}
 		}
@@ -302,11 +302,11 @@ func (c Config) compile() (*Policy, error) {
 		if s.Query != "" {
 			n++
 			if !validQueryName(s.Query) {
-				return nil, fmt.Errorf("key_sources[%d].query %q: use letters, digits, '-', '_' or '.'", i, s.Query)
+				return nil, errors.New("key_sources[" + strconv.Itoa(i) + "].query " + strconv.Quote(s.Query) + ": use letters, digits, '-', '_' or '.'")
 			}
 		}
 		if n != 1 {
-			return nil, fmt.Errorf("key_sources[%d]: set exactly one of header, bearer or query", i)
+			return nil, errors.New("key_sources[" + strconv.Itoa(i) + "]: set exactly one of header, bearer or query")
 		}
 		switch {
 		case s.Header != "":
@@ -325,7 +325,7 @@ func (c Config) compile() (*Policy, error) {
 		}
 		local, err := compileLocal(c.Local)
 		if err != nil {
-			return nil, fmt.Errorf("local: %w", err)
+			return nil, config.Wrap("local: ", err, "")
 		}
 		p.Local = local
 	} else {
@@ -338,7 +338,7 @@ func (c Config) compile() (*Policy, error) {
 		p.KeyFormat = FormatTollgate
 	case FormatTollgate, FormatAny:
 	default:
-		return nil, fmt.Errorf("key_format %q: want %q or %q", p.KeyFormat, FormatTollgate, FormatAny)
+		return nil, errors.New("key_format " + strconv.Quote(p.KeyFormat) + ": want " + strconv.Quote(FormatTollgate) + " or " + strconv.Quote(FormatAny))
 	}
 	return p, nil
 }
@@ -353,7 +353,7 @@ func (p *Policy) compileRemote(c Config) error {
 		k.Path = "/v1/verify"
 	}
 	if !strings.HasPrefix(k.Path, "/") {
-		return fmt.Errorf("keystore.path %q must start with '/'", k.Path)
+		return errors.New("keystore.path " + strconv.Quote(k.Path) + " must start with '/'")
 	}
 	for name := range k.Headers {
 		if _, err := config.HeaderName("keystore.headers", name); err != nil {
@@ -387,7 +387,7 @@ func (p *Policy) compileRemote(c Config) error {
 		cs.MaxEntries = 4096
 	}
 	if cs.MaxEntries < 1 || cs.MaxEntries > MaxCacheEntries {
-		return fmt.Errorf("cache.max_entries %d: want 1 to %d", cs.MaxEntries, MaxCacheEntries)
+		return errors.New("cache.max_entries " + strconv.Itoa(cs.MaxEntries) + ": want 1 to " + strconv.Itoa(MaxCacheEntries))
 	}
 	if cs.CoalesceWait == 0 {
 		cs.CoalesceWait = k.Timeout + 250*time.Millisecond
@@ -396,7 +396,7 @@ func (p *Policy) compileRemote(c Config) error {
 		cs.PollInterval = 5 * time.Millisecond
 	}
 	if cs.PollInterval < time.Millisecond {
-		return fmt.Errorf("cache.poll_interval %s: want at least 1ms", cs.PollInterval)
+		return errors.New("cache.poll_interval " + cs.PollInterval.String() + ": want at least 1ms")
 	}
 	p.Cache = cs
 	return nil
@@ -408,8 +408,9 @@ func (p *Policy) compileRemote(c Config) error {
 // differently sized cache, than its own settings allow.
 func (p *Policy) CacheNamespace() string {
 	h := fnv.New32a()
-	fmt.Fprintf(h, "%s|%s|%s|%d|%d|%d|%d", p.Keystore.Cluster, p.Keystore.Authority, p.Keystore.Path,
-		p.Cache.TTL, p.Cache.NegativeTTL, p.Cache.ErrorTTL, p.Cache.MaxEntries)
+	_, _ = io.WriteString(h, p.Keystore.Cluster+"|"+p.Keystore.Authority+"|"+p.Keystore.Path+
+		"|"+strconv.FormatInt(int64(p.Cache.TTL), 10)+"|"+strconv.FormatInt(int64(p.Cache.NegativeTTL), 10)+
+		"|"+strconv.FormatInt(int64(p.Cache.ErrorTTL), 10)+"|"+strconv.Itoa(p.Cache.MaxEntries))
 	return "tollgate.apikey.v1." + strconv.FormatUint(uint64(h.Sum32()), 16)
 }
 

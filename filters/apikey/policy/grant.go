@@ -2,7 +2,7 @@ package policy
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,34 +132,34 @@ func (a Answer) Encode() ([]byte, error) {
 	switch a.Kind {
 	case Granted:
 		if a.Grant == nil {
-			return nil, fmt.Errorf("%w: granted answer without a grant", ErrBadEntry)
+			return nil, config.Wrap("", ErrBadEntry, ": granted answer without a grant")
 		}
 		return appendGrant([]byte{byte(Granted)}, a.Grant), nil
 	case Denied, Failed:
 		return append([]byte{byte(a.Kind)}, a.Reason...), nil
 	}
-	return nil, fmt.Errorf("%w: kind %q", ErrBadEntry, a.Kind)
+	return nil, config.Wrap("", ErrBadEntry, ": kind "+strconv.QuoteRune(rune(a.Kind)))
 }
 
 // DecodeAnswer reads what Encode wrote.
 func DecodeAnswer(b []byte) (Answer, error) {
 	if len(b) == 0 {
-		return Answer{}, fmt.Errorf("%w: empty", ErrBadEntry)
+		return Answer{}, config.Wrap("", ErrBadEntry, ": empty")
 	}
 	switch Kind(b[0]) {
 	case Granted:
 		var g Grant
 		if err := config.Decode(b[1:], &g); err != nil {
-			return Answer{}, fmt.Errorf("%w: %w", ErrBadEntry, err)
+			return Answer{}, config.Wrap2(ErrBadEntry, ": ", err)
 		}
 		if g.App == "" {
-			return Answer{}, fmt.Errorf("%w: grant without app", ErrBadEntry)
+			return Answer{}, config.Wrap("", ErrBadEntry, ": grant without app")
 		}
 		return Answer{Kind: Granted, Grant: &g}, nil
 	case Denied, Failed:
 		return Answer{Kind: Kind(b[0]), Reason: string(b[1:])}, nil
 	}
-	return Answer{}, fmt.Errorf("%w: kind byte %#x", ErrBadEntry, b[0])
+	return Answer{}, config.Wrap("", ErrBadEntry, ": kind byte 0x"+strconv.FormatUint(uint64(b[0]), 16))
 }
 
 // Expiry is when a cached copy of the answer must be dropped: now plus the
@@ -202,10 +202,10 @@ func compileLocal(l *LocalConfig) (map[string]*Grant, error) {
 		s := l.OperationSets[i]
 		s.Normalize()
 		if errs := s.Validate(); len(errs) > 0 {
-			return nil, fmt.Errorf("operation_sets[%d]: %w", i, errs)
+			return nil, config.Wrap("operation_sets["+strconv.Itoa(i)+"]: ", errs, "")
 		}
 		if _, dup := sets[s.Name]; dup {
-			return nil, fmt.Errorf("operation_sets[%d]: %q defined twice", i, s.Name)
+			return nil, errors.New("operation_sets[" + strconv.Itoa(i) + "]: " + strconv.Quote(s.Name) + " defined twice")
 		}
 		sets[s.Name] = s
 	}
@@ -214,14 +214,14 @@ func compileLocal(l *LocalConfig) (map[string]*Grant, error) {
 		pr := l.Products[i]
 		pr.Normalize()
 		if errs := pr.Validate(); len(errs) > 0 {
-			return nil, fmt.Errorf("products[%d]: %w", i, errs)
+			return nil, config.Wrap("products["+strconv.Itoa(i)+"]: ", errs, "")
 		}
 		if _, dup := products[pr.Name]; dup {
-			return nil, fmt.Errorf("products[%d]: %q defined twice", i, pr.Name)
+			return nil, errors.New("products[" + strconv.Itoa(i) + "]: " + strconv.Quote(pr.Name) + " defined twice")
 		}
 		for _, ref := range pr.OperationSets {
 			if _, ok := sets[ref]; !ok {
-				return nil, fmt.Errorf("products[%d]: operation set %q is not defined", i, ref)
+				return nil, errors.New("products[" + strconv.Itoa(i) + "]: operation set " + strconv.Quote(ref) + " is not defined")
 			}
 		}
 		products[pr.Name] = model.Resolve(pr, sets)
@@ -231,26 +231,26 @@ func compileLocal(l *LocalConfig) (map[string]*Grant, error) {
 		h := strings.ToLower(k.Hash)
 		switch {
 		case !model.ValidKeyHash(h):
-			return nil, fmt.Errorf("keys[%d].hash: want 64 hex digits (the SHA-256 of the key), never the key itself", i)
+			return nil, errors.New("keys[" + strconv.Itoa(i) + "].hash: want 64 hex digits (the SHA-256 of the key), never the key itself")
 		case !model.ValidName(k.App):
-			return nil, fmt.Errorf("keys[%d].app %q is not a valid name", i, k.App)
+			return nil, errors.New("keys[" + strconv.Itoa(i) + "].app " + strconv.Quote(k.App) + " is not a valid name")
 		case len(k.Products) == 0:
-			return nil, fmt.Errorf("keys[%d].products: a key needs at least one product", i)
+			return nil, errors.New("keys[" + strconv.Itoa(i) + "].products: a key needs at least one product")
 		}
 		if _, dup := out[h]; dup {
-			return nil, fmt.Errorf("keys[%d]: hash listed twice", i)
+			return nil, errors.New("keys[" + strconv.Itoa(i) + "]: hash listed twice")
 		}
 		if k.Developer != "" && !model.ValidEmail(k.Developer) {
-			return nil, fmt.Errorf("keys[%d].developer %q is not an e-mail address", i, k.Developer)
+			return nil, errors.New("keys[" + strconv.Itoa(i) + "].developer " + strconv.Quote(k.Developer) + " is not an e-mail address")
 		}
 		if k.KeyID != "" && !printable(k.KeyID) {
-			return nil, fmt.Errorf("keys[%d].key_id must be printable", i)
+			return nil, errors.New("keys[" + strconv.Itoa(i) + "].key_id must be printable")
 		}
 		g := &Grant{KeyID: k.KeyID, App: k.App, Developer: k.Developer, Products: k.Products, ExpiresAt: k.ExpiresAt}
 		for j, name := range k.Products {
 			e, ok := products[name]
 			if !ok {
-				return nil, fmt.Errorf("keys[%d].products[%d]: product %q is not defined", i, j, name)
+				return nil, errors.New("keys[" + strconv.Itoa(i) + "].products[" + strconv.Itoa(j) + "]: product " + strconv.Quote(name) + " is not defined")
 			}
 			g.Entitlements = append(g.Entitlements, e)
 		}

@@ -8,10 +8,13 @@
 package detector
 
 import (
-	"fmt"
+	"errors"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Need is a set of byte classes a text must contain before a detector's
@@ -187,11 +190,11 @@ func Secrets() []string {
 func Compile(name string) (*Detector, error) {
 	sp, ok := specs()[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown detector %q (known: %s)", name, strings.Join(Names(), ", "))
+		return nil, errors.New("unknown detector " + strconv.Quote(name) + " (known: " + strings.Join(Names(), ", ") + ")")
 	}
 	re, err := regexp.Compile(sp.pattern)
 	if err != nil {
-		return nil, fmt.Errorf("detector %s: %w", name, err)
+		return nil, config.Wrap("detector "+name+": ", err, "")
 	}
 	return &Detector{Name: name, Placeholder: sp.placeholder, Need: sp.need, MinLen: sp.minLen,
 		MinDigits: sp.minDigits, Hints: sp.hints, re: re, valid: sp.valid}, nil

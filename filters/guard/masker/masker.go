@@ -10,12 +10,14 @@
 package masker
 
 import (
-	"fmt"
+	"errors"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/tollgate/tollgate/filters/guard/detector"
+	"github.com/tollgate/tollgate/shared/config"
 )
 
 // Action is what a rule does with a match.
@@ -52,7 +54,7 @@ func ParseAction(s string) (Action, error) {
 	case "log":
 		return ActionLog, nil
 	}
-	return 0, fmt.Errorf("action %q is not block, mask or log", s)
+	return 0, errors.New("action " + strconv.Quote(s) + " is not block, mask or log")
 }
 
 // Rule is one detector or custom pattern with its action.
@@ -77,7 +79,7 @@ func Builtin(d *detector.Detector, a Action) Rule {
 func Custom(name, pattern, placeholder string, a Action) (Rule, error) {
 	re, err := regexp.Compile(pattern)
 	if err != nil {
-		return Rule{}, fmt.Errorf("pattern %s: %w", name, err)
+		return Rule{}, config.Wrap("pattern "+name+": ", err, "")
 	}
 	if placeholder == "" {
 		placeholder = "[" + strings.ToUpper(name) + "]"
@@ -118,7 +120,7 @@ func New(rules []Rule, allow []string, maxSegment int) (*Scanner, error) {
 	for i, a := range allow {
 		re, err := regexp.Compile(a)
 		if err != nil {
-			return nil, fmt.Errorf("allow pattern %d: %w", i, err)
+			return nil, config.Wrap("allow pattern "+strconv.Itoa(i)+": ", err, "")
 		}
 		s.allow = append(s.allow, re)
 	}

@@ -8,8 +8,8 @@ package policy
 
 import (
 	"errors"
-	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -209,7 +209,7 @@ func Parse(data []byte) (*Policy, error) {
 		return nil, errors.New("guard: empty configuration (configure at least one profile)")
 	}
 	if err := config.Decode(data, &c); err != nil {
-		return nil, fmt.Errorf("guard: %w", err)
+		return nil, config.Wrap("guard: ", err, "")
 	}
 	return compile(&c)
 }
@@ -217,7 +217,7 @@ func Parse(data []byte) (*Policy, error) {
 func compile(c *Config) (*Policy, error) {
 	style, ok := apierror.ParseStyle(c.ErrorStyle)
 	if !ok {
-		return nil, fmt.Errorf("guard: error_style %q is not openai or apigee", c.ErrorStyle)
+		return nil, errors.New("guard: error_style " + strconv.Quote(c.ErrorStyle) + " is not openai or apigee")
 	}
 	p := &Policy{Style: style, ProductHeader: identity.HeaderProduct, AppHeader: identity.HeaderApp,
 		MaxBodyBytes: c.MaxBodyBytes, MaxResponseBytes: c.MaxResponseBytes,
@@ -237,20 +237,20 @@ func compile(c *Config) (*Policy, error) {
 	case p.MaxBodyBytes == 0:
 		p.MaxBodyBytes = DefaultMaxBodyBytes
 	case p.MaxBodyBytes < 0 || p.MaxBodyBytes > MaxMaxBodyBytes:
-		return nil, fmt.Errorf("guard: max_body_bytes %d outside 1..%d", p.MaxBodyBytes, MaxMaxBodyBytes)
+		return nil, errors.New("guard: max_body_bytes " + strconv.FormatInt(p.MaxBodyBytes, 10) + " outside 1.." + strconv.Itoa(MaxMaxBodyBytes))
 	}
 	switch {
 	case p.MaxResponseBytes == 0:
 		p.MaxResponseBytes = DefaultMaxResponseBytes
 	case p.MaxResponseBytes < 0 || p.MaxResponseBytes > MaxMaxBodyBytes:
-		return nil, fmt.Errorf("guard: max_response_bytes %d outside 1..%d", p.MaxResponseBytes, MaxMaxBodyBytes)
+		return nil, errors.New("guard: max_response_bytes " + strconv.FormatInt(p.MaxResponseBytes, 10) + " outside 1.." + strconv.Itoa(MaxMaxBodyBytes))
 	}
 	hold := c.Stream.MaxHoldBytes
 	switch {
 	case hold == 0:
 		hold = DefaultMaxHoldBytes
 	case hold < 64 || hold > MaxMaxHoldBytes:
-		return nil, fmt.Errorf("guard: stream.max_hold_bytes %d outside 64..%d", hold, MaxMaxHoldBytes)
+		return nil, errors.New("guard: stream.max_hold_bytes " + strconv.Itoa(hold) + " outside 64.." + strconv.Itoa(MaxMaxHoldBytes))
 	}
 	if p.MaxHold, err = c.Stream.MaxHold.Within("guard: stream.max_hold", DefaultMaxHold, time.Millisecond, time.Minute); err != nil {
 		return nil, err
@@ -258,7 +258,7 @@ func compile(c *Config) (*Policy, error) {
 	if c.Moderation != nil {
 		m, err := compileModeration(c.Moderation)
 		if err != nil {
-			return nil, fmt.Errorf("guard: moderation: %w", err)
+			return nil, config.Wrap("guard: moderation: ", err, "")
 		}
 		p.Moderation = m
 	}
@@ -268,14 +268,14 @@ func compile(c *Config) (*Policy, error) {
 	names := map[string]bool{}
 	comp := func(name string, pr *Profile) (*Compiled, error) {
 		if pr == nil {
-			return nil, fmt.Errorf("guard: %s: null profile", name)
+			return nil, errors.New("guard: " + name + ": null profile")
 		}
 		cp, err := compileProfile(name, pr, hold, names)
 		if err != nil {
-			return nil, fmt.Errorf("guard: %s: %w", name, err)
+			return nil, config.Wrap("guard: "+name+": ", err, "")
 		}
 		if cp.Moderation != nil && p.Moderation == nil {
-			return nil, fmt.Errorf("guard: %s: moderation is enabled but no moderation service is configured", name)
+			return nil, errors.New("guard: " + name + ": moderation is enabled but no moderation service is configured")
 		}
 		return cp, nil
 	}
@@ -305,14 +305,14 @@ func compileProfile(name string, pr *Profile, hold int, names map[string]bool) (
 	cp := &Compiled{Name: name}
 	var err error
 	if cp.Request, err = compileScan(pr.Request, hold, names); err != nil {
-		return nil, fmt.Errorf("request: %w", err)
+		return nil, config.Wrap("request: ", err, "")
 	}
 	if cp.Response, err = compileScan(pr.Response, hold, names); err != nil {
-		return nil, fmt.Errorf("response: %w", err)
+		return nil, config.Wrap("response: ", err, "")
 	}
 	if pr.Threat != nil {
 		if cp.Threat, err = compileThreat(pr.Threat); err != nil {
-			return nil, fmt.Errorf("threat: %w", err)
+			return nil, config.Wrap("threat: ", err, "")
 		}
 		for _, s := range cp.Threat.sets {
 			names[s.name] = true
@@ -323,11 +323,11 @@ func compileProfile(name string, pr *Profile, hold int, names map[string]bool) (
 			return nil, errors.New("moderation: enable request, response or both")
 		}
 		if m.Fail != "" && m.Fail != "open" && m.Fail != "closed" {
-			return nil, fmt.Errorf(`moderation.fail %q: say "open" or "closed"`, m.Fail)
+			return nil, errors.New("moderation.fail " + strconv.Quote(m.Fail) + ": say \"open\" or \"closed\"")
 		}
 		for k, v := range m.Thresholds {
 			if k == "" || v < 0 || v > 1 {
-				return nil, fmt.Errorf("moderation: threshold %q=%v: categories are non-empty, scores 0..1", k, v)
+				return nil, errors.New("moderation: threshold " + strconv.Quote(k) + "=" + strconv.FormatFloat(float64(v), 'g', -1, 64) + ": categories are non-empty, scores 0..1")
 			}
 		}
 		cp.Moderation = m
@@ -361,7 +361,7 @@ func compileScan(sc *ScanConfig, hold int, names map[string]bool) (*masker.Scann
 	for _, k := range keys {
 		a, err := masker.ParseAction(actions[k])
 		if err != nil {
-			return nil, fmt.Errorf("detectors.%s: %w", k, err)
+			return nil, config.Wrap("detectors."+k+": ", err, "")
 		}
 		d, err := detector.Compile(k)
 		if err != nil {
@@ -371,32 +371,32 @@ func compileScan(sc *ScanConfig, hold int, names map[string]bool) (*masker.Scann
 		names[k] = true
 	}
 	if len(sc.Deny) > maxPatterns || len(sc.Allow) > maxPatterns {
-		return nil, fmt.Errorf("at most %d deny and %d allow patterns", maxPatterns, maxPatterns)
+		return nil, errors.New("at most " + strconv.Itoa(maxPatterns) + " deny and " + strconv.Itoa(maxPatterns) + " allow patterns")
 	}
 	for i, d := range sc.Deny {
 		if !validName(d.Name) {
-			return nil, fmt.Errorf("deny[%d].name %q: use 1-48 of a-z, 0-9 and _", i, d.Name)
+			return nil, errors.New("deny[" + strconv.Itoa(i) + "].name " + strconv.Quote(d.Name) + ": use 1-48 of a-z, 0-9 and _")
 		}
 		if actions[d.Name] != "" {
-			return nil, fmt.Errorf("deny[%d].name %q is a detector's name", i, d.Name)
+			return nil, errors.New("deny[" + strconv.Itoa(i) + "].name " + strconv.Quote(d.Name) + " is a detector's name")
 		}
 		if d.Pattern == "" || len(d.Pattern) > maxPatternLen {
-			return nil, fmt.Errorf("deny[%d].pattern: 1-%d bytes", i, maxPatternLen)
+			return nil, errors.New("deny[" + strconv.Itoa(i) + "].pattern: 1-" + strconv.Itoa(maxPatternLen) + " bytes")
 		}
 		a, err := masker.ParseAction(d.Action)
 		if err != nil {
-			return nil, fmt.Errorf("deny[%d]: %w", i, err)
+			return nil, config.Wrap("deny["+strconv.Itoa(i)+"]: ", err, "")
 		}
 		r, err := masker.Custom(d.Name, d.Pattern, d.Placeholder, a)
 		if err != nil {
-			return nil, fmt.Errorf("deny[%d]: %w", i, err)
+			return nil, config.Wrap("deny["+strconv.Itoa(i)+"]: ", err, "")
 		}
 		rules = append(rules, r)
 		names[d.Name] = true
 	}
 	for i, a := range sc.Allow {
 		if a == "" || len(a) > maxPatternLen {
-			return nil, fmt.Errorf("allow[%d]: 1-%d bytes", i, maxPatternLen)
+			return nil, errors.New("allow[" + strconv.Itoa(i) + "]: 1-" + strconv.Itoa(maxPatternLen) + " bytes")
 		}
 	}
 	return masker.New(rules, sc.Allow, hold)

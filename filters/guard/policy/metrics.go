@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,5 +74,5 @@ func ModerationError(v Verdict, dir Direction) *apierror.Error {
 		what = "the answer was"
 	}
 	return apierror.New(400, CodeFor(v.Category),
-		fmt.Sprintf("%s flagged by the content safety check for %q (score %.2f)", what, v.Category, v.Score))
+		what+" flagged by the content safety check for "+strconv.Quote(v.Category)+" (score "+strconv.FormatFloat(v.Score, 'f', 2, 64)+")")
 }

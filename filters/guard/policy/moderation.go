@@ -4,12 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/jsonenc"
 	"github.com/tollgate/tollgate/shared/reqview"
 )
@@ -35,7 +35,7 @@ func compileModeration(c *ModerationConfig) (*Moderation, error) {
 		m.Path = DefaultModerationPath
 	}
 	if !strings.HasPrefix(m.Path, "/") {
-		return nil, fmt.Errorf("path %q must start with /", m.Path)
+		return nil, errors.New("path " + strconv.Quote(m.Path) + " must start with /")
 	}
 	if m.Model == "" {
 		m.Model = DefaultModerationModel
@@ -49,7 +49,7 @@ func compileModeration(c *ModerationConfig) (*Moderation, error) {
 		m.FailOpen = true
 	case "closed":
 	default:
-		return nil, fmt.Errorf(`fail %q: say "open" or "closed"`, c.Fail)
+		return nil, errors.New("fail " + strconv.Quote(c.Fail) + ": say \"open\" or \"closed\"")
 	}
 	switch {
 	case c.CacheTTL == nil:
@@ -65,7 +65,7 @@ func compileModeration(c *ModerationConfig) (*Moderation, error) {
 	case m.CacheEntries == 0:
 		m.CacheEntries = DefaultCacheEntries
 	case m.CacheEntries < 16 || m.CacheEntries > 1<<20:
-		return nil, fmt.Errorf("cache_entries %d outside 16..%d", m.CacheEntries, 1<<20)
+		return nil, errors.New("cache_entries " + strconv.Itoa(m.CacheEntries) + " outside 16.." + strconv.Itoa(1<<20))
 	}
 	return m, nil
 }
@@ -147,11 +147,11 @@ func DecodeVerdict(b []byte) (Verdict, bool) {
 // thresholds the categories the service flagged block.
 func ParseVerdict(status int, body []byte, use *ModerationUse) (Verdict, error) {
 	if status != 200 {
-		return Verdict{}, fmt.Errorf("moderation service answered %d", status)
+		return Verdict{}, errors.New("moderation service answered " + strconv.Itoa(status))
 	}
 	d, err := reqview.Parse(body, reqview.Limits{MaxBytes: 1 << 20, MaxDepth: 16})
 	if err != nil {
-		return Verdict{}, fmt.Errorf("moderation answer: %w", err)
+		return Verdict{}, config.Wrap("moderation answer: ", err, "")
 	}
 	results := d.Root().Get("results")
 	if results.Kind() != reqview.Array || results.Len() == 0 {

@@ -1,10 +1,11 @@
 package policy
 
 import (
-	"fmt"
+	"errors"
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/config"
@@ -78,7 +79,7 @@ func compileThreat(c *ThreatConfig) (*Threat, error) {
 	for _, s := range sets {
 		pats, ok := all[s]
 		if !ok || seen[s] {
-			return nil, fmt.Errorf("set %q is unknown or repeated (known: sqli, xss, ssi)", s)
+			return nil, errors.New("set " + strconv.Quote(s) + " is unknown or repeated (known: sqli, xss, ssi)")
 		}
 		seen[s] = true
 		ts := threatSet{name: s}
@@ -88,7 +89,7 @@ func compileThreat(c *ThreatConfig) (*Threat, error) {
 		t.sets = append(t.sets, ts)
 	}
 	for i, h := range c.Headers {
-		name, err := config.HeaderName(fmt.Sprintf("headers[%d]", i), h)
+		name, err := config.HeaderName("headers["+strconv.Itoa(i)+"]", h)
 		if err != nil {
 			return nil, err
 		}
@@ -98,16 +99,16 @@ func compileThreat(c *ThreatConfig) (*Threat, error) {
 		parts := strings.Split(f, ".")
 		for _, p := range parts {
 			if p == "" {
-				return nil, fmt.Errorf("json_fields %q: empty path segment", f)
+				return nil, errors.New("json_fields " + strconv.Quote(f) + ": empty path segment")
 			}
 		}
 		if len(parts) > 16 {
-			return nil, fmt.Errorf("json_fields %q: at most 16 segments", f)
+			return nil, errors.New("json_fields " + strconv.Quote(f) + ": at most 16 segments")
 		}
 		t.fields = append(t.fields, parts)
 	}
 	if !t.path && !t.query && len(t.headers) == 0 && len(t.fields) == 0 && !t.prompt {
-		return nil, fmt.Errorf("no place to check: set path, query, headers, json_fields or prompt")
+		return nil, errors.New("no place to check: set path, query, headers, json_fields or prompt")
 	}
 	return t, nil
 }
@@ -241,8 +242,8 @@ func (t *Threat) CheckBody(root reqview.Value) (ThreatHit, bool) {
 				})
 			case reqview.Array:
 				it.v.Elems(func(i int, v reqview.Value) bool {
-					if seg == "*" || seg == fmt.Sprint(i) {
-						stack = append(stack, item{v, it.depth + 1, fmt.Sprintf("%s[%d]", it.path, i)})
+					if seg == "*" || seg == strconv.Itoa(i) {
+						stack = append(stack, item{v, it.depth + 1, it.path + "[" + strconv.Itoa(i) + "]"})
 					}
 					return true
 				})
@@ -282,7 +283,7 @@ func walkStrings(v reqview.Value, path string, fn func(path, s string) bool) {
 			})
 		case reqview.Array:
 			it.v.Elems(func(i int, c reqview.Value) bool {
-				stack = append(stack, item{c, fmt.Sprintf("%s[%d]", it.path, i)})
+				stack = append(stack, item{c, it.path + "[" + strconv.Itoa(i) + "]"})
 				return true
 			})
 		}

@@ -8,8 +8,9 @@ package route
 
 import (
 	"bytes"
-	"fmt"
+	"errors"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/apierror"
@@ -216,7 +217,7 @@ func Parse(data []byte) (*Policy, error) {
 	var c Config
 	if len(bytes.TrimSpace(data)) > 0 {
 		if err := config.Decode(data, &c); err != nil {
-			return nil, fmt.Errorf("modelroute config: %w", err)
+			return nil, config.Wrap("modelroute config: ", err, "")
 		}
 	}
 	return c.Compile()
@@ -252,35 +253,35 @@ func (c *Config) Compile() (*Policy, error) {
 		return nil, err
 	}
 	if p.RoutingHeader == p.PriorityHeader {
-		return nil, fmt.Errorf("modelroute config: routing_header and priority_header are both %q", p.RoutingHeader)
+		return nil, errors.New("modelroute config: routing_header and priority_header are both " + strconv.Quote(p.RoutingHeader))
 	}
 	if p.PublicModelHeader == p.RoutingHeader || p.PublicModelHeader == p.PriorityHeader {
-		return nil, fmt.Errorf("modelroute config: public_model_header %q is also the routing or priority header", p.PublicModelHeader)
+		return nil, errors.New("modelroute config: public_model_header " + strconv.Quote(p.PublicModelHeader) + " is also the routing or priority header")
 	}
 
 	switch {
 	case c.MaxBodyBytes == 0:
 		p.MaxBodyBytes = DefaultMaxBodyBytes
 	case c.MaxBodyBytes < 0 || c.MaxBodyBytes > MaxMaxBodyBytes:
-		return nil, fmt.Errorf("modelroute config: max_body_bytes %d is outside 1..%d", c.MaxBodyBytes, MaxMaxBodyBytes)
+		return nil, errors.New("modelroute config: max_body_bytes " + strconv.FormatInt(c.MaxBodyBytes, 10) + " is outside 1.." + strconv.Itoa(MaxMaxBodyBytes))
 	default:
 		p.MaxBodyBytes = c.MaxBodyBytes
 	}
 	if c.MaxJSONDepth < 0 || c.MaxJSONDepth > MaxJSONDepth {
-		return nil, fmt.Errorf("modelroute config: max_json_depth %d is outside 1..%d", c.MaxJSONDepth, MaxJSONDepth)
+		return nil, errors.New("modelroute config: max_json_depth " + strconv.Itoa(c.MaxJSONDepth) + " is outside 1.." + strconv.Itoa(MaxJSONDepth))
 	}
 	p.JSONLimits = reqview.Limits{MaxBytes: int(p.MaxBodyBytes), MaxDepth: c.MaxJSONDepth}
 	switch {
 	case c.MaxResponseBytes == 0:
 		p.MaxResponseBytes = DefaultMaxResponseBytes
 	case c.MaxResponseBytes < 0 || c.MaxResponseBytes > MaxMaxBodyBytes:
-		return nil, fmt.Errorf("modelroute config: max_response_bytes %d is outside 1..%d", c.MaxResponseBytes, MaxMaxBodyBytes)
+		return nil, errors.New("modelroute config: max_response_bytes " + strconv.FormatInt(c.MaxResponseBytes, 10) + " is outside 1.." + strconv.Itoa(MaxMaxBodyBytes))
 	default:
 		p.MaxResponseBytes = c.MaxResponseBytes
 	}
 	for i, pre := range c.Paths {
 		if !strings.HasPrefix(pre, "/") {
-			return nil, fmt.Errorf("modelroute config: paths[%d] %q must start with /", i, pre)
+			return nil, errors.New("modelroute config: paths[" + strconv.Itoa(i) + "] " + strconv.Quote(pre) + " must start with /")
 		}
 	}
 	p.Paths = c.Paths
@@ -289,11 +290,11 @@ func (c *Config) Compile() (*Policy, error) {
 	case "passthrough":
 		p.Passthrough = true
 	default:
-		return nil, fmt.Errorf("modelroute config: unknown_models %q must be \"reject\" or \"passthrough\"", c.UnknownModels)
+		return nil, errors.New("modelroute config: unknown_models " + strconv.Quote(c.UnknownModels) + " must be \"reject\" or \"passthrough\"")
 	}
 	style, ok := apierror.ParseStyle(c.ErrorStyle)
 	if !ok {
-		return nil, fmt.Errorf("modelroute config: error_style %q must be \"openai\" or \"apigee\"", c.ErrorStyle)
+		return nil, errors.New("modelroute config: error_style " + strconv.Quote(c.ErrorStyle) + " must be \"openai\" or \"apigee\"")
 	}
 	p.Style = style
 	p.HideForbidden = c.HideForbidden
@@ -309,7 +310,7 @@ func (c *Config) Compile() (*Policy, error) {
 		}
 		for _, n := range append([]string{m.Name}, c.Models[i].Aliases...) {
 			if prev, dup := p.byName[n]; dup {
-				return nil, fmt.Errorf("modelroute config: models[%d]: name %q is already used by model %q", i, n, prev.Name)
+				return nil, errors.New("modelroute config: models[" + strconv.Itoa(i) + "]: name " + strconv.Quote(n) + " is already used by model " + strconv.Quote(prev.Name))
 			}
 			p.byName[n] = m
 		}
@@ -326,13 +327,13 @@ func (c *Config) Compile() (*Policy, error) {
 
 func (c *Config) compileModel(i int, sticky string) (*Model, error) {
 	mc := c.Models[i]
-	where := fmt.Sprintf("models[%d]", i)
+	where := "models[" + strconv.Itoa(i) + "]"
 	if err := modelName(where+".name", mc.Name); err != nil {
 		return nil, err
 	}
-	where = fmt.Sprintf("models[%d] (%q)", i, mc.Name)
+	where = "models[" + strconv.Itoa(i) + "] (" + strconv.Quote(mc.Name) + ")"
 	for j, a := range mc.Aliases {
-		if err := modelName(fmt.Sprintf("%s.aliases[%d]", where, j), a); err != nil {
+		if err := modelName(where+".aliases["+strconv.Itoa(j)+"]", a); err != nil {
 			return nil, err
 		}
 	}
@@ -356,7 +357,7 @@ func (c *Config) compileModel(i int, sticky string) (*Model, error) {
 		return nil, err
 	}
 	if mc.Route != "" && len(mc.Targets) > 0 {
-		return nil, fmt.Errorf("modelroute config: %s: set route or targets, not both", where)
+		return nil, errors.New("modelroute config: " + where + ": set route or targets, not both")
 	}
 	if len(mc.Targets) == 0 {
 		r := mc.Route
@@ -372,13 +373,13 @@ func (c *Config) compileModel(i int, sticky string) (*Model, error) {
 	}
 	seen := map[string]bool{}
 	for j, tc := range mc.Targets {
-		tw := fmt.Sprintf("%s.targets[%d]", where, j)
+		tw := where + ".targets[" + strconv.Itoa(j) + "]"
 		r, err := headerValue(tw+".route", tc.Route, false)
 		if err != nil {
 			return nil, err
 		}
 		if seen[r] {
-			return nil, fmt.Errorf("modelroute config: %s: route %q appears twice", tw, r)
+			return nil, errors.New("modelroute config: " + tw + ": route " + strconv.Quote(r) + " appears twice")
 		}
 		seen[r] = true
 		t := Target{Route: r, BackendModel: backend, Weight: 1}
@@ -391,7 +392,7 @@ func (c *Config) compileModel(i int, sticky string) (*Model, error) {
 		if tc.Weight != nil {
 			w := *tc.Weight
 			if w < 0 || w > math.MaxUint32 {
-				return nil, fmt.Errorf("modelroute config: %s.weight %d is outside 0..%d", tw, w, uint32(math.MaxUint32))
+				return nil, errors.New("modelroute config: " + tw + ".weight " + strconv.FormatInt(w, 10) + " is outside 0.." + strconv.FormatUint(uint64(uint32(math.MaxUint32)), 10))
 			}
 			t.Weight = uint64(w)
 		}
@@ -399,7 +400,7 @@ func (c *Config) compileModel(i int, sticky string) (*Model, error) {
 		m.Targets = append(m.Targets, t)
 	}
 	if m.total == 0 {
-		return nil, fmt.Errorf("modelroute config: %s: the target weights add up to 0", where)
+		return nil, errors.New("modelroute config: " + where + ": the target weights add up to 0")
 	}
 	return m, nil
 }
@@ -407,13 +408,13 @@ func (c *Config) compileModel(i int, sticky string) (*Model, error) {
 func checkPriorities(field string, m map[string]PriorityConfig) error {
 	for name, pc := range m {
 		if name == "" {
-			return fmt.Errorf("modelroute config: %s: empty name", field)
+			return errors.New("modelroute config: " + field + ": empty name")
 		}
-		if _, err := headerValue(fmt.Sprintf("%s[%q].priority", field, name), pc.Priority, true); err != nil {
+		if _, err := headerValue(field+"["+strconv.Quote(name)+"].priority", pc.Priority, true); err != nil {
 			return err
 		}
 		for model, v := range pc.Models {
-			if _, err := headerValue(fmt.Sprintf("%s[%q].models[%q]", field, name, model), v, false); err != nil {
+			if _, err := headerValue(field+"["+strconv.Quote(name)+"].models["+strconv.Quote(model)+"]", v, false); err != nil {
 				return err
 			}
 		}
@@ -429,7 +430,7 @@ func headerName(field, v, def string) (string, error) {
 	}
 	h, err := config.HeaderName(field, v)
 	if err != nil {
-		return "", fmt.Errorf("modelroute config: %w", err)
+		return "", config.Wrap("modelroute config: ", err, "")
 	}
 	return h, nil
 }
@@ -441,10 +442,10 @@ func headerValue(field, v string, allowEmpty bool) (string, error) {
 		if allowEmpty {
 			return "", nil
 		}
-		return "", fmt.Errorf("modelroute config: %s is empty", field)
+		return "", errors.New("modelroute config: " + field + " is empty")
 	}
 	if !validHeaderValue(v) {
-		return "", fmt.Errorf("modelroute config: %s %q must be visible ASCII without leading or trailing spaces", field, v)
+		return "", errors.New("modelroute config: " + field + " " + strconv.Quote(v) + " must be visible ASCII without leading or trailing spaces")
 	}
 	return v, nil
 }
@@ -464,13 +465,13 @@ func validHeaderValue(v string) bool {
 // modelName validates a model name from the configuration.
 func modelName(field, v string) error {
 	if v == "" {
-		return fmt.Errorf("modelroute config: %s is empty", field)
+		return errors.New("modelroute config: " + field + " is empty")
 	}
 	if len(v) > maxModelLen {
-		return fmt.Errorf("modelroute config: %s is longer than %d bytes", field, maxModelLen)
+		return errors.New("modelroute config: " + field + " is longer than " + strconv.Itoa(maxModelLen) + " bytes")
 	}
 	if !validHeaderValue(v) {
-		return fmt.Errorf("modelroute config: %s %q must be visible ASCII without leading or trailing spaces", field, v)
+		return errors.New("modelroute config: " + field + " " + strconv.Quote(v) + " must be visible ASCII without leading or trailing spaces")
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package route
 
 import (
-	"fmt"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -70,7 +69,7 @@ func (p *Policy) Begin(path string, h Headers, endOfStream bool) Start {
 	if !IsJSONContentType(ct) {
 		msg := "Content-Type must be application/json"
 		if ct != "" {
-			msg += fmt.Sprintf(", not %q", truncate(ct, 100))
+			msg += ", not " + strconv.Quote(truncate(ct, 100))
 		}
 		return Start{Step: Reject, Err: apierror.New(400, CodeInvalidContentType, msg)}
 	}
@@ -103,7 +102,7 @@ func (p *Policy) Owns(path string) bool {
 // TooLarge is the 413 for a body above MaxBodyBytes.
 func (p *Policy) TooLarge() *apierror.Error {
 	return apierror.New(413, CodeTooLarge,
-		fmt.Sprintf("the request body is larger than the gateway's limit of %d bytes", p.MaxBodyBytes))
+		"the request body is larger than the gateway's limit of "+strconv.FormatInt(p.MaxBodyBytes, 10)+" bytes")
 }
 
 func (p *Policy) noIdentity() *apierror.Error {
@@ -201,7 +200,7 @@ func (p *Policy) DecideMemo(memo *reqview.Memo, body []byte, h Headers, rnd Rand
 func notFound(name string) *apierror.Error {
 	return &apierror.Error{Status: 404, Code: CodeModelNotFound, Param: "model",
 		Type:    apierror.TypeFor(404),
-		Message: fmt.Sprintf("The model %q does not exist or you do not have access to it.", truncate(name, maxModelLen))}
+		Message: "The model " + strconv.Quote(truncate(name, maxModelLen)) + " does not exist or you do not have access to it."}
 }
 
 // checkAllowed applies the caller's product: a model is allowed when its
@@ -221,9 +220,9 @@ func (p *Policy) checkAllowed(requested string, m *Model, h Headers) *apierror.E
 		return notFound(requested)
 	}
 	product, _ := h.Get(p.ProductHeader)
-	msg := fmt.Sprintf("The model %q is not available to your API product", truncate(requested, maxModelLen))
+	msg := "The model " + strconv.Quote(truncate(requested, maxModelLen)) + " is not available to your API product"
 	if product != "" {
-		msg = fmt.Sprintf("The model %q is not available to API product %q", truncate(requested, maxModelLen), truncate(product, 100))
+		msg = "The model " + strconv.Quote(truncate(requested, maxModelLen)) + " is not available to API product " + strconv.Quote(truncate(product, 100))
 	}
 	return &apierror.Error{Status: 403, Code: CodeModelNotAllowed, Param: "model",
 		Type: apierror.TypeFor(403), Message: msg}

@@ -17,9 +17,9 @@ package pick
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -272,7 +272,7 @@ func (p *Policy) Endpoints() []Endpoint { return p.endpoints }
 func Parse(raw []byte) (*Policy, error) {
 	var c Config
 	if err := config.Decode(raw, &c); err != nil {
-		return nil, fmt.Errorf("picker config: %w", err)
+		return nil, config.Wrap("picker config: ", err, "")
 	}
 	return build(c)
 }
@@ -305,7 +305,7 @@ func build(c Config) (*Policy, error) {
 	}{{"pool_header", &p.PoolHeader}, {"destination_header", &p.DestinationHeader}, {"subset_header", &p.SubsetHeader}, {"priority_header", &p.PriorityHeader}} {
 		v, err := config.HeaderName(h.field, *h.v)
 		if err != nil {
-			return nil, fmt.Errorf("picker config: %w", err)
+			return nil, config.Wrap("picker config: ", err, "")
 		}
 		*h.v = v
 	}
@@ -314,7 +314,7 @@ func build(c Config) (*Policy, error) {
 		if *c.ReasonHeader != "" {
 			v, err := config.HeaderName("reason_header", *c.ReasonHeader)
 			if err != nil {
-				return nil, fmt.Errorf("picker config: %w", err)
+				return nil, config.Wrap("picker config: ", err, "")
 			}
 			p.ReasonHeader = v
 		}
@@ -323,7 +323,7 @@ func build(c Config) (*Policy, error) {
 		return nil, errors.New("picker config: scrape_cluster is required (the cluster metrics calls go through)")
 	}
 	if !strings.HasPrefix(p.MetricsPath, "/") {
-		return nil, fmt.Errorf("picker config: metrics_path %q must start with /", p.MetricsPath)
+		return nil, errors.New("picker config: metrics_path " + strconv.Quote(p.MetricsPath) + " must start with /")
 	}
 	sheddable := c.Sheddable
 	if sheddable == nil {
@@ -334,7 +334,7 @@ func build(c Config) (*Policy, error) {
 	}
 	if c.Fallbacks != nil {
 		if *c.Fallbacks < 0 || *c.Fallbacks > MaxFallbacks {
-			return nil, fmt.Errorf("picker config: fallbacks %d out of range 0..%d", *c.Fallbacks, MaxFallbacks)
+			return nil, errors.New("picker config: fallbacks " + strconv.Itoa(*c.Fallbacks) + " out of range 0.." + strconv.Itoa(MaxFallbacks))
 		}
 		p.Fallbacks = *c.Fallbacks
 	}
@@ -348,14 +348,14 @@ func build(c Config) (*Policy, error) {
 				continue
 			}
 			if *f.in < 0 || *f.in > 100 {
-				return nil, fmt.Errorf("picker config: weights.%s %v out of range 0..100", f.name, *f.in)
+				return nil, errors.New("picker config: weights." + f.name + " " + strconv.FormatFloat(float64(*f.in), 'g', -1, 64) + " out of range 0..100")
 			}
 			*f.out = *f.in
 		}
 	}
 	if s := c.Saturation; s != nil {
 		if s.Queue <= 0 || s.KV <= 0 || s.KV > 1 {
-			return nil, fmt.Errorf("picker config: saturation needs queue > 0 and 0 < kv ≤ 1")
+			return nil, errors.New("picker config: saturation needs queue > 0 and 0 < kv ≤ 1")
 		}
 		p.SatQueue, p.SatKV = s.Queue, s.KV
 	}
@@ -371,7 +371,7 @@ func build(c Config) (*Policy, error) {
 		return nil, err
 	}
 	if ra%time.Second != 0 {
-		return nil, fmt.Errorf("picker config: retry_after %v: want whole seconds (Retry-After has no fraction)", ra)
+		return nil, errors.New("picker config: retry_after " + ra.String() + ": want whole seconds (Retry-After has no fraction)")
 	}
 	p.RetryAfter = int(ra / time.Second)
 	p.LoadCutoff = 2 * p.SatQueue
@@ -379,19 +379,19 @@ func build(c Config) (*Policy, error) {
 	if px := c.Prefix; px != nil {
 		if px.BlockBytes != 0 {
 			if px.BlockBytes < 8 || px.BlockBytes > 4096 {
-				return nil, fmt.Errorf("picker config: prefix.block_bytes %d out of range 8..4096", px.BlockBytes)
+				return nil, errors.New("picker config: prefix.block_bytes " + strconv.Itoa(px.BlockBytes) + " out of range 8..4096")
 			}
 			p.BlockBytes = px.BlockBytes
 		}
 		if px.MaxBlocks != 0 {
 			if px.MaxBlocks < 1 || px.MaxBlocks > 4096 {
-				return nil, fmt.Errorf("picker config: prefix.max_blocks %d out of range 1..4096", px.MaxBlocks)
+				return nil, errors.New("picker config: prefix.max_blocks " + strconv.Itoa(px.MaxBlocks) + " out of range 1..4096")
 			}
 			p.MaxBlocks = px.MaxBlocks
 		}
 		if px.BlocksPerEndpoint != 0 {
 			if px.BlocksPerEndpoint < 16 || px.BlocksPerEndpoint > 65536 {
-				return nil, fmt.Errorf("picker config: prefix.blocks_per_endpoint %d out of range 16..65536", px.BlocksPerEndpoint)
+				return nil, errors.New("picker config: prefix.blocks_per_endpoint " + strconv.Itoa(px.BlocksPerEndpoint) + " out of range 16..65536")
 			}
 			perEndpoint = px.BlocksPerEndpoint
 		}
@@ -400,7 +400,7 @@ func build(c Config) (*Policy, error) {
 		}
 		if px.LoadCutoff != 0 {
 			if px.LoadCutoff < 0 {
-				return nil, fmt.Errorf("picker config: prefix.load_cutoff must be positive")
+				return nil, errors.New("picker config: prefix.load_cutoff must be positive")
 			}
 			p.LoadCutoff = px.LoadCutoff
 		}
@@ -410,7 +410,7 @@ func build(c Config) (*Policy, error) {
 	}
 	if e := c.Eject; e != nil {
 		if e.Failures < 1 || e.Failures > 100 {
-			return nil, fmt.Errorf("picker config: eject.failures %d out of range 1..100", e.Failures)
+			return nil, errors.New("picker config: eject.failures " + strconv.Itoa(e.Failures) + " out of range 1..100")
 		}
 		if e.Backoff == 0 {
 			return nil, errors.New("picker config: eject.backoff is required (such as \"5s\")")
@@ -423,7 +423,7 @@ func build(c Config) (*Policy, error) {
 	}
 	if c.MaxBodyBytes != 0 {
 		if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
-			return nil, fmt.Errorf("picker config: max_body_bytes %d out of range 1024..%d", c.MaxBodyBytes, 64<<20)
+			return nil, errors.New("picker config: max_body_bytes " + strconv.FormatInt(c.MaxBodyBytes, 10) + " out of range 1024.." + strconv.Itoa(64<<20))
 		}
 		p.MaxBodyBytes = c.MaxBodyBytes
 	}
@@ -439,20 +439,20 @@ func build(c Config) (*Policy, error) {
 		}
 		ks, err := ps.Config.Compile(2*time.Second, nil)
 		if err != nil {
-			return nil, fmt.Errorf("picker config: pools_source: %w", err)
+			return nil, config.Wrap("picker config: pools_source: ", err, "")
 		}
 		p.PoolsSource = &PoolsFetch{Keystore: ks, Path: path, Interval: iv}
 	}
 	if len(c.Pools) == 0 && p.PoolsSource == nil {
-		return nil, fmt.Errorf("picker config: pools needs 1..%d pools (or a pools_source)", MaxPools)
+		return nil, errors.New("picker config: pools needs 1.." + strconv.Itoa(MaxPools) + " pools (or a pools_source)")
 	}
 	pools, eps, err := buildPools(c.Pools)
 	if err != nil {
-		return nil, fmt.Errorf("picker config: %w", err)
+		return nil, config.Wrap("picker config: ", err, "")
 	}
 	p.Pools, p.endpoints = pools, eps
 	if p.DefaultPool != "" && p.PoolsSource == nil && p.named(p.DefaultPool) == nil {
-		return nil, fmt.Errorf("picker config: default_pool %q is not a pool", p.DefaultPool)
+		return nil, errors.New("picker config: default_pool " + strconv.Quote(p.DefaultPool) + " is not a pool")
 	}
 	p.IndexEntries = min(perEndpoint*max(len(p.endpoints), MinIndexedEndpoints), 1<<20)
 	return p, nil
@@ -468,7 +468,7 @@ func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
 		return nil, nil
 	case ScoringLatency:
 	default:
-		return nil, fmt.Errorf("picker config: scoring %q: want %q or %q", mode, ScoringWeights, ScoringLatency)
+		return nil, errors.New("picker config: scoring " + strconv.Quote(mode) + ": want " + strconv.Quote(ScoringWeights) + " or " + strconv.Quote(ScoringLatency))
 	}
 	l := &Latency{MaxNumSeqs: 256, ServiceTime: 2 * time.Second, PrefillPerBlock: 8 * time.Millisecond, ColdWeight: 1, BusyColdWeight: 2}
 	if c == nil {
@@ -476,7 +476,7 @@ func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
 	}
 	if c.MaxNumSeqs != 0 {
 		if c.MaxNumSeqs < 1 || c.MaxNumSeqs > 65536 {
-			return nil, fmt.Errorf("picker config: latency.max_num_seqs %d out of range 1..65536", c.MaxNumSeqs)
+			return nil, errors.New("picker config: latency.max_num_seqs " + strconv.Itoa(c.MaxNumSeqs) + " out of range 1..65536")
 		}
 		l.MaxNumSeqs = c.MaxNumSeqs
 	}
@@ -489,13 +489,13 @@ func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
 	}
 	if c.ColdWeight != 0 {
 		if c.ColdWeight < 0 || c.ColdWeight > 100 {
-			return nil, fmt.Errorf("picker config: latency.cold_weight %v out of range 0..100", c.ColdWeight)
+			return nil, errors.New("picker config: latency.cold_weight " + strconv.FormatFloat(float64(c.ColdWeight), 'g', -1, 64) + " out of range 0..100")
 		}
 		l.ColdWeight = c.ColdWeight
 	}
 	if c.BusyColdWeight != 0 {
 		if c.BusyColdWeight < 0 || c.BusyColdWeight > 100 {
-			return nil, fmt.Errorf("picker config: latency.busy_cold_weight %v out of range 0..100", c.BusyColdWeight)
+			return nil, errors.New("picker config: latency.busy_cold_weight " + strconv.FormatFloat(float64(c.BusyColdWeight), 'g', -1, 64) + " out of range 0..100")
 		}
 		l.BusyColdWeight = c.BusyColdWeight
 	}
@@ -516,11 +516,11 @@ type PoolsDoc struct {
 func (p *Policy) SetPools(raw []byte) error {
 	var doc PoolsDoc
 	if err := config.Decode(raw, &doc); err != nil {
-		return fmt.Errorf("pools: %w", err)
+		return config.Wrap("pools: ", err, "")
 	}
 	pools, eps, err := buildPools(doc.Pools)
 	if err != nil {
-		return fmt.Errorf("pools: %w", err)
+		return config.Wrap("pools: ", err, "")
 	}
 	p.Pools, p.endpoints = pools, eps
 	return nil
@@ -529,7 +529,7 @@ func (p *Policy) SetPools(raw []byte) error {
 // buildPools validates pool declarations.
 func buildPools(pcs []PoolConfig) ([]Pool, []Endpoint, error) {
 	if len(pcs) > MaxPools {
-		return nil, nil, fmt.Errorf("pools needs at most %d pools", MaxPools)
+		return nil, nil, errors.New("pools needs at most " + strconv.Itoa(MaxPools) + " pools")
 	}
 	var out []Pool
 	var all []Endpoint
@@ -538,16 +538,16 @@ func buildPools(pcs []PoolConfig) ([]Pool, []Endpoint, error) {
 	addrs := map[string]Endpoint{}
 	for i, pc := range pcs {
 		if pc.Name == "" || seen[pc.Name] {
-			return nil, nil, fmt.Errorf("pools[%d] needs a unique name", i)
+			return nil, nil, errors.New("pools[" + strconv.Itoa(i) + "] needs a unique name")
 		}
 		seen[pc.Name] = true
 		if len(pc.Endpoints) == 0 {
-			return nil, nil, fmt.Errorf("pool %q has no endpoints", pc.Name)
+			return nil, nil, errors.New("pool " + strconv.Quote(pc.Name) + " has no endpoints")
 		}
 		pool := Pool{Name: pc.Name, Models: append(slices.Clone(pc.Models), pc.Adapters...), Adapters: pc.Adapters}
 		for _, m := range pool.Models {
 			if other, ok := models[m]; ok {
-				return nil, nil, fmt.Errorf("model %q is in pools %q and %q", m, other, pc.Name)
+				return nil, nil, errors.New("model " + strconv.Quote(m) + " is in pools " + strconv.Quote(other) + " and " + strconv.Quote(pc.Name))
 			}
 			models[m] = pc.Name
 		}
@@ -555,14 +555,14 @@ func buildPools(pcs []PoolConfig) ([]Pool, []Endpoint, error) {
 		for j, ec := range pc.Endpoints {
 			ep, err := endpoint(ec)
 			if err != nil {
-				return nil, nil, fmt.Errorf("pool %q endpoints[%d]: %w", pc.Name, j, err)
+				return nil, nil, config.Wrap("pool "+strconv.Quote(pc.Name)+" endpoints["+strconv.Itoa(j)+"]: ", err, "")
 			}
 			if inPool[ep.Address] {
-				return nil, nil, fmt.Errorf("pool %q lists %s twice", pc.Name, ep.Address)
+				return nil, nil, errors.New("pool " + strconv.Quote(pc.Name) + " lists " + ep.Address + " twice")
 			}
 			inPool[ep.Address] = true
 			if prev, ok := addrs[ep.Address]; ok && prev.Engine != ep.Engine {
-				return nil, nil, fmt.Errorf("%s has two engines", ep.Address)
+				return nil, nil, errors.New(ep.Address + " has two engines")
 			} else if !ok {
 				addrs[ep.Address] = ep
 				all = append(all, ep)
@@ -572,7 +572,7 @@ func buildPools(pcs []PoolConfig) ([]Pool, []Endpoint, error) {
 		out = append(out, pool)
 	}
 	if len(all) > MaxEndpoints {
-		return nil, nil, fmt.Errorf("%d endpoints, at most %d", len(all), MaxEndpoints)
+		return nil, nil, errors.New(strconv.Itoa(len(all)) + " endpoints, at most " + strconv.Itoa(MaxEndpoints))
 	}
 	return out, all, nil
 }
@@ -581,7 +581,7 @@ func buildPools(pcs []PoolConfig) ([]Pool, []Endpoint, error) {
 func endpoint(ec EndpointConfig) (Endpoint, error) {
 	ap, err := netip.ParseAddrPort(ec.Address)
 	if err != nil || ap.Port() == 0 {
-		return Endpoint{}, fmt.Errorf("address %q: want ip:port", ec.Address)
+		return Endpoint{}, errors.New("address " + strconv.Quote(ec.Address) + ": want ip:port")
 	}
 	eng, err := scrape.ParseEngine(ec.Engine)
 	if err != nil {

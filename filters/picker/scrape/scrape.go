@@ -8,7 +8,6 @@ package scrape
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -38,7 +37,7 @@ func ParseEngine(s string) (Engine, error) {
 	case "triton":
 		return Triton, nil
 	}
-	return 0, fmt.Errorf("unknown engine %q (want vllm, sglang, trtllm or triton)", s)
+	return 0, errors.New("unknown engine " + strconv.Quote(s) + " (want vllm, sglang, trtllm or triton)")
 }
 
 // Limits of the parser.

@@ -2,10 +2,10 @@ package ledger
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
@@ -105,7 +105,7 @@ func (a *Async) update(id string, now time.Time, fn table.Mutator) error {
 		a.OnEvict()
 	}
 	if err != nil {
-		return fmt.Errorf("ledger: async: %w", err)
+		return config.Wrap("ledger: async: ", err, "")
 	}
 	return nil
 }
@@ -198,7 +198,7 @@ func (a *Async) Abort(id string, spec window.Spec, now time.Time) error {
 func (a *Async) State(id string, now time.Time) (AsyncState, error) {
 	v, _, _, err := a.t.Get("a|"+id, now.UnixMilli())
 	if err != nil {
-		return AsyncState{}, fmt.Errorf("ledger: async: %w", err)
+		return AsyncState{}, config.Wrap("ledger: async: ", err, "")
 	}
 	return decodeAsync(v), nil
 }
@@ -230,7 +230,7 @@ func (h *Health) Record(ok bool, now time.Time) error {
 		return binary.LittleEndian.AppendUint64(b, uint64(lastFail)), math.MaxInt64, true
 	})
 	if err != nil {
-		return fmt.Errorf("ledger: health: %w", err)
+		return config.Wrap("ledger: health: ", err, "")
 	}
 	return nil
 }
@@ -240,7 +240,7 @@ func (h *Health) Record(ok bool, now time.Time) error {
 func (h *Health) Failing(now time.Time, after time.Duration) (bool, error) {
 	v, _, _, err := h.t.Get(healthID, now.UnixMilli())
 	if err != nil {
-		return false, fmt.Errorf("ledger: health: %w", err)
+		return false, config.Wrap("ledger: health: ", err, "")
 	}
 	if len(v) != 16 {
 		return false, nil

@@ -7,10 +7,10 @@ package ledger
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/counter/bucket"
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/table"
 )
 
@@ -94,7 +94,7 @@ func (c *Counters) Apply(ctx context.Context, now int64, ops []counter.Op, atomi
 				return changed
 			})
 			if err != nil {
-				return nil, fmt.Errorf("ledger: %w", err)
+				return nil, config.Wrap("ledger: ", err, "")
 			}
 		}
 		return outs, nil
@@ -118,7 +118,7 @@ func (c *Counters) Apply(ctx context.Context, now int64, ops []counter.Op, atomi
 		if err != nil || !fits {
 			rerr := c.refund(now, ops[:i], charged)
 			if err != nil {
-				return nil, errors.Join(fmt.Errorf("ledger: %w", err), rerr)
+				return nil, errors.Join(config.Wrap("ledger: ", err, ""), rerr)
 			}
 			if rerr != nil {
 				return nil, rerr
@@ -143,7 +143,7 @@ func (c *Counters) check(now int64, ops []counter.Op, outs []counter.Outcome) (b
 	for i, op := range ops {
 		st, err := c.read(op.Counter, now)
 		if err != nil {
-			return false, fmt.Errorf("ledger: %w", err)
+			return false, config.Wrap("ledger: ", err, "")
 		}
 		cnt := st.Prune(now, op.Frame)
 		if !op.Force && !bucket.Fits(cnt, op, pending[op.Counter]) {
@@ -169,7 +169,7 @@ func (c *Counters) refund(now int64, ops []counter.Op, charged []int64) error {
 			return true
 		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("ledger: refund: %w", err))
+			errs = append(errs, config.Wrap("ledger: refund: ", err, ""))
 		}
 	}
 	return errors.Join(errs...)
@@ -187,7 +187,7 @@ func (c *Counters) Adjust(ctx context.Context, now int64, a counter.Adjustment) 
 		return found
 	})
 	if err != nil {
-		return counter.Outcome{}, fmt.Errorf("ledger: %w", err)
+		return counter.Outcome{}, config.Wrap("ledger: ", err, "")
 	}
 	if !found {
 		return counter.Outcome{}, counter.ErrReservationNotFound

@@ -2,9 +2,9 @@ package ledger
 
 import (
 	"encoding/binary"
-	"fmt"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
 )
@@ -41,7 +41,7 @@ func (s *Spikes) Admit(id string, rate window.Rate, burst int64, now time.Time) 
 		s.OnEvict()
 	}
 	if err != nil {
-		return false, 0, fmt.Errorf("ledger: spike arrest: %w", err)
+		return false, 0, config.Wrap("ledger: spike arrest: ", err, "")
 	}
 	return allowed, retryAfter, nil
 }

@@ -8,13 +8,15 @@ package limiter
 
 import (
 	"context"
-	"fmt"
+	"errors"
+	"strconv"
 	"time"
 
 	"github.com/tollgate/tollgate/counter"
 	"github.com/tollgate/tollgate/filters/quota/ledger"
 	"github.com/tollgate/tollgate/filters/quota/policy"
 	"github.com/tollgate/tollgate/shared/apierror"
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/lease"
 	"github.com/tollgate/tollgate/shared/table"
 	"github.com/tollgate/tollgate/window"
@@ -108,7 +110,7 @@ type warnState struct {
 func New(pol *policy.Policy, store table.Store, host Host) (*Limiter, error) {
 	t, err := table.New(store, table.Options{Namespace: pol.Namespace, MaxEntries: pol.MaxEntries})
 	if err != nil {
-		return nil, fmt.Errorf("quota table: %w", err)
+		return nil, config.Wrap("quota table: ", err, "")
 	}
 	l := &Limiter{pol: pol, host: host, table: t, tracked: map[string]*tracked{}, warns: map[string]*warnState{}}
 	evicted := func() { host.Count(policy.MetricEvictions, 1) }
@@ -195,7 +197,7 @@ func (l *Limiter) leased(rule *policy.Rule, checks []policy.Check, now time.Time
 		g, ok, err := take(items[i], 1)
 		if err != nil {
 			l.host.Count(policy.MetricLedgerErrors, 1)
-			l.warn("lease|"+rule.Name, fmt.Sprintf("quota: lease for rule %q: %v; consuming at the keystore", rule.Name, err))
+			l.warn("lease|"+rule.Name, "quota: lease for rule "+strconv.Quote(rule.Name)+": "+err.Error()+"; consuming at the keystore")
 		}
 		if err != nil || !ok {
 			for j := range i {
@@ -257,7 +259,7 @@ func (l *Limiter) failure(rule *policy.Rule, what string, err error) Verdict {
 	if rule.FailOpen {
 		action = "failing open"
 	}
-	l.warn(what+"|"+rule.Name, fmt.Sprintf("quota: %s failed for rule %q: %v; %s", what, rule.Name, err, action))
+	l.warn(what+"|"+rule.Name, "quota: "+what+" failed for rule "+strconv.Quote(rule.Name)+": "+err.Error()+"; "+action)
 	if rule.FailOpen {
 		v.Outcome, v.Pass = policy.FailedOpen, true
 		return v
@@ -280,7 +282,7 @@ func (l *Limiter) warn(kind, msg string) {
 		return
 	}
 	if w.suppressed > 0 {
-		msg += fmt.Sprintf(" (%d similar warnings suppressed in the last %v)", w.suppressed, now.Sub(w.last).Round(time.Millisecond))
+		msg += " (" + strconv.Itoa(w.suppressed) + " similar warnings suppressed in the last " + now.Sub(w.last).Round(time.Millisecond).String() + ")"
 	}
 	w.last, w.suppressed = now, 0
 	l.host.Warn(msg)
@@ -325,7 +327,7 @@ func (l *Limiter) strictAnswer(rule *policy.Rule, n, status int, body []byte, fa
 	var err error
 	var rs []policy.Result
 	if failed {
-		err = fmt.Errorf("no answer from cluster %q within %v", l.pol.Keystore.Cluster, l.pol.Keystore.Timeout)
+		err = errors.New("no answer from cluster " + strconv.Quote(l.pol.Keystore.Cluster) + " within " + l.pol.Keystore.Timeout.String())
 	} else {
 		rs, err = policy.DecodeConsume(status, body, n)
 	}
@@ -353,7 +355,7 @@ func (l *Limiter) asyncCheck(rule *policy.Rule, checks []policy.Check, now time.
 	if !rule.FailOpen {
 		failing, err := l.health.Failing(now, l.staleAfter())
 		if err == nil && failing {
-			return l.failure(rule, "keystore sync", fmt.Errorf("no successful sync for over %v", l.staleAfter()))
+			return l.failure(rule, "keystore sync", errors.New("no successful sync for over "+l.staleAfter().String()))
 		}
 	}
 	states := make([]policy.State, len(checks))
@@ -481,11 +483,11 @@ func (l *Limiter) push(items []policy.Item, ids []string) {
 		_ = l.health.Record(false, now)
 		l.host.Count(policy.SyncsMetric("error"), 1)
 		l.host.Count(policy.KeystoreErrorsMetric("sync"), 1)
-		l.warn("sync", fmt.Sprintf("quota: async sync of %d counters failed: %v; their usage stays pending and is pushed by the next sync", len(ids), err))
+		l.warn("sync", "quota: async sync of "+strconv.Itoa(len(ids))+" counters failed: "+err.Error()+"; their usage stays pending and is pushed by the next sync")
 	}
 	err := l.host.Call(policy.EncodeConsume(items, false), func(status int, body []byte, failed bool) {
 		if failed {
-			fail(fmt.Errorf("no answer from cluster %q within %v", l.pol.Keystore.Cluster, l.pol.Keystore.Timeout))
+			fail(errors.New("no answer from cluster " + strconv.Quote(l.pol.Keystore.Cluster) + " within " + l.pol.Keystore.Timeout.String()))
 			return
 		}
 		rs, err := policy.DecodeConsume(status, body, len(items))

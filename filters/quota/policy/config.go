@@ -6,7 +6,7 @@ package policy
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +53,7 @@ func parseMode(s string) (Mode, error) {
 			return Mode(i), nil
 		}
 	}
-	return 0, fmt.Errorf("mode %q: want strict, local or async", s)
+	return 0, errors.New("mode " + strconv.Quote(s) + ": want strict, local or async")
 }
 
 // SourceKind is where a request's counted key comes from.
@@ -234,11 +234,11 @@ type LocalJSON struct {
 // is reported with the field it concerns; nothing is applied half-way.
 func ParseConfig(raw []byte) (*Policy, error) {
 	if len(raw) > MaxConfigLen {
-		return nil, fmt.Errorf("configuration is %d bytes; the limit is %d", len(raw), MaxConfigLen)
+		return nil, errors.New("configuration is " + strconv.Itoa(len(raw)) + " bytes; the limit is " + strconv.Itoa(MaxConfigLen))
 	}
 	var c Config
 	if err := config.Decode(raw, &c); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return nil, config.Wrap("configuration: ", err, "")
 	}
 	return c.compile()
 }
@@ -247,11 +247,11 @@ func (c Config) compile() (*Policy, error) {
 	p := &Policy{}
 	var ok bool
 	if p.Style, ok = apierror.ParseStyle(c.ErrorStyle); !ok {
-		return nil, fmt.Errorf("error_style %q: want \"openai\" or \"apigee\"", c.ErrorStyle)
+		return nil, errors.New("error_style " + strconv.Quote(c.ErrorStyle) + ": want \"openai\" or \"apigee\"")
 	}
 	p.Identity = c.IdentityHeaders.WithDefaults()
 	if err := p.Identity.Validate(); err != nil {
-		return nil, fmt.Errorf("identity_headers: %w", err)
+		return nil, config.Wrap("identity_headers: ", err, "")
 	}
 	ks, err := c.Keystore.compile()
 	if err != nil {
@@ -268,7 +268,7 @@ func (c Config) compile() (*Policy, error) {
 		}
 	}
 	if c.Async.SyncCount < 0 || c.Async.SyncCount > window.MaxRateCount {
-		return nil, fmt.Errorf("async.sync_count %d: want 0 (off) to %d", c.Async.SyncCount, window.MaxRateCount)
+		return nil, errors.New("async.sync_count " + strconv.FormatInt(c.Async.SyncCount, 10) + ": want 0 (off) to " + strconv.Itoa(window.MaxRateCount))
 	}
 	p.SyncCount = c.Async.SyncCount
 	if p.Lease, err = c.Lease.Compile(DefaultLeaseMax); err != nil {
@@ -277,7 +277,7 @@ func (c Config) compile() (*Policy, error) {
 	p.MaxEntries = DefaultMaxEntries
 	if c.Local.MaxEntries != 0 {
 		if c.Local.MaxEntries < 1 || c.Local.MaxEntries > 1<<20 {
-			return nil, fmt.Errorf("local.max_entries %d: want 1 to %d", c.Local.MaxEntries, 1<<20)
+			return nil, errors.New("local.max_entries " + strconv.Itoa(c.Local.MaxEntries) + ": want 1 to " + strconv.Itoa(1<<20))
 		}
 		p.MaxEntries = c.Local.MaxEntries
 	}
@@ -285,16 +285,16 @@ func (c Config) compile() (*Policy, error) {
 	base := RuleJSON{Name: "default", Mode: c.Mode, FailureMode: c.FailureMode, KeySources: c.KeySources,
 		Quotas: c.Quotas, IdentityQuota: c.IdentityQuota, SpikeArrest: c.SpikeArrest, ResponseHeaders: c.ResponseHeaders}
 	if len(c.Rules) > maxRules {
-		return nil, fmt.Errorf("rules: %d rules; the limit is %d", len(c.Rules), maxRules)
+		return nil, errors.New("rules: " + strconv.Itoa(len(c.Rules)) + " rules; the limit is " + strconv.Itoa(maxRules))
 	}
 	names := map[string]bool{"default": true}
 	for i, rj := range c.Rules {
-		where := fmt.Sprintf("rules[%d]", i)
+		where := "rules[" + strconv.Itoa(i) + "]"
 		if rj.Name == "" {
-			rj.Name = fmt.Sprintf("rule%d", i)
+			rj.Name = "rule" + strconv.Itoa(i)
 		}
 		if names[rj.Name] {
-			return nil, fmt.Errorf("%s.name %q is used twice (\"default\" is reserved)", where, rj.Name)
+			return nil, errors.New(where + ".name " + strconv.Quote(rj.Name) + " is used twice (\"default\" is reserved)")
 		}
 		names[rj.Name] = true
 		r, err := rj.compile(where, base)
@@ -317,7 +317,7 @@ func (c Config) compile() (*Policy, error) {
 	if (p.UsesMode[Strict] || p.UsesMode[Async] || p.Usage.Enabled) && p.Keystore.Cluster == "" {
 		return nil, errors.New("keystore.cluster is empty, but strict and async modes and usage reporting call the keystore")
 	}
-	p.Namespace = fmt.Sprintf("tollgate.quota.v1.%d", p.MaxEntries)
+	p.Namespace = "tollgate.quota.v1." + strconv.Itoa(p.MaxEntries)
 	return p, nil
 }
 
@@ -331,7 +331,7 @@ func (k KeystoreJSON) compile() (Keystore, error) {
 		ks.Path = DefaultPath
 	}
 	if !strings.HasPrefix(ks.Path, "/") || strings.ContainsAny(ks.Path, " \r\n") {
-		return ks, fmt.Errorf("keystore.path %q must start with / and hold no spaces", ks.Path)
+		return ks, errors.New("keystore.path " + strconv.Quote(ks.Path) + " must start with / and hold no spaces")
 	}
 	for name, v := range k.Headers {
 		n, err := config.HeaderName("keystore.headers", name)
@@ -339,10 +339,10 @@ func (k KeystoreJSON) compile() (Keystore, error) {
 			return ks, err
 		}
 		if n == "content-type" || n == "content-length" || (n == keystoreconf.AuthorizationHeader && ks.Token != "") {
-			return ks, fmt.Errorf("keystore.headers: %q is not a header the filter may set", name)
+			return ks, errors.New("keystore.headers: " + strconv.Quote(name) + " is not a header the filter may set")
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {
-			return ks, fmt.Errorf("keystore.headers[%q]: value holds a line break", name)
+			return ks, errors.New("keystore.headers[" + strconv.Quote(name) + "]: value holds a line break")
 		}
 		ks.Headers = append(ks.Headers, [2]string{n, v})
 	}
@@ -352,10 +352,10 @@ func (k KeystoreJSON) compile() (Keystore, error) {
 func parseDuration(field, s string, lo, hi time.Duration) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%s %q: want a duration such as \"500ms\" or \"2s\"", field, s)
+		return 0, errors.New(field + " " + strconv.Quote(s) + ": want a duration such as \"500ms\" or \"2s\"")
 	}
 	if d < lo || d > hi {
-		return 0, fmt.Errorf("%s %v: want %v to %v", field, d, lo, hi)
+		return 0, errors.New(field + " " + d.String() + ": want " + lo.String() + " to " + hi.String())
 	}
 	return d, nil
 }
@@ -376,18 +376,18 @@ func ruleName(n string) bool {
 // compile builds a rule; base supplies inherited settings.
 func (rj RuleJSON) compile(where string, base RuleJSON) (*Rule, error) {
 	if !ruleName(rj.Name) {
-		return nil, fmt.Errorf("%s.name %q: want 1 to 64 characters from [A-Za-z0-9._-]", where, rj.Name)
+		return nil, errors.New(where + ".name " + strconv.Quote(rj.Name) + ": want 1 to 64 characters from [A-Za-z0-9._-]")
 	}
 	r := &Rule{Name: rj.Name, PathPrefix: rj.PathPrefix, Path: rj.Path, RouteName: rj.RouteName}
 	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
-		return nil, fmt.Errorf("%s.path_prefix %q must start with /", where, r.PathPrefix)
+		return nil, errors.New(where + ".path_prefix " + strconv.Quote(r.PathPrefix) + " must start with /")
 	}
 	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
-		return nil, fmt.Errorf("%s.path %q must start with /", where, r.Path)
+		return nil, errors.New(where + ".path " + strconv.Quote(r.Path) + " must start with /")
 	}
 	for _, m := range rj.Methods {
 		if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/") {
-			return nil, fmt.Errorf("%s.methods: %q is not an upper-case method", where, m)
+			return nil, errors.New(where + ".methods: " + strconv.Quote(m) + " is not an upper-case method")
 		}
 		r.Methods = append(r.Methods, m)
 	}
@@ -399,42 +399,42 @@ func (rj RuleJSON) compile(where string, base RuleJSON) (*Rule, error) {
 	}
 	var err error
 	if r.Mode, err = parseMode(pick(pick(rj.Mode, base.Mode), "strict")); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
+		return nil, config.Wrap(where+": ", err, "")
 	}
 	switch fm := pick(pick(rj.FailureMode, base.FailureMode), "open"); fm {
 	case "open":
 		r.FailOpen = true
 	case "closed":
 	default:
-		return nil, fmt.Errorf("%s.failure_mode %q: want \"open\" or \"closed\"", where, fm)
+		return nil, errors.New(where + ".failure_mode " + strconv.Quote(fm) + ": want \"open\" or \"closed\"")
 	}
 	sources := rj.KeySources
 	if sources == nil {
 		sources = base.KeySources
 	}
 	if len(sources) == 0 {
-		return nil, fmt.Errorf("%s.key_sources is required: [{\"identity\": true}] behind the apikey filter, or [{\"header\": NAME}] or [{\"client_ip\": true}]", where)
+		return nil, errors.New(where + ".key_sources is required: [{\"identity\": true}] behind the apikey filter, or [{\"header\": NAME}] or [{\"client_ip\": true}]")
 	}
 	for i, s := range sources {
 		ks, err := s.compile()
 		if err != nil {
-			return nil, fmt.Errorf("%s.key_sources[%d]: %w", where, i, err)
+			return nil, config.Wrap(where+".key_sources["+strconv.Itoa(i)+"]: ", err, "")
 		}
 		r.Keys = append(r.Keys, ks)
 	}
 	r.IdentityQuota = boolOr(rj.IdentityQuota, boolOr(base.IdentityQuota, true))
 	r.ResponseHeaders = boolOr(rj.ResponseHeaders, boolOr(base.ResponseHeaders, true))
 	if len(rj.Quotas) > maxQuotas {
-		return nil, fmt.Errorf("%s.quotas: %d quotas; the limit is %d", where, len(rj.Quotas), maxQuotas)
+		return nil, errors.New(where + ".quotas: " + strconv.Itoa(len(rj.Quotas)) + " quotas; the limit is " + strconv.Itoa(maxQuotas))
 	}
 	shapes := map[string]bool{}
 	for i, q := range rj.Quotas {
 		s, err := q.compile()
 		if err != nil {
-			return nil, fmt.Errorf("%s.quotas[%d]: %w", where, i, err)
+			return nil, config.Wrap(where+".quotas["+strconv.Itoa(i)+"]: ", err, "")
 		}
 		if shapes[s.Shape()] {
-			return nil, fmt.Errorf("%s.quotas[%d]: a second quota with window %s would share its counter", where, i, s.Shape())
+			return nil, errors.New(where + ".quotas[" + strconv.Itoa(i) + "]: a second quota with window " + s.Shape() + " would share its counter")
 		}
 		shapes[s.Shape()] = true
 		r.Quotas = append(r.Quotas, s)
@@ -442,7 +442,7 @@ func (rj RuleJSON) compile(where string, base RuleJSON) (*Rule, error) {
 	if rj.SpikeArrest != nil {
 		sp, err := rj.SpikeArrest.compile()
 		if err != nil {
-			return nil, fmt.Errorf("%s.spike_arrest: %w", where, err)
+			return nil, config.Wrap(where+".spike_arrest: ", err, "")
 		}
 		r.Spike = sp
 	}
@@ -502,14 +502,14 @@ func (s SpikeJSON) compile() (*Spike, error) {
 		sp.Burst = 1
 	}
 	if sp.Burst < 1 || sp.Burst > window.MaxRateCount {
-		return nil, fmt.Errorf("burst %d: want 1 to %d", s.Burst, window.MaxRateCount)
+		return nil, errors.New("burst " + strconv.FormatInt(s.Burst, 10) + ": want 1 to " + strconv.Itoa(window.MaxRateCount))
 	}
 	switch s.Identifier {
 	case "", "key":
 	case "rule":
 		sp.PerRule = true
 	default:
-		return nil, fmt.Errorf("identifier %q: want \"key\" or \"rule\"", s.Identifier)
+		return nil, errors.New("identifier " + strconv.Quote(s.Identifier) + ": want \"key\" or \"rule\"")
 	}
 	return sp, nil
 }

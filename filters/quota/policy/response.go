@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
@@ -75,7 +74,7 @@ func RateHeaders(s State, now time.Time) [][2]string {
 func OverQuota(s State, now time.Time) (*apierror.Error, [][2]string) {
 	e := &apierror.Error{Status: 429, Type: "rate_limit_error", Code: "rate_limit_exceeded",
 		Apigee:  "policies.ratelimit.QuotaViolation",
-		Message: fmt.Sprintf("Request quota exceeded: limit %d requests. Retry after %s.", s.Limit, FormatReset(s.RetryAfter))}
+		Message: "Request quota exceeded: limit " + strconv.FormatInt(s.Limit, 10) + " requests. Retry after " + FormatReset(s.RetryAfter) + "."}
 	h := append(RateHeaders(s, now), [2]string{HeaderRetryAfter, RetryAfterSeconds(s.RetryAfter)})
 	return e, h
 }
@@ -86,7 +85,7 @@ func OverQuota(s State, now time.Time) (*apierror.Error, [][2]string) {
 func SpikeArrested(sp *Spike, retry time.Duration) (*apierror.Error, [][2]string) {
 	e := &apierror.Error{Status: 429, Type: "rate_limit_error", Code: "spike_arrest_violation",
 		Apigee:  "policies.ratelimit.SpikeArrestViolation",
-		Message: fmt.Sprintf("Rate limit %s exceeded: at most one request every %v. Retry after %s.", sp.Rate, sp.Rate.Interval(), FormatReset(retry))}
+		Message: "Rate limit " + sp.Rate.String() + " exceeded: at most one request every " + sp.Rate.Interval().String() + ". Retry after " + FormatReset(retry) + "."}
 	return e, [][2]string{{HeaderReset, FormatReset(retry)}, {HeaderRetryAfter, RetryAfterSeconds(retry)}}
 }
 

@@ -2,11 +2,11 @@ package policy
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/tollgate/tollgate/counter"
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/window"
 )
@@ -122,17 +122,17 @@ func DecodeConsume(status int, body []byte, want int) ([]Result, error) {
 		if msg == "" {
 			msg = "no error code"
 		}
-		return nil, fmt.Errorf("%w: status %d (%s)", ErrKeystore, status, clip(msg))
+		return nil, config.Wrap("", ErrKeystore, ": status "+strconv.Itoa(status)+" ("+clip(msg)+")")
 	}
 	if perr != nil {
-		return nil, fmt.Errorf("%w: body is not JSON", ErrKeystore)
+		return nil, config.Wrap("", ErrKeystore, ": body is not JSON")
 	}
 	res := doc.Root().Get("results")
 	if res.Kind() != reqview.Array {
-		return nil, fmt.Errorf("%w: no results array", ErrKeystore)
+		return nil, config.Wrap("", ErrKeystore, ": no results array")
 	}
 	if n := res.Len(); n != want {
-		return nil, fmt.Errorf("%w: %d results for %d items", ErrKeystore, n, want)
+		return nil, config.Wrap("", ErrKeystore, ": "+strconv.Itoa(n)+" results for "+strconv.Itoa(want)+" items")
 	}
 	out := make([]Result, want)
 	var err error
@@ -141,7 +141,7 @@ func DecodeConsume(status int, body []byte, want int) ([]Result, error) {
 			n, ok := r.Get(field).Int()
 			if !ok || n < 0 || n > window.MaxLimit {
 				if err == nil {
-					err = fmt.Errorf("%w: results[%d].%s is not a count", ErrKeystore, i, field)
+					err = config.Wrap("", ErrKeystore, ": results["+strconv.Itoa(i)+"]."+field+" is not a count")
 				}
 				return 0
 			}
@@ -149,7 +149,7 @@ func DecodeConsume(status int, body []byte, want int) ([]Result, error) {
 		}
 		allowed, ok := r.Get("allowed").Bool()
 		if !ok {
-			err = fmt.Errorf("%w: results[%d].allowed is not a boolean", ErrKeystore, i)
+			err = config.Wrap("", ErrKeystore, ": results["+strconv.Itoa(i)+"].allowed is not a boolean")
 			return false
 		}
 		out[i] = Result{Allowed: allowed, Limit: num("limit"), Used: num("used"), Remaining: num("remaining"),

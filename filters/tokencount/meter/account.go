@@ -2,7 +2,7 @@ package meter
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
 )
@@ -54,8 +54,7 @@ func Charge(h AccountHost, c Charging) Settlement {
 	if src == SourceBound && c.Response != nil {
 		r, v := c.Response.Reported(), c.Response.Violation()
 		h.Add(ViolationsMetric(l.Model, v), 1)
-		h.Warn(fmt.Sprintf("upstream usage broke the request's bound (%s): reported prompt %d, completion %d, total %d (invalid %v); charged the bound, prompt %d, completion %d",
-			v, r.PromptTokens, r.CompletionTokens, r.TotalTokens, r.Invalid, u.PromptTokens, u.CompletionTokens))
+		h.Warn("upstream usage broke the request's bound (" + string(v) + "): reported prompt " + strconv.FormatInt(r.PromptTokens, 10) + ", completion " + strconv.FormatInt(r.CompletionTokens, 10) + ", total " + strconv.FormatInt(r.TotalTokens, 10) + " (invalid " + strconv.FormatBool(r.Invalid) + "); charged the bound, prompt " + strconv.FormatInt(u.PromptTokens, 10) + ", completion " + strconv.FormatInt(u.CompletionTokens, 10))
 	}
 	charged := pl.Charge(u)
 	if !c.Ended {

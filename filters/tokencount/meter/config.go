@@ -9,7 +9,7 @@ package meter
 import (
 	"bytes"
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -317,12 +317,12 @@ func Parse(data []byte) (*Policy, error) {
 	var c Config
 	if len(bytes.TrimSpace(data)) > 0 {
 		if err := config.Decode(data, &c); err != nil {
-			return nil, fmt.Errorf("tokencount config: %w", err)
+			return nil, config.Wrap("tokencount config: ", err, "")
 		}
 	}
 	p, err := c.compile()
 	if err != nil {
-		return nil, fmt.Errorf("tokencount config: %w", err)
+		return nil, config.Wrap("tokencount config: ", err, "")
 	}
 	return p, nil
 }
@@ -353,24 +353,24 @@ func (c *Config) compile() (*Policy, error) {
 		return nil, err
 	}
 	if p.Metric, err = usage.ParseMetric(c.Counted); err != nil {
-		return nil, fmt.Errorf("counted: %w", err)
+		return nil, config.Wrap("counted: ", err, "")
 	}
 	if err := c.Pricing.Validate(); err != nil {
-		return nil, fmt.Errorf("pricing: %w", err)
+		return nil, config.Wrap("pricing: ", err, "")
 	}
 	if c.DefaultMaxOutputTokens < 0 || c.MaxOutputTokensCap < 0 {
 		return nil, errors.New("default_max_output_tokens and max_output_tokens_cap must not be negative")
 	}
 	p.Estimator = usage.Estimator{DefaultMaxOutput: c.DefaultMaxOutputTokens, MaxOutputCap: c.MaxOutputTokensCap}
 	if err := p.Identity.Validate(); err != nil {
-		return nil, fmt.Errorf("identity_headers: %w", err)
+		return nil, config.Wrap("identity_headers: ", err, "")
 	}
 	if p.PublicModelHeader, err = config.HeaderName("public_model_header", p.PublicModelHeader); err != nil {
 		return nil, err
 	}
 	if c.StaticQuota != nil {
 		if p.Static, err = c.StaticQuota.compile(p.Metric); err != nil {
-			return nil, fmt.Errorf("static_quota: %w", err)
+			return nil, config.Wrap("static_quota: ", err, "")
 		}
 	}
 	if !c.RateLimitHeaders.Disabled {
@@ -391,17 +391,17 @@ func (c *Config) compile() (*Policy, error) {
 	case "open":
 		p.FailOpen = true
 	default:
-		return nil, fmt.Errorf("failure_mode %q: want closed or open", c.FailureMode)
+		return nil, errors.New("failure_mode " + strconv.Quote(c.FailureMode) + ": want closed or open")
 	}
 	switch c.OnAbort {
 	case "", "charge_streamed":
 	case "release":
 		p.ReleaseOnAbort = true
 	default:
-		return nil, fmt.Errorf("on_abort %q: want charge_streamed or release", c.OnAbort)
+		return nil, errors.New("on_abort " + strconv.Quote(c.OnAbort) + ": want charge_streamed or release")
 	}
 	if c.MaxRequestBytes < 0 || c.MaxRequestBytes > MaxMaxRequestBytes {
-		return nil, fmt.Errorf("max_request_bytes %d out of range [0, %d]", c.MaxRequestBytes, MaxMaxRequestBytes)
+		return nil, errors.New("max_request_bytes " + strconv.FormatInt(c.MaxRequestBytes, 10) + " out of range [0, " + strconv.Itoa(MaxMaxRequestBytes) + "]")
 	}
 	if c.MaxRequestBytes > 0 {
 		p.MaxRequestBytes = c.MaxRequestBytes
@@ -410,18 +410,18 @@ func (c *Config) compile() (*Policy, error) {
 	case c.HoldResponseBytes == -1:
 		p.HoldResponseBytes = 0
 	case c.HoldResponseBytes < -1 || c.HoldResponseBytes > 1<<20:
-		return nil, fmt.Errorf("hold_response_bytes %d out of range [-1, %d] (Envoy's default buffer limit)", c.HoldResponseBytes, 1<<20)
+		return nil, errors.New("hold_response_bytes " + strconv.FormatInt(c.HoldResponseBytes, 10) + " out of range [-1, " + strconv.Itoa(1<<20) + "] (Envoy's default buffer limit)")
 	case c.HoldResponseBytes > 0:
 		p.HoldResponseBytes = c.HoldResponseBytes
 	}
 	if c.MaxResponseBytes < 0 || c.MaxResponseBytes > MaxMaxRequestBytes {
-		return nil, fmt.Errorf("max_response_bytes %d out of range [0, %d]", c.MaxResponseBytes, MaxMaxRequestBytes)
+		return nil, errors.New("max_response_bytes " + strconv.FormatInt(c.MaxResponseBytes, 10) + " out of range [0, " + strconv.Itoa(MaxMaxRequestBytes) + "]")
 	}
 	if c.MaxResponseBytes > 0 {
 		p.MaxResponseBytes = c.MaxResponseBytes
 	}
 	if c.MaxJSONDepth < 0 || c.MaxJSONDepth > MaxJSONDepth {
-		return nil, fmt.Errorf("max_json_depth %d out of range [0, %d]", c.MaxJSONDepth, MaxJSONDepth)
+		return nil, errors.New("max_json_depth " + strconv.Itoa(c.MaxJSONDepth) + " out of range [0, " + strconv.Itoa(MaxJSONDepth) + "]")
 	}
 	p.MaxJSONDepth = c.MaxJSONDepth
 	if c.MaxMetricModels < 0 || c.MaxMetricApps < 0 {
@@ -444,7 +444,7 @@ func (c *Config) compile() (*Policy, error) {
 	}
 	var ok bool
 	if p.Style, ok = apierror.ParseStyle(c.ErrorStyle); !ok {
-		return nil, fmt.Errorf("error_style %q: want openai or apigee", c.ErrorStyle)
+		return nil, errors.New("error_style " + strconv.Quote(c.ErrorStyle) + ": want openai or apigee")
 	}
 	return p, nil
 }
@@ -471,10 +471,10 @@ func (s *StaticQuotaConfig) compile(def usage.Metric) (*StaticQuota, error) {
 	q.Overrides = make(map[string]QuotaSpec, len(s.Overrides))
 	for v, oc := range s.Overrides {
 		if v == "" || len(v) > 256 {
-			return nil, fmt.Errorf("overrides: key %q must be 1 to 256 bytes", v)
+			return nil, errors.New("overrides: key " + strconv.Quote(v) + " must be 1 to 256 bytes")
 		}
 		if q.Overrides[v], err = oc.compile(q.Default.Metric); err != nil {
-			return nil, fmt.Errorf("overrides[%q]: %w", v, err)
+			return nil, config.Wrap("overrides["+strconv.Quote(v)+"]: ", err, "")
 		}
 	}
 	return q, nil

@@ -2,10 +2,10 @@ package meter
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/jsonenc"
 	"github.com/tollgate/tollgate/shared/reqview"
 	"github.com/tollgate/tollgate/window"
@@ -147,7 +147,7 @@ func appendCounter(b []byte, q *Quota) []byte {
 // false, not an error; a per-item reservation_not_found is ErrNotFound.
 func ParseAnswer(failed bool, status int, body []byte) (State, error) {
 	if failed {
-		return State{}, fmt.Errorf("%w: no response", ErrKeystore)
+		return State{}, config.Wrap("", ErrKeystore, ": no response")
 	}
 	doc, perr := reqview.Parse(body, reqview.Limits{MaxBytes: len(body) + 1, MaxDepth: 16})
 	if status != 200 {
@@ -158,26 +158,26 @@ func ParseAnswer(failed bool, status int, body []byte) (State, error) {
 		if msg == "" {
 			msg = "no error message"
 		}
-		return State{}, fmt.Errorf("%w: status %d: %.200s", ErrKeystore, status, msg)
+		return State{}, config.Wrap("", ErrKeystore, ": status "+strconv.Itoa(status)+": "+config.Clip(msg, 200))
 	}
 	if perr != nil {
-		return State{}, fmt.Errorf("%w: the answer is not JSON", ErrKeystore)
+		return State{}, config.Wrap("", ErrKeystore, ": the answer is not JSON")
 	}
 	r := doc.Root().Get("results").Index(0)
 	if r.Kind() != reqview.Object {
-		return State{}, fmt.Errorf("%w: the answer has no results", ErrKeystore)
+		return State{}, config.Wrap("", ErrKeystore, ": the answer has no results")
 	}
 	if e := r.Get("error"); e.Exists() {
 		code := e.Get("code").Str()
 		if code == "reservation_not_found" {
 			return State{}, ErrNotFound
 		}
-		return State{}, fmt.Errorf("%w: %s: %.200s", ErrKeystore, code, e.Get("message").Str())
+		return State{}, config.Wrap("", ErrKeystore, ": "+code+": "+config.Clip(e.Get("message").Str(), 200))
 	}
 	allowed, ok := r.Get("allowed").Bool()
 	limit := r.Get("limit")
 	if !ok || limit.Kind() != reqview.Number {
-		return State{}, fmt.Errorf("%w: the answer lacks allowed or limit", ErrKeystore)
+		return State{}, config.Wrap("", ErrKeystore, ": the answer lacks allowed or limit")
 	}
 	ms := func(v reqview.Value) time.Duration {
 		return time.Duration(min(max(intOf(v), 0), int64(100*365*24*time.Hour/time.Millisecond))) * time.Millisecond
@@ -216,7 +216,7 @@ func intOf(v reqview.Value) int64 {
 func ParseReserve(failed bool, status int, body []byte) (State, error) {
 	st, err := ParseAnswer(failed, status, body)
 	if err == nil && st.Allowed && st.ID == "" {
-		return State{}, fmt.Errorf("%w: an allowed reservation without an id", ErrKeystore)
+		return State{}, config.Wrap("", ErrKeystore, ": an allowed reservation without an id")
 	}
 	return st, err
 }

@@ -3,7 +3,6 @@ package meter
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/tollgate/tollgate/filters/tokencount/usage"
@@ -191,9 +190,7 @@ func (p *Policy) PlanRequestMemo(m *reqview.Memo, api usage.API, body []byte, q 
 		}
 		if pl.Amount > q.Spec.Limit {
 			prompt, output = pl.PromptEstimate, pl.OutputReserve
-			e := apierror.New(429, CodeRequestOverLimit, fmt.Sprintf(
-				"this request may use up to %d %s (prompt estimate %d tokens, up to %d output tokens), more than the quota of %d per %s; lower max_tokens or shorten the prompt",
-				pl.Amount, unitName(q.Metric), prompt, output, q.Spec.Limit, windowName(q)))
+			e := apierror.New(429, CodeRequestOverLimit, "this request may use up to "+strconv.FormatInt(pl.Amount, 10)+" "+unitName(q.Metric)+" (prompt estimate "+strconv.FormatInt(prompt, 10)+" tokens, up to "+strconv.FormatInt(output, 10)+" output tokens), more than the quota of "+strconv.FormatInt(q.Spec.Limit, 10)+" per "+windowName(q)+"; lower max_tokens or shorten the prompt")
 			e.Apigee = "policies.ratelimit.QuotaViolation"
 			return pl, e
 		}

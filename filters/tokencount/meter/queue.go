@@ -3,9 +3,9 @@ package meter
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"time"
 
+	"github.com/tollgate/tollgate/shared/config"
 	"github.com/tollgate/tollgate/shared/table"
 )
 
@@ -52,7 +52,7 @@ const maxRetryDelay = 8 * time.Second
 func NewSettleQueue(store table.Store, entries int, ttl, interval time.Duration) (*SettleQueue, error) {
 	t, err := table.New(store, table.Options{Namespace: settleQueueNamespace, MaxEntries: entries, Ways: 8})
 	if err != nil {
-		return nil, fmt.Errorf("settle queue: %w", err)
+		return nil, config.Wrap("settle queue: ", err, "")
 	}
 	return &SettleQueue{t: t, ttl: ttl, base: max(interval, time.Millisecond), maxDelay: max(maxRetryDelay, interval)}, nil
 }

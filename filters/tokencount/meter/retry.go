@@ -2,7 +2,6 @@ package meter
 
 import (
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -28,7 +27,7 @@ func (q *SettleQueue) Enqueue(h RetryHost, op string, c Callout) bool {
 	evicted, err := q.Push(op, c, h.Now())
 	if err != nil {
 		h.Add(SettleQueueMetric(QueueDropped), 1)
-		h.Error(fmt.Sprintf("queue %s for retry: %v", op, err))
+		h.Error("queue " + op + " for retry: " + err.Error())
 		return false
 	}
 	h.Add(SettleQueueMetric(QueueQueued), 1)
@@ -48,7 +47,7 @@ func (q *SettleQueue) RetryDue(h RetryHost, claimFor time.Duration, limit int) i
 	now := h.Now()
 	pend, live, err := q.Claim(now, claimFor, limit)
 	if err != nil {
-		h.Warn(fmt.Sprintf("settle queue: %v", err))
+		h.Warn("settle queue: " + err.Error())
 	}
 	for _, e := range pend {
 		id, op := e.ID, e.Op
@@ -64,17 +63,17 @@ func (q *SettleQueue) RetryDue(h RetryHost, claimFor time.Duration, limit int) i
 				err = q.Retry(id, now)
 			default:
 				h.Add(SettleQueueMetric(QueueDropped), 1)
-				h.Error(fmt.Sprintf("queued %s refused by the keystore: %v", op, err))
+				h.Error("queued " + op + " refused by the keystore: " + err.Error())
 				err = q.Delivered(id, now)
 			}
 			if err != nil {
-				h.Warn(fmt.Sprintf("settle queue: %v", err))
+				h.Warn("settle queue: " + err.Error())
 			}
 		})
 		if err != nil {
 			h.Add(SettleQueueMetric(QueueRetried), 1)
 			if err := q.Retry(id, now); err != nil {
-				h.Warn(fmt.Sprintf("settle queue: %v", err))
+				h.Warn("settle queue: " + err.Error())
 			}
 		}
 	}

@@ -1,7 +1,6 @@
 package meter
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
@@ -340,7 +339,7 @@ func (s *Stream) reject(e *apierror.Error, o Outcome, extra ...[2]string) Action
 }
 
 func (s *Stream) internal(what string, err error) Action {
-	s.h.Error(fmt.Sprintf("%s: %v", what, err))
+	s.h.Error(what + ": " + err.Error())
 	return s.reject(apierror.New(500, CodeInternal, "the gateway could not meter this request"), OutcomeRejected)
 }
 

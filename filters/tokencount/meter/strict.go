@@ -2,7 +2,7 @@ package meter
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,11 +92,11 @@ func (c *Config) compileHardening(p *Policy) error {
 	case "refuse":
 		p.RefuseUnbounded = true
 	default:
-		return fmt.Errorf("strict.unbounded_inputs %q: want reserve or refuse", s.UnboundedInputs)
+		return errors.New("strict.unbounded_inputs " + strconv.Quote(s.UnboundedInputs) + ": want reserve or refuse")
 	}
 	p.ClampMaxTokens = s.ClampMaxTokens
 	if s.MinOutputTokens < 0 || s.MinOutputTokens > 1<<20 {
-		return fmt.Errorf("strict.min_output_tokens %d out of range [0, %d]", s.MinOutputTokens, 1<<20)
+		return errors.New("strict.min_output_tokens " + strconv.FormatInt(s.MinOutputTokens, 10) + " out of range [0, " + strconv.Itoa(1<<20) + "]")
 	}
 	p.MinOutputTokens = max(s.MinOutputTokens, 1)
 	if (s.ClampMaxTokens || s.UnboundedInputs != "" || s.MinOutputTokens != 0) && !s.Enabled {
@@ -113,11 +113,11 @@ func (c *Config) compileHardening(p *Policy) error {
 		{"audio_tokens", b.AudioTokens}, {"file_tokens", b.FileTokens},
 	} {
 		if f.v < 0 || f.v > maxBoundConstant {
-			return fmt.Errorf("prompt_bound.%s %d out of range [0, %d]", f.name, f.v, maxBoundConstant)
+			return errors.New("prompt_bound." + f.name + " " + strconv.FormatInt(f.v, 10) + " out of range [0, " + strconv.Itoa(maxBoundConstant) + "]")
 		}
 	}
 	if b.ToolBytesFactor < 0 || b.ToolBytesFactor > 16 {
-		return fmt.Errorf("prompt_bound.tool_bytes_factor %d out of range [0, 16]", b.ToolBytesFactor)
+		return errors.New("prompt_bound.tool_bytes_factor " + strconv.FormatInt(b.ToolBytesFactor, 10) + " out of range [0, 16]")
 	}
 	p.Bounds = usage.Bounds{
 		PerRequest: b.PerRequestTokens, PerPrompt: b.PerPromptTokens, PerMessage: b.PerMessageTokens, PerText: b.PerTextTokens,
@@ -126,7 +126,7 @@ func (c *Config) compileHardening(p *Policy) error {
 	}.WithDefaults()
 	ctx := c.ContextTokens
 	if ctx.Default < 0 || ctx.Default > MaxContextTokens {
-		return fmt.Errorf("context_tokens.default %d out of range [0, %d]", ctx.Default, MaxContextTokens)
+		return errors.New("context_tokens.default " + strconv.FormatInt(ctx.Default, 10) + " out of range [0, " + strconv.Itoa(MaxContextTokens) + "]")
 	}
 	p.Context = ContextLimits{Default: ctx.Default, Models: map[string]int64{}}
 	if p.Context.Default == 0 {
@@ -134,23 +134,23 @@ func (c *Config) compileHardening(p *Policy) error {
 	}
 	for m, n := range ctx.Models {
 		if m == "" || m == "*" || len(m) > 256 {
-			return fmt.Errorf("context_tokens.models: key %q must be a model name or prefix* of 1 to 256 bytes", m)
+			return errors.New("context_tokens.models: key " + strconv.Quote(m) + " must be a model name or prefix* of 1 to 256 bytes")
 		}
 		if n < 1 || n > MaxContextTokens {
-			return fmt.Errorf("context_tokens.models[%q] %d out of range [1, %d]", m, n, MaxContextTokens)
+			return errors.New("context_tokens.models[" + strconv.Quote(m) + "] " + strconv.FormatInt(n, 10) + " out of range [1, " + strconv.Itoa(MaxContextTokens) + "]")
 		}
 		p.Context.Models[m] = n
 	}
 	for i, u := range c.UnmeteredPaths {
 		pp, err := ParsePathPattern(u)
 		if err != nil {
-			return fmt.Errorf("unmetered_paths[%d]: %w", i, err)
+			return config.Wrap("unmetered_paths["+strconv.Itoa(i)+"]: ", err, "")
 		}
 		p.UnmeteredPaths = append(p.UnmeteredPaths, pp)
 	}
 	r := c.SettleRetry
 	if r.MaxEntries < 0 || r.MaxEntries > 1<<16 {
-		return fmt.Errorf("settle_retry.max_entries %d out of range [0, %d]", r.MaxEntries, 1<<16)
+		return errors.New("settle_retry.max_entries " + strconv.Itoa(r.MaxEntries) + " out of range [0, " + strconv.Itoa(1<<16) + "]")
 	}
 	p.SettleQueueEntries = DefaultSettleQueueEntries
 	if r.MaxEntries > 0 {
@@ -209,7 +209,7 @@ type PathPattern struct {
 func ParsePathPattern(s string) (PathPattern, error) {
 	p, prefix := strings.CutSuffix(s, "*")
 	if !strings.HasPrefix(p, "/") || len(s) > 1024 || strings.ContainsAny(p, "*?#% \t") {
-		return PathPattern{}, fmt.Errorf("%q: want an absolute path without query or escapes, optionally ending in *", s)
+		return PathPattern{}, errors.New(strconv.Quote(s) + ": want an absolute path without query or escapes, optionally ending in *")
 	}
 	return PathPattern{Path: p, Prefix: prefix}, nil
 }

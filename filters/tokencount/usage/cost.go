@@ -1,8 +1,9 @@
 package usage
 
 import (
-	"fmt"
+	"errors"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -44,7 +45,7 @@ func ParseMetric(s string) (Metric, error) {
 	case "cost":
 		return MetricCost, nil
 	}
-	return 0, fmt.Errorf("unknown token metric %q (want total, prompt, completion or cost)", s)
+	return 0, errors.New("unknown token metric " + strconv.Quote(s) + " (want total, prompt, completion or cost)")
 }
 
 // Price is a model's price per million tokens, in whatever unit the
@@ -95,7 +96,7 @@ func (p Pricing) Validate() error {
 	check := func(name string, pr Price) error {
 		for _, v := range []float64{pr.Input, pr.CachedInput, pr.CacheWrite, pr.Output} {
 			if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-				return fmt.Errorf("price of %q: prices must be finite and non-negative", name)
+				return errors.New("price of " + strconv.Quote(name) + ": prices must be finite and non-negative")
 			}
 		}
 		return nil

@@ -7,7 +7,7 @@ package usage
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -81,7 +81,7 @@ func (e *RequestError) Error() string {
 	if e.Param == "" {
 		return ErrMalformedRequest.Error() + ": " + e.Msg
 	}
-	return fmt.Sprintf("%s: %s: %s", ErrMalformedRequest, e.Param, e.Msg)
+	return ErrMalformedRequest.Error() + ": " + e.Param + ": " + e.Msg
 }
 
 // Unwrap lets errors.Is match ErrMalformedRequest.
@@ -104,7 +104,7 @@ type lazyParam struct {
 	i    int
 }
 
-func (l lazyParam) String() string { return fmt.Sprintf("%s[%d]", l.name, l.i) }
+func (l lazyParam) String() string { return l.name + "[" + strconv.Itoa(l.i) + "]" }
 
 // ImageRule selects a vendor's documented image token rule.
 type ImageRule uint8
@@ -380,18 +380,18 @@ func parseChat(o reqview.Value, rv *reqview.Request, req *Request) error {
 
 func chatMessage(m reqview.Value, i int, p *Prompt) error {
 	if !isObject(m) {
-		return bad(fmt.Sprintf("messages[%d]", i), "must be an object")
+		return bad("messages["+strconv.Itoa(i)+"]", "must be an object")
 	}
 	role := m.Get("role")
 	if !isString(role) {
-		return bad(fmt.Sprintf("messages[%d].role", i), "must be a string")
+		return bad("messages["+strconv.Itoa(i)+"].role", "must be a string")
 	}
 	p.Messages++
 	p.text(role.View())
 	p.extraMembers(m, chatMessageMembers, nil)
 	if name := m.Get("name"); !name.IsNull() {
 		if !isString(name) {
-			return bad(fmt.Sprintf("messages[%d].name", i), "must be a string")
+			return bad("messages["+strconv.Itoa(i)+"].name", "must be a string")
 		}
 		p.Names++
 		p.text(name.View())
@@ -421,12 +421,12 @@ func chatContent(c reqview.Value, i int, p *Prompt) error {
 		p.text(c.View())
 		return nil
 	case !isArray(c):
-		return bad(fmt.Sprintf("messages[%d].content", i), "must be a string or an array of content parts")
+		return bad("messages["+strconv.Itoa(i)+"].content", "must be a string or an array of content parts")
 	}
 	var err error
 	c.Elems(func(j int, part reqview.Value) bool {
 		if err = chatPart(part, p); err != nil {
-			prefixParam(err, fmt.Sprintf("messages[%d].content[%d]", i, j))
+			prefixParam(err, "messages["+strconv.Itoa(i)+"].content["+strconv.Itoa(j)+"]")
 		}
 		return err == nil
 	})
@@ -555,14 +555,14 @@ func inputs(v reqview.Value, param string, p *Prompt) error {
 			p.Inputs++
 			e.Elems(func(_ int, t reqview.Value) bool {
 				if t.Kind() != reqview.Number {
-					err = bad(fmt.Sprintf("%s[%d]", param, i), "token arrays must hold numbers only")
+					err = bad(param+"["+strconv.Itoa(i)+"]", "token arrays must hold numbers only")
 					return false
 				}
 				p.TokenIDs++
 				return true
 			})
 		default:
-			err = bad(fmt.Sprintf("%s[%d]", param, i), "must be a string, a token id or an array of token ids")
+			err = bad(param+"["+strconv.Itoa(i)+"]", "must be a string, a token id or an array of token ids")
 		}
 		return err == nil
 	})

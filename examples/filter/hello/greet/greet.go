@@ -6,7 +6,7 @@ package greet
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/tollgate/tollgate/shared/apierror"
@@ -55,7 +55,7 @@ func Parse(raw []byte) (*Policy, error) {
 	var c Config
 	if strings.TrimSpace(string(raw)) != "" {
 		if err := config.Decode(raw, &c); err != nil {
-			return nil, fmt.Errorf("hello config: %w", err)
+			return nil, config.Wrap("hello config: ", err, "")
 		}
 	}
 	p := &Policy{greeting: c.Greeting}
@@ -67,13 +67,13 @@ func Parse(raw []byte) (*Policy, error) {
 	}
 	for _, d := range c.DenyPrefixes {
 		if !strings.HasPrefix(d, "/") {
-			return nil, fmt.Errorf("hello config: deny prefix %q must start with /", d)
+			return nil, errors.New("hello config: deny prefix " + strconv.Quote(d) + " must start with /")
 		}
 		p.deny = append(p.deny, d)
 	}
 	style, ok := apierror.ParseStyle(c.ErrorStyle)
 	if !ok {
-		return nil, fmt.Errorf("hello config: error_style %q must be \"openai\" or \"apigee\"", c.ErrorStyle)
+		return nil, errors.New("hello config: error_style " + strconv.Quote(c.ErrorStyle) + " must be \"openai\" or \"apigee\"")
 	}
 	p.Style = style
 	return p, nil

@@ -97,7 +97,7 @@ func reply(status int, v any, extra ...[2]string) proxywasm.Action {
 	body, _ := json.Marshal(v)
 	hdrs := append([][2]string{{"content-type", "application/json"}, {"x-conformance", "local"}}, extra...)
 	if err := proxywasm.SendLocalResponse(status, hdrs, body, "conformance"); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "send local response: %v", err)
+		proxywasm.Log(proxywasm.LogLevelError, "send local response: "+err.Error())
 	}
 	return proxywasm.ActionPause
 }
@@ -266,7 +266,7 @@ func (s *stream) callout(cluster string) proxywasm.Action {
 		_ = proxywasm.RequestHeaders.Replace("x-callout-status", strconv.Itoa(resp.Status))
 		_ = proxywasm.RequestHeaders.Replace("x-callout-body-bytes", strconv.Itoa(len(resp.Body)))
 		if err := proxywasm.ContinueRequest(); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelError, "continue after callout: %v", err)
+			proxywasm.Log(proxywasm.LogLevelError, "continue after callout: "+err.Error())
 		}
 	})
 	if err != nil {
@@ -322,7 +322,7 @@ func (s *stream) OnResponseBody(size int, eos bool) proxywasm.Action {
 	body, _ := proxywasm.ResponseBody.GetAll()
 	out, _ := json.Marshal(map[string]any{"rewritten": true, "original_bytes": len(body), "callback_size": size})
 	if err := proxywasm.ResponseBody.Replace(out); err != nil {
-		proxywasm.Logf(proxywasm.LogLevelError, "replace response body: %v", err)
+		proxywasm.Log(proxywasm.LogLevelError, "replace response body: "+err.Error())
 	}
 	return proxywasm.ActionContinue
 }
