@@ -8,9 +8,9 @@ package keystoreconf
 
 import (
 	"errors"
-	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tollgate/tollgate/shared/config"
@@ -92,7 +92,7 @@ type Keystore struct {
 }
 
 // Compile validates c; defTimeout is the filter's default timeout (0:
-// DefaultTimeout). getenv reads the VM's environment (nil: os.Getenv).
+// DefaultTimeout). getenv reads the VM's environment (nil: syscall.Getenv, what os.Getenv reads).
 func (c Config) Compile(defTimeout time.Duration, getenv func(string) string) (Keystore, error) {
 	k := Keystore{Cluster: c.Cluster, Authority: c.Authority, Timeout: defTimeout}
 	if k.Cluster == "" {
@@ -129,7 +129,7 @@ func (c Config) Compile(defTimeout time.Duration, getenv func(string) string) (K
 			return k, errors.New("keystore.token_env " + strconv.Quote(c.TokenEnv) + " is not an environment variable name")
 		}
 		if getenv == nil {
-			getenv = os.Getenv
+			getenv = func(name string) string { v, _ := syscall.Getenv(name); return v }
 		}
 		if tok = getenv(c.TokenEnv); tok == "" {
 			return k, errors.New("keystore.token_env: " + c.TokenEnv + " is unset or empty in the Wasm VM (pass it with vm_config.environment_variables)")

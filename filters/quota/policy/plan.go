@@ -3,7 +3,6 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
 	"strings"
 	"unicode/utf8"
 
@@ -196,10 +195,18 @@ func bounded(s string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// hostOnly strips the port from "ip:port" / "[v6]:port".
+// hostOnly strips the port from "ip:port" / "[v6]:port" as
+// net.SplitHostPort would (package net costs a Wasm module about 60 KB).
 func hostOnly(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		if addr[0] == '[' {
+			end := strings.IndexByte(addr, ']')
+			if end+1 == i && strings.IndexByte(addr[1:], '[') < 0 && strings.IndexByte(addr[i:], ']') < 0 {
+				return addr[1:end]
+			}
+		} else if strings.IndexByte(addr[:i], ':') < 0 && !strings.ContainsAny(addr, "[]") {
+			return addr[:i]
+		}
 	}
 	return strings.Trim(addr, "[]")
 }
