@@ -138,8 +138,13 @@ func (q Quota) String() string {
 func ParseQuota(s string) (Quota, error) {
 	var q Quota
 	spec, rest, _ := strings.Cut(s, ";")
-	parts := strings.Split(spec, "/")
-	if len(parts) != 3 {
+	// Three fields cut in place: this runs on every request of quota and
+	// tokencount, and a strings.Split allocates.
+	var parts [3]string
+	var ok1, ok2 bool
+	parts[0], parts[1], ok1 = strings.Cut(spec, "/")
+	parts[1], parts[2], ok2 = strings.Cut(parts[1], "/")
+	if !ok1 || !ok2 || strings.Contains(parts[2], "/") {
 		return q, config.Wrap("", ErrInvalidQuota, ": "+strconv.Quote(spec)+" is not limit/intervalunit/window")
 	}
 	limit, err := strconv.ParseInt(parts[0], 10, 64)
@@ -234,19 +239,24 @@ func Parse(h Headers, get func(name string) string) (id Identity, ok bool, err e
 	if m := get(h.AllowedModels); m != "" {
 		id.AllowedModels = strings.Split(m, ",")
 	}
-	if v := get(h.RequestQuota); v != "" {
-		q, err := ParseQuota(v)
-		if err != nil {
+	// Both quotas share one allocation (this runs up to three times a
+	// request in the chain).
+	rq, tq := get(h.RequestQuota), get(h.TokenQuota)
+	if rq == "" && tq == "" {
+		return id, true, nil
+	}
+	qs := new([2]Quota)
+	if rq != "" {
+		if qs[0], err = ParseQuota(rq); err != nil {
 			return Identity{}, true, config.Wrap(h.RequestQuota+": ", err, "")
 		}
-		id.RequestQuota = &q
+		id.RequestQuota = &qs[0]
 	}
-	if v := get(h.TokenQuota); v != "" {
-		q, err := ParseQuota(v)
-		if err != nil {
+	if tq != "" {
+		if qs[1], err = ParseQuota(tq); err != nil {
 			return Identity{}, true, config.Wrap(h.TokenQuota+": ", err, "")
 		}
-		id.TokenQuota = &q
+		id.TokenQuota = &qs[1]
 	}
 	return id, true, nil
 }

@@ -3,6 +3,7 @@ package proxywasm
 import (
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // errMalformedMap reports a header-map buffer from the host that does not follow the wire format.
@@ -35,7 +36,12 @@ func EncodeHeaderMap(pairs [][2]string) []byte {
 }
 
 // DecodeHeaderMap parses the ABI's header-map wire format; it never panics on hostile input.
-func DecodeHeaderMap(buf []byte) ([][2]string, error) {
+func DecodeHeaderMap(buf []byte) ([][2]string, error) { return decodeHeaderMap(buf, false) }
+
+// decodeHeaderMap is DecodeHeaderMap; owned says buf is a fresh buffer from
+// the host that nothing writes again, so the strings can view it instead of
+// copying it (one allocation per map read instead of two).
+func decodeHeaderMap(buf []byte, owned bool) ([][2]string, error) {
 	if len(buf) == 0 {
 		return nil, nil
 	}
@@ -47,8 +53,13 @@ func DecodeHeaderMap(buf []byte) ([][2]string, error) {
 		return nil, errMalformedMap
 	}
 	sizes := buf[4 : 4+8*int(n)]
-	// One string for every key and value: two allocations per map, not two per pair.
-	data := string(buf[4+8*int(n):])
+	// One string for every key and value: at most two allocations per map,
+	// not two per pair.
+	rest := buf[4+8*int(n):]
+	data := ownedString(rest)
+	if !owned {
+		data = string(rest)
+	}
 	pairs := make([][2]string, 0, n)
 	off := uint64(0)
 	for i := 0; i < int(n); i++ {
@@ -84,3 +95,7 @@ func EncodePropertyPath(path []string) []byte {
 	}
 	return buf
 }
+
+// ownedString views b as a string without copying. Only for buffers the
+// host filled for this call (takePinned's), which nothing writes again.
+func ownedString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

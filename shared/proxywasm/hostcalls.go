@@ -72,7 +72,7 @@ func (m HeaderMap) Get(key string) (string, error) {
 		return "", err
 	}
 	b, err := takePinned(addr, n)
-	return string(b), err
+	return ownedString(b), err
 }
 
 // GetAll returns every header pair in order, repeated names included. The
@@ -149,7 +149,7 @@ func getHeaderMapPairs(m MapType) ([][2]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return DecodeHeaderMap(b)
+	return decodeHeaderMap(b, true)
 }
 
 // ---- buffers ----
@@ -444,9 +444,9 @@ func getMetric(id uint32) (uint64, error) {
 
 // GetProperty reads a host attribute such as ("request", "path") or ("plugin_name").
 func GetProperty(path ...string) ([]byte, error) {
-	p := EncodePropertyPath(path)
+	p, pn := propertyPath(path)
 	var addr, n uint32
-	if err := StatusToError(Status(proxy_get_property(bytesPtr(p), uint32(len(p)), &addr, &n))); err != nil {
+	if err := StatusToError(Status(proxy_get_property(p, pn, &addr, &n))); err != nil {
 		return nil, err
 	}
 	return takePinned(addr, n)
@@ -454,8 +454,19 @@ func GetProperty(path ...string) ([]byte, error) {
 
 // SetProperty writes a host attribute, e.g. filter state for access logs.
 func SetProperty(path []string, value []byte) error {
+	p, pn := propertyPath(path)
+	return StatusToError(Status(proxy_set_property(p, pn, bytesPtr(value), uint32(len(value)))))
+}
+
+// propertyPath is EncodePropertyPath's bytes for the host; a one-segment
+// path (filter state, tokencount sets several a request) is its own
+// encoding and needs no copy.
+func propertyPath(path []string) (unsafe.Pointer, uint32) {
+	if len(path) == 1 {
+		return stringPtr(path[0]), uint32(len(path[0]))
+	}
 	p := EncodePropertyPath(path)
-	return StatusToError(Status(proxy_set_property(bytesPtr(p), uint32(len(p)), bytesPtr(value), uint32(len(value)))))
+	return bytesPtr(p), uint32(len(p))
 }
 
 // ---- foreign functions and lifecycle ----

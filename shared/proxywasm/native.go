@@ -232,7 +232,7 @@ func out(b []byte, retData, retSize *uint32) {
 }
 
 func decodeMap(p unsafe.Pointer, n uint32) ([][2]string, bool) {
-	pairs, err := DecodeHeaderMap(goBytes(p, n))
+	pairs, err := decodeHeaderMap(goBytes(p, n), true)
 	return pairs, err == nil
 }
 

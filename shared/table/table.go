@@ -38,6 +38,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/tollgate/tollgate/shared/config"
 )
@@ -45,7 +47,9 @@ import (
 // Store is the shared key-value store the table lives in: proxy-wasm shared
 // data in a filter (shareddata.Store), MemStore in native tests.
 type Store interface {
-	// Get returns a value and its CAS version; found is false when the key does not exist.
+	// Get returns a value and its CAS version; found is false when the key
+	// does not exist. The value is the caller's: the table keeps views of it
+	// (record ids and values), so the store must not change it afterwards.
 	Get(key string) (value []byte, cas uint32, found bool, err error)
 	// Set writes value if the stored version still equals cas (0: unconditionally);
 	// ok is false on a version mismatch.
@@ -94,7 +98,15 @@ type Table struct {
 	ways     int
 	maxValue int
 	protect  func([]byte) bool
+	// keys remembers each set's store key once built (tables of up to
+	// maxCachedKeys sets): every lookup and update needs one, and a
+	// handle may be shared by goroutines in native tests, hence atomics.
+	keys []atomic.Pointer[string]
 }
+
+// maxCachedKeys bounds the sets whose keys a handle remembers (8 bytes
+// each, plus the key of each set used).
+const maxCachedKeys = 4096
 
 // New checks the options and returns a handle; call Init once per Wasm VM
 // before serving.
@@ -122,8 +134,12 @@ func New(store Store, opts Options) (*Table, error) {
 	}
 	opts.Ways = min(opts.Ways, opts.MaxEntries)
 	sets := (opts.MaxEntries + opts.Ways - 1) / opts.Ways
-	return &Table{store: store, ns: opts.Namespace, sets: uint64(sets), ways: opts.Ways,
-		maxValue: opts.MaxValueLen, protect: opts.Protect}, nil
+	t := &Table{store: store, ns: opts.Namespace, sets: uint64(sets), ways: opts.Ways,
+		maxValue: opts.MaxValueLen, protect: opts.Protect}
+	if sets <= maxCachedKeys {
+		t.keys = make([]atomic.Pointer[string], sets)
+	}
+	return t, nil
 }
 
 // Sets is the number of store keys the table uses.
@@ -153,7 +169,23 @@ func (t *Table) Init() error {
 	return nil
 }
 
-func (t *Table) setKey(i uint64) string { return t.ns + "." + strconv.FormatUint(i, 10) }
+// setKey is "<namespace>.<i>": built once per set and remembered, since
+// it runs on every lookup and update.
+func (t *Table) setKey(i uint64) string {
+	if i < uint64(len(t.keys)) {
+		if k := t.keys[i].Load(); k != nil {
+			return *k
+		}
+	}
+	var buf [96]byte
+	b := append(buf[:0], t.ns...)
+	b = append(b, '.')
+	k := string(strconv.AppendUint(b, i, 10))
+	if i < uint64(len(t.keys)) {
+		t.keys[i].Store(&k)
+	}
+	return k
+}
 
 // SetOf names the store key holding id (exported for tests and diagnostics).
 func (t *Table) SetOf(id string) string { return t.setKey(fnv64a(id) % t.sets) }
@@ -200,16 +232,17 @@ func encode(rs []record) []byte {
 // errCorrupt marks a set value that does not decode.
 var errCorrupt = errors.New("table: corrupt set")
 
-// decode parses encode's output; values alias b.
-func decode(b []byte) ([]record, error) {
+// decode parses encode's output, appending to rs (a caller's buffer, so
+// that a set read allocates nothing); ids and values alias b, which the
+// Store hands over (a fresh copy) and nothing writes afterwards.
+func decode(b []byte, rs []record) ([]record, error) {
 	if len(b) == 0 {
-		return nil, nil
+		return rs, nil
 	}
 	if b[0] != setVersion {
 		return nil, config.Wrap("", errCorrupt, ": version "+strconv.FormatUint(uint64(b[0]), 10))
 	}
 	b = b[1:]
-	var rs []record
 	for len(b) > 0 {
 		if len(b) < 2 {
 			return nil, config.Wrap("", errCorrupt, ": truncated record")
@@ -219,7 +252,7 @@ func decode(b []byte) ([]record, error) {
 		if len(b) < il+12 {
 			return nil, config.Wrap("", errCorrupt, ": truncated record")
 		}
-		r := record{id: string(b[:il])}
+		r := record{id: unsafe.String(unsafe.SliceData(b), il)}
 		b = b[il:]
 		r.expires = int64(binary.LittleEndian.Uint64(b))
 		vl := binary.LittleEndian.Uint32(b[8:])
@@ -234,23 +267,28 @@ func decode(b []byte) ([]record, error) {
 	return rs, nil
 }
 
-// read loads one set. A corrupt set reads as empty and is overwritten by the
-// next write, so one bad value never wedges a filter.
-func (t *Table) read(key string) ([]record, uint32, error) {
+// setBuf holds one set's records on the caller's stack (sets of up to 8
+// ways; the default is 4).
+type setBuf [8]record
+
+// read loads one set into buf. A corrupt set reads as empty and is
+// overwritten by the next write, so one bad value never wedges a filter.
+func (t *Table) read(key string, buf []record) ([]record, uint32, error) {
 	raw, cas, _, err := t.store.Get(key)
 	if err != nil {
 		return nil, 0, config.Wrap("table: read "+key+": ", err, "")
 	}
-	rs, err := decode(raw)
+	rs, err := decode(raw, buf)
 	if err != nil {
-		return nil, cas, nil
+		return buf[:0], cas, nil
 	}
 	return rs, cas, nil
 }
 
 // Get returns the live value of id and its expiry (ok false when absent or expired).
 func (t *Table) Get(id string, now int64) (value []byte, expires int64, ok bool, err error) {
-	rs, _, err := t.read(t.SetOf(id))
+	var buf setBuf
+	rs, _, err := t.read(t.SetOf(id), buf[:0])
 	if err != nil {
 		return nil, 0, false, err
 	}
@@ -270,7 +308,8 @@ func (t *Table) Scan(i int, now int64, fn func(id string, value []byte, expires 
 	if i < 0 || uint64(i) >= t.sets {
 		return errors.New("table: set " + strconv.Itoa(i) + " out of range 0.." + strconv.FormatUint(t.sets-1, 10))
 	}
-	rs, _, err := t.read(t.setKey(uint64(i)))
+	var buf setBuf
+	rs, _, err := t.read(t.setKey(uint64(i)), buf[:0])
 	if err != nil {
 		return err
 	}
@@ -297,7 +336,8 @@ func (t *Table) Update(id string, now int64, fn Mutator) (evicted bool, err erro
 	}
 	key := t.SetOf(id)
 	for range MaxAttempts {
-		rs, cas, err := t.read(key)
+		var buf, out setBuf
+		rs, cas, err := t.read(key, buf[:0])
 		if err != nil {
 			return false, err
 		}
@@ -320,7 +360,7 @@ func (t *Table) Update(id string, now int64, fn Mutator) (evicted bool, err erro
 		if len(value) > t.maxValue {
 			return false, ErrTooLarge
 		}
-		next, ev := t.place(rs, at, record{id: id, expires: expires, value: value}, now)
+		next, ev := t.place(rs, at, record{id: id, expires: expires, value: value}, now, out[:0])
 		ok, err := t.store.Set(key, encode(next), cas)
 		if err != nil {
 			return false, config.Wrap("table: write "+key+": ", err, "")
@@ -334,9 +374,8 @@ func (t *Table) Update(id string, now int64, fn Mutator) (evicted bool, err erro
 
 // place returns the set with r stored (or removed when expired), expired
 // records dropped, and at most ways records, evicting a victim when the set
-// is full of live records.
-func (t *Table) place(rs []record, at int, r record, now int64) ([]record, bool) {
-	out := make([]record, 0, t.ways)
+// is full of live records; it appends to out.
+func (t *Table) place(rs []record, at int, r record, now int64, out []record) ([]record, bool) {
 	for i := range rs {
 		if i != at && rs[i].expires > now {
 			out = append(out, rs[i])

@@ -303,11 +303,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{setVersion, 1})
 	f.Add([]byte{2})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rs, err := decode(b)
+		rs, err := decode(b, nil)
 		if err != nil {
 			return
 		}
-		again, err := decode(encode(rs))
+		again, err := decode(encode(rs), nil)
 		if err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}

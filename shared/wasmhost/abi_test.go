@@ -267,6 +267,21 @@ func TestTick(t *testing.T) {
 	})
 }
 
+// TestWASIEnvironment: Config.Env is the module's environment, as
+// vm_config.environment_variables is in Envoy; without it there is none.
+func TestWASIEnvironment(t *testing.T) {
+	vm := newVM(t, newHost(t, Config{Upstream: &echoUpstream{}, Env: []string{"TOLLGATE_X=one", "GODEBUG=gctrace=0"}}))
+	do(t, vm, "GET", "/", "", "x-t-env: TOLLGATE_X")
+	do(t, vm, "GET", "/", "", "x-t-env: GODEBUG")
+	do(t, vm, "GET", "/", "", "x-t-env: HOME")
+	assert.Equal(t, []string{`env TOLLGATE_X="one" found=true`, `env GODEBUG="gctrace=0" found=true`, `env HOME="" found=false`},
+		logsWith(vm, "env "))
+
+	bare := newVM(t, newHost(t, Config{Upstream: &echoUpstream{}}))
+	do(t, bare, "GET", "/", "", "x-t-env: TOLLGATE_X")
+	assert.Equal(t, []string{`env TOLLGATE_X="" found=false`}, logsWith(bare, "env "))
+}
+
 func TestWASIAnswers(t *testing.T) {
 	vm := newVM(t, newHost(t, Config{Upstream: &echoUpstream{}}))
 	do(t, vm, "GET", "/", "", "x-t-wasi: 1")

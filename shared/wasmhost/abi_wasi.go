@@ -30,8 +30,9 @@ func wasiErr(ok bool) uint64 {
 
 // wasiFunctions is exactly the WASI surface proxy-wasm-cpp-host registers
 // (FOR_ALL_WASI_FUNCTIONS, after proxy-wasm-cpp-host#533), with its answers:
-// only stdout/stderr exist, there is no file system, no arguments, no
-// environment, and poll_oneoff reports success with 0 events.
+// only stdout/stderr exist, there is no file system, no arguments, the
+// environment is Config.Env (vm_config.environment_variables), and
+// poll_oneoff reports success with 0 events.
 func wasiFunctions() []hostFunc {
 	notsup := func(vm *VM, s []uint64) { s[0] = errnoNotsup }
 	stdOnly := func(vm *VM, s []uint64) {
@@ -153,9 +154,20 @@ func wasiFunctions() []hostFunc {
 			s[0] = errnoNotsup
 		}},
 		{"sock_shutdown", p(i32, i32), r32, notsup},
-		{"environ_get", p(i32, i32), r32, func(vm *VM, s []uint64) { s[0] = errnoSuccess }},
+		{"environ_get", p(i32, i32), r32, func(vm *VM, s []uint64) {
+			ptrs, buf, ok := u32(s[0]), u32(s[1]), true
+			for i, kv := range vm.host.cfg.Env {
+				ok = ok && vm.writeU32(ptrs+uint32(i)*4, buf) && vm.mem.Write(buf, append([]byte(kv), 0))
+				buf += uint32(len(kv)) + 1
+			}
+			s[0] = wasiErr(ok)
+		}},
 		{"environ_sizes_get", p(i32, i32), r32, func(vm *VM, s []uint64) {
-			s[0] = wasiErr(vm.writeU32(u32(s[0]), 0) && vm.writeU32(u32(s[1]), 0))
+			size := 0
+			for _, kv := range vm.host.cfg.Env {
+				size += len(kv) + 1
+			}
+			s[0] = wasiErr(vm.writeU32(u32(s[0]), uint32(len(vm.host.cfg.Env))) && vm.writeU32(u32(s[1]), uint32(size)))
 		}},
 		{"args_get", p(i32, i32), r32, func(vm *VM, s []uint64) { s[0] = errnoSuccess }},
 		{"args_sizes_get", p(i32, i32), r32, func(vm *VM, s []uint64) {

@@ -37,6 +37,10 @@ type Config struct {
 	PluginConfig []byte
 	// VMConfig is vm_config.configuration, read by proxy_on_vm_start.
 	VMConfig []byte
+	// Env is vm_config.environment_variables ("KEY=value" entries): what
+	// WASI environ_get hands the module, e.g. GODEBUG or GOGC for a Go
+	// runtime. Envoy's default, like nil here, is an empty environment.
+	Env []string
 	// AllowOnHeadersStopIteration mirrors allow_on_headers_stop_iteration:
 	// without it a PAUSE from a headers callback stops all iteration.
 	AllowOnHeadersStopIteration bool

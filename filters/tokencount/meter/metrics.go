@@ -46,8 +46,17 @@ const (
 // LeaseResults lists the lease results.
 func LeaseResults() []string { return []string{LeaseTaken, LeaseFallback} }
 
-// LeaseMetric names the lease counter of a result.
-func LeaseMetric(result string) string { return MetricLease + ".result." + result }
+// LeaseMetric names the lease counter of a result; the known results' names
+// are constants (one is counted on every leased request).
+func LeaseMetric(result string) string {
+	switch result {
+	case LeaseTaken:
+		return MetricLease + ".result." + LeaseTaken
+	case LeaseFallback:
+		return MetricLease + ".result." + LeaseFallback
+	}
+	return MetricLease + ".result." + result
+}
 
 // Settle queue events, for the settle queue metric.
 const (

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -340,6 +341,10 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 	}
 	if s.has("x-t-wasi") {
 		wasiProbe()
+	}
+	if v, ok := s.cmd["x-t-env"]; ok {
+		val, found := os.LookupEnv(v)
+		logf("env %s=%q found=%v", v, val, found)
 	}
 	if s.has("x-t-allocs") {
 		logf("allocs zero=%d", zeroAllocs)
