@@ -146,9 +146,19 @@ func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int,
 			time.Duration(2.4*scale*float64(time.Second)), time.Duration(5.4*scale*float64(time.Millisecond)))
 		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, lat))
 		waitScraped(t, e, sims)
-	default:
+	case "picker-learned":
+		// Latency scoring with nothing configured: the batch limit, service
+		// time and prefill time are learned online.
+		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"scoring":"latency"`))
+		waitScraped(t, e, sims)
+	case "picker-weights":
+		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"scoring":"weights"`))
+		waitScraped(t, e, sims)
+	case "picker":
 		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0`))
 		waitScraped(t, e, sims)
+	default:
+		t.Fatalf("unknown policy %q", policy)
 	}
 	client := &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}}
 	r := rand.New(rand.NewPCG(uint64(rate*1000), 3))
@@ -196,6 +206,28 @@ func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int,
 	}
 	slices.Sort(ttfts)
 	res := benchResult{tokPerSec: float64(tokens) / elapsed, errors: errs, spread: strings.Join(spread, "/")}
+	if policy == "picker-learned" || policy == "picker" {
+		// What the picker learned, per server, in simulated time.
+		learned, _ := e.StatsMatching(`tollgate_picker\.learned_`)
+		var seqs, svc, ppb []string
+		for _, s := range sims {
+			ep := strings.NewReplacer(".", "_", ":", "_").Replace(s.addr)
+			for _, f := range []struct {
+				kind string
+				into *[]string
+				unit float64
+			}{{"max_num_seqs", &seqs, 1}, {"service_time_ms", &svc, scale}, {"prefill_per_block_us", &ppb, scale}} {
+				for name, v := range learned {
+					if strings.Contains(name, "learned_"+f.kind) && strings.HasSuffix(name, ep) {
+						*f.into = append(*f.into, strconv.FormatFloat(float64(v)/f.unit, 'f', 0, 64))
+					}
+				}
+			}
+		}
+		if len(seqs) > 0 {
+			res.spread += fmt.Sprintf(" (learned seqs %s, service %s ms, prefill/block %s µs)", strings.Join(seqs, "/"), strings.Join(svc, "/"), strings.Join(ppb, "/"))
+		}
+	}
 	if len(ttfts) > 0 {
 		for _, v := range ttfts {
 			if v > 0.3 {

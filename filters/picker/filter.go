@@ -207,6 +207,17 @@ func (p *plugin) scraped(e pick.Endpoint) proxywasm.CallResponseHandler {
 		p.gauge(metricName("in_flight", e.Address), uint64(pick.InFlight(st, e.Address)))
 		p.gauge(metricName("saturation_permille", e.Address), uint64(min(p.pol.Saturation(pick.Metrics{Snapshot: snap}), 1000)*1000))
 		p.gauge(metricName("scrape_age_ms", e.Address), 0)
+		if l := p.pol.Latency; l != nil {
+			if l.MaxNumSeqs == 0 {
+				if err := pick.LearnScrape(st, e.Address, snap, time.Now().UnixMilli()); err != nil {
+					proxywasm.Logf(proxywasm.LogLevelWarn, "picker: learn from the metrics of %s: %v", e.Address, err)
+				}
+			}
+			ln := pick.ReadLearned(st, e.Address)
+			p.gauge(metricName("learned_max_num_seqs", e.Address), uint64(ln.Seqs))
+			p.gauge(metricName("learned_service_time_ms", e.Address), uint64(ln.ServiceTime().Milliseconds()))
+			p.gauge(metricName("learned_prefill_per_block_us", e.Address), uint64(ln.PrefillPerBlock().Microseconds()))
+		}
 	}
 }
 
@@ -232,6 +243,15 @@ type stream struct {
 	p       *plugin
 	body    proxywasm.BodyGatherer
 	primary string // the picked endpoint, "" until a pick
+	// What latency scoring learns from this stream (learn is false when
+	// it learns nothing: weights scoring, configured figures, or a pick
+	// made while the endpoint had no free slot).
+	learn    bool
+	pickedAt time.Time
+	uncached float64
+	blocks   int
+	ok, sse  bool          // a 2xx response; an event stream
+	ttft     time.Duration // pick to the first response body bytes of an event stream
 }
 
 func header(name string) (string, bool) {
@@ -336,6 +356,9 @@ func (s *stream) decide(model string, blocks []uint64) proxywasm.Action {
 		proxywasm.Log(proxywasm.LogLevelWarn, "picker: record pick: "+err.Error())
 	}
 	s.primary = d.Endpoints[0]
+	if l := pol.Latency; l != nil && (l.ServiceTime == 0 || l.PrefillPerBlock == 0) && d.Primary.Ahead == 0 {
+		s.learn, s.pickedAt, s.uncached, s.blocks = true, time.Now(), d.Primary.Uncached, len(blocks)
+	}
 	s.p.inc(metricName("picks", s.primary), 1)
 	if d.Primary.Parts.Prefix > 0 {
 		s.p.inc(metricName("prefix_picks", s.primary), 1)
@@ -362,12 +385,27 @@ func (s *stream) reject(e *apierror.Error, why string) proxywasm.Action {
 // OnResponseHeaders hands the client a session token naming the endpoint
 // that served, when session affinity is weighted in.
 func (s *stream) OnResponseHeaders(int, bool) proxywasm.Action {
+	if s.learn {
+		status, _ := proxywasm.ResponseHeaders.Get(":status")
+		ct, _ := proxywasm.ResponseHeaders.Get("content-type")
+		s.ok = len(status) == 3 && status[0] == '2'
+		s.sse = s.ok && strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "text/event-stream")
+	}
 	if s.primary != "" && s.p.pol.WSession > 0 {
 		served := s.primary
 		if up, err := proxywasm.GetProperty("upstream", "address"); err == nil && len(up) > 0 {
 			served = string(up)
 		}
 		_ = proxywasm.ResponseHeaders.Replace(pick.SessionHeader, pick.SessionToken(served))
+	}
+	return proxywasm.ActionContinue
+}
+
+// OnResponseBody notes when the first bytes of an event stream arrive:
+// the first token, for learning the prefill time.
+func (s *stream) OnResponseBody(bodySize int, _ bool) proxywasm.Action {
+	if s.sse && s.ttft == 0 && bodySize > 0 {
+		s.ttft = max(time.Since(s.pickedAt), 1)
 	}
 	return proxywasm.ActionContinue
 }
@@ -390,6 +428,12 @@ func (s *stream) OnLog() {
 		(len(served) > 0 && string(served) != s.primary)
 	if ejected, err := pol.Outcome(st, s.primary, failed, time.Now().UnixMilli()); err == nil && ejected {
 		proxywasm.Log(proxywasm.LogLevelWarn, "picker: "+s.primary+" ejected for "+pol.EjectBackoff.String()+" after repeated failures")
+	}
+	if s.learn && s.ok && !failed {
+		sample := pick.StreamSample{Duration: time.Since(s.pickedAt), TTFT: s.ttft, Uncached: s.uncached, Blocks: s.blocks}
+		if err := pick.LearnStream(st, s.primary, sample); err != nil {
+			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: learn from %s: %v", s.primary, err)
+		}
 	}
 	s.primary = ""
 }

@@ -157,12 +157,17 @@ type Weights struct {
 // LatencyConfig is the server model of latency scoring: a request waits
 // for one of MaxNumSeqs slots, a slot frees every ServiceTime/MaxNumSeqs,
 // and each prompt block not in the endpoint's cache costs PrefillPerBlock.
+// The three figures are learned online (learn.go) unless set here.
 type LatencyConfig struct {
-	// MaxNumSeqs is each server's concurrent sequences (vLLM --max-num-seqs; default 256).
+	// MaxNumSeqs is each server's concurrent sequences (vLLM
+	// --max-num-seqs; default: learned from scrapes that show a queue).
 	MaxNumSeqs int `json:"max_num_seqs"`
-	// ServiceTime is a request's typical time on a server, prefill and decode (default "2s").
+	// ServiceTime is a request's typical time on a server, prefill and
+	// decode (default: learned from this Envoy's streams, "2s" until then).
 	ServiceTime config.Duration `json:"service_time"`
-	// PrefillPerBlock is the prefill time of one uncached block (default "8ms").
+	// PrefillPerBlock is the prefill time of one uncached block (default:
+	// learned from the first-token times of this Envoy's event streams,
+	// "8ms" until then).
 	PrefillPerBlock config.Duration `json:"prefill_per_block"`
 	// ColdWeight multiplies the uncached prefill against the wait while
 	// the pool has room (default 1; above 1 spills later).
@@ -206,7 +211,8 @@ type EjectConfig struct {
 	Backoff  config.Duration `json:"backoff"`
 }
 
-// Latency is a validated LatencyConfig.
+// Latency is a validated LatencyConfig; a zero MaxNumSeqs, ServiceTime or
+// PrefillPerBlock is learned.
 type Latency struct {
 	MaxNumSeqs      int
 	ServiceTime     time.Duration
@@ -470,7 +476,7 @@ func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
 	default:
 		return nil, errors.New("picker config: scoring " + strconv.Quote(mode) + ": want " + strconv.Quote(ScoringWeights) + " or " + strconv.Quote(ScoringLatency))
 	}
-	l := &Latency{MaxNumSeqs: 256, ServiceTime: 2 * time.Second, PrefillPerBlock: 8 * time.Millisecond, ColdWeight: 1, BusyColdWeight: 2}
+	l := &Latency{ColdWeight: 1, BusyColdWeight: 2}
 	if c == nil {
 		return l, nil
 	}
@@ -481,11 +487,15 @@ func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
 		l.MaxNumSeqs = c.MaxNumSeqs
 	}
 	var err error
-	if l.ServiceTime, err = c.ServiceTime.Within("picker config: latency.service_time", l.ServiceTime, time.Millisecond, time.Hour); err != nil {
-		return nil, err
+	if c.ServiceTime != 0 {
+		if l.ServiceTime, err = c.ServiceTime.Within("picker config: latency.service_time", 0, time.Millisecond, time.Hour); err != nil {
+			return nil, err
+		}
 	}
-	if l.PrefillPerBlock, err = c.PrefillPerBlock.Within("picker config: latency.prefill_per_block", l.PrefillPerBlock, time.Microsecond, time.Minute); err != nil {
-		return nil, err
+	if c.PrefillPerBlock != 0 {
+		if l.PrefillPerBlock, err = c.PrefillPerBlock.Within("picker config: latency.prefill_per_block", 0, time.Microsecond, time.Minute); err != nil {
+			return nil, err
+		}
 	}
 	if c.ColdWeight != 0 {
 		if c.ColdWeight < 0 || c.ColdWeight > 100 {

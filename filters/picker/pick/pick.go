@@ -59,6 +59,13 @@ type Candidate struct {
 	Saturation float64
 	Parts      Parts
 	Score      float64
+	// Learned are the endpoint's learned figures (latency scoring only).
+	Learned Learned
+	// Ahead is the requests predicted ahead of this one for a slot
+	// (latency scoring; 0 with a free slot or an unknown limit).
+	Ahead float64
+	// Uncached is the prompt blocks the endpoint does not hold.
+	Uncached float64
 }
 
 // Decision is the outcome of Pick.
@@ -154,6 +161,9 @@ func (p *Policy) Pick(h Host, x *Index, req Request) Decision {
 			continue
 		}
 		c := Candidate{Endpoint: e, Metrics: ReadMetrics(st, e.Address), InFlight: InFlight(st, e.Address), Ejected: Ejected(st, e.Address, now)}
+		if p.Latency != nil {
+			c.Learned = ReadLearned(st, e.Address)
+		}
 		c.AgeMs = now - c.AtMs
 		c.Stale = c.AtMs == 0 || c.AgeMs > p.StaleAfter.Milliseconds() || !c.Complete()
 		// Requests sent since the scrape are assumed to queue, requests
@@ -317,41 +327,60 @@ func (c *Candidate) Occupancy() float64 {
 // and spills to the best second server once it does not. LoRA and session
 // affinity subtract their weights in slot times; a tenth of a slot per
 // request held breaks ties towards the least loaded endpoint. Score is
-// 1/(1+cost): the lowest cost scores highest.
+// 1/(1+cost): the lowest cost scores highest. The figures are configured
+// or learned (Latency.figures, Latency.seqs); an endpoint whose batch
+// limit is unknown has no slot wait.
 func (p *Policy) scoreLatency(cs []Candidate, match map[string]float64, req Request, isLora bool) {
 	l := p.Latency
-	seqs := float64(l.MaxNumSeqs)
-	slot := l.ServiceTime.Seconds() / seqs
-	held := 0.0
+	f := l.figures(cs)
+	seqs := l.seqs(cs)
+	slots := make([]float64, len(cs)) // each candidate's slot time, s
+	held, capacity, slotRef := 0.0, 0.0, 0.0
+	minAhead := -1.0
 	for i := range cs {
-		held += cs[i].Occupancy()
+		c := &cs[i]
+		n := c.Occupancy()
+		unit := seqs[i]
+		if unit > 0 {
+			c.Ahead = max(0, n-unit+1)
+			held += n
+			capacity += unit
+		} else {
+			unit = unitSeqs
+		}
+		slots[i] = f.ServiceTime / unit
+		slotRef += slots[i]
+		if minAhead < 0 || c.Ahead < minAhead {
+			minAhead = c.Ahead
+		}
 	}
-	fill := min(1, max(0, (held/(seqs*float64(len(cs)))-0.7)/0.3))
+	slotRef /= float64(len(cs))
+	fill := 0.0
+	if capacity > 0 {
+		fill = min(1, max(0, (held/capacity-0.7)/0.3))
+	}
 	cold := l.ColdWeight + (l.BusyColdWeight-l.ColdWeight)*fill
-	coldSlots := float64(len(req.Blocks)) * l.PrefillPerBlock.Seconds() * cold / slot
 	// A cold prefill also holds a slot that much longer: once every
 	// server queues, each request waiting behind it pays too. So the cold
 	// cost grows with the shortest queue among the candidates, and in a
 	// uniform overload a group keeps its home (hits are then the only
 	// spare capacity) unless the home's queue is far longer.
-	minAhead := -1.0
-	for i := range cs {
-		ahead := max(0, cs[i].Occupancy()-seqs+1)
-		if minAhead < 0 || ahead < minAhead {
-			minAhead = ahead
-		}
-	}
-	coldSlots *= 1 + minAhead
+	coldCost := float64(len(req.Blocks)) * f.PrefillPerBlock * cold * (1 + max(0, minAhead))
 	for i := range cs {
 		c := &cs[i]
 		n := c.Occupancy()
-		ahead := max(0, n-seqs+1)
-		pt := Parts{Queue: 1 / (1 + ahead), Prefix: match[c.Address]}
+		unit := seqs[i]
+		if unit <= 0 {
+			unit = unitSeqs
+		}
+		pt := Parts{Queue: 1 / (1 + c.Ahead), Prefix: match[c.Address]}
 		if !c.Stale {
 			pt.KV = 1 - c.KVUsage
 		}
 		pt.Lora, pt.Session = loraSession(c, req, isLora)
-		cost := ahead + (1-pt.Prefix)*coldSlots + 0.1*n/seqs - p.WLora*pt.Lora - p.WSession*pt.Session
+		c.Uncached = (1 - pt.Prefix) * float64(len(req.Blocks))
+		cost := (c.Ahead*slots[i] + (1-pt.Prefix)*coldCost + 0.1*slots[i]*n/unit) / slotRef
+		cost -= p.WLora*pt.Lora + p.WSession*pt.Session
 		c.Parts = pt
 		c.Score = 1 / (1 + max(0, cost+p.WLora+p.WSession))
 	}
