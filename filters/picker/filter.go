@@ -210,7 +210,7 @@ func (p *plugin) scraped(e pick.Endpoint) proxywasm.CallResponseHandler {
 		if l := p.pol.Latency; l != nil {
 			if l.MaxNumSeqs == 0 {
 				if err := pick.LearnScrape(st, e.Address, snap, time.Now().UnixMilli()); err != nil {
-					proxywasm.Logf(proxywasm.LogLevelWarn, "picker: learn from the metrics of %s: %v", e.Address, err)
+					proxywasm.Log(proxywasm.LogLevelWarn, "picker: learn from the metrics of "+e.Address+": "+err.Error())
 				}
 			}
 			ln := pick.ReadLearned(st, e.Address)
@@ -432,7 +432,7 @@ func (s *stream) OnLog() {
 	if s.learn && s.ok && !failed {
 		sample := pick.StreamSample{Duration: time.Since(s.pickedAt), TTFT: s.ttft, Uncached: s.uncached, Blocks: s.blocks}
 		if err := pick.LearnStream(st, s.primary, sample); err != nil {
-			proxywasm.Logf(proxywasm.LogLevelWarn, "picker: learn from %s: %v", s.primary, err)
+			proxywasm.Log(proxywasm.LogLevelWarn, "picker: learn from "+s.primary+": "+err.Error())
 		}
 	}
 	s.primary = ""
