@@ -341,7 +341,10 @@ func startPlainEnvoy(t *testing.T, sims []*sim, lb string) *envoytest.Envoy {
 // one output token, simulators with no delays) through an Envoy whose
 // ORIGINAL_DST cluster gets a fixed endpoint from the client's header, and
 // through the same Envoy setup with the picker choosing among 4
-// endpoints. Reported: fixed-p50-us, picker-p50-us and added-p50-us.
+// endpoints, with its default latency scoring (learning its figures) and
+// with "scoring": "weights", alternating. Reported: fixed-p50-us,
+// picker-p50-us and added-p50-us (the default), weights-p50-us and
+// weights-added-p50-us.
 //
 //	go test -run '^$' -bench PickerAddedLatency ./e2e/picker/
 func BenchmarkPickerAddedLatency(b *testing.B) {
@@ -349,6 +352,8 @@ func BenchmarkPickerAddedLatency(b *testing.B) {
 	fixed := startEnvoy(b, sims, modeOriginalDst, "")
 	picked := startEnvoy(b, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0`))
 	waitScraped(b, picked, sims)
+	weights := startEnvoy(b, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"scoring":"weights"`))
+	waitScraped(b, weights, sims)
 	g := workload(1, 4, 1100)[0]
 	body, _ := json.Marshal(map[string]any{
 		"model": "m", "max_tokens": 1,
@@ -369,17 +374,20 @@ func BenchmarkPickerAddedLatency(b *testing.B) {
 		require.Equal(b, 200, resp.StatusCode)
 		return time.Since(start)
 	}
-	var tf, tp []time.Duration
+	var tf, tp, tw []time.Duration
 	for b.Loop() {
 		tf = append(tf, send(fixed, sims[0].addr))
 		tp = append(tp, send(picked, ""))
+		tw = append(tw, send(weights, ""))
 	}
 	med := func(ts []time.Duration) float64 {
 		slices.Sort(ts)
 		return float64(ts[len(ts)/2].Microseconds())
 	}
-	f, p := med(tf), med(tp)
+	f, p, w := med(tf), med(tp), med(tw)
 	b.ReportMetric(f, "fixed-p50-us")
 	b.ReportMetric(p, "picker-p50-us")
 	b.ReportMetric(p-f, "added-p50-us")
+	b.ReportMetric(w, "weights-p50-us")
+	b.ReportMetric(w-f, "weights-added-p50-us")
 }
