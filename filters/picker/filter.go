@@ -247,7 +247,7 @@ type stream struct {
 	// it learns nothing: weights scoring, configured figures, or a pick
 	// made while the endpoint had no free slot).
 	learn    bool
-	pickedAt time.Time
+	pickedAt int64 // Unix ns (a time.Time would link its formatting code)
 	uncached float64
 	blocks   int
 	ok, sse  bool          // a 2xx response; an event stream
@@ -357,7 +357,7 @@ func (s *stream) decide(model string, blocks []uint64) proxywasm.Action {
 	}
 	s.primary = d.Endpoints[0]
 	if l := pol.Latency; l != nil && (l.ServiceTime == 0 || l.PrefillPerBlock == 0) && d.Primary.Ahead == 0 {
-		s.learn, s.pickedAt, s.uncached, s.blocks = true, time.Now(), d.Primary.Uncached, len(blocks)
+		s.learn, s.pickedAt, s.uncached, s.blocks = true, time.Now().UnixNano(), d.Primary.Uncached, len(blocks)
 	}
 	s.p.inc(metricName("picks", s.primary), 1)
 	if d.Primary.Parts.Prefix > 0 {
@@ -405,7 +405,7 @@ func (s *stream) OnResponseHeaders(int, bool) proxywasm.Action {
 // the first token, for learning the prefill time.
 func (s *stream) OnResponseBody(bodySize int, _ bool) proxywasm.Action {
 	if s.sse && s.ttft == 0 && bodySize > 0 {
-		s.ttft = max(time.Since(s.pickedAt), 1)
+		s.ttft = max(time.Duration(time.Now().UnixNano()-s.pickedAt), 1)
 	}
 	return proxywasm.ActionContinue
 }
@@ -430,7 +430,7 @@ func (s *stream) OnLog() {
 		proxywasm.Log(proxywasm.LogLevelWarn, "picker: "+s.primary+" ejected for "+pol.EjectBackoff.String()+" after repeated failures")
 	}
 	if s.learn && s.ok && !failed {
-		sample := pick.StreamSample{Duration: time.Since(s.pickedAt), TTFT: s.ttft, Uncached: s.uncached, Blocks: s.blocks}
+		sample := pick.StreamSample{Duration: time.Duration(time.Now().UnixNano() - s.pickedAt), TTFT: s.ttft, Uncached: s.uncached, Blocks: s.blocks}
 		if err := pick.LearnStream(st, s.primary, sample); err != nil {
 			proxywasm.Log(proxywasm.LogLevelWarn, "picker: learn from "+s.primary+": "+err.Error())
 		}
