@@ -217,7 +217,7 @@ func (h host) Add(name string, n int64)     { h.p.add(name, n) }
 func (h host) Record(name string, v uint64) { h.p.metrics.Record(name, v) }
 func (host) Warn(msg string)                { proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: "+msg) }
 func (host) Error(msg string)               { proxywasm.Log(proxywasm.LogLevelError, "tokencount: "+msg) }
-func (host) Now() time.Time                 { return time.Now() }
+func (host) Now() time.Time                 { return proxywasm.Now() }
 
 func (host) SetFilterState(pairs [][2]string) {
 	for _, kv := range pairs {

@@ -86,13 +86,10 @@ func (c Config) Compile() (Settings, error) {
 	return s, nil
 }
 
-// Host is what the sender needs from the proxy: a queue shared by the VMs of
-// one vm_id, and an HTTP callout to the keystore.
+// Host is what the sender needs from the proxy: an HTTP callout to the
+// keystore. Records stay in the VM that served the request until a tick
+// sends them: no host call and no callback per request.
 type Host interface {
-	// Enqueue appends an encoded record to the shared queue.
-	Enqueue(rec []byte) error
-	// Dequeue pops one encoded record; ok is false when the queue is empty.
-	Dequeue() (rec []byte, ok bool, err error)
 	// Post sends body to the keystore's ingest path; done runs later with
 	// failed (no answer at all) and the HTTP status.
 	Post(body []byte, done func(failed bool, status int)) error
@@ -100,10 +97,8 @@ type Host interface {
 
 // Stats count what a sender did, for the filter's metrics.
 type Stats struct {
-	// Queued records were put on the shared queue.
+	// Queued records were taken into the backlog.
 	Queued uint64
-	// QueueErrors are records the host refused to queue (lost).
-	QueueErrors uint64
 	// Sent records were acknowledged by the keystore.
 	Sent uint64
 	// Rejected records were in a batch the keystore refused as malformed (400/413): lost.
@@ -140,57 +135,36 @@ func (s *Sender) Pending() int { return len(s.backlog) + len(s.inflight) }
 // ErrDisabled is returned by Report when reporting is off.
 var ErrDisabled = errors.New("usage reporting is disabled")
 
-// Report queues one record; call it from OnDone (or OnLog). It costs one
-// host call and never waits for the keystore.
+// Report keeps one record for the next batch; call it from OnDone (or
+// OnLog). It makes no host call (a shared queue cost a host call and, in
+// Envoy, a proxy_on_queue_ready callback posted to a worker per record)
+// and never waits for the keystore. Past MaxBacklog the oldest record is
+// dropped and counted.
 func (s *Sender) Report(r *Record) error {
 	if !s.set.Enabled {
 		return ErrDisabled
 	}
-	if err := s.host.Enqueue(r.AppendJSON(make([]byte, 0, 384))); err != nil {
-		s.stats.QueueErrors++
-		return config.Wrap("queue usage record: ", err, "")
+	if len(s.backlog) > 0 && len(s.backlog)+len(s.inflight) >= s.set.MaxBacklog {
+		s.backlog[0] = nil
+		s.backlog = s.backlog[1:]
+		s.stats.Dropped++
 	}
+	s.backlog = append(s.backlog, r.AppendJSON(make([]byte, 0, 384)))
 	s.stats.Queued++
 	return nil
 }
 
-// drainFactor bounds one tick's dequeues to this many backlogs' worth.
-const drainFactor = 4
-
-// drain moves queued records into the backlog, dropping the oldest beyond
-// MaxBacklog, so neither the backlog nor the shared queue grows without
-// bound while the keystore is away.
-func (s *Sender) drain() error {
-	for range drainFactor * s.set.MaxBacklog {
-		rec, ok, err := s.host.Dequeue()
-		if err != nil {
-			return config.Wrap("dequeue usage record: ", err, "")
-		}
-		if !ok {
-			break
-		}
-		if len(s.backlog) > 0 && len(s.backlog)+len(s.inflight) >= s.set.MaxBacklog {
-			s.backlog[0] = nil
-			s.backlog = s.backlog[1:]
-			s.stats.Dropped++
-		}
-		s.backlog = append(s.backlog, rec)
-	}
-	return nil
-}
-
-// Tick drains the queue and, unless a batch is in flight or waiting for its
-// retry time, sends the next one. Call it from the plugin's OnTick.
+// Tick sends the next batch unless one is in flight or waiting for its
+// retry time. Call it from the plugin's OnTick.
 func (s *Sender) Tick(now time.Time) error {
 	if !s.set.Enabled {
 		return nil
 	}
-	err := s.drain()
 	if s.sending || now.Before(s.next) {
-		return err
+		return nil
 	}
 	if len(s.inflight) > 0 && now.Before(s.retryAt) {
-		return err
+		return nil
 	}
 	if len(s.inflight) == 0 {
 		n, size := 0, 0
@@ -199,7 +173,7 @@ func (s *Sender) Tick(now time.Time) error {
 			n++
 		}
 		if n == 0 {
-			return err
+			return nil
 		}
 		s.inflight = append([][]byte(nil), s.backlog[:n]...)
 		s.backlog = append(s.backlog[:0], s.backlog[n:]...)
@@ -220,9 +194,9 @@ func (s *Sender) Tick(now time.Time) error {
 	if perr := s.host.Post(body, func(failed bool, status int) { s.done(now, failed, status) }); perr != nil {
 		s.sending = false
 		s.fail(now)
-		return errors.Join(err, config.Wrap("post usage batch: ", perr, ""))
+		return config.Wrap("post usage batch: ", perr, "")
 	}
-	return err
+	return nil
 }
 
 // done handles the keystore's answer to the batch in flight.

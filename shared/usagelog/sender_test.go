@@ -11,26 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeHost is an in-memory queue and a callout whose answers the test gives.
+// fakeHost is a callout whose answers the test gives.
 type fakeHost struct {
-	queue   [][]byte
 	posts   [][]byte
 	pending func(failed bool, status int)
 	postErr error
-}
-
-func (h *fakeHost) Enqueue(rec []byte) error {
-	h.queue = append(h.queue, append([]byte(nil), rec...))
-	return nil
-}
-
-func (h *fakeHost) Dequeue() ([]byte, bool, error) {
-	if len(h.queue) == 0 {
-		return nil, false, nil
-	}
-	r := h.queue[0]
-	h.queue = h.queue[1:]
-	return r, true, nil
 }
 
 func (h *fakeHost) Post(body []byte, done func(bool, int)) error {
@@ -134,9 +119,9 @@ func TestSenderBacklogIsBounded(t *testing.T) {
 	for i := range 1000 {
 		require.NoError(t, s.Report(record(i, t0)))
 	}
-	require.NoError(t, s.Tick(t0))
 	assert.Equal(t, 300, s.Pending())
 	assert.Equal(t, uint64(700), s.Stats().Dropped)
+	require.NoError(t, s.Tick(t0))
 	first := batchIDs(t, h.posts[0])
 	assert.Equal(t, "req-0700", first[0], "the oldest records are dropped")
 
@@ -151,7 +136,6 @@ func TestSenderDisabled(t *testing.T) {
 	s := New(Settings{}, h)
 	assert.ErrorIs(t, s.Report(record(1, time.Now())), ErrDisabled)
 	require.NoError(t, s.Tick(time.Now()))
-	assert.Empty(t, h.queue)
 	assert.Empty(t, h.posts)
 }
 
