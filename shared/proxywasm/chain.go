@@ -422,6 +422,7 @@ func (s *chainStream) resume(d *chainDir, idx int) {
 	if s.run(d) {
 		s.flowed(d)
 		vm.hdr.reset() // the host runs the filters after the chain before it returns
+		vm.body.reset()
 		var st Status
 		if d.request {
 			st = Status(proxy_continue_stream(uint32(StreamRequest)))
@@ -468,8 +469,7 @@ func (s *chainStream) release(d *chainDir, p int) {
 func (s *chainStream) end(d *chainDir) int {
 	if vm.bufDirty {
 		vm.bufDirty = false
-		var size, flags uint32
-		if StatusToError(Status(proxy_get_buffer_status(uint32(s.buffer(d)), &size, &flags))) == nil {
+		if size, err := bufferSize(s.buffer(d)); err == nil {
 			d.size = int(size)
 		}
 	}
@@ -529,6 +529,7 @@ func (s *chainStream) step(d *chainDir, p int) bool {
 	if end := s.end(d); !d.headersEOS && (end > ps.start || d.bodyEOS && !ps.eos) {
 		ps.eos = d.bodyEOS
 		start := ps.start
+		vm.body.know(s.buffer(d), uint32(end)) // the links share one read of it
 		went := s.call(d, i, func(h HttpContext) Action {
 			vm.view = bufferView{ctx: s.id, buf: s.buffer(d), off: uint32(start)}
 			defer func() { vm.view = bufferView{} }()

@@ -157,6 +157,7 @@ type vmState struct {
 	view     bufferView  // the body a chain link sees (chain.go)
 	bufDirty bool        // a body buffer was written since the chain last looked
 	hdr      headerCache // the stream's header maps as read in this callback
+	body     bodyCache   // a body buffer as known in this callback
 	now      time.Time   // the callback's time (Now), valid when nowSet
 	nowSet   bool
 }
@@ -203,6 +204,7 @@ func (v *vmState) factoryFor() (func(uint32) PluginContext, string) {
 // enter marks the start of an exported callback.
 func (v *vmState) enter(ctxID uint32) (prev uint32) {
 	v.hdr.reset()
+	v.body.reset()
 	v.nowSet = false
 	v.depth++
 	prev = v.current
@@ -213,6 +215,7 @@ func (v *vmState) enter(ctxID uint32) (prev uint32) {
 // leave ends a callback; at the outermost level every buffer the host allocated has been read and is unpinned.
 func (v *vmState) leave(prev uint32) {
 	v.hdr.reset()
+	v.body.reset()
 	v.nowSet = false
 	v.current = prev
 	v.depth--

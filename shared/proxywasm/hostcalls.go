@@ -165,14 +165,28 @@ const (
 
 // Size returns the buffer's current length (the accumulated body while buffering).
 func (b Buffer) Size() (int, error) {
-	var size, flags uint32
-	if err := StatusToError(Status(proxy_get_buffer_status(uint32(b), &size, &flags))); err != nil {
+	total, err := bufferSize(BufferType(b))
+	if err != nil {
 		return 0, err
 	}
 	if off := vm.view.at(BufferType(b)); off > 0 {
-		return int(size - min(off, size)), nil
+		return int(total - min(off, total)), nil
 	}
-	return int(size), nil
+	return int(total), nil
+}
+
+// bufferSize is the whole host buffer's length: known in this callback, or
+// asked of the host.
+func bufferSize(t BufferType) (uint32, error) {
+	if vm.body.of(t) && vm.body.sized {
+		return vm.body.size, nil
+	}
+	var size, flags uint32
+	if err := StatusToError(Status(proxy_get_buffer_status(uint32(t), &size, &flags))); err != nil {
+		return 0, err
+	}
+	vm.body.know(t, size)
+	return size, nil
 }
 
 // Get returns up to max bytes starting at start.
@@ -212,21 +226,31 @@ func (b Buffer) Prepend(data []byte) error { return b.set(0, 0, data) }
 
 func (b Buffer) set(start, size uint32, data []byte) error {
 	vm.bufDirty = true
-	if off := vm.view.at(BufferType(b)); off > 0 {
+	t := BufferType(b)
+	if off := vm.view.at(t); off > 0 {
 		return b.setInView(off, start, size, data)
 	}
-	return StatusToError(Status(proxy_set_buffer_bytes(uint32(b), start, size, bytesPtr(data), uint32(len(data)))))
+	whole := start == 0 && vm.body.of(t) && vm.body.sized && size >= vm.body.size
+	vm.body.reset()
+	if err := StatusToError(Status(proxy_set_buffer_bytes(uint32(b), start, size, bytesPtr(data), uint32(len(data))))); err != nil {
+		return err
+	}
+	if whole { // Envoy drains size bytes from the start and prepends data
+		vm.body.replaced(t, data)
+	}
+	return nil
 }
 
 // setInView changes a chain link's part of a buffer that starts at off.
 // Envoy only prepends, replaces from the start or appends, so the whole
 // buffer is rewritten with the link's part changed.
 func (b Buffer) setInView(off, start, size uint32, data []byte) error {
-	var total, flags uint32
-	if err := StatusToError(Status(proxy_get_buffer_status(uint32(b), &total, &flags))); err != nil {
+	t := BufferType(b)
+	total, err := bufferSize(t)
+	if err != nil {
 		return err
 	}
-	all, err := getBufferBytes(BufferType(b), 0, total)
+	all, err := getBufferBytes(t, 0, total)
 	if err != nil {
 		return err
 	}
@@ -234,15 +258,32 @@ func (b Buffer) setInView(off, start, size uint32, data []byte) error {
 	to := min(from+size, uint32(len(all)))
 	out := make([]byte, 0, len(all)-int(to-from)+len(data))
 	out = append(append(append(out, all[:from]...), data...), all[to:]...)
-	return StatusToError(Status(proxy_set_buffer_bytes(uint32(b), 0, total, bytesPtr(out), uint32(len(out)))))
+	vm.body.reset()
+	if err := StatusToError(Status(proxy_set_buffer_bytes(uint32(b), 0, total, bytesPtr(out), uint32(len(out))))); err != nil {
+		return err
+	}
+	vm.body.replaced(t, out)
+	return nil
 }
 
+// getBufferBytes reads [start, start+max) of a buffer: from the body cache
+// when this callback already read it to the end, else from the host.
 func getBufferBytes(t BufferType, start, max uint32) ([]byte, error) {
+	cacheable := t == BufferRequestBody || t == BufferResponseBody
+	if cacheable {
+		if b, ok := vm.body.get(t, start, max); ok {
+			return b, nil
+		}
+	}
 	var addr, n uint32
 	if err := StatusToError(Status(proxy_get_buffer_bytes(uint32(t), start, max, &addr, &n))); err != nil {
 		return nil, err
 	}
-	return takePinned(addr, n)
+	b, err := takePinned(addr, n)
+	if err == nil && cacheable {
+		vm.body.read(t, start, max, b)
+	}
+	return b, err
 }
 
 // ---- stream control ----
@@ -250,6 +291,7 @@ func getBufferBytes(t BufferType, start, max uint32) ([]byte, error) {
 // ContinueRequest resumes a request paused in a headers or body callback.
 func ContinueRequest() error {
 	vm.hdr.reset() // the host may run the filters after this one before it returns
+	vm.body.reset()
 	if chainContinue(StreamRequest) {
 		return nil
 	}
@@ -259,6 +301,7 @@ func ContinueRequest() error {
 // ContinueResponse resumes a paused response.
 func ContinueResponse() error {
 	vm.hdr.reset()
+	vm.body.reset()
 	if chainContinue(StreamResponse) {
 		return nil
 	}
@@ -276,6 +319,7 @@ func SendLocalResponse(status int, headers [][2]string, body []byte, details str
 	}, details)
 	hdrs := EncodeHeaderMap(headers)
 	vm.hdr.reset()
+	vm.body.reset()
 	st := proxy_send_local_response(uint32(status),
 		stringPtr(details), uint32(len(details)),
 		bytesPtr(body), uint32(len(body)),
@@ -474,6 +518,7 @@ func propertyPath(path []string) (unsafe.Pointer, uint32) {
 // CallForeignFunction invokes a host extension by name; ErrNotFound when the host lacks it.
 func CallForeignFunction(name string, args []byte) ([]byte, error) {
 	vm.hdr.reset()
+	vm.body.reset()
 	var addr, n uint32
 	st := proxy_call_foreign_function(stringPtr(name), uint32(len(name)), bytesPtr(args), uint32(len(args)), &addr, &n)
 	if err := StatusToError(Status(st)); err != nil {
@@ -503,5 +548,6 @@ func SetEffectiveContext(contextID uint32) error {
 
 func setEffectiveContext(ctxID uint32) error {
 	vm.hdr.reset()
+	vm.body.reset()
 	return StatusToError(Status(proxy_set_effective_context(ctxID)))
 }
