@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,15 +206,53 @@ func startBenchStack(b *testing.B) *benchStack {
 	return &benchStack{stack: s, bare: bare, fused: fused}
 }
 
+// benchTarget is one Envoy of BenchmarkFullChain.
+type benchTarget struct {
+	name string
+	e    *envoytest.Envoy
+	key  string
+}
+
+// fullChainTargets are BenchmarkFullChain's Envoys: "bare" (a minimal
+// Envoy: one route, no access log), "bare-gw" (the shipped gateway with the
+// Tollgate filter cut out: its access log, header_to_metadata, path
+// normalisation and header removal, i.e. what the product's own Envoy
+// configuration costs), "chain" (four filters, one VM), "fused" (as
+// shipped) and, with TOLLGATE_BENCH_BEFORE=<dir>, "fused-before" (the
+// shipped gateway loading <dir>/tollgate.wasm). TOLLGATE_BENCH_TARGETS
+// (comma-separated names) keeps only some; "bare" always runs.
+func fullChainTargets(b *testing.B, s *benchStack) []benchTarget {
+	b.Helper()
+	key := s.keys["bench"]
+	gw := func(yaml string) *envoytest.Envoy {
+		return envoytest.Start(b, envoytest.Config{YAML: yaml, ListenerName: "gateway", StartTimeout: 3 * time.Minute})
+	}
+	want := func(name string) bool {
+		only := os.Getenv("TOLLGATE_BENCH_TARGETS")
+		return only == "" || slices.Contains(strings.Split(only, ","), name)
+	}
+	targets := []benchTarget{{"bare", s.bare, ""}}
+	if want("bare-gw") {
+		filters := renderGateway(b, filtersExample, s.keystore.data, s.upstreamSpec(b))
+		targets = append(targets, benchTarget{"bare-gw", gw(onlyFilter(b, filters, "")), ""})
+	}
+	if want("chain") {
+		targets = append(targets, benchTarget{"chain", s.envoy, key})
+	}
+	if want("fused") {
+		targets = append(targets, benchTarget{"fused", s.fused, key})
+	}
+	if before := os.Getenv("TOLLGATE_BENCH_BEFORE"); before != "" && want("fused-before") {
+		fused := renderGateway(b, fusedExample, s.keystore.data, s.upstreamSpec(b))
+		targets = append(targets, benchTarget{"fused-before", gw(withModulePath(b, fused, filepath.Join(before, "tollgate.wasm"))), key})
+	}
+	return targets
+}
+
 func BenchmarkFullChain(b *testing.B) {
 	s := startBenchStack(b)
 	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
-	key := s.keys["bench"]
-	targets := []struct {
-		name string
-		e    *envoytest.Envoy
-		key  string
-	}{{"bare", s.bare, ""}, {"chain", s.envoy, key}, {"fused", s.fused, key}}
+	targets := fullChainTargets(b, s)
 	// Warm all: the chain's key cache, every worker's VMs, connections.
 	for _, req := range benchRequests() {
 		for _, tg := range targets {
@@ -230,11 +269,17 @@ func BenchmarkFullChain(b *testing.B) {
 			for _, c := range []int{1, conc} {
 				for _, tg := range targets {
 					b.Run(fmt.Sprintf("%s/c%d/%s", shape, c, tg.name), func(b *testing.B) {
+						cpu0, cerr := tg.e.CPUTime()
 						res, err := runLoad(b.Context(), "http://"+tg.e.ListenerAddr(), tg.key, req, b.N, c)
 						if err != nil {
 							b.Fatal(err)
 						}
 						res.report(b, req.stream)
+						// Envoy's own CPU time per request (all its threads):
+						// on a shared machine it moves less than latency.
+						if cpu1, err := tg.e.CPUTime(); err == nil && cerr == nil {
+							b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/1e3/float64(b.N), "envoy-cpu-µs/req")
+						}
 					})
 				}
 			}

@@ -36,6 +36,11 @@ import (
 //
 //	TOLLGATE_BENCH_HOTPATH=1 go test -run '^$' -bench FilterAlone -benchtime 1x ./e2e/gateway/
 //
+// TOLLGATE_BENCH_FILTERS (comma-separated) picks the filters measured
+// (default apikey,quota,modelroute,tokencount); "fused" is the whole chain
+// as shipped (gateway.yaml, the one fused filter), against the same bare
+// Envoy, which is the shipped gateway without Tollgate.
+//
 // TOLLGATE_BENCH_BEFORE=<dir> adds, for each filter, an Envoy loading
 // <dir>/tollgate.wasm (a suite module built from an older commit), so
 // before and after are measured in the same run; TOLLGATE_BENCH_REFERENCE=0
@@ -61,11 +66,23 @@ func BenchmarkFilterAlone(b *testing.B) {
 	}
 	targets := []target{{"bare", start(onlyFilter(b, full, ""))}}
 	before := os.Getenv("TOLLGATE_BENCH_BEFORE")
-	for _, f := range chainFilters {
-		targets = append(targets, target{f, start(onlyFilter(b, full, f))})
+	filters := chainFilters
+	if only := os.Getenv("TOLLGATE_BENCH_FILTERS"); only != "" {
+		filters = strings.Split(only, ",")
+	}
+	for _, f := range filters {
+		var yaml string
+		switch {
+		case f == "fused": // the whole chain as shipped (gateway.yaml)
+			yaml = renderGateway(b, fusedExample, s.keystore.data, s.upstreamSpec(b))
+		case slices.Contains(chainFilters, f):
+			yaml = onlyFilter(b, full, f)
+		default:
+			b.Fatalf("TOLLGATE_BENCH_FILTERS: unknown filter %q (want %v or fused)", f, chainFilters)
+		}
+		targets = append(targets, target{f, start(yaml)})
 		if before != "" {
-			targets = append(targets, target{f + "-before", start(withModulePath(b, onlyFilter(b, full, f),
-				filepath.Join(before, "tollgate.wasm")))})
+			targets = append(targets, target{f + "-before", start(withModulePath(b, yaml, filepath.Join(before, "tollgate.wasm")))})
 		}
 	}
 	apikeyOnly := onlyFilter(b, full, "apikey")
