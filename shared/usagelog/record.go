@@ -1,9 +1,9 @@
 // Package usagelog is how filters report usage records to the keystore's
-// analytics (POST /v1/usage, see keystore/analytics): a stream's OnDone puts
-// its record on a proxy-wasm shared queue (one host call, never a callout on
-// the request path), and each VM's tick drains the queue into a bounded
-// backlog and posts it in batches, one batch in flight per VM, retrying the
-// same batch with backoff until the keystore acknowledges it. The keystore
+// analytics (POST /v1/usage, see keystore/analytics): a stream's OnDone
+// appends its record to its VM's bounded backlog (no host call, never a
+// callout on the request path), and each VM's tick posts the backlog in
+// batches, one batch in flight per VM, retrying the same batch with backoff
+// until the keystore acknowledges it. The keystore
 // counts each request id once, so a retry after a lost answer is harmless.
 package usagelog
 
