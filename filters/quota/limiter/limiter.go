@@ -82,6 +82,14 @@ type Limiter struct {
 	warns map[string]*warnState
 	// leases admit strict requests locally when set (shared/lease).
 	leases Leaser
+	// requests names the requests counter of each mode and outcome, built
+	// once: one is counted on every request.
+	requests map[modeOutcome]string
+}
+
+type modeOutcome struct {
+	m policy.Mode
+	o policy.Outcome
 }
 
 // Leaser admits requests from budget leases (shared/lease.Leases).
@@ -112,7 +120,13 @@ func New(pol *policy.Policy, store table.Store, host Host) (*Limiter, error) {
 	if err != nil {
 		return nil, config.Wrap("quota table: ", err, "")
 	}
-	l := &Limiter{pol: pol, host: host, table: t, tracked: map[string]*tracked{}, warns: map[string]*warnState{}}
+	l := &Limiter{pol: pol, host: host, table: t, tracked: map[string]*tracked{}, warns: map[string]*warnState{},
+		requests: map[modeOutcome]string{}}
+	for _, m := range []policy.Mode{policy.Strict, policy.Local, policy.Async} {
+		for _, o := range policy.Outcomes {
+			l.requests[modeOutcome{m, o}] = policy.RequestsMetric(m, o)
+		}
+	}
 	evicted := func() { host.Count(policy.MetricEvictions, 1) }
 	counters := ledger.NewCounters(t)
 	counters.OnEvict = evicted
@@ -229,7 +243,11 @@ func (l *Limiter) leased(rule *policy.Rule, checks []policy.Check, now time.Time
 }
 
 func (l *Limiter) count(v Verdict) Verdict {
-	l.host.Count(policy.RequestsMetric(v.Mode, v.Outcome), 1)
+	name, ok := l.requests[modeOutcome{v.Mode, v.Outcome}]
+	if !ok {
+		name = policy.RequestsMetric(v.Mode, v.Outcome)
+	}
+	l.host.Count(name, 1)
 	return v
 }
 
