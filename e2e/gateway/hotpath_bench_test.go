@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,12 @@ import (
 // (default apikey,quota,modelroute,tokencount); "fused" is the whole chain
 // as shipped (gateway.yaml, the one fused filter), against the same bare
 // Envoy, which is the shipped gateway without Tollgate.
+//
+// TOLLGATE_BENCH_VMENV="GOGC=200 GOGC=off,GOMEMLIMIT=12MiB" adds one
+// shipped fused gateway per word, its VM's environment set to that word's
+// comma-separated KEY=value pairs (the Go runtime's collector pacing);
+// with GODEBUG=gctrace=1 in a word, that Envoy's collections during the
+// rounds are counted from its log (collections per 1k requests, GC CPU).
 //
 // TOLLGATE_BENCH_BEFORE=<dir> adds, for each filter, an Envoy loading
 // <dir>/tollgate.wasm (a suite module built from an older commit), so
@@ -84,6 +92,10 @@ func BenchmarkFilterAlone(b *testing.B) {
 		if before != "" {
 			targets = append(targets, target{f + "-before", start(withModulePath(b, yaml, filepath.Join(before, "tollgate.wasm")))})
 		}
+	}
+	for _, env := range strings.Fields(os.Getenv("TOLLGATE_BENCH_VMENV")) {
+		fused := renderGateway(b, fusedExample, s.keystore.data, s.upstreamSpec(b))
+		targets = append(targets, target{"fused-" + env, start(withVMEnv(b, fused, env))})
 	}
 	apikeyOnly := onlyFilter(b, full, "apikey")
 	targets = append(targets, target{"floor", start(withConfig(b, apikeyOnly, `{"mode": "strip"}`))})
@@ -171,9 +183,22 @@ func BenchmarkFilterAlone(b *testing.B) {
 		}
 		return m
 	}
+	// Targets whose VM runs with GODEBUG=gctrace=1 log every collection;
+	// the ones during the measured rounds are counted below.
+	gcs := func() map[string][]gcCycle {
+		m := map[string][]gcCycle{}
+		for _, t := range targets {
+			if strings.Contains(t.name, "gctrace=1") {
+				t.e.SyncLog(b)
+				m[t.name] = gcCycles(t.e.Log())
+			}
+		}
+		return m
+	}
 	for b.Loop() {
 		added := map[string][]time.Duration{}
 		var bareP50 []time.Duration
+		gc0 := gcs()
 		cpu0 := cpu()
 		failed := map[string]int{}
 		for r := range rounds {
@@ -225,6 +250,18 @@ func BenchmarkFilterAlone(b *testing.B) {
 			b.ReportMetric(float64(m.Microseconds()), t.name+"-added-µs")
 			b.ReportMetric(c, t.name+"-added-cpu-µs")
 			fmt.Fprintf(&rows, "%-12s %8dµs %12.1fµs   %v\n", t.name, m.Microseconds(), c, added[t.name])
+		}
+		for name, all := range gcs() {
+			during := all[len(gc0[name]):]
+			var ms float64
+			for _, c := range during {
+				ms += c.cpuMs
+			}
+			n := float64(rounds * perRound)
+			b.ReportMetric(1000*float64(len(during))/n, name+"-gc/1k-req")
+			b.ReportMetric(ms*1000/n, name+"-gc-cpu-µs/req")
+			fmt.Fprintf(&rows, "%s: %d collections in %d requests (both workers), %.3f ms CPU each, %.2f µs per request\n",
+				name, len(during), int(n), ms/max(float64(len(during)), 1), ms*1000/n)
 		}
 		b.Logf("bare p50 %v (rounds %v), failed requests %v\n%s", med(bareP50), bareP50, failed, rows.String())
 		b.ReportMetric(0, "ns/op")
@@ -297,4 +334,52 @@ func withModulePath(t testing.TB, yaml, path string) string {
 	}
 	j := strings.IndexByte(yaml[i:], '\n')
 	return yaml[:i] + "filename: " + path + yaml[i+j:]
+}
+
+// withVMEnv adds the comma-separated KEY=value pairs of env to the
+// environment of the rendered gateway's Tollgate VM
+// (vm_config.environment_variables.key_values, where the rendering put the
+// keystore's data token).
+func withVMEnv(t testing.TB, yaml, env string) string {
+	t.Helper()
+	const marker = "TOLLGATE_DATA_TOKEN: "
+	i := strings.Index(yaml, marker)
+	if i < 0 || strings.Count(yaml, marker) != 1 {
+		t.Fatalf("want one %q in the rendered gateway", marker)
+	}
+	line := strings.LastIndexByte(yaml[:i], '\n') + 1
+	indent := yaml[line:i]
+	var kv strings.Builder
+	for _, pair := range strings.Split(env, ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || k == "" {
+			t.Fatalf("TOLLGATE_BENCH_VMENV: %q is not KEY=value", pair)
+		}
+		kv.WriteString(indent + k + ": " + strconv.Quote(v) + "\n")
+	}
+	return yaml[:line] + kv.String() + yaml[line:]
+}
+
+// gcCycle is one collection the Go runtime of a VM reported with
+// GODEBUG=gctrace=1 (its stderr, which Envoy logs line by line).
+type gcCycle struct{ cpuMs float64 }
+
+// gcTraceLine matches gctrace's "... ms clock, A+B/C/D+E ms cpu" part.
+var gcTraceLine = regexp.MustCompile(`gc \d+ @[0-9.]+s \d+%: [0-9.+]+ ms clock, ([0-9.]+)\+([0-9.]+)/([0-9.]+)/([0-9.]+)\+([0-9.]+) ms cpu`)
+
+// gcCycles reads every collection from an Envoy log: the runtime writes
+// each trace line in pieces, which envoytest.LogEntries joins per thread.
+func gcCycles(log string) []gcCycle {
+	var out []gcCycle
+	for _, e := range envoytest.LogEntries(log) {
+		for _, m := range gcTraceLine.FindAllStringSubmatch(strings.ReplaceAll(e.Text, "\n", ""), -1) {
+			var c gcCycle
+			for _, f := range m[1:] {
+				v, _ := strconv.ParseFloat(f, 64)
+				c.cpuMs += v
+			}
+			out = append(out, c)
+		}
+	}
+	return out
 }
