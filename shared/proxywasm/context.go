@@ -160,7 +160,18 @@ type vmState struct {
 	body     bodyCache   // a body buffer as known in this callback
 	now      time.Time   // the callback's time (Now), valid when nowSet
 	nowSet   bool
+	ret      hostRet // results of host calls (hostcalls.go)
 }
+
+// hostRet receives the results of a host call. A local passed by address
+// to an imported function escapes to the heap (the compiler cannot see
+// what the host does with it), so every host call with results would
+// allocate them; the calls that read data use this one scratch instead and
+// copy the results out at once. Only calls during which the host re-enters
+// the module through the allocator alone (proxy_on_memory_allocate, which
+// makes no such call) use it: proxy_http_call and foreign functions, which
+// a host may answer by running other callbacks inline, keep locals.
+type hostRet struct{ a, b, c uint32 }
 
 var vm = vmState{
 	roots:    map[uint32]PluginContext{},

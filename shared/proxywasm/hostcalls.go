@@ -66,12 +66,12 @@ func (m HeaderMap) Get(key string) (string, error) {
 		}
 		return "", ErrNotFound
 	}
-	var addr, n uint32
-	st := proxy_get_header_map_value(uint32(m), stringPtr(key), uint32(len(key)), &addr, &n)
+	r := &vm.ret
+	st := proxy_get_header_map_value(uint32(m), stringPtr(key), uint32(len(key)), &r.a, &r.b)
 	if err := StatusToError(Status(st)); err != nil {
 		return "", err
 	}
-	b, err := takePinned(addr, n)
+	b, err := takePinned(r.a, r.b)
 	return ownedString(b), err
 }
 
@@ -141,11 +141,11 @@ func (m HeaderMap) Remove(key string) error {
 }
 
 func getHeaderMapPairs(m MapType) ([][2]string, error) {
-	var addr, n uint32
-	if err := StatusToError(Status(proxy_get_header_map_pairs(uint32(m), &addr, &n))); err != nil {
+	r := &vm.ret
+	if err := StatusToError(Status(proxy_get_header_map_pairs(uint32(m), &r.a, &r.b))); err != nil {
 		return nil, err
 	}
-	b, err := takePinned(addr, n)
+	b, err := takePinned(r.a, r.b)
 	if err != nil {
 		return nil, err
 	}
@@ -181,10 +181,11 @@ func bufferSize(t BufferType) (uint32, error) {
 	if vm.body.of(t) && vm.body.sized {
 		return vm.body.size, nil
 	}
-	var size, flags uint32
-	if err := StatusToError(Status(proxy_get_buffer_status(uint32(t), &size, &flags))); err != nil {
+	r := &vm.ret
+	if err := StatusToError(Status(proxy_get_buffer_status(uint32(t), &r.a, &r.b))); err != nil {
 		return 0, err
 	}
+	size := r.a
 	vm.body.know(t, size)
 	return size, nil
 }
@@ -275,11 +276,11 @@ func getBufferBytes(t BufferType, start, max uint32) ([]byte, error) {
 			return b, nil
 		}
 	}
-	var addr, n uint32
-	if err := StatusToError(Status(proxy_get_buffer_bytes(uint32(t), start, max, &addr, &n))); err != nil {
+	r := &vm.ret
+	if err := StatusToError(Status(proxy_get_buffer_bytes(uint32(t), start, max, &r.a, &r.b))); err != nil {
 		return nil, err
 	}
-	b, err := takePinned(addr, n)
+	b, err := takePinned(r.a, r.b)
 	if err == nil && cacheable {
 		vm.body.read(t, start, max, b)
 	}
@@ -366,12 +367,13 @@ func DispatchHttpCall(cluster string, headers [][2]string, body []byte, trailers
 
 // GetSharedData reads a value shared by every VM with the same vm_id, with its CAS token; ErrNotFound when absent.
 func GetSharedData(key string) (value []byte, cas uint32, err error) {
-	var addr, n uint32
-	st := proxy_get_shared_data(stringPtr(key), uint32(len(key)), &addr, &n, &cas)
+	r := &vm.ret
+	st := proxy_get_shared_data(stringPtr(key), uint32(len(key)), &r.a, &r.b, &r.c)
 	if err := StatusToError(Status(st)); err != nil {
 		return nil, 0, err
 	}
-	value, err = takePinned(addr, n)
+	cas = r.c
+	value, err = takePinned(r.a, r.b)
 	return value, cas, err
 }
 
@@ -403,11 +405,11 @@ func EnqueueSharedQueue(queueID uint32, data []byte) error {
 
 // DequeueSharedQueue pops an item; ErrEmpty when there is none.
 func DequeueSharedQueue(queueID uint32) ([]byte, error) {
-	var addr, n uint32
-	if err := StatusToError(Status(proxy_dequeue_shared_queue(queueID, &addr, &n))); err != nil {
+	r := &vm.ret
+	if err := StatusToError(Status(proxy_dequeue_shared_queue(queueID, &r.a, &r.b))); err != nil {
 		return nil, err
 	}
-	return takePinned(addr, n)
+	return takePinned(r.a, r.b)
 }
 
 // ---- metrics ----
@@ -489,11 +491,11 @@ func getMetric(id uint32) (uint64, error) {
 // GetProperty reads a host attribute such as ("request", "path") or ("plugin_name").
 func GetProperty(path ...string) ([]byte, error) {
 	p, pn := propertyPath(path)
-	var addr, n uint32
-	if err := StatusToError(Status(proxy_get_property(p, pn, &addr, &n))); err != nil {
+	r := &vm.ret
+	if err := StatusToError(Status(proxy_get_property(p, pn, &r.a, &r.b))); err != nil {
 		return nil, err
 	}
-	return takePinned(addr, n)
+	return takePinned(r.a, r.b)
 }
 
 // SetProperty writes a host attribute, e.g. filter state for access logs.
