@@ -77,11 +77,7 @@ func shippedConfig(t testing.TB) []byte {
 	}
 	walk(doc)
 	require.NotEmpty(t, found, "gateway.yaml has no filter with root_id tollgate")
-	// wasmhost passes no environment to the VM: the data-plane token the
-	// shipped file reads from Envoy's environment is given inline.
-	env := []byte(`"token_env": "TOLLGATE_DATA_TOKEN"`)
-	require.True(t, bytes.Contains(found, env), "the shipped configuration reads the token from the environment")
-	return bytes.ReplaceAll(found, env, []byte(`"token": "hotpath-data-token-0123456789"`))
+	return found
 }
 
 // keystore answers apikey's verify callouts with one grant (chat, every
@@ -158,18 +154,14 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("content-type", "text/event-stream")
-	for len(u.stream) > 0 { // one write per event, as a model server streams
-		rest := u.stream
-		i := bytes.Index(rest, []byte("\n\n"))
-		if i < 0 {
-			i = len(rest) - 2
+	for rest := u.stream; len(rest) > 0; { // one write per event, as a model server streams
+		n := bytes.Index(rest, []byte("\n\n")) + 2
+		if n < 2 {
+			n = len(rest)
 		}
-		_, _ = w.Write(rest[:i+2])
+		_, _ = w.Write(rest[:n])
 		w.(http.Flusher).Flush()
-		if i+2 >= len(rest) {
-			break
-		}
-		u = &upstream{json: u.json, stream: rest[i+2:]}
+		rest = rest[n:]
 	}
 }
 
@@ -195,6 +187,7 @@ func start(t testing.TB) *gateway {
 		RootID:                      "tollgate",
 		VMID:                        "tollgate",
 		PluginConfig:                shippedConfig(t),
+		Env:                         []string{"TOLLGATE_DATA_TOKEN=hotpath-data-token-0123456789"}, // token_env of the shipped file
 		AllowOnHeadersStopIteration: true,
 		Clusters:                    map[string]http.Handler{"keystore": ks},
 		Upstream:                    newUpstream(t),
@@ -215,6 +208,7 @@ func (g *gateway) request(t testing.TB, body string) *wasmhost.Response {
 	resp, err := g.vm.Do(ctx, req)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", resp.Body)
+	require.Contains(t, string(resp.Body), "Canada", "the model's answer reached the client")
 	return resp
 }
 
