@@ -25,7 +25,9 @@ import (
 // reference points: apikey in strip mode ("floor": a header snapshot),
 // testdata/emptyfilter ("empty": the Tollgate dispatch with a plugin that
 // does nothing), testdata/nopfilter ("nop": a Go module whose callbacks
-// return at once, i.e. what Envoy and V8 charge for a Go filter at all) and
+// return at once, i.e. what Envoy and V8 charge for a Go filter at all),
+// testdata/watnop ("wat-nop": the same callbacks in WebAssembly text, no
+// language runtime: what Envoy and V8 alone charge) and
 // nopfilter making 20 host calls per request ("nop-get20": header reads,
 // each re-entering the module to allocate; "nop-remove20": calls that return
 // nothing; "nop-setall20": whole-map writes), all started side by side on the same keystore and upstream. Each of TOLLGATE_BENCH_ROUNDS (default 9) rounds sends
@@ -110,6 +112,12 @@ func BenchmarkFilterAlone(b *testing.B) {
 			yaml := strings.Replace(apikeyOnly, "vm_id: tollgate", "vm_id: "+m.name, 1)
 			targets = append(targets, target{m.name, start(withModule(b, withConfig(b, yaml, m.config), m.pkg))})
 		}
+		wat, err := filepath.Abs("testdata/watnop/nop.wasm")
+		if err != nil {
+			b.Fatal(err)
+		}
+		yaml := strings.Replace(apikeyOnly, "vm_id: tollgate", "vm_id: wat-nop", 1)
+		targets = append(targets, target{"wat-nop", start(withModulePath(b, yaml, wat))})
 	}
 
 	key := s.keys["bench"]
