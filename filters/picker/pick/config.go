@@ -5,14 +5,16 @@
 // same state. It is plain Go behind a small Host (shared data, clock,
 // random numbers); filters/picker/filter.go wires it to Envoy.
 //
-// The scheduling follows llm-d's defaults (filters, then weighted scorers
-// queue 2, KV cache 2, prefix 3, max score with a random tie-break) and
-// departs from them where the reference fails: the prefix score fades as
-// the endpoint's queue grows, so a hot prefix group spills to a second
-// server instead of piling onto its first one. An opt-in latency scoring
-// ("scoring": "latency") replaces the weight vote by a predicted time to
-// first token: slot wait from the servers' batch limit and live occupancy,
-// plus the prefill of the blocks an endpoint does not hold.
+// By default each endpoint is scored by a predicted time to first token
+// ("scoring": "latency"): the wait for a free slot, from the servers' batch
+// limit and live occupancy, plus the prefill of the prompt blocks the
+// endpoint does not hold; the batch limit, service time and prefill time
+// are learned online (learn.go) unless configured. "scoring": "weights"
+// selects llm-d's weighted scorers instead (queue 2, KV cache 2, prefix 3,
+// max score with a random tie-break), with one departure where the
+// reference fails: the prefix score fades as the endpoint's queue grows,
+// so a hot prefix group spills to a second server instead of piling onto
+// its first one.
 package pick
 
 import (
@@ -70,9 +72,9 @@ type Config struct {
 	Fallbacks *int `json:"fallbacks"`
 	// Weights of the scorers.
 	Weights *Weights `json:"weights"`
-	// Scoring is "weights" (default: llm-d's weighted scorers) or
-	// "latency" (each endpoint's predicted TTFT: slot wait plus uncached
-	// prefill; see Latency).
+	// Scoring is "latency" (default: each endpoint's predicted TTFT, slot
+	// wait plus uncached prefill, from learned or configured figures; see
+	// Latency) or "weights" (llm-d's weighted scorers).
 	Scoring string `json:"scoring"`
 	// Latency sets the estimate of "scoring": "latency".
 	Latency *LatencyConfig `json:"latency"`
@@ -262,7 +264,7 @@ type Policy struct {
 	IndexEntries      int
 	PrefixTTL         time.Duration
 	LoadCutoff        float64
-	// Latency is set with "scoring": "latency" (nil: weighted scorers).
+	// Latency is set with "scoring": "latency", the default (nil: "weights", llm-d's weighted scorers).
 	Latency       *Latency
 	EjectFailures int
 	EjectBackoff  time.Duration
@@ -467,12 +469,12 @@ func build(c Config) (*Policy, error) {
 // buildLatency validates the scoring mode and its latency model.
 func buildLatency(mode string, c *LatencyConfig) (*Latency, error) {
 	switch mode {
-	case "", ScoringWeights:
+	case ScoringWeights:
 		if c != nil {
-			return nil, errors.New(`picker config: latency needs "scoring": "latency"`)
+			return nil, errors.New(`picker config: latency needs "scoring": "latency" (the default), not "weights"`)
 		}
 		return nil, nil
-	case ScoringLatency:
+	case "", ScoringLatency:
 	default:
 		return nil, errors.New("picker config: scoring " + strconv.Quote(mode) + ": want " + strconv.Quote(ScoringWeights) + " or " + strconv.Quote(ScoringLatency))
 	}

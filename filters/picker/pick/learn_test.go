@@ -181,6 +181,8 @@ func TestLatencyFigures(t *testing.T) {
 // idle server as the configured mode does.
 func TestLearnedLatencyScoring(t *testing.T) {
 	system := strings.Repeat("You are a helpful assistant for group seven. ", 60)
+	require.NotNil(t, policy(t, "").Latency, "latency scoring is the default")
+	require.Nil(t, policy(t, `,"scoring":"weights"`).Latency)
 	p := policy(t, `,"scoring":"latency"`)
 	h := newHost()
 	x := newIndex(t, p, h)

@@ -104,7 +104,7 @@ func TestPickByLoad(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := policy(t, "")
+			p := policy(t, `,"scoring":"weights"`)
 			h := newHost()
 			tc.setup(t, h)
 			d := p.Pick(h, nil, Request{Model: "m"})
@@ -396,7 +396,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"header", `{` + base + `,"destination_header":"X Bad"}`, "not an HTTP header name"},
 		{"trailing", `{` + base + `}}`, "trailing"},
 		{"scoring", `{` + base + `,"scoring":"fastest"}`, "scoring"},
-		{"latency without scoring", `{` + base + `,"latency":{"max_num_seqs":4}}`, "needs \"scoring\""},
+		{"latency with weights scoring", `{` + base + `,"scoring":"weights","latency":{"max_num_seqs":4}}`, "needs \"scoring\""},
 		{"latency seqs", `{` + base + `,"scoring":"latency","latency":{"max_num_seqs":-1}}`, "max_num_seqs"},
 		{"latency service time", `{` + base + `,"scoring":"latency","latency":{"service_time":"0s5"}}`, "service_time"},
 		{"latency cold weight", `{` + base + `,"scoring":"latency","latency":{"cold_weight":-2}}`, "cold_weight"},
@@ -460,7 +460,7 @@ func TestScrapeLagIsCompensated(t *testing.T) {
 }
 
 func TestPrefixAffinityHoldsUnderUniformOverload(t *testing.T) {
-	p := policy(t, "")
+	p := policy(t, `,"scoring":"weights"`)
 	h := newHost()
 	x := newIndex(t, p, h)
 	h.allIdle(t)
@@ -567,7 +567,7 @@ func TestLatencyScoring(t *testing.T) {
 		{"overload, home far deeper than the others: spill", latency("1", "1"), 24, 0, 12, false},
 		{"full home, pool at 33%: the cold weight is low, spill", latency("0.5", "3"), 4, 0, 0, false},
 		{"full home, pool at 83%: the cold weight has risen, stay", latency("0.5", "3"), 4, 0, 3, true},
-		{"weights mode: a full home with an empty queue looks free", "", 4, 0, 0, true},
+		{"weights mode: a full home with an empty queue looks free", `,"scoring":"weights"`, 4, 0, 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -592,7 +592,7 @@ func TestLatencyScoring(t *testing.T) {
 				d := p.Pick(h, x, Request{Model: "m", Blocks: chatBlocks(system, fmt.Sprint("question ", i))})
 				require.Zero(t, d.Status, d.Err)
 				assert.Equal(t, tc.wantHome, d.Endpoints[0] == a, "pick %d went to %s (parts %+v)", i, d.Endpoints[0], d.Primary.Parts)
-				if tc.extra != "" {
+				if strings.Contains(tc.extra, "latency") {
 					assert.Greater(t, d.Primary.Score, 0.0)
 					assert.LessOrEqual(t, d.Primary.Score, 1.0, "latency scores are 1/(1+cost)")
 				}
