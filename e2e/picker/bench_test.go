@@ -31,9 +31,12 @@ import (
 // system prompt and 4 users, 50 output tokens, Poisson arrivals at rising
 // rates, TOLLGATE_BENCH_REQUESTS (200) per rate), comparing
 // Envoy's round robin and least request with the picker without and with
-// its prefix scorer, and (only when named in TOLLGATE_BENCH_POLICIES)
-// picker-latency, the "scoring": "latency" option
-// (TOLLGATE_BENCH_POLICIES and TOLLGATE_BENCH_RATES, comma-separated, pick
+// its prefix scorer (its default: latency scoring with learned figures),
+// and, only when named in TOLLGATE_BENCH_POLICIES, picker-weights
+// ("scoring": "weights"), picker-learned ("scoring": "latency" spelled
+// out; it also prints what it learned) and picker-latency (the simulators'
+// figures configured) (TOLLGATE_BENCH_POLICIES and TOLLGATE_BENCH_RATES,
+// comma-separated, pick
 // a subset). Each cell also reports the requests each server served. TOLLGATE_BENCH_SCALE (default 0.25) runs the
 // simulators that much faster with rates divided by it, so the schedule is
 // the same; reported times are in simulated seconds.
