@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -506,4 +507,34 @@ func TestConcurrentTakers(t *testing.T) {
 	assert.LessOrEqual(t, consumed, int64(limit))
 	assert.Greater(t, leased, 3*direct, "far from the limit, most requests are served from leases")
 	t.Logf("consumed %d of %d; %d takes from leases, %d direct far from the limit; %d keystore calls", consumed, limit, leased, direct, ks.callCount())
+}
+
+// TestTickSendsTheLeasesClosestToExpiryFirst checks a tick with more
+// active counters than one callout carries sends those with no lease or
+// the earliest expiry first, and the rest on the next tick.
+func TestTickSendsTheLeasesClosestToExpiryFirst(t *testing.T) {
+	c := &clock{now: t0}
+	ks := newFakeKeystore(c)
+	e := newEnv(t, ks, settings(t, Config{Enabled: true, Max: 500, MaxCounters: 4 * MaxItems}), 1)
+	ctrs := make([]string, 2*MaxItems)
+	for i := range ctrs {
+		ctrs[i] = item("app"+strconv.Itoa(i), 1_000_000)
+		_, ok, err := e.workers[0].Take(ctrs[i], 1)
+		require.NoError(t, err)
+		require.False(t, ok, "no lease yet")
+	}
+	require.Equal(t, MaxItems, e.tick(t), "one callout carries at most MaxItems counters")
+	leased := 0
+	for _, ctr := range ctrs {
+		if e.rec(t, ctr).ID != "" {
+			leased++
+		}
+	}
+	require.Equal(t, MaxItems, leased)
+
+	c.Advance(300 * time.Millisecond)
+	require.Equal(t, MaxItems, e.tick(t))
+	for _, ctr := range ctrs {
+		assert.NotEmpty(t, e.rec(t, ctr).ID, "%s: a counter without a lease goes before leases far from expiry", ctr)
+	}
 }
