@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/e2e/envoytest"
 	"github.com/tollgate/tollgate/scripts/run-demo/demo"
@@ -328,12 +330,17 @@ func fourModules(t testing.TB, yaml string) string {
 	return yaml
 }
 
-// BenchmarkChainMemory measures what the chain costs in memory: bare Envoy,
-// the shipped chain as separate filters in the suite module (one VM per
-// worker) with one and with two workers, the fused filter with two, and
-// the same chain as four separate modules (the first
-// wave's shape), each after a warm-up and then after
-// TOLLGATE_BENCH_REQUESTS requests (JSON and streamed alternately).
+// BenchmarkChainMemory measures what the chain costs in memory, and what
+// that memory is made of. Each Envoy starts in turn, alone: bare, a no-op
+// Go module (build/hello.wasm), the suite module with one plugin
+// (modelroute), the shipped fused chain (gateway.yaml) with and without its
+// allocator release (memory_allocator_manager), and the chain as separate
+// filters (gateway-filters.yaml), each with one and with two workers;
+// TOLLGATE_BENCH_FOUR=1 adds the chain as four modules (the first wave's
+// shape). Each is measured 3 s after LIVE, after a warm-up and
+// TOLLGATE_BENCH_REQUESTS requests (JSON and streamed alternately), and
+// again 5 s later: RSS, and its parts (envoytest.Memory): tcmalloc's live
+// allocations, its free pages and caches, V8's code space, files, the rest.
 //
 //	TOLLGATE_BENCH_MEMORY=1 go test -run '^$' -bench ChainMemory -benchtime 1x -timeout 60m ./e2e/gateway/
 //
@@ -343,66 +350,120 @@ func BenchmarkChainMemory(b *testing.B) {
 	if os.Getenv("TOLLGATE_BENCH_MEMORY") != "1" {
 		b.Skip("set TOLLGATE_BENCH_MEMORY=1 to run the memory benchmark (several minutes)")
 	}
-	s := startBenchStack(b)
+	s := startStack(b, false)
 	total := benchEnv("TOLLGATE_BENCH_REQUESTS", 100_000)
 	conc := benchEnv("TOLLGATE_BENCH_CONCURRENCY", 8)
-	suiteYAML := renderGateway(b, filtersExample, s.keystore.data, s.upstreamSpec(b))
-	one := envoytest.Start(b, envoytest.Config{YAML: suiteYAML, ListenerName: "gateway",
-		Concurrency: 1, StartTimeout: 3 * time.Minute})
-	four := envoytest.Start(b, envoytest.Config{YAML: fourModules(b, suiteYAML), ListenerName: "gateway", StartTimeout: 3 * time.Minute})
-	fourOne := envoytest.Start(b, envoytest.Config{YAML: fourModules(b, suiteYAML), ListenerName: "gateway",
-		Concurrency: 1, StartTimeout: 3 * time.Minute})
-
+	up := s.upstreamSpec(b)
+	fused := renderGateway(b, fusedExample, s.keystore.data, up)
+	filters := renderGateway(b, filtersExample, s.keystore.data, up)
+	upstream := []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}}
+	routes := []envoytest.Route{{Prefix: "/", Cluster: "upstream", Timeout: 300 * time.Second}}
+	module := func(file, root, config string) envoytest.Config {
+		return envoytest.Config{Clusters: upstream, Routes: routes, StartTimeout: 3 * time.Minute,
+			Filters: []envoytest.WasmFilter{{Name: root, RootID: root, VMID: root, WasmPath: envoytest.WasmPath(b, file),
+				Configuration: config, AllowOnHeadersStopIteration: true}}}
+	}
+	gateway := func(yaml string) envoytest.Config {
+		return envoytest.Config{YAML: yaml, ListenerName: "gateway", StartTimeout: 3 * time.Minute}
+	}
 	type target struct {
 		name string
-		e    *envoytest.Envoy
+		cfg  envoytest.Config
 		key  string
-		load bool // gets the full request count
 	}
-	targets := []target{
-		{"bare-2w", s.bare, "", true},
-		{"suite-1w", one, s.keys["bench"], true},
-		{"suite-2w", s.envoy, s.keys["bench"], true},
-		{"fused-2w", s.fused, s.keys["bench"], true},
-		{"four-modules-1w", fourOne, s.keys["bench"], true},
-		{"four-modules-2w", four, s.keys["bench"], true},
+	var targets []target
+	add := func(name string, cfg envoytest.Config, key string) {
+		for _, w := range []int{1, 2} {
+			c := cfg
+			c.Concurrency = w
+			targets = append(targets, target{fmt.Sprintf("%s-%dw", name, w), c, key})
+		}
 	}
+	key := s.keys["bench"]
+	add("bare", envoytest.Config{Clusters: upstream, Routes: routes}, "")
+	add("hello", module("hello", "hello", ""), "")
+	add("suite-modelroute", module("tollgate", "modelroute", `{"models":[{"name":"llama-3.1-8b","route":"pool-a"}]}`), "")
+	add("fused-norelease", gateway(withoutRelease(b, fused)), key)
+	add("fused", gateway(fused), key)
+	add("filters", gateway(filters), key)
+	if os.Getenv("TOLLGATE_BENCH_FOUR") == "1" {
+		add("four-modules", gateway(fourModules(b, filters)), key)
+	}
+
 	reqs := benchRequests()
+	snap := func(e *envoytest.Envoy) envoytest.Memory {
+		m, err := e.Memory()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}
 	for b.Loop() {
-		var rows bytes.Buffer
-		w := bufio.NewWriter(&rows)
-		fmt.Fprintf(w, "%-20s %8s %12s %12s %12s\n", "envoy", "wasm VMs", "RSS warm MiB", "RSS end MiB", "requests")
+		// Rows go to stdout as they are measured: the table is longer than
+		// what the testing package keeps of a benchmark's log, and a target
+		// that fails leaves the rows before it.
+		w := os.Stdout
+		fmt.Fprintln(w, "memory (live: 3 s after LIVE; load: right after the requests; idle: 5 s later):")
+		fmt.Fprintf(w, "%-22s %3s %-5s %7s %7s %7s %7s %7s %7s %7s %7s\n", "envoy (MiB)", "VMs", "when",
+			"RSS", "alloc", "free", "caches", "v8code", "files", "other", "req")
 		for _, tg := range targets {
-			base := "http://" + tg.e.ListenerAddr()
+			e := envoytest.Start(b, tg.cfg)
+			base := "http://" + e.ListenerAddr()
+			row := func(when string, m envoytest.Memory, sent int) {
+				mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
+				fmt.Fprintf(w, "%-22s %3d %-5s %7.1f %7.1f %7.1f %7.1f %7.1f %7.1f %7.1f %7d\n", tg.name, activeVMs(e), when,
+					mib(m.RSS), mib(m.Allocated), mib(m.PageheapFree), mib(m.ThreadCache), mib(m.Code), mib(m.File), mib(m.Other()), sent)
+			}
+			time.Sleep(3 * time.Second) // the same settling time for every Envoy; nothing to poll for
+			row("live", snap(e), 0)
+			sent := 0
 			for _, r := range reqs {
 				if _, err := runLoad(b.Context(), base, tg.key, r, 500, conc); err != nil {
 					b.Fatalf("%s warm-up: %v", tg.name, err)
 				}
+				sent += 500
 			}
-			warm := rssMiB(b, tg.e)
-			sent := 1000
-			if tg.load {
-				half := (total - sent) / 2
-				for _, shape := range []string{"json", "stream"} {
-					if _, err := runLoad(b.Context(), base, tg.key, reqs[shape], half, conc); err != nil {
-						b.Fatalf("%s load: %v", tg.name, err)
-					}
-					sent += half
+			half := (total - sent) / 2
+			for _, shape := range []string{"json", "stream"} {
+				if _, err := runLoad(b.Context(), base, tg.key, reqs[shape], half, conc); err != nil {
+					b.Fatalf("%s load: %v", tg.name, err)
 				}
+				sent += half
 			}
-			end := rssMiB(b, tg.e)
-			fmt.Fprintf(w, "%-20s %8d %12.1f %12.1f %12d\n", tg.name, activeVMs(tg.e), warm, end, sent)
-			b.ReportMetric(end, tg.name+"-RSS-MiB")
+			end := snap(e)
+			row("load", end, sent)
+			time.Sleep(5 * time.Second) // idle: what the allocator gives back
+			idle := snap(e)
+			row("idle", idle, sent)
+			b.ReportMetric(float64(end.RSS)/(1<<20), tg.name+"-RSS-MiB")
+			e.Stop()
 		}
-		w.Flush()
-		b.Logf("resident memory:\n%s", rows.String())
 	}
 }
 
+// withoutRelease is a rendered gateway configuration without its bootstrap
+// memory_allocator_manager, to measure what the release saves.
+func withoutRelease(t testing.TB, config string) string {
+	t.Helper()
+	var doc map[string]any
+	require.NoError(t, yaml.Unmarshal([]byte(config), &doc))
+	require.Contains(t, doc, "memory_allocator_manager", "the shipped gateway releases free memory")
+	delete(doc, "memory_allocator_manager")
+	out, err := yaml.Marshal(doc)
+	require.NoError(t, err)
+	return string(out)
+}
+
 // BenchmarkChainStartup measures how long Envoy takes from exec to LIVE
-// with the shipped chain as the suite module and as four modules (mostly
-// V8 compiling Wasm), against bare Envoy, started in turn, median of
-// TOLLGATE_BENCH_STARTS (default 3) starts each.
+// (mostly V8 compiling Wasm) with a no-op Go module (build/hello.wasm), the
+// suite module with one plugin, the shipped chain fused and as separate
+// filters, and as four modules, against bare Envoy, started in turn,
+// median of TOLLGATE_BENCH_STARTS (default 3) starts each. Each start is
+// split by Envoy's wasm debug log: "compile" runs from the base VM's
+// creation to its first clone (reading, compiling and instantiating the
+// module once); the rest is Envoy's own start and the per-thread VMs. Envoy's
+// CPU time at LIVE is reported too: a busy machine inflates it far less
+// than the wall time.
 //
 //	TOLLGATE_BENCH_STARTUP=1 go test -run '^$' -bench ChainStartup -benchtime 1x ./e2e/gateway/
 func BenchmarkChainStartup(b *testing.B) {
@@ -410,38 +471,102 @@ func BenchmarkChainStartup(b *testing.B) {
 		b.Skip("set TOLLGATE_BENCH_STARTUP=1 to run the start-up benchmark (a minute or more)")
 	}
 	s := startBenchStack(b)
-	suiteYAML := renderGateway(b, filtersExample, s.keystore.data, s.upstreamSpec(b))
+	up := s.upstreamSpec(b)
+	suiteYAML := renderGateway(b, filtersExample, s.keystore.data, up)
+	upstream := []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}}
+	routes := []envoytest.Route{{Prefix: "/", Cluster: "upstream"}}
+	module := func(file, root, config string) envoytest.Config {
+		return envoytest.Config{Clusters: upstream, Routes: routes, StartTimeout: 3 * time.Minute,
+			Filters: []envoytest.WasmFilter{{Name: root, RootID: root, VMID: root, WasmPath: envoytest.WasmPath(b, file),
+				Configuration: config, AllowOnHeadersStopIteration: true}}}
+	}
+	gateway := func(yaml string) envoytest.Config {
+		return envoytest.Config{YAML: yaml, ListenerName: "gateway", StartTimeout: 3 * time.Minute}
+	}
 	configs := []struct {
 		name string
 		cfg  envoytest.Config
 	}{
-		{"bare", envoytest.Config{
-			Clusters: []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}},
-			Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream"}},
-		}},
-		{"suite", envoytest.Config{YAML: suiteYAML, ListenerName: "gateway", StartTimeout: 3 * time.Minute}},
-		{"fused", envoytest.Config{YAML: renderGateway(b, fusedExample, s.keystore.data, s.upstreamSpec(b)), ListenerName: "gateway", StartTimeout: 3 * time.Minute}},
-		{"four-modules", envoytest.Config{YAML: fourModules(b, suiteYAML), ListenerName: "gateway", StartTimeout: 3 * time.Minute}},
+		{"bare", envoytest.Config{Clusters: upstream, Routes: routes}},
+		{"hello", module("hello", "hello", "")},
+		{"suite-modelroute", module("tollgate", "modelroute", `{"models":[{"name":"llama-3.1-8b","route":"pool-a"}]}`)},
+		{"fused", gateway(renderGateway(b, fusedExample, s.keystore.data, up))},
+		{"suite", gateway(suiteYAML)},
+		{"four-modules", gateway(fourModules(b, suiteYAML))},
 	}
 	starts := benchEnv("TOLLGATE_BENCH_STARTS", 3)
+	median := func(d []time.Duration) time.Duration {
+		d = slices.Clone(d)
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
 	for b.Loop() {
-		took := map[string][]time.Duration{}
+		took, compile, cpu := map[string][]time.Duration{}, map[string][]time.Duration{}, map[string][]time.Duration{}
 		for range starts {
 			for _, c := range configs {
+				cfg := c.cfg
+				cfg.ComponentLogLevel = "wasm:debug"
 				t0 := time.Now()
-				e := envoytest.Start(b, c.cfg)
+				e := envoytest.Start(b, cfg)
 				took[c.name] = append(took[c.name], time.Since(t0))
+				if used, err := e.CPUTime(); err == nil {
+					cpu[c.name] = append(cpu[c.name], used)
+				}
+				if d, ok := wasmCompileTime(e.Log()); ok {
+					compile[c.name] = append(compile[c.name], d)
+				}
 				e.Stop()
 			}
 		}
 		for _, c := range configs {
-			d := took[c.name]
-			slices.Sort(d)
-			med := d[len(d)/2]
+			med := median(took[c.name])
 			b.ReportMetric(med.Seconds(), c.name+"-start-s")
-			b.Logf("%-13s start to LIVE, median of %d: %v (all: %v)", c.name, len(d), med.Round(time.Millisecond), d)
+			line := fmt.Sprintf("%-17s start to LIVE, median of %d: %v (all: %v)", c.name, len(took[c.name]), med.Round(time.Millisecond), took[c.name])
+			if d := compile[c.name]; len(d) > 0 {
+				line += fmt.Sprintf("; base VM (compile) %v", median(d).Round(time.Millisecond))
+				b.ReportMetric(median(d).Seconds(), c.name+"-compile-s")
+			}
+			if d := cpu[c.name]; len(d) > 0 {
+				line += fmt.Sprintf("; Envoy CPU at LIVE %v", median(d).Round(time.Millisecond))
+				b.ReportMetric(median(d).Seconds(), c.name+"-cpu-s")
+			}
+			b.Log(line)
 		}
 	}
+}
+
+// envoyLogTime is the timestamp at the start of each Envoy log line.
+const envoyLogTime = "2006-01-02 15:04:05.000"
+
+// wasmCompileTime is how long Envoy took from creating its first base Wasm
+// VM to the first per-thread clone, from its wasm debug log: reading,
+// compiling and instantiating the module once. ok is false when the log
+// does not hold both lines (no Wasm, or not at debug level).
+func wasmCompileTime(log string) (d time.Duration, ok bool) {
+	var base, clone time.Time
+	for _, line := range strings.Split(log, "\n") {
+		var at *time.Time
+		switch {
+		case base.IsZero() && strings.Contains(line, "Base Wasm created"):
+			at = &base
+		case !base.IsZero() && strings.Contains(line, "Thread-Local Wasm created"):
+			at = &clone
+		default:
+			continue
+		}
+		if len(line) < len(envoyLogTime)+2 || line[0] != '[' {
+			continue
+		}
+		t, err := time.Parse(envoyLogTime, line[1:1+len(envoyLogTime)])
+		if err != nil {
+			continue
+		}
+		*at = t
+		if at == &clone {
+			return clone.Sub(base), true
+		}
+	}
+	return 0, false
 }
 
 // upstreamSpec is the mock upstream as a render option.

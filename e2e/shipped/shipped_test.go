@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/e2e/envoytest"
 )
 
 // raw sends one request exactly as written (Go's client would tidy paths and
@@ -246,6 +248,22 @@ func TestShippedGateway(t *testing.T) {
 		require.NoError(t, err)
 		settings := h2ServerSettings(t, bufio.NewReader(c))
 		assert.Equal(t, uint32(100), settings[0x3], "SETTINGS_MAX_CONCURRENT_STREAMS: %v", settings)
+	})
+
+	t.Run("free memory goes back to the system", func(t *testing.T) {
+		// V8's compile leaves tens of MiB free in tcmalloc (25-60 MiB for
+		// the suite); the shipped memory_allocator_manager releases them
+		// in the background (docs/benchmarks.md, "Memory").
+		assert.Contains(t, g.envoy.Log(), "Configured tcmalloc with background release rate")
+		var m envoytest.Memory
+		envoytest.Eventually(t, 30*time.Second, func() bool {
+			var err error
+			m, err = g.envoy.Memory()
+			require.NoError(t, err)
+			return m.PageheapFree < 8<<20
+		}, "tcmalloc still holds free pages: %+v", &m)
+		t.Logf("RSS %d MiB, tcmalloc allocated %d MiB, free %d MiB, released %d MiB",
+			m.RSS>>20, m.Allocated>>20, m.PageheapFree>>20, m.PageheapUnmapped>>20)
 	})
 
 	// Last: it takes the model server away.
