@@ -222,7 +222,9 @@ type benchTarget struct {
 // configuration costs), "chain" (four filters, one VM), "fused" (as
 // shipped) and, with TOLLGATE_BENCH_BEFORE=<dir>, "fused-before" (the
 // shipped gateway loading <dir>/tollgate.wasm). TOLLGATE_BENCH_TARGETS
-// (comma-separated names) keeps only some; "bare" always runs.
+// (comma-separated names) keeps only some; "bare" always runs;
+// "fused-norelease" (gateway.yaml without memory_allocator_manager) runs
+// only when named there.
 func fullChainTargets(b *testing.B, s *benchStack) []benchTarget {
 	b.Helper()
 	key := s.keys["bench"]
@@ -243,6 +245,12 @@ func fullChainTargets(b *testing.B, s *benchStack) []benchTarget {
 	}
 	if want("fused") {
 		targets = append(targets, benchTarget{"fused", s.fused, key})
+	}
+	// Only when asked for by name: the shipped gateway without its
+	// allocator release, to show what the release costs per request.
+	if strings.Contains(","+os.Getenv("TOLLGATE_BENCH_TARGETS")+",", ",fused-norelease,") {
+		fused := renderGateway(b, fusedExample, s.keystore.data, s.upstreamSpec(b))
+		targets = append(targets, benchTarget{"fused-norelease", gw(withoutRelease(b, fused)), key})
 	}
 	if before := os.Getenv("TOLLGATE_BENCH_BEFORE"); before != "" && want("fused-before") {
 		fused := renderGateway(b, fusedExample, s.keystore.data, s.upstreamSpec(b))
