@@ -262,7 +262,8 @@ func BenchmarkFusedNativeHotPath(b *testing.B) {
 // TestWasmFusedAllocationBudget holds what one request of the shipped fused
 // chain allocates inside the Go runtime of a worker VM to a budget: every
 // allocation is work for the collector, which runs stop-the-world inside
-// whatever callback allocates (docs/benchmarks.md, "GC in the VM").
+// whatever callback allocates (docs/benchmarks.md, "The Go collector
+// inside the VM").
 func TestWasmFusedAllocationBudget(t *testing.T) {
 	g := startGCVM(t, nil)
 	s0 := g.stats(t)
