@@ -276,7 +276,9 @@ func TestWasmFusedAllocationBudget(t *testing.T) {
 	allocs, bytes := per("/gc/heap/allocs:objects"), per("/gc/heap/allocs:bytes")
 	t.Logf("fused chain, shipped config, per request in the VM: %.1f allocations, %.0f bytes", allocs, bytes)
 	// Measured 2026-12-07: 144 allocations and 21.4 KB before the
-	// allocation work of issue #11, 95 and 18.5 KB after.
-	assert.LessOrEqual(t, allocs, 100.0, "allocations per request")
+	// allocation work of issue #11, 93-95 and 18.5 KB after; the budget
+	// leaves room for run-to-run variation (ticks, clocks), not for a
+	// per-request regression.
+	assert.LessOrEqual(t, allocs, 105.0, "allocations per request")
 	assert.LessOrEqual(t, bytes, 20000.0, "bytes allocated per request")
 }
