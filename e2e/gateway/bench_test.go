@@ -345,7 +345,10 @@ func fourModules(t testing.TB, yaml string) string {
 // allocator release (memory_allocator_manager), and the chain as separate
 // filters (gateway-filters.yaml), each with one and with two workers;
 // TOLLGATE_BENCH_FOUR=1 adds the chain as four modules (the first wave's
-// shape). Each is measured 3 s after LIVE, after a warm-up and
+// shape), TOLLGATE_BENCH_BEFORE=<dir> the fused chain loading
+// <dir>/tollgate.wasm ("fused-before"), and TOLLGATE_BENCH_TARGETS
+// (comma-separated: bare, hello, suite-modelroute, fused-norelease, fused,
+// fused-before, filters, four-modules) keeps only those. Each is measured 3 s after LIVE, after a warm-up and
 // TOLLGATE_BENCH_REQUESTS requests (JSON and streamed alternately), and
 // again 5 s later: RSS, and its parts (envoytest.Memory): tcmalloc's live
 // allocations, its free pages and caches, V8's code space, files, the rest.
@@ -380,7 +383,11 @@ func BenchmarkChainMemory(b *testing.B) {
 		key  string
 	}
 	var targets []target
+	only := os.Getenv("TOLLGATE_BENCH_TARGETS")
 	add := func(name string, cfg envoytest.Config, key string) {
+		if only != "" && !slices.Contains(strings.Split(only, ","), name) {
+			return
+		}
 		for _, w := range []int{1, 2} {
 			c := cfg
 			c.Concurrency = w
@@ -393,6 +400,9 @@ func BenchmarkChainMemory(b *testing.B) {
 	add("suite-modelroute", module("tollgate", "modelroute", `{"models":[{"name":"llama-3.1-8b","route":"pool-a"}]}`), "")
 	add("fused-norelease", gateway(withoutRelease(b, fused)), key)
 	add("fused", gateway(fused), key)
+	if before := os.Getenv("TOLLGATE_BENCH_BEFORE"); before != "" {
+		add("fused-before", gateway(withModulePath(b, fused, filepath.Join(before, "tollgate.wasm"))), key)
+	}
 	add("filters", gateway(filters), key)
 	if os.Getenv("TOLLGATE_BENCH_FOUR") == "1" {
 		add("four-modules", gateway(fourModules(b, filters)), key)

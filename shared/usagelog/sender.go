@@ -155,16 +155,32 @@ func (s *Sender) Report(r *Record) error {
 }
 
 // Tick sends the next batch unless one is in flight or waiting for its
-// retry time. Call it from the plugin's OnTick.
+// retry time. Call it from the plugin's OnTick. FlushInterval spaces
+// partial batches; a full batch goes at once, and while full batches wait
+// each acknowledgement sends the next (done), so a VM's records leave at
+// the keystore's pace, not at MaxBatch per FlushInterval: a worker serving
+// more requests than that would otherwise fill its backlog (MaxBacklog
+// records of ~400 bytes in the VM's heap) and drop the oldest.
 func (s *Sender) Tick(now time.Time) error {
 	if !s.set.Enabled {
 		return nil
 	}
-	if s.sending || now.Before(s.next) {
+	if s.sending {
 		return nil
 	}
 	if len(s.inflight) > 0 && now.Before(s.retryAt) {
 		return nil
+	}
+	if len(s.inflight) == 0 && now.Before(s.next) && len(s.backlog) < s.set.MaxBatch {
+		return nil
+	}
+	return s.send(now)
+}
+
+// send posts the batch in flight (a retry) or the next one from the backlog.
+func (s *Sender) send(now time.Time) error {
+	if len(s.inflight) > 0 {
+		s.stats.Retries++
 	}
 	if len(s.inflight) == 0 {
 		n, size := 0, 0
@@ -177,8 +193,6 @@ func (s *Sender) Tick(now time.Time) error {
 		}
 		s.inflight = append([][]byte(nil), s.backlog[:n]...)
 		s.backlog = append(s.backlog[:0], s.backlog[n:]...)
-	} else {
-		s.stats.Retries++
 	}
 	s.next = now.Add(s.set.FlushInterval)
 	body := make([]byte, 0, 16)
@@ -214,6 +228,10 @@ func (s *Sender) done(sentAt time.Time, failed bool, status int) {
 		s.backoff = 0
 	default:
 		s.fail(sentAt)
+		return
+	}
+	if len(s.backlog) >= s.set.MaxBatch { // a full batch waits: send it now
+		_ = s.send(sentAt) // a failed dispatch is kept for the next tick's retry
 	}
 }
 

@@ -96,20 +96,45 @@ func TestSenderBatchesAndRetries(t *testing.T) {
 	require.Len(t, h.posts, 3)
 	h.answer(t, false, 200)
 
-	require.NoError(t, s.Tick(t0.Add(3300*time.Millisecond)))
-	assert.Len(t, h.posts, 3, "the flush interval spaces batches")
-	require.NoError(t, s.Tick(t0.Add(4300*time.Millisecond)))
-	require.Len(t, h.posts, 4)
+	require.Len(t, h.posts, 4, "a full batch waiting follows the acknowledgement at once")
 	second := batchIDs(t, h.posts[3])
 	assert.Equal(t, "req-0200", second[0])
 	h.answer(t, false, 400) // malformed for the keystore: dropped, never retried
-	require.NoError(t, s.Tick(t0.Add(5400*time.Millisecond)))
+	require.NoError(t, s.Tick(t0.Add(3300*time.Millisecond)))
+	assert.Len(t, h.posts, 4, "the flush interval spaces partial batches")
+	require.NoError(t, s.Tick(t0.Add(4300*time.Millisecond)))
 	require.Len(t, h.posts, 5)
 	assert.Len(t, batchIDs(t, h.posts[4]), 50)
 	h.answer(t, false, 200)
 
 	assert.Equal(t, Stats{Queued: 450, Sent: 250, Rejected: 200, Retries: 2}, s.Stats())
 	assert.Zero(t, s.Pending())
+}
+
+// TestSenderKeepsUpWithLoad: a worker reporting far more than MaxBatch
+// records per FlushInterval (2,000 between ticks) sends them all, one full
+// batch per acknowledgement, instead of filling its backlog (in the VM's
+// heap) and dropping the oldest.
+func TestSenderKeepsUpWithLoad(t *testing.T) {
+	h := &fakeHost{}
+	s := New(settings(t, Config{MaxBatch: 200, FlushInterval: "1s"}), h)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	sent := 0
+	for tick := range 20 { // 5 s of ticks every 250 ms
+		for i := range 2000 {
+			require.NoError(t, s.Report(record(tick*2000+i, t0)))
+		}
+		require.NoError(t, s.Tick(t0.Add(time.Duration(tick)*250*time.Millisecond)))
+		for h.pending != nil {
+			sent += len(batchIDs(t, h.posts[len(h.posts)-1]))
+			h.answer(t, false, 200)
+		}
+		assert.Less(t, s.Pending(), 200, "tick %d: only a partial batch waits", tick)
+	}
+	st := s.Stats()
+	assert.Zero(t, st.Dropped)
+	assert.EqualValues(t, st.Sent, sent)
+	assert.EqualValues(t, 40000, st.Sent+uint64(s.Pending()))
 }
 
 func TestSenderBacklogIsBounded(t *testing.T) {
