@@ -138,6 +138,9 @@ func runPolicy(t *testing.T, policy string, groups []group, rate float64, n int,
 	case "round-robin", "least-request":
 		e = startPlainEnvoy(t, sims, map[string]string{"round-robin": "ROUND_ROBIN", "least-request": "LEAST_REQUEST"}[policy])
 	case "picker-no-prefix":
+		// The default scoring with the prefix index out of the pick: a
+		// prefix weight of 0 matches nothing and records nothing, in
+		// latency scoring too (pick.TestPrefixWeightZeroIgnoresIndex).
 		e = startEnvoy(t, sims, modeOriginalDst, pickerConfig(sims, `,"fallbacks":0,"weights":{"prefix":0}`))
 		waitScraped(t, e, sims)
 	case "picker-latency":

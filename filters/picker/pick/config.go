@@ -147,7 +147,9 @@ type EndpointConfig struct {
 	Labels map[string]string `json:"labels"`
 }
 
-// Weights of the scorers; absent fields take llm-d's defaults.
+// Weights of the scorers; absent fields take llm-d's defaults. Prefix 0
+// takes the prefix index out of the pick in either scoring mode: no
+// request is matched against it and no pick is recorded in it.
 type Weights struct {
 	Queue   *float64 `json:"queue"`
 	KVCache *float64 `json:"kv_cache"`

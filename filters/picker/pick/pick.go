@@ -329,7 +329,9 @@ func (c *Candidate) Occupancy() float64 {
 // request held breaks ties towards the least loaded endpoint. Score is
 // 1/(1+cost): the lowest cost scores highest. The figures are configured
 // or learned (Latency.figures, Latency.seqs); an endpoint whose batch
-// limit is unknown has no slot wait.
+// limit is unknown has no slot wait. With a prefix weight of 0 match is
+// nil: every candidate lacks every block, so the cold cost is the same for
+// all and only the wait and the load tie-break decide.
 func (p *Policy) scoreLatency(cs []Candidate, match map[string]float64, req Request, isLora bool) {
 	l := p.Latency
 	f := l.figures(cs)

@@ -615,3 +615,64 @@ func TestLatencyScoringSpreadsColdRequests(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int{a: 4, b: 4, c: 4}, counts)
 }
+
+// TestPrefixWeightZeroIgnoresIndex: "weights": {"prefix": 0} takes the
+// prefix index out of the pick in every scoring mode (the benchmark's
+// picker-no-prefix): a home that holds the group's blocks gets no credit
+// for them, the pick is the one a request without a prompt would get (the
+// least loaded endpoint), and a commit teaches the index nothing. With
+// the default weight the same home wins on its cache hit.
+func TestPrefixWeightZeroIgnoresIndex(t *testing.T) {
+	system := strings.Repeat("You are a helpful assistant for group seven. ", 60) // ~43 blocks
+	tests := []struct {
+		name     string
+		extra    string
+		wantPick string
+	}{
+		{"latency, learned figures (the default): the cache hit wins", ``, a},
+		{"latency, learned figures, prefix 0: least loaded", `,"weights":{"prefix":0}`, c},
+		{"latency, configured figures: the cache hit wins", `,"latency":{"max_num_seqs":4}`, a},
+		{"latency, configured figures, prefix 0: least loaded", `,"latency":{"max_num_seqs":4},"weights":{"prefix":0}`, c},
+		{"weights: the cache hit wins", `,"scoring":"weights"`, a},
+		{"weights, prefix 0: least loaded", `,"scoring":"weights","weights":{"prefix":0}`, c},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := policy(t, tc.extra)
+			h := newHost()
+			x := newIndex(t, p, h)
+			// a holds the group's prompt (as a prefix-scoring Envoy sharing
+			// this index would have recorded it) and is the busiest.
+			blocks := chatBlocks(system, "q0")
+			require.NoError(t, x.Record(blocks, a, h.now))
+			h.metrics(t, a, 0, 2, 0.2)
+			h.metrics(t, b, 0, 1, 0.1)
+			h.metrics(t, c, 0, 0, 0)
+			req := Request{Model: "m", Blocks: chatBlocks(system, "question 1")}
+			for i := 0; i < 8; i++ {
+				d := p.Pick(h, x, req)
+				require.Zero(t, d.Status, d.Err)
+				assert.Equal(t, tc.wantPick, d.Endpoints[0], "pick %d (parts %+v)", i, d.Primary.Parts)
+				if p.WPrefix > 0 {
+					continue
+				}
+				bare := p.Pick(h, x, Request{Model: "m"})
+				assert.Equal(t, bare.Endpoints, d.Endpoints, "prefix 0 picks as if there were no prompt")
+				for _, cand := range d.Candidates {
+					assert.Zero(t, cand.Parts.Prefix, "%s: no prefix part", cand.Address)
+					if p.Latency != nil {
+						assert.Equal(t, float64(len(req.Blocks)), cand.Uncached, "%s: every block counts as uncached", cand.Address)
+					}
+				}
+			}
+			d := p.Pick(h, x, req)
+			require.NoError(t, p.Commit(h, x, &d))
+			m := x.Match(req.Blocks, h.now)
+			if p.WPrefix > 0 {
+				assert.Greater(t, m[d.Endpoints[0]], 0.9, "a commit records the prompt")
+			} else {
+				assert.Zero(t, m[d.Endpoints[0]], "prefix 0: a commit records nothing")
+			}
+		})
+	}
+}
