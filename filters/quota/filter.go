@@ -115,6 +115,11 @@ func (p *plugin) defineMetrics() error {
 			}
 		}
 	}
+	if p.pol.Usage.Enabled {
+		for _, ev := range usagelog.Events() {
+			names = append(names, policy.UsageRecordsMetric(ev))
+		}
+	}
 	p.metrics = proxywasm.NewMetrics("quota")
 	return p.metrics.Define(names...)
 }
@@ -136,7 +141,13 @@ func (p *plugin) OnTick() {
 		if err := p.usage.Tick(now); err != nil {
 			proxywasm.Log(proxywasm.LogLevelWarn, "quota: usage: "+err.Error())
 		}
+		p.usage.Export(p.exportUsage)
 	}
+}
+
+// exportUsage adds a usage records event to its counter.
+func (p *plugin) exportUsage(event string, n uint64) {
+	p.metrics.Add(policy.UsageRecordsMetric(event), n)
 }
 
 func (p *plugin) NewHttpContext(uint32) proxywasm.HttpContext { return &stream{p: p} }

@@ -90,6 +90,11 @@ func (p *plugin) OnPluginStart(config []byte) error {
 		}
 		p.usage = usagelog.New(pol.Usage, h)
 		tick = min(tick, pol.Usage.FlushInterval)
+		for _, ev := range usagelog.Events() {
+			if err := p.metrics.Define(meter.UsageRecordsMetric(ev)); err != nil {
+				return err
+			}
+		}
 	}
 	if pol.Lease.Enabled {
 		if p.leases, err = lease.New(shareddata.Store{}, leaseHost{p}, LeaseNamespace, pol.Lease, pol.Timeout); err != nil {
@@ -119,12 +124,18 @@ func (p *plugin) add(name string, n int64) {
 	}
 }
 
+// exportUsage adds a usage records event to its counter.
+func (p *plugin) exportUsage(event string, n uint64) {
+	p.metrics.Add(meter.UsageRecordsMetric(event), n)
+}
+
 // OnTick flushes usage records and retries the queued settles that are due.
 func (p *plugin) OnTick() {
 	if p.usage != nil {
 		if err := p.usage.Tick(time.Now()); err != nil {
 			proxywasm.Log(proxywasm.LogLevelWarn, "tokencount: usage records: "+err.Error())
 		}
+		p.usage.Export(p.exportUsage)
 	}
 	if p.leases != nil {
 		if _, err := p.leases.Tick(); err != nil {

@@ -121,6 +121,7 @@ type Sender struct {
 	backoff  time.Duration
 	next     time.Time // earliest next flush
 	stats    Stats
+	exported Stats // stats at the last Export
 }
 
 // New returns a sender; it does nothing until the first Tick.

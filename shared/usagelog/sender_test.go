@@ -192,3 +192,31 @@ func TestConfigCompile(t *testing.T) {
 		})
 	}
 }
+
+// TestSenderExportsDeltas: each Export adds only what changed since the
+// last one, so host counters summed over ticks equal Stats.
+func TestSenderExportsDeltas(t *testing.T) {
+	h := &fakeHost{}
+	s := New(settings(t, Config{MaxBatch: 100, MaxBacklog: 300}), h)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	got := map[string]uint64{}
+	export := func() {
+		s.Export(func(ev string, n uint64) { got[ev] += n })
+	}
+	for i := range 400 {
+		require.NoError(t, s.Report(record(i, t0)))
+	}
+	export()
+	assert.Equal(t, map[string]uint64{EventQueued: 400, EventDropped: 100, EventSent: 0, EventRejected: 0, EventRetried: 0}, got)
+	require.NoError(t, s.Tick(t0))
+	h.answer(t, true, 0) // lost answer: retried
+	require.NoError(t, s.Tick(t0.Add(time.Hour)))
+	h.answer(t, false, 200) // acknowledged; the next full batch goes at once
+	h.answer(t, false, 400) // refused as malformed
+	export()
+	export()
+	assert.Equal(t, map[string]uint64{EventQueued: 400, EventDropped: 100, EventSent: 100, EventRejected: 100, EventRetried: 1}, got)
+	st := s.Stats()
+	assert.Equal(t, got, map[string]uint64{EventQueued: st.Queued, EventDropped: st.Dropped, EventSent: st.Sent, EventRejected: st.Rejected, EventRetried: st.Retries})
+	assert.Len(t, Events(), len(got))
+}

@@ -147,5 +147,5 @@ func TestModeAndOutcomeNames(t *testing.T) {
 	assert.Equal(t, "tollgate_quota_requests_total.mode.strict.outcome.failed_open", RequestsMetric(Strict, FailedOpen))
 	assert.Equal(t, "tollgate_quota_keystore_errors_total.op.sync", KeystoreErrorsMetric("sync"))
 	assert.Equal(t, "tollgate_quota_syncs_total.result.ok", SyncsMetric("ok"))
-	assert.Len(t, StatsTags(), 4)
+	assert.Len(t, StatsTags(), 5)
 }

@@ -45,6 +45,7 @@ func (o Outcome) String() string {
 //	tollgate_quota_sync_items_total                 counters pushed or pulled
 //	tollgate_quota_evictions_total                  live records dropped from a full table
 //	tollgate_quota_ledger_errors_total              shared-data failures
+//	tollgate_quota_usage_records_total.event.<queued|sent|rejected|dropped|retried>
 const (
 	MetricRequests       = "tollgate_quota_requests_total"
 	MetricKeystoreErrors = "tollgate_quota_keystore_errors_total"
@@ -52,6 +53,7 @@ const (
 	MetricSyncItems      = "tollgate_quota_sync_items_total"
 	MetricEvictions      = "tollgate_quota_evictions_total"
 	MetricLedgerErrors   = "tollgate_quota_ledger_errors_total"
+	MetricUsageRecords   = "tollgate_quota_usage_records_total"
 )
 
 // RequestsMetric names the requests counter of a mode and outcome.
@@ -61,6 +63,9 @@ func RequestsMetric(m Mode, o Outcome) string {
 
 // KeystoreErrorsMetric names the keystore error counter of an operation ("consume" or "sync").
 func KeystoreErrorsMetric(op string) string { return MetricKeystoreErrors + ".op." + op }
+
+// UsageRecordsMetric names the usage records counter of a usagelog event.
+func UsageRecordsMetric(event string) string { return MetricUsageRecords + ".event." + event }
 
 // SyncsMetric names the sync callout counter of a result ("ok" or "error").
 func SyncsMetric(result string) string { return MetricSyncs + ".result." + result }
@@ -82,5 +87,6 @@ func StatsTags() []StatsTag {
 		{Name: "outcome", Regex: stem + `requests_total\.mode\.[^.]+(\.outcome\.([^.]+))$`},
 		{Name: "op", Regex: stem + `keystore_errors_total(\.op\.([^.]+))$`},
 		{Name: "result", Regex: stem + `syncs_total(\.result\.([^.]+))$`},
+		{Name: "event", Regex: stem + `usage_records_total(\.event\.([^.]+))$`},
 	}
 }

@@ -22,6 +22,7 @@ import (
 //	tollgate_tokencount_usage_violations_total.model.<m>.reason.<violation>
 //	tollgate_tokencount_settle_queue_total.event.<queued|delivered|retried|dropped>
 //	tollgate_tokencount_lease_total.result.<taken|fallback>
+//	tollgate_tokencount_usage_records_total.event.<queued|sent|rejected|dropped|retried>
 const (
 	MetricPromptTokens     = "tollgate_tokencount_prompt_tokens_total"
 	MetricCompletionTokens = "tollgate_tokencount_completion_tokens_total"
@@ -34,6 +35,7 @@ const (
 	MetricViolations       = "tollgate_tokencount_usage_violations_total"
 	MetricSettleQueue      = "tollgate_tokencount_settle_queue_total"
 	MetricLease            = "tollgate_tokencount_lease_total"
+	MetricUsageRecords     = "tollgate_tokencount_usage_records_total"
 )
 
 // Lease results, for the lease metric: a reservation taken from a budget
@@ -68,6 +70,9 @@ const (
 
 // QueueEvents lists the settle queue events.
 func QueueEvents() []string { return []string{QueueQueued, QueueDelivered, QueueRetried, QueueDropped} }
+
+// UsageRecordsMetric names the usage records counter of a usagelog event.
+func UsageRecordsMetric(event string) string { return MetricUsageRecords + ".event." + event }
 
 // SettleQueueMetric names the settle queue counter of an event.
 func SettleQueueMetric(event string) string { return MetricSettleQueue + ".event." + event }
@@ -233,7 +238,7 @@ func StatsTags() []StatsTag {
 		{Name: "outcome", Regex: stem + `requests_total\.model\.[^.]+\.app\.[^.]+(\.outcome\.([^.]+))$`},
 		{Name: "op", Regex: stem + `keystore_errors_total(\.op\.([^.]+))$`},
 		{Name: "reason", Regex: stem + `usage_violations_total\.model\.[^.]+(\.reason\.([^.]+))$`},
-		{Name: "event", Regex: stem + `settle_queue_total(\.event\.([^.]+))$`},
+		{Name: "event", Regex: stem + `(?:settle_queue|usage_records)_total(\.event\.([^.]+))$`},
 		{Name: "result", Regex: stem + `lease_total(\.result\.([^.]+))$`},
 	}
 }
