@@ -25,21 +25,21 @@ import (
 // (examples/envoy/gateway.yaml: async quota, strict tokencount with leases
 // renewed every 250ms, usage on) with identity from headers instead of
 // apikey, and a smaller usage backlog so that a bounded burst shows loss:
-// at max_batch 50 and the default 1s flush interval the sender before
-// 1b21dae drained 50 records/s per VM, so the worker that served at least
-// half of the burst (3,000 records) overflowed a 2,500-record backlog; the
-// fixed one sends a full batch at every tick (250ms) and the next on each
-// acknowledgement, so its backlog peaks at a tick's worth of requests
-// (~1,200 at 4,600 requests/s, all on one worker).
+// at the default max_batch (200) and flush interval (1s) the sender before
+// 1b21dae drained 200 records/s per VM, so the worker that served at least
+// half of the burst (5,000 records in a few seconds) overflowed a
+// 3,000-record backlog; the fixed one sends a full batch at every tick
+// (250ms) and the next on each acknowledgement, so its backlog peaks near a
+// tick's worth of requests (~1,200 at 4,600 requests/s, all on one worker).
 const loadConfig = `{"quota": {"mode": "async", "key_sources": [{"identity": true}], "async": {"sync_period": "1s"}, ` + keystoreBlock + `,
     "usage": {"enabled": true}},
-  "tokencount": {` + keystoreBlock + `, "default_max_output_tokens": 1024, "strict": {"enabled": true},
+  "tokencount": {"keystore": {"cluster": "keystore", "timeout": "500ms", "token": "` + dataToken + `"}, "default_max_output_tokens": 1024, "strict": {"enabled": true},
     "lease": {"enabled": true, "renew": "250ms", "max": 10000000},
-    "usage": {"enabled": true, "max_batch": 50, "max_backlog": 2500}}}`
+    "usage": {"enabled": true, "max_backlog": 3000}}}`
 
 // Bounds of the burst: loopback only, a few seconds.
 const (
-	loadRequests = 6000
+	loadRequests = 10000
 	loadClients  = 16
 )
 
@@ -89,7 +89,7 @@ func appRequests(t *testing.T, ks *keystoretest.Server, app string) (int64, []by
 	}
 }
 
-// TestNoUsageLostUnderLoad: a burst of 6,000 chat requests from 16 clients
+// TestNoUsageLostUnderLoad: a burst of 10,000 chat requests from 16 clients
 // through the shipped fused chain (suite module, two workers: well above
 // the old sender's records/s per VM) reaches the keystore's analytics
 // exactly once each, as many as the model server served, and the filter's
@@ -166,7 +166,7 @@ func TestNoUsageLostUnderLoad(t *testing.T) {
 	var got int64
 	var body []byte
 	var events map[string]uint64
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)   // room for a few retries' backoff (1s, 2s, 4s…)
 	poll := time.NewTicker(100 * time.Millisecond) // polling the APIs, with a deadline
 	defer poll.Stop()
 	for {
