@@ -367,15 +367,8 @@ func BenchmarkChainMemory(b *testing.B) {
 	up := s.upstreamSpec(b)
 	fused := renderGateway(b, fusedExample, s.keystore.data, up)
 	filters := renderGateway(b, filtersExample, s.keystore.data, up)
-	upstream := []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}}
-	routes := []envoytest.Route{{Prefix: "/", Cluster: "upstream", Timeout: 300 * time.Second}}
 	module := func(file, root, config string) envoytest.Config {
-		return envoytest.Config{Clusters: upstream, Routes: routes, StartTimeout: 3 * time.Minute,
-			Filters: []envoytest.WasmFilter{{Name: root, RootID: root, VMID: root, WasmPath: envoytest.WasmPath(b, file),
-				Configuration: config, AllowOnHeadersStopIteration: true}}}
-	}
-	gateway := func(yaml string) envoytest.Config {
-		return envoytest.Config{YAML: yaml, ListenerName: "gateway", StartTimeout: 3 * time.Minute}
+		return moduleConfig(b, s, 300*time.Second, file, root, config)
 	}
 	type target struct {
 		name string
@@ -395,17 +388,17 @@ func BenchmarkChainMemory(b *testing.B) {
 		}
 	}
 	key := s.keys["bench"]
-	add("bare", envoytest.Config{Clusters: upstream, Routes: routes}, "")
+	add("bare", bareConfig(s, 300*time.Second), "")
 	add("hello", module("hello", "hello", ""), "")
 	add("suite-modelroute", module("tollgate", "modelroute", `{"models":[{"name":"llama-3.1-8b","route":"pool-a"}]}`), "")
-	add("fused-norelease", gateway(withoutRelease(b, fused)), key)
-	add("fused", gateway(fused), key)
+	add("fused-norelease", gatewayConfig(withoutRelease(b, fused)), key)
+	add("fused", gatewayConfig(fused), key)
 	if before := os.Getenv("TOLLGATE_BENCH_BEFORE"); before != "" {
-		add("fused-before", gateway(withModulePath(b, fused, filepath.Join(before, "tollgate.wasm"))), key)
+		add("fused-before", gatewayConfig(withModulePath(b, fused, filepath.Join(before, "tollgate.wasm"))), key)
 	}
-	add("filters", gateway(filters), key)
+	add("filters", gatewayConfig(filters), key)
 	if os.Getenv("TOLLGATE_BENCH_FOUR") == "1" {
-		add("four-modules", gateway(fourModules(b, filters)), key)
+		add("four-modules", gatewayConfig(fourModules(b, filters)), key)
 	}
 
 	reqs := benchRequests()
@@ -441,7 +434,7 @@ func BenchmarkChainMemory(b *testing.B) {
 				}
 				sent += 500
 			}
-			half := (total - sent) / 2
+			half := max((total-sent)/2, conc) // TOLLGATE_BENCH_REQUESTS below the warm-up still loads
 			for _, shape := range []string{"json", "stream"} {
 				if _, err := runLoad(b.Context(), base, tg.key, reqs[shape], half, conc); err != nil {
 					b.Fatalf("%s load: %v", tg.name, err)
@@ -491,26 +484,19 @@ func BenchmarkChainStartup(b *testing.B) {
 	s := startBenchStack(b)
 	up := s.upstreamSpec(b)
 	suiteYAML := renderGateway(b, filtersExample, s.keystore.data, up)
-	upstream := []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}}
-	routes := []envoytest.Route{{Prefix: "/", Cluster: "upstream"}}
 	module := func(file, root, config string) envoytest.Config {
-		return envoytest.Config{Clusters: upstream, Routes: routes, StartTimeout: 3 * time.Minute,
-			Filters: []envoytest.WasmFilter{{Name: root, RootID: root, VMID: root, WasmPath: envoytest.WasmPath(b, file),
-				Configuration: config, AllowOnHeadersStopIteration: true}}}
-	}
-	gateway := func(yaml string) envoytest.Config {
-		return envoytest.Config{YAML: yaml, ListenerName: "gateway", StartTimeout: 3 * time.Minute}
+		return moduleConfig(b, s.stack, 0, file, root, config)
 	}
 	configs := []struct {
 		name string
 		cfg  envoytest.Config
 	}{
-		{"bare", envoytest.Config{Clusters: upstream, Routes: routes}},
+		{"bare", bareConfig(s.stack, 0)},
 		{"hello", module("hello", "hello", "")},
 		{"suite-modelroute", module("tollgate", "modelroute", `{"models":[{"name":"llama-3.1-8b","route":"pool-a"}]}`)},
-		{"fused", gateway(renderGateway(b, fusedExample, s.keystore.data, up))},
-		{"suite", gateway(suiteYAML)},
-		{"four-modules", gateway(fourModules(b, suiteYAML))},
+		{"fused", gatewayConfig(renderGateway(b, fusedExample, s.keystore.data, up))},
+		{"suite", gatewayConfig(suiteYAML)},
+		{"four-modules", gatewayConfig(fourModules(b, suiteYAML))},
 	}
 	starts := benchEnv("TOLLGATE_BENCH_STARTS", 3)
 	median := func(d []time.Duration) time.Duration {
@@ -694,4 +680,27 @@ func runFor(ctx context.Context, base, key string, req request, conc int) (loadR
 		err = fmt.Errorf("not every request succeeded: %v", res.status)
 	}
 	return res, err
+}
+
+// bareConfig is an Envoy without Tollgate in front of the stack's
+// upstream; routeTimeout 0 keeps Envoy's default.
+func bareConfig(s *stack, routeTimeout time.Duration) envoytest.Config {
+	return envoytest.Config{StartTimeout: 3 * time.Minute,
+		Clusters: []envoytest.Cluster{{Name: "upstream", Addr: s.up.srv.Listener.Addr().String()}},
+		Routes:   []envoytest.Route{{Prefix: "/", Cluster: "upstream", Timeout: routeTimeout}}}
+}
+
+// moduleConfig is bareConfig with one Wasm filter: file's module, with
+// root as its root_id and vm_id.
+func moduleConfig(b *testing.B, s *stack, routeTimeout time.Duration, file, root, config string) envoytest.Config {
+	b.Helper()
+	c := bareConfig(s, routeTimeout)
+	c.Filters = []envoytest.WasmFilter{{Name: root, RootID: root, VMID: root, WasmPath: envoytest.WasmPath(b, file),
+		Configuration: config, AllowOnHeadersStopIteration: true}}
+	return c
+}
+
+// gatewayConfig is an Envoy running a rendered gateway configuration.
+func gatewayConfig(yaml string) envoytest.Config {
+	return envoytest.Config{YAML: yaml, ListenerName: "gateway", StartTimeout: 3 * time.Minute}
 }
